@@ -1,0 +1,3 @@
+from connbench.cli import main
+
+main()

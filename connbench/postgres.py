@@ -1,0 +1,494 @@
+"""A PostgreSQL to benchmark against, behind one context manager, whatever the backend.
+
+Backends (the ``--postgres`` value):
+
+- ``embedded`` (default): the binaries bundled in the ``pgserver`` wheel, so pip is all a fresh
+  machine needs.
+- ``local``: ``initdb``/``postgres`` found on PATH or in the usual install directories.
+- ``docker[:IMAGE]``: a container through testcontainers, when a Docker engine answers.
+- ``postgresql://...``: an existing server. connbench creates its own uniquely named table
+  there, touches nothing else, and drops that table on the way out.
+
+Throwaway servers (embedded, local) live in a temp directory that is removed afterwards and
+listen on 127.0.0.1 (and a socket in that directory) only, with SCRAM password auth and a random
+password that is never printed. PostgreSQL refuses to run as root, so as root they run as an
+unprivileged OS user (``postgres`` if it exists, else a ``connbench`` system user we create).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from connbench import procs, tempdirs
+from connbench.errors import BadInput, MissingDependency, PostgresError, ProcessError
+
+READY_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5
+DEFAULT_TABLE = "visits"
+DEFAULT_DOCKER_IMAGE = "postgres:16-alpine"
+APP_NAME = "connbench-app"  # application_name the apps use; the sampler counts by it
+SETTINGS_RECORDED = (
+    "max_connections",
+    "shared_buffers",
+    "fsync",
+    "synchronous_commit",
+    "wal_level",
+    "max_wal_size",
+    "password_encryption",
+)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A parsed ``--postgres`` value."""
+
+    kind: str  # embedded | local | docker | external
+    image: str | None = None
+    dsn: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "docker":
+            return f"docker:{self.image}"
+        if self.kind == "external":
+            return "external"
+        return self.kind
+
+
+def parse_backend(value: str) -> Backend:
+    """Parse a ``--postgres`` value; raises :class:`BadInput` with the accepted forms."""
+    value = value.strip()
+    if value in ("embedded", "local"):
+        return Backend(value)
+    if value == "docker" or value.startswith("docker:"):
+        image = value.partition(":")[2] or DEFAULT_DOCKER_IMAGE
+        return Backend("docker", image=image)
+    if value.startswith(("postgresql://", "postgres://")) or "=" in value:
+        try:
+            conninfo_to_dict(value)
+        except psycopg.ProgrammingError as exc:
+            raise BadInput(f"--postgres: not a valid connection string: {exc}") from None
+        return Backend("external", dsn=value)
+    raise BadInput(
+        f"--postgres: unknown backend {value!r}; expected embedded, local, docker[:IMAGE] "
+        "or a postgresql:// DSN"
+    )
+
+
+def redact(dsn: str) -> str:
+    """The DSN as ``postgresql://user@host:port/dbname``, without password or other secrets."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparseable)"
+    user = str(params.get("user") or "")
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    db = str(params.get("dbname") or user)
+    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{db}"
+
+
+@dataclass
+class Postgres:
+    """A running server and the table the benchmark writes to."""
+
+    backend: str
+    dsn: str = field(repr=False)  # holds the password: never print it, never save it
+    table: str
+    bindir: Path | None = None
+    server_pid: int | None = None
+    version: str = ""
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def display_dsn(self) -> str:
+        return redact(self.dsn)
+
+    def app_dsn(self) -> str:
+        """The DSN the apps use: tagged so the sampler can tell their sessions apart."""
+        return make_conninfo(self.dsn, application_name=APP_NAME)
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            self.dsn, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True, **kwargs
+        )
+
+    def _using(
+        self, conn: psycopg.Connection[Any] | None
+    ) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return nullcontext(conn) if conn is not None else self.connect()
+
+    def reset_table(self, conn: psycopg.Connection[Any] | None = None) -> None:
+        """Empty the visits table (between strategies), on ``conn`` or a new connection."""
+        with self._using(conn) as c:
+            c.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(sql.Identifier(self.table)))
+
+    def count_rows(self, conn: psycopg.Connection[Any] | None = None) -> int:
+        with self._using(conn) as c:
+            row = c.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(self.table))
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def describe(self) -> None:
+        """Fill ``version`` and ``settings`` from the server."""
+        with self.connect() as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            self.version = str(row[0]) if row else ""
+            rows = conn.execute(
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+                [list(SETTINGS_RECORDED)],
+            ).fetchall()
+            self.settings = {str(name): str(value) for name, value in rows}
+
+
+def _create_table(pg: Postgres) -> None:
+    with pg.connect() as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "id bigserial PRIMARY KEY, timestamp timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(pg.table))
+        )
+
+
+@contextmanager
+def start(
+    backend: Backend, *, settings: Mapping[str, str] | None = None, workdir: Path | None = None
+) -> Iterator[Postgres]:
+    """Start (or reach) a server, create the table, yield; tear everything down on exit.
+
+    ``settings`` are server settings (``max_connections`` ...) for the servers connbench starts;
+    an external server's are recorded, not changed. Raises :class:`MissingDependency` when the
+    backend's binaries or engine are missing, :class:`BadInput` for an unreachable DSN and
+    :class:`PostgresError` when a server does not come up (with its log tail).
+    """
+    settings = dict(settings or {})
+    if backend.kind == "external":
+        assert backend.dsn is not None
+        with _external(backend.dsn, settings) as pg:
+            yield pg
+        return
+    if backend.kind == "docker":
+        with _docker(backend.image or DEFAULT_DOCKER_IMAGE, settings) as pg:
+            yield pg
+        return
+    bindir = embedded_bindir() if backend.kind == "embedded" else local_bindir()
+    with _cluster(backend.kind, bindir, settings, workdir) as pg:
+        yield pg
+
+
+# --- embedded and local: one code path, two sources of binaries ---------------------------
+
+
+def embedded_bindir() -> Path:
+    # Locate the bundled binaries without importing pgserver: its import has side effects
+    # (lock files, a server registry) that connbench does not use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependency(
+            "embedded: the pgserver package is not installed (pip install pgserver)"
+        )
+    bindir = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    if not (bindir / "postgres").exists():
+        raise MissingDependency(f"embedded: no postgres binary in {bindir}; reinstall pgserver")
+    return bindir
+
+
+LOCAL_SEARCH = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/local/pgsql/bin",
+    "/opt/homebrew/opt/postgresql*/bin",
+)
+
+
+def local_bindir(path: str | None = None, search: tuple[str, ...] = LOCAL_SEARCH) -> Path:
+    """The directory holding ``initdb`` and ``postgres``: PATH first, then the usual places."""
+    found = shutil.which("initdb", path=path)
+    if found:
+        bindir = Path(found).resolve().parent
+        if (bindir / "postgres").exists():
+            return bindir
+    candidates: list[Path] = []
+    for pattern in search:
+        candidates.extend(Path("/").glob(pattern.lstrip("/")))
+
+    def version_key(p: Path) -> tuple[int, ...]:
+        digits = [int(part) for part in p.parts if part.isdigit()]
+        return tuple(digits) or (0,)
+
+    for bindir in sorted(candidates, key=version_key, reverse=True):
+        if (bindir / "initdb").exists() and (bindir / "postgres").exists():
+            return bindir
+    raise MissingDependency(
+        "local: no PostgreSQL binaries (initdb, postgres) on PATH or in "
+        "/usr/lib/postgresql/*/bin; install PostgreSQL or use --postgres embedded"
+    )
+
+
+def _os_user() -> str | None:
+    """The unprivileged OS user to run postgres as, or None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    wanted = os.environ.get("CONNBENCH_PG_OS_USER")
+    for name in [wanted] if wanted else ["postgres", "connbench"]:
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    if wanted:
+        raise MissingDependency(f"CONNBENCH_PG_OS_USER={wanted}: no such OS user")
+    result = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "connbench"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise MissingDependency(
+            "PostgreSQL refuses to run as root and no 'postgres' OS user exists; create one "
+            f"or set CONNBENCH_PG_OS_USER (useradd said: {result.stderr.strip()})"
+        )
+    return "connbench"
+
+
+def _usable_by(bindir: Path, user: str | None) -> bool:
+    try:
+        result = procs.run_to_end([str(bindir / "postgres"), "--version"], user=user, timeout_s=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0
+
+
+def _writable_by(path: Path, user: str) -> bool:
+    return procs.run_to_end(["test", "-w", str(path)], user=user).returncode == 0
+
+
+def _run_as(argv: list[str], user: str | None, what: str) -> None:
+    result = procs.run_to_end(argv, user=user)
+    if result.returncode != 0:
+        tail = result.stdout.strip().splitlines()[-15:]
+        raise PostgresError(f"{what} failed (exit {result.returncode})\n" + "\n".join(tail))
+
+
+@contextmanager
+def _cluster(
+    kind: str, bindir: Path, settings: Mapping[str, str], workdir: Path | None
+) -> Iterator[Postgres]:
+    user = _os_user()
+    with ExitStack() as stack:
+        tmp = tempdirs.make("pg", workdir)
+        stack.callback(tempdirs.remove, tmp)
+        tmp.chmod(0o755)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(tmp, entry.pw_uid, entry.pw_gid)
+            if not _writable_by(tmp, user) and workdir is None:
+                # $TMPDIR sits where `user` cannot reach (under a 0700 directory, say).
+                tmp = tempdirs.make("pg", "/tmp")
+                stack.callback(tempdirs.remove, tmp)
+                tmp.chmod(0o755)
+                os.chown(tmp, entry.pw_uid, entry.pw_gid)
+            if not _writable_by(tmp, user):
+                raise PostgresError(f"{kind}: OS user {user!r} cannot write to {tmp}")
+            if not _usable_by(bindir, user):
+                # The install sits where `user` cannot reach (a venv under /root, say):
+                # run a private copy instead of widening anyone's permissions.
+                copy = tmp / "pginstall"
+                shutil.copytree(bindir.parent, copy, symlinks=True)
+                bindir = copy / bindir.name
+        if not _usable_by(bindir, user):
+            raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
+
+        password = secrets.token_urlsafe(24)
+        pwfile = tmp / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if user is not None:
+            os.chown(pwfile, pwd.getpwnam(user).pw_uid, -1)
+        data = tmp / "data"
+        _run_as(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "connbench",
+                "--pwfile",
+                str(pwfile),
+                "--auth",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            user,
+            f"{kind}: initdb",
+        )
+        pwfile.unlink()
+
+        sockdir = tmp / "sock"
+        sockdir.mkdir()
+        if user is not None:
+            os.chown(sockdir, pwd.getpwnam(user).pw_uid, -1)
+        options = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(sockdir)}
+        options.update(settings)
+        argv = [str(bindir / "postgres"), "-D", str(data)]
+        port = procs.free_port()
+        argv += ["-p", str(port)]
+        for name, value in options.items():
+            argv += ["-c", f"{name}={value}"]
+        log_path = tmp / "postgres.log"
+        log_path.touch()
+        if user is not None:
+            os.chown(log_path, pwd.getpwnam(user).pw_uid, -1)
+        proc = stack.enter_context(
+            procs.managed(
+                argv,
+                name="postgres",
+                log_path=log_path,
+                env=procs.child_env({}),
+                cwd=tmp,
+                user=user,
+                # SIGINT is postgres' "fast" shutdown: roll back, disconnect, exit.
+                stop_signal=signal.SIGINT,
+            )
+        )
+        admin_dsn = make_conninfo(
+            host="127.0.0.1", port=port, user="connbench", password=password, dbname="postgres"
+        )
+
+        def accepting() -> bool:
+            try:
+                psycopg.connect(admin_dsn, connect_timeout=1).close()
+            except psycopg.OperationalError:
+                return False
+            return True
+
+        try:
+            procs.wait_until(
+                accepting,
+                what=f"{kind} postgres on 127.0.0.1:{port}",
+                timeout_s=READY_TIMEOUT_S,
+                proc=proc,
+                log_path=log_path,
+            )
+        except ProcessError as exc:
+            raise PostgresError(str(exc)) from None
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE connbench")
+        pg = Postgres(
+            backend=kind,
+            dsn=make_conninfo(admin_dsn, dbname="connbench"),
+            table=DEFAULT_TABLE,
+            bindir=bindir,
+            server_pid=proc.pid,
+        )
+        _create_table(pg)
+        pg.describe()
+        yield pg
+
+
+# --- docker --------------------------------------------------------------------------------
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers a ping."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False  # the usual case here; docker-py would leak sockets finding that out
+    try:
+        import docker
+    except ImportError:  # pragma: no cover - testcontainers brings it
+        return False
+    try:
+        client = docker.from_env()
+    except Exception:  # noqa: BLE001 - any failure means "no engine here"
+        return False
+    try:
+        client.ping()
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        client.close()
+    return True
+
+
+@contextmanager
+def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
+    if not docker_available():
+        raise MissingDependency(
+            "docker: no Docker engine answers; start one or use --postgres embedded"
+        )
+    try:  # testcontainers >= 4.14 moved the module
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # pragma: no cover
+        from testcontainers.postgres import PostgresContainer
+    password = secrets.token_urlsafe(24)
+    command = "postgres " + " ".join(f"-c {k}={v}" for k, v in settings.items())
+    container = PostgresContainer(
+        image, username="connbench", password=password, dbname="connbench", driver=None
+    )
+    container.with_command(command.strip())
+    # Publish on loopback only, never on all interfaces.
+    container.with_kwargs(ports={"5432/tcp": ("127.0.0.1", None)})
+    try:
+        container.start()
+    except Exception as exc:  # noqa: BLE001
+        container.stop()
+        raise PostgresError(f"docker: {image} did not start: {exc}") from None
+    try:
+        dsn = make_conninfo(
+            host="127.0.0.1",
+            port=container.get_exposed_port(5432),
+            user="connbench",
+            password=password,
+            dbname="connbench",
+        )
+        pg = Postgres(backend=f"docker:{image}", dsn=dsn, table=DEFAULT_TABLE)
+        _create_table(pg)
+        pg.describe()
+        yield pg
+    finally:
+        container.stop()
+
+
+# --- external ------------------------------------------------------------------------------
+
+
+@contextmanager
+def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
+    if settings:
+        raise BadInput(
+            "server settings (" + ", ".join(settings) + ") cannot be changed on an external server"
+        )
+    table = f"connbench_visits_{secrets.token_hex(4)}"
+    pg = Postgres(backend="external", dsn=dsn, table=table)
+    try:
+        pg.connect().close()
+    except psycopg.OperationalError as exc:
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise BadInput(f"cannot connect to {pg.display_dsn}: {reason}") from None
+    _create_table(pg)
+    try:
+        pg.describe()
+        yield pg
+    finally:
+        # Only what we created; never anything else in the user's database.
+        with pg.connect() as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))

@@ -1,0 +1,199 @@
+"""Managed subprocesses: own process group, log file, readiness deadline, TERM then KILL.
+
+Every child connbench starts goes through :func:`managed`, so that however the parent leaves
+the ``with`` block (normal exit, exception, Ctrl-C) the whole process group is stopped and
+waited for. Children also get a parent-death signal, so a parent killed with SIGKILL does not
+leave them running.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from connbench.errors import ProcessError
+
+_PR_SET_PDEATHSIG = 1
+LOG_TAIL_LINES = 20
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:  # noqa: BLE001 - best effort, Linux only
+        pass
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file, or a note that there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = text.strip().splitlines()[-lines:]
+    return "\n".join(tail) if tail else "(log is empty)"
+
+
+def bind_loopback() -> socket.socket:
+    """A TCP socket bound to a free port on 127.0.0.1 (the caller owns and closes it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (for servers that must bind themselves)."""
+    with bind_loopback() as sock:
+        return int(sock.getsockname()[1])
+
+
+def child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """An explicit environment for a child: the basics from ours plus ``extra``."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "TZ")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(extra)
+    return env
+
+
+def stop_group(
+    proc: subprocess.Popen[bytes], first_signal: int = signal.SIGTERM, timeout_s: float = 10.0
+) -> None:
+    """Stop ``proc``'s whole process group: ``first_signal``, wait, SIGKILL, wait.
+
+    Idempotent; never raises for a process that has already gone.
+    """
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = None
+    if proc.poll() is None and pgid is not None:
+        _signal_group(pgid, first_signal)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+    if pgid is not None:
+        # Stragglers in the group (uvicorn workers, postgres backends) get no second chance.
+        _signal_group(pgid, signal.SIGKILL)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:  # pragma: no cover - unkillable process
+        pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@contextmanager
+def managed(
+    argv: Sequence[str],
+    *,
+    name: str,
+    log_path: Path,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    user: str | None = None,
+    pass_fds: Sequence[int] = (),
+    stop_signal: int = signal.SIGTERM,
+    stop_timeout_s: float = 10.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` in its own session with output in ``log_path``; stop it on exit.
+
+    Raises :class:`ProcessError` (with the log tail) when the program cannot be started.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        # The parent-death signal fires when the *thread* that forked exits.
+        raise RuntimeError("managed() must be called from the main thread")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=cwd,
+                user=user,
+                start_new_session=True,
+                pass_fds=tuple(pass_fds),
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            raise ProcessError(f"could not start {name} ({argv[0]}): {exc.strerror}") from None
+    try:
+        yield proc
+    finally:
+        stop_group(proc, stop_signal, stop_timeout_s)
+
+
+def run_to_end(
+    argv: Sequence[str], *, user: str | None = None, timeout_s: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run a short-lived command in its own process group and capture its output.
+
+    If anything interrupts the wait (Ctrl-C, timeout), the whole group is killed and reaped
+    before the exception goes on: a killed ``initdb`` must not leave its ``postgres --boot``
+    child writing into a directory we are about to remove.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        user=user,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except BaseException:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    timeout_s: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+    interval_s: float = 0.05,
+) -> None:
+    """Poll ``ready()`` until it returns True.
+
+    Raises :class:`ProcessError` naming ``what``, the time waited and the log tail when the
+    deadline passes or ``proc`` exits first.
+    """
+    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    while True:
+        if proc is not None and proc.poll() is not None:
+            tail = log_tail(log_path) if log_path else ""
+            raise ProcessError(
+                f"{what}: process exited with code {proc.returncode} before it was ready\n{tail}"
+            )
+        if ready():
+            return
+        if time.monotonic() >= deadline:
+            tail = log_tail(log_path) if log_path else ""
+            waited = time.monotonic() - started
+            raise ProcessError(f"{what}: not ready after {waited:.1f} s\n{tail}")
+        time.sleep(interval_s)

@@ -1,0 +1,132 @@
+"""The PostgreSQL backends, each against a real server."""
+
+import os
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from connbench import postgres
+from connbench.errors import BadInput, MissingDependency
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("embedded", "embedded"),
+        ("local", "local"),
+        ("docker", "docker"),
+        ("docker:postgres:15", "docker"),
+        ("postgresql://u@localhost/db", "external"),
+        ("host=localhost dbname=x", "external"),
+    ],
+)
+def test_parse_backend(value: str, kind: str) -> None:
+    assert postgres.parse_backend(value).kind == kind
+    assert postgres.parse_backend("docker:postgres:15").image == "postgres:15"
+
+
+def test_redact_hides_password() -> None:
+    shown = postgres.redact("postgresql://bob:s3cret@db.example:6432/app?sslmode=require")
+    assert shown == "postgresql://bob@db.example:6432/app"
+    assert "s3cret" not in postgres.redact("host=h user=bob password=s3cret dbname=app")
+
+
+def test_embedded_server_is_loopback_only_and_settings_apply() -> None:
+    with postgres.start(
+        postgres.parse_backend("embedded"), settings={"max_connections": "25"}
+    ) as pg:
+        assert pg.settings["max_connections"] == "25"
+        with pg.connect() as conn:
+            row = conn.execute("SHOW listen_addresses").fetchone()
+            assert row is not None and row[0] == "127.0.0.1"
+            row = conn.execute("SHOW data_directory").fetchone()
+            assert row is not None
+            datadir = row[0]
+        assert os.path.isdir(datadir)
+        pid = pg.server_pid
+    assert not os.path.exists(os.path.dirname(datadir)), "temp dir left behind"
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_local_backend_uses_binaries_on_path() -> None:
+    try:
+        postgres.local_bindir()
+    except MissingDependency as exc:
+        pytest.skip(f"no local PostgreSQL binaries: {exc}")
+    with postgres.start(postgres.parse_backend("local")) as pg:
+        assert pg.backend == "local"
+        assert pg.count_rows() == 0
+
+
+def test_local_backend_without_binaries_says_so(tmp_path: Path) -> None:
+    with pytest.raises(MissingDependency, match="local: no PostgreSQL binaries"):
+        postgres.local_bindir(path=str(tmp_path), search=())
+
+
+def test_external_touches_only_its_own_table(pg: postgres.Postgres) -> None:
+    with pg.connect() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS users_data (id int)")
+        conn.execute("INSERT INTO users_data VALUES (1)")
+    with postgres.start(postgres.parse_backend(pg.dsn)) as ext:
+        assert ext.backend == "external"
+        assert ext.table.startswith("connbench_visits_")
+        with ext.connect() as conn:
+            conn.execute(
+                psycopg.sql.SQL("INSERT INTO {} DEFAULT VALUES").format(
+                    psycopg.sql.Identifier(ext.table)
+                )
+            )
+        assert ext.count_rows() == 1
+        assert ext.version == pg.version
+    with pg.connect() as conn:
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        }
+        assert not any(t.startswith("connbench_visits_") for t in tables)
+        row = conn.execute("SELECT count(*) FROM users_data").fetchone()
+        assert row is not None and row[0] == 1
+        conn.execute("DROP TABLE users_data")
+
+
+def test_unreachable_dsn_is_bad_input_without_password() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        dsn = f"postgresql://bob:hunter2@127.0.0.1:{port}/app"
+        with pytest.raises(BadInput) as info, postgres.start(postgres.parse_backend(dsn)):
+            pass
+    message = str(info.value)
+    assert message.startswith(f"cannot connect to postgresql://bob@127.0.0.1:{port}/app")
+    assert "hunter2" not in message
+
+
+def test_external_rejects_server_settings(pg: postgres.Postgres) -> None:
+    with (
+        pytest.raises(BadInput, match="cannot be changed on an external server"),
+        postgres.start(postgres.parse_backend(pg.dsn), settings={"max_connections": "10"}),
+    ):
+        pass
+
+
+@pytest.mark.docker
+def test_docker_backend() -> None:
+    if not postgres.docker_available():
+        pytest.skip("no Docker engine answers here")
+    with postgres.start(postgres.parse_backend("docker:postgres:16-alpine")) as pg:
+        assert pg.version.startswith("16")
+        assert pg.count_rows() == 0
+
+
+def test_docker_without_engine_is_one_clear_error() -> None:
+    if postgres.docker_available():
+        pytest.skip("a Docker engine answers here")
+    with pytest.raises(MissingDependency, match="docker: no Docker engine answers"):
+        with postgres.start(postgres.parse_backend("docker")):
+            pass
