@@ -1,0 +1,70 @@
+"""One FastAPI app per connection strategy; each module holds exactly its pattern.
+
+``STRATEGIES`` maps the public name (part of connbench's interface) to the module that
+uvicorn serves and a one-line description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    module: str
+    summary: str
+    pooled: bool  # holds connections across requests (vs. one server session per request)
+
+    @property
+    def app_path(self) -> str:
+        return f"connbench.apps.{self.module}:app"
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in [
+        Strategy(
+            "connect",
+            "connect",
+            "path operation opens a connection, commits, rolls back on error, closes in finally",
+            pooled=False,
+        ),
+        Strategy(
+            "context",
+            "context",
+            "path operation uses `async with await AsyncConnection.connect(...)`",
+            pooled=False,
+        ),
+        Strategy(
+            "depends",
+            "depends",
+            "a dependency returns a new connection; the path operation commits and closes it",
+            pooled=False,
+        ),
+        Strategy(
+            "yield",
+            "yield_",
+            "a dependency with yield opens a connection; commit / rollback / close after yield",
+            pooled=False,
+        ),
+        Strategy(
+            "yield-context",
+            "yield_context",
+            "a dependency yields inside the connection's context manager (commits late)",
+            pooled=False,
+        ),
+        Strategy(
+            "pool",
+            "pool",
+            "AsyncConnectionPool opened in the lifespan; a dependency yields pool.connection()",
+            pooled=True,
+        ),
+        Strategy(
+            "pool-unused",
+            "pool_unused",
+            "the common mistake: a pool is opened in the lifespan, yet each request connects",
+            pooled=False,
+        ),
+    ]
+}

@@ -1,0 +1,66 @@
+"""What every strategy app shares, so that each app file shows only its own pattern.
+
+- Settings come from the environment that connbench gives the uvicorn process.
+- ``GET /health`` answers without touching the database (readiness only).
+- A database error becomes a JSON 503 naming its SQLSTATE, so the load generator can count
+  "too many clients" apart from other failures instead of seeing an anonymous 500.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from psycopg import sql
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+VISITS_TABLE = os.environ.get("CONNBENCH_TABLE", "visits")
+# psycopg_pool's own defaults: min_size=4, max_size=min_size.
+POOL_MIN = int(os.environ.get("CONNBENCH_POOL_MIN") or 4)
+POOL_MAX = int(os.environ.get("CONNBENCH_POOL_MAX") or POOL_MIN)
+
+INSERT_VISIT = sql.SQL("INSERT INTO {} DEFAULT VALUES").format(sql.Identifier(VISITS_TABLE))
+VISIT_LOGGED = {"message": "Visit logged"}
+
+
+def add_health_and_errors(app: FastAPI) -> None:
+    """Add ``/health`` and the database-error handler to ``app``."""
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(psycopg.Error)
+    async def database_error(request: Request, exc: psycopg.Error) -> JSONResponse:
+        sqlstate = sqlstate_of(exc)
+        try:
+            name = psycopg.errors.lookup(sqlstate).__name__ if sqlstate else type(exc).__name__
+        except KeyError:
+            name = type(exc).__name__
+        return JSONResponse(
+            status_code=503,
+            content={"error": "database", "sqlstate": sqlstate, "name": name},
+        )
+
+
+# A failed *connection* carries no SQLSTATE in psycopg (the server's FATAL arrives before a
+# session exists), so the best-known ones are recognised by the server's message.
+_CONNECT_FAILURES = {
+    "too many clients": "53300",
+    "remaining connection slots are reserved": "53300",
+    "the database system is starting up": "57P03",
+    "the database system is shutting down": "57P01",
+    "the database system is in recovery mode": "57P03",
+}
+
+
+def sqlstate_of(exc: psycopg.Error) -> str | None:
+    if exc.sqlstate:
+        return exc.sqlstate
+    message = str(exc)
+    for needle, sqlstate in _CONNECT_FAILURES.items():
+        if needle in message:
+            return sqlstate
+    return None
