@@ -1,0 +1,498 @@
+"""The load generator: closed-loop HTTP load at a fixed concurrency.
+
+On a 2-core machine the generator shares the CPU with the app and Postgres, so its cost per
+request is part of what it measures. Three engines, cheapest first:
+
+- ``httptools`` (default): wrk's design in Python. Each of ``concurrency`` slots owns one
+  keep-alive connection and is driven by protocol callbacks: the reply is parsed by httptools
+  (the parser uvicorn uses) and the next request is written from the callback that completes
+  the last one, with no coroutine, future or timer per request.
+- ``aiohttp``: a shared ``ClientSession``; about 3x the CPU per request of the above.
+- ``httpx``: a shared ``AsyncClient``, the design's client API. It saturates a core at about a
+  quarter of wrk's throughput on the pool app and inflates p99 many-fold, so it is kept to
+  show that, and connbench uses httpx everywhere outside the hot loop.
+
+``make fidelity`` measures all three against wrk (figures in the README).
+
+Requests count in the measured window when they *complete* inside it (as wrk counts); those
+in flight at its end are awaited, not cancelled, so every row the app inserts is matched by a
+response we saw. Latency percentiles come from an HDR histogram in microseconds, built after
+the run from raw samples so that its bookkeeping stays off the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from array import array
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import aiohttp
+import httptools
+import httpx
+from hdrh.histogram import HdrHistogram
+
+LATENCY_MIN_US = 1
+LATENCY_MAX_US = 3_600_000_000  # an hour: anything slower is clamped, never dropped
+LATENCY_DIGITS = 3
+SERIES_DIGITS = 2  # per-second histograms: coarser, they only feed the charts
+PROGRESS_INTERVAL_S = 0.25
+SWEEP_INTERVAL_S = 0.05
+ENGINES = ("httptools", "aiohttp", "httpx")
+
+
+def new_histogram(digits: int = LATENCY_DIGITS) -> HdrHistogram:
+    return HdrHistogram(LATENCY_MIN_US, LATENCY_MAX_US, digits)
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    concurrency: int
+    duration_s: float
+    warmup_s: float
+    timeout_s: float
+    engine: str = "httptools"
+
+
+@dataclass
+class Second:
+    """One second of the measured window."""
+
+    ok: int = 0
+    errors: int = 0
+    histogram: HdrHistogram = field(default_factory=lambda: new_histogram(SERIES_DIGITS))
+
+
+@dataclass
+class RawLoad:
+    """What the generator saw. Window figures exclude warm-up and drain; ``all_*`` do not."""
+
+    config: LoadConfig
+    histogram: HdrHistogram
+    ok: int = 0
+    errors_by_kind: Counter[str] = field(default_factory=Counter)
+    all_ok: int = 0
+    all_sent: int = 0
+    all_errors_by_kind: Counter[str] = field(default_factory=Counter)
+    window_s: float = 0.0
+    cpu_process_s: float = 0.0  # the whole connbench process during the window
+    cpu_loop_s: float = 0.0  # the event-loop thread alone: the generator's bottleneck
+    seconds: list[Second] = field(default_factory=list)
+    window_start_ns: int = 0  # time.perf_counter_ns() at the window's edges
+    window_end_ns: int = 0
+    interrupted: bool = False  # stopped early: the window ends where it stopped
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_kind.values())
+
+    @property
+    def cpu_percent(self) -> float:
+        return 100.0 * self.cpu_process_s / self.window_s if self.window_s else 0.0
+
+    @property
+    def loop_cpu_percent(self) -> float:
+        return 100.0 * self.cpu_loop_s / self.window_s if self.window_s else 0.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # warmup | measure | drain
+    elapsed_s: float
+    ok: int
+    errors: int
+
+
+def classify(status: int, body: bytes) -> str:
+    """The error kind for a non-2xx response: the database's SQLSTATE when the app names it."""
+    if status == 503 and body:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and payload.get("error") == "database":
+            return f"db:{payload.get('name') or payload.get('sqlstate') or 'unknown'}"
+    return f"http_{status}"
+
+
+Requester = Callable[[], Awaitable[tuple[int, bytes]]]
+
+
+class _Aborted(Exception):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+class _Window:
+    """The run's clock and tally, shared by every engine.
+
+    ``accepting()`` says whether a new request may start; ``done()`` records one that ended.
+    """
+
+    def __init__(self, config: LoadConfig, stop: asyncio.Event) -> None:
+        self.clock = time.perf_counter_ns
+        self.t0 = self.clock()
+        self.start_ns = self.t0 + int(config.warmup_s * 1e9)
+        self.end_ns = self.start_ns + int(config.duration_s * 1e9)
+        self.stop = stop
+        self.sent = 0
+        self.ok = 0
+        self.errors: Counter[str] = Counter()
+        self.latencies_us = array("q")
+        self.offsets_ns = array("q")  # completion time since the window's start
+        self.window_errors: list[tuple[int, str]] = []
+
+    def accepting(self) -> bool:
+        return self.clock() < self.end_ns and not self.stop.is_set()
+
+    def done(self, start: int, end: int, kind: str | None) -> None:
+        in_window = self.start_ns <= end < self.end_ns
+        if kind is None:
+            self.ok += 1
+            if in_window:
+                self.latencies_us.append((end - start) // 1000)
+                self.offsets_ns.append(end - self.start_ns)
+        else:
+            self.errors[kind] += 1
+            if in_window:
+                self.window_errors.append((end - self.start_ns, kind))
+
+    def cut(self) -> None:
+        """End the window now (an interrupt): later responses belong to the drain."""
+        self.end_ns = min(self.end_ns, self.clock())
+
+
+# --- the httptools engine: callbacks, one keep-alive connection per slot --------------------
+
+
+class _Connection(asyncio.Protocol):
+    """Transport events for one connection, forwarded to its slot."""
+
+    def __init__(self, slot: _Slot) -> None:
+        self.slot = slot
+        self.parser = httptools.HttpResponseParser(self)
+        self.body = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.slot.failed(self, "protocol_error")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.slot.failed(self, "disconnected")
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        body = bytes(self.body)
+        self.body.clear()
+        self.slot.replied(
+            self, self.parser.get_status_code(), body, self.parser.should_keep_alive()
+        )
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Slot:
+    """One closed-loop user: send, wait for the reply, send again, until the window closes."""
+
+    def __init__(
+        self, window: _Window, target: tuple[str, int], payload: bytes, timeout_s: float
+    ) -> None:
+        self.window = window
+        self.target = target
+        self.payload = payload
+        self.timeout_s = timeout_s
+        self.loop = asyncio.get_running_loop()
+        self.conn: _Connection | None = None
+        self.started = 0  # perf_counter_ns of the request in flight; 0 when none is
+        self.deadline = math.inf  # loop.time() by which it must complete
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+
+    def begin(self) -> None:
+        self.next()
+
+    def next(self) -> None:
+        window = self.window
+        if not window.accepting():
+            self.finish()
+            return
+        window.sent += 1
+        self.started = window.clock()
+        self.deadline = self.loop.time() + self.timeout_s
+        if self.conn is None or self.conn.transport is None or self.conn.transport.is_closing():
+            self.loop.create_task(self._connect_and_send())
+        else:
+            self.conn.transport.write(self.payload)
+
+    async def _connect_and_send(self) -> None:
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _Connection(self), *self.target),
+                self.timeout_s,
+            )
+        except TimeoutError:
+            self._end("timeout")
+        except ConnectionRefusedError:
+            self._end("connect_refused")
+        except OSError:
+            self._end("connect_error")
+        else:
+            self.conn = conn
+            assert conn.transport is not None
+            conn.transport.write(self.payload)
+
+    def replied(self, conn: _Connection, status: int, body: bytes, keep_alive: bool) -> None:
+        if conn is not self.conn or not self.started:
+            return
+        if not keep_alive:
+            self.drop()
+        self._end(None if 200 <= status < 300 else classify(status, body))
+
+    def failed(self, conn: _Connection, kind: str) -> None:
+        if conn is not self.conn:
+            return
+        self.drop()
+        if self.started:
+            self._end(kind)
+
+    def expire(self, now: float) -> None:
+        if self.started and now >= self.deadline:
+            self.drop()
+            self._end("timeout")
+
+    def drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+    def _end(self, kind: str | None) -> None:
+        started, self.started, self.deadline = self.started, 0, math.inf
+        self.window.done(started, self.window.clock(), kind)
+        self.next()
+
+    def finish(self) -> None:
+        self.drop()
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
+async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    payload = (
+        f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: connbench\r\n"
+        "Accept: */*\r\n\r\n"
+    ).encode()
+    address = (parts.hostname or "127.0.0.1", parts.port or 80)
+    slots = [_Slot(window, address, payload, config.timeout_s) for _ in range(config.concurrency)]
+    loop = asyncio.get_running_loop()
+
+    async def sweep() -> None:
+        # One timer for every slot instead of one per request: a request times out within
+        # timeout_s + the sweep interval.
+        while True:
+            await asyncio.sleep(min(SWEEP_INTERVAL_S, config.timeout_s / 10))
+            now = loop.time()
+            for slot in slots:
+                slot.expire(now)
+
+    sweeper = asyncio.create_task(sweep())
+    try:
+        for slot in slots:
+            slot.begin()
+        await asyncio.gather(*(slot.finished for slot in slots))
+    finally:
+        sweeper.cancel()
+        for slot in slots:
+            slot.drop()
+
+
+# --- the coroutine engines: a worker task per slot around a shared client -------------------
+
+
+def _aiohttp_requester(session: aiohttp.ClientSession, url: str) -> Requester:
+    async def request() -> tuple[int, bytes]:
+        try:
+            async with session.get(url) as resp:
+                return resp.status, await resp.read()
+        except TimeoutError:
+            raise _Aborted("timeout") from None
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            raise _Aborted("connect_refused" if refused else "connect_error") from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            raise _Aborted("disconnected") from None
+        except aiohttp.ClientError:
+            raise _Aborted("client_error") from None
+
+    return request
+
+
+def _httpx_requester(client: httpx.AsyncClient, url: str) -> Requester:
+    async def request() -> tuple[int, bytes]:
+        try:
+            resp = await client.get(url)
+            return resp.status_code, resp.content
+        except httpx.TimeoutException:
+            raise _Aborted("timeout") from None
+        except httpx.ConnectError:
+            raise _Aborted("connect_refused") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            raise _Aborted("disconnected") from None
+        except httpx.HTTPError:
+            raise _Aborted("client_error") from None
+
+    return request
+
+
+async def _run_workers(request: Requester, config: LoadConfig, window: _Window) -> None:
+    async def worker() -> None:
+        clock = window.clock
+        while window.accepting():
+            window.sent += 1
+            start = clock()
+            kind: str | None = None
+            try:
+                status, body = await request()
+                if not 200 <= status < 300:
+                    kind = classify(status, body)
+            except _Aborted as aborted:
+                kind = aborted.kind
+            window.done(start, clock(), kind)
+
+    await asyncio.gather(*(worker() for _ in range(config.concurrency)))
+
+
+async def _run_engine(url: str, config: LoadConfig, window: _Window) -> None:
+    if config.engine == "httptools":
+        await _run_httptools(url, config, window)
+    elif config.engine == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+        timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        ) as session:
+            await _run_workers(_aiohttp_requester(session, url), config, window)
+    elif config.engine == "httpx":
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        async with httpx.AsyncClient(timeout=config.timeout_s, limits=limits) as client:
+            await _run_workers(_httpx_requester(client, url), config, window)
+    else:
+        raise ValueError(f"unknown load engine {config.engine!r}")
+
+
+async def run(
+    url: str,
+    config: LoadConfig,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_edge: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> RawLoad:
+    """Drive ``config.concurrency`` closed-loop users at ``url``: warm-up, window, drain.
+
+    Each request has ``config.timeout_s`` to complete; a timeout is counted as an error of
+    kind ``timeout``. ``on_edge("start")`` and ``on_edge("end")`` are called on the loop at the
+    measured window's edges (to read other processes' CPU at the same instants). Setting
+    ``stop`` ends the run early: no new requests are sent, those in flight are awaited, and
+    the result is marked ``interrupted`` with the window cut where it stopped.
+    """
+    stop = stop or asyncio.Event()
+    window = _Window(config, stop)
+    cpu_marks: dict[str, tuple[float, float]] = {}
+
+    def mark(name: str) -> None:
+        if name in cpu_marks:
+            return
+        cpu_marks[name] = (time.process_time(), time.thread_time())
+        if on_edge is not None:
+            on_edge(name)
+
+    async def report() -> None:
+        while on_progress is not None:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            now = window.clock()
+            phase = (
+                "warmup" if now < window.start_ns else "measure" if now < window.end_ns else "drain"
+            )
+            errors = sum(window.errors.values())
+            on_progress(Progress(phase, (now - window.t0) / 1e9, window.ok, errors))
+
+    async def stopper() -> None:
+        await stop.wait()
+        window.cut()
+        if window.end_ns > window.start_ns:
+            mark("end")
+
+    loop = asyncio.get_running_loop()
+    timers = [
+        loop.call_at(loop.time() + config.warmup_s, mark, "start"),
+        loop.call_at(loop.time() + config.warmup_s + config.duration_s, mark, "end"),
+    ]
+    helpers = [asyncio.create_task(report()), asyncio.create_task(stopper())]
+    try:
+        await _run_engine(url, config, window)
+    finally:
+        for task in helpers:
+            task.cancel()
+        for timer in timers:
+            timer.cancel()
+    raw = RawLoad(config=config, histogram=new_histogram())
+    raw.interrupted = stop.is_set()
+    raw.window_start_ns, raw.window_end_ns = window.start_ns, max(window.start_ns, window.end_ns)
+    raw.window_s = (raw.window_end_ns - raw.window_start_ns) / 1e9
+    if "start" in cpu_marks and "end" in cpu_marks:
+        raw.cpu_process_s = cpu_marks["end"][0] - cpu_marks["start"][0]
+        raw.cpu_loop_s = cpu_marks["end"][1] - cpu_marks["start"][1]
+    raw.all_sent, raw.all_ok, raw.all_errors_by_kind = window.sent, window.ok, window.errors
+    _fill(raw, window)
+    return raw
+
+
+def _fill(raw: RawLoad, window: _Window) -> None:
+    """Build the window's histograms and per-second figures from the raw samples."""
+    n_seconds = max(1, math.ceil(raw.config.duration_s))
+    raw.seconds = [Second() for _ in range(n_seconds)]
+    last = n_seconds - 1
+    record = raw.histogram.record_value
+    for latency, offset in zip(window.latencies_us, window.offsets_ns, strict=True):
+        value = min(max(LATENCY_MIN_US, latency), LATENCY_MAX_US)
+        record(value)
+        second = raw.seconds[min(offset // 1_000_000_000, last)]
+        second.ok += 1
+        second.histogram.record_value(value)
+    raw.ok = len(window.latencies_us)
+    for offset, kind in window.window_errors:
+        raw.errors_by_kind[kind] += 1
+        raw.seconds[min(offset // 1_000_000_000, last)].errors += 1
+
+
+def run_sync(url: str, config: LoadConfig, **kwargs: Any) -> RawLoad:
+    """:func:`run` on a fresh uvloop (or asyncio) event loop, for scripts and benchmarks."""
+    with new_runner() as runner:
+        return runner.run(run(url, config, **kwargs))
+
+
+def new_runner() -> asyncio.Runner:
+    """An event-loop runner on uvloop where available: the generator's CPU per request is
+    part of what a 2-core machine measures, and uvloop trims the loop's share of it."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard] on Linux
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)

@@ -1,0 +1,127 @@
+from collections import Counter
+
+import pytest
+
+from connbench import stats
+from connbench.load import LoadConfig, RawLoad, Second, classify, new_histogram
+from connbench.sampler import Sample, Samples
+
+CONFIG = LoadConfig(concurrency=4, duration_s=2, warmup_s=0, timeout_s=5)
+
+
+def raw_with(latencies_us: list[int], *, all_ok: int | None = None) -> RawLoad:
+    raw = RawLoad(config=CONFIG, histogram=new_histogram())
+    for value in latencies_us:
+        raw.histogram.record_value(value)
+    raw.ok = len(latencies_us)
+    raw.all_ok = len(latencies_us) if all_ok is None else all_ok
+    raw.all_sent = raw.all_ok
+    raw.window_s = 2.0
+    raw.window_start_ns = 1_000_000_000
+    raw.window_end_ns = 3_000_000_000
+    raw.seconds = [Second(), Second()]
+    return raw
+
+
+def test_latency_percentiles_from_counts() -> None:
+    # 1..1000 ms, one each: p50 = 500 ms, p99 = 990 ms, max = 1000 ms (3 significant digits).
+    summary = stats.latency_summary(raw_with([ms * 1000 for ms in range(1, 1001)]).histogram)
+    assert summary["p50"] == pytest.approx(500, rel=1e-3)
+    assert summary["p90"] == pytest.approx(900, rel=1e-3)
+    assert summary["p99"] == pytest.approx(990, rel=1e-3)
+    assert summary["max"] == pytest.approx(1000, rel=1e-3)
+    assert summary["mean"] == pytest.approx(500.5, rel=1e-3)
+
+
+def test_empty_histogram_has_no_percentiles() -> None:
+    assert stats.latency_summary(new_histogram()) == {}
+    assert stats.encode_histogram(new_histogram()) is None
+
+
+def test_histogram_round_trips_through_encoding() -> None:
+    hist = raw_with([1000, 2000, 3000]).histogram
+    decoded = stats.decode_histogram(stats.encode_histogram(hist) or "")
+    assert decoded.get_total_count() == 3
+    assert decoded.get_value_at_percentile(100) == hist.get_value_at_percentile(100)
+
+
+def test_connection_summary_by_state() -> None:
+    samples = [
+        Sample(1, {"active": 2, "idle": 2}),
+        Sample(2, {"active": 4}),
+        Sample(3, {"idle in transaction": 1, "idle": 1}),
+    ]
+    summary = stats.connection_summary(samples)
+    assert summary["connections_peak"] == 4
+    assert summary["connections_mean"] == pytest.approx(10 / 3, abs=0.01)
+    assert summary["by_state_peak"] == {"active": 4, "idle": 2, "idle in transaction": 1}
+    assert summary["samples"] == 3
+
+
+def test_summarize_counts_only_samples_in_the_window_and_checks_integrity() -> None:
+    raw = raw_with([1000] * 10)
+    samples = Samples(
+        samples=[Sample(500_000_000, {"active": 99}), Sample(2_000_000_000, {"idle": 3})]
+    )
+    result = stats.summarize(
+        strategy="pool",
+        variant={},
+        raw=raw,
+        samples=samples,
+        sessions_opened=4,
+        rows_inserted=10,
+        cpu_percent={"app": 50.0, "postgres": 10.0},
+    )
+    assert result.server["connections_peak"] == 3  # the warm-up sample is not counted
+    assert result.throughput_rps == 5.0
+    assert result.integrity["ok"] is True
+    assert result.server["sessions_per_ok_response"] == 0.4
+
+
+def test_integrity_mismatch_is_a_warning() -> None:
+    raw = raw_with([1000] * 10)
+    result = stats.summarize(
+        strategy="yield-context",
+        variant={},
+        raw=raw,
+        samples=Samples(),
+        sessions_opened=10,
+        rows_inserted=8,
+        cpu_percent={},
+    )
+    assert result.integrity["ok"] is False
+    assert any("8 rows inserted for 10 successful responses" in w for w in result.warnings)
+
+
+def test_saturated_generator_and_thin_percentiles_are_flagged() -> None:
+    raw = raw_with([1000] * 10)
+    raw.cpu_loop_s = 1.9  # of a 2 s window: 95 %
+    raw.errors_by_kind = Counter({"db:TooManyConnections": 3})
+    result = stats.summarize(
+        strategy="connect",
+        variant={},
+        raw=raw,
+        samples=Samples(),
+        sessions_opened=10,
+        rows_inserted=10,
+        cpu_percent={},
+    )
+    assert result.generator["saturated"] is True
+    text = " | ".join(result.warnings)
+    assert "load generator saturated (95% of a core)" in text
+    assert "p99 rests on 10 requests" in text
+    assert "db:TooManyConnections 3" in text
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (503, b'{"error": "database", "sqlstate": "53300", "name": "TooManyConnections"}',
+         "db:TooManyConnections"),
+        (503, b"Service Unavailable", "http_503"),
+        (500, b"Internal Server Error", "http_500"),
+        (404, b"", "http_404"),
+    ],
+)  # fmt: skip
+def test_error_kinds(status: int, body: bytes, kind: str) -> None:
+    assert classify(status, body) == kind
