@@ -1,0 +1,32 @@
+# Every target bootstraps its own virtualenv from pyproject.toml: on a fresh machine,
+# `make run` and `make test` are all it takes.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-all lint fidelity clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: the quick scenario (every strategy, ~40 s) on the embedded PostgreSQL
+run: $(STAMP)
+	$(BIN)/connbench run scenarios/quick.toml
+
+## test: lint, types, then every test that needs no Docker engine (real Postgres, real uvicorn)
+test: $(STAMP)
+	$(BIN)/ruff check connbench tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+## fidelity: connbench's load generator against wrk on the same apps (installs wrk if it can)
+fidelity: $(STAMP)
+	@command -v wrk >/dev/null || ./benchmarks/install-wrk.sh
+	$(BIN)/python benchmarks/fidelity.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

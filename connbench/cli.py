@@ -1,0 +1,213 @@
+"""The ``connbench`` command: parse, call the core, turn domain errors into one line + exit code.
+
+Exit codes: 0 success, 1 failure, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from connbench import __version__, appserver, postgres, report, results, runner, scenario
+from connbench.apps import STRATEGIES
+from connbench.errors import BadInput, ConnbenchError
+
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="How should a FastAPI app hold its PostgreSQL connections, and what does each cost?",
+)
+# Outside a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
+console = Console() if Console().is_terminal else Console(width=160)
+
+
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConnbenchError as exc:
+        # Plain text, never wrapped: the first line must stand alone in a log.
+        typer.echo(f"connbench: error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"connbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """How should a FastAPI app hold its PostgreSQL connections, and what does each cost?"""
+
+
+@app.command()
+def strategies() -> None:
+    """List the connection strategies, one line each."""
+    width = max(len(name) for name in STRATEGIES)
+    for strategy in STRATEGIES.values():
+        typer.echo(f"{strategy.name:<{width}}  {strategy.summary}")
+
+
+StrategyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--strategy", "-s", help="Strategy name(s), repeatable or comma-separated; 'all'."
+    ),
+]
+PostgresOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def run(
+    scenario_file: Annotated[
+        Path | None, typer.Argument(help="A scenario TOML file; flags override its values.")
+    ] = None,
+    strategy: StrategyOpt = None,
+    concurrency: Annotated[str | None, typer.Option(help="Concurrent requests [32].")] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Measured seconds per strategy [10].")
+    ] = None,
+    warmup: Annotated[str | None, typer.Option(help="Unmeasured warm-up seconds [2].")] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Per-request timeout in seconds [10].")
+    ] = None,
+    pool_min: Annotated[str | None, typer.Option(help="Pool min_size [psycopg_pool's: 4].")] = None,
+    pool_max: Annotated[
+        str | None, typer.Option(help="Pool max_size [psycopg_pool's: = min].")
+    ] = None,
+    workers: Annotated[str | None, typer.Option(help="uvicorn worker processes [1].")] = None,
+    postgres_: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres", help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN."
+        ),
+    ] = None,
+    max_connections: Annotated[
+        str | None, typer.Option(help="The throwaway server's max_connections [100].")
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Result file [results/NAME-TIME.json].")
+    ] = None,
+) -> None:
+    """Benchmark strategies against a throwaway PostgreSQL and save a JSON result."""
+    with _domain_errors():
+        overrides: dict[str, object] = {
+            "strategies": strategy,
+            "concurrency": concurrency,
+            "duration_s": duration,
+            "warmup_s": warmup,
+            "timeout_s": timeout,
+            "pool_min": pool_min,
+            "pool_max": pool_max,
+            "workers": workers,
+            "postgres": postgres_,
+            "engine": engine,
+        }
+        if max_connections is not None:
+            overrides["server"] = {"max_connections": max_connections}
+        chosen = scenario.build(scenario_file, overrides)
+        reporter = report.ConsoleReporter(console)
+        result, path = runner.execute(chosen, reporter, output)
+        report.render_run(console, result)
+        console.print(f"[dim]saved {path}[/dim]", highlight=False)
+        if result.interrupted:
+            typer.echo("connbench: interrupted; partial result saved", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if any(r.status == "failed" for r in result.results):
+            raise typer.Exit(1)
+
+
+@app.command()
+def show(result_file: Annotated[Path, typer.Argument(help="A result JSON file.")]) -> None:
+    """Show a saved result as a table."""
+    with _domain_errors():
+        report.render_run(console, results.load(result_file))
+
+
+@app.command()
+def serve(
+    strategy: Annotated[str, typer.Argument(help="The strategy to serve.")],
+    postgres_: PostgresOpt = None,
+    pool_min: Annotated[str | None, typer.Option(help="Pool min_size [4].")] = None,
+    pool_max: Annotated[str | None, typer.Option(help="Pool max_size [= min].")] = None,
+    workers: Annotated[str | None, typer.Option(help="uvicorn worker processes [1].")] = None,
+) -> None:
+    """Serve one strategy's app on a throwaway PostgreSQL until Ctrl-C (point wrk or k6 at it)."""
+    with _domain_errors():
+        chosen = scenario.build(
+            None,
+            {
+                "strategies": [strategy],
+                "postgres": postgres_,
+                "pool_min": pool_min,
+                "pool_max": pool_max,
+                "workers": workers,
+            },
+        )
+        if len(chosen.strategies) != 1:
+            raise BadInput("serve takes exactly one strategy")
+        pool_min_n, pool_max_n = chosen.effective_pool
+        config = appserver.AppConfig(pool_min_n, pool_max_n, chosen.workers)
+        backend = postgres.parse_backend(chosen.postgres)
+        try:
+            with (
+                postgres.start(backend, settings=chosen.server) as pg,
+                appserver.start(
+                    STRATEGIES[chosen.strategies[0]],
+                    pg,
+                    config,
+                    Path(os.environ.get("TMPDIR", "/tmp")) / f"connbench-serve-{os.getpid()}.log",
+                ) as served,
+            ):
+                console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
+                console.print(f"serving {chosen.strategies[0]} at {served.visit_url}")
+                console.print("[dim]Ctrl-C to stop[/dim]")
+                while served.exit_code() is None:
+                    time.sleep(0.5)
+                raise ConnbenchError(
+                    f"the app exited (code {served.exit_code()})\n{served.log_tail()}"
+                )
+        except KeyboardInterrupt:
+            console.print("stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def main() -> None:
+    """Entry point: the Typer app, with unexpected errors reduced to one line."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - last resort: never a traceback for users
+        if os.environ.get("CONNBENCH_DEBUG"):
+            raise
+        typer.echo(
+            f"connbench: internal error: {type(exc).__name__}: {exc} "
+            "(set CONNBENCH_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        sys.exit(1)

@@ -1,0 +1,249 @@
+"""Scenarios: what to run, from a TOML file and/or command-line flags, validated once.
+
+Every value is checked by the same rules whichever way it came, and an error names where it
+came from (``scenarios/x.toml: concurrency`` or ``--concurrency``), what was expected and what
+was given.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+from connbench.apps import STRATEGIES
+from connbench.errors import ScenarioError
+from connbench.load import ENGINES
+from connbench.postgres import parse_backend, redact
+
+# Settings a scenario may give the throwaway server (a deliberately short list: each one
+# changes the story in a way the README explains).
+SERVER_SETTINGS = {"max_connections", "shared_buffers", "synchronous_commit", "fsync"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = "adhoc"
+    description: str = ""
+    strategies: tuple[str, ...] = ("pool",)
+    concurrency: int = 32
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    timeout_s: float = 10.0
+    pool_min: int | None = None  # None: psycopg_pool's default (4)
+    pool_max: int | None = None  # None: psycopg_pool's default (= pool_min)
+    workers: int = 1
+    postgres: str = "embedded"
+    engine: str = "httptools"
+    server: Mapping[str, str] = field(default_factory=dict)
+    source: str | None = None  # the scenario file, if any
+    source_text: str | None = None  # its exact text, recorded in the result
+
+    @property
+    def effective_pool(self) -> tuple[int, int]:
+        """(min, max) as psycopg_pool will use them: min defaults to 4, max to min."""
+        pool_min = 4 if self.pool_min is None else self.pool_min
+        pool_max = pool_min if self.pool_max is None else self.pool_max
+        return pool_min, pool_max
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if parse_backend(self.postgres).kind == "external":
+            # A DSN may hold a password: keep it out of the result, file text included.
+            data["postgres"] = redact(self.postgres)
+            password = str(conninfo_to_dict(self.postgres).get("password") or "")
+            if password and self.source_text:
+                data["source_text"] = self.source_text.replace(password, "***")
+        data["strategies"] = list(self.strategies)
+        data["server"] = dict(self.server)
+        data["pool_min_effective"], data["pool_max_effective"] = self.effective_pool
+        return data
+
+
+# --- value parsers: each takes the raw value and returns it checked, or raises ValueError ---
+
+
+class _Complete(ValueError):
+    """A parser's message that already names the offending value."""
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a positive whole number")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ValueError("expected a positive whole number") from None
+    if number < 1:
+        raise ValueError("expected a positive whole number")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    if str(value).strip() == "0":
+        return 0
+    try:
+        return _positive_int(value)
+    except ValueError:
+        raise ValueError("expected a whole number >= 0") from None
+
+
+def _seconds(allow_zero: bool) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        expected = "a number of seconds >= 0" if allow_zero else "a number of seconds > 0"
+        if isinstance(value, bool):
+            raise ValueError(f"expected {expected}")
+        text = str(value).strip().removesuffix("s")
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"expected {expected}") from None
+        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+            raise ValueError(f"expected {expected}")
+        return number
+
+    return parse
+
+
+def _strategies(value: Any) -> tuple[str, ...]:
+    items: list[str] = []
+    raw = value if isinstance(value, list) else [value]
+    for entry in raw:
+        if not isinstance(entry, str):
+            raise ValueError("expected strategy names")
+        items.extend(part.strip() for part in entry.split(",") if part.strip())
+    if not items:
+        raise ValueError("expected at least one strategy")
+    names: list[str] = []
+    for item in items:
+        if item == "all":
+            names.extend(STRATEGIES)
+        elif item in STRATEGIES:
+            names.append(item)
+        else:
+            known = ", ".join(STRATEGIES)
+            raise _Complete(f"unknown strategy {item!r} (known: {known}, all)")
+    return tuple(dict.fromkeys(names))  # keep order, drop repeats
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _backend(value: Any) -> str:
+    text = _text(value)
+    parse_backend(text)  # raises BadInput with the accepted forms
+    return text
+
+
+def _engine(value: Any) -> str:
+    if value not in ENGINES:
+        raise ValueError(f"expected one of {', '.join(ENGINES)}")
+    return str(value)
+
+
+def _server(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a table of server settings")
+    out: dict[str, str] = {}
+    for key, setting in value.items():
+        if key not in SERVER_SETTINGS:
+            known = ", ".join(sorted(SERVER_SETTINGS))
+            raise _Complete(f"unknown server setting {key!r} (known: {known})")
+        if key == "max_connections":
+            try:
+                out[key] = str(_positive_int(setting))
+            except ValueError as exc:
+                raise _Complete(f"{key}: {exc}, got {setting!r}") from None
+        elif isinstance(setting, bool):
+            out[key] = "on" if setting else "off"
+        else:
+            out[key] = str(setting)
+    return out
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "name": _text,
+    "description": _text,
+    "strategies": _strategies,
+    "concurrency": _positive_int,
+    "duration_s": _seconds(allow_zero=False),
+    "warmup_s": _seconds(allow_zero=True),
+    "timeout_s": _seconds(allow_zero=False),
+    "pool_min": _non_negative_int,
+    "pool_max": _positive_int,
+    "workers": _positive_int,
+    "postgres": _backend,
+    "engine": _engine,
+    "server": _server,
+}
+
+
+def _parse_all(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        parser = PARSERS.get(key)
+        if parser is None:
+            raise ScenarioError(f"{where(key)}: unknown key (known: {', '.join(PARSERS)})")
+        try:
+            out[key] = parser(value)
+        except _Complete as exc:
+            raise ScenarioError(f"{where(key)}: {exc}") from None
+        except ValueError as exc:
+            raise ScenarioError(f"{where(key)}: {exc}, got {value!r}") from None
+    return out
+
+
+_FLAGS = {
+    "server": "--max-connections",  # the one server setting with a flag
+    "strategies": "--strategy",
+    "duration_s": "--duration",
+    "warmup_s": "--warmup",
+    "timeout_s": "--timeout",
+}
+
+
+def flag_name(key: str) -> str:
+    """The command-line flag for a scenario key (``duration_s`` -> ``--duration``)."""
+    return _FLAGS.get(key, "--" + key.replace("_", "-"))
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """Read and validate a scenario file; raises :class:`ScenarioError` naming file and key."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+    values = _parse_all(data, lambda key: f"{path}: {key}")
+    values.setdefault("name", path.stem)
+    values["source"] = str(path)
+    values["source_text"] = text
+    return values
+
+
+def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
+    """The scenario from ``path`` (if any) with command-line ``overrides`` (None = not given)."""
+    values = load_file(path) if path is not None else {}
+    given = {key: value for key, value in overrides.items() if value is not None}
+    parsed = _parse_all(given, flag_name)
+    if "server" in parsed:  # flags add to the file's server settings, key by key
+        parsed["server"] = {**values.get("server", {}), **parsed["server"]}
+    values.update(parsed)
+    scenario = Scenario(**values)
+    pool_min, pool_max = scenario.effective_pool
+    if pool_max < pool_min:
+        raise ScenarioError(f"pool_max ({pool_max}) must be >= pool_min ({pool_min})")
+    if scenario.timeout_s < 0.001:
+        raise ScenarioError("timeout_s must be at least 1 ms")
+    return scenario

@@ -1,0 +1,240 @@
+"""The real thing: embedded PostgreSQL, uvicorn subprocesses, HTTP load. Short durations."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from connbench import results, runner
+from connbench.apps import STRATEGIES, Strategy
+from connbench.scenario import build
+
+from .conftest import ROOT, RecordingReporter, connbench_cmd
+
+PER_REQUEST = [name for name, s in STRATEGIES.items() if not s.pooled]
+
+
+@pytest.fixture(scope="module")
+def all_strategies(tmp_path_factory: pytest.TempPathFactory) -> results.RunResult:
+    scenario = build(
+        None,
+        {
+            "strategies": ["all"],
+            "concurrency": "8",
+            "duration_s": "1.5",
+            "warmup_s": "0.5",
+            "pool_min": "2",
+            "pool_max": "3",
+        },
+    )
+    out = tmp_path_factory.mktemp("run") / "all.json"
+    reporter = RecordingReporter()
+    run, path = runner.execute(scenario, reporter, out)
+    assert path == out
+    assert [r.strategy for r in reporter.finished] == list(STRATEGIES)
+    assert {p.phase for p in reporter.progress_seen} >= {"warmup", "measure"}
+    return results.load(out)
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_strategy_serves_and_rows_match_responses(
+    all_strategies: results.RunResult, name: str
+) -> None:
+    result = next(r for r in all_strategies.results if r.strategy == name)
+    assert result.status == "ok", result.failure
+    assert result.requests["ok"] > 0
+    assert result.requests["errors"] == 0, result.requests
+    assert result.throughput_rps > 0
+    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] <= result.latency_ms["max"]
+    assert result.integrity["ok"] is True
+    assert result.integrity["rows_inserted"] == result.integrity["ok_responses"]
+    assert result.server["samples"] > 5
+    assert result.generator["engine"] == "httptools"
+    assert result.cpu_percent["app"] is not None and result.cpu_percent["app"] > 0
+    assert len(result.timeseries["ok"]) == 2
+
+
+@pytest.mark.parametrize("name", PER_REQUEST)
+def test_per_request_strategies_open_a_session_per_response(
+    all_strategies: results.RunResult, name: str
+) -> None:
+    result = next(r for r in all_strategies.results if r.strategy == name)
+    ok = result.integrity["ok_responses"]
+    extra = 3 if name == "pool-unused" else 0  # its idle pool's sessions
+    assert result.server["sessions_opened"] == pytest.approx(ok + extra, abs=2)
+
+
+def test_pool_stays_within_its_size(all_strategies: results.RunResult) -> None:
+    result = next(r for r in all_strategies.results if r.strategy == "pool")
+    assert 2 <= result.server["connections_peak"] <= 3
+    assert 2 <= result.server["sessions_opened"] <= 3
+    assert result.integrity["ok_responses"] > 10 * result.server["sessions_opened"]
+
+
+def test_pool_unused_keeps_its_idle_pool(all_strategies: results.RunResult) -> None:
+    result = next(r for r in all_strategies.results if r.strategy == "pool-unused")
+    assert result.server["by_state_peak"].get("idle", 0) >= 2
+
+
+def test_result_records_environment_and_scenario(all_strategies: results.RunResult) -> None:
+    env = all_strategies.environment
+    assert env["postgres"]["backend"] == "embedded"
+    assert env["postgres"]["version"].startswith("16")
+    assert env["postgres"]["settings"]["max_connections"] == "100"
+    assert env["postgres"]["dsn"].startswith("postgresql://connbench@127.0.0.1:")  # no password
+    assert all_strategies.scenario["pool_max_effective"] == 3
+    assert all_strategies.interrupted is False
+
+
+def test_app_that_never_starts_is_reported_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = Strategy("broken", "no_such_module", "an app that cannot be imported", pooled=False)
+    monkeypatch.setitem(STRATEGIES, "broken", broken)
+    scenario = build(None, {"strategies": ["broken", "pool"], "duration_s": "0.5", "warmup_s": "0"})
+    run, _ = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
+    failed, ok = run.results
+    assert failed.status == "failed"
+    assert "app 'broken'" in (failed.failure or "")
+    assert "no_such_module" in (failed.failure or "")  # the log tail names the cause
+    assert ok.status == "ok" and ok.requests["ok"] > 0
+
+
+def test_too_many_clients_is_counted_as_the_database_error(tmp_path: Path) -> None:
+    scenario = build(
+        None,
+        {
+            "strategies": ["connect"],
+            "concurrency": "24",
+            "duration_s": "1.5",
+            "warmup_s": "0.3",
+            "server": {"max_connections": "8"},
+        },
+    )
+    run, _ = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
+    (result,) = run.results
+    assert result.requests["errors_by_kind"].get("db:TooManyConnections", 0) > 0
+    assert result.integrity["ok"] is True  # refused requests insert nothing
+    assert result.server["connections_peak"] <= 8
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _running(name_part: str, pid: int) -> bool:
+    """Whether a live descendant of ``pid`` has ``name_part`` in its command line."""
+    for proc in _descendants(pid):
+        try:
+            if name_part in " ".join(proc.cmdline()):
+                return True
+        except psutil.Error:  # gone, or a zombie, since we listed it
+            continue
+    return False
+
+
+def _wait_for(
+    predicate: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[str] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"connbench exited early: {proc.communicate()}")
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def _our_temp_dirs(*dirs: Path) -> set[Path]:
+    return {p for d in dirs for p in d.glob("connbench-*")}
+
+
+@pytest.mark.parametrize("moment", ["measuring", "starting"])
+def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
+    tmp_path: Path, moment: str
+) -> None:
+    tmp = tmp_path / "tmp"  # root-only (0700 parents): postgres falls back to /tmp
+    tmp.mkdir()
+    before = _our_temp_dirs(Path("/tmp"))
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        connbench_cmd(
+            "run", "--strategy", "pool,connect", "--duration", "30", "--warmup", "0.5",
+            "-o", str(out),
+        ),
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        if moment == "measuring":
+            # The app is up once a child serves connbench.apps.pool; let it measure a while.
+            _wait_for(lambda: _running("connbench.apps.pool", proc.pid), 60, proc)
+            time.sleep(3.0)
+        else:
+            _wait_for(lambda: _running("postgres -D", proc.pid), 60, proc)
+        children = _descendants(proc.pid)
+        assert children
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+
+    def all_gone() -> bool:
+        for child in children:
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                continue
+        return True
+
+    _wait_for(all_gone, 10)
+    assert list(tmp.iterdir()) == [], "temp files left behind in TMPDIR"
+    assert _our_temp_dirs(Path("/tmp")) == before, "temp files left behind in /tmp"
+    saved = results.load(out)
+    assert saved.interrupted is True
+    if moment == "measuring":
+        (pool,) = saved.results  # connect never started
+        assert pool.status == "interrupted"
+        assert pool.requests["ok"] > 0
+        assert 0 < pool.duration_s < 30
+        assert pool.integrity["ok"] is True
+
+
+def test_cli_run_against_a_dsn_never_shows_the_password(pg: object, tmp_path: Path) -> None:
+    from connbench.postgres import Postgres
+
+    assert isinstance(pg, Postgres)
+    password = str(dict(p.split("=", 1) for p in pg.dsn.split())["password"])
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        connbench_cmd(
+            "run", "--strategy", "pool", "--duration", "0.5", "--warmup", "0",
+            "--postgres", pg.dsn, "-o", str(out),
+        ),
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "pool" in proc.stdout and "req/s" in proc.stdout
+    assert password not in proc.stdout + proc.stderr + out.read_text()
+    saved = results.load(out)
+    assert saved.environment["postgres"]["backend"] == "external"

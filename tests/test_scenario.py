@@ -1,0 +1,103 @@
+from pathlib import Path
+
+import pytest
+
+from connbench.apps import STRATEGIES
+from connbench.errors import BadInput, ScenarioError
+from connbench.scenario import Scenario, build
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_use_psycopg_pool_defaults() -> None:
+    scenario = build(None, {})
+    assert scenario == Scenario()
+    assert scenario.effective_pool == (4, 4)
+    assert build(None, {"pool_min": "2"}).effective_pool == (2, 2)
+    assert build(None, {"pool_min": "2", "pool_max": "8"}).effective_pool == (2, 8)
+
+
+def test_strategies_accept_repeats_commas_and_all() -> None:
+    assert build(None, {"strategies": ["pool,connect", "pool"]}).strategies == ("pool", "connect")
+    assert build(None, {"strategies": ["all"]}).strategies == tuple(STRATEGIES)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("strategies", ["nope"], "--strategy: unknown strategy 'nope'"),
+        ("concurrency", "0", "--concurrency: expected a positive whole number, got '0'"),
+        ("concurrency", "abc", "--concurrency: expected a positive whole number"),
+        ("concurrency", "-3", "--concurrency: expected a positive whole number"),
+        ("duration_s", "0", "--duration: expected a number of seconds > 0"),
+        ("duration_s", "nan", "--duration: expected a number of seconds > 0"),
+        ("warmup_s", "-1", "--warmup: expected a number of seconds >= 0"),
+        ("pool_max", "0", "--pool-max: expected a positive whole number"),
+        ("engine", "curl", "--engine: expected one of httptools, aiohttp, httpx"),
+    ],
+)
+def test_bad_flags_name_the_flag(key: str, value: object, message: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        build(None, {key: value})
+    assert message in str(info.value)
+
+
+def test_pool_max_below_min_is_rejected() -> None:
+    with pytest.raises(ScenarioError, match="pool_max"):
+        build(None, {"pool_min": "8", "pool_max": "4"})
+
+
+def test_bad_backend_is_bad_input() -> None:
+    with pytest.raises(BadInput, match="unknown backend 'mysql'"):
+        build(None, {"postgres": "mysql"})
+
+
+def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'strategies = ["pool"]\nconcurrency = 8\nduration_s = 3\n[server]\nmax_connections = 40\n'
+    )
+    scenario = build(path, {"concurrency": "16", "server": {"shared_buffers": "64MB"}})
+    assert scenario.name == "s"
+    assert scenario.concurrency == 16
+    assert scenario.duration_s == 3
+    assert scenario.server == {"max_connections": "40", "shared_buffers": "64MB"}
+    assert scenario.source_text == path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("concurrency = 0\n", "s.toml: concurrency: expected a positive whole number, got 0"),
+        ("concurency = 8\n", "s.toml: concurency: unknown key"),
+        ("concurrency = \n", "s.toml: not valid TOML"),
+        ('strategies = ["pool", 3]\n', "s.toml: strategies: expected strategy names"),
+        ("[server]\nwork_mem = '4MB'\n", "s.toml: server: unknown server setting 'work_mem'"),
+        ("duration_s = true\n", "s.toml: duration_s: expected a number of seconds > 0"),
+    ],
+)
+def test_malformed_file_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        build(path, {})
+    assert message in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="cannot read scenario file"):
+        build(tmp_path / "nope.toml", {})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_scenarios_validate(path: Path) -> None:
+    scenario = build(path, {})
+    assert scenario.strategies
+
+
+def test_recorded_scenario_never_holds_a_password(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('postgres = "postgresql://bob:pa55word@db.internal:5432/app"\n')
+    recorded = build(path, {}).to_dict()
+    assert "pa55word" not in str(recorded)
+    assert recorded["postgres"] == "postgresql://bob@db.internal:5432/app"
