@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from connbench import __version__, appserver, postgres, report, results, runner, scenario
+from connbench import __version__, appserver, postgres, report, results, runner, scenario, stats
 from connbench.apps import STRATEGIES
 from connbench.errors import BadInput, ConnbenchError
 
@@ -86,7 +86,9 @@ def run(
         Path | None, typer.Argument(help="A scenario TOML file; flags override its values.")
     ] = None,
     strategy: StrategyOpt = None,
-    concurrency: Annotated[str | None, typer.Option(help="Concurrent requests [32].")] = None,
+    concurrency: Annotated[
+        str | None, typer.Option(help="Concurrent requests; a list sweeps (8,32,128) [32].")
+    ] = None,
     duration: Annotated[
         str | None, typer.Option(help="Measured seconds per strategy [10].")
     ] = None,
@@ -96,9 +98,14 @@ def run(
     ] = None,
     pool_min: Annotated[str | None, typer.Option(help="Pool min_size [psycopg_pool's: 4].")] = None,
     pool_max: Annotated[
-        str | None, typer.Option(help="Pool max_size [psycopg_pool's: = min].")
+        str | None, typer.Option(help="Pool max_size; a list sweeps [psycopg_pool's: = min].")
     ] = None,
-    workers: Annotated[str | None, typer.Option(help="uvicorn worker processes [1].")] = None,
+    workers: Annotated[
+        str | None, typer.Option(help="uvicorn worker processes; a list sweeps [1].")
+    ] = None,
+    repeat: Annotated[
+        str | None, typer.Option(help="Run every variant N times, interleaved [1].")
+    ] = None,
     postgres_: Annotated[
         str | None,
         typer.Option(
@@ -126,6 +133,7 @@ def run(
             "pool_min": pool_min,
             "pool_max": pool_max,
             "workers": workers,
+            "repeat": repeat,
             "postgres": postgres_,
             "engine": engine,
         }
@@ -147,7 +155,9 @@ def run(
 def show(result_file: Annotated[Path, typer.Argument(help="A result JSON file.")]) -> None:
     """Show a saved result as a table."""
     with _domain_errors():
-        report.render_run(console, results.load(result_file))
+        run_result = results.load(result_file)
+        run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
+        report.render_run(console, run_result)
 
 
 @app.command()
@@ -170,10 +180,11 @@ def serve(
                 "workers": workers,
             },
         )
-        if len(chosen.strategies) != 1:
-            raise BadInput("serve takes exactly one strategy")
-        pool_min_n, pool_max_n = chosen.effective_pool
-        config = appserver.AppConfig(pool_min_n, pool_max_n, chosen.workers)
+        variants = chosen.variants()
+        if len(variants) != 1:
+            raise BadInput("serve takes exactly one strategy and one value per setting")
+        pool_min_n, pool_maxes = chosen.effective_pool
+        config = appserver.AppConfig(pool_min_n, pool_maxes[0], variants[0].workers)
         backend = postgres.parse_backend(chosen.postgres)
         try:
             with (

@@ -72,72 +72,112 @@ class ConsoleReporter:
             self.console.print(f"{result.strategy}: {rps:,.0f} req/s{tail}", highlight=False)
 
 
-def _ms(latency: dict[str, float], key: str) -> str:
-    value = latency.get(key)
-    return "-" if value is None else f"{value:,.1f}"
+def _median(spread: dict[str, Any] | None, fmt: str = ",.1f") -> str:
+    value = (spread or {}).get("median")
+    return "-" if value is None else format(value, fmt)
 
 
-def _integrity(result: StrategyResult) -> str:
-    integrity = result.integrity
-    if not integrity:
+def _cv(spread: dict[str, Any]) -> str:
+    if len(spread.get("values", [])) < 2 or spread.get("cv") is None:
+        return ""
+    text = f" ±{spread['cv']:.0%}"
+    return f"[yellow]{text}[/yellow]" if spread["cv"] >= 0.10 else f"[dim]{text}[/dim]"
+
+
+def _integrity(summary: dict[str, Any], runs: list[StrategyResult]) -> str:
+    measured = [r for r in runs if r.integrity]
+    if not measured:
         return "-"
-    rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
-    if integrity.get("ok"):
-        return f"[green]{rows:,} = {ok:,}[/green]"
-    return f"[bold red]{rows} rows ≠ {ok} 2xx[/bold red]"
+    if len(measured) == 1:
+        integrity = measured[0].integrity
+        rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
+        if integrity.get("ok"):
+            return f"[green]{rows:,} = {ok:,}[/green]"
+        return f"[bold red]{rows} rows ≠ {ok} 2xx[/bold red]"
+    if summary.get("integrity_ok"):
+        return f"[green]equal ×{len(measured)}[/green]"
+    bad = sum(1 for r in measured if not r.integrity.get("ok"))
+    return f"[bold red]≠ in {bad} of {len(measured)}[/bold red]"
 
 
-def _sessions(server: dict[str, Any]) -> str:
-    opened = server.get("sessions_opened")
+def _sessions(summary: dict[str, Any]) -> str:
+    opened = summary.get("sessions_opened")
     if opened is None:
         return "-"
-    per = server.get("sessions_per_ok_response")
-    return f"{opened:,}" + (f" ({per:.2f}/2xx)" if per is not None else "")
+    per = summary.get("sessions_per_ok_response")
+    return f"{opened:,.0f}" + (f" ({per:.2f}/2xx)" if per is not None else "")
+
+
+# Variant dimensions that get a column when they take more than one value in a run.
+DIMENSIONS = (("concurrency", "conc."), ("workers", "workers"), ("pool_max", "pool"))
 
 
 def results_table(run: RunResult) -> Table:
-    """The main table: one row per strategy."""
+    """The main table: one row per variant (medians over repeats, ±CV when repeated)."""
     title = f"connbench · {run.scenario.get('name', '')}"
     if run.interrupted:
         title += " · [bold red]INTERRUPTED[/bold red]"
+    repeats = max((s.get("runs", 1) for s in run.summary), default=1)
+    if repeats > 1:
+        title += f" · median of {repeats} interleaved repeats"
     table = Table(title=title, title_justify="left")
     table.add_column("strategy", style="bold")
-    table.add_column("req/s", justify="right")
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p99 ms", justify="right")
-    table.add_column("errors", justify="right")
-    table.add_column("conns peak", justify="right")
-    table.add_column("conns mean", justify="right")
-    table.add_column("sessions opened", justify="right")
-    table.add_column("rows = 2xx", justify="right")
-    table.add_column("app CPU", justify="right")
-    table.add_column("pg CPU", justify="right")
-    table.add_column("gen CPU", justify="right")
+    varying = [
+        (key, label)
+        for key, label in DIMENSIONS
+        if len({str(s["variant"].get(key)) for s in run.summary}) > 1
+    ]
+    for _, label in varying:
+        table.add_column(label, justify="right")
+    for header in (
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "conns peak",
+        "conns mean",
+        "sessions opened",
+        "rows = 2xx",
+        "app CPU",
+        "pg CPU",
+        "gen CPU",
+    ):
+        table.add_column(header, justify="right")
+    by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
-        if result.status == "failed":
-            table.add_row(result.strategy, "[red]failed[/red]", *["-"] * 10)
+        by_key.setdefault(result.key, []).append(result)
+    previous = None
+    for summary in run.summary:
+        if previous is not None and previous != summary["strategy"]:
+            table.add_section()
+        previous = summary["strategy"]
+        variant = summary["variant"]
+        dims = ["-" if variant.get(key) is None else str(variant.get(key)) for key, _ in varying]
+        name = summary["strategy"]
+        if summary["status"] == "interrupted":
+            name += " [red](interrupted)[/red]"
+        if summary["status"] == "failed":
+            table.add_row(name, *dims, "[red]failed[/red]", *["-"] * 10)
             continue
-        server = result.server
-        errors = result.requests.get("errors", 0)
-        gen = result.generator
-        gen_text = f"{gen.get('loop_cpu_percent', 0):.0f}%"
-        if gen.get("saturated"):
+        errors = summary.get("errors", 0)
+        gen = summary.get("cpu_generator_percent")
+        gen_text = _pct(gen)
+        if summary.get("generator_saturated"):
             gen_text = f"[bold red]{gen_text}![/bold red]"
-        name = result.strategy + (
-            " [red](interrupted)[/red]" if result.status == "interrupted" else ""
-        )
+        rps = summary["throughput_rps"]
         table.add_row(
             name,
-            f"{result.throughput_rps:,.0f}",
-            _ms(result.latency_ms, "p50"),
-            _ms(result.latency_ms, "p99"),
+            *dims,
+            _median(rps, ",.0f") + _cv(rps),
+            _median(summary["latency_ms"]["p50"]),
+            _median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"]),
             f"[red]{errors:,}[/red]" if errors else "0",
-            str(server.get("connections_peak", "-")),
-            _num(server.get("connections_mean")),
-            _sessions(server),
-            _integrity(result),
-            _pct(result.cpu_percent.get("app")),
-            _pct(result.cpu_percent.get("postgres")),
+            _num(summary.get("connections_peak"), ".0f"),
+            _num(summary.get("connections_mean")),
+            _sessions(summary),
+            _integrity(summary, by_key.get(summary["key"], [])),
+            _pct(summary.get("cpu_app_percent")),
+            _pct(summary.get("cpu_postgres_percent")),
             gen_text,
         )
     return table
@@ -149,9 +189,14 @@ def render_run(console: Console, run: RunResult) -> None:
     scenario, env = run.scenario, run.environment
     pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
     pg = env.get("postgres", {})
+
+    def listed(value: Any) -> str:
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
     console.print(
-        f"[dim]concurrency {scenario.get('concurrency')} · {scenario.get('duration_s')} s "
-        f"measured after {scenario.get('warmup_s')} s warm-up · pool {pool_min}..{pool_max} · "
+        f"[dim]concurrency {listed(scenario.get('concurrency'))} · "
+        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
+        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
         f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
         f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
         f"load generator: {scenario.get('engine')}[/dim]",
@@ -162,16 +207,15 @@ def render_run(console: Console, run: RunResult) -> None:
         f"{env.get('cpu_count')} in all, shared by the app, PostgreSQL and the generator.[/dim]",
         highlight=False,
     )
-    for result in run.results:
-        for warning in result.warnings:
-            console.print(
-                f"[yellow]warning:[/yellow] {result.strategy}: {warning}", highlight=False
-            )
+    for summary in run.summary:
+        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
+        for warning in summary.get("warnings", []):
+            console.print(f"[yellow]warning:[/yellow] {label}: {warning}", highlight=False)
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}%"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _num(value: float | None, fmt: str = ".1f") -> str:
+    return "-" if value is None else format(value, fmt)

@@ -5,6 +5,9 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
 1. First version: environment, scenario, one entry per strategy with requests, throughput,
    latency percentiles (+ the encoded HDR histogram), server connections and sessions,
    integrity, generator and server CPU, per-second series and warnings.
+2. Sweeps and repeats: ``results`` holds one entry per run (``variant`` with its ``key``,
+   ``repeat``); ``summary`` one per variant (median, min, max, CV over the repeats, stability
+   warnings). Scenario ``concurrency``, ``workers`` and ``pool_max`` are lists.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import psutil
 from connbench import __version__
 from connbench.errors import ResultFileError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
@@ -39,7 +42,8 @@ class StrategyResult:
     strategy: str
     status: str  # ok | failed | interrupted
     failure: str | None = None
-    variant: dict[str, Any] = field(default_factory=dict)
+    variant: dict[str, Any] = field(default_factory=dict)  # Variant.to_dict(), with its key
+    repeat: int = 0  # 0-based: which round of an interleaved --repeat run
     requests: dict[str, Any] = field(default_factory=dict)
     throughput_rps: float = 0.0
     duration_s: float = 0.0
@@ -52,6 +56,11 @@ class StrategyResult:
     timeseries: dict[str, list[float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def key(self) -> str:
+        """The variant's identity (``pool c=32 w=1 pool=4..4``); the strategy name if none."""
+        return str(self.variant.get("key") or self.strategy)
+
 
 @dataclass
 class RunResult:
@@ -62,6 +71,7 @@ class RunResult:
     environment: dict[str, Any]
     scenario: dict[str, Any]
     results: list[StrategyResult]
+    summary: list[dict[str, Any]] = field(default_factory=list)  # per variant, see stats
 
 
 def new_run(scenario: dict[str, Any]) -> RunResult:
@@ -136,7 +146,7 @@ def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     return directory / f"{name}-{stamp}.json"
 
 
-_TOP_KEYS = {f for f in RunResult.__dataclass_fields__}
+_TOP_KEYS = {f for f in RunResult.__dataclass_fields__} - {"summary"}
 _STRATEGY_KEYS = {f for f in StrategyResult.__dataclass_fields__}
 
 
@@ -171,4 +181,5 @@ def load(path: Path) -> RunResult:
         entries.append(StrategyResult(**entry))
     fields = {key: data[key] for key in _TOP_KEYS}
     fields["results"] = entries
+    fields["summary"] = data.get("summary") or []
     return RunResult(**fields)

@@ -24,11 +24,11 @@ from types import FrameType
 from typing import Any, Protocol
 
 from connbench import appserver, load, postgres, results, sampler, stats, tempdirs
-from connbench.apps import STRATEGIES, Strategy
+from connbench.apps import STRATEGIES
 from connbench.errors import ProcessError
 from connbench.load import LoadConfig, Progress
 from connbench.results import RunResult, StrategyResult
-from connbench.scenario import Scenario
+from connbench.scenario import Scenario, Variant
 
 
 class Reporter(Protocol):
@@ -104,7 +104,8 @@ def execute(scenario: Scenario, reporter: Reporter, output: Path | None) -> tupl
     run = results.new_run(scenario.to_dict())
     path = output or results.default_path(run)
     backend = postgres.parse_backend(scenario.postgres)
-    strategies = [STRATEGIES[name] for name in scenario.strategies]
+    # Interleaved (A B C A B C ...): drift over the run hits every variant alike.
+    plan = [(repeat, v) for repeat in range(scenario.repeat) for v in scenario.variants()]
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
     try:
@@ -121,15 +122,15 @@ def execute(scenario: Scenario, reporter: Reporter, output: Path | None) -> tupl
                         "dsn": pg.display_dsn,
                     }
                     reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
-                    for index, strategy in enumerate(strategies, 1):
+                    for index, (repeat, variant) in enumerate(plan, 1):
+                        label = variant.key if len(plan) > 1 else variant.strategy
+                        if scenario.repeat > 1:
+                            label += f" #{repeat + 1}"
                         reporter.strategy_started(
-                            strategy.name,
-                            index,
-                            len(strategies),
-                            scenario.warmup_s + scenario.duration_s,
+                            label, index, len(plan), scenario.warmup_s + scenario.duration_s
                         )
-                        result = _run_strategy(
-                            pg, strategy, scenario, interrupts, tmp, reporter.progress
+                        result = _run_variant(
+                            pg, variant, repeat, scenario, interrupts, tmp, reporter.progress
                         )
                         run.results.append(result)
                         reporter.strategy_finished(result)
@@ -138,44 +139,43 @@ def execute(scenario: Scenario, reporter: Reporter, output: Path | None) -> tupl
             except (KeyboardInterrupt, asyncio.CancelledError):
                 run.interrupted = True
     finally:
+        run.summary = stats.aggregate(run.results)
         results.save(run, path)
     return run, path
 
 
-def _variant(strategy: Strategy, scenario: Scenario) -> dict[str, Any]:
-    pool_min, pool_max = scenario.effective_pool
-    return {
-        "strategy": strategy.name,
-        "concurrency": scenario.concurrency,
-        "workers": scenario.workers,
-        "pool_min": pool_min,
-        "pool_max": pool_max,
-    }
-
-
-def _run_strategy(
+def _run_variant(
     pg: postgres.Postgres,
-    strategy: Strategy,
+    variant: Variant,
+    repeat: int,
     scenario: Scenario,
     interrupts: Interrupts,
     tmp: Path,
     on_progress: Callable[[Progress], None],
 ) -> StrategyResult:
-    variant = _variant(strategy, scenario)
-    pool_min, pool_max = scenario.effective_pool
-    config = appserver.AppConfig(pool_min=pool_min, pool_max=pool_max, workers=scenario.workers)
-    log_path = tmp / f"{strategy.name}.log"
+    strategy = STRATEGIES[variant.strategy]
+    pool_min, pool_maxes = scenario.effective_pool
+    config = appserver.AppConfig(
+        pool_min=variant.pool_min if variant.pool_min is not None else pool_min,
+        pool_max=variant.pool_max if variant.pool_max is not None else pool_maxes[0],
+        workers=variant.workers,
+    )
+    log_path = tmp / f"{strategy.name}-{len(list(tmp.iterdir()))}.log"
     with pg.connect(application_name="connbench-control") as control:
         pg.reset_table(control)
         sessions_before = sampler.sessions_counter(control)
         try:
             with appserver.start(strategy, pg, config, log_path) as app:
-                measured = _measure(app, pg, scenario, interrupts, on_progress)
+                measured = _measure(app, pg, variant, scenario, interrupts, on_progress)
                 died = app.exit_code()
                 app_log = app.log_tail()
         except ProcessError as exc:
             return StrategyResult(
-                strategy=strategy.name, status="failed", failure=str(exc), variant=variant
+                strategy=strategy.name,
+                variant=variant.to_dict(),
+                repeat=repeat,
+                status="failed",
+                failure=str(exc),
             )
         sampler.wait_for_app_sessions_to_end(control)
         sessions_after = sampler.sessions_counter(control)
@@ -185,7 +185,8 @@ def _run_strategy(
         opened = sessions_after - sessions_before - measured.samples.connects
     result = stats.summarize(
         strategy=strategy.name,
-        variant=variant,
+        variant=variant.to_dict(),
+        repeat=repeat,
         raw=measured.raw,
         samples=measured.samples,
         sessions_opened=opened,
@@ -201,12 +202,13 @@ def _run_strategy(
 def _measure(
     app: appserver.App,
     pg: postgres.Postgres,
+    variant: Variant,
     scenario: Scenario,
     interrupts: Interrupts,
     on_progress: Callable[[Progress], None],
 ) -> _Measured:
     config = LoadConfig(
-        concurrency=scenario.concurrency,
+        concurrency=variant.concurrency,
         duration_s=scenario.duration_s,
         warmup_s=scenario.warmup_s,
         timeout_s=scenario.timeout_s,

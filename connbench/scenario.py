@@ -27,17 +27,40 @@ SERVER_SETTINGS = {"max_connections", "shared_buffers", "synchronous_commit", "f
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One cell of a scenario's matrix: what one app run is measured with."""
+
+    strategy: str
+    concurrency: int
+    workers: int
+    pool_min: int | None  # None for strategies that hold no pool
+    pool_max: int | None
+
+    @property
+    def key(self) -> str:
+        """A stable, readable identity (compare matches results by it)."""
+        parts = [self.strategy, f"c={self.concurrency}", f"w={self.workers}"]
+        if self.pool_max is not None:
+            parts.append(f"pool={self.pool_min}..{self.pool_max}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"key": self.key}
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str = "adhoc"
     description: str = ""
     strategies: tuple[str, ...] = ("pool",)
-    concurrency: int = 32
+    concurrency: tuple[int, ...] = (32,)
     duration_s: float = 10.0
     warmup_s: float = 2.0
     timeout_s: float = 10.0
     pool_min: int | None = None  # None: psycopg_pool's default (4)
-    pool_max: int | None = None  # None: psycopg_pool's default (= pool_min)
-    workers: int = 1
+    pool_max: tuple[int, ...] | None = None  # None: psycopg_pool's default (= pool_min)
+    workers: tuple[int, ...] = (1,)
+    repeat: int = 1
     postgres: str = "embedded"
     engine: str = "httptools"
     server: Mapping[str, str] = field(default_factory=dict)
@@ -45,11 +68,34 @@ class Scenario:
     source_text: str | None = None  # its exact text, recorded in the result
 
     @property
-    def effective_pool(self) -> tuple[int, int]:
-        """(min, max) as psycopg_pool will use them: min defaults to 4, max to min."""
+    def effective_pool(self) -> tuple[int, tuple[int, ...]]:
+        """(min, maxes) as psycopg_pool will use them: min defaults to 4, max to min."""
         pool_min = 4 if self.pool_min is None else self.pool_min
-        pool_max = pool_min if self.pool_max is None else self.pool_max
-        return pool_min, pool_max
+        return pool_min, self.pool_max or (pool_min,)
+
+    def variants(self) -> list[Variant]:
+        """The matrix, strategy-major: strategies x workers x concurrency x pool_max.
+
+        Strategies without a pool get one cell per (workers, concurrency): a pool size would
+        change nothing for them.
+        """
+        pool_min, pool_maxes = self.effective_pool
+        cells = []
+        for name in self.strategies:
+            uses_pool = STRATEGIES[name].uses_pool
+            for workers in self.workers:
+                for concurrency in self.concurrency:
+                    for pool_max in pool_maxes if uses_pool else (None,):
+                        cells.append(
+                            Variant(
+                                strategy=name,
+                                concurrency=concurrency,
+                                workers=workers,
+                                pool_min=pool_min if uses_pool else None,
+                                pool_max=pool_max,
+                            )
+                        )
+        return cells
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,8 +106,11 @@ class Scenario:
             if password and self.source_text:
                 data["source_text"] = self.source_text.replace(password, "***")
         data["strategies"] = list(self.strategies)
+        for key in ("concurrency", "workers", "pool_max"):
+            data[key] = list(data[key]) if data[key] is not None else None
         data["server"] = dict(self.server)
-        data["pool_min_effective"], data["pool_max_effective"] = self.effective_pool
+        pool_min, pool_maxes = self.effective_pool
+        data["pool_min_effective"], data["pool_max_effective"] = pool_min, list(pool_maxes)
         return data
 
 
@@ -82,6 +131,28 @@ def _positive_int(value: Any) -> int:
     if number < 1:
         raise ValueError("expected a positive whole number")
     return number
+
+
+def _list_of(parse: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """A parser for one value or a sweep: ``8``, ``"8,32,128"`` or a TOML list."""
+
+    def parse_list(value: Any) -> tuple[Any, ...]:
+        if isinstance(value, list):
+            items = value
+        elif isinstance(value, str):
+            items = [part.strip() for part in value.split(",")]
+        else:
+            items = [value]
+        if not items or any(item == "" for item in items):
+            raise ValueError("expected a value or a comma-separated list")
+        try:
+            parsed = tuple(parse(item) for item in items)
+        except ValueError as exc:
+            suffix = " (or a comma-separated list of them)" if len(items) == 1 else " in every item"
+            raise ValueError(f"{exc}{suffix}") from None
+        return tuple(dict.fromkeys(parsed))  # keep order, drop repeats
+
+    return parse_list
 
 
 def _non_negative_int(value: Any) -> int:
@@ -173,13 +244,14 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "name": _text,
     "description": _text,
     "strategies": _strategies,
-    "concurrency": _positive_int,
+    "concurrency": _list_of(_positive_int),
     "duration_s": _seconds(allow_zero=False),
     "warmup_s": _seconds(allow_zero=True),
     "timeout_s": _seconds(allow_zero=False),
     "pool_min": _non_negative_int,
-    "pool_max": _positive_int,
-    "workers": _positive_int,
+    "pool_max": _list_of(_positive_int),
+    "workers": _list_of(_positive_int),
+    "repeat": _positive_int,
     "postgres": _backend,
     "engine": _engine,
     "server": _server,
@@ -241,9 +313,9 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
         parsed["server"] = {**values.get("server", {}), **parsed["server"]}
     values.update(parsed)
     scenario = Scenario(**values)
-    pool_min, pool_max = scenario.effective_pool
-    if pool_max < pool_min:
-        raise ScenarioError(f"pool_max ({pool_max}) must be >= pool_min ({pool_min})")
+    pool_min, pool_maxes = scenario.effective_pool
+    if min(pool_maxes) < pool_min:
+        raise ScenarioError(f"pool_max ({min(pool_maxes)}) must be >= pool_min ({pool_min})")
     if scenario.timeout_s < 0.001:
         raise ScenarioError("timeout_s must be at least 1 ms")
     return scenario

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,6 +84,7 @@ def summarize(
     *,
     strategy: str,
     variant: dict[str, Any],
+    repeat: int = 0,
     raw: RawLoad,
     samples: Samples,
     sessions_opened: int | None,
@@ -106,6 +108,7 @@ def summarize(
         strategy=strategy,
         status="interrupted" if interrupted else "ok",
         variant=variant,
+        repeat=repeat,
         requests={
             "total": raw.ok + raw.errors,
             "ok": raw.ok,
@@ -160,4 +163,110 @@ def warnings(result: StrategyResult) -> list[str]:
         out.append(f"errors: {kinds}")
     if result.server.get("sampler_failures"):
         out.append(f"server sampler failed {result.server['sampler_failures']} times")
+    return out
+
+
+# --- across repeats ---------------------------------------------------------------------------
+
+UNSTABLE_CV = 0.10  # pyperf's threshold: a standard deviation >= 10 % of the mean
+OUTLIER_FIRST = 0.15  # first repeat this far from the median of the others
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """median, min, max, coefficient of variation (sample stdev / mean) and the values."""
+    if not values:
+        return {"median": None, "min": None, "max": None, "cv": None, "values": []}
+    mean = statistics.fmean(values)
+    cv = statistics.stdev(values) / mean if len(values) > 1 and mean else 0.0
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "cv": round(cv, 4),
+        "values": [round(v, 3) for v in values],
+    }
+
+
+def aggregate(runs: Sequence[StrategyResult]) -> list[dict[str, Any]]:
+    """One summary per variant, in the order variants first appear: medians and spread over
+    the repeats that completed, and the warnings a careful reader needs."""
+    groups: dict[str, list[StrategyResult]] = {}
+    for run in runs:
+        groups.setdefault(run.key, []).append(run)
+    return [_summarize_variant(key, group) for key, group in groups.items()]
+
+
+def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
+    measured = [r for r in runs if r.status != "failed" and r.requests.get("ok")]
+    statuses = {r.status for r in runs}
+    status = (
+        "failed" if statuses == {"failed"} else "interrupted" if "interrupted" in statuses else "ok"
+    )
+    summary: dict[str, Any] = {
+        "key": key,
+        "strategy": runs[0].strategy,
+        "variant": runs[0].variant,
+        "status": status,
+        "runs": len(runs),
+        "runs_measured": len(measured),
+        "throughput_rps": spread([r.throughput_rps for r in measured]),
+        "latency_ms": {
+            name: spread([r.latency_ms[name] for r in measured if name in r.latency_ms])
+            for name in ("mean", *PERCENTILES, "max")
+        },
+        "errors": sum(int(r.requests.get("errors", 0)) for r in runs),
+        "requests_ok": sum(int(r.requests.get("ok", 0)) for r in runs),
+        "integrity_ok": all(r.integrity.get("ok") for r in runs if r.status != "failed"),
+        "generator_saturated": any(r.generator.get("saturated") for r in runs),
+    }
+    for name in (
+        "connections_peak",
+        "connections_mean",
+        "sessions_opened",
+        "sessions_per_ok_response",
+    ):
+        values = [r.server[name] for r in measured if r.server.get(name) is not None]
+        summary[name] = spread(values)["median"] if values else None
+    for name in ("app", "postgres"):
+        values = [r.cpu_percent[name] for r in measured if r.cpu_percent.get(name) is not None]
+        summary[f"cpu_{name}_percent"] = spread(values)["median"] if values else None
+    gen = [r.generator["loop_cpu_percent"] for r in measured if "loop_cpu_percent" in r.generator]
+    summary["cpu_generator_percent"] = spread(gen)["median"] if gen else None
+    summary["failure"] = next((r.failure for r in runs if r.failure), None)
+    summary["warnings"] = _stability_warnings(summary, measured) + _run_warnings(runs)
+    return summary
+
+
+def _run_warnings(runs: list[StrategyResult]) -> list[str]:
+    """Each run's warnings once per kind: the first instance, and in how many repeats."""
+    kinds: dict[str, list[str]] = {}
+    for run in runs:
+        for warning in run.warnings:
+            kinds.setdefault(" ".join(warning.split()[:2]), []).append(warning)
+    out = []
+    for found in kinds.values():
+        suffix = f" (in {len(found)} of {len(runs)} repeats)" if len(runs) > 1 else ""
+        out.append(found[0] + suffix)
+    return out
+
+
+def _stability_warnings(summary: dict[str, Any], runs: list[StrategyResult]) -> list[str]:
+    out = []
+    for label, values in (
+        ("throughput", summary["throughput_rps"]),
+        ("p99", summary["latency_ms"]["p99"]),
+    ):
+        if len(values["values"]) > 1 and values["cv"] is not None and values["cv"] >= UNSTABLE_CV:
+            out.append(
+                f"unstable: {label} varies by {values['cv']:.0%} (CV) over "
+                f"{len(values['values'])} repeats"
+            )
+    rps = [r.throughput_rps for r in runs]
+    if len(rps) >= 3:
+        rest = statistics.median(rps[1:])
+        if rest and abs(rps[0] - rest) / rest > OUTLIER_FIRST:
+            out.append(
+                f"first repeat is an outlier ({rps[0] / rest - 1:+.0%} against the others): "
+                "consider a longer warm-up"
+            )
     return out

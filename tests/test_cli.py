@@ -60,12 +60,15 @@ def test_malformed_scenario_names_file_and_key(tmp_path: Path) -> None:
     path.write_text("concurrency = 'many'\n")
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 2
-    assert f"{path}: concurrency: expected a positive whole number, got 'many'" in result.stderr
+    assert (
+        f"{path}: concurrency: expected a positive whole number (or a comma-separated list of them), got 'many'"
+        in result.stderr
+    )
 
 
 def test_malformed_result_file(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
-    path.write_text(json.dumps({"schema_version": 1, "results": "x"}))
+    path.write_text(json.dumps({"schema_version": 2, "results": "x"}))
     result = runner.invoke(app, ["show", str(path)])
     assert result.exit_code == 2
     assert "missing" in result.stderr

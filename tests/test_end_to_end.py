@@ -89,8 +89,27 @@ def test_result_records_environment_and_scenario(all_strategies: results.RunResu
     assert env["postgres"]["version"].startswith("16")
     assert env["postgres"]["settings"]["max_connections"] == "100"
     assert env["postgres"]["dsn"].startswith("postgresql://connbench@127.0.0.1:")  # no password
-    assert all_strategies.scenario["pool_max_effective"] == 3
+    assert all_strategies.scenario["pool_max_effective"] == [3]
+    assert [s["strategy"] for s in all_strategies.summary] == list(STRATEGIES)
     assert all_strategies.interrupted is False
+
+
+def test_repeats_are_interleaved_and_summarized(tmp_path: Path) -> None:
+    scenario = build(
+        None,
+        {"strategies": ["pool,connect"], "repeat": "2", "duration_s": "0.5", "warmup_s": "0.2",
+         "concurrency": "4"},
+    )  # fmt: skip
+    run, path = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
+    assert [(r.strategy, r.repeat) for r in run.results] == [
+        ("pool", 0), ("connect", 0), ("pool", 1), ("connect", 1),
+    ]  # fmt: skip
+    saved = results.load(path)
+    assert [s["key"] for s in saved.summary] == ["pool c=4 w=1 pool=4..4", "connect c=4 w=1"]
+    pool = saved.summary[0]
+    assert pool["runs"] == 2
+    assert pool["throughput_rps"]["values"] == [r.throughput_rps for r in run.results[::2]]
+    assert pool["integrity_ok"] is True
 
 
 def test_app_that_never_starts_is_reported_and_the_run_goes_on(

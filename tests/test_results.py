@@ -43,7 +43,8 @@ def test_default_path_is_under_results() -> None:
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ('{"schema_version": 99}', "schema_version 99 is not supported"),
-        ('{"schema_version": 1}', "missing"),
+        ('{"schema_version": 2}', "missing"),
+        ('{"schema_version": 1}', "schema_version 1 is not supported"),
     ],
 )
 def test_bad_files_say_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:

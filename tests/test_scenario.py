@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_defaults_use_psycopg_pool_defaults() -> None:
     scenario = build(None, {})
     assert scenario == Scenario()
-    assert scenario.effective_pool == (4, 4)
-    assert build(None, {"pool_min": "2"}).effective_pool == (2, 2)
-    assert build(None, {"pool_min": "2", "pool_max": "8"}).effective_pool == (2, 8)
+    assert scenario.effective_pool == (4, (4,))
+    assert build(None, {"pool_min": "2"}).effective_pool == (2, (2,))
+    assert build(None, {"pool_min": "2", "pool_max": "8"}).effective_pool == (2, (8,))
 
 
 def test_strategies_accept_repeats_commas_and_all() -> None:
@@ -26,7 +26,11 @@ def test_strategies_accept_repeats_commas_and_all() -> None:
     ("key", "value", "message"),
     [
         ("strategies", ["nope"], "--strategy: unknown strategy 'nope'"),
-        ("concurrency", "0", "--concurrency: expected a positive whole number, got '0'"),
+        (
+            "concurrency",
+            "0",
+            "--concurrency: expected a positive whole number (or a comma-separated list of them), got '0'",
+        ),
         ("concurrency", "abc", "--concurrency: expected a positive whole number"),
         ("concurrency", "-3", "--concurrency: expected a positive whole number"),
         ("duration_s", "0", "--duration: expected a number of seconds > 0"),
@@ -59,7 +63,7 @@ def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
     )
     scenario = build(path, {"concurrency": "16", "server": {"shared_buffers": "64MB"}})
     assert scenario.name == "s"
-    assert scenario.concurrency == 16
+    assert scenario.concurrency == (16,)
     assert scenario.duration_s == 3
     assert scenario.server == {"max_connections": "40", "shared_buffers": "64MB"}
     assert scenario.source_text == path.read_text()
@@ -68,7 +72,10 @@ def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("concurrency = 0\n", "s.toml: concurrency: expected a positive whole number, got 0"),
+        (
+            "concurrency = 0\n",
+            "s.toml: concurrency: expected a positive whole number (or a comma-separated list of them), got 0",
+        ),
         ("concurency = 8\n", "s.toml: concurency: unknown key"),
         ("concurrency = \n", "s.toml: not valid TOML"),
         ('strategies = ["pool", 3]\n', "s.toml: strategies: expected strategy names"),
@@ -101,3 +108,40 @@ def test_recorded_scenario_never_holds_a_password(tmp_path: Path) -> None:
     recorded = build(path, {}).to_dict()
     assert "pa55word" not in str(recorded)
     assert recorded["postgres"] == "postgresql://bob@db.internal:5432/app"
+
+
+def test_sweeps_accept_lists_and_build_the_matrix() -> None:
+    scenario = build(
+        None,
+        {
+            "strategies": ["pool,connect"],
+            "concurrency": "8,32",
+            "pool_min": "2",
+            "pool_max": "2,4",
+            "repeat": "3",
+        },
+    )
+    assert scenario.concurrency == (8, 32)
+    assert scenario.repeat == 3
+    keys = [v.key for v in scenario.variants()]
+    assert keys == [
+        "pool c=8 w=1 pool=2..2",
+        "pool c=8 w=1 pool=2..4",
+        "pool c=32 w=1 pool=2..2",
+        "pool c=32 w=1 pool=2..4",
+        "connect c=8 w=1",  # no pool: one cell per concurrency
+        "connect c=32 w=1",
+    ]
+
+
+def test_sweep_values_are_checked_one_by_one(tmp_path: Path) -> None:
+    with pytest.raises(
+        ScenarioError, match="--concurrency: expected a positive whole number in every item"
+    ):
+        build(None, {"concurrency": "8,0"})
+    path = tmp_path / "s.toml"
+    path.write_text("workers = [1, 2, -1]\n")
+    with pytest.raises(ScenarioError, match="s.toml: workers: expected a positive whole number"):
+        build(path, {})
+    with pytest.raises(ScenarioError, match="pool_max"):
+        build(None, {"pool_min": "4", "pool_max": "8,2"})

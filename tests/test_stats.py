@@ -1,10 +1,14 @@
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pytest
 
 from connbench import stats
 from connbench.load import LoadConfig, RawLoad, Second, classify, new_histogram
 from connbench.sampler import Sample, Samples
+
+if TYPE_CHECKING:
+    from connbench.results import StrategyResult
 
 CONFIG = LoadConfig(concurrency=4, duration_s=2, warmup_s=0, timeout_s=5)
 
@@ -125,3 +129,52 @@ def test_saturated_generator_and_thin_percentiles_are_flagged() -> None:
 )  # fmt: skip
 def test_error_kinds(status: int, body: bytes, kind: str) -> None:
     assert classify(status, body) == kind
+
+
+def _run(key: str, repeat: int, rps: float, p99: float, *, ok: bool = True) -> "StrategyResult":
+    from connbench.results import StrategyResult
+
+    return StrategyResult(
+        strategy=key.split()[0],
+        status="ok",
+        variant={"key": key, "strategy": key.split()[0]},
+        repeat=repeat,
+        requests={"ok": 100, "errors": 0},
+        throughput_rps=rps,
+        latency_ms={"p50": p99 / 2, "p99": p99},
+        server={"connections_peak": 4, "sessions_opened": 4},
+        integrity={"ok": ok},
+    )
+
+
+def test_aggregate_takes_medians_per_variant_in_first_seen_order() -> None:
+    runs = [
+        _run("pool c=32", 0, 1000, 40),
+        _run("connect c=32", 0, 100, 300),
+        _run("pool c=32", 1, 1100, 44),
+        _run("connect c=32", 1, 110, 310),
+        _run("pool c=32", 2, 1050, 42),
+        _run("connect c=32", 2, 105, 305),
+    ]
+    pool, connect = stats.aggregate(runs)
+    assert pool["key"] == "pool c=32" and connect["key"] == "connect c=32"
+    assert pool["runs"] == 3
+    assert pool["throughput_rps"]["median"] == 1050
+    assert pool["throughput_rps"]["values"] == [1000, 1100, 1050]
+    assert pool["throughput_rps"]["cv"] == pytest.approx(0.0476, abs=1e-3)
+    assert pool["latency_ms"]["p99"]["median"] == 42
+    assert pool["integrity_ok"] is True
+    assert not [w for w in pool["warnings"] if w.startswith("unstable")]
+
+
+def test_unstable_and_first_outlier_are_flagged() -> None:
+    runs = [_run("pool", i, rps, 40) for i, rps in enumerate([600, 1000, 1010, 990])]
+    (summary,) = stats.aggregate(runs)
+    text = " | ".join(summary["warnings"])
+    assert "unstable: throughput varies by" in text
+    assert "first repeat is an outlier (-40% against the others)" in text
+
+
+def test_one_bad_repeat_spoils_integrity() -> None:
+    (summary,) = stats.aggregate([_run("pool", 0, 1, 1), _run("pool", 1, 1, 1, ok=False)])
+    assert summary["integrity_ok"] is False

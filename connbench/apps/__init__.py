@@ -15,6 +15,7 @@ class Strategy:
     module: str
     summary: str
     pooled: bool  # holds connections across requests (vs. one server session per request)
+    uses_pool: bool = False  # opens a pool, whether or not it serves requests from it
 
     @property
     def app_path(self) -> str:
@@ -59,12 +60,14 @@ STRATEGIES: dict[str, Strategy] = {
             "pool",
             "AsyncConnectionPool opened in the lifespan; a dependency yields pool.connection()",
             pooled=True,
+            uses_pool=True,
         ),
         Strategy(
             "pool-unused",
             "pool_unused",
             "the common mistake: a pool is opened in the lifespan, yet each request connects",
             pooled=False,
+            uses_pool=True,
         ),
     ]
 }
