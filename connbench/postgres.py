@@ -275,6 +275,22 @@ def _usable_by(bindir: Path, user: str | None) -> bool:
     return result.returncode == 0
 
 
+def _private_copy(bindir: Path, tmp: Path) -> Path:
+    """Copy the install that holds ``bindir`` into ``tmp``; return the copy's bindir.
+
+    The wheel's binaries find their vendored libraries through the RPATH
+    ``$ORIGIN/../../../pgserver.libs``, so the copy keeps that layout:
+    ``tmp/pg/<install>/bin`` beside ``tmp/pgserver.libs``.
+    """
+    install = bindir.parent
+    copy = tmp / "pg" / install.name
+    shutil.copytree(install, copy, symlinks=True)
+    libs = install.parent.parent / "pgserver.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, tmp / "pgserver.libs", symlinks=True)
+    return copy / bindir.name
+
+
 def _writable_by(path: Path, user: str) -> bool:
     return procs.run_to_end(["test", "-w", str(path)], user=user).returncode == 0
 
@@ -309,9 +325,7 @@ def _cluster(
             if not _usable_by(bindir, user):
                 # The install sits where `user` cannot reach (a venv under /root, say):
                 # run a private copy instead of widening anyone's permissions.
-                copy = tmp / "pginstall"
-                shutil.copytree(bindir.parent, copy, symlinks=True)
-                bindir = copy / bindir.name
+                bindir = _private_copy(bindir, tmp)
         if not _usable_by(bindir, user):
             raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
 

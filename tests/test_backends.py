@@ -130,3 +130,18 @@ def test_docker_without_engine_is_one_clear_error() -> None:
     with pytest.raises(MissingDependency, match="docker: no Docker engine answers"):
         with postgres.start(postgres.parse_backend("docker")):
             pass
+
+
+def test_embedded_runs_from_a_private_copy_when_its_install_is_out_of_reach(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As root with the venv under a 0700 directory, the postgres user cannot run the wheel's
+    binaries in place; connbench runs a copy (which must still find its vendored libraries)."""
+    if os.geteuid() != 0:
+        pytest.skip("the copy is only made when running as root")
+    original = postgres.embedded_bindir()
+    real_usable_by = postgres._usable_by
+    monkeypatch.setattr(postgres, "_usable_by", lambda b, u: b != original and real_usable_by(b, u))
+    with postgres.start(postgres.parse_backend("embedded")) as pg:
+        assert pg.bindir is not None and pg.bindir != original
+        assert pg.count_rows() == 0
