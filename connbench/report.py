@@ -125,7 +125,7 @@ def results_table(run: RunResult) -> Table:
     varying = [
         (key, label)
         for key, label in DIMENSIONS
-        if len({str(s["variant"].get(key)) for s in run.summary}) > 1
+        if len({s["variant"].get(key) for s in run.summary} - {None}) > 1
     ]
     for _, label in varying:
         table.add_column(label, justify="right")
