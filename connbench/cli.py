@@ -103,6 +103,13 @@ def run(
     workers: Annotated[
         str | None, typer.Option(help="uvicorn worker processes; a list sweeps [1].")
     ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Open model: requests/s offered on a fixed schedule (wrk2-style; latency "
+            "from the intended send time); --concurrency is then the connections. A list sweeps."
+        ),
+    ] = None,
     repeat: Annotated[
         str | None, typer.Option(help="Run every variant N times, interleaved [1].")
     ] = None,
@@ -134,6 +141,7 @@ def run(
             "pool_max": pool_max,
             "workers": workers,
             "repeat": repeat,
+            "rate": rate,
             "postgres": postgres_,
             "engine": engine,
         }

@@ -58,6 +58,7 @@ class LoadConfig:
     warmup_s: float
     timeout_s: float
     engine: str = "httptools"
+    rate_rps: float | None = None  # open model: requests per second, None for closed loop
 
 
 @dataclass
@@ -87,6 +88,10 @@ class RawLoad:
     window_start_ns: int = 0  # time.perf_counter_ns() at the window's edges
     window_end_ns: int = 0
     interrupted: bool = False  # stopped early: the window ends where it stopped
+    # Open model only: latency from the *actual* send (the main histogram is from the intended
+    # send time, i.e. corrected for coordinated omission), and what did not go to plan.
+    uncorrected: HdrHistogram | None = None
+    open_model: dict[str, Any] = field(default_factory=dict)
 
     @property
     def errors(self) -> int:
@@ -145,18 +150,29 @@ class _Window:
         self.ok = 0
         self.errors: Counter[str] = Counter()
         self.latencies_us = array("q")
+        self.uncorrected_us = array("q")  # open model: from the actual send
         self.offsets_ns = array("q")  # completion time since the window's start
         self.window_errors: list[tuple[int, str]] = []
+        # open model bookkeeping
+        self.sent_late = 0  # sent after their intended time (their slot was still busy)
+        self.not_sent = 0  # intended inside the window, never sent before it closed
+        self.in_flight_at_end = 0
+        self.schedule_lag_us = array("q")  # timer fired this long after the intended time
+        self.slots: list[_Slot] = []
 
     def accepting(self) -> bool:
         return self.clock() < self.end_ns and not self.stop.is_set()
 
-    def done(self, start: int, end: int, kind: str | None) -> None:
+    def done(self, start: int, end: int, kind: str | None, intended: int = 0) -> None:
+        """Record a request that ended; ``intended`` (open model) is when it should have been
+        sent, and latency is then measured from there."""
         in_window = self.start_ns <= end < self.end_ns
         if kind is None:
             self.ok += 1
             if in_window:
-                self.latencies_us.append((end - start) // 1000)
+                self.latencies_us.append((end - (intended or start)) // 1000)
+                if intended:
+                    self.uncorrected_us.append((end - start) // 1000)
                 self.offsets_ns.append(end - self.start_ns)
         else:
             self.errors[kind] += 1
@@ -211,7 +227,13 @@ class _Slot:
     """One closed-loop user: send, wait for the reply, send again, until the window closes."""
 
     def __init__(
-        self, window: _Window, target: tuple[str, int], payload: bytes, timeout_s: float
+        self,
+        window: _Window,
+        target: tuple[str, int],
+        payload: bytes,
+        timeout_s: float,
+        interval_ns: int = 0,
+        first_ns: int = 0,
     ) -> None:
         self.window = window
         self.target = target
@@ -219,18 +241,44 @@ class _Slot:
         self.timeout_s = timeout_s
         self.loop = asyncio.get_running_loop()
         self.conn: _Connection | None = None
+        self.due = 0  # intended send time of the request in flight (open model)
         self.started = 0  # perf_counter_ns of the request in flight; 0 when none is
         self.deadline = math.inf  # loop.time() by which it must complete
         self.finished: asyncio.Future[None] = self.loop.create_future()
+        # Open model (wrk2's design): this slot's share of the rate, on a fixed schedule.
+        self.interval_ns = interval_ns
+        self.intended = first_ns  # perf_counter_ns the next request is due; 0: closed loop
 
     def begin(self) -> None:
         self.next()
 
     def next(self) -> None:
+        if not self.interval_ns:
+            self._send()
+            return
+        window = self.window
+        due, self.intended = self.intended, self.intended + self.interval_ns
+        now = window.clock()
+        if due >= window.end_ns or window.stop.is_set():
+            self.finish()
+            return
+        if due > now:
+            self.loop.call_later((due - now) / 1e9, self._send_on_time, due)
+        else:
+            if now - due > 1_000_000:  # more than 1 ms behind: the slot was still busy
+                window.sent_late += 1
+            self._send(due)
+
+    def _send_on_time(self, due: int) -> None:
+        self.window.schedule_lag_us.append(max(0, self.window.clock() - due) // 1000)
+        self._send(due)
+
+    def _send(self, due: int = 0) -> None:
         window = self.window
         if not window.accepting():
             self.finish()
             return
+        self.due = due
         window.sent += 1
         self.started = window.clock()
         self.deadline = self.loop.time() + self.timeout_s
@@ -282,10 +330,17 @@ class _Slot:
 
     def _end(self, kind: str | None) -> None:
         started, self.started, self.deadline = self.started, 0, math.inf
-        self.window.done(started, self.window.clock(), kind)
+        self.window.done(started, self.window.clock(), kind, self.due)
         self.next()
 
     def finish(self) -> None:
+        if self.interval_ns and self.intended:
+            # What the schedule still owed inside the window (the slot fell behind).
+            window = self.window
+            due = self.intended - self.interval_ns
+            if due < window.end_ns:
+                window.not_sent += (window.end_ns - due) // self.interval_ns + 1
+            self.intended = 0
         self.drop()
         if not self.finished.done():
             self.finished.set_result(None)
@@ -299,7 +354,25 @@ async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
         "Accept: */*\r\n\r\n"
     ).encode()
     address = (parts.hostname or "127.0.0.1", parts.port or 80)
-    slots = [_Slot(window, address, payload, config.timeout_s) for _ in range(config.concurrency)]
+    n = config.concurrency
+    if config.rate_rps:
+        # Each of the n connections carries rate/n, the schedules staggered by 1/rate.
+        interval_ns = int(n * 1e9 / config.rate_rps)
+        first = window.clock()
+        slots = [
+            _Slot(
+                window,
+                address,
+                payload,
+                config.timeout_s,
+                interval_ns,
+                first + i * interval_ns // n,
+            )
+            for i in range(n)
+        ]
+    else:
+        slots = [_Slot(window, address, payload, config.timeout_s) for _ in range(n)]
+    window.slots = slots
     loop = asyncio.get_running_loop()
 
     async def sweep() -> None:
@@ -379,6 +452,8 @@ async def _run_workers(request: Requester, config: LoadConfig, window: _Window) 
 
 
 async def _run_engine(url: str, config: LoadConfig, window: _Window) -> None:
+    if config.rate_rps and config.engine != "httptools":
+        raise ValueError("the open model (rate) needs the httptools engine")
     if config.engine == "httptools":
         await _run_httptools(url, config, window)
     elif config.engine == "aiohttp":
@@ -420,6 +495,8 @@ async def run(
         if name in cpu_marks:
             return
         cpu_marks[name] = (time.process_time(), time.thread_time())
+        if name == "end":
+            window.in_flight_at_end = sum(1 for slot in window.slots if slot.started)
         if on_edge is not None:
             on_edge(name)
 
@@ -447,6 +524,11 @@ async def run(
     helpers = [asyncio.create_task(report()), asyncio.create_task(stopper())]
     try:
         await _run_engine(url, config, window)
+        # An open-model run can finish its last request before the window closes: the window
+        # is still the window (its CPU is read at its end).
+        remaining_s = (window.end_ns - window.clock()) / 1e9
+        if remaining_s > 0 and not stop.is_set():
+            await asyncio.sleep(remaining_s + 0.01)
     finally:
         for task in helpers:
             task.cancel()
@@ -477,6 +559,19 @@ def _fill(raw: RawLoad, window: _Window) -> None:
         second.ok += 1
         second.histogram.record_value(value)
     raw.ok = len(window.latencies_us)
+    if raw.config.rate_rps:
+        raw.uncorrected = new_histogram()
+        for latency in window.uncorrected_us:
+            raw.uncorrected.record_value(min(max(LATENCY_MIN_US, latency), LATENCY_MAX_US))
+        lags = sorted(window.schedule_lag_us)
+        raw.open_model = {
+            "rate_rps": raw.config.rate_rps,
+            "offered": round(raw.config.rate_rps * raw.window_s),
+            "sent_late": window.sent_late,
+            "not_sent": window.not_sent,
+            "in_flight_at_end": window.in_flight_at_end,
+            "schedule_lag_ms_p99": lags[int(0.99 * (len(lags) - 1))] / 1000 if lags else None,
+        }
     for offset, kind in window.window_errors:
         raw.errors_by_kind[kind] += 1
         raw.seconds[min(offset // 1_000_000_000, last)].errors += 1

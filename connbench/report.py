@@ -109,7 +109,12 @@ def _sessions(summary: dict[str, Any]) -> str:
 
 
 # Variant dimensions that get a column when they take more than one value in a run.
-DIMENSIONS = (("concurrency", "conc."), ("workers", "workers"), ("pool_max", "pool"))
+DIMENSIONS = (
+    ("concurrency", "conc."),
+    ("workers", "workers"),
+    ("pool_max", "pool"),
+    ("rate", "rate/s"),
+)
 
 
 def results_table(run: RunResult) -> Table:
@@ -125,23 +130,17 @@ def results_table(run: RunResult) -> Table:
     varying = [
         (key, label)
         for key, label in DIMENSIONS
-        if len({s["variant"].get(key) for s in run.summary} - {None}) > 1
+        if len(values := {s["variant"].get(key) for s in run.summary} - {None}) > 1
+        or (key == "rate" and values)
     ]
     for _, label in varying:
         table.add_column(label, justify="right")
-    for header in (
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "conns peak",
-        "conns mean",
-        "sessions opened",
-        "rows = 2xx",
-        "app CPU",
-        "pg CPU",
-        "gen CPU",
-    ):
+    open_model = any(s["variant"].get("rate") for s in run.summary)
+    headers = ["req/s", "p50 ms", "p99 ms", "errors", "conns peak", "conns mean",
+               "sessions opened", "rows = 2xx", "app CPU", "pg CPU", "gen CPU"]  # fmt: skip
+    if open_model:
+        headers.insert(3, "p99 uncorr.")
+    for header in headers:
         table.add_column(header, justify="right")
     by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
@@ -154,10 +153,12 @@ def results_table(run: RunResult) -> Table:
         variant = summary["variant"]
         dims = ["-" if variant.get(key) is None else str(variant.get(key)) for key, _ in varying]
         name = summary["strategy"]
+        if not summary.get("valid", True):
+            name += " [bold red]INVALID[/bold red]"
         if summary["status"] == "interrupted":
             name += " [red](interrupted)[/red]"
         if summary["status"] == "failed":
-            table.add_row(name, *dims, "[red]failed[/red]", *["-"] * 10)
+            table.add_row(name, *dims, "[red]failed[/red]", *["-"] * (10 + open_model))
             continue
         errors = summary.get("errors", 0)
         gen = summary.get("cpu_generator_percent")
@@ -165,12 +166,15 @@ def results_table(run: RunResult) -> Table:
         if summary.get("generator_saturated"):
             gen_text = f"[bold red]{gen_text}![/bold red]"
         rps = summary["throughput_rps"]
+        p99 = [_median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"])]
+        if open_model:
+            p99.append(_median(summary.get("latency_uncorrected_ms", {}).get("p99")))
         table.add_row(
             name,
             *dims,
             _median(rps, ",.0f") + _cv(rps),
             _median(summary["latency_ms"]["p50"]),
-            _median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"]),
+            *p99,
             f"[red]{errors:,}[/red]" if errors else "0",
             _num(summary.get("connections_peak"), ".0f"),
             _num(summary.get("connections_mean")),

@@ -8,6 +8,9 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
 2. Sweeps and repeats: ``results`` holds one entry per run (``variant`` with its ``key``,
    ``repeat``); ``summary`` one per variant (median, min, max, CV over the repeats, stability
    warnings). Scenario ``concurrency``, ``workers`` and ``pool_max`` are lists.
+   Open model (``--rate``): ``open_model`` per run (offered, sent late, not sent, in flight at
+   the end, schedule lag, uncorrected latency, validity); ``latency_ms`` is then measured
+   from the intended send time.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class StrategyResult:
     generator: dict[str, Any] = field(default_factory=dict)
     cpu_percent: dict[str, float | None] = field(default_factory=dict)
     timeseries: dict[str, list[float]] = field(default_factory=dict)
+    open_model: dict[str, Any] = field(default_factory=dict)  # --rate runs only
     warnings: list[str] = field(default_factory=list)
 
     @property

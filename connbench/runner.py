@@ -213,6 +213,7 @@ def _measure(
         warmup_s=scenario.warmup_s,
         timeout_s=scenario.timeout_s,
         engine=scenario.engine,
+        rate_rps=variant.rate,
     )
     edges: dict[str, tuple[float | None, float | None, float]] = {}
 

@@ -35,6 +35,7 @@ class Variant:
     workers: int
     pool_min: int | None  # None for strategies that hold no pool
     pool_max: int | None
+    rate: float | None = None  # open model: requests/s offered; None: closed loop
 
     @property
     def key(self) -> str:
@@ -42,6 +43,8 @@ class Variant:
         parts = [self.strategy, f"c={self.concurrency}", f"w={self.workers}"]
         if self.pool_max is not None:
             parts.append(f"pool={self.pool_min}..{self.pool_max}")
+        if self.rate is not None:
+            parts.append(f"rate={self.rate:g}")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +63,7 @@ class Scenario:
     pool_min: int | None = None  # None: psycopg_pool's default (4)
     pool_max: tuple[int, ...] | None = None  # None: psycopg_pool's default (= pool_min)
     workers: tuple[int, ...] = (1,)
+    rate: tuple[float, ...] | None = None  # open model; concurrency is then the connections
     repeat: int = 1
     postgres: str = "embedded"
     engine: str = "httptools"
@@ -86,15 +90,17 @@ class Scenario:
             for workers in self.workers:
                 for concurrency in self.concurrency:
                     for pool_max in pool_maxes if uses_pool else (None,):
-                        cells.append(
-                            Variant(
-                                strategy=name,
-                                concurrency=concurrency,
-                                workers=workers,
-                                pool_min=pool_min if uses_pool else None,
-                                pool_max=pool_max,
+                        for rate in self.rate or (None,):
+                            cells.append(
+                                Variant(
+                                    strategy=name,
+                                    concurrency=concurrency,
+                                    workers=workers,
+                                    pool_min=pool_min if uses_pool else None,
+                                    pool_max=pool_max,
+                                    rate=rate,
+                                )
                             )
-                        )
         return cells
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +112,7 @@ class Scenario:
             if password and self.source_text:
                 data["source_text"] = self.source_text.replace(password, "***")
         data["strategies"] = list(self.strategies)
-        for key in ("concurrency", "workers", "pool_max"):
+        for key in ("concurrency", "workers", "pool_max", "rate"):
             data[key] = list(data[key]) if data[key] is not None else None
         data["server"] = dict(self.server)
         pool_min, pool_maxes = self.effective_pool
@@ -181,6 +187,18 @@ def _seconds(allow_zero: bool) -> Callable[[Any], float]:
     return parse
 
 
+def _rate(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected requests per second > 0")
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError("expected requests per second > 0") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError("expected requests per second > 0")
+    return number
+
+
 def _strategies(value: Any) -> tuple[str, ...]:
     items: list[str] = []
     raw = value if isinstance(value, list) else [value]
@@ -252,6 +270,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "pool_max": _list_of(_positive_int),
     "workers": _list_of(_positive_int),
     "repeat": _positive_int,
+    "rate": _list_of(_rate),
     "postgres": _backend,
     "engine": _engine,
     "server": _server,
@@ -316,6 +335,8 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
     pool_min, pool_maxes = scenario.effective_pool
     if min(pool_maxes) < pool_min:
         raise ScenarioError(f"pool_max ({min(pool_maxes)}) must be >= pool_min ({pool_min})")
+    if scenario.rate and scenario.engine != "httptools":
+        raise ScenarioError("--rate (the open model) needs --engine httptools")
     if scenario.timeout_s < 0.001:
         raise ScenarioError("timeout_s must be at least 1 ms")
     return scenario

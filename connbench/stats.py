@@ -137,8 +137,35 @@ def summarize(
         cpu_percent=cpu_percent,
         timeseries=timeseries(raw, samples.samples),
     )
+    if raw.config.rate_rps:
+        result.open_model = _open_model(raw)
     result.warnings = warnings(result)
     return result
+
+
+SCHEDULE_LAG_INVALID_MS = 10.0
+NOT_SENT_INVALID = 0.01  # of the offered requests
+
+
+def _open_model(raw: RawLoad) -> dict[str, Any]:
+    """The open model's own account: what was offered, what did not go to plan, validity."""
+    info = dict(raw.open_model)
+    info["latency_uncorrected_ms"] = latency_summary(raw.uncorrected) if raw.uncorrected else {}
+    reasons = []
+    offered = info.get("offered") or 0
+    if offered and info.get("not_sent", 0) > NOT_SENT_INVALID * offered:
+        reasons.append(
+            f"could not hold the offered rate: {info['not_sent']} of {offered} requests never "
+            "sent (every connection busy; raise --concurrency or lower --rate)"
+        )
+    lag = info.get("schedule_lag_ms_p99")
+    if lag is not None and lag > SCHEDULE_LAG_INVALID_MS:
+        reasons.append(f"the generator's timers fired late (p99 {lag:.1f} ms)")
+    if raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT:
+        reasons.append("the generator's CPU was saturated")
+    info["valid"] = not reasons
+    info["invalid_reasons"] = reasons
+    return info
 
 
 def warnings(result: StrategyResult) -> list[str]:
@@ -161,6 +188,13 @@ def warnings(result: StrategyResult) -> list[str]:
     if total and result.requests.get("errors"):
         kinds = ", ".join(f"{k} {v}" for k, v in result.requests["errors_by_kind"].items())
         out.append(f"errors: {kinds}")
+    for reason in result.open_model.get("invalid_reasons", []):
+        out.append(f"INVALID: {reason}")
+    if result.open_model.get("sent_late"):
+        out.append(
+            f"{result.open_model['sent_late']} requests sent late (latency is counted from "
+            "their intended time)"
+        )
     if result.server.get("sampler_failures"):
         out.append(f"server sampler failed {result.server['sampler_failures']} times")
     return out
@@ -214,10 +248,21 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
             name: spread([r.latency_ms[name] for r in measured if name in r.latency_ms])
             for name in ("mean", *PERCENTILES, "max")
         },
+        "latency_uncorrected_ms": {
+            name: spread(
+                [
+                    r.open_model["latency_uncorrected_ms"][name]
+                    for r in measured
+                    if name in r.open_model.get("latency_uncorrected_ms", {})
+                ]
+            )
+            for name in ("p50", "p99")
+        },
         "errors": sum(int(r.requests.get("errors", 0)) for r in runs),
         "requests_ok": sum(int(r.requests.get("ok", 0)) for r in runs),
         "integrity_ok": all(r.integrity.get("ok") for r in runs if r.status != "failed"),
         "generator_saturated": any(r.generator.get("saturated") for r in runs),
+        "valid": all(r.open_model.get("valid", True) for r in runs),
     }
     for name in (
         "connections_peak",

@@ -257,3 +257,26 @@ def test_cli_run_against_a_dsn_never_shows_the_password(pg: object, tmp_path: Pa
     assert password not in proc.stdout + proc.stderr + out.read_text()
     saved = results.load(out)
     assert saved.environment["postgres"]["backend"] == "external"
+
+
+def test_open_model_measures_from_the_intended_time_and_flags_an_unheld_rate(
+    tmp_path: Path,
+) -> None:
+    scenario = build(
+        None,
+        {"strategies": ["pool"], "rate": "100,100000", "concurrency": "4", "duration_s": "1",
+         "warmup_s": "0.2"},
+    )  # fmt: skip
+    run, _ = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
+    easy, impossible = run.results
+    assert easy.variant["rate"] == 100
+    assert easy.open_model["valid"] is True
+    assert easy.open_model["not_sent"] == 0
+    assert easy.throughput_rps <= 110  # the schedule, not the server, sets the pace
+    assert easy.cpu_percent["app"] is not None  # the window ran to its end
+    assert impossible.open_model["valid"] is False
+    assert impossible.open_model["not_sent"] > 0
+    assert any("could not hold the offered rate" in w for w in impossible.warnings)
+    # Queueing behind busy connections is latency too: corrected >= uncorrected.
+    assert impossible.latency_ms["p99"] >= impossible.open_model["latency_uncorrected_ms"]["p99"]
+    assert easy.integrity["ok"] and impossible.integrity["ok"]

@@ -147,3 +147,15 @@ def test_sweep_values_are_checked_one_by_one(tmp_path: Path) -> None:
         build(path, {})
     with pytest.raises(ScenarioError, match="pool_max"):
         build(None, {"pool_min": "4", "pool_max": "8,2"})
+
+
+def test_rate_is_an_open_model_dimension() -> None:
+    scenario = build(None, {"strategies": ["pool"], "rate": "100,250.5"})
+    assert [v.key for v in scenario.variants()] == [
+        "pool c=32 w=1 pool=4..4 rate=100",
+        "pool c=32 w=1 pool=4..4 rate=250.5",
+    ]
+    with pytest.raises(ScenarioError, match="--rate: expected requests per second > 0"):
+        build(None, {"rate": "0"})
+    with pytest.raises(ScenarioError, match="needs --engine httptools"):
+        build(None, {"rate": "100", "engine": "aiohttp"})
