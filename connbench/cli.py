@@ -128,6 +128,7 @@ def run(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Result file [results/NAME-TIME.json].")
     ] = None,
+    charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
 ) -> None:
     """Benchmark strategies against a throwaway PostgreSQL and save a JSON result."""
     with _domain_errors():
@@ -150,7 +151,7 @@ def run(
         chosen = scenario.build(scenario_file, overrides)
         reporter = report.ConsoleReporter(console)
         result, path = runner.execute(chosen, reporter, output)
-        report.render_run(console, result)
+        report.render_run(console, result, charts=charts)
         console.print(f"[dim]saved {path}[/dim]", highlight=False)
         if result.interrupted:
             typer.echo("connbench: interrupted; partial result saved", err=True)
@@ -160,12 +161,15 @@ def run(
 
 
 @app.command()
-def show(result_file: Annotated[Path, typer.Argument(help="A result JSON file.")]) -> None:
-    """Show a saved result as a table."""
+def show(
+    result_file: Annotated[Path, typer.Argument(help="A result JSON file.")],
+    charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
+) -> None:
+    """Show a saved result as a table, with its per-second charts."""
     with _domain_errors():
         run_result = results.load(result_file)
         run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
-        report.render_run(console, run_result)
+        report.render_run(console, run_result, charts=charts)
 
 
 @app.command()

@@ -187,9 +187,66 @@ def results_table(run: RunResult) -> Table:
     return table
 
 
-def render_run(console: Console, run: RunResult) -> None:
-    """The table, then the context a reader needs to trust it, then warnings."""
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], top: float | None = None) -> str:
+    """One character per value, scaled from 0 to ``top`` (default: the largest value)."""
+    top = max(values, default=0.0) if top is None else top
+    if not values:
+        return ""
+    if top <= 0:
+        return SPARKS[0] * len(values)
+    last = len(SPARKS) - 1
+    return "".join(SPARKS[min(last, round(last * max(0.0, v) / top))] for v in values)
+
+
+def _typical_run(summary: dict[str, Any], runs: list[StrategyResult]) -> StrategyResult | None:
+    """The repeat whose throughput is closest to the median: its seconds are the ones drawn."""
+    measured = [r for r in runs if r.timeseries.get("ok")]
+    median = summary["throughput_rps"].get("median")
+    if not measured or median is None:
+        return measured[0] if measured else None
+    return min(measured, key=lambda r: abs(r.throughput_rps - median))
+
+
+def timeline_table(run: RunResult) -> Table:
+    """Per-second charts: throughput, p99, server connections, errors, one row per variant.
+
+    Each chart is scaled to its own row's maximum, printed beside it, so shapes (a pool
+    warming up, a connection storm, a stall) read at a glance.
+    """
+    table = Table(title="per second of the measured window", title_justify="left", box=None)
+    table.add_column("variant", style="bold")
+    for header in ("req/s", "p99 ms", "server conns", "errors"):
+        table.add_column(header)
+    by_key: dict[str, list[StrategyResult]] = {}
+    for result in run.results:
+        by_key.setdefault(result.key, []).append(result)
+    for summary in run.summary:
+        chosen = _typical_run(summary, by_key.get(summary["key"], []))
+        if chosen is None:
+            continue
+        series = chosen.timeseries
+        cells = []
+        for name, colour in (("ok", "green"), ("p99_ms", "cyan"), ("connections", "magenta")):
+            values = series.get(name, [])
+            top = max(values, default=0.0)
+            cells.append(f"[{colour}]{sparkline(values)}[/{colour}] [dim]max {top:,.0f}[/dim]")
+        errors = series.get("errors", [])
+        cells.append(
+            f"[red]{sparkline(errors)}[/red] [dim]{sum(errors):,.0f}[/dim]" if any(errors) else "-"
+        )
+        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
+        table.add_row(label, *cells)
+    return table
+
+
+def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
+    """The table, the per-second charts, the context a reader needs, then warnings."""
     console.print(results_table(run))
+    if charts and any(r.timeseries.get("ok") for r in run.results):
+        console.print(timeline_table(run))
     scenario, env = run.scenario, run.environment
     pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
     pg = env.get("postgres", {})
