@@ -16,7 +16,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from connbench import __version__, appserver, postgres, report, results, runner, scenario, stats
+from connbench import (
+    __version__,
+    appserver,
+    calibrate,
+    postgres,
+    report,
+    results,
+    runner,
+    scenario,
+    stats,
+)
 from connbench.apps import STRATEGIES
 from connbench.errors import BadInput, ConnbenchError
 
@@ -129,6 +139,14 @@ def run(
         Path | None, typer.Option("--output", "-o", help="Result file [results/NAME-TIME.json].")
     ] = None,
     charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
+    calibrate_first: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="First measure the ceilings (generator, pgbench with/without -C) and show "
+            "each strategy as a fraction of them.",
+        ),
+    ] = False,
 ) -> None:
     """Benchmark strategies against a throwaway PostgreSQL and save a JSON result."""
     with _domain_errors():
@@ -150,7 +168,7 @@ def run(
             overrides["server"] = {"max_connections": max_connections}
         chosen = scenario.build(scenario_file, overrides)
         reporter = report.ConsoleReporter(console)
-        result, path = runner.execute(chosen, reporter, output)
+        result, path = runner.execute(chosen, reporter, output, calibrate_first=calibrate_first)
         report.render_run(console, result, charts=charts)
         console.print(f"[dim]saved {path}[/dim]", highlight=False)
         if result.interrupted:
@@ -158,6 +176,28 @@ def run(
             raise typer.Exit(EXIT_INTERRUPTED)
         if any(r.status == "failed" for r in result.results):
             raise typer.Exit(1)
+
+
+@app.command(name="calibrate")
+def calibrate_cmd(
+    postgres_: PostgresOpt = None,
+    concurrency: Annotated[str | None, typer.Option(help="Concurrent clients [32].")] = None,
+    duration: Annotated[str | None, typer.Option(help="Seconds per measurement [5].")] = None,
+) -> None:
+    """Measure the ceilings: the load generator's on a no-database endpoint (and wrk's),
+    and pgbench's TPS on the same insert with and without a new connection per transaction."""
+    with _domain_errors():
+        chosen = scenario.build(
+            None,
+            {"postgres": postgres_, "concurrency": concurrency, "duration_s": duration or "5"},
+        )
+        backend = postgres.parse_backend(chosen.postgres)
+        with postgres.start(backend, settings=chosen.server) as pg:
+            console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
+            ceilings = calibrate.measure(
+                pg, concurrency=chosen.concurrency[0], duration_s=chosen.duration_s
+            )
+        report.render_calibration(console, ceilings)
 
 
 @app.command()

@@ -140,6 +140,8 @@ def results_table(run: RunResult) -> Table:
                "sessions opened", "rows = 2xx", "app CPU", "pg CPU", "gen CPU"]  # fmt: skip
     if open_model:
         headers.insert(3, "p99 uncorr.")
+    if run.calibration:
+        headers.insert(1, "of ceiling")
     for header in headers:
         table.add_column(header, justify="right")
     by_key: dict[str, list[StrategyResult]] = {}
@@ -158,7 +160,7 @@ def results_table(run: RunResult) -> Table:
         if summary["status"] == "interrupted":
             name += " [red](interrupted)[/red]"
         if summary["status"] == "failed":
-            table.add_row(name, *dims, "[red]failed[/red]", *["-"] * (10 + open_model))
+            table.add_row(name, *dims, "[red]failed[/red]", *["-"] * (len(headers) - 1))
             continue
         errors = summary.get("errors", 0)
         gen = summary.get("cpu_generator_percent")
@@ -169,10 +171,12 @@ def results_table(run: RunResult) -> Table:
         p99 = [_median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"])]
         if open_model:
             p99.append(_median(summary.get("latency_uncorrected_ms", {}).get("p99")))
+        ceiling = [_ceiling(summary, run.calibration)] if run.calibration else []
         table.add_row(
             name,
             *dims,
             _median(rps, ",.0f") + _cv(rps),
+            *ceiling,
             _median(summary["latency_ms"]["p50"]),
             *p99,
             f"[red]{errors:,}[/red]" if errors else "0",
@@ -245,6 +249,8 @@ def timeline_table(run: RunResult) -> Table:
 def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
     """The table, the per-second charts, the context a reader needs, then warnings."""
     console.print(results_table(run))
+    if run.calibration:
+        render_calibration(console, run.calibration)
     if charts and any(r.timeseries.get("ok") for r in run.results):
         console.print(timeline_table(run))
     scenario, env = run.scenario, run.environment
@@ -272,6 +278,39 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
         for warning in summary.get("warnings", []):
             console.print(f"[yellow]warning:[/yellow] {label}: {warning}", highlight=False)
+
+
+def render_calibration(console: Console, ceilings: dict[str, Any]) -> None:
+    """The ceilings of a session, as measured by calibrate."""
+    table = Table(
+        title=f"ceilings · c={ceilings.get('concurrency')} · {ceilings.get('duration_s')} s each",
+        title_justify="left",
+    )
+    table.add_column("what")
+    table.add_column("per second", justify="right")
+    table.add_column("reads as", style="dim")
+    rows = [
+        ("connbench generator, GET /health (no database)", ceilings.get("generator_rps"),
+         f"the most any strategy can show here (generator at "
+         f"{ceilings.get('generator_cpu_percent', 0):.0f}% of a core)"),
+        ("wrk, GET /health", ceilings.get("wrk_rps"), "the same, with wrk (if installed)"),
+        ("pgbench, persistent connections", ceilings.get("pgbench_tps"),
+         "the database's ceiling for the insert: pooled strategies' yardstick"),
+        ("pgbench -C, a connection per transaction", ceilings.get("pgbench_connect_tps"),
+         "the ceiling with a new session each time: per-request strategies' yardstick"),
+    ]  # fmt: skip
+    for what, value, reads in rows:
+        table.add_row(what, "-" if value is None else f"{value:,.0f}", reads)
+    console.print(table)
+
+
+def _ceiling(summary: dict[str, Any], calibration: dict[str, Any]) -> str:
+    rps = summary["throughput_rps"].get("median")
+    pooled = summary["variant"].get("pool_max") is not None and summary["strategy"] != "pool-unused"
+    ceiling = calibration.get("pgbench_tps" if pooled else "pgbench_connect_tps")
+    if not rps or not ceiling:
+        return "-"
+    return f"{rps / ceiling:.0%} of {'pgbench' if pooled else 'pgbench -C'}"
 
 
 def _pct(value: float | None) -> str:

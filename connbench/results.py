@@ -76,6 +76,7 @@ class RunResult:
     scenario: dict[str, Any]
     results: list[StrategyResult]
     summary: list[dict[str, Any]] = field(default_factory=list)  # per variant, see stats
+    calibration: dict[str, Any] = field(default_factory=dict)  # run --calibrate: the ceilings
 
 
 def new_run(scenario: dict[str, Any]) -> RunResult:
@@ -150,7 +151,8 @@ def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     return directory / f"{name}-{stamp}.json"
 
 
-_TOP_KEYS = {f for f in RunResult.__dataclass_fields__} - {"summary"}
+_OPTIONAL_KEYS = {"summary", "calibration"}
+_TOP_KEYS = {f for f in RunResult.__dataclass_fields__} - _OPTIONAL_KEYS
 _STRATEGY_KEYS = {f for f in StrategyResult.__dataclass_fields__}
 
 
@@ -186,4 +188,5 @@ def load(path: Path) -> RunResult:
     fields = {key: data[key] for key in _TOP_KEYS}
     fields["results"] = entries
     fields["summary"] = data.get("summary") or []
+    fields["calibration"] = data.get("calibration") or {}
     return RunResult(**fields)

@@ -23,12 +23,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from connbench import appserver, load, postgres, results, sampler, stats, tempdirs
+from connbench import appserver, calibrate, load, postgres, results, sampler, stats, tempdirs
 from connbench.apps import STRATEGIES
 from connbench.errors import ProcessError
 from connbench.load import LoadConfig, Progress
 from connbench.results import RunResult, StrategyResult
 from connbench.scenario import Scenario, Variant
+
+CALIBRATE_MAX_S = 5.0
 
 
 class Reporter(Protocol):
@@ -95,7 +97,9 @@ class _Measured:
     cpu_percent: dict[str, float | None]
 
 
-def execute(scenario: Scenario, reporter: Reporter, output: Path | None) -> tuple[RunResult, Path]:
+def execute(
+    scenario: Scenario, reporter: Reporter, output: Path | None, calibrate_first: bool = False
+) -> tuple[RunResult, Path]:
     """Run every strategy of ``scenario``, save the result, return it and where it went.
 
     Raises the domain errors of :mod:`connbench.postgres` when the server cannot be had; an app
@@ -122,6 +126,14 @@ def execute(scenario: Scenario, reporter: Reporter, output: Path | None) -> tupl
                         "dsn": pg.display_dsn,
                     }
                     reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
+                    if calibrate_first:
+                        reporter.note("calibrating: generator ceiling, pgbench with and without -C")
+                        run.calibration = calibrate.measure(
+                            pg,
+                            concurrency=scenario.concurrency[0],
+                            duration_s=min(scenario.duration_s, CALIBRATE_MAX_S),
+                            engine=scenario.engine,
+                        )
                     for index, (repeat, variant) in enumerate(plan, 1):
                         label = variant.key if len(plan) > 1 else variant.strategy
                         if scenario.repeat > 1:

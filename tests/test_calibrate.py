@@ -1,0 +1,19 @@
+"""The ceilings, measured for real (short durations: this checks behaviour, not speed)."""
+
+from connbench import calibrate
+from connbench.postgres import Postgres
+
+
+def test_ceilings_are_measured_and_the_table_is_left_empty(pg: Postgres) -> None:
+    ceilings = calibrate.measure(pg, concurrency=4, duration_s=1)
+    assert ceilings["generator_rps"] > 0
+    assert ceilings["pgbench_tps"] > 0
+    assert ceilings["pgbench_connect_tps"] > 0
+    # A session per transaction costs more than reusing one, on any machine.
+    assert ceilings["pgbench_connect_tps"] < ceilings["pgbench_tps"]
+    assert pg.count_rows() == 0
+
+
+def test_pgbench_ships_with_the_embedded_server(pg: Postgres) -> None:
+    path = calibrate.pgbench_path(pg)
+    assert path is not None and path.parent == pg.bindir
