@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +26,7 @@ from connbench import (
     runner,
     scenario,
     stats,
+    tempdirs,
 )
 from connbench.apps import STRATEGIES
 from connbench.errors import BadInput, ConnbenchError
@@ -239,15 +240,15 @@ def serve(
         config = appserver.AppConfig(pool_min_n, pool_maxes[0], variants[0].workers)
         backend = postgres.parse_backend(chosen.postgres)
         try:
-            with (
-                postgres.start(backend, settings=chosen.server) as pg,
-                appserver.start(
-                    STRATEGIES[chosen.strategies[0]],
-                    pg,
-                    config,
-                    Path(os.environ.get("TMPDIR", "/tmp")) / f"connbench-serve-{os.getpid()}.log",
-                ) as served,
-            ):
+            with ExitStack() as stack:
+                logdir = tempdirs.make("serve")
+                stack.callback(tempdirs.remove, logdir)
+                pg = stack.enter_context(postgres.start(backend, settings=chosen.server))
+                served = stack.enter_context(
+                    appserver.start(
+                        STRATEGIES[chosen.strategies[0]], pg, config, logdir / "app.log"
+                    )
+                )
                 console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
                 console.print(f"serving {chosen.strategies[0]} at {served.visit_url}")
                 console.print("[dim]Ctrl-C to stop[/dim]")

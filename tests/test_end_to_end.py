@@ -162,6 +162,16 @@ def _running(name_part: str, pid: int) -> bool:
     return False
 
 
+def _all_gone(processes: list[psutil.Process]) -> bool:
+    for proc in processes:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
+
+
 def _wait_for(
     predicate: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[str] | None = None
 ) -> None:
@@ -175,8 +185,17 @@ def _wait_for(
     raise AssertionError("condition not met in time")
 
 
-def _our_temp_dirs(*dirs: Path) -> set[Path]:
-    return {p for d in dirs for p in d.glob("connbench-*")}
+def _temp_dirs_of(pid: int, *dirs: Path) -> set[Path]:
+    """connbench temp dirs made by process ``pid`` (other runs may share /tmp)."""
+    found = set()
+    for path in (p for d in dirs for p in d.glob("connbench-*")):
+        try:
+            owner = (path / ".connbench-owner").read_text().split()[0]
+        except (OSError, IndexError):
+            continue
+        if owner == str(pid):
+            found.add(path)
+    return found
 
 
 @pytest.mark.parametrize("moment", ["measuring", "starting"])
@@ -185,7 +204,6 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 ) -> None:
     tmp = tmp_path / "tmp"  # root-only (0700 parents): postgres falls back to /tmp
     tmp.mkdir()
-    before = _our_temp_dirs(Path("/tmp"))
     out = tmp_path / "r.json"
     proc = subprocess.Popen(
         connbench_cmd(
@@ -217,18 +235,9 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
     assert "Traceback" not in stderr
     assert "interrupted" in stderr
 
-    def all_gone() -> bool:
-        for child in children:
-            try:
-                if child.status() != psutil.STATUS_ZOMBIE:
-                    return False
-            except psutil.NoSuchProcess:
-                continue
-        return True
-
-    _wait_for(all_gone, 10)
+    _wait_for(lambda: _all_gone(children), 10)
     assert list(tmp.iterdir()) == [], "temp files left behind in TMPDIR"
-    assert _our_temp_dirs(Path("/tmp")) == before, "temp files left behind in /tmp"
+    assert _temp_dirs_of(proc.pid, Path("/tmp")) == set(), "temp files left behind in /tmp"
     saved = results.load(out)
     assert saved.interrupted is True
     if moment == "measuring":
@@ -280,3 +289,36 @@ def test_open_model_measures_from_the_intended_time_and_flags_an_unheld_rate(
     # Queueing behind busy connections is latency too: corrected >= uncorrected.
     assert impossible.latency_ms["p99"] >= impossible.open_model["latency_uncorrected_ms"]["p99"]
     assert easy.integrity["ok"] and impossible.integrity["ok"]
+
+
+def test_serve_answers_until_ctrl_c(tmp_path: Path) -> None:
+    import httpx
+
+    proc = subprocess.Popen(
+        connbench_cmd("serve", "pool"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        deadline = time.monotonic() + 60
+        while not url and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("serving pool at "):
+                url = line.split(" at ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:"), "no URL printed"
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 200
+        assert response.json() == {"message": "Visit logged"}
+        children = _descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    _wait_for(lambda: _all_gone(children), 10)
