@@ -65,6 +65,7 @@ def in_window(samples: Sequence[Sample], start_ns: int, end_ns: int) -> list[Sam
 def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]]:
     """Per-second series over the measured window."""
     ok, errors, p50, p99, conns = [], [], [], [], []
+    seconds_samples: list[list[Sample]] = []
     for i, second in enumerate(raw.seconds):
         if raw.window_start_ns and raw.window_start_ns + i * 1_000_000_000 >= raw.window_end_ns:
             break
@@ -77,7 +78,23 @@ def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]
         start = raw.window_start_ns + i * 1_000_000_000
         these = in_window(samples, start, start + 1_000_000_000)
         conns.append(round(sum(s.total for s in these) / len(these), 2) if these else 0.0)
-    return {"ok": ok, "errors": errors, "p50_ms": p50, "p99_ms": p99, "connections": conns}
+        seconds_samples.append(these)
+    states = sorted({state for these in seconds_samples for s in these for state in s.by_state})
+    by_state = {
+        state: [
+            round(sum(s.by_state.get(state, 0) for s in these) / len(these), 2) if these else 0.0
+            for these in seconds_samples
+        ]
+        for state in states
+    }
+    return {
+        "ok": ok,
+        "errors": errors,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "connections": conns,
+        **{f"connections_{state.replace(' ', '_')}": values for state, values in by_state.items()},
+    }
 
 
 def summarize(
