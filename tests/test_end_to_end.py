@@ -71,8 +71,9 @@ def test_per_request_strategies_open_a_session_per_response(
     assert result.server["sessions_opened"] == pytest.approx(ok + extra, abs=2)
 
 
-def test_pool_stays_within_its_size(all_strategies: results.RunResult) -> None:
-    result = next(r for r in all_strategies.results if r.strategy == "pool")
+@pytest.mark.parametrize("name", [name for name, s in STRATEGIES.items() if s.pooled])
+def test_pool_stays_within_its_size(all_strategies: results.RunResult, name: str) -> None:
+    result = next(r for r in all_strategies.results if r.strategy == name)
     assert 2 <= result.server["connections_peak"] <= 3
     assert 2 <= result.server["sessions_opened"] <= 3
     assert result.integrity["ok_responses"] > 10 * result.server["sessions_opened"]
