@@ -163,6 +163,21 @@ def _running(name_part: str, pid: int) -> bool:
     return False
 
 
+def _connected_to(name_part: str, pid: int) -> bool:
+    """Whether a live descendant of ``pid`` running ``name_part`` has TCP clients."""
+    for proc in _descendants(pid):
+        try:
+            if name_part not in " ".join(proc.cmdline()):
+                continue
+            conns = proc.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+        if any(c.status == psutil.CONN_ESTABLISHED and c.laddr.port in listening for c in conns):
+            return True
+    return False
+
+
 def _wait_for(
     predicate: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[str] | None = None
 ) -> None:
@@ -210,8 +225,9 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
     )  # fmt: skip
     try:
         if moment == "measuring":
-            # The app is up once a child serves connbench.apps.pool; let it measure a while.
-            _wait_for(lambda: _running("connbench.apps.pool", proc.pid), 60, proc)
+            # Load has begun once clients are connected to the pool app; let it measure a while
+            # (waiting for the process alone was not enough on a loaded machine).
+            _wait_for(lambda: _connected_to("connbench.apps.pool", proc.pid), 60, proc)
             time.sleep(3.0)
         else:
             _wait_for(lambda: _running("postgres -D", proc.pid), 60, proc)
