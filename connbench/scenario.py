@@ -35,6 +35,7 @@ class Variant:
     workers: int
     pool_min: int | None  # None for strategies that hold no pool
     pool_max: int | None
+    topology: str = "direct"  # direct, or through PgBouncer (see connbench.pgbouncer)
 
     @property
     def key(self) -> str:
@@ -42,6 +43,8 @@ class Variant:
         parts = [self.strategy, f"c={self.concurrency}", f"w={self.workers}"]
         if self.pool_max is not None:
             parts.append(f"pool={self.pool_min}..{self.pool_max}")
+        if self.topology != "direct":  # direct keys stay as they were before topologies
+            parts.append(f"via={self.topology}")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
