@@ -14,6 +14,7 @@ from rich.table import Table
 
 from connbench.load import Progress as LoadProgress
 from connbench.results import RunResult, StrategyResult
+from connbench.stats import MEASURED
 
 
 class ConsoleReporter:
@@ -62,14 +63,25 @@ class ConsoleReporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        label = _label(result)
         if result.status == "failed":
-            self.console.print(f"[red]{result.strategy}: failed[/red]", highlight=False)
+            self.console.print(f"[red]{label}: failed[/red]", highlight=False)
             self.console.print(result.failure or "", highlight=False, markup=False)
+        elif result.status == "unavailable":
+            self.console.print(
+                f"[yellow]{label}: unavailable:[/yellow] {result.failure}", highlight=False
+            )
         else:
             rps = result.throughput_rps
             p99 = result.latency_ms.get("p99")
             tail = f", p99 {p99:.1f} ms" if p99 is not None else ""
-            self.console.print(f"{result.strategy}: {rps:,.0f} req/s{tail}", highlight=False)
+            self.console.print(f"{label}: {rps:,.0f} req/s{tail}", highlight=False)
+
+
+def _label(result: StrategyResult) -> str:
+    """The strategy, and the way it reached the server when that was not direct."""
+    topology = result.variant.get("topology") or "direct"
+    return result.strategy if topology == "direct" else f"{result.strategy} via {topology}"
 
 
 def _median(spread: dict[str, Any] | None, fmt: str = ",.1f") -> str:
@@ -109,7 +121,27 @@ def _sessions(summary: dict[str, Any]) -> str:
 
 
 # Variant dimensions that get a column when they take more than one value in a run.
-DIMENSIONS = (("concurrency", "conc."), ("workers", "workers"), ("pool_max", "pool"))
+DIMENSIONS = (
+    ("topology", "via"),
+    ("concurrency", "conc."),
+    ("workers", "workers"),
+    ("pool_max", "pool"),
+)
+
+
+# Short names for the "via" column (the table is read at 160 columns in CI logs).
+VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
+
+
+def _cell(variant: dict[str, Any], key: str) -> str:
+    value = _dimension(variant, key)
+    if value is None:
+        return "-"
+    return VIA_LABELS.get(value, value) if key == "topology" else str(value)
+
+
+def _bounced(summary: dict[str, Any]) -> bool:
+    return bool(_dimension(summary["variant"], "topology") != "direct")
 
 
 def results_table(run: RunResult) -> Table:
@@ -125,11 +157,11 @@ def results_table(run: RunResult) -> Table:
     varying = [
         (key, label)
         for key, label in DIMENSIONS
-        if len({str(s["variant"].get(key)) for s in run.summary}) > 1
+        if len({str(_dimension(s["variant"], key)) for s in run.summary}) > 1
     ]
     for _, label in varying:
         table.add_column(label, justify="right")
-    for header in (
+    headers = [
         "req/s",
         "p50 ms",
         "p99 ms",
@@ -141,7 +173,8 @@ def results_table(run: RunResult) -> Table:
         "app CPU",
         "pg CPU",
         "gen CPU",
-    ):
+    ]
+    for header in headers:
         table.add_column(header, justify="right")
     by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
@@ -152,12 +185,15 @@ def results_table(run: RunResult) -> Table:
             table.add_section()
         previous = summary["strategy"]
         variant = summary["variant"]
-        dims = ["-" if variant.get(key) is None else str(variant.get(key)) for key, _ in varying]
+        dims = [_cell(variant, key) for key, _ in varying]
         name = summary["strategy"]
         if summary["status"] == "interrupted":
             name += " [red](interrupted)[/red]"
-        if summary["status"] == "failed":
-            table.add_row(name, *dims, "[red]failed[/red]", *["-"] * 10)
+        if summary["status"] in ("failed", "unavailable"):
+            status = (
+                "[red]failed[/red]" if summary["status"] == "failed" else "[yellow]n/a[/yellow]"
+            )
+            table.add_row(name, *dims, status, *["-"] * (len(headers) - 1))
             continue
         errors = summary.get("errors", 0)
         gen = summary.get("cpu_generator_percent")
@@ -165,9 +201,7 @@ def results_table(run: RunResult) -> Table:
         if summary.get("generator_saturated"):
             gen_text = f"[bold red]{gen_text}![/bold red]"
         rps = summary["throughput_rps"]
-        table.add_row(
-            name,
-            *dims,
+        cells = [
             _median(rps, ",.0f") + _cv(rps),
             _median(summary["latency_ms"]["p50"]),
             _median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"]),
@@ -179,13 +213,47 @@ def results_table(run: RunResult) -> Table:
             _pct(summary.get("cpu_app_percent")),
             _pct(summary.get("cpu_postgres_percent")),
             gen_text,
+        ]
+        table.add_row(name, *dims, *cells)
+    return table
+
+
+def pgbouncer_table(run: RunResult) -> Table | None:
+    """PgBouncer's side of the variants that went through it (medians over repeats)."""
+    rows = [s for s in run.summary if _bounced(s) and s["status"] in MEASURED]
+    if not rows:
+        return None
+    table = Table(title="PgBouncer: SHOW POOLS every 100 ms, SHOW STATS", title_justify="left")
+    table.add_column("variant", style="bold", no_wrap=True)
+    columns = {
+        "cl_waiting peak": ("pgbouncer_cl_waiting_peak", ".0f"),
+        "maxwait ms": ("pgbouncer_maxwait_ms_peak", ".1f"),
+        "wait ms/xact": ("pgbouncer_wait_ms_per_transaction", ".2f"),
+        "sv_active peak": ("pgbouncer_sv_active_peak", ".0f"),
+        "sv_idle peak": ("pgbouncer_sv_idle_peak", ".0f"),
+    }
+    for header in (*columns, "pgb CPU"):
+        table.add_column(header, justify="right")
+    for summary in rows:
+        table.add_row(
+            summary["key"],
+            *(_num(summary.get(name), fmt) for name, fmt in columns.values()),
+            _pct(summary.get("cpu_pgbouncer_percent")),
         )
     return table
+
+
+def _dimension(variant: dict[str, Any], key: str) -> Any:
+    # Results saved before topologies existed went direct.
+    return variant.get(key, "direct") if key == "topology" else variant.get(key)
 
 
 def render_run(console: Console, run: RunResult) -> None:
     """The table, then the context a reader needs to trust it, then warnings."""
     console.print(results_table(run))
+    bouncer = pgbouncer_table(run)
+    if bouncer is not None:
+        console.print(bouncer)
     scenario, env = run.scenario, run.environment
     pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
     pg = env.get("postgres", {})
@@ -193,10 +261,15 @@ def render_run(console: Console, run: RunResult) -> None:
     def listed(value: Any) -> str:
         return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
+    topology = scenario.get("topology") or ["direct"]
+    via = f"via {listed(topology)}"
+    if topology != ["direct"]:
+        via += f" (PgBouncer pool {scenario.get('pgbouncer_pool_size')})"
     console.print(
         f"[dim]concurrency {listed(scenario.get('concurrency'))} · "
         f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
         f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
+        f"{via} · "
         f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
         f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
         f"load generator: {scenario.get('engine')}[/dim]",
@@ -207,8 +280,19 @@ def render_run(console: Console, run: RunResult) -> None:
         f"{env.get('cpu_count')} in all, shared by the app, PostgreSQL and the generator.[/dim]",
         highlight=False,
     )
+    if any(_bounced(s) for s in run.summary):
+        console.print(
+            "[dim]via pgb-txn / pgb-session: through PgBouncer in transaction / session pool "
+            "mode. cl_waiting: clients waiting for a server connection; maxwait: the longest "
+            "such wait seen; wait ms/xact: total_wait_time per transaction over the window.[/dim]",
+            highlight=False,
+        )
     for summary in run.summary:
         label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
+        if summary["status"] == "unavailable":
+            console.print(
+                f"[yellow]unavailable:[/yellow] {label}: {summary.get('failure')}", highlight=False
+            )
         for warning in summary.get("warnings", []):
             console.print(f"[yellow]warning:[/yellow] {label}: {warning}", highlight=False)
 

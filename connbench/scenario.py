@@ -7,6 +7,7 @@ was given.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from connbench.apps import STRATEGIES
 from connbench.errors import ScenarioError
 from connbench.load import ENGINES
+from connbench.pgbouncer import DEFAULT_POOL_SIZE, TOPOLOGIES
 from connbench.postgres import parse_backend, redact
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
@@ -63,6 +65,8 @@ class Scenario:
     pool_min: int | None = None  # None: psycopg_pool's default (4)
     pool_max: tuple[int, ...] | None = None  # None: psycopg_pool's default (= pool_min)
     workers: tuple[int, ...] = (1,)
+    topology: tuple[str, ...] = ("direct",)
+    pgbouncer_pool_size: int = DEFAULT_POOL_SIZE
     repeat: int = 1
     postgres: str = "embedded"
     engine: str = "httptools"
@@ -77,27 +81,28 @@ class Scenario:
         return pool_min, self.pool_max or (pool_min,)
 
     def variants(self) -> list[Variant]:
-        """The matrix, strategy-major: strategies x workers x concurrency x pool_max.
+        """The matrix, strategy-major: strategies x topology x workers x concurrency x pool_max.
 
-        Strategies without a pool get one cell per (workers, concurrency): a pool size would
-        change nothing for them.
+        Strategies without a pool get one cell per (topology, workers, concurrency): a pool
+        size would change nothing for them.
         """
         pool_min, pool_maxes = self.effective_pool
         cells = []
         for name in self.strategies:
             uses_pool = STRATEGIES[name].uses_pool
-            for workers in self.workers:
-                for concurrency in self.concurrency:
-                    for pool_max in pool_maxes if uses_pool else (None,):
-                        cells.append(
-                            Variant(
-                                strategy=name,
-                                concurrency=concurrency,
-                                workers=workers,
-                                pool_min=pool_min if uses_pool else None,
-                                pool_max=pool_max,
-                            )
-                        )
+            for topology, workers, concurrency, pool_max in itertools.product(
+                self.topology, self.workers, self.concurrency, pool_maxes if uses_pool else (None,)
+            ):
+                cells.append(
+                    Variant(
+                        strategy=name,
+                        concurrency=concurrency,
+                        workers=workers,
+                        pool_min=pool_min if uses_pool else None,
+                        pool_max=pool_max,
+                        topology=topology,
+                    )
+                )
         return cells
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +114,7 @@ class Scenario:
             if password and self.source_text:
                 data["source_text"] = self.source_text.replace(password, "***")
         data["strategies"] = list(self.strategies)
-        for key in ("concurrency", "workers", "pool_max"):
+        for key in ("concurrency", "workers", "pool_max", "topology"):
             data[key] = list(data[key]) if data[key] is not None else None
         data["server"] = dict(self.server)
         pool_min, pool_maxes = self.effective_pool
@@ -223,6 +228,12 @@ def _engine(value: Any) -> str:
     return str(value)
 
 
+def _topology(value: Any) -> str:
+    if value not in TOPOLOGIES:
+        raise ValueError(f"expected one of {', '.join(TOPOLOGIES)}")
+    return str(value)
+
+
 def _server(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ValueError("expected a table of server settings")
@@ -254,6 +265,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "pool_min": _non_negative_int,
     "pool_max": _list_of(_positive_int),
     "workers": _list_of(_positive_int),
+    "topology": _list_of(_topology),
+    "pgbouncer_pool_size": _positive_int,
     "repeat": _positive_int,
     "postgres": _backend,
     "engine": _engine,
