@@ -129,6 +129,20 @@ DIMENSIONS = (
 )
 
 
+def _peak_and_predicted(summary: dict[str, Any]) -> str:
+    """Observed peak / predicted; red when more were seen than predicted, yellow when the
+    prediction does not fit max_connections (connbench's own sessions included)."""
+    peak, predicted = summary.get("connections_peak"), summary.get("predicted") or {}
+    if predicted.get("connections") is None:
+        return _num(peak, ".0f")
+    text = f"{_num(peak, '.0f')} / {predicted['connections']}"
+    if peak is not None and peak > predicted["connections"]:
+        return f"[red]{text}[/red]"
+    if predicted.get("fits") is False:
+        return f"[yellow]{text}[/yellow]"
+    return text
+
+
 # Short names for the "via" column (the table is read at 160 columns in CI logs).
 VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
 
@@ -166,7 +180,7 @@ def results_table(run: RunResult) -> Table:
         "p50 ms",
         "p99 ms",
         "errors",
-        "conns peak",
+        "conns peak / pred.",
         "conns mean",
         "sessions opened",
         "rows = 2xx",
@@ -206,7 +220,7 @@ def results_table(run: RunResult) -> Table:
             _median(summary["latency_ms"]["p50"]),
             _median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"]),
             f"[red]{errors:,}[/red]" if errors else "0",
-            _num(summary.get("connections_peak"), ".0f"),
+            _peak_and_predicted(summary),
             _num(summary.get("connections_mean")),
             _sessions(summary),
             _integrity(summary, by_key.get(summary["key"], [])),
@@ -278,6 +292,11 @@ def render_run(console: Console, run: RunResult) -> None:
     console.print(
         "[dim]CPU columns: % of one core during the measured window; the machine has "
         f"{env.get('cpu_count')} in all, shared by the app, PostgreSQL and the generator.[/dim]",
+        highlight=False,
+    )
+    console.print(
+        "[dim]conns peak / pred.: the app's server sessions, most seen at once against the most "
+        "its pattern can hold (workers × pool, concurrency, PgBouncer's pool).[/dim]",
         highlight=False,
     )
     if any(_bounced(s) for s in run.summary):

@@ -10,8 +10,9 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    warnings). Scenario ``concurrency``, ``workers`` and ``pool_max`` are lists.
 3. Topologies and capacity: ``variant.topology`` (direct unless through PgBouncer, named in
    the key as ``via=...``), scenario ``topology`` (a list) and ``pgbouncer_pool_size``;
-   status ``unavailable`` (PgBouncer not installed); ``server.pgbouncer`` (PgBouncer's pools
-   and waits) and ``cpu_percent.pgbouncer`` behind PgBouncer. Version 2
+   status ``unavailable`` (PgBouncer not installed); ``server.predicted`` (the most server
+   connections the variant can hold, and how that was worked out); ``server.pgbouncer``
+   (PgBouncer's pools and waits) and ``cpu_percent.pgbouncer`` behind PgBouncer. Version 2
    files are read too: everything added is optional, and a variant without a topology went
    direct.
 """

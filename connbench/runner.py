@@ -156,8 +156,21 @@ def execute(scenario: Scenario, reporter: Reporter, output: Path | None) -> tupl
     return run, path
 
 
+def _max_connections(pg: postgres.Postgres) -> int | None:
+    value = pg.settings.get("max_connections", "")
+    return int(value) if value.isdigit() else None
+
+
 def _warn_before(scenario: Scenario, pg: postgres.Postgres, reporter: Reporter) -> None:
-    """Say up front what will not run, rather than after minutes of runs."""
+    """Say up front what will not fit or not run, rather than after minutes of runs."""
+    max_connections = _max_connections(pg)
+    if max_connections is not None:
+        for variant in scenario.variants():
+            strategy = STRATEGIES[variant.strategy]
+            prediction = capacity.predict(strategy, variant, scenario.pgbouncer_pool_size)
+            message = capacity.warning(variant.key, prediction, max_connections)
+            if message:
+                reporter.warn(message)
     for topology in scenario.topology:
         reason = pgbouncer.unavailable(topology)
         if reason:
@@ -184,6 +197,7 @@ def _run_variant(
             failure=unavailable,
         )
     pool_min, pool_maxes = scenario.effective_pool
+    predicted = capacity.predict(strategy, variant, scenario.pgbouncer_pool_size)
     log_path = tmp / f"{strategy.name}-{len(list(tmp.iterdir()))}.log"
     with pg.connect(application_name="connbench-control") as control:
         pg.reset_table(control)
@@ -239,6 +253,7 @@ def _run_variant(
         rows_inserted=rows,
         cpu_percent=measured.cpu_percent,
         interrupted=measured.raw.interrupted,
+        predicted=predicted.to_dict(_max_connections(pg)),
         pgbouncer=route.bouncer.describe() if route.bouncer else None,
         pool_samples=measured.pool_samples,
     )

@@ -116,16 +116,19 @@ def summarize(
     rows_inserted: int | None,
     cpu_percent: dict[str, float | None],
     interrupted: bool = False,
+    predicted: dict[str, Any] | None = None,
     pgbouncer: dict[str, Any] | None = None,
     pool_samples: PoolSamples | None = None,
 ) -> StrategyResult:
     """Turn one strategy's raw measurements into its :class:`StrategyResult`.
 
-    ``pgbouncer`` describes the PgBouncer in front of the server, if any, and
-    ``pool_samples`` is what its admin console showed.
+    ``predicted`` is the capacity prediction; ``pgbouncer`` describes the PgBouncer in front
+    of the server, if any, and ``pool_samples`` is what its admin console showed.
     """
     window = in_window(samples.samples, raw.window_start_ns, raw.window_end_ns)
     server = connection_summary(window)
+    if predicted is not None:
+        server["predicted"] = predicted
     server["sessions_opened"] = sessions_opened
     # Per successful response: a refused connection ("too many clients") opens no session.
     server["sessions_per_ok_response"] = (
@@ -204,6 +207,14 @@ def warnings(result: StrategyResult) -> list[str]:
     if result.server.get("pgbouncer", {}).get("sampler_failures"):
         failures = result.server["pgbouncer"]["sampler_failures"]
         out.append(f"pgbouncer sampler failed {failures} times")
+    predicted = result.server.get("predicted") or {}
+    peak = result.server.get("connections_peak")
+    if peak is not None and predicted.get("connections") is not None:
+        if peak > predicted["connections"]:
+            out.append(
+                f"capacity: {peak} server connections seen, more than the "
+                f"{predicted['connections']} predicted ({predicted['basis']})"
+            )
     return out
 
 
@@ -273,6 +284,10 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
     for name in ("app", "postgres", "pgbouncer"):
         values = [r.cpu_percent[name] for r in measured if r.cpu_percent.get(name) is not None]
         summary[f"cpu_{name}_percent"] = spread(values)["median"] if values else None
+    # The same in every repeat: it depends on the variant and the server's settings only.
+    summary["predicted"] = next(
+        (r.server["predicted"] for r in runs if "predicted" in r.server), None
+    )
     for name in (
         "cl_waiting_peak",
         "maxwait_ms_peak",

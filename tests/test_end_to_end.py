@@ -16,7 +16,7 @@ from connbench import results, runner, tempdirs
 from connbench.apps import STRATEGIES, Strategy
 from connbench.scenario import build
 
-from .conftest import ROOT, RecordingReporter, connbench_cmd
+from .conftest import ROOT, RecordingReporter, connbench_cmd, run_cli
 
 PER_REQUEST = [name for name, s in STRATEGIES.items() if not s.pooled]
 
@@ -138,11 +138,42 @@ def test_too_many_clients_is_counted_as_the_database_error(tmp_path: Path) -> No
             "server": {"max_connections": "8"},
         },
     )
-    run, _ = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
+    reporter = RecordingReporter()
+    run, _ = runner.execute(scenario, reporter, tmp_path / "r.json")
+    # Said before the run: 24 concurrent requests, one session each, cannot fit in 8.
+    assert (
+        "connect c=24 w=1: up to 24 server connections (concurrency 24) plus connbench's own 2, "
+        "but max_connections is 8: expect 'too many clients' errors"
+    ) in reporter.notes
     (result,) = run.results
+    assert result.server["predicted"] == {
+        "connections": 24,
+        "basis": "concurrency 24",
+        "max_connections": 8,
+        "fits": False,
+    }
     assert result.requests["errors_by_kind"].get("db:TooManyConnections", 0) > 0
     assert result.integrity["ok"] is True  # refused requests insert nothing
     assert result.server["connections_peak"] <= 8
+
+
+def test_workers_each_hold_a_pool_and_the_prediction_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    proc = run_cli(
+        "run", "--strategy", "pool", "--workers", "2", "--pool-min", "3",
+        "--duration", "1.5", "--warmup", "0.5", "-o", str(out),
+        cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (result,) = results.load(out).results
+    assert result.status == "ok" and result.integrity["ok"] is True
+    predicted = result.server["predicted"]
+    assert predicted["connections"] == 6
+    assert predicted["basis"] == "2 workers × pool_max 3"
+    assert predicted["fits"] is True
+    # Each worker opens its own pool: more than one pool's worth, never more than predicted.
+    assert 3 < result.server["connections_peak"] <= 6
+    assert f"{result.server['connections_peak']} / 6" in proc.stdout
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

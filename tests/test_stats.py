@@ -208,21 +208,25 @@ def test_pgbouncer_counters_are_taken_across_the_window() -> None:
     assert stats.pgbouncer_summary(samples, 4_000_000_000, 5_000_000_000) == {"samples": 0}
 
 
-def test_summarize_records_pgbouncer() -> None:
+def test_summarize_records_pgbouncer_prediction_and_more_than_predicted() -> None:
     result = stats.summarize(
         strategy="connect",
         variant={},
         raw=raw_with([1000] * 10),
-        samples=Samples(samples=[Sample(2_000_000_000, {"idle": 4})]),
-        sessions_opened=4,
+        samples=Samples(samples=[Sample(2_000_000_000, {"idle": 5})]),
+        sessions_opened=5,
         rows_inserted=10,
         cpu_percent={},
+        predicted={"connections": 4, "basis": "min(concurrency 8, PgBouncer pool 4)"},
         pgbouncer={"mode": "transaction", "pool_size": 4},
         pool_samples=PoolSamples(samples=[_pool_sample(2_000_000_000, 1, 10, 0)], failures=2),
     )
+    assert result.server["predicted"]["connections"] == 4
     assert result.server["pgbouncer"]["mode"] == "transaction"
     assert result.server["pgbouncer"]["cl_waiting_peak"] == 1
-    assert "pgbouncer sampler failed 2 times" in " | ".join(result.warnings)
+    text = " | ".join(result.warnings)
+    assert "pgbouncer sampler failed 2 times" in text
+    assert "capacity: 5 server connections seen, more than the 4 predicted" in text
 
 
 def test_unavailable_variants_are_summarized_as_such() -> None:

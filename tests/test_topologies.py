@@ -86,6 +86,9 @@ def test_per_request_connections_reuse_pgbouncers_server_pool(
     assert 1 <= result.server["sessions_opened"] <= PGBOUNCER_POOL
     assert result.integrity["ok_responses"] > 5 * PGBOUNCER_POOL
     assert 1 <= result.server["connections_peak"] <= PGBOUNCER_POOL
+    predicted = result.server["predicted"]
+    assert predicted["connections"] == PGBOUNCER_POOL
+    assert predicted["basis"] == f"min(concurrency {CONCURRENCY}, PgBouncer pool {PGBOUNCER_POOL})"
 
 
 @pytest.mark.parametrize("topology", ["transaction", "session"])
@@ -94,6 +97,7 @@ def test_pool_through_pgbouncer_stays_within_its_size(
 ) -> None:
     result = _result(bounced[0], "pool", topology)
     assert 1 <= result.server["connections_peak"] <= 3
+    assert result.server["predicted"]["connections"] == 3
 
 
 def test_the_password_is_nowhere_in_the_result(
