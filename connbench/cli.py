@@ -85,7 +85,7 @@ StrategyOpt = Annotated[
 TopologyOpt = Annotated[
     str | None,
     typer.Option(
-        help="direct, pgbouncer-transaction or pgbouncer-session; a list sweeps [direct].",
+        help="direct (default), pgbouncer-transaction or pgbouncer-session; a list sweeps.",
         show_default=False,
     ),
 ]
