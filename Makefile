@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/connbench run scenarios/quick.toml
 
-## test: lint, types, then every test that needs no Docker engine (real Postgres, real uvicorn)
+## test: lint, types, then every test that needs no Docker engine (real Postgres, real uvicorn,
+## real PgBouncer: installed from the distribution when missing and we are root)
 test: $(STAMP)
+	./scripts/install-pgbouncer.sh
 	$(BIN)/ruff check connbench tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

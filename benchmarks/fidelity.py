@@ -140,7 +140,9 @@ def main() -> int:
         config = appserver.AppConfig(pool_min=4, pool_max=4)
         urls = {
             name: stack.enter_context(
-                appserver.start(STRATEGIES[name], pg, config, tmp / f"{name}.log")
+                appserver.start(
+                    STRATEGIES[name], pg.app_dsn(), pg.table, config, tmp / f"{name}.log"
+                )
             ).visit_url
             for name in names
         }

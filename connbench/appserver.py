@@ -20,7 +20,6 @@ import httpx
 from connbench import procs
 from connbench.apps import Strategy
 from connbench.errors import ProcessError
-from connbench.postgres import Postgres
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -32,6 +31,7 @@ class AppConfig:
     pool_min: int
     pool_max: int
     workers: int = 1
+    prepare_threshold: int | None = 5  # psycopg's default; None turns prepared statements off
 
 
 @dataclass(frozen=True)
@@ -82,18 +82,23 @@ def uvicorn_argv(strategy: Strategy, port: int, workers: int) -> list[str]:
 
 
 @contextmanager
-def start(strategy: Strategy, pg: Postgres, config: AppConfig, log_path: Path) -> Iterator[App]:
-    """Start the app, wait for ``GET /health``, yield it; stop the process group on exit.
+def start(
+    strategy: Strategy, dsn: str, table: str, config: AppConfig, log_path: Path
+) -> Iterator[App]:
+    """Start the app on ``dsn`` (its DATABASE_URL), wait for ``GET /health``, yield it; stop
+    the process group on exit.
 
     Raises :class:`~connbench.errors.ProcessError` with the log tail when uvicorn exits or does
     not answer within ``READY_TIMEOUT_S``.
     """
+    threshold = config.prepare_threshold
     env = procs.child_env(
         {
-            "DATABASE_URL": pg.app_dsn(),
-            "CONNBENCH_TABLE": pg.table,
+            "DATABASE_URL": dsn,
+            "CONNBENCH_TABLE": table,
             "CONNBENCH_POOL_MIN": str(config.pool_min),
             "CONNBENCH_POOL_MAX": str(config.pool_max),
+            "CONNBENCH_PREPARE_THRESHOLD": "none" if threshold is None else str(threshold),
         }
     )
     for attempt in range(BIND_ATTEMPTS):

@@ -91,7 +91,9 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="connbench-calibrate-") as tmp:
         workdir = Path(tmp)
         config = appserver.AppConfig(pool_min=1, pool_max=1)
-        with appserver.start(STRATEGIES["connect"], pg, config, workdir / "app.log") as app:
+        with appserver.start(
+            STRATEGIES["connect"], pg.app_dsn(), pg.table, config, workdir / "app.log"
+        ) as app:
             health = f"{app.url}/health"
             load_config = load.LoadConfig(concurrency, duration_s, 0.5, 10.0, engine)
             raw = load.run_sync(health, load_config)

@@ -20,6 +20,8 @@ from connbench import (
     __version__,
     appserver,
     calibrate,
+    capacity,
+    pgbouncer,
     postgres,
     report,
     results,
@@ -29,7 +31,7 @@ from connbench import (
     tempdirs,
 )
 from connbench.apps import STRATEGIES
-from connbench.errors import BadInput, ConnbenchError
+from connbench.errors import BadInput, ConnbenchError, MissingDependency
 
 EXIT_INTERRUPTED = 130
 
@@ -82,6 +84,17 @@ StrategyOpt = Annotated[
         "--strategy", "-s", help="Strategy name(s), repeatable or comma-separated; 'all'."
     ),
 ]
+TopologyOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="direct (default), pgbouncer-transaction or pgbouncer-session; a list sweeps.",
+        show_default=False,
+    ),
+]
+PgBouncerPoolOpt = Annotated[
+    str | None,
+    typer.Option(help="PgBouncer's server pool (default_pool_size) [20].", show_default=False),
+]
 PostgresOpt = Annotated[
     str | None,
     typer.Option(
@@ -121,6 +134,8 @@ def run(
             "from the intended send time); --concurrency is then the connections. A list sweeps."
         ),
     ] = None,
+    topology: TopologyOpt = None,
+    pgbouncer_pool_size: PgBouncerPoolOpt = None,
     repeat: Annotated[
         str | None, typer.Option(help="Run every variant N times, interleaved [1].")
     ] = None,
@@ -160,6 +175,8 @@ def run(
             "pool_min": pool_min,
             "pool_max": pool_max,
             "workers": workers,
+            "topology": topology,
+            "pgbouncer_pool_size": pgbouncer_pool_size,
             "repeat": repeat,
             "rate": rate,
             "postgres": postgres_,
@@ -175,6 +192,7 @@ def run(
         if result.interrupted:
             typer.echo("connbench: interrupted; partial result saved", err=True)
             raise typer.Exit(EXIT_INTERRUPTED)
+        # An unavailable variant (PgBouncer not installed) was said and is no failure.
         if any(r.status == "failed" for r in result.results):
             raise typer.Exit(1)
 
@@ -220,6 +238,8 @@ def serve(
     pool_min: Annotated[str | None, typer.Option(help="Pool min_size [4].")] = None,
     pool_max: Annotated[str | None, typer.Option(help="Pool max_size [= min].")] = None,
     workers: Annotated[str | None, typer.Option(help="uvicorn worker processes [1].")] = None,
+    topology: TopologyOpt = None,
+    pgbouncer_pool_size: PgBouncerPoolOpt = None,
 ) -> None:
     """Serve one strategy's app on a throwaway PostgreSQL until Ctrl-C (point wrk or k6 at it)."""
     with _domain_errors():
@@ -231,25 +251,50 @@ def serve(
                 "pool_min": pool_min,
                 "pool_max": pool_max,
                 "workers": workers,
+                "topology": topology,
+                "pgbouncer_pool_size": pgbouncer_pool_size,
             },
         )
         variants = chosen.variants()
         if len(variants) != 1:
             raise BadInput("serve takes exactly one strategy and one value per setting")
+        variant, app_strategy = variants[0], STRATEGIES[chosen.strategies[0]]
+        unavailable = pgbouncer.unavailable(variant.topology)
+        if unavailable:
+            raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
         pool_min_n, pool_maxes = chosen.effective_pool
-        config = appserver.AppConfig(pool_min_n, pool_maxes[0], variants[0].workers)
         backend = postgres.parse_backend(chosen.postgres)
         try:
             with ExitStack() as stack:
                 logdir = tempdirs.make("serve")
                 stack.callback(tempdirs.remove, logdir)
                 pg = stack.enter_context(postgres.start(backend, settings=chosen.server))
+                route = stack.enter_context(
+                    pgbouncer.route(
+                        pg,
+                        variant.topology,
+                        pool_size=chosen.pgbouncer_pool_size,
+                        max_client_conn=capacity.max_client_conn(app_strategy, variant),
+                    )
+                )
                 served = stack.enter_context(
                     appserver.start(
-                        STRATEGIES[chosen.strategies[0]], pg, config, logdir / "app.log"
+                        app_strategy,
+                        route.dsn,
+                        pg.table,
+                        appserver.AppConfig(
+                            pool_min_n, pool_maxes[0], variant.workers, route.prepare_threshold
+                        ),
+                        logdir / "app.log",
                     )
                 )
                 console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
+                if route.bouncer is not None:
+                    console.print(
+                        f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
+                        f"on 127.0.0.1:{route.bouncer.port}",
+                        highlight=False,
+                    )
                 console.print(f"serving {chosen.strategies[0]} at {served.visit_url}")
                 console.print("[dim]Ctrl-C to stop[/dim]")
                 while served.exit_code() is None:

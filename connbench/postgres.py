@@ -241,32 +241,6 @@ def local_bindir(path: str | None = None, search: tuple[str, ...] = LOCAL_SEARCH
     )
 
 
-def _os_user() -> str | None:
-    """The unprivileged OS user to run postgres as, or None when we are not root."""
-    if os.geteuid() != 0:
-        return None
-    wanted = os.environ.get("CONNBENCH_PG_OS_USER")
-    for name in [wanted] if wanted else ["postgres", "connbench"]:
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    if wanted:
-        raise MissingDependency(f"CONNBENCH_PG_OS_USER={wanted}: no such OS user")
-    result = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "connbench"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise MissingDependency(
-            "PostgreSQL refuses to run as root and no 'postgres' OS user exists; create one "
-            f"or set CONNBENCH_PG_OS_USER (useradd said: {result.stderr.strip()})"
-        )
-    return "connbench"
-
-
 def _usable_by(bindir: Path, user: str | None) -> bool:
     try:
         result = procs.run_to_end([str(bindir / "postgres"), "--version"], user=user, timeout_s=10)
@@ -291,10 +265,6 @@ def _private_copy(bindir: Path, tmp: Path) -> Path:
     return copy / bindir.name
 
 
-def _writable_by(path: Path, user: str) -> bool:
-    return procs.run_to_end(["test", "-w", str(path)], user=user).returncode == 0
-
-
 def _run_as(argv: list[str], user: str | None, what: str) -> None:
     result = procs.run_to_end(argv, user=user)
     if result.returncode != 0:
@@ -306,35 +276,18 @@ def _run_as(argv: list[str], user: str | None, what: str) -> None:
 def _cluster(
     kind: str, bindir: Path, settings: Mapping[str, str], workdir: Path | None
 ) -> Iterator[Postgres]:
-    user = _os_user()
+    user = procs.unprivileged_user()
     with ExitStack() as stack:
-        tmp = tempdirs.make("pg", workdir)
-        stack.callback(tempdirs.remove, tmp)
-        tmp.chmod(0o755)
-        if user is not None:
-            entry = pwd.getpwnam(user)
-            os.chown(tmp, entry.pw_uid, entry.pw_gid)
-            if not _writable_by(tmp, user) and workdir is None:
-                # $TMPDIR sits where `user` cannot reach (under a 0700 directory, say).
-                tmp = tempdirs.make("pg", "/tmp")
-                stack.callback(tempdirs.remove, tmp)
-                tmp.chmod(0o755)
-                os.chown(tmp, entry.pw_uid, entry.pw_gid)
-            if not _writable_by(tmp, user):
-                raise PostgresError(f"{kind}: OS user {user!r} cannot write to {tmp}")
-            if not _usable_by(bindir, user):
-                # The install sits where `user` cannot reach (a venv under /root, say):
-                # run a private copy instead of widening anyone's permissions.
-                bindir = _private_copy(bindir, tmp)
+        tmp = tempdirs.make_for_user("pg", user, stack, workdir)
+        if user is not None and not _usable_by(bindir, user):
+            # The install sits where `user` cannot reach (a venv under /root, say):
+            # run a private copy instead of widening anyone's permissions.
+            bindir = _private_copy(bindir, tmp)
         if not _usable_by(bindir, user):
             raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
 
         password = secrets.token_urlsafe(24)
-        pwfile = tmp / "pwfile"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
-        if user is not None:
-            os.chown(pwfile, pwd.getpwnam(user).pw_uid, -1)
+        pwfile = tempdirs.write_private(tmp / "pwfile", password + "\n", user)
         data = tmp / "data"
         _run_as(
             [
@@ -368,10 +321,7 @@ def _cluster(
         argv += ["-p", str(port)]
         for name, value in options.items():
             argv += ["-c", f"{name}={value}"]
-        log_path = tmp / "postgres.log"
-        log_path.touch()
-        if user is not None:
-            os.chown(log_path, pwd.getpwnam(user).pw_uid, -1)
+        log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
         proc = stack.enter_context(
             procs.managed(
                 argv,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from connbench.errors import ProcessError
+from connbench.errors import MissingDependency, ProcessError
 
 _PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
@@ -197,3 +198,38 @@ def wait_until(
             waited = time.monotonic() - started
             raise ProcessError(f"{what}: not ready after {waited:.1f} s\n{tail}")
         time.sleep(interval_s)
+
+
+def unprivileged_user() -> str | None:
+    """The OS user to run servers as (PostgreSQL and PgBouncer refuse root), None unless root.
+
+    ``CONNBENCH_PG_OS_USER`` if set, else ``postgres`` if it exists, else a ``connbench``
+    system user, created on first use. Raises :class:`MissingDependency` when none can be had.
+    """
+    if os.geteuid() != 0:
+        return None
+    wanted = os.environ.get("CONNBENCH_PG_OS_USER")
+    for name in [wanted] if wanted else ["postgres", "connbench"]:
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    if wanted:
+        raise MissingDependency(f"CONNBENCH_PG_OS_USER={wanted}: no such OS user")
+    result = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "connbench"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise MissingDependency(
+            "PostgreSQL and PgBouncer refuse to run as root and no 'postgres' OS user exists; "
+            f"create one or set CONNBENCH_PG_OS_USER (useradd said: {result.stderr.strip()})"
+        )
+    return "connbench"
+
+
+def writable_by(path: Path, user: str) -> bool:
+    """Whether OS user ``user`` can write to ``path`` (asked as that user, not computed)."""
+    return run_to_end(["test", "-w", str(path)], user=user).returncode == 0

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from connbench.load import Progress as LoadProgress
 from connbench.results import RunResult, StrategyResult
+from connbench.stats import MEASURED
 
 
 class ConsoleReporter:
@@ -62,14 +63,25 @@ class ConsoleReporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        label = _label(result)
         if result.status == "failed":
-            self.console.print(f"[red]{result.strategy}: failed[/red]", highlight=False)
+            self.console.print(f"[red]{label}: failed[/red]", highlight=False)
             self.console.print(result.failure or "", highlight=False, markup=False)
+        elif result.status == "unavailable":
+            self.console.print(
+                f"[yellow]{label}: unavailable:[/yellow] {result.failure}", highlight=False
+            )
         else:
             rps = result.throughput_rps
             p99 = result.latency_ms.get("p99")
             tail = f", p99 {p99:.1f} ms" if p99 is not None else ""
-            self.console.print(f"{result.strategy}: {rps:,.0f} req/s{tail}", highlight=False)
+            self.console.print(f"{label}: {rps:,.0f} req/s{tail}", highlight=False)
+
+
+def _label(result: StrategyResult) -> str:
+    """The strategy, and the way it reached the server when that was not direct."""
+    topology = result.variant.get("topology") or "direct"
+    return result.strategy if topology == "direct" else f"{result.strategy} via {topology}"
 
 
 def _median(spread: dict[str, Any] | None, fmt: str = ",.1f") -> str:
@@ -110,11 +122,41 @@ def _sessions(summary: dict[str, Any]) -> str:
 
 # Variant dimensions that get a column when they take more than one value in a run.
 DIMENSIONS = (
+    ("topology", "via"),
     ("concurrency", "conc."),
     ("workers", "workers"),
     ("pool_max", "pool"),
     ("rate", "rate/s"),
 )
+
+
+def _peak_and_predicted(summary: dict[str, Any]) -> str:
+    """Observed peak / predicted; red when more were seen than predicted, yellow when the
+    prediction does not fit max_connections (connbench's own sessions included)."""
+    peak, predicted = summary.get("connections_peak"), summary.get("predicted") or {}
+    if predicted.get("connections") is None:
+        return _num(peak, ".0f")
+    text = f"{_num(peak, '.0f')} / {predicted['connections']}"
+    if peak is not None and peak > predicted["connections"]:
+        return f"[red]{text}[/red]"
+    if predicted.get("fits") is False:
+        return f"[yellow]{text}[/yellow]"
+    return text
+
+
+# Short names for the "via" column (the table is read at 160 columns in CI logs).
+VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
+
+
+def _cell(variant: dict[str, Any], key: str) -> str:
+    value = _dimension(variant, key)
+    if value is None:
+        return "-"
+    return VIA_LABELS.get(value, value) if key == "topology" else str(value)
+
+
+def _bounced(summary: dict[str, Any]) -> bool:
+    return bool(_dimension(summary["variant"], "topology") != "direct")
 
 
 def results_table(run: RunResult) -> Table:
@@ -130,14 +172,25 @@ def results_table(run: RunResult) -> Table:
     varying = [
         (key, label)
         for key, label in DIMENSIONS
-        if len(values := {s["variant"].get(key) for s in run.summary} - {None}) > 1
-        or (key == "rate" and values)
+        if len(values := {_dimension(s["variant"], key) for s in run.summary} - {None}) > 1
+        or (key == "rate" and values)  # an open-model run always says its rate
     ]
     for _, label in varying:
         table.add_column(label, justify="right")
+    headers = [
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "conns peak / pred.",
+        "conns mean",
+        "sessions opened",
+        "rows = 2xx",
+        "app CPU",
+        "pg CPU",
+        "gen CPU",
+    ]
     open_model = any(s["variant"].get("rate") for s in run.summary)
-    headers = ["req/s", "p50 ms", "p99 ms", "errors", "conns peak", "conns mean",
-               "sessions opened", "rows = 2xx", "app CPU", "pg CPU", "gen CPU"]  # fmt: skip
     if open_model:
         headers.insert(3, "p99 uncorr.")
     if run.calibration:
@@ -153,14 +206,17 @@ def results_table(run: RunResult) -> Table:
             table.add_section()
         previous = summary["strategy"]
         variant = summary["variant"]
-        dims = ["-" if variant.get(key) is None else str(variant.get(key)) for key, _ in varying]
+        dims = [_cell(variant, key) for key, _ in varying]
         name = summary["strategy"]
         if not summary.get("valid", True):
             name += " [bold red]INVALID[/bold red]"
         if summary["status"] == "interrupted":
             name += " [red](interrupted)[/red]"
-        if summary["status"] == "failed":
-            table.add_row(name, *dims, "[red]failed[/red]", *["-"] * (len(headers) - 1))
+        if summary["status"] in ("failed", "unavailable"):
+            status = (
+                "[red]failed[/red]" if summary["status"] == "failed" else "[yellow]n/a[/yellow]"
+            )
+            table.add_row(name, *dims, status, *["-"] * (len(headers) - 1))
             continue
         errors = summary.get("errors", 0)
         gen = summary.get("cpu_generator_percent")
@@ -168,27 +224,57 @@ def results_table(run: RunResult) -> Table:
         if summary.get("generator_saturated"):
             gen_text = f"[bold red]{gen_text}![/bold red]"
         rps = summary["throughput_rps"]
-        p99 = [_median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"])]
-        if open_model:
-            p99.append(_median(summary.get("latency_uncorrected_ms", {}).get("p99")))
-        ceiling = [_ceiling(summary, run.calibration)] if run.calibration else []
-        table.add_row(
-            name,
-            *dims,
+        cells = [
             _median(rps, ",.0f") + _cv(rps),
-            *ceiling,
+            *([_ceiling(summary, run.calibration)] if run.calibration else []),
             _median(summary["latency_ms"]["p50"]),
-            *p99,
+            _median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"]),
+            *(
+                [_median(summary.get("latency_uncorrected_ms", {}).get("p99"))]
+                if open_model
+                else []
+            ),
             f"[red]{errors:,}[/red]" if errors else "0",
-            _num(summary.get("connections_peak"), ".0f"),
+            _peak_and_predicted(summary),
             _num(summary.get("connections_mean")),
             _sessions(summary),
             _integrity(summary, by_key.get(summary["key"], [])),
             _pct(summary.get("cpu_app_percent")),
             _pct(summary.get("cpu_postgres_percent")),
             gen_text,
+        ]
+        table.add_row(name, *dims, *cells)
+    return table
+
+
+def pgbouncer_table(run: RunResult) -> Table | None:
+    """PgBouncer's side of the variants that went through it (medians over repeats)."""
+    rows = [s for s in run.summary if _bounced(s) and s["status"] in MEASURED]
+    if not rows:
+        return None
+    table = Table(title="PgBouncer: SHOW POOLS every 100 ms, SHOW STATS", title_justify="left")
+    table.add_column("variant", style="bold", no_wrap=True)
+    columns = {
+        "cl_waiting peak": ("pgbouncer_cl_waiting_peak", ".0f"),
+        "maxwait ms": ("pgbouncer_maxwait_ms_peak", ".1f"),
+        "wait ms/xact": ("pgbouncer_wait_ms_per_transaction", ".2f"),
+        "sv_active peak": ("pgbouncer_sv_active_peak", ".0f"),
+        "sv_idle peak": ("pgbouncer_sv_idle_peak", ".0f"),
+    }
+    for header in (*columns, "pgb CPU"):
+        table.add_column(header, justify="right")
+    for summary in rows:
+        table.add_row(
+            summary["key"],
+            *(_num(summary.get(name), fmt) for name, fmt in columns.values()),
+            _pct(summary.get("cpu_pgbouncer_percent")),
         )
     return table
+
+
+def _dimension(variant: dict[str, Any], key: str) -> Any:
+    # Results saved before topologies existed went direct.
+    return variant.get(key, "direct") if key == "topology" else variant.get(key)
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -246,40 +332,6 @@ def timeline_table(run: RunResult) -> Table:
     return table
 
 
-def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
-    """The table, the per-second charts, the context a reader needs, then warnings."""
-    console.print(results_table(run))
-    if run.calibration:
-        render_calibration(console, run.calibration)
-    if charts and any(r.timeseries.get("ok") for r in run.results):
-        console.print(timeline_table(run))
-    scenario, env = run.scenario, run.environment
-    pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
-    pg = env.get("postgres", {})
-
-    def listed(value: Any) -> str:
-        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-    console.print(
-        f"[dim]concurrency {listed(scenario.get('concurrency'))} · "
-        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
-        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
-        f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
-        f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
-        f"load generator: {scenario.get('engine')}[/dim]",
-        highlight=False,
-    )
-    console.print(
-        "[dim]CPU columns: % of one core during the measured window; the machine has "
-        f"{env.get('cpu_count')} in all, shared by the app, PostgreSQL and the generator.[/dim]",
-        highlight=False,
-    )
-    for summary in run.summary:
-        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
-        for warning in summary.get("warnings", []):
-            console.print(f"[yellow]warning:[/yellow] {label}: {warning}", highlight=False)
-
-
 def render_calibration(console: Console, ceilings: dict[str, Any]) -> None:
     """The ceilings of a session, as measured by calibrate."""
     table = Table(
@@ -311,6 +363,65 @@ def _ceiling(summary: dict[str, Any], calibration: dict[str, Any]) -> str:
     if not rps or not ceiling:
         return "-"
     return f"{rps / ceiling:.0%} of {'pgbench' if pooled else 'pgbench -C'}"
+
+
+def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
+    """The table, PgBouncer's side, the ceilings, the per-second charts, the context a reader
+    needs to trust them, then warnings."""
+    console.print(results_table(run))
+    bouncer = pgbouncer_table(run)
+    if bouncer is not None:
+        console.print(bouncer)
+    if run.calibration:
+        render_calibration(console, run.calibration)
+    if charts and any(r.timeseries.get("ok") for r in run.results):
+        console.print(timeline_table(run))
+    scenario, env = run.scenario, run.environment
+    pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
+    pg = env.get("postgres", {})
+
+    def listed(value: Any) -> str:
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    topology = scenario.get("topology") or ["direct"]
+    via = f"via {listed(topology)}"
+    if topology != ["direct"]:
+        via += f" (PgBouncer pool {scenario.get('pgbouncer_pool_size')})"
+    console.print(
+        f"[dim]concurrency {listed(scenario.get('concurrency'))} · "
+        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
+        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
+        f"{via} · "
+        f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
+        f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
+        f"load generator: {scenario.get('engine')}[/dim]",
+        highlight=False,
+    )
+    console.print(
+        "[dim]CPU columns: % of one core during the measured window; the machine has "
+        f"{env.get('cpu_count')} in all, shared by the app, PostgreSQL and the generator.[/dim]",
+        highlight=False,
+    )
+    console.print(
+        "[dim]conns peak / pred.: the app's server sessions, most seen at once against the most "
+        "its pattern can hold (workers × pool, concurrency, PgBouncer's pool).[/dim]",
+        highlight=False,
+    )
+    if any(_bounced(s) for s in run.summary):
+        console.print(
+            "[dim]via pgb-txn / pgb-session: through PgBouncer in transaction / session pool "
+            "mode. cl_waiting: clients waiting for a server connection; maxwait: the longest "
+            "such wait seen; wait ms/xact: total_wait_time per transaction over the window.[/dim]",
+            highlight=False,
+        )
+    for summary in run.summary:
+        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
+        if summary["status"] == "unavailable":
+            console.print(
+                f"[yellow]unavailable:[/yellow] {label}: {summary.get('failure')}", highlight=False
+            )
+        for warning in summary.get("warnings", []):
+            console.print(f"[yellow]warning:[/yellow] {label}: {warning}", highlight=False)
 
 
 def _pct(value: float | None) -> str:

@@ -11,6 +11,13 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    Open model (``--rate``): ``open_model`` per run (offered, sent late, not sent, in flight at
    the end, schedule lag, uncorrected latency, validity); ``latency_ms`` is then measured
    from the intended send time.
+3. Topologies and capacity: ``variant.topology`` (direct unless through PgBouncer, named in
+   the key as ``via=...``), scenario ``topology`` (a list) and ``pgbouncer_pool_size``;
+   status ``unavailable`` (PgBouncer not installed); ``server.predicted`` (the most server
+   connections the variant can hold, and how that was worked out); ``server.pgbouncer``
+   (PgBouncer's pools and waits) and ``cpu_percent.pgbouncer`` behind PgBouncer. Version 2
+   files are read too: everything added is optional, and a variant without a topology went
+   direct.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import psutil
 from connbench import __version__
 from connbench.errors import ResultFileError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
@@ -43,7 +51,7 @@ class StrategyResult:
     """One strategy's run. Field names carry units; see the README for each field."""
 
     strategy: str
-    status: str  # ok | failed | interrupted
+    status: str  # ok | failed | interrupted | unavailable
     failure: str | None = None
     variant: dict[str, Any] = field(default_factory=dict)  # Variant.to_dict(), with its key
     repeat: int = 0  # 0-based: which round of an interleaved --repeat run
@@ -167,10 +175,11 @@ def load(path: Path) -> RunResult:
     if not isinstance(data, dict):
         raise ResultFileError(f"{path}: not a connbench result (expected a JSON object)")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise ResultFileError(
             f"{path}: schema_version {version!r} is not supported "
-            f"(this connbench reads version {SCHEMA_VERSION})"
+            f"(this connbench reads versions {readable})"
         )
     missing = _TOP_KEYS - data.keys()
     if missing:

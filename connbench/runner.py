@@ -23,7 +23,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from connbench import appserver, calibrate, load, postgres, results, sampler, stats, tempdirs
+from connbench import (
+    appserver,
+    calibrate,
+    capacity,
+    load,
+    pgbouncer,
+    postgres,
+    results,
+    sampler,
+    stats,
+    tempdirs,
+)
 from connbench.apps import STRATEGIES
 from connbench.errors import ProcessError
 from connbench.load import LoadConfig, Progress
@@ -94,6 +105,7 @@ class Interrupts:
 class _Measured:
     raw: load.RawLoad
     samples: sampler.Samples
+    pool_samples: sampler.PoolSamples | None
     cpu_percent: dict[str, float | None]
 
 
@@ -126,6 +138,7 @@ def execute(
                         "dsn": pg.display_dsn,
                     }
                     reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
+                    _warn_before(scenario, pg, reporter)
                     if calibrate_first:
                         reporter.note("calibrating: generator ceiling, pgbench with and without -C")
                         run.calibration = calibrate.measure(
@@ -156,6 +169,27 @@ def execute(
     return run, path
 
 
+def _max_connections(pg: postgres.Postgres) -> int | None:
+    value = pg.settings.get("max_connections", "")
+    return int(value) if value.isdigit() else None
+
+
+def _warn_before(scenario: Scenario, pg: postgres.Postgres, reporter: Reporter) -> None:
+    """Say up front what will not fit or not run, rather than after minutes of runs."""
+    max_connections = _max_connections(pg)
+    if max_connections is not None:
+        for variant in scenario.variants():
+            strategy = STRATEGIES[variant.strategy]
+            prediction = capacity.predict(strategy, variant, scenario.pgbouncer_pool_size)
+            message = capacity.warning(variant.key, prediction, max_connections)
+            if message:
+                reporter.warn(message)
+    for topology in scenario.topology:
+        reason = pgbouncer.unavailable(topology)
+        if reason:
+            reporter.warn(f"{reason}: the {topology} variants will be reported as unavailable")
+
+
 def _run_variant(
     pg: postgres.Postgres,
     variant: Variant,
@@ -166,19 +200,46 @@ def _run_variant(
     on_progress: Callable[[Progress], None],
 ) -> StrategyResult:
     strategy = STRATEGIES[variant.strategy]
+    unavailable = pgbouncer.unavailable(variant.topology)
+    if unavailable:
+        return StrategyResult(
+            strategy=strategy.name,
+            variant=variant.to_dict(),
+            repeat=repeat,
+            status="unavailable",
+            failure=unavailable,
+        )
     pool_min, pool_maxes = scenario.effective_pool
-    config = appserver.AppConfig(
-        pool_min=variant.pool_min if variant.pool_min is not None else pool_min,
-        pool_max=variant.pool_max if variant.pool_max is not None else pool_maxes[0],
-        workers=variant.workers,
-    )
+    predicted = capacity.predict(strategy, variant, scenario.pgbouncer_pool_size)
     log_path = tmp / f"{strategy.name}-{len(list(tmp.iterdir()))}.log"
     with pg.connect(application_name="connbench-control") as control:
         pg.reset_table(control)
         sessions_before = sampler.sessions_counter(control)
         try:
-            with appserver.start(strategy, pg, config, log_path) as app:
-                measured = _measure(app, pg, variant, scenario, interrupts, on_progress)
+            with (
+                pgbouncer.route(
+                    pg,
+                    variant.topology,
+                    pool_size=scenario.pgbouncer_pool_size,
+                    max_client_conn=capacity.max_client_conn(strategy, variant),
+                    conn=control,
+                ) as route,
+                appserver.start(
+                    strategy,
+                    route.dsn,
+                    pg.table,
+                    appserver.AppConfig(
+                        pool_min=variant.pool_min if variant.pool_min is not None else pool_min,
+                        pool_max=variant.pool_max or pool_maxes[0],
+                        workers=variant.workers,
+                        prepare_threshold=route.prepare_threshold,
+                    ),
+                    log_path,
+                ) as app,
+            ):
+                measured = _measure(
+                    app, pg, route.bouncer, variant, scenario, interrupts, on_progress
+                )
                 died = app.exit_code()
                 app_log = app.log_tail()
         except ProcessError as exc:
@@ -205,6 +266,9 @@ def _run_variant(
         rows_inserted=rows,
         cpu_percent=measured.cpu_percent,
         interrupted=measured.raw.interrupted,
+        predicted=predicted.to_dict(_max_connections(pg)),
+        pgbouncer=route.bouncer.describe() if route.bouncer else None,
+        pool_samples=measured.pool_samples,
     )
     if died is not None:
         result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
@@ -214,6 +278,7 @@ def _run_variant(
 def _measure(
     app: appserver.App,
     pg: postgres.Postgres,
+    bouncer: pgbouncer.PgBouncer | None,
     variant: Variant,
     scenario: Scenario,
     interrupts: Interrupts,
@@ -227,21 +292,25 @@ def _measure(
         engine=scenario.engine,
         rate_rps=variant.rate,
     )
-    edges: dict[str, tuple[float | None, float | None, float]] = {}
+    # CPU seconds of each process tree at the window's edges, and the wall clock.
+    processes = {"app": app.pid, "postgres": pg.server_pid}
+    if bouncer is not None:
+        processes["pgbouncer"] = bouncer.pid
+    edges: dict[str, tuple[dict[str, float | None], float]] = {}
 
     def on_edge(name: str) -> None:
-        edges[name] = (
-            sampler.tree_cpu_s(app.pid),
-            sampler.tree_cpu_s(pg.server_pid),
-            time.perf_counter(),
-        )
+        cpu = {label: sampler.tree_cpu_s(pid) for label, pid in processes.items()}
+        edges[name] = (cpu, time.perf_counter())
 
     async def main() -> _Measured:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         samples = sampler.Samples()
+        pool_samples = sampler.PoolSamples() if bouncer is not None else None
         interrupts.attach(loop, stop)
-        watcher = asyncio.create_task(sampler.watch(pg, samples))
+        watchers = [asyncio.create_task(sampler.watch(pg, samples))]
+        if bouncer is not None and pool_samples is not None:
+            watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         try:
             raw = await load.run(
                 app.visit_url,
@@ -251,26 +320,27 @@ def _measure(
                 stop=stop,
             )
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
             interrupts.detach(loop)
-        return _Measured(raw, samples, _cpu_percent(edges))
+        return _Measured(raw, samples, pool_samples, _cpu_percent(processes, edges))
 
     with load.new_runner() as runner:
         return runner.run(main())
 
 
 def _cpu_percent(
-    edges: dict[str, tuple[float | None, float | None, float]],
+    processes: dict[str, int | None],
+    edges: dict[str, tuple[dict[str, float | None], float]],
 ) -> dict[str, float | None]:
+    """% of one core used by each process tree over the measured window (None: unknown)."""
     if "start" not in edges or "end" not in edges:
-        return {"app": None, "postgres": None}
-    start, end = edges["start"], edges["end"]
-    wall = end[2] - start[2]
-
-    def pct(a: float | None, b: float | None) -> float | None:
-        if a is None or b is None or wall <= 0:
-            return None
-        return round(100.0 * (b - a) / wall, 1)
-
-    return {"app": pct(start[0], end[0]), "postgres": pct(start[1], end[1])}
+        return {label: None for label in processes}
+    (cpu_start, t_start), (cpu_end, t_end) = edges["start"], edges["end"]
+    wall = t_end - t_start
+    out: dict[str, float | None] = {}
+    for label in processes:
+        a, b = cpu_start.get(label), cpu_end.get(label)
+        out[label] = None if a is None or b is None or wall <= 0 else round(100 * (b - a) / wall, 1)
+    return out

@@ -1,20 +1,25 @@
-"""Watch the server side: sessions in ``pg_stat_activity``, ``pg_stat_database`` counters, CPU.
+"""Watch the server side: sessions in ``pg_stat_activity``, ``pg_stat_database`` counters, CPU,
+and PgBouncer's pools where there is one.
 
 The sampler polls on a connection of its own, and counts only sessions whose
 ``application_name`` is the apps' (``connbench-app``), so neither its own connection nor any
-other client of the same server is counted.
+other client of the same server is counted. Behind PgBouncer those are PgBouncer's server
+connections (it tags them so, see :mod:`connbench.pgbouncer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 import psycopg
+from psycopg.rows import dict_row
 
+from connbench import pgbouncer
 from connbench.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
 
 SAMPLE_INTERVAL_S = 0.1
@@ -51,24 +56,47 @@ async def watch(pg: Postgres, out: Samples, interval_s: float = SAMPLE_INTERVAL_
     A failed poll is counted in ``out.failures`` and the connection is reopened; the sampler
     never stops the run.
     """
-    conn: psycopg.AsyncConnection[tuple[str, int]] | None = None
+
+    async def connect() -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(
+            pg.dsn,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="connbench-sampler",
+        )
+        out.connects += 1
+        return conn
+
+    async def poll(conn: psycopg.AsyncConnection[Any]) -> None:
+        rows = await (await conn.execute(ACTIVITY_SQL, [APP_NAME])).fetchall()
+        out.samples.append(Sample(time.perf_counter_ns(), {str(s): int(n) for s, n in rows}))
+
+    await _poll_every(interval_s, connect, poll, out)
+
+
+class _Failures(Protocol):
+    failures: int
+    last_error: str
+
+
+async def _poll_every(
+    interval_s: float,
+    connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
+    poll: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]],
+    out: _Failures,
+) -> None:
+    """Run ``poll`` every ``interval_s`` on a connection from ``connect`` until cancelled.
+
+    A failed poll (or connect) is counted in ``out`` and the connection reopened next time.
+    """
+    conn: psycopg.AsyncConnection[Any] | None = None
     try:
         while True:
             started = time.perf_counter()
             try:
                 if conn is None or conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(
-                        pg.dsn,
-                        autocommit=True,
-                        connect_timeout=CONNECT_TIMEOUT_S,
-                        application_name="connbench-sampler",
-                    )
-                    out.connects += 1
-                cur = await conn.execute(ACTIVITY_SQL, [APP_NAME])
-                rows = await cur.fetchall()
-                out.samples.append(
-                    Sample(time.perf_counter_ns(), {str(s): int(n) for s, n in rows})
-                )
+                    conn = await connect()
+                await poll(conn)
             except psycopg.Error as exc:
                 out.failures += 1
                 out.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -79,6 +107,71 @@ async def watch(pg: Postgres, out: Samples, interval_s: float = SAMPLE_INTERVAL_
     finally:
         if conn is not None:
             await conn.close()
+
+
+# SHOW POOLS gauges kept per sample (clients active / waiting for a server; server
+# connections active, idle, used, logging in), and SHOW STATS counters (cumulative).
+POOL_GAUGES = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "sv_login")
+STATS_COUNTERS = ("total_xact_count", "total_query_count", "total_wait_time")
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """PgBouncer's view of the app's database at one moment."""
+
+    t_ns: int
+    pools: dict[str, int]  # POOL_GAUGES, summed over the database's pools
+    maxwait_us: int  # how long the oldest waiting client has waited
+    stats: dict[str, int]  # STATS_COUNTERS; total_wait_time in microseconds
+
+
+@dataclass
+class PoolSamples:
+    samples: list[PoolSample] = field(default_factory=list)
+    failures: int = 0
+    last_error: str = ""
+
+
+async def watch_pgbouncer(
+    bouncer: pgbouncer.PgBouncer, out: PoolSamples, interval_s: float = SAMPLE_INTERVAL_S
+) -> None:
+    """Append a :class:`PoolSample` to ``out`` every ``interval_s`` until cancelled.
+
+    Polls ``SHOW POOLS`` and ``SHOW STATS`` on PgBouncer's admin console; a failed poll is
+    counted in ``out.failures`` and the connection reopened, never stopping the run.
+    """
+
+    async def connect() -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            bouncer.admin_dsn,
+            autocommit=True,
+            prepare_threshold=None,  # the admin console takes simple statements only
+            connect_timeout=CONNECT_TIMEOUT_S,
+            row_factory=dict_row,
+        )
+
+    async def poll(conn: psycopg.AsyncConnection[Any]) -> None:
+        pools = await (await conn.execute("SHOW POOLS")).fetchall()
+        stats = await (await conn.execute("SHOW STATS")).fetchall()
+        out.samples.append(_pool_sample(pools, stats))
+
+    await _poll_every(interval_s, connect, poll, out)
+
+
+def _pool_sample(pools: list[dict[str, Any]], stats: list[dict[str, Any]]) -> PoolSample:
+    ours = [row for row in pools if row.get("database") == pgbouncer.DATABASE]
+    # maxwait is whole seconds, maxwait_us the microseconds beyond them (PgBouncer >= 1.8).
+    maxwait = max(
+        (int(r.get("maxwait") or 0) * 1_000_000 + int(r.get("maxwait_us") or 0) for r in ours),
+        default=0,
+    )
+    totals = next((row for row in stats if row.get("database") == pgbouncer.DATABASE), {})
+    return PoolSample(
+        t_ns=time.perf_counter_ns(),
+        pools={name: sum(int(r.get(name) or 0) for r in ours) for name in POOL_GAUGES},
+        maxwait_us=maxwait,
+        stats={name: int(totals.get(name) or 0) for name in STATS_COUNTERS},
+    )
 
 
 def sessions_counter(conn: psycopg.Connection[Any]) -> int | None:

@@ -7,6 +7,7 @@ was given.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from connbench.apps import STRATEGIES
 from connbench.errors import ScenarioError
 from connbench.load import ENGINES
+from connbench.pgbouncer import DEFAULT_POOL_SIZE, TOPOLOGIES
 from connbench.postgres import parse_backend, redact
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
@@ -36,6 +38,7 @@ class Variant:
     pool_min: int | None  # None for strategies that hold no pool
     pool_max: int | None
     rate: float | None = None  # open model: requests/s offered; None: closed loop
+    topology: str = "direct"  # direct, or through PgBouncer (see connbench.pgbouncer)
 
     @property
     def key(self) -> str:
@@ -43,6 +46,8 @@ class Variant:
         parts = [self.strategy, f"c={self.concurrency}", f"w={self.workers}"]
         if self.pool_max is not None:
             parts.append(f"pool={self.pool_min}..{self.pool_max}")
+        if self.topology != "direct":  # direct keys stay as they were before topologies
+            parts.append(f"via={self.topology}")
         if self.rate is not None:
             parts.append(f"rate={self.rate:g}")
         return " ".join(parts)
@@ -64,6 +69,8 @@ class Scenario:
     pool_max: tuple[int, ...] | None = None  # None: psycopg_pool's default (= pool_min)
     workers: tuple[int, ...] = (1,)
     rate: tuple[float, ...] | None = None  # open model; concurrency is then the connections
+    topology: tuple[str, ...] = ("direct",)
+    pgbouncer_pool_size: int = DEFAULT_POOL_SIZE
     repeat: int = 1
     postgres: str = "embedded"
     engine: str = "httptools"
@@ -78,29 +85,33 @@ class Scenario:
         return pool_min, self.pool_max or (pool_min,)
 
     def variants(self) -> list[Variant]:
-        """The matrix, strategy-major: strategies x workers x concurrency x pool_max.
+        """The matrix, strategy-major: strategies x topology x workers x concurrency x pool_max.
 
-        Strategies without a pool get one cell per (workers, concurrency): a pool size would
-        change nothing for them.
+        Strategies without a pool get one cell per (topology, workers, concurrency): a pool
+        size would change nothing for them.
         """
         pool_min, pool_maxes = self.effective_pool
         cells = []
         for name in self.strategies:
             uses_pool = STRATEGIES[name].uses_pool
-            for workers in self.workers:
-                for concurrency in self.concurrency:
-                    for pool_max in pool_maxes if uses_pool else (None,):
-                        for rate in self.rate or (None,):
-                            cells.append(
-                                Variant(
-                                    strategy=name,
-                                    concurrency=concurrency,
-                                    workers=workers,
-                                    pool_min=pool_min if uses_pool else None,
-                                    pool_max=pool_max,
-                                    rate=rate,
-                                )
-                            )
+            for topology, workers, concurrency, pool_max, rate in itertools.product(
+                self.topology,
+                self.workers,
+                self.concurrency,
+                pool_maxes if uses_pool else (None,),
+                self.rate or (None,),
+            ):
+                cells.append(
+                    Variant(
+                        strategy=name,
+                        concurrency=concurrency,
+                        workers=workers,
+                        pool_min=pool_min if uses_pool else None,
+                        pool_max=pool_max,
+                        topology=topology,
+                        rate=rate,
+                    )
+                )
         return cells
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +123,7 @@ class Scenario:
             if password and self.source_text:
                 data["source_text"] = self.source_text.replace(password, "***")
         data["strategies"] = list(self.strategies)
-        for key in ("concurrency", "workers", "pool_max", "rate"):
+        for key in ("concurrency", "workers", "pool_max", "topology", "rate"):
             data[key] = list(data[key]) if data[key] is not None else None
         data["server"] = dict(self.server)
         pool_min, pool_maxes = self.effective_pool
@@ -238,6 +249,12 @@ def _engine(value: Any) -> str:
     return str(value)
 
 
+def _topology(value: Any) -> str:
+    if value not in TOPOLOGIES:
+        raise ValueError(f"expected one of {', '.join(TOPOLOGIES)}")
+    return str(value)
+
+
 def _server(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ValueError("expected a table of server settings")
@@ -269,6 +286,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "pool_min": _non_negative_int,
     "pool_max": _list_of(_positive_int),
     "workers": _list_of(_positive_int),
+    "topology": _list_of(_topology),
+    "pgbouncer_pool_size": _positive_int,
     "repeat": _positive_int,
     "rate": _list_of(_rate),
     "postgres": _backend,

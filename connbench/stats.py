@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
 from connbench.load import RawLoad
 from connbench.results import StrategyResult
-from connbench.sampler import Sample, Samples
+from connbench.sampler import PoolSample, PoolSamples, Sample, Samples
+
+AnySample = TypeVar("AnySample", Sample, PoolSample)
 
 GENERATOR_SATURATED_PERCENT = 90.0
 # Below these counts a percentile rests on fewer than ~10 observations beyond it.
@@ -58,8 +60,31 @@ def connection_summary(samples: Sequence[Sample]) -> dict[str, Any]:
     }
 
 
-def in_window(samples: Sequence[Sample], start_ns: int, end_ns: int) -> list[Sample]:
+def in_window(samples: Sequence[AnySample], start_ns: int, end_ns: int) -> list[AnySample]:
     return [s for s in samples if start_ns <= s.t_ns < end_ns]
+
+
+def pgbouncer_summary(samples: Sequence[PoolSample], start_ns: int, end_ns: int) -> dict[str, Any]:
+    """PgBouncer over the measured window: peak and mean of its pool gauges, the longest wait,
+    and from its counters the transactions and the time clients spent waiting for a server."""
+    window = in_window(samples, start_ns, end_ns)
+    out: dict[str, Any] = {"samples": len(window)}
+    if not window:
+        return out
+    for name in ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login"):
+        values = [s.pools.get(name, 0) for s in window]
+        out[f"{name}_peak"] = max(values)
+        out[f"{name}_mean"] = round(sum(values) / len(values), 2)
+    out["maxwait_ms_peak"] = round(max(s.maxwait_us for s in window) / 1000.0, 3)
+    # Counters: from the last sample before the window to the first after it, where there are.
+    first = next((s for s in reversed(samples) if s.t_ns <= start_ns), window[0])
+    last = next((s for s in samples if s.t_ns >= end_ns), window[-1])
+    transactions = last.stats["total_xact_count"] - first.stats["total_xact_count"]
+    wait_ms = (last.stats["total_wait_time"] - first.stats["total_wait_time"]) / 1000.0
+    out["transactions"] = transactions
+    out["wait_ms_total"] = round(wait_ms, 3)
+    out["wait_ms_per_transaction"] = round(wait_ms / transactions, 4) if transactions else None
+    return out
 
 
 def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]]:
@@ -108,10 +133,19 @@ def summarize(
     rows_inserted: int | None,
     cpu_percent: dict[str, float | None],
     interrupted: bool = False,
+    predicted: dict[str, Any] | None = None,
+    pgbouncer: dict[str, Any] | None = None,
+    pool_samples: PoolSamples | None = None,
 ) -> StrategyResult:
-    """Turn one strategy's raw measurements into its :class:`StrategyResult`."""
+    """Turn one strategy's raw measurements into its :class:`StrategyResult`.
+
+    ``predicted`` is the capacity prediction; ``pgbouncer`` describes the PgBouncer in front
+    of the server, if any, and ``pool_samples`` is what its admin console showed.
+    """
     window = in_window(samples.samples, raw.window_start_ns, raw.window_end_ns)
     server = connection_summary(window)
+    if predicted is not None:
+        server["predicted"] = predicted
     server["sessions_opened"] = sessions_opened
     # Per successful response: a refused connection ("too many clients") opens no session.
     server["sessions_per_ok_response"] = (
@@ -120,6 +154,13 @@ def summarize(
         else None
     )
     server["sampler_failures"] = samples.failures
+    if pgbouncer is not None:
+        pools = pool_samples or PoolSamples()
+        server["pgbouncer"] = {
+            **pgbouncer,
+            **pgbouncer_summary(pools.samples, raw.window_start_ns, raw.window_end_ns),
+            "sampler_failures": pools.failures,
+        }
     integrity_ok = rows_inserted is not None and rows_inserted == raw.all_ok
     result = StrategyResult(
         strategy=strategy,
@@ -214,11 +255,23 @@ def warnings(result: StrategyResult) -> list[str]:
         )
     if result.server.get("sampler_failures"):
         out.append(f"server sampler failed {result.server['sampler_failures']} times")
+    if result.server.get("pgbouncer", {}).get("sampler_failures"):
+        failures = result.server["pgbouncer"]["sampler_failures"]
+        out.append(f"pgbouncer sampler failed {failures} times")
+    predicted = result.server.get("predicted") or {}
+    peak = result.server.get("connections_peak")
+    if peak is not None and predicted.get("connections") is not None:
+        if peak > predicted["connections"]:
+            out.append(
+                f"capacity: {peak} server connections seen, more than the "
+                f"{predicted['connections']} predicted ({predicted['basis']})"
+            )
     return out
 
 
 # --- across repeats ---------------------------------------------------------------------------
 
+MEASURED = ("ok", "interrupted")  # statuses with numbers; not failed, not unavailable
 UNSTABLE_CV = 0.10  # pyperf's threshold: a standard deviation >= 10 % of the mean
 OUTLIER_FIRST = 0.15  # first repeat this far from the median of the others
 
@@ -248,11 +301,12 @@ def aggregate(runs: Sequence[StrategyResult]) -> list[dict[str, Any]]:
 
 
 def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
-    measured = [r for r in runs if r.status != "failed" and r.requests.get("ok")]
+    measured = [r for r in runs if r.status in MEASURED and r.requests.get("ok")]
     statuses = {r.status for r in runs}
-    status = (
-        "failed" if statuses == {"failed"} else "interrupted" if "interrupted" in statuses else "ok"
-    )
+    if len(statuses) == 1 and statuses <= {"failed", "unavailable"}:
+        status = runs[0].status
+    else:
+        status = "interrupted" if "interrupted" in statuses else "ok"
     summary: dict[str, Any] = {
         "key": key,
         "strategy": runs[0].strategy,
@@ -277,7 +331,7 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         },
         "errors": sum(int(r.requests.get("errors", 0)) for r in runs),
         "requests_ok": sum(int(r.requests.get("ok", 0)) for r in runs),
-        "integrity_ok": all(r.integrity.get("ok") for r in runs if r.status != "failed"),
+        "integrity_ok": all(r.integrity.get("ok") for r in runs if r.status in MEASURED),
         "generator_saturated": any(r.generator.get("saturated") for r in runs),
         "valid": all(r.open_model.get("valid", True) for r in runs),
     }
@@ -289,9 +343,26 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
     ):
         values = [r.server[name] for r in measured if r.server.get(name) is not None]
         summary[name] = spread(values)["median"] if values else None
-    for name in ("app", "postgres"):
+    for name in ("app", "postgres", "pgbouncer"):
         values = [r.cpu_percent[name] for r in measured if r.cpu_percent.get(name) is not None]
         summary[f"cpu_{name}_percent"] = spread(values)["median"] if values else None
+    # The same in every repeat: it depends on the variant and the server's settings only.
+    summary["predicted"] = next(
+        (r.server["predicted"] for r in runs if "predicted" in r.server), None
+    )
+    for name in (
+        "cl_waiting_peak",
+        "maxwait_ms_peak",
+        "wait_ms_per_transaction",
+        "sv_active_peak",
+        "sv_idle_peak",
+    ):
+        values = [
+            r.server["pgbouncer"][name]
+            for r in measured
+            if r.server.get("pgbouncer", {}).get(name) is not None
+        ]
+        summary[f"pgbouncer_{name}"] = spread(values)["median"] if values else None
     gen = [r.generator["loop_cpu_percent"] for r in measured if "loop_cpu_percent" in r.generator]
     summary["cpu_generator_percent"] = spread(gen)["median"] if gen else None
     summary["failure"] = next((r.failure for r in runs if r.failure), None)

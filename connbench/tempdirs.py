@@ -9,12 +9,17 @@ cannot cover is a parent that never got to run them.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
+
+from connbench import procs
+from connbench.errors import ConnbenchError
 
 OWNER_FILE = ".connbench-owner"
 PREFIX = "connbench-"
@@ -24,6 +29,37 @@ def make(prefix: str, parent: str | Path | None = None) -> Path:
     """A new ``connbench-<prefix>-*`` directory stamped with our PID."""
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{prefix}-", dir=parent))
     (path / OWNER_FILE).write_text(f"{os.getpid()} {psutil.Process().create_time()}\n")
+    return path
+
+
+def make_for_user(
+    prefix: str, user: str | None, stack: ExitStack, parent: Path | None = None, mode: int = 0o755
+) -> Path:
+    """A new directory (see :func:`make`) that ``user`` owns and can write to.
+
+    Its removal is registered on ``stack``. Under ``parent``, by default $TMPDIR, or under /tmp
+    when $TMPDIR sits where ``user`` cannot reach (under a 0700 directory, say). Raises
+    :class:`ConnbenchError` when ``user`` can write to neither.
+    """
+    for where in (parent, "/tmp") if parent is None else (parent,):
+        path = make(prefix, where)
+        stack.callback(remove, path)
+        path.chmod(mode)
+        if user is None:
+            return path
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        if procs.writable_by(path, user):
+            return path
+    raise ConnbenchError(f"OS user {user!r} cannot write to {path}")
+
+
+def write_private(path: Path, text: str, user: str | None) -> Path:
+    """Write ``text`` to a file only its owner can read, owned by ``user`` (None: us)."""
+    path.write_text(text)
+    path.chmod(0o600)
+    if user is not None:
+        os.chown(path, pwd.getpwnam(user).pw_uid, -1)
     return path
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from connbench import results, runner
+from connbench import results, runner, tempdirs
 from connbench.apps import STRATEGIES, Strategy
 from connbench.scenario import build
 
-from .conftest import ROOT, RecordingReporter, connbench_cmd
+from .conftest import ROOT, RecordingReporter, connbench_cmd, run_cli
 
 PER_REQUEST = [name for name, s in STRATEGIES.items() if not s.pooled]
 
@@ -71,8 +71,9 @@ def test_per_request_strategies_open_a_session_per_response(
     assert result.server["sessions_opened"] == pytest.approx(ok + extra, abs=2)
 
 
-def test_pool_stays_within_its_size(all_strategies: results.RunResult) -> None:
-    result = next(r for r in all_strategies.results if r.strategy == "pool")
+@pytest.mark.parametrize("name", [name for name, s in STRATEGIES.items() if s.pooled])
+def test_pool_stays_within_its_size(all_strategies: results.RunResult, name: str) -> None:
+    result = next(r for r in all_strategies.results if r.strategy == name)
     assert 2 <= result.server["connections_peak"] <= 3
     assert 2 <= result.server["sessions_opened"] <= 3
     assert result.integrity["ok_responses"] > 10 * result.server["sessions_opened"]
@@ -137,11 +138,42 @@ def test_too_many_clients_is_counted_as_the_database_error(tmp_path: Path) -> No
             "server": {"max_connections": "8"},
         },
     )
-    run, _ = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
+    reporter = RecordingReporter()
+    run, _ = runner.execute(scenario, reporter, tmp_path / "r.json")
+    # Said before the run: 24 concurrent requests, one session each, cannot fit in 8.
+    assert (
+        "connect c=24 w=1: up to 24 server connections (concurrency 24) plus connbench's own 2, "
+        "but max_connections is 8: expect 'too many clients' errors"
+    ) in reporter.notes
     (result,) = run.results
+    assert result.server["predicted"] == {
+        "connections": 24,
+        "basis": "concurrency 24",
+        "max_connections": 8,
+        "fits": False,
+    }
     assert result.requests["errors_by_kind"].get("db:TooManyConnections", 0) > 0
     assert result.integrity["ok"] is True  # refused requests insert nothing
     assert result.server["connections_peak"] <= 8
+
+
+def test_workers_each_hold_a_pool_and_the_prediction_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    proc = run_cli(
+        "run", "--strategy", "pool", "--workers", "2", "--pool-min", "3",
+        "--duration", "1.5", "--warmup", "0.5", "-o", str(out),
+        cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (result,) = results.load(out).results
+    assert result.status == "ok" and result.integrity["ok"] is True
+    predicted = result.server["predicted"]
+    assert predicted["connections"] == 6
+    assert predicted["basis"] == "2 workers × pool_max 3"
+    assert predicted["fits"] is True
+    # Each worker opens its own pool: more than one pool's worth, never more than predicted.
+    assert 3 < result.server["connections_peak"] <= 6
+    assert f"{result.server['connections_peak']} / 6" in proc.stdout
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -172,6 +204,21 @@ def _all_gone(processes: list[psutil.Process]) -> bool:
     return True
 
 
+def _connected_to(name_part: str, pid: int) -> bool:
+    """Whether a live descendant of ``pid`` running ``name_part`` has TCP clients."""
+    for proc in _descendants(pid):
+        try:
+            if name_part not in " ".join(proc.cmdline()):
+                continue
+            conns = proc.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+        if any(c.status == psutil.CONN_ESTABLISHED and c.laddr.port in listening for c in conns):
+            return True
+    return False
+
+
 def _wait_for(
     predicate: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[str] | None = None
 ) -> None:
@@ -185,12 +232,13 @@ def _wait_for(
     raise AssertionError("condition not met in time")
 
 
-def _temp_dirs_of(pid: int, *dirs: Path) -> set[Path]:
-    """connbench temp dirs made by process ``pid`` (other runs may share /tmp)."""
+def _temp_dirs_made_by(pid: int, *dirs: Path) -> set[Path]:
+    """connbench temp dirs stamped with ``pid``: other runs (colleagues' test suites on the same
+    machine) make and remove their own in /tmp meanwhile, so a before/after diff would race."""
     found = set()
-    for path in (p for d in dirs for p in d.glob("connbench-*")):
+    for path in (p for d in dirs for p in d.glob(f"{tempdirs.PREFIX}*")):
         try:
-            owner = (path / ".connbench-owner").read_text().split()[0]
+            owner = (path / tempdirs.OWNER_FILE).read_text().split()[0]
         except (OSError, IndexError):
             continue
         if owner == str(pid):
@@ -218,8 +266,9 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
     )  # fmt: skip
     try:
         if moment == "measuring":
-            # The app is up once a child serves connbench.apps.pool; let it measure a while.
-            _wait_for(lambda: _running("connbench.apps.pool", proc.pid), 60, proc)
+            # Load has begun once clients are connected to the pool app; let it measure a while
+            # (waiting for the process alone was not enough on a loaded machine).
+            _wait_for(lambda: _connected_to("connbench.apps.pool", proc.pid), 60, proc)
             time.sleep(3.0)
         else:
             _wait_for(lambda: _running("postgres -D", proc.pid), 60, proc)
@@ -237,7 +286,7 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 
     _wait_for(lambda: _all_gone(children), 10)
     assert list(tmp.iterdir()) == [], "temp files left behind in TMPDIR"
-    assert _temp_dirs_of(proc.pid, Path("/tmp")) == set(), "temp files left behind in /tmp"
+    assert _temp_dirs_made_by(proc.pid, Path("/tmp")) == set(), "temp files left behind in /tmp"
     saved = results.load(out)
     assert saved.interrupted is True
     if moment == "measuring":

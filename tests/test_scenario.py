@@ -159,3 +159,44 @@ def test_rate_is_an_open_model_dimension() -> None:
         build(None, {"rate": "0"})
     with pytest.raises(ScenarioError, match="needs --engine httptools"):
         build(None, {"rate": "100", "engine": "aiohttp"})
+
+
+def test_topology_is_a_sweepable_dimension_named_in_the_key() -> None:
+    scenario = build(
+        None,
+        {"strategies": ["pool,connect"], "topology": "direct,pgbouncer-transaction"},
+    )
+    assert scenario.topology == ("direct", "pgbouncer-transaction")
+    assert [v.key for v in scenario.variants()] == [
+        "pool c=32 w=1 pool=4..4",  # direct keys are what they were before topologies
+        "pool c=32 w=1 pool=4..4 via=pgbouncer-transaction",
+        "connect c=32 w=1",
+        "connect c=32 w=1 via=pgbouncer-transaction",
+    ]
+    assert scenario.to_dict()["topology"] == ["direct", "pgbouncer-transaction"]
+    assert build(None, {}).topology == ("direct",)
+
+
+def test_topology_and_pgbouncer_pool_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('topology = ["pgbouncer-session"]\npgbouncer_pool_size = 8\n')
+    scenario = build(path, {})
+    assert scenario.topology == ("pgbouncer-session",)
+    assert scenario.pgbouncer_pool_size == 8
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "topology",
+            "pgbouncer",
+            "--topology: expected one of direct, pgbouncer-transaction, pgbouncer-session",
+        ),
+        ("pgbouncer_pool_size", "0", "--pgbouncer-pool-size: expected a positive whole number"),
+    ],
+)
+def test_bad_topology_flags(key: str, value: str, message: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        build(None, {key: value})
+    assert message in str(info.value)

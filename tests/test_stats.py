@@ -5,7 +5,7 @@ import pytest
 
 from connbench import stats
 from connbench.load import LoadConfig, RawLoad, Second, classify, new_histogram
-from connbench.sampler import Sample, Samples
+from connbench.sampler import PoolSample, PoolSamples, Sample, Samples
 
 if TYPE_CHECKING:
     from connbench.results import StrategyResult
@@ -178,3 +178,67 @@ def test_unstable_and_first_outlier_are_flagged() -> None:
 def test_one_bad_repeat_spoils_integrity() -> None:
     (summary,) = stats.aggregate([_run("pool", 0, 1, 1), _run("pool", 1, 1, 1, ok=False)])
     assert summary["integrity_ok"] is False
+
+
+def _pool_sample(t_ns: int, waiting: int, xacts: int, wait_us: int) -> PoolSample:
+    return PoolSample(
+        t_ns=t_ns,
+        pools={"cl_active": 4, "cl_waiting": waiting, "sv_active": 2, "sv_idle": 1, "sv_login": 0},
+        maxwait_us=waiting * 1500,
+        stats={"total_xact_count": xacts, "total_wait_time": wait_us, "total_query_count": 0},
+    )
+
+
+def test_pgbouncer_counters_are_taken_across_the_window() -> None:
+    samples = [
+        _pool_sample(500_000_000, 9, 100, 1_000_000),  # warm-up: gauges not counted
+        _pool_sample(1_500_000_000, 2, 300, 1_200_000),
+        _pool_sample(2_500_000_000, 4, 500, 1_600_000),
+        _pool_sample(3_500_000_000, 0, 700, 1_800_000),  # after: closes the counters
+    ]
+    summary = stats.pgbouncer_summary(samples, 1_000_000_000, 3_000_000_000)
+    assert summary["samples"] == 2
+    assert summary["cl_waiting_peak"] == 4
+    assert summary["cl_waiting_mean"] == 3
+    assert summary["maxwait_ms_peak"] == 6.0
+    # From the last sample before the window to the first after it.
+    assert summary["transactions"] == 600
+    assert summary["wait_ms_total"] == 800.0
+    assert summary["wait_ms_per_transaction"] == pytest.approx(800 / 600, abs=1e-3)
+    assert stats.pgbouncer_summary(samples, 4_000_000_000, 5_000_000_000) == {"samples": 0}
+
+
+def test_summarize_records_pgbouncer_prediction_and_more_than_predicted() -> None:
+    result = stats.summarize(
+        strategy="connect",
+        variant={},
+        raw=raw_with([1000] * 10),
+        samples=Samples(samples=[Sample(2_000_000_000, {"idle": 5})]),
+        sessions_opened=5,
+        rows_inserted=10,
+        cpu_percent={},
+        predicted={"connections": 4, "basis": "min(concurrency 8, PgBouncer pool 4)"},
+        pgbouncer={"mode": "transaction", "pool_size": 4},
+        pool_samples=PoolSamples(samples=[_pool_sample(2_000_000_000, 1, 10, 0)], failures=2),
+    )
+    assert result.server["predicted"]["connections"] == 4
+    assert result.server["pgbouncer"]["mode"] == "transaction"
+    assert result.server["pgbouncer"]["cl_waiting_peak"] == 1
+    text = " | ".join(result.warnings)
+    assert "pgbouncer sampler failed 2 times" in text
+    assert "capacity: 5 server connections seen, more than the 4 predicted" in text
+
+
+def test_unavailable_variants_are_summarized_as_such() -> None:
+    from connbench.results import StrategyResult
+
+    missing = StrategyResult(
+        strategy="pool",
+        status="unavailable",
+        failure="pgbouncer is not installed (apt-get install pgbouncer)",
+        variant={"key": "pool c=32 w=1 pool=4..4 via=pgbouncer-session"},
+    )
+    (summary,) = stats.aggregate([missing])
+    assert summary["status"] == "unavailable"
+    assert summary["failure"] == missing.failure
+    assert summary["integrity_ok"] is True  # nothing was measured, so nothing mismatched

@@ -16,6 +16,9 @@ class Strategy:
     summary: str
     pooled: bool  # holds connections across requests (vs. one server session per request)
     uses_pool: bool = False  # opens a pool, whether or not it serves requests from it
+    # Plain ``def`` path operations: FastAPI runs them in its thread pool, whose 40 threads
+    # (per worker) bound how many requests are served at once.
+    sync: bool = False
 
     @property
     def app_path(self) -> str:
@@ -68,6 +71,21 @@ STRATEGIES: dict[str, Strategy] = {
             "the common mistake: a pool is opened in the lifespan, yet each request connects",
             pooled=False,
             uses_pool=True,
+        ),
+        Strategy(
+            "sync-connect",
+            "sync_connect",
+            "`connect` with a plain def path operation and a sync Connection (thread pool)",
+            pooled=False,
+            sync=True,
+        ),
+        Strategy(
+            "sync-pool",
+            "sync_pool",
+            "`pool` with a def path operation that borrows from a sync ConnectionPool itself",
+            pooled=True,
+            uses_pool=True,
+            sync=True,
         ),
     ]
 }

@@ -20,6 +20,11 @@ VISITS_TABLE = os.environ.get("CONNBENCH_TABLE", "visits")
 # psycopg_pool's own defaults: min_size=4, max_size=min_size.
 POOL_MIN = int(os.environ.get("CONNBENCH_POOL_MIN") or 4)
 POOL_MAX = int(os.environ.get("CONNBENCH_POOL_MAX") or POOL_MIN)
+# psycopg prepares a statement on the server once a connection has run it 5 times. Behind
+# PgBouncer in transaction mode the next transaction may run on another server connection,
+# where that statement does not exist, so there it must be off: None.
+_PREPARE = os.environ.get("CONNBENCH_PREPARE_THRESHOLD") or "5"
+PREPARE_THRESHOLD = None if _PREPARE == "none" else int(_PREPARE)
 
 INSERT_VISIT = sql.SQL("INSERT INTO {} DEFAULT VALUES").format(sql.Identifier(VISITS_TABLE))
 VISIT_LOGGED = {"message": "Visit logged"}

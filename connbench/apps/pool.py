@@ -18,6 +18,7 @@ from connbench.apps.common import (
     INSERT_VISIT,
     POOL_MAX,
     POOL_MIN,
+    PREPARE_THRESHOLD,
     VISIT_LOGGED,
     add_health_and_errors,
 )
@@ -29,6 +30,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         DATABASE_URL,
         min_size=POOL_MIN,
         max_size=POOL_MAX,
+        kwargs={"prepare_threshold": PREPARE_THRESHOLD},
         # Test a connection before lending it, so a restarted server costs one retry,
         # not an error per stale connection.
         check=AsyncConnectionPool.check_connection,
