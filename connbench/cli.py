@@ -93,7 +93,9 @@ TopologyOpt = Annotated[
 ]
 PgBouncerPoolOpt = Annotated[
     str | None,
-    typer.Option(help="PgBouncer's server pool (default_pool_size) [20].", show_default=False),
+    typer.Option(
+        help="PgBouncer's server pool (default_pool_size) (default: 20).", show_default=False
+    ),
 ]
 PostgresOpt = Annotated[
     str | None,
@@ -111,21 +113,27 @@ def run(
     ] = None,
     strategy: StrategyOpt = None,
     concurrency: Annotated[
-        str | None, typer.Option(help="Concurrent requests; a list sweeps (8,32,128) [32].")
+        str | None,
+        typer.Option(help="Concurrent requests; a list sweeps (8,32,128) (default: 32)."),
     ] = None,
     duration: Annotated[
-        str | None, typer.Option(help="Measured seconds per strategy [10].")
+        str | None, typer.Option(help="Measured seconds per strategy (default: 10).")
     ] = None,
-    warmup: Annotated[str | None, typer.Option(help="Unmeasured warm-up seconds [2].")] = None,
+    warmup: Annotated[
+        str | None, typer.Option(help="Unmeasured warm-up seconds (default: 2).")
+    ] = None,
     timeout: Annotated[
-        str | None, typer.Option(help="Per-request timeout in seconds [10].")
+        str | None, typer.Option(help="Per-request timeout in seconds (default: 10).")
     ] = None,
-    pool_min: Annotated[str | None, typer.Option(help="Pool min_size [psycopg_pool's: 4].")] = None,
+    pool_min: Annotated[
+        str | None, typer.Option(help="Pool min_size (default: psycopg_pool's, 4).")
+    ] = None,
     pool_max: Annotated[
-        str | None, typer.Option(help="Pool max_size; a list sweeps [psycopg_pool's: = min].")
+        str | None,
+        typer.Option(help="Pool max_size; a list sweeps (default: psycopg_pool's, = min)."),
     ] = None,
     workers: Annotated[
-        str | None, typer.Option(help="uvicorn worker processes; a list sweeps [1].")
+        str | None, typer.Option(help="uvicorn worker processes; a list sweeps (default: 1).")
     ] = None,
     rate: Annotated[
         str | None,
@@ -137,7 +145,7 @@ def run(
     topology: TopologyOpt = None,
     pgbouncer_pool_size: PgBouncerPoolOpt = None,
     repeat: Annotated[
-        str | None, typer.Option(help="Run every variant N times, interleaved [1].")
+        str | None, typer.Option(help="Run every variant N times, interleaved (default: 1).")
     ] = None,
     postgres_: Annotated[
         str | None,
@@ -146,13 +154,14 @@ def run(
         ),
     ] = None,
     max_connections: Annotated[
-        str | None, typer.Option(help="The throwaway server's max_connections [100].")
+        str | None, typer.Option(help="The throwaway server's max_connections (default: 100).")
     ] = None,
     engine: Annotated[
         str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Result file [results/NAME-TIME.json].")
+        Path | None,
+        typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
     ] = None,
     charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
     calibrate_first: Annotated[
@@ -200,8 +209,12 @@ def run(
 @app.command(name="calibrate")
 def calibrate_cmd(
     postgres_: PostgresOpt = None,
-    concurrency: Annotated[str | None, typer.Option(help="Concurrent clients [32].")] = None,
-    duration: Annotated[str | None, typer.Option(help="Seconds per measurement [5].")] = None,
+    concurrency: Annotated[
+        str | None, typer.Option(help="Concurrent clients (default: 32).")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Seconds per measurement (default: 5).")
+    ] = None,
 ) -> None:
     """Measure the ceilings: the load generator's on a no-database endpoint (and wrk's),
     and pgbench's TPS on the same insert with and without a new connection per transaction."""
@@ -235,9 +248,11 @@ def show(
 def serve(
     strategy: Annotated[str, typer.Argument(help="The strategy to serve.")],
     postgres_: PostgresOpt = None,
-    pool_min: Annotated[str | None, typer.Option(help="Pool min_size [4].")] = None,
-    pool_max: Annotated[str | None, typer.Option(help="Pool max_size [= min].")] = None,
-    workers: Annotated[str | None, typer.Option(help="uvicorn worker processes [1].")] = None,
+    pool_min: Annotated[str | None, typer.Option(help="Pool min_size (default: 4).")] = None,
+    pool_max: Annotated[str | None, typer.Option(help="Pool max_size (default: = min).")] = None,
+    workers: Annotated[
+        str | None, typer.Option(help="uvicorn worker processes (default: 1).")
+    ] = None,
     topology: TopologyOpt = None,
     pgbouncer_pool_size: PgBouncerPoolOpt = None,
 ) -> None:
