@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from connbench import results, runner
+from connbench import results, runner, tempdirs
 from connbench.apps import STRATEGIES, Strategy
 from connbench.scenario import build
 
@@ -175,8 +175,18 @@ def _wait_for(
     raise AssertionError("condition not met in time")
 
 
-def _our_temp_dirs(*dirs: Path) -> set[Path]:
-    return {p for d in dirs for p in d.glob("connbench-*")}
+def _temp_dirs_of(pid: int, *dirs: Path) -> set[Path]:
+    """The connbench temp directories in ``dirs`` that process ``pid`` made (by their owner
+    file): other connbench runs on this machine come and go meanwhile."""
+    found = set()
+    for path in (p for d in dirs for p in d.glob(f"{tempdirs.PREFIX}*")):
+        try:
+            owner = (path / tempdirs.OWNER_FILE).read_text().split()[0]
+        except (OSError, IndexError):
+            continue
+        if owner == str(pid):
+            found.add(path)
+    return found
 
 
 @pytest.mark.parametrize("moment", ["measuring", "starting"])
@@ -185,7 +195,6 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 ) -> None:
     tmp = tmp_path / "tmp"  # root-only (0700 parents): postgres falls back to /tmp
     tmp.mkdir()
-    before = _our_temp_dirs(Path("/tmp"))
     out = tmp_path / "r.json"
     proc = subprocess.Popen(
         connbench_cmd(
@@ -228,7 +237,7 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 
     _wait_for(all_gone, 10)
     assert list(tmp.iterdir()) == [], "temp files left behind in TMPDIR"
-    assert _our_temp_dirs(Path("/tmp")) == before, "temp files left behind in /tmp"
+    assert _temp_dirs_of(proc.pid, Path("/tmp")) == set(), "temp files left behind in /tmp"
     saved = results.load(out)
     assert saved.interrupted is True
     if moment == "measuring":
