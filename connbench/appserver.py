@@ -98,13 +98,14 @@ def start(strategy: Strategy, pg: Postgres, config: AppConfig, log_path: Path) -
     )
     for attempt in range(BIND_ATTEMPTS):
         port = procs.free_port()
-        with procs.managed(
+        with procs.Child(
             uvicorn_argv(strategy, port, config.workers),
             name=f"uvicorn ({strategy.name})",
             log_path=log_path,
             env=env,
             stop_timeout_s=STOP_TIMEOUT_S,
-        ) as proc:
+        ) as child:
+            proc = child.proc
             url = f"http://127.0.0.1:{port}"
             try:
                 _wait_healthy(url, strategy, proc, log_path)
