@@ -45,14 +45,19 @@ def add_health_and_errors(app: FastAPI) -> None:
         )
 
 
-# A failed *connection* carries no SQLSTATE in psycopg (the server's FATAL arrives before a
-# session exists), so the best-known ones are recognised by the server's message.
+# A failed or lost *connection* often carries no SQLSTATE in psycopg (the server's FATAL
+# arrives before a session exists, or the socket closes before it is read), so the
+# best-known ones are recognised by their message.
 _CONNECT_FAILURES = {
     "too many clients": "53300",
     "remaining connection slots are reserved": "53300",
     "the database system is starting up": "57P03",
-    "the database system is shutting down": "57P01",
+    "the database system is shutting down": "57P03",
     "the database system is in recovery mode": "57P03",
+    "terminating connection due to administrator command": "57P01",
+    "server closed the connection unexpectedly": "08006",
+    "the connection is lost": "08006",
+    "Connection refused": "08001",
 }
 
 
