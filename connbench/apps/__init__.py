@@ -63,6 +63,13 @@ STRATEGIES: dict[str, Strategy] = {
             uses_pool=True,
         ),
         Strategy(
+            "pool-nocheck",
+            "pool_nocheck",
+            "the pool with psycopg_pool's default: connections lent without a check",
+            pooled=True,
+            uses_pool=True,
+        ),
+        Strategy(
             "pool-unused",
             "pool_unused",
             "the common mistake: a pool is opened in the lifespan, yet each request connects",
