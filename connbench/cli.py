@@ -118,6 +118,14 @@ def run(
     engine: Annotated[
         str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
     ] = None,
+    fault: Annotated[
+        str | None,
+        typer.Option(
+            help="Inject a fault SECOND s into the measured window: terminate@SECOND (kill the "
+            "app's server sessions) or restart@SECOND (restart PostgreSQL).",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Result file [results/NAME-TIME.json].")
     ] = None,
@@ -136,6 +144,7 @@ def run(
             "repeat": repeat,
             "postgres": postgres_,
             "engine": engine,
+            "fault": fault,
         }
         if max_connections is not None:
             overrides["server"] = {"max_connections": max_connections}

@@ -84,6 +84,10 @@ class RawLoad:
     cpu_process_s: float = 0.0  # the whole connbench process during the window
     cpu_loop_s: float = 0.0  # the event-loop thread alone: the generator's bottleneck
     seconds: list[Second] = field(default_factory=list)
+    # Completion times since the window's start, in completion order: 2xx inside the window,
+    # and every error of the run (negative in the warm-up, beyond the window in the drain).
+    ok_offsets_ns: array[int] = field(default_factory=lambda: array("q"))
+    error_offsets_ns: list[tuple[int, str]] = field(default_factory=list)
     window_start_ns: int = 0  # time.perf_counter_ns() at the window's edges
     window_end_ns: int = 0
     interrupted: bool = False  # stopped early: the window ends where it stopped
@@ -146,7 +150,7 @@ class _Window:
         self.errors: Counter[str] = Counter()
         self.latencies_us = array("q")
         self.offsets_ns = array("q")  # completion time since the window's start
-        self.window_errors: list[tuple[int, str]] = []
+        self.error_offsets: list[tuple[int, str]] = []  # every error, the same way
 
     def accepting(self) -> bool:
         return self.clock() < self.end_ns and not self.stop.is_set()
@@ -160,8 +164,7 @@ class _Window:
                 self.offsets_ns.append(end - self.start_ns)
         else:
             self.errors[kind] += 1
-            if in_window:
-                self.window_errors.append((end - self.start_ns, kind))
+            self.error_offsets.append((end - self.start_ns, kind))
 
     def cut(self) -> None:
         """End the window now (an interrupt): later responses belong to the drain."""
@@ -477,9 +480,13 @@ def _fill(raw: RawLoad, window: _Window) -> None:
         second.ok += 1
         second.histogram.record_value(value)
     raw.ok = len(window.latencies_us)
-    for offset, kind in window.window_errors:
-        raw.errors_by_kind[kind] += 1
-        raw.seconds[min(offset // 1_000_000_000, last)].errors += 1
+    raw.ok_offsets_ns = window.offsets_ns
+    raw.error_offsets_ns = window.error_offsets
+    window_ns = raw.window_end_ns - raw.window_start_ns
+    for offset, kind in window.error_offsets:
+        if 0 <= offset < window_ns:
+            raw.errors_by_kind[kind] += 1
+            raw.seconds[min(offset // 1_000_000_000, last)].errors += 1
 
 
 def run_sync(url: str, config: LoadConfig, **kwargs: Any) -> RawLoad:

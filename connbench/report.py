@@ -69,6 +69,8 @@ class ConsoleReporter:
             rps = result.throughput_rps
             p99 = result.latency_ms.get("p99")
             tail = f", p99 {p99:.1f} ms" if p99 is not None else ""
+            if result.fault:
+                tail += f", {result.fault['kind']}: {_recovery(result.fault)}"
             self.console.print(f"{result.strategy}: {rps:,.0f} req/s{tail}", highlight=False)
 
 
@@ -183,9 +185,83 @@ def results_table(run: RunResult) -> Table:
     return table
 
 
+def _recovery(fault: dict[str, Any]) -> str:
+    if fault.get("error"):
+        return "[red]not injected[/red]"
+    after = fault.get("recovered_after_s")
+    if fault.get("recovered") is None:
+        return "-"
+    if after is None:
+        return "[bold red]not recovered[/bold red]"
+    return "at once" if after == 0 else f"after {after:.1f} s"
+
+
+def _what_it_did(fault: dict[str, Any]) -> str:
+    if fault.get("error"):
+        return f"[red]{fault['error']}[/red]"
+    if fault.get("injected_at_s") is None:
+        return "never fired"
+    if fault["kind"] == "terminate":
+        return f"{fault.get('terminated', 0)} sessions cut"
+    return f"down {fault['took_s']:.2f} s" if fault.get("took_s") is not None else "-"
+
+
+def _writes(count: int | None, style: str) -> str:
+    if count is None:
+        return "-"
+    return f"[{style}]{count:,}[/{style}]" if count else "0"
+
+
+def fault_table(run: RunResult) -> Table | None:
+    """One row per run with a fault: what it did, errors after it, recovery, integrity."""
+    faulted = [r for r in run.results if r.fault]
+    if not faulted:
+        return None
+    fault = faulted[0].fault
+    title = f"fault: {fault['kind']} at {fault['at_s']:g} s of the measured window"
+    table = Table(title=title, title_justify="left")
+    table.add_column("strategy", style="bold")
+    for header in ("fault", "req/s before", "recovered", "errors after", "lost writes",
+                   "unacked writes"):  # fmt: skip
+        table.add_column(header, justify="right")
+    table.add_column("errors after the fault, by kind")
+    # The strategy names the row, unless a sweep runs it with several settings.
+    labelled = len({r.strategy for r in faulted}) < len({r.key for r in faulted})
+    repeats = max((s.get("runs", 1) for s in run.summary), default=1)
+    for result in faulted:
+        out = result.fault
+        name = result.key if labelled else result.strategy
+        if repeats > 1:
+            name += f" #{result.repeat + 1}"
+        baseline = out.get("baseline_rps")
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in out.get("errors_by_kind", {}).items())
+        errors = out.get("errors", 0)
+        table.add_row(
+            name,
+            _what_it_did(out),
+            "-" if baseline is None else f"{baseline:,.0f}",
+            _recovery(out),
+            f"[red]{errors:,}[/red]" if errors else "0",
+            _writes(result.integrity.get("lost_writes"), "bold red"),
+            _writes(result.integrity.get("unacknowledged_writes"), "yellow"),
+            kinds or "-",
+        )
+    return table
+
+
 def render_run(console: Console, run: RunResult) -> None:
-    """The table, then the context a reader needs to trust it, then warnings."""
+    """The tables, then the context a reader needs to trust them, then warnings."""
     console.print(results_table(run))
+    faults = fault_table(run)
+    if faults is not None:
+        console.print(faults)
+        console.print(
+            "[dim]recovered: from the fault to the first 1 s span with >= 90 % of the "
+            "throughput before it (the median of its whole seconds); errors after: from the "
+            "fault to the end of the drain; lost writes: 2xx without a row; unacked writes: "
+            "rows without a 2xx (over the whole run).[/dim]",
+            highlight=False,
+        )
     scenario, env = run.scenario, run.environment
     pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
     pg = env.get("postgres", {})

@@ -8,6 +8,10 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
 2. Sweeps and repeats: ``results`` holds one entry per run (``variant`` with its ``key``,
    ``repeat``); ``summary`` one per variant (median, min, max, CV over the repeats, stability
    warnings). Scenario ``concurrency``, ``workers`` and ``pool_max`` are lists.
+3. Faults: scenario ``fault`` (``{kind, at_s}`` or null); per run ``fault`` (what was injected
+   and when, errors after it by kind, the pre-fault baseline and ``recovered_after_s``);
+   ``integrity`` gains ``lost_writes`` and ``unacknowledged_writes``. Version 2 files still
+   load (those fields are then empty).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import psutil
 from connbench import __version__
 from connbench.errors import ResultFileError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # a version 2 result is a version 3 one without faults
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
@@ -54,6 +59,7 @@ class StrategyResult:
     generator: dict[str, Any] = field(default_factory=dict)
     cpu_percent: dict[str, float | None] = field(default_factory=dict)
     timeseries: dict[str, list[float]] = field(default_factory=dict)
+    fault: dict[str, Any] = field(default_factory=dict)  # empty unless a fault was injected
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -161,10 +167,11 @@ def load(path: Path) -> RunResult:
     if not isinstance(data, dict):
         raise ResultFileError(f"{path}: not a connbench result (expected a JSON object)")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise ResultFileError(
             f"{path}: schema_version {version!r} is not supported "
-            f"(this connbench reads version {SCHEMA_VERSION})"
+            f"(this connbench reads versions {readable})"
         )
     missing = _TOP_KEYS - data.keys()
     if missing:

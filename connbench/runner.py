@@ -23,12 +23,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from connbench import appserver, load, postgres, results, sampler, stats, tempdirs
+from connbench import appserver, faults, load, postgres, results, sampler, stats, tempdirs
 from connbench.apps import STRATEGIES
 from connbench.errors import ProcessError
 from connbench.load import LoadConfig, Progress
 from connbench.results import RunResult, StrategyResult
 from connbench.scenario import Scenario, Variant
+
+CONTROL_APP = "connbench-control"  # application_name of the runner's own connection
 
 
 class Reporter(Protocol):
@@ -93,6 +95,12 @@ class _Measured:
     raw: load.RawLoad
     samples: sampler.Samples
     cpu_percent: dict[str, float | None]
+    injected: faults.Injected | None = None
+
+    @property
+    def connects(self) -> int:
+        """Sessions connbench opened while measuring (not the app's)."""
+        return self.samples.connects + (self.injected.connects if self.injected else 0)
 
 
 def execute(scenario: Scenario, reporter: Reporter, output: Path | None) -> tuple[RunResult, Path]:
@@ -161,7 +169,8 @@ def _run_variant(
         workers=variant.workers,
     )
     log_path = tmp / f"{strategy.name}-{len(list(tmp.iterdir()))}.log"
-    with pg.connect(application_name="connbench-control") as control:
+    with ExitStack() as stack:
+        control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
         pg.reset_table(control)
         sessions_before = sampler.sessions_counter(control)
         try:
@@ -177,12 +186,17 @@ def _run_variant(
                 status="failed",
                 failure=str(exc),
             )
+        connects = measured.connects
+        if measured.injected is not None and measured.injected.restarted:
+            # The restart cut our session: one more of ours for the count to discount.
+            control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
+            connects += 1
         sampler.wait_for_app_sessions_to_end(control)
         sessions_after = sampler.sessions_counter(control)
         rows = pg.count_rows(control)
     opened = None
     if sessions_before is not None and sessions_after is not None:
-        opened = sessions_after - sessions_before - measured.samples.connects
+        opened = sessions_after - sessions_before - connects
     result = stats.summarize(
         strategy=strategy.name,
         variant=variant.to_dict(),
@@ -193,6 +207,7 @@ def _run_variant(
         rows_inserted=rows,
         cpu_percent=measured.cpu_percent,
         interrupted=measured.raw.interrupted,
+        injected=measured.injected,
     )
     if died is not None:
         result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
@@ -214,14 +229,18 @@ def _measure(
         timeout_s=scenario.timeout_s,
         engine=scenario.engine,
     )
-    edges: dict[str, tuple[float | None, float | None, float]] = {}
+    edges: dict[str, _Edge] = {}
+    injector = faults.Injector(scenario.fault, pg) if scenario.fault else None
 
     def on_edge(name: str) -> None:
-        edges[name] = (
+        edges[name] = _Edge(
             sampler.tree_cpu_s(app.pid),
             sampler.tree_cpu_s(pg.server_pid),
+            pg.server_pid,
             time.perf_counter(),
         )
+        if name == "start" and injector is not None:
+            injector.arm()
 
     async def main() -> _Measured:
         loop = asyncio.get_running_loop()
@@ -229,6 +248,7 @@ def _measure(
         samples = sampler.Samples()
         interrupts.attach(loop, stop)
         watcher = asyncio.create_task(sampler.watch(pg, samples))
+        injected = None
         try:
             raw = await load.run(
                 app.visit_url,
@@ -237,27 +257,41 @@ def _measure(
                 on_edge=on_edge,
                 stop=stop,
             )
+            if injector is not None:
+                injected = await injector.finish()
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
             interrupts.detach(loop)
-        return _Measured(raw, samples, _cpu_percent(edges))
+        return _Measured(raw, samples, _cpu_percent(edges), injected)
 
     with load.new_runner() as runner:
         return runner.run(main())
 
 
-def _cpu_percent(
-    edges: dict[str, tuple[float | None, float | None, float]],
-) -> dict[str, float | None]:
+@dataclass(frozen=True)
+class _Edge:
+    """CPU seconds used so far by the app and by PostgreSQL, at one edge of the window."""
+
+    app_cpu_s: float | None
+    pg_cpu_s: float | None
+    pg_pid: int | None  # a restart replaces the server: its CPU then has no start to count from
+    t_s: float
+
+
+def _cpu_percent(edges: dict[str, _Edge]) -> dict[str, float | None]:
     if "start" not in edges or "end" not in edges:
         return {"app": None, "postgres": None}
     start, end = edges["start"], edges["end"]
-    wall = end[2] - start[2]
+    wall = end.t_s - start.t_s
 
     def pct(a: float | None, b: float | None) -> float | None:
         if a is None or b is None or wall <= 0:
             return None
         return round(100.0 * (b - a) / wall, 1)
 
-    return {"app": pct(start[0], end[0]), "postgres": pct(start[1], end[1])}
+    same_server = start.pg_pid == end.pg_pid
+    return {
+        "app": pct(start.app_cpu_s, end.app_cpu_s),
+        "postgres": pct(start.pg_cpu_s, end.pg_cpu_s) if same_server else None,
+    }

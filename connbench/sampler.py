@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import psycopg
 
+from connbench.errors import first_line
 from connbench.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
 
 SAMPLE_INTERVAL_S = 0.1
@@ -71,7 +72,7 @@ async def watch(pg: Postgres, out: Samples, interval_s: float = SAMPLE_INTERVAL_
                 )
             except psycopg.Error as exc:
                 out.failures += 1
-                out.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                out.last_error = first_line(exc)
                 if conn is not None:
                     await conn.close()
                 conn = None

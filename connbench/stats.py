@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from connbench.faults import Injected
 from connbench.load import RawLoad
 from connbench.results import StrategyResult
 from connbench.sampler import Sample, Samples
@@ -91,6 +94,7 @@ def summarize(
     rows_inserted: int | None,
     cpu_percent: dict[str, float | None],
     interrupted: bool = False,
+    injected: Injected | None = None,
 ) -> StrategyResult:
     """Turn one strategy's raw measurements into its :class:`StrategyResult`."""
     window = in_window(samples.samples, raw.window_start_ns, raw.window_end_ns)
@@ -127,6 +131,15 @@ def summarize(
             "requests_sent": raw.all_sent,
             "error_responses": dict(sorted(raw.all_errors_by_kind.items())),
             "ok": integrity_ok,
+            # 2xx without a row (an acknowledged write that is not there), and rows without a
+            # 2xx (a write the client was told failed, or never heard back about). Counts
+            # only: one of each would cancel out.
+            "lost_writes": (
+                max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None
+            ),
+            "unacknowledged_writes": (
+                max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
+            ),
         },
         generator={
             "engine": raw.config.engine,
@@ -136,9 +149,95 @@ def summarize(
         },
         cpu_percent=cpu_percent,
         timeseries=timeseries(raw, samples.samples),
+        fault=fault_outcome(raw, injected) if injected is not None else {},
     )
     result.warnings = warnings(result)
     return result
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+RECOVERY_SHARE = 0.9  # throughput back to this share of the pre-fault median ...
+RECOVERY_SPAN_S = 1.0  # ... over a whole span this long ...
+RECOVERY_STEP_S = 0.1  # ... starting at the fault or this much later, and later again
+
+
+def fault_outcome(raw: RawLoad, injected: Injected) -> dict[str, Any]:
+    """What a fault did to one strategy: errors after it, and how long until it recovered.
+
+    Errors count from the fault's instant to the end of the drain (a request that times out
+    because of the fault may end after the window). Recovery: the pre-fault baseline is the
+    median throughput of the window's whole seconds before the fault; the strategy has
+    recovered at the first ``RECOVERY_SPAN_S`` span, starting ``RECOVERY_STEP_S`` apart from
+    the fault on, whose throughput is >= ``RECOVERY_SHARE`` of it. ``recovered_after_s`` is
+    how long after the fault that span starts (0.0: it never dipped that far), ``None`` when
+    no such span fits in the window ("not recovered").
+    """
+    fault = injected.fault
+    out: dict[str, Any] = {
+        "kind": fault.kind,
+        "at_s": fault.at_s,
+        "injected_at_s": None,
+        "took_s": injected.took_s,
+        "terminated": injected.terminated,
+        "error": injected.error,
+        "baseline_rps": None,
+        "baseline_cv": None,
+        "recovered": None,
+        "recovered_after_s": None,
+        "errors": 0,
+        "errors_by_kind": {},
+    }
+    if injected.at_ns is None or injected.error is not None:
+        return out
+    at_ns = injected.at_ns - raw.window_start_ns
+    out["injected_at_s"] = round(at_ns / 1e9, 3)
+    after = Counter(kind for offset, kind in raw.error_offsets_ns if offset >= at_ns)
+    out["errors"] = sum(after.values())
+    out["errors_by_kind"] = dict(after.most_common())
+    offsets = sorted(raw.ok_offsets_ns)
+    before = per_second_before(offsets, at_ns)
+    if before and statistics.median(before):
+        baseline = float(statistics.median(before))
+        out["baseline_rps"] = round(baseline, 1)
+        out["baseline_cv"] = spread([float(n) for n in before])["cv"]
+        recovered_after = recovered_after_s(
+            offsets, at_ns, raw.window_end_ns - raw.window_start_ns, baseline
+        )
+        out["recovered"] = recovered_after is not None
+        out["recovered_after_s"] = recovered_after
+    return out
+
+
+_SECOND_NS = 1_000_000_000
+
+
+def per_second_before(ok_offsets_ns: Sequence[int], fault_ns: int) -> list[int]:
+    """2xx per whole second of the window before ``fault_ns`` (offsets sorted, in ns)."""
+    return [
+        _count(ok_offsets_ns, k * _SECOND_NS, (k + 1) * _SECOND_NS)
+        for k in range(max(0, fault_ns) // _SECOND_NS)
+    ]
+
+
+def _count(sorted_values: Sequence[int], low: int, high: int) -> int:
+    """How many of ``sorted_values`` lie in [low, high)."""
+    return bisect_left(sorted_values, high) - bisect_left(sorted_values, low)
+
+
+def recovered_after_s(
+    ok_offsets_ns: Sequence[int], fault_ns: int, window_ns: int, baseline_rps: float
+) -> float | None:
+    """Seconds from the fault to the first span back at ``RECOVERY_SHARE`` of the baseline
+    (see :func:`fault_outcome`); None when none fits in the window."""
+    span, step = int(RECOVERY_SPAN_S * _SECOND_NS), int(RECOVERY_STEP_S * _SECOND_NS)
+    needed = RECOVERY_SHARE * baseline_rps * RECOVERY_SPAN_S
+    start = fault_ns
+    while start + span <= window_ns:
+        if _count(ok_offsets_ns, start, start + span) >= needed:
+            return round((start - fault_ns) / 1e9, 3)
+        start += step
+    return None
 
 
 def warnings(result: StrategyResult) -> list[str]:
@@ -163,6 +262,12 @@ def warnings(result: StrategyResult) -> list[str]:
         out.append(f"errors: {kinds}")
     if result.server.get("sampler_failures"):
         out.append(f"server sampler failed {result.server['sampler_failures']} times")
+    baseline_cv = result.fault.get("baseline_cv")
+    if baseline_cv is not None and baseline_cv >= UNSTABLE_CV:
+        out.append(
+            f"fault: throughput varied by {baseline_cv:.0%} (CV) over the seconds before the "
+            "fault; its recovery is measured against a moving target"
+        )
     return out
 
 
