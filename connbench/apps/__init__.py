@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Where an app serves its timing totals when connbench switches them on (see instrument.py).
+STATS_PATH = "/_connbench/stats"
+
 
 @dataclass(frozen=True)
 class Strategy:

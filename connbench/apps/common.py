@@ -4,6 +4,8 @@
 - ``GET /health`` answers without touching the database (readiness only).
 - A database error becomes a JSON 503 naming its SQLSTATE, so the load generator can count
   "too many clients" apart from other failures instead of seeing an anonymous 500.
+- When connbench asks for it, :mod:`connbench.apps.instrument` times where requests spend
+  their time (off otherwise).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg import sql
+
+from connbench.apps import instrument
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 VISITS_TABLE = os.environ.get("CONNBENCH_TABLE", "visits")
@@ -26,7 +30,9 @@ VISIT_LOGGED = {"message": "Visit logged"}
 
 
 def add_health_and_errors(app: FastAPI) -> None:
-    """Add ``/health`` and the database-error handler to ``app``."""
+    """Add ``/health`` and the database-error handler to ``app`` (and the timing, if on)."""
+    if instrument.ENABLED:
+        instrument.install(app)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
