@@ -249,19 +249,90 @@ def fault_table(run: RunResult) -> Table | None:
     return table
 
 
+# The stacked bar's segments: (breakdown part, column header, colour), in stacking order.
+BREAKDOWN_SEGMENTS = (
+    ("connect_ms", "connect", "magenta"),
+    ("pool_wait_ms", "pool wait", "yellow"),
+    ("query_ms", "query", "cyan"),
+    ("rest_of_app_ms", "rest of app", "green"),
+    ("outside_app_ms", "outside app", "bright_black"),
+)
+BAR_WIDTH = 32
+
+
+def _bar(parts: dict[str, Any], scale: float) -> str:
+    """A stacked bar, ``scale`` ms per character; a part too small for a character is skipped."""
+    out, filled, total = [], 0, 0.0
+    for key, _, colour in BREAKDOWN_SEGMENTS:
+        total += max(0.0, parts.get(key) or 0.0)
+        # Round the running total, not each part, so the bar's length stays true to the sum.
+        width = round(total / scale) - filled
+        if width > 0:
+            out.append(f"[{colour}]{'█' * width}[/{colour}]")
+            filled += width
+    return "".join(out)
+
+
+def breakdown_table(run: RunResult) -> Table | None:
+    """Where a request's time goes, per variant: mean ms per part, and a stacked bar."""
+    rows = [s for s in run.summary if s.get("breakdown")]
+    if not rows:
+        return None
+    table = Table(
+        title="where the time goes · mean ms per request over the measured window",
+        title_justify="left",
+    )
+    table.add_column("strategy", style="bold")
+    table.add_column("latency", justify="right")
+    for _, header, colour in BREAKDOWN_SEGMENTS:
+        table.add_column(f"[{colour}]{header}[/{colour}]", justify="right")
+    table.add_column("after response", justify="right")
+    table.add_column("")
+    longest = max(
+        sum(max(0.0, s["breakdown"].get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS)
+        for s in rows
+    )
+    scale = longest / BAR_WIDTH if longest > 0 else 1.0
+    labelled = len({s["strategy"] for s in rows}) < len(rows)
+    for summary in rows:
+        parts = summary["breakdown"]
+        table.add_row(
+            summary["key"] if labelled else summary["strategy"],
+            _num(parts.get("latency_mean_ms")),
+            *(_part(parts.get(key)) for key, _, _ in BREAKDOWN_SEGMENTS),
+            _part(parts.get("after_response_ms")),
+            _bar(parts, scale),
+        )
+    return table
+
+
+def _part(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "[dim]0[/dim]" if abs(value) < 0.005 else f"{value:.2f}"
+
+
+FAULT_NOTE = (
+    "recovered: from the fault to the first 1 s span with >= 90 % of the throughput before it "
+    "(the median of its whole seconds); errors after: from the fault to the end of the drain; "
+    "lost writes: 2xx without a row; unacked writes: rows without a 2xx (over the whole run)."
+)
+BREAKDOWN_NOTE = (
+    "Timed inside the app (wall time): connect = AsyncConnection.connect; pool wait = "
+    "AsyncConnectionPool.getconn (queue, check, retries); query = execute, commit, rollback; "
+    "outside app = the client's mean latency minus the app's time until its response (HTTP, "
+    "uvicorn, waiting for the app's event loop). After response: work done once the response "
+    "was sent (a yield dependency's commit and close), which the client does not wait for."
+)
+
+
 def render_run(console: Console, run: RunResult) -> None:
     """The tables, then the context a reader needs to trust them, then warnings."""
     console.print(results_table(run))
-    faults = fault_table(run)
-    if faults is not None:
-        console.print(faults)
-        console.print(
-            "[dim]recovered: from the fault to the first 1 s span with >= 90 % of the "
-            "throughput before it (the median of its whole seconds); errors after: from the "
-            "fault to the end of the drain; lost writes: 2xx without a row; unacked writes: "
-            "rows without a 2xx (over the whole run).[/dim]",
-            highlight=False,
-        )
+    for table, note in ((fault_table(run), FAULT_NOTE), (breakdown_table(run), BREAKDOWN_NOTE)):
+        if table is not None:
+            console.print(table)
+            console.print(f"[dim]{note}[/dim]", highlight=False)
     scenario, env = run.scenario, run.environment
     pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
     pg = env.get("postgres", {})

@@ -8,10 +8,13 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
 2. Sweeps and repeats: ``results`` holds one entry per run (``variant`` with its ``key``,
    ``repeat``); ``summary`` one per variant (median, min, max, CV over the repeats, stability
    warnings). Scenario ``concurrency``, ``workers`` and ``pool_max`` are lists.
-3. Faults: scenario ``fault`` (``{kind, at_s}`` or null); per run ``fault`` (what was injected
-   and when, errors after it by kind, the pre-fault baseline and ``recovered_after_s``);
-   ``integrity`` gains ``lost_writes`` and ``unacknowledged_writes``. Version 2 files still
-   load (those fields are then empty).
+3. Faults and where the time goes: scenario ``fault`` (``{kind, at_s}`` or null); per run
+   ``fault`` (what was injected and when, errors after it by kind, the pre-fault baseline and
+   ``recovered_after_s``) and ``breakdown`` (mean ms per request connecting, waiting for a
+   pooled connection, in queries, in the rest of the app, outside it and after the response;
+   the pool's statistics); ``integrity`` gains ``lost_writes`` and ``unacknowledged_writes``;
+   ``summary`` entries gain ``breakdown`` medians. Version 2 files still load (those fields
+   are then empty).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class StrategyResult:
     cpu_percent: dict[str, float | None] = field(default_factory=dict)
     timeseries: dict[str, list[float]] = field(default_factory=dict)
     fault: dict[str, Any] = field(default_factory=dict)  # empty unless a fault was injected
+    breakdown: dict[str, Any] = field(default_factory=dict)  # empty when the app kept no totals
     warnings: list[str] = field(default_factory=list)
 
     @property

@@ -18,10 +18,12 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
+
+import httpx
 
 from connbench import appserver, faults, load, postgres, results, sampler, stats, tempdirs
 from connbench.apps import STRATEGIES
@@ -31,6 +33,7 @@ from connbench.results import RunResult, StrategyResult
 from connbench.scenario import Scenario, Variant
 
 CONTROL_APP = "connbench-control"  # application_name of the runner's own connection
+STATS_TIMEOUT_S = 10.0  # the app answers its timing totals behind the requests it is serving
 
 
 class Reporter(Protocol):
@@ -96,6 +99,7 @@ class _Measured:
     samples: sampler.Samples
     cpu_percent: dict[str, float | None]
     injected: faults.Injected | None = None
+    app_stats: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # by edge
 
     @property
     def connects(self) -> int:
@@ -167,6 +171,8 @@ def _run_variant(
         pool_min=variant.pool_min if variant.pool_min is not None else pool_min,
         pool_max=variant.pool_max if variant.pool_max is not None else pool_maxes[0],
         workers=variant.workers,
+        # Each uvicorn worker would keep its own totals, and connbench reads one of them.
+        instrument=variant.workers == 1,
     )
     log_path = tmp / f"{strategy.name}-{len(list(tmp.iterdir()))}.log"
     with ExitStack() as stack:
@@ -208,6 +214,7 @@ def _run_variant(
         cpu_percent=measured.cpu_percent,
         interrupted=measured.raw.interrupted,
         injected=measured.injected,
+        app_stats=(measured.app_stats.get("start"), measured.app_stats.get("end")),
     )
     if died is not None:
         result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
@@ -232,20 +239,25 @@ def _measure(
     edges: dict[str, _Edge] = {}
     injector = faults.Injector(scenario.fault, pg) if scenario.fault else None
 
-    def on_edge(name: str) -> None:
-        edges[name] = _Edge(
-            sampler.tree_cpu_s(app.pid),
-            sampler.tree_cpu_s(pg.server_pid),
-            pg.server_pid,
-            time.perf_counter(),
-        )
-        if name == "start" and injector is not None:
-            injector.arm()
-
     async def main() -> _Measured:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         samples = sampler.Samples()
+        reads: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+        client = httpx.AsyncClient(timeout=STATS_TIMEOUT_S)
+
+        def on_edge(name: str) -> None:
+            edges[name] = _Edge(
+                sampler.tree_cpu_s(app.pid),
+                sampler.tree_cpu_s(pg.server_pid),
+                pg.server_pid,
+                time.perf_counter(),
+            )
+            if app.instrumented:  # the app's timing totals at this edge, read meanwhile
+                reads[name] = loop.create_task(app.read_stats(client))
+            if name == "start" and injector is not None:
+                injector.arm()
+
         interrupts.attach(loop, stop)
         watcher = asyncio.create_task(sampler.watch(pg, samples))
         injected = None
@@ -259,11 +271,14 @@ def _measure(
             )
             if injector is not None:
                 injected = await injector.finish()
+            app_stats = {name: await read for name, read in reads.items()}
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            for task in (watcher, *reads.values()):
+                task.cancel()
+            await asyncio.gather(watcher, *reads.values(), return_exceptions=True)
+            await client.aclose()
             interrupts.detach(loop)
-        return _Measured(raw, samples, _cpu_percent(edges), injected)
+        return _Measured(raw, samples, _cpu_percent(edges), injected, app_stats)
 
     with load.new_runner() as runner:
         return runner.run(main())

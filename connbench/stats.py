@@ -95,8 +95,12 @@ def summarize(
     cpu_percent: dict[str, float | None],
     interrupted: bool = False,
     injected: Injected | None = None,
+    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
 ) -> StrategyResult:
-    """Turn one strategy's raw measurements into its :class:`StrategyResult`."""
+    """Turn one strategy's raw measurements into its :class:`StrategyResult`.
+
+    ``app_stats``: the app's timing totals at the window's start and end, when it kept them.
+    """
     window = in_window(samples.samples, raw.window_start_ns, raw.window_end_ns)
     server = connection_summary(window)
     server["sessions_opened"] = sessions_opened
@@ -151,8 +155,68 @@ def summarize(
         timeseries=timeseries(raw, samples.samples),
         fault=fault_outcome(raw, injected) if injected is not None else {},
     )
+    mean_ms = result.latency_ms.get("mean")
+    result.breakdown = breakdown(*app_stats, latency_mean_ms=mean_ms)
     result.warnings = warnings(result)
     return result
+
+
+# --- where the time goes ---------------------------------------------------------------------
+
+# What a request's latency is made of, in the order the bars stack them.
+BREAKDOWN_PARTS = ("connect_ms", "pool_wait_ms", "query_ms", "rest_of_app_ms", "outside_app_ms")
+# psycopg_pool's get_stats(): gauges are read at the end, counters over the window.
+POOL_GAUGES = ("pool_min", "pool_max", "pool_size", "pool_available", "requests_waiting")
+
+
+def breakdown(
+    start: dict[str, Any] | None, end: dict[str, Any] | None, *, latency_mean_ms: float | None
+) -> dict[str, Any]:
+    """Mean milliseconds per request over the window, from the app's totals at its edges.
+
+    The app's time until the response is split into connecting, waiting for a pooled
+    connection (queue, check, retries), queries (execute, commit, rollback) and the rest; what
+    the client's mean latency adds to that is ``outside_app_ms`` (HTTP, uvicorn, waiting for
+    the app's loop to take the request). ``after_response_ms`` is the app's work after the
+    response was sent (a ``yield`` dependency's commit and close): the client does not wait
+    for it. Empty when the totals are missing or no request completed in between.
+    """
+    if not start or not end or "timing" not in start or "timing" not in end:
+        return {}
+    t0, t1 = start["timing"], end["timing"]
+    requests = int(t1["requests"]) - int(t0["requests"])
+    if requests <= 0:
+        return {}
+
+    def mean(key: str) -> float:
+        return (float(t1[key]) - float(t0[key])) / requests
+
+    in_app = mean("until_response_ms")
+    parts = {
+        "connect_ms": mean("connect_ms"),
+        "pool_wait_ms": mean("pool_wait_ms"),
+        "query_ms": mean("query_ms"),
+    }
+    parts["rest_of_app_ms"] = in_app - sum(parts.values())
+    if latency_mean_ms is not None:
+        parts["outside_app_ms"] = latency_mean_ms - in_app
+    out: dict[str, Any] = {
+        "requests": requests,
+        "latency_mean_ms": latency_mean_ms,
+        "in_app_ms": round(in_app, 3),
+        **{name: round(value, 3) for name, value in parts.items()},
+        "after_response_ms": round(mean("after_response_ms"), 3),
+        "connects_per_request": round(mean("connects"), 3),
+        "queries_per_request": round(mean("queries"), 3),
+        "pool": None,
+    }
+    p0, p1 = start.get("pool"), end.get("pool")
+    if isinstance(p0, dict) and isinstance(p1, dict):
+        out["pool"] = {
+            key: p1.get(key, 0) if key in POOL_GAUGES else p1.get(key, 0) - p0.get(key, 0)
+            for key in sorted(set(p0) | set(p1))
+        }
+    return out
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -337,6 +401,16 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         summary[f"cpu_{name}_percent"] = spread(values)["median"] if values else None
     gen = [r.generator["loop_cpu_percent"] for r in measured if "loop_cpu_percent" in r.generator]
     summary["cpu_generator_percent"] = spread(gen)["median"] if gen else None
+    parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
+    with_breakdown = [r.breakdown for r in measured if r.breakdown]
+    summary["breakdown"] = (
+        {
+            name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
+            for name in parts
+        }
+        if with_breakdown
+        else {}
+    )
     summary["failure"] = next((r.failure for r in runs if r.failure), None)
     summary["warnings"] = _stability_warnings(summary, measured) + _run_warnings(runs)
     return summary

@@ -83,6 +83,36 @@ def test_pool_unused_keeps_its_idle_pool(all_strategies: results.RunResult) -> N
     assert result.server["by_state_peak"].get("idle", 0) >= 2
 
 
+# Queries the app runs before its response: execute and commit, or only execute when the commit
+# comes after the response (a yield dependency's exit, the pool's connection() context).
+QUERIES_BEFORE_RESPONSE = {
+    "connect": 2, "context": 2, "depends": 2,
+    "yield": 1, "yield-context": 1, "pool": 1, "pool-nocheck": 1, "pool-unused": 1,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_breakdown_says_where_each_strategy_spends_its_time(
+    all_strategies: results.RunResult, name: str
+) -> None:
+    parts = next(r for r in all_strategies.results if r.strategy == name).breakdown
+    assert parts["requests"] > 0
+    assert parts["query_ms"] > 0
+    assert parts["queries_per_request"] == pytest.approx(QUERIES_BEFORE_RESPONSE[name], abs=0.15)
+    if STRATEGIES[name].pooled:  # connections come from the pool, none opened per request
+        assert parts["connects_per_request"] == 0 and parts["connect_ms"] == 0
+        assert parts["pool_wait_ms"] > 0
+        assert parts["pool"]["requests_num"] > 0
+    else:  # a connection per request, and no pool lends one
+        assert parts["connects_per_request"] == pytest.approx(1.0, abs=0.15)
+        assert parts["connect_ms"] > 0
+        assert parts["pool_wait_ms"] == 0
+    if name == "pool-unused":  # its pool is there, and never asked for anything
+        assert parts["pool"]["pool_size"] == 2 and parts["pool"].get("requests_num", 0) == 0
+    elif not STRATEGIES[name].uses_pool:
+        assert parts["pool"] is None
+
+
 def test_result_records_environment_and_scenario(all_strategies: results.RunResult) -> None:
     env = all_strategies.environment
     assert env["postgres"]["backend"] == "embedded"
