@@ -111,8 +111,9 @@ class Injector:
             try:
                 await task
             except asyncio.CancelledError:
-                if self._firing:  # we were cancelled ourselves, mid-injection
-                    raise
+                current = asyncio.current_task()
+                if self._firing or (current is not None and current.cancelling()):
+                    raise  # we were cancelled ourselves (a second Ctrl-C), not just the countdown
             finally:
                 if not task.done():
                     task.cancel()

@@ -1,5 +1,7 @@
 """Faults: parsing and validation, and the recovery arithmetic on made-up completion times."""
 
+import asyncio
+import time
 from array import array
 from pathlib import Path
 
@@ -9,6 +11,7 @@ from connbench import faults, stats
 from connbench.errors import ScenarioError
 from connbench.faults import Fault, Injected
 from connbench.load import LoadConfig, RawLoad, new_histogram
+from connbench.postgres import Postgres
 from connbench.sampler import Samples
 from connbench.scenario import build
 
@@ -160,3 +163,42 @@ def test_unstable_baseline_is_flagged() -> None:
     assert any(w.startswith("fault: throughput varied by") for w in result.warnings)
     assert result.integrity["lost_writes"] == 0
     assert result.integrity["unacknowledged_writes"] == 0
+
+
+def test_a_fault_still_counting_down_when_the_load_ends_is_called_off() -> None:
+    restarted: list[bool] = []
+
+    async def restart() -> None:
+        restarted.append(True)
+
+    pg = Postgres(backend="embedded", dsn="", table="visits", restarter=restart)
+
+    async def main() -> Injected:
+        injector = faults.Injector(Fault("restart", 30.0), pg)
+        injector.arm()
+        await asyncio.sleep(0.01)
+        return await injector.finish()
+
+    injected = asyncio.run(main())
+    assert injected.at_ns is None and injected.error is None
+    assert restarted == []
+
+
+def test_a_fault_fires_at_its_second_and_records_how_long_it_took() -> None:
+    async def restart() -> None:
+        await asyncio.sleep(0.05)
+
+    pg = Postgres(backend="embedded", dsn="", table="visits", restarter=restart)
+
+    async def main() -> tuple[int, Injected]:
+        armed = time.perf_counter_ns()
+        injector = faults.Injector(Fault("restart", 0.1), pg)
+        injector.arm()
+        await asyncio.sleep(0.2)
+        return armed, await injector.finish()
+
+    armed, injected = asyncio.run(main())
+    assert injected.at_ns is not None
+    assert injected.at_ns - armed >= 99_000_000  # not before its second
+    assert injected.took_s is not None and injected.took_s >= 0.049
+    assert injected.restarted
