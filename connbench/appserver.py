@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from connbench import procs
-from connbench.apps import Strategy
+from connbench.apps import STATS_PATH, Strategy
 from connbench.errors import ProcessError
 
 READY_TIMEOUT_S = 30.0
@@ -32,6 +33,7 @@ class AppConfig:
     pool_max: int
     workers: int = 1
     prepare_threshold: int | None = 5  # psycopg's default; None turns prepared statements off
+    instrument: bool = False  # time requests inside the app (connbench.apps.instrument)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class App:
     url: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    instrumented: bool = False  # serves timing totals (AppConfig.instrument)
 
     @property
     def pid(self) -> int:
@@ -48,6 +51,16 @@ class App:
     @property
     def visit_url(self) -> str:
         return f"{self.url}/visit/"
+
+    async def read_stats(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
+        """The app's timing totals and pool statistics (see :mod:`connbench.apps.instrument`),
+        or None when it does not answer them within ``client``'s timeout."""
+        try:
+            resp = await client.get(f"{self.url}{STATS_PATH}")
+            data = resp.json() if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def exit_code(self) -> int | None:
         """None while the app runs; its exit code once it has stopped on its own."""
@@ -99,17 +112,19 @@ def start(
             "CONNBENCH_POOL_MIN": str(config.pool_min),
             "CONNBENCH_POOL_MAX": str(config.pool_max),
             "CONNBENCH_PREPARE_THRESHOLD": "none" if threshold is None else str(threshold),
+            "CONNBENCH_INSTRUMENT": "1" if config.instrument else "0",
         }
     )
     for attempt in range(BIND_ATTEMPTS):
         port = procs.free_port()
-        with procs.managed(
+        with procs.Child(
             uvicorn_argv(strategy, port, config.workers),
             name=f"uvicorn ({strategy.name})",
             log_path=log_path,
             env=env,
             stop_timeout_s=STOP_TIMEOUT_S,
-        ) as proc:
+        ) as child:
+            proc = child.proc
             url = f"http://127.0.0.1:{port}"
             try:
                 _wait_healthy(url, strategy, proc, log_path)
@@ -118,7 +133,7 @@ def start(
                 if lost_port and attempt + 1 < BIND_ATTEMPTS:
                     continue
                 raise
-            yield App(strategy=strategy, url=url, proc=proc, log_path=log_path)
+            yield App(strategy, url, proc, log_path, instrumented=config.instrument)
             return
 
 

@@ -159,6 +159,14 @@ def run(
     engine: Annotated[
         str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
     ] = None,
+    fault: Annotated[
+        str | None,
+        typer.Option(
+            help="Inject a fault SECOND s into the measured window: terminate@SECOND (kill the "
+            "app's server sessions) or restart@SECOND (restart PostgreSQL).",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
@@ -190,6 +198,7 @@ def run(
             "rate": rate,
             "postgres": postgres_,
             "engine": engine,
+            "fault": fault,
         }
         if max_connections is not None:
             overrides["server"] = {"max_connections": max_connections}

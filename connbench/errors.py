@@ -33,3 +33,9 @@ class PostgresError(ConnbenchError):
 
 class ProcessError(ConnbenchError):
     """A managed subprocess died or never became ready. The message ends with its log tail."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message reduced to its first line (psycopg's run to several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

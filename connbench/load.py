@@ -85,6 +85,10 @@ class RawLoad:
     cpu_process_s: float = 0.0  # the whole connbench process during the window
     cpu_loop_s: float = 0.0  # the event-loop thread alone: the generator's bottleneck
     seconds: list[Second] = field(default_factory=list)
+    # Completion times since the window's start, in completion order: 2xx inside the window,
+    # and every error of the run (negative in the warm-up, beyond the window in the drain).
+    ok_offsets_ns: array[int] = field(default_factory=lambda: array("q"))
+    error_offsets_ns: list[tuple[int, str]] = field(default_factory=list)
     window_start_ns: int = 0  # time.perf_counter_ns() at the window's edges
     window_end_ns: int = 0
     interrupted: bool = False  # stopped early: the window ends where it stopped
@@ -152,7 +156,7 @@ class _Window:
         self.latencies_us = array("q")
         self.uncorrected_us = array("q")  # open model: from the actual send
         self.offsets_ns = array("q")  # completion time since the window's start
-        self.window_errors: list[tuple[int, str]] = []
+        self.error_offsets: list[tuple[int, str]] = []  # every error, the same way
         # open model bookkeeping
         self.sent_late = 0  # sent after their intended time (their slot was still busy)
         self.not_sent = 0  # intended inside the window, never sent before it closed
@@ -176,8 +180,7 @@ class _Window:
                 self.offsets_ns.append(end - self.start_ns)
         else:
             self.errors[kind] += 1
-            if in_window:
-                self.window_errors.append((end - self.start_ns, kind))
+            self.error_offsets.append((end - self.start_ns, kind))
 
     def cut(self) -> None:
         """End the window now (an interrupt): later responses belong to the drain."""
@@ -572,9 +575,13 @@ def _fill(raw: RawLoad, window: _Window) -> None:
             "in_flight_at_end": window.in_flight_at_end,
             "schedule_lag_ms_p99": lags[int(0.99 * (len(lags) - 1))] / 1000 if lags else None,
         }
-    for offset, kind in window.window_errors:
-        raw.errors_by_kind[kind] += 1
-        raw.seconds[min(offset // 1_000_000_000, last)].errors += 1
+    raw.ok_offsets_ns = window.offsets_ns
+    raw.error_offsets_ns = window.error_offsets
+    window_ns = raw.window_end_ns - raw.window_start_ns
+    for offset, kind in window.error_offsets:
+        if 0 <= offset < window_ns:
+            raw.errors_by_kind[kind] += 1
+            raw.seconds[min(offset // 1_000_000_000, last)].errors += 1
 
 
 def run_sync(url: str, config: LoadConfig, **kwargs: Any) -> RawLoad:

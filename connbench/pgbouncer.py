@@ -245,7 +245,7 @@ def start(
         )
         log_path = tempdirs.write_private(tmp / "pgbouncer.log", "", os_user)
         proc = stack.enter_context(
-            procs.managed(
+            procs.Child(
                 [str(exe), str(config)],
                 name="pgbouncer",
                 log_path=log_path,
@@ -253,7 +253,7 @@ def start(
                 cwd=tmp,
                 user=os_user,
             )
-        )
+        ).proc
         client = make_conninfo(host="127.0.0.1", port=port, user=user, password=password)
         admin_dsn = make_conninfo(client, dbname=ADMIN_DATABASE)
         version = _wait_ready(admin_dsn, port, proc, log_path)

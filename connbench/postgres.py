@@ -17,6 +17,7 @@ unprivileged OS user (``postgres`` if it exists, else a ``connbench`` system use
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import pwd
@@ -24,7 +25,7 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,20 @@ class Postgres:
     server_pid: int | None = None
     version: str = ""
     settings: dict[str, str] = field(default_factory=dict)
+    # Set for the servers connbench starts itself (embedded, local): see restart().
+    restarter: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+
+    async def restart(self) -> None:
+        """Stop the server fast (open sessions are cut) and start it again on the same port
+        and data directory; return once it accepts connections again.
+
+        Runs on the event loop without blocking it. Raises :class:`PostgresError` (with the log
+        tail) when the server is not back within ``READY_TIMEOUT_S``, and for a server that
+        connbench did not start.
+        """
+        if self.restarter is None:
+            raise PostgresError(f"{self.backend}: connbench can only restart servers it starts")
+        await self.restarter()
 
     @property
     def display_dsn(self) -> str:
@@ -322,8 +337,8 @@ def _cluster(
         for name, value in options.items():
             argv += ["-c", f"{name}={value}"]
         log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
-        proc = stack.enter_context(
-            procs.managed(
+        server = stack.enter_context(
+            procs.Child(
                 argv,
                 name="postgres",
                 log_path=log_path,
@@ -350,11 +365,29 @@ def _cluster(
                 accepting,
                 what=f"{kind} postgres on 127.0.0.1:{port}",
                 timeout_s=READY_TIMEOUT_S,
-                proc=proc,
+                proc=server.proc,
                 log_path=log_path,
             )
         except ProcessError as exc:
             raise PostgresError(str(exc)) from None
+
+        async def restart() -> None:
+            await server.stop_async()
+            proc = server.spawn()  # on the loop's thread, which is the main thread
+            try:
+                await procs.wait_until_async(
+                    # A refused or "starting up" connection fails at once; a thread keeps the
+                    # loop free if one ever takes its full connect_timeout.
+                    lambda: asyncio.to_thread(accepting),
+                    what=f"{kind} postgres on 127.0.0.1:{port} after a restart",
+                    timeout_s=READY_TIMEOUT_S,
+                    proc=proc,
+                    log_path=log_path,
+                )
+            except ProcessError as exc:
+                raise PostgresError(str(exc)) from None
+            pg.server_pid = proc.pid
+
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE connbench")
         pg = Postgres(
@@ -362,7 +395,8 @@ def _cluster(
             dsn=make_conninfo(admin_dsn, dbname="connbench"),
             table=DEFAULT_TABLE,
             bindir=bindir,
-            server_pid=proc.pid,
+            server_pid=server.proc.pid,
+            restarter=restart,
         )
         _create_table(pg)
         pg.describe()

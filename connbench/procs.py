@@ -1,13 +1,14 @@
 """Managed subprocesses: own process group, log file, readiness deadline, TERM then KILL.
 
-Every child connbench starts goes through :func:`managed`, so that however the parent leaves
-the ``with`` block (normal exit, exception, Ctrl-C) the whole process group is stopped and
-waited for. Children also get a parent-death signal, so a parent killed with SIGKILL does not
-leave them running.
+Every child connbench starts goes through :class:`Child`, a context manager, so that however
+the parent leaves the ``with`` block (normal exit, exception, Ctrl-C) the whole process
+group is stopped and waited for. Children also get a parent-death signal, so a parent killed
+with SIGKILL does not leave them running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import pwd
@@ -16,14 +17,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from connbench.errors import MissingDependency, ProcessError
 
 _PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
+POLL_INTERVAL_S = 0.02
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -99,47 +100,100 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-@contextmanager
-def managed(
-    argv: Sequence[str],
-    *,
-    name: str,
-    log_path: Path,
-    env: Mapping[str, str],
-    cwd: Path | None = None,
-    user: str | None = None,
-    pass_fds: Sequence[int] = (),
-    stop_signal: int = signal.SIGTERM,
-    stop_timeout_s: float = 10.0,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` in its own session with output in ``log_path``; stop it on exit.
+class Child:
+    """A managed child: ``with Child(argv, ...) as child`` runs ``argv`` in its own session with
+    its output in ``log_path``, and stops the whole group on exit. It can also be stopped and
+    started again with the same command line (a server restart): the exit stops whichever
+    process is current.
 
-    Raises :class:`ProcessError` (with the log tail) when the program cannot be started.
+    :meth:`spawn` raises :class:`ProcessError` (with the log tail) when the program cannot be
+    started, and must run on the main thread: the parent-death signal fires when the *thread*
+    that forked exits.
     """
-    if threading.current_thread() is not threading.main_thread():
-        # The parent-death signal fires when the *thread* that forked exits.
-        raise RuntimeError("managed() must be called from the main thread")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env),
-                cwd=cwd,
-                user=user,
-                start_new_session=True,
-                pass_fds=tuple(pass_fds),
-                preexec_fn=_die_with_parent,
-            )
-        except OSError as exc:
-            raise ProcessError(f"could not start {name} ({argv[0]}): {exc.strerror}") from None
-    try:
-        yield proc
-    finally:
-        stop_group(proc, stop_signal, stop_timeout_s)
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str,
+        log_path: Path,
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+        user: str | None = None,
+        pass_fds: Sequence[int] = (),
+        stop_signal: int = signal.SIGTERM,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        self.argv = list(argv)
+        self.name = name
+        self.log_path = log_path
+        self.env = dict(env)
+        self.cwd = cwd
+        self.user = user
+        self.pass_fds = tuple(pass_fds)
+        self.stop_signal = stop_signal
+        self.stop_timeout_s = stop_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The current process (the latest one :meth:`spawn` started)."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.name}: not started")
+        return self._proc
+
+    def __enter__(self) -> Child:
+        self.spawn()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the program (again), in its own session, output appended to the log."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"{self.name}: child processes must be started on the main thread")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    cwd=self.cwd,
+                    user=self.user,
+                    start_new_session=True,
+                    pass_fds=self.pass_fds,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                raise ProcessError(
+                    f"could not start {self.name} ({self.argv[0]}): {exc.strerror}"
+                ) from None
+        return self._proc
+
+    def stop(self) -> None:
+        """Stop the current process group (see :func:`stop_group`); idempotent."""
+        if self._proc is not None:
+            stop_group(self._proc, self.stop_signal, self.stop_timeout_s)
+
+    async def stop_async(self) -> None:
+        """:meth:`stop` for an event loop: the process is polled, never waited for, so the
+        loop keeps serving everything else while the child shuts down."""
+        proc = self._proc
+        if proc is None:
+            return
+        deadline = time.monotonic() + self.stop_timeout_s
+        if proc.poll() is None:
+            # start_new_session: the child leads its own group, whose id is its pid.
+            _signal_group(proc.pid, self.stop_signal)
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(POLL_INTERVAL_S)
+        _signal_group(proc.pid, signal.SIGKILL)
+        while proc.poll() is None:
+            await asyncio.sleep(POLL_INTERVAL_S)
 
 
 def run_to_end(
@@ -169,6 +223,36 @@ def run_to_end(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
+class _Wait:
+    """The bookkeeping of one wait for readiness: its deadline and what to say when it fails."""
+
+    def __init__(
+        self,
+        what: str,
+        timeout_s: float,
+        proc: subprocess.Popen[bytes] | None,
+        log_path: Path | None,
+    ) -> None:
+        self.what, self.proc, self.log_path = what, proc, log_path
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_s
+
+    def _tail(self) -> str:
+        return log_tail(self.log_path) if self.log_path else ""
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ProcessError(
+                f"{self.what}: process exited with code {self.proc.returncode} before it was "
+                f"ready\n{self._tail()}"
+            )
+
+    def check_deadline(self) -> None:
+        if time.monotonic() >= self.deadline:
+            waited = time.monotonic() - self.started
+            raise ProcessError(f"{self.what}: not ready after {waited:.1f} s\n{self._tail()}")
+
+
 def wait_until(
     ready: Callable[[], bool],
     *,
@@ -183,20 +267,12 @@ def wait_until(
     Raises :class:`ProcessError` naming ``what``, the time waited and the log tail when the
     deadline passes or ``proc`` exits first.
     """
-    deadline = time.monotonic() + timeout_s
-    started = time.monotonic()
+    wait = _Wait(what, timeout_s, proc, log_path)
     while True:
-        if proc is not None and proc.poll() is not None:
-            tail = log_tail(log_path) if log_path else ""
-            raise ProcessError(
-                f"{what}: process exited with code {proc.returncode} before it was ready\n{tail}"
-            )
+        wait.check_alive()
         if ready():
             return
-        if time.monotonic() >= deadline:
-            tail = log_tail(log_path) if log_path else ""
-            waited = time.monotonic() - started
-            raise ProcessError(f"{what}: not ready after {waited:.1f} s\n{tail}")
+        wait.check_deadline()
         time.sleep(interval_s)
 
 
@@ -233,3 +309,22 @@ def unprivileged_user() -> str | None:
 def writable_by(path: Path, user: str) -> bool:
     """Whether OS user ``user`` can write to ``path`` (asked as that user, not computed)."""
     return run_to_end(["test", "-w", str(path)], user=user).returncode == 0
+
+
+async def wait_until_async(
+    ready: Callable[[], Awaitable[bool]],
+    *,
+    what: str,
+    timeout_s: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+    interval_s: float = 0.05,
+) -> None:
+    """:func:`wait_until` for an event loop: ``ready`` is awaited, and so is the pause."""
+    wait = _Wait(what, timeout_s, proc, log_path)
+    while True:
+        wait.check_alive()
+        if await ready():
+            return
+        wait.check_deadline()
+        await asyncio.sleep(interval_s)

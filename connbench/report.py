@@ -75,6 +75,8 @@ class ConsoleReporter:
             rps = result.throughput_rps
             p99 = result.latency_ms.get("p99")
             tail = f", p99 {p99:.1f} ms" if p99 is not None else ""
+            if result.fault:
+                tail += f", {result.fault['kind']}: {_recovery(result.fault)}"
             self.console.print(f"{label}: {rps:,.0f} req/s{tail}", highlight=False)
 
 
@@ -365,13 +367,158 @@ def _ceiling(summary: dict[str, Any], calibration: dict[str, Any]) -> str:
     return f"{rps / ceiling:.0%} of {'pgbench' if pooled else 'pgbench -C'}"
 
 
+def _recovery(fault: dict[str, Any]) -> str:
+    if fault.get("error"):
+        return "[red]not injected[/red]"
+    after = fault.get("recovered_after_s")
+    if fault.get("recovered") is None:
+        return "-"
+    if after is None:
+        return "[bold red]not recovered[/bold red]"
+    return "at once" if after == 0 else f"after {after:.1f} s"
+
+
+def _what_it_did(fault: dict[str, Any]) -> str:
+    if fault.get("error"):
+        return f"[red]{fault['error']}[/red]"
+    if fault.get("injected_at_s") is None:
+        return "never fired"
+    if fault["kind"] == "terminate":
+        return f"{fault.get('terminated', 0)} sessions cut"
+    return f"down {fault['took_s']:.2f} s" if fault.get("took_s") is not None else "-"
+
+
+def _writes(count: int | None, style: str) -> str:
+    if count is None:
+        return "-"
+    return f"[{style}]{count:,}[/{style}]" if count else "0"
+
+
+def fault_table(run: RunResult) -> Table | None:
+    """One row per run with a fault: what it did, errors after it, recovery, integrity."""
+    faulted = [r for r in run.results if r.fault]
+    if not faulted:
+        return None
+    fault = faulted[0].fault
+    title = f"fault: {fault['kind']} at {fault['at_s']:g} s of the measured window"
+    table = Table(title=title, title_justify="left")
+    table.add_column("strategy", style="bold")
+    for header in ("fault", "req/s before", "recovered", "errors after", "lost writes",
+                   "unacked writes"):  # fmt: skip
+        table.add_column(header, justify="right")
+    table.add_column("errors after the fault, by kind")
+    # The strategy names the row, unless a sweep runs it with several settings.
+    labelled = len({r.strategy for r in faulted}) < len({r.key for r in faulted})
+    repeats = max((s.get("runs", 1) for s in run.summary), default=1)
+    for result in faulted:
+        out = result.fault
+        name = result.key if labelled else result.strategy
+        if repeats > 1:
+            name += f" #{result.repeat + 1}"
+        baseline = out.get("baseline_rps")
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in out.get("errors_by_kind", {}).items())
+        errors = out.get("errors", 0)
+        table.add_row(
+            name,
+            _what_it_did(out),
+            "-" if baseline is None else f"{baseline:,.0f}",
+            _recovery(out),
+            f"[red]{errors:,}[/red]" if errors else "0",
+            _writes(result.integrity.get("lost_writes"), "bold red"),
+            _writes(result.integrity.get("unacknowledged_writes"), "yellow"),
+            kinds or "-",
+        )
+    return table
+
+
+# The stacked bar's segments: (breakdown part, column header, colour), in stacking order.
+BREAKDOWN_SEGMENTS = (
+    ("connect_ms", "connect", "magenta"),
+    ("pool_wait_ms", "pool wait", "yellow"),
+    ("query_ms", "query", "cyan"),
+    ("rest_of_app_ms", "rest of app", "green"),
+    ("outside_app_ms", "outside app", "bright_black"),
+)
+BAR_WIDTH = 32
+
+
+def _bar(parts: dict[str, Any], scale: float) -> str:
+    """A stacked bar, ``scale`` ms per character; a part too small for a character is skipped."""
+    out, filled, total = [], 0, 0.0
+    for key, _, colour in BREAKDOWN_SEGMENTS:
+        total += max(0.0, parts.get(key) or 0.0)
+        # Round the running total, not each part, so the bar's length stays true to the sum.
+        width = round(total / scale) - filled
+        if width > 0:
+            out.append(f"[{colour}]{'█' * width}[/{colour}]")
+            filled += width
+    return "".join(out)
+
+
+def breakdown_table(run: RunResult) -> Table | None:
+    """Where a request's time goes, per variant: mean ms per part, and a stacked bar."""
+    rows = [s for s in run.summary if s.get("breakdown")]
+    if not rows:
+        return None
+    table = Table(
+        title="where the time goes · mean ms per request over the measured window",
+        title_justify="left",
+    )
+    table.add_column("strategy", style="bold")
+    table.add_column("latency", justify="right")
+    for _, header, colour in BREAKDOWN_SEGMENTS:
+        table.add_column(f"[{colour}]{header}[/{colour}]", justify="right")
+    table.add_column("after response", justify="right")
+    table.add_column("")
+    longest = max(
+        sum(max(0.0, s["breakdown"].get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS)
+        for s in rows
+    )
+    scale = longest / BAR_WIDTH if longest > 0 else 1.0
+    labelled = len({s["strategy"] for s in rows}) < len(rows)
+    for summary in rows:
+        parts = summary["breakdown"]
+        table.add_row(
+            summary["key"] if labelled else summary["strategy"],
+            _num(parts.get("latency_mean_ms")),
+            *(_part(parts.get(key)) for key, _, _ in BREAKDOWN_SEGMENTS),
+            _part(parts.get("after_response_ms")),
+            _bar(parts, scale),
+        )
+    return table
+
+
+def _part(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "[dim]0[/dim]" if abs(value) < 0.005 else f"{value:.2f}"
+
+
+FAULT_NOTE = (
+    "recovered: from the fault to the first 1 s span with >= 90 % of the throughput before it "
+    "(the median of its whole seconds); errors after: from the fault to the end of the drain; "
+    "lost writes: 2xx without a row; unacked writes: rows without a 2xx (over the whole run)."
+)
+BREAKDOWN_NOTE = (
+    "Timed inside the app (wall time): connect = AsyncConnection.connect; pool wait = "
+    "AsyncConnectionPool.getconn (queue, check, retries); query = execute, commit, rollback; "
+    "outside app = the client's mean latency minus the app's time until its response (HTTP, "
+    "uvicorn, waiting for the app's event loop). After response: work done once the response "
+    "was sent (a yield dependency's commit and close), which the client does not wait for."
+)
+
+
 def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
-    """The table, PgBouncer's side, the ceilings, the per-second charts, the context a reader
-    needs to trust them, then warnings."""
+    """The tables (results, PgBouncer's side, faults, where the time goes, ceilings, the
+    per-second charts), then the context a reader needs to trust them, then warnings."""
     console.print(results_table(run))
     bouncer = pgbouncer_table(run)
     if bouncer is not None:
         console.print(bouncer)
+    for table, note in ((fault_table(run), FAULT_NOTE), (breakdown_table(run), BREAKDOWN_NOTE)):
+        if table is not None:
+            console.print(table)
+            console.print(f"[dim]{note}[/dim]", highlight=False)
     if run.calibration:
         render_calibration(console, run.calibration)
     if charts and any(r.timeseries.get("ok") for r in run.results):

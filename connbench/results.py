@@ -18,6 +18,13 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    (PgBouncer's pools and waits) and ``cpu_percent.pgbouncer`` behind PgBouncer. Version 2
    files are read too: everything added is optional, and a variant without a topology went
    direct.
+4. Faults and where the time goes: scenario ``fault`` (``{kind, at_s}`` or null); per run
+   ``fault`` (what was injected and when, errors after it by kind, the pre-fault baseline and
+   ``recovered_after_s``) and ``breakdown`` (mean ms per request connecting, waiting for a
+   pooled connection, in queries, in the rest of the app, outside it and after the response;
+   the pool's statistics); ``integrity`` gains ``lost_writes`` and ``unacknowledged_writes``;
+   ``summary`` entries gain ``breakdown`` medians. Versions 2 and 3 still load (those fields
+   are then empty).
 """
 
 from __future__ import annotations
@@ -38,8 +45,8 @@ import psutil
 from connbench import __version__
 from connbench.errors import ResultFileError
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)  # older results lack what came later; it is all optional
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
@@ -66,6 +73,8 @@ class StrategyResult:
     cpu_percent: dict[str, float | None] = field(default_factory=dict)
     timeseries: dict[str, list[float]] = field(default_factory=dict)
     open_model: dict[str, Any] = field(default_factory=dict)  # --rate runs only
+    fault: dict[str, Any] = field(default_factory=dict)  # empty unless a fault was injected
+    breakdown: dict[str, Any] = field(default_factory=dict)  # empty when the app kept no totals
     warnings: list[str] = field(default_factory=list)
 
     @property

@@ -18,15 +18,18 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
+
+import httpx
 
 from connbench import (
     appserver,
     calibrate,
     capacity,
+    faults,
     load,
     pgbouncer,
     postgres,
@@ -42,6 +45,8 @@ from connbench.results import RunResult, StrategyResult
 from connbench.scenario import Scenario, Variant
 
 CALIBRATE_MAX_S = 5.0
+CONTROL_APP = "connbench-control"  # application_name of the runner's own connection
+STATS_TIMEOUT_S = 10.0  # the app answers its timing totals behind the requests it is serving
 
 
 class Reporter(Protocol):
@@ -107,6 +112,13 @@ class _Measured:
     samples: sampler.Samples
     pool_samples: sampler.PoolSamples | None
     cpu_percent: dict[str, float | None]
+    injected: faults.Injected | None = None
+    app_stats: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # by edge
+
+    @property
+    def connects(self) -> int:
+        """Sessions connbench opened while measuring (not the app's)."""
+        return self.samples.connects + (self.injected.connects if self.injected else 0)
 
 
 def execute(
@@ -212,7 +224,8 @@ def _run_variant(
     pool_min, pool_maxes = scenario.effective_pool
     predicted = capacity.predict(strategy, variant, scenario.pgbouncer_pool_size)
     log_path = tmp / f"{strategy.name}-{len(list(tmp.iterdir()))}.log"
-    with pg.connect(application_name="connbench-control") as control:
+    with ExitStack() as stack:
+        control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
         pg.reset_table(control)
         sessions_before = sampler.sessions_counter(control)
         try:
@@ -233,6 +246,8 @@ def _run_variant(
                         pool_max=variant.pool_max or pool_maxes[0],
                         workers=variant.workers,
                         prepare_threshold=route.prepare_threshold,
+                        # Each uvicorn worker would keep its own totals; connbench reads one.
+                        instrument=variant.workers == 1,
                     ),
                     log_path,
                 ) as app,
@@ -250,12 +265,17 @@ def _run_variant(
                 status="failed",
                 failure=str(exc),
             )
+        connects = measured.connects
+        if measured.injected is not None and measured.injected.restarted:
+            # The restart cut our session: one more of ours for the count to discount.
+            control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
+            connects += 1
         sampler.wait_for_app_sessions_to_end(control)
         sessions_after = sampler.sessions_counter(control)
         rows = pg.count_rows(control)
     opened = None
     if sessions_before is not None and sessions_after is not None:
-        opened = sessions_after - sessions_before - measured.samples.connects
+        opened = sessions_after - sessions_before - connects
     result = stats.summarize(
         strategy=strategy.name,
         variant=variant.to_dict(),
@@ -269,6 +289,8 @@ def _run_variant(
         predicted=predicted.to_dict(_max_connections(pg)),
         pgbouncer=route.bouncer.describe() if route.bouncer else None,
         pool_samples=measured.pool_samples,
+        injected=measured.injected,
+        app_stats=(measured.app_stats.get("start"), measured.app_stats.get("end")),
     )
     if died is not None:
         result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
@@ -292,25 +314,38 @@ def _measure(
         engine=scenario.engine,
         rate_rps=variant.rate,
     )
-    # CPU seconds of each process tree at the window's edges, and the wall clock.
-    processes = {"app": app.pid, "postgres": pg.server_pid}
-    if bouncer is not None:
-        processes["pgbouncer"] = bouncer.pid
-    edges: dict[str, tuple[dict[str, float | None], float]] = {}
+    edges: dict[str, _Edge] = {}
+    injector = faults.Injector(scenario.fault, pg) if scenario.fault else None
 
-    def on_edge(name: str) -> None:
-        cpu = {label: sampler.tree_cpu_s(pid) for label, pid in processes.items()}
-        edges[name] = (cpu, time.perf_counter())
+    def processes() -> dict[str, int | None]:
+        # Read at each edge: a restart gives PostgreSQL a new process.
+        found = {"app": app.pid, "postgres": pg.server_pid}
+        if bouncer is not None:
+            found["pgbouncer"] = bouncer.pid
+        return found
 
     async def main() -> _Measured:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         samples = sampler.Samples()
         pool_samples = sampler.PoolSamples() if bouncer is not None else None
+        reads: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+        client = httpx.AsyncClient(timeout=STATS_TIMEOUT_S)
+
+        def on_edge(name: str) -> None:
+            pids = processes()
+            cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
+            edges[name] = _Edge(cpu, pids, time.perf_counter())
+            if app.instrumented:  # the app's timing totals at this edge, read meanwhile
+                reads[name] = loop.create_task(app.read_stats(client))
+            if name == "start" and injector is not None:
+                injector.arm()
+
         interrupts.attach(loop, stop)
         watchers = [asyncio.create_task(sampler.watch(pg, samples))]
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
+        injected = None
         try:
             raw = await load.run(
                 app.visit_url,
@@ -319,28 +354,45 @@ def _measure(
                 on_edge=on_edge,
                 stop=stop,
             )
+            if injector is not None:
+                injected = await injector.finish()
+            app_stats = {name: await read for name, read in reads.items()}
         finally:
-            for watcher in watchers:
-                watcher.cancel()
-            await asyncio.gather(*watchers, return_exceptions=True)
+            for task in (*watchers, *reads.values()):
+                task.cancel()
+            await asyncio.gather(*watchers, *reads.values(), return_exceptions=True)
+            await client.aclose()
             interrupts.detach(loop)
-        return _Measured(raw, samples, pool_samples, _cpu_percent(processes, edges))
+        return _Measured(
+            raw, samples, pool_samples, _cpu_percent(processes(), edges), injected, app_stats
+        )
 
     with load.new_runner() as runner:
         return runner.run(main())
 
 
+@dataclass(frozen=True)
+class _Edge:
+    """CPU seconds used so far by each process tree at one edge of the window."""
+
+    cpu_s: dict[str, float | None]
+    pids: dict[str, int | None]  # a restart replaces the server: no start to count from
+    t_s: float
+
+
 def _cpu_percent(
-    processes: dict[str, int | None],
-    edges: dict[str, tuple[dict[str, float | None], float]],
+    processes: dict[str, int | None], edges: dict[str, _Edge]
 ) -> dict[str, float | None]:
     """% of one core used by each process tree over the measured window (None: unknown)."""
     if "start" not in edges or "end" not in edges:
         return {label: None for label in processes}
-    (cpu_start, t_start), (cpu_end, t_end) = edges["start"], edges["end"]
-    wall = t_end - t_start
+    start, end = edges["start"], edges["end"]
+    wall = end.t_s - start.t_s
     out: dict[str, float | None] = {}
     for label in processes:
-        a, b = cpu_start.get(label), cpu_end.get(label)
-        out[label] = None if a is None or b is None or wall <= 0 else round(100 * (b - a) / wall, 1)
+        a, b = start.cpu_s.get(label), end.cpu_s.get(label)
+        if a is None or b is None or wall <= 0 or start.pids.get(label) != end.pids.get(label):
+            out[label] = None
+        else:
+            out[label] = round(100 * (b - a) / wall, 1)
     return out

@@ -20,6 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connbench import pgbouncer
+from connbench.errors import first_line
 from connbench.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
 
 SAMPLE_INTERVAL_S = 0.1
@@ -99,7 +100,7 @@ async def _poll_every(
                 await poll(conn)
             except psycopg.Error as exc:
                 out.failures += 1
-                out.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                out.last_error = first_line(exc)
                 if conn is not None:
                     await conn.close()
                 conn = None

@@ -17,8 +17,10 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
+from connbench import faults
 from connbench.apps import STRATEGIES
 from connbench.errors import ScenarioError
+from connbench.faults import Fault
 from connbench.load import ENGINES
 from connbench.pgbouncer import DEFAULT_POOL_SIZE, TOPOLOGIES
 from connbench.postgres import parse_backend, redact
@@ -75,6 +77,7 @@ class Scenario:
     postgres: str = "embedded"
     engine: str = "httptools"
     server: Mapping[str, str] = field(default_factory=dict)
+    fault: Fault | None = None  # injected into every variant's measured window
     source: str | None = None  # the scenario file, if any
     source_text: str | None = None  # its exact text, recorded in the result
 
@@ -293,6 +296,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "postgres": _backend,
     "engine": _engine,
     "server": _server,
+    "fault": faults.parse,
 }
 
 
@@ -358,4 +362,25 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
         raise ScenarioError("--rate (the open model) needs --engine httptools")
     if scenario.timeout_s < 0.001:
         raise ScenarioError("timeout_s must be at least 1 ms")
+    if scenario.fault is not None:
+        from_flag = given.get("fault") is not None
+        _check_fault(scenario, flag_name("fault") if from_flag else f"{path}: fault")
     return scenario
+
+
+def _check_fault(scenario: Scenario, where: str) -> None:
+    """A fault must land inside the measured window, after a baseline, on a server it fits."""
+    fault = scenario.fault
+    assert fault is not None
+    if not faults.MIN_BASELINE_S <= fault.at_s < scenario.duration_s:
+        raise ScenarioError(
+            f"{where}: {fault} is not inside the measured window: expected a second from "
+            f"{faults.MIN_BASELINE_S:g} (a baseline to recover to) to below the duration "
+            f"({scenario.duration_s:g} s)"
+        )
+    backend = parse_backend(scenario.postgres)
+    if fault.kind == "restart" and backend.kind not in ("embedded", "local"):
+        raise ScenarioError(
+            f"{where}: restart is only supported on the servers connbench starts (embedded, "
+            f"local), not on {backend.label}"
+        )

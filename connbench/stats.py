@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
+from connbench.faults import Injected
 from connbench.load import RawLoad
 from connbench.results import StrategyResult
 from connbench.sampler import PoolSample, PoolSamples, Sample, Samples
@@ -136,11 +139,14 @@ def summarize(
     predicted: dict[str, Any] | None = None,
     pgbouncer: dict[str, Any] | None = None,
     pool_samples: PoolSamples | None = None,
+    injected: Injected | None = None,
+    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
 ) -> StrategyResult:
     """Turn one strategy's raw measurements into its :class:`StrategyResult`.
 
     ``predicted`` is the capacity prediction; ``pgbouncer`` describes the PgBouncer in front
     of the server, if any, and ``pool_samples`` is what its admin console showed.
+    ``app_stats``: the app's timing totals at the window's start and end, when it kept them.
     """
     window = in_window(samples.samples, raw.window_start_ns, raw.window_end_ns)
     server = connection_summary(window)
@@ -185,6 +191,15 @@ def summarize(
             "requests_sent": raw.all_sent,
             "error_responses": dict(sorted(raw.all_errors_by_kind.items())),
             "ok": integrity_ok,
+            # 2xx without a row (an acknowledged write that is not there), and rows without a
+            # 2xx (a write the client was told failed, or never heard back about). Counts
+            # only: one of each would cancel out.
+            "lost_writes": (
+                max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None
+            ),
+            "unacknowledged_writes": (
+                max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
+            ),
         },
         generator={
             "engine": raw.config.engine,
@@ -194,9 +209,12 @@ def summarize(
         },
         cpu_percent=cpu_percent,
         timeseries=timeseries(raw, samples.samples),
+        fault=fault_outcome(raw, injected) if injected is not None else {},
     )
     if raw.config.rate_rps:
         result.open_model = _open_model(raw)
+    mean_ms = result.latency_ms.get("mean")
+    result.breakdown = breakdown(*app_stats, latency_mean_ms=mean_ms)
     result.warnings = warnings(result)
     return result
 
@@ -224,6 +242,154 @@ def _open_model(raw: RawLoad) -> dict[str, Any]:
     info["valid"] = not reasons
     info["invalid_reasons"] = reasons
     return info
+
+
+# --- where the time goes ---------------------------------------------------------------------
+
+# What a request's latency is made of, in the order the bars stack them.
+BREAKDOWN_PARTS = ("connect_ms", "pool_wait_ms", "query_ms", "rest_of_app_ms", "outside_app_ms")
+# psycopg_pool's get_stats(): gauges are read at the end, counters over the window.
+POOL_GAUGES = ("pool_min", "pool_max", "pool_size", "pool_available", "requests_waiting")
+
+
+def breakdown(
+    start: dict[str, Any] | None, end: dict[str, Any] | None, *, latency_mean_ms: float | None
+) -> dict[str, Any]:
+    """Mean milliseconds per request over the window, from the app's totals at its edges.
+
+    The app's time until the response is split into connecting, waiting for a pooled
+    connection (queue, check, retries), queries (execute, commit, rollback) and the rest; what
+    the client's mean latency adds to that is ``outside_app_ms`` (HTTP, uvicorn, waiting for
+    the app's loop to take the request). ``after_response_ms`` is the app's work after the
+    response was sent (a ``yield`` dependency's commit and close): the client does not wait
+    for it. Empty when the totals are missing or no request completed in between.
+    """
+    if not start or not end or "timing" not in start or "timing" not in end:
+        return {}
+    t0, t1 = start["timing"], end["timing"]
+    requests = int(t1["requests"]) - int(t0["requests"])
+    if requests <= 0:
+        return {}
+
+    def mean(key: str) -> float:
+        return (float(t1[key]) - float(t0[key])) / requests
+
+    if mean("queries") == 0 and mean("connects") == 0:
+        # No database call was timed (the sync strategies' psycopg calls are not
+        # instrumented): a breakdown would put all the time in "rest of app".
+        return {}
+
+    in_app = mean("until_response_ms")
+    parts = {
+        "connect_ms": mean("connect_ms"),
+        "pool_wait_ms": mean("pool_wait_ms"),
+        "query_ms": mean("query_ms"),
+    }
+    parts["rest_of_app_ms"] = in_app - sum(parts.values())
+    if latency_mean_ms is not None:
+        parts["outside_app_ms"] = latency_mean_ms - in_app
+    out: dict[str, Any] = {
+        "requests": requests,
+        "latency_mean_ms": latency_mean_ms,
+        "in_app_ms": round(in_app, 3),
+        **{name: round(value, 3) for name, value in parts.items()},
+        "after_response_ms": round(mean("after_response_ms"), 3),
+        "connects_per_request": round(mean("connects"), 3),
+        "queries_per_request": round(mean("queries"), 3),
+        "pool": None,
+    }
+    p0, p1 = start.get("pool"), end.get("pool")
+    if isinstance(p0, dict) and isinstance(p1, dict):
+        out["pool"] = {
+            key: p1.get(key, 0) if key in POOL_GAUGES else p1.get(key, 0) - p0.get(key, 0)
+            for key in sorted(set(p0) | set(p1))
+        }
+    return out
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+RECOVERY_SHARE = 0.9  # throughput back to this share of the pre-fault median ...
+RECOVERY_SPAN_S = 1.0  # ... over a whole span this long ...
+RECOVERY_STEP_S = 0.1  # ... starting at the fault or this much later, and later again
+
+
+def fault_outcome(raw: RawLoad, injected: Injected) -> dict[str, Any]:
+    """What a fault did to one strategy: errors after it, and how long until it recovered.
+
+    Errors count from the fault's instant to the end of the drain (a request that times out
+    because of the fault may end after the window). Recovery: the pre-fault baseline is the
+    median throughput of the window's whole seconds before the fault; the strategy has
+    recovered at the first ``RECOVERY_SPAN_S`` span, starting ``RECOVERY_STEP_S`` apart from
+    the fault on, whose throughput is >= ``RECOVERY_SHARE`` of it. ``recovered_after_s`` is
+    how long after the fault that span starts (0.0: it never dipped that far), ``None`` when
+    no such span fits in the window ("not recovered").
+    """
+    fault = injected.fault
+    out: dict[str, Any] = {
+        "kind": fault.kind,
+        "at_s": fault.at_s,
+        "injected_at_s": None,
+        "took_s": injected.took_s,
+        "terminated": injected.terminated,
+        "error": injected.error,
+        "baseline_rps": None,
+        "baseline_cv": None,
+        "recovered": None,
+        "recovered_after_s": None,
+        "errors": 0,
+        "errors_by_kind": {},
+    }
+    if injected.at_ns is None or injected.error is not None:
+        return out
+    at_ns = injected.at_ns - raw.window_start_ns
+    out["injected_at_s"] = round(at_ns / 1e9, 3)
+    after = Counter(kind for offset, kind in raw.error_offsets_ns if offset >= at_ns)
+    out["errors"] = sum(after.values())
+    out["errors_by_kind"] = dict(after.most_common())
+    offsets = sorted(raw.ok_offsets_ns)
+    before = per_second_before(offsets, at_ns)
+    if before and statistics.median(before):
+        baseline = float(statistics.median(before))
+        out["baseline_rps"] = round(baseline, 1)
+        out["baseline_cv"] = spread([float(n) for n in before])["cv"]
+        recovered_after = recovered_after_s(
+            offsets, at_ns, raw.window_end_ns - raw.window_start_ns, baseline
+        )
+        out["recovered"] = recovered_after is not None
+        out["recovered_after_s"] = recovered_after
+    return out
+
+
+_SECOND_NS = 1_000_000_000
+
+
+def per_second_before(ok_offsets_ns: Sequence[int], fault_ns: int) -> list[int]:
+    """2xx per whole second of the window before ``fault_ns`` (offsets sorted, in ns)."""
+    return [
+        _count(ok_offsets_ns, k * _SECOND_NS, (k + 1) * _SECOND_NS)
+        for k in range(max(0, fault_ns) // _SECOND_NS)
+    ]
+
+
+def _count(sorted_values: Sequence[int], low: int, high: int) -> int:
+    """How many of ``sorted_values`` lie in [low, high)."""
+    return bisect_left(sorted_values, high) - bisect_left(sorted_values, low)
+
+
+def recovered_after_s(
+    ok_offsets_ns: Sequence[int], fault_ns: int, window_ns: int, baseline_rps: float
+) -> float | None:
+    """Seconds from the fault to the first span back at ``RECOVERY_SHARE`` of the baseline
+    (see :func:`fault_outcome`); None when none fits in the window."""
+    span, step = int(RECOVERY_SPAN_S * _SECOND_NS), int(RECOVERY_STEP_S * _SECOND_NS)
+    needed = RECOVERY_SHARE * baseline_rps * RECOVERY_SPAN_S
+    start = fault_ns
+    while start + span <= window_ns:
+        if _count(ok_offsets_ns, start, start + span) >= needed:
+            return round((start - fault_ns) / 1e9, 3)
+        start += step
+    return None
 
 
 def warnings(result: StrategyResult) -> list[str]:
@@ -266,6 +432,12 @@ def warnings(result: StrategyResult) -> list[str]:
                 f"capacity: {peak} server connections seen, more than the "
                 f"{predicted['connections']} predicted ({predicted['basis']})"
             )
+    baseline_cv = result.fault.get("baseline_cv")
+    if baseline_cv is not None and baseline_cv >= UNSTABLE_CV:
+        out.append(
+            f"fault: throughput varied by {baseline_cv:.0%} (CV) over the seconds before the "
+            "fault; its recovery is measured against a moving target"
+        )
     return out
 
 
@@ -365,6 +537,16 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         summary[f"pgbouncer_{name}"] = spread(values)["median"] if values else None
     gen = [r.generator["loop_cpu_percent"] for r in measured if "loop_cpu_percent" in r.generator]
     summary["cpu_generator_percent"] = spread(gen)["median"] if gen else None
+    parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
+    with_breakdown = [r.breakdown for r in measured if r.breakdown]
+    summary["breakdown"] = (
+        {
+            name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
+            for name in parts
+        }
+        if with_breakdown
+        else {}
+    )
     summary["failure"] = next((r.failure for r in runs if r.failure), None)
     summary["warnings"] = _stability_warnings(summary, measured) + _run_warnings(runs)
     return summary

@@ -43,6 +43,12 @@ def test_version() -> None:
         (["run", "no-such-file.toml"], "no-such-file.toml: cannot read scenario file"),
         (["show", "no-such-file.json"], "no-such-file.json: cannot read result file"),
         (["serve", "nope"], "--strategy: unknown strategy 'nope'"),
+        (["run", "--fault", "crash@2"], "--fault: expected KIND@SECOND"),
+        (["run", "--fault", "terminate@12"], "--fault: terminate@12 is not inside"),
+        (
+            ["run", "--fault", "restart@2", "--postgres", "docker"],
+            "--fault: restart is only supported on the servers connbench starts",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:

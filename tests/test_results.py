@@ -66,3 +66,14 @@ def test_unknown_strategy_keys_are_rejected(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ResultFileError, match="cannot read result file"):
         results.load(tmp_path / "nope.json")
+
+
+def test_version_2_files_still_load(tmp_path: Path) -> None:
+    data = results.to_dict(sample_run())
+    data["schema_version"] = 2
+    del data["results"][0]["fault"]  # what version 3 added
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(data))
+    loaded = results.load(path)
+    assert loaded.schema_version == 2
+    assert loaded.results[0].fault == {}

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Where an app serves its timing totals when connbench switches them on (see instrument.py).
+STATS_PATH = "/_connbench/stats"
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -62,6 +65,13 @@ STRATEGIES: dict[str, Strategy] = {
             "pool",
             "pool",
             "AsyncConnectionPool opened in the lifespan; a dependency yields pool.connection()",
+            pooled=True,
+            uses_pool=True,
+        ),
+        Strategy(
+            "pool-nocheck",
+            "pool_nocheck",
+            "the pool with psycopg_pool's default: connections lent without a check",
             pooled=True,
             uses_pool=True,
         ),

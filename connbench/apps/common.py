@@ -4,6 +4,8 @@
 - ``GET /health`` answers without touching the database (readiness only).
 - A database error becomes a JSON 503 naming its SQLSTATE, so the load generator can count
   "too many clients" apart from other failures instead of seeing an anonymous 500.
+- When connbench asks for it, :mod:`connbench.apps.instrument` times where requests spend
+  their time (off otherwise).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg import sql
+
+from connbench.apps import instrument
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 VISITS_TABLE = os.environ.get("CONNBENCH_TABLE", "visits")
@@ -31,7 +35,9 @@ VISIT_LOGGED = {"message": "Visit logged"}
 
 
 def add_health_and_errors(app: FastAPI) -> None:
-    """Add ``/health`` and the database-error handler to ``app``."""
+    """Add ``/health`` and the database-error handler to ``app`` (and the timing, if on)."""
+    if instrument.ENABLED:
+        instrument.install(app)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -50,14 +56,19 @@ def add_health_and_errors(app: FastAPI) -> None:
         )
 
 
-# A failed *connection* carries no SQLSTATE in psycopg (the server's FATAL arrives before a
-# session exists), so the best-known ones are recognised by the server's message.
+# A failed or lost *connection* often carries no SQLSTATE in psycopg (the server's FATAL
+# arrives before a session exists, or the socket closes before it is read), so the
+# best-known ones are recognised by their message.
 _CONNECT_FAILURES = {
     "too many clients": "53300",
     "remaining connection slots are reserved": "53300",
     "the database system is starting up": "57P03",
-    "the database system is shutting down": "57P01",
+    "the database system is shutting down": "57P03",
     "the database system is in recovery mode": "57P03",
+    "terminating connection due to administrator command": "57P01",
+    "server closed the connection unexpectedly": "08006",
+    "the connection is lost": "08006",
+    "Connection refused": "08001",
 }
 
 

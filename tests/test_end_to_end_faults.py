@@ -1,0 +1,105 @@
+"""Faults on the real thing: embedded PostgreSQL, uvicorn, HTTP load. Short durations.
+
+Timings and throughput depend on the machine (shared, 2 cores): these tests assert what each
+fault must do, never how fast anything recovers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from connbench import results, runner
+from connbench.results import StrategyResult
+from connbench.scenario import build
+
+from .conftest import RecordingReporter
+
+
+def _run(tmp_path: Path, **overrides: str) -> dict[str, StrategyResult]:
+    scenario = build(
+        None,
+        {"concurrency": "8", "warmup_s": "0.5", "pool_min": "2", "pool_max": "2", **overrides},
+    )
+    out = tmp_path / "r.json"
+    runner.execute(scenario, RecordingReporter(), out)
+    saved = results.load(out)  # what was measured is what was saved
+    assert saved.scenario["fault"]["kind"] == scenario.fault.kind  # type: ignore[union-attr]
+    return {r.strategy: r for r in saved.results}
+
+
+def _served_after_fault(result: StrategyResult) -> int:
+    """2xx in the window's whole seconds after the fault (and a restart's downtime) ended."""
+    fault = result.fault
+    ended = fault["injected_at_s"] + (fault["took_s"] or 0)
+    return int(sum(result.timeseries["ok"][math.ceil(ended) :]))
+
+
+@pytest.fixture(scope="module")
+def terminated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StrategyResult]:
+    return _run(
+        tmp_path_factory.mktemp("terminate"),
+        strategies=["pool,pool-nocheck,connect"],
+        duration_s="3",
+        fault="terminate@1",
+    )
+
+
+@pytest.mark.parametrize("name", ["pool", "pool-nocheck", "connect"])
+def test_terminate_is_injected_and_every_strategy_serves_again(
+    terminated: dict[str, StrategyResult], name: str
+) -> None:
+    result = terminated[name]
+    assert result.status == "ok", result.failure
+    fault = result.fault
+    assert fault["kind"] == "terminate" and fault["error"] is None
+    assert 1.0 <= fault["injected_at_s"] < 3.0
+    assert fault["baseline_rps"] > 0
+    assert fault["recovered"] in (True, False)  # computed, whatever this machine managed
+    assert sum(fault["errors_by_kind"].values()) == fault["errors"]
+    assert _served_after_fault(result) > 0
+    assert result.integrity["rows_inserted"] is not None
+
+
+@pytest.mark.parametrize("name", ["pool", "pool-nocheck"])
+def test_pools_replace_the_sessions_that_were_cut(
+    terminated: dict[str, StrategyResult], name: str
+) -> None:
+    result = terminated[name]
+    assert result.fault["terminated"] == 2  # the whole pool: min = max = 2
+    assert result.server["sessions_opened"] >= 4
+
+
+def test_a_pool_without_check_lends_dead_connections(
+    terminated: dict[str, StrategyResult],
+) -> None:
+    # Each cut session fails the next request that borrows it: nothing looks before lending.
+    assert terminated["pool-nocheck"].fault["errors"] >= 1
+
+
+def test_committing_before_the_response_loses_no_write(
+    terminated: dict[str, StrategyResult],
+) -> None:
+    connect = terminated["connect"]
+    assert connect.integrity["lost_writes"] == 0
+    assert connect.integrity["ok"] is True
+
+
+def test_restart_brings_the_server_back_and_the_apps_with_it(tmp_path: Path) -> None:
+    runs = _run(tmp_path, strategies=["pool,connect"], duration_s="5", fault="restart@1")
+    for name, result in runs.items():
+        assert result.status == "ok", (name, result.failure)
+        fault = result.fault
+        assert fault["kind"] == "restart" and fault["error"] is None, fault
+        assert fault["took_s"] > 0
+        assert fault["terminated"] is None
+        assert _served_after_fault(result) > 0, (name, result.timeseries)
+        # The server's CPU has no single process to be read from across a restart.
+        assert result.cpu_percent["postgres"] is None
+        assert result.cpu_percent["app"] is not None
+        # Rows are counted on the restarted server, over the whole run.
+        assert result.integrity["rows_inserted"] is not None
+        assert result.integrity["rows_inserted"] > 0
+    assert runs["connect"].integrity["lost_writes"] == 0
