@@ -61,7 +61,8 @@ def test_malformed_scenario_names_file_and_key(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 2
     assert (
-        f"{path}: concurrency: expected a positive whole number (or a comma-separated list of them), got 'many'"
+        f"{path}: concurrency: expected a positive whole number "
+        "(or a comma-separated list of them), got 'many'"
         in result.stderr
     )
 

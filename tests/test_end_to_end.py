@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from connbench import results, runner
+from connbench import results, runner, tempdirs
 from connbench.apps import STRATEGIES, Strategy
 from connbench.scenario import build
 
@@ -175,8 +175,18 @@ def _wait_for(
     raise AssertionError("condition not met in time")
 
 
-def _our_temp_dirs(*dirs: Path) -> set[Path]:
-    return {p for d in dirs for p in d.glob("connbench-*")}
+def _temp_dirs_of(pid: int, *dirs: Path) -> set[Path]:
+    """The connbench-* directories stamped with ``pid``. Not every connbench-* one: on a shared
+    machine other runs make and remove theirs while this test runs."""
+    out = set()
+    for path in (p for d in dirs for p in d.glob(f"{tempdirs.PREFIX}*")):
+        try:
+            owner = int((path / tempdirs.OWNER_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if owner == pid:
+            out.add(path)
+    return out
 
 
 @pytest.mark.parametrize("moment", ["measuring", "starting"])
@@ -185,7 +195,6 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 ) -> None:
     tmp = tmp_path / "tmp"  # root-only (0700 parents): postgres falls back to /tmp
     tmp.mkdir()
-    before = _our_temp_dirs(Path("/tmp"))
     out = tmp_path / "r.json"
     proc = subprocess.Popen(
         connbench_cmd(
@@ -207,6 +216,8 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
             _wait_for(lambda: _running("postgres -D", proc.pid), 60, proc)
         children = _descendants(proc.pid)
         assert children
+        made = _temp_dirs_of(proc.pid, Path("/tmp"))
+        assert made
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -228,7 +239,8 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 
     _wait_for(all_gone, 10)
     assert list(tmp.iterdir()) == [], "temp files left behind in TMPDIR"
-    assert _our_temp_dirs(Path("/tmp")) == before, "temp files left behind in /tmp"
+    left = {p for p in made if p.exists()} | _temp_dirs_of(proc.pid, Path("/tmp"))
+    assert not left, "temp files left behind in /tmp"
     saved = results.load(out)
     assert saved.interrupted is True
     if moment == "measuring":

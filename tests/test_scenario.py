@@ -29,7 +29,8 @@ def test_strategies_accept_repeats_commas_and_all() -> None:
         (
             "concurrency",
             "0",
-            "--concurrency: expected a positive whole number (or a comma-separated list of them), got '0'",
+            "--concurrency: expected a positive whole number "
+            "(or a comma-separated list of them), got '0'",
         ),
         ("concurrency", "abc", "--concurrency: expected a positive whole number"),
         ("concurrency", "-3", "--concurrency: expected a positive whole number"),
@@ -74,7 +75,8 @@ def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
     [
         (
             "concurrency = 0\n",
-            "s.toml: concurrency: expected a positive whole number (or a comma-separated list of them), got 0",
+            "s.toml: concurrency: expected a positive whole number "
+            "(or a comma-separated list of them), got 0",
         ),
         ("concurency = 8\n", "s.toml: concurency: unknown key"),
         ("concurrency = \n", "s.toml: not valid TOML"),
