@@ -8,6 +8,10 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
 2. Sweeps and repeats: ``results`` holds one entry per run (``variant`` with its ``key``,
    ``repeat``); ``summary`` one per variant (median, min, max, CV over the repeats, stability
    warnings). Scenario ``concurrency``, ``workers`` and ``pool_max`` are lists.
+3. Gates and limits: ``limits`` holds one verdict per ``--fail-if`` expression and variant
+   (``limit``, ``variant``, ``value``, ``failed``, ``reason``); the scenario records its
+   ``gate`` (metric: fraction, ``alpha``) and ``fail_if``; each summary adds
+   ``requests_total`` and ``error_rate``. Version 2 files still load (with no limits).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import psutil
 from connbench import __version__
 from connbench.errors import ResultFileError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # 3 only adds fields: a version 2 file loads with their defaults
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
@@ -72,6 +77,7 @@ class RunResult:
     scenario: dict[str, Any]
     results: list[StrategyResult]
     summary: list[dict[str, Any]] = field(default_factory=list)  # per variant, see stats
+    limits: list[dict[str, Any]] = field(default_factory=list)  # limits.LimitVerdict, as dicts
 
 
 def new_run(scenario: dict[str, Any]) -> RunResult:
@@ -146,7 +152,7 @@ def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     return directory / f"{name}-{stamp}.json"
 
 
-_TOP_KEYS = {f for f in RunResult.__dataclass_fields__} - {"summary"}
+_TOP_KEYS = {f for f in RunResult.__dataclass_fields__} - {"summary", "limits"}
 _STRATEGY_KEYS = {f for f in StrategyResult.__dataclass_fields__}
 
 
@@ -161,10 +167,11 @@ def load(path: Path) -> RunResult:
     if not isinstance(data, dict):
         raise ResultFileError(f"{path}: not a connbench result (expected a JSON object)")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise ResultFileError(
             f"{path}: schema_version {version!r} is not supported "
-            f"(this connbench reads version {SCHEMA_VERSION})"
+            f"(this connbench reads versions {readable})"
         )
     missing = _TOP_KEYS - data.keys()
     if missing:
@@ -182,4 +189,5 @@ def load(path: Path) -> RunResult:
     fields = {key: data[key] for key in _TOP_KEYS}
     fields["results"] = entries
     fields["summary"] = data.get("summary") or []
+    fields["limits"] = data.get("limits") or []
     return RunResult(**fields)

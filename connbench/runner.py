@@ -18,12 +18,12 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from connbench import appserver, load, postgres, results, sampler, stats, tempdirs
+from connbench import appserver, limits, load, postgres, results, sampler, stats, tempdirs
 from connbench.apps import STRATEGIES
 from connbench.errors import ProcessError
 from connbench.load import LoadConfig, Progress
@@ -140,6 +140,7 @@ def execute(scenario: Scenario, reporter: Reporter, output: Path | None) -> tupl
                 run.interrupted = True
     finally:
         run.summary = stats.aggregate(run.results)
+        run.limits = [asdict(v) for v in limits.check(scenario.fail_if, run.summary)]
         results.save(run, path)
     return run, path
 

@@ -44,7 +44,8 @@ def test_default_path_is_under_results() -> None:
         ("[1, 2]", "expected a JSON object"),
         ('{"schema_version": 99}', "schema_version 99 is not supported"),
         ('{"schema_version": 2}', "missing"),
-        ('{"schema_version": 1}', "schema_version 1 is not supported"),
+        ('{"schema_version": 1}', r"schema_version 1 is not supported \(this connbench reads "
+         r"versions 2 and 3\)"),
     ],
 )
 def test_bad_files_say_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
@@ -66,3 +67,18 @@ def test_unknown_strategy_keys_are_rejected(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ResultFileError, match="cannot read result file"):
         results.load(tmp_path / "nope.json")
+
+
+def test_limits_round_trip_and_version_2_files_still_load(tmp_path: Path) -> None:
+    run = sample_run()
+    run.limits = [
+        {"limit": "p99_ms>50", "variant": "pool", "value": 2.5, "failed": False, "reason": "x"}
+    ]
+    path = results.save(run, tmp_path / "r.json")
+    assert results.load(path).limits == run.limits
+    data = json.loads(path.read_text())
+    data["schema_version"] = 2
+    del data["limits"]
+    path.write_text(json.dumps(data))
+    old = results.load(path)
+    assert old.schema_version == 2 and old.limits == []
