@@ -1,6 +1,7 @@
 """The ``connbench`` command: parse, call the core, turn domain errors into one line + exit code.
 
-Exit codes: 0 success, 1 failure, 2 bad input, 130 interrupted.
+Exit codes: 0 success; 1 failure (a strategy's app failed; for ``compare``, a regression the
+gate caught); 2 bad input; 3 a ``run --fail-if`` limit was crossed; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +22,7 @@ from connbench import (
     appserver,
     calibrate,
     capacity,
+    compare,
     pgbouncer,
     postgres,
     report,
@@ -33,6 +35,8 @@ from connbench import (
 from connbench.apps import STRATEGIES
 from connbench.errors import BadInput, ConnbenchError, MissingDependency
 
+EXIT_FAILED = 1
+EXIT_LIMITS = 3
 EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
@@ -43,6 +47,10 @@ app = typer.Typer(
 )
 # Outside a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
 console = Console() if Console().is_terminal else Console(width=160)
+# Progress and notes when stdout carries Markdown, CSV or JSON.
+err_console = (
+    Console(stderr=True) if Console(stderr=True).is_terminal else Console(stderr=True, width=160)
+)
 
 
 @contextmanager
@@ -97,6 +105,22 @@ PgBouncerPoolOpt = Annotated[
         help="PgBouncer's server pool (default_pool_size) (default: 20).", show_default=False
     ),
 ]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant) "
+        "or json. Progress and notes go to stderr for all but table.",
+    ),
+]
+
+
+def _format(value: str) -> str:
+    if value not in report.FORMATS:
+        raise BadInput(f"--format: expected one of {', '.join(report.FORMATS)}, got {value!r}")
+    return value
+
+
 PostgresOpt = Annotated[
     str | None,
     typer.Option(
@@ -180,9 +204,19 @@ def run(
             "each strategy as a fraction of them.",
         ),
     ] = False,
+    fail_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-if",
+            help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
+            "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
+        ),
+    ] = None,
+    format_: FormatOpt = "table",
 ) -> None:
     """Benchmark strategies against a throwaway PostgreSQL and save a JSON result."""
     with _domain_errors():
+        fmt = _format(format_)
         overrides: dict[str, object] = {
             "strategies": strategy,
             "concurrency": concurrency,
@@ -199,20 +233,35 @@ def run(
             "postgres": postgres_,
             "engine": engine,
             "fault": fault,
+            "fail_if": fail_if or None,
         }
         if max_connections is not None:
             overrides["server"] = {"max_connections": max_connections}
         chosen = scenario.build(scenario_file, overrides)
-        reporter = report.ConsoleReporter(console)
-        result, path = runner.execute(chosen, reporter, output, calibrate_first=calibrate_first)
-        report.render_run(console, result, charts=charts)
-        console.print(f"[dim]saved {path}[/dim]", highlight=False)
+        notes = console if fmt == "table" else err_console
+        result, path = runner.execute(
+            chosen, report.ConsoleReporter(notes), output, calibrate_first=calibrate_first
+        )
+        _show_run(result, fmt, charts)
+        notes.print(f"[dim]saved {path}[/dim]", highlight=False)
         if result.interrupted:
             typer.echo("connbench: interrupted; partial result saved", err=True)
             raise typer.Exit(EXIT_INTERRUPTED)
         # An unavailable variant (PgBouncer not installed) was said and is no failure.
         if any(r.status == "failed" for r in result.results):
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_FAILED)
+        crossed = report.limits_failed(result)
+        if crossed:
+            names = ", ".join(dict.fromkeys(v["limit"] for v in crossed))
+            typer.echo(f"connbench: limits crossed: {names}", err=True)
+            raise typer.Exit(EXIT_LIMITS)
+
+
+def _show_run(result: results.RunResult, fmt: str, charts: bool = True) -> None:
+    if fmt == "table":
+        report.render_run(console, result, charts=charts)
+    else:
+        sys.stdout.write(report.format_run(result, fmt))
 
 
 @app.command(name="calibrate")
@@ -245,12 +294,93 @@ def calibrate_cmd(
 def show(
     result_file: Annotated[Path, typer.Argument(help="A result JSON file.")],
     charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
+    format_: FormatOpt = "table",
 ) -> None:
-    """Show a saved result as a table, with its per-second charts."""
+    """Show a saved result: its tables, per-second charts and limit verdicts as recorded."""
     with _domain_errors():
+        fmt = _format(format_)
         run_result = results.load(result_file)
         run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
-        report.render_run(console, run_result, charts=charts)
+        _show_run(run_result, fmt, charts)
+
+
+@app.command("compare")
+def compare_results(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help="METRIC:PERCENT: fail when this much worse and significant, e.g. "
+            "throughput:10%, p99:25%. Metrics: " + ", ".join(compare.METRICS) + ". "
+            "Replaces the [gate] the NEW result's scenario recorded, metric by metric.",
+        ),
+    ] = None,
+    alpha: Annotated[
+        str | None,
+        typer.Option(help="Significance level of the Mann-Whitney U test [0.05, or the gate's]."),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore",
+            help="Match variants without this part of their key: "
+            + ", ".join(compare.DIMENSIONS)
+            + " (e.g. --ignore pool to compare pool sizes). Repeatable.",
+        ),
+    ] = None,
+    format_: FormatOpt = "table",
+) -> None:
+    """Compare results variant by variant; exit 1 when the gate finds a regression.
+
+    Each NEW (and MORE) file is compared with BASE. A gated metric fails only when it is worse
+    than its threshold and the difference is significant across repeats.
+    """
+    with _domain_errors():
+        fmt = _format(format_)
+        paths = files or []
+        if len(paths) < 2:
+            raise BadInput("compare needs a BASE and at least one NEW result file")
+        thresholds = [_parsed("--fail-on", compare.parse_fail_on, text) for text in fail_on or []]
+        level = _parsed("--alpha", compare.parse_alpha, alpha) if alpha is not None else None
+        for name in ignore or []:
+            if name not in compare.DIMENSIONS:
+                known = ", ".join(compare.DIMENSIONS)
+                raise BadInput(f"--ignore: expected one of {known}, got {name!r}")
+        base = results.load(paths[0])
+        comparisons = []
+        for path in paths[1:]:
+            new = results.load(path)
+            gate = compare.resolve_gate(new, str(path), thresholds, level)
+            comparisons.append(
+                compare.compare(
+                    base,
+                    new,
+                    gate=gate,
+                    ignore=ignore or (),
+                    base_label=str(paths[0]),
+                    new_label=str(path),
+                )
+            )
+        if fmt == "table":
+            report.render_compare(console, comparisons)
+        else:
+            sys.stdout.write(report.format_compare(comparisons, fmt))
+        if any(c.failed for c in comparisons):
+            raise typer.Exit(EXIT_FAILED)
+
+
+T = TypeVar("T")
+
+
+def _parsed(flag: str, parse: Callable[[str], T], text: str) -> T:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise BadInput(f"{flag}: {exc}, got {text!r}") from None
 
 
 @app.command()

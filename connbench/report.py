@@ -1,20 +1,42 @@
-"""Everything the user sees: live progress while a run goes, tables after it.
+"""Everything the user sees: live progress while a run goes, then a run or a comparison as a
+rich table, Markdown (a GitHub step summary or PR comment), CSV (one row per variant) or JSON.
 
-The only module besides ``cli`` that imports rich. It formats what ``stats`` computed and adds
-nothing to the numbers.
+The only module besides ``cli`` that imports rich. It formats what ``stats``, ``limits`` and
+``compare`` computed and adds nothing to the numbers. The table and the Markdown share their
+cells: each is built once, with a ``mark`` function that styles it for its format.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from connbench.compare import METRICS, Comparison, MetricChange, VariantComparison
 from connbench.load import Progress as LoadProgress
 from connbench.results import RunResult, StrategyResult
 from connbench.stats import MEASURED
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+# A cell's meaning, styled per format: dim (context), warn (look twice), bad, good.
+Mark = Callable[[str, str], str]
+RICH_STYLES = {"dim": "dim", "warn": "yellow", "bad": "bold red", "good": "green"}
+
+
+def rich_mark(text: str, style: str) -> str:
+    return f"[{RICH_STYLES[style]}]{text}[/{RICH_STYLES[style]}]"
+
+
+def markdown_mark(text: str, style: str) -> str:
+    return f"**{text}**" if style == "bad" else text
 
 
 class ConsoleReporter:
@@ -91,14 +113,14 @@ def _median(spread: dict[str, Any] | None, fmt: str = ",.1f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _cv(spread: dict[str, Any]) -> str:
+def _cv(spread: dict[str, Any], mark: Mark = rich_mark) -> str:
     if len(spread.get("values", [])) < 2 or spread.get("cv") is None:
         return ""
     text = f" ±{spread['cv']:.0%}"
-    return f"[yellow]{text}[/yellow]" if spread["cv"] >= 0.10 else f"[dim]{text}[/dim]"
+    return mark(text, "warn" if spread["cv"] >= 0.10 else "dim")
 
 
-def _integrity(summary: dict[str, Any], runs: list[StrategyResult]) -> str:
+def _integrity(summary: dict[str, Any], runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
     measured = [r for r in runs if r.integrity]
     if not measured:
         return "-"
@@ -106,12 +128,12 @@ def _integrity(summary: dict[str, Any], runs: list[StrategyResult]) -> str:
         integrity = measured[0].integrity
         rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
         if integrity.get("ok"):
-            return f"[green]{rows:,} = {ok:,}[/green]"
-        return f"[bold red]{rows} rows ≠ {ok} 2xx[/bold red]"
+            return mark(f"{rows:,} = {ok:,}", "good")
+        return mark(f"{rows} rows ≠ {ok} 2xx", "bad")
     if summary.get("integrity_ok"):
-        return f"[green]equal ×{len(measured)}[/green]"
+        return mark(f"equal ×{len(measured)}", "good")
     bad = sum(1 for r in measured if not r.integrity.get("ok"))
-    return f"[bold red]≠ in {bad} of {len(measured)}[/bold red]"
+    return mark(f"≠ in {bad} of {len(measured)}", "bad")
 
 
 def _sessions(summary: dict[str, Any]) -> str:
@@ -132,7 +154,7 @@ DIMENSIONS = (
 )
 
 
-def _peak_and_predicted(summary: dict[str, Any]) -> str:
+def _peak_and_predicted(summary: dict[str, Any], mark: Mark = rich_mark) -> str:
     """Observed peak / predicted; red when more were seen than predicted, yellow when the
     prediction does not fit max_connections (connbench's own sessions included)."""
     peak, predicted = summary.get("connections_peak"), summary.get("predicted") or {}
@@ -140,9 +162,9 @@ def _peak_and_predicted(summary: dict[str, Any]) -> str:
         return _num(peak, ".0f")
     text = f"{_num(peak, '.0f')} / {predicted['connections']}"
     if peak is not None and peak > predicted["connections"]:
-        return f"[red]{text}[/red]"
+        return mark(text, "bad")
     if predicted.get("fits") is False:
-        return f"[yellow]{text}[/yellow]"
+        return mark(text, "warn")
     return text
 
 
@@ -161,24 +183,24 @@ def _bounced(summary: dict[str, Any]) -> bool:
     return bool(_dimension(summary["variant"], "topology") != "direct")
 
 
-def results_table(run: RunResult) -> Table:
-    """The main table: one row per variant (medians over repeats, ±CV when repeated)."""
+def _title(run: RunResult, mark: Mark) -> str:
     title = f"connbench · {run.scenario.get('name', '')}"
     if run.interrupted:
-        title += " · [bold red]INTERRUPTED[/bold red]"
+        title += " · " + mark("INTERRUPTED", "bad")
     repeats = max((s.get("runs", 1) for s in run.summary), default=1)
     if repeats > 1:
         title += f" · median of {repeats} interleaved repeats"
-    table = Table(title=title, title_justify="left")
-    table.add_column("strategy", style="bold")
+    return title
+
+
+def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
+    """Headers and one row of cells per variant (medians over repeats, ±CV when repeated)."""
     varying = [
         (key, label)
         for key, label in DIMENSIONS
         if len(values := {_dimension(s["variant"], key) for s in run.summary} - {None}) > 1
         or (key == "rate" and values)  # an open-model run always says its rate
     ]
-    for _, label in varying:
-        table.add_column(label, justify="right")
     headers = [
         "req/s",
         "p50 ms",
@@ -197,55 +219,66 @@ def results_table(run: RunResult) -> Table:
         headers.insert(3, "p99 uncorr.")
     if run.calibration:
         headers.insert(1, "of ceiling")
-    for header in headers:
-        table.add_column(header, justify="right")
     by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
         by_key.setdefault(result.key, []).append(result)
-    previous = None
+    rows = []
     for summary in run.summary:
-        if previous is not None and previous != summary["strategy"]:
-            table.add_section()
-        previous = summary["strategy"]
         variant = summary["variant"]
         dims = [_cell(variant, key) for key, _ in varying]
         name = summary["strategy"]
         if not summary.get("valid", True):
-            name += " [bold red]INVALID[/bold red]"
+            name += " " + mark("INVALID", "bad")
         if summary["status"] == "interrupted":
-            name += " [red](interrupted)[/red]"
+            name += " " + mark("(interrupted)", "bad")
         if summary["status"] in ("failed", "unavailable"):
-            status = (
-                "[red]failed[/red]" if summary["status"] == "failed" else "[yellow]n/a[/yellow]"
-            )
-            table.add_row(name, *dims, status, *["-"] * (len(headers) - 1))
+            status = mark("failed", "bad") if summary["status"] == "failed" else mark("n/a", "warn")
+            rows.append([name, *dims, status, *["-"] * (len(headers) - 1)])
             continue
         errors = summary.get("errors", 0)
-        gen = summary.get("cpu_generator_percent")
-        gen_text = _pct(gen)
+        gen_text = _pct(summary.get("cpu_generator_percent"))
         if summary.get("generator_saturated"):
-            gen_text = f"[bold red]{gen_text}![/bold red]"
-        rps = summary["throughput_rps"]
-        cells = [
-            _median(rps, ",.0f") + _cv(rps),
-            *([_ceiling(summary, run.calibration)] if run.calibration else []),
-            _median(summary["latency_ms"]["p50"]),
-            _median(summary["latency_ms"]["p99"]) + _cv(summary["latency_ms"]["p99"]),
-            *(
-                [_median(summary.get("latency_uncorrected_ms", {}).get("p99"))]
-                if open_model
-                else []
-            ),
-            f"[red]{errors:,}[/red]" if errors else "0",
-            _peak_and_predicted(summary),
-            _num(summary.get("connections_mean")),
-            _sessions(summary),
-            _integrity(summary, by_key.get(summary["key"], [])),
-            _pct(summary.get("cpu_app_percent")),
-            _pct(summary.get("cpu_postgres_percent")),
-            gen_text,
-        ]
-        table.add_row(name, *dims, *cells)
+            gen_text = mark(f"{gen_text}!", "bad")
+        rps, p99 = summary["throughput_rps"], summary["latency_ms"]["p99"]
+        rows.append(
+            [
+                name,
+                *dims,
+                _median(rps, ",.0f") + _cv(rps, mark),
+                *([_ceiling(summary, run.calibration)] if run.calibration else []),
+                _median(summary["latency_ms"]["p50"]),
+                _median(p99) + _cv(p99, mark),
+                *(
+                    [_median(summary.get("latency_uncorrected_ms", {}).get("p99"))]
+                    if open_model
+                    else []
+                ),
+                mark(f"{errors:,}", "bad") if errors else "0",
+                _peak_and_predicted(summary, mark),
+                _num(summary.get("connections_mean")),
+                _sessions(summary),
+                _integrity(summary, by_key.get(summary["key"], []), mark),
+                _pct(summary.get("cpu_app_percent")),
+                _pct(summary.get("cpu_postgres_percent")),
+                gen_text,
+            ]
+        )
+    return ["strategy", *(label for _, label in varying), *headers], rows
+
+
+def results_table(run: RunResult) -> Table:
+    """The main table: one row per variant (medians over repeats, ±CV when repeated)."""
+    headers, rows = _run_rows(run, rich_mark)
+    table = Table(title=_title(run, rich_mark), title_justify="left")
+    table.add_column(headers[0], style="bold")
+    for header in headers[1:]:
+        table.add_column(header, justify="right")
+    previous = None
+    for summary, row in zip(run.summary, rows, strict=True):
+        if previous is not None and previous != summary["strategy"]:
+            table.add_section()
+        previous = summary["strategy"]
+        table.add_row(*row)
     return table
 
 
@@ -569,6 +602,12 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
             )
         for warning in summary.get("warnings", []):
             console.print(f"[yellow]warning:[/yellow] {label}: {warning}", highlight=False)
+    if run.limits:
+        failed = len(limits_failed(run))
+        head = f"[bold red]{failed} failed[/bold red]" if failed else "[green]all passed[/green]"
+        console.print(f"limits ({len(run.limits)} checks): {head}", highlight=False)
+        for line in _limit_lines(run, "[bold red]✗[/bold red]", "[green]✓[/green]"):
+            console.print(f"  {line}", highlight=False)
 
 
 def _pct(value: float | None) -> str:
@@ -577,3 +616,352 @@ def _pct(value: float | None) -> str:
 
 def _num(value: float | None, fmt: str = ".1f") -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def _listed(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _context(run: RunResult) -> str:
+    """What the numbers were measured with, in one line."""
+    scenario, env = run.scenario, run.environment
+    pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
+    pg = env.get("postgres", {})
+    return (
+        f"concurrency {_listed(scenario.get('concurrency'))} · "
+        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
+        f"pool {pool_min}..{_listed(pool_max)} · workers {_listed(scenario.get('workers'))} · "
+        f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
+        f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
+        f"load generator: {scenario.get('engine')}"
+    )
+
+
+def _warnings(run: RunResult) -> list[str]:
+    out: list[str] = []
+    for summary in run.summary:
+        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
+        out.extend(f"{label}: {warning}" for warning in summary.get("warnings", []))
+    return out
+
+
+def _limit_lines(run: RunResult, fail: str, ok: str) -> list[str]:
+    """One line per limit verdict, failures first."""
+    ordered = sorted(run.limits, key=lambda v: not v["failed"])
+    return [
+        f"{fail if v['failed'] else ok} {v['limit']} · {v['variant']}: {v['reason']}"
+        for v in ordered
+    ]
+
+
+def limits_failed(run: RunResult) -> list[dict[str, Any]]:
+    return [v for v in run.limits if v["failed"]]
+
+
+# --- Markdown, CSV and JSON -------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """A GitHub table: the first ``left`` columns left-aligned, the numbers right-aligned."""
+    align = ["---"] * left + ["--:"] * (len(headers) - left)
+    lines = [headers, align, *rows]
+    return "\n".join("| " + " | ".join(_md_cell(c) for c in line) + " |" for line in lines)
+
+
+def run_markdown(run: RunResult) -> str:
+    headers, rows = _run_rows(run, markdown_mark)
+    out = [f"### {_title(run, markdown_mark)}", "", _md_table(headers, rows), "", _context(run)]
+    if run.limits:
+        failed = len(limits_failed(run))
+        verdict = f"❌ {failed} of {len(run.limits)} failed" if failed else "✅ all passed"
+        out += ["", f"**Limits: {verdict}**", ""]
+        out += [f"- {line}" for line in _limit_lines(run, "❌", "✅")]
+    warnings = _warnings(run)
+    if warnings:
+        out += ["", "**Warnings**", ""] + [f"- ⚠️ {w}" for w in warnings]
+    return "\n".join(out) + "\n"
+
+
+def _csv(rows: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def run_csv(run: RunResult) -> str:
+    """One row per variant: the medians, their CV, and the limits it failed."""
+    rows = []
+    for summary in run.summary:
+        variant = summary["variant"]
+        latency = summary["latency_ms"]
+        row: dict[str, Any] = {
+            "variant": summary["key"],
+            "strategy": summary["strategy"],
+            **{k: variant.get(k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
+            "status": summary["status"],
+            "runs": summary["runs"],
+            "runs_measured": summary["runs_measured"],
+            "throughput_rps": summary["throughput_rps"]["median"],
+            "throughput_cv": summary["throughput_rps"]["cv"],
+            **{f"{name}_ms": latency[name]["median"] for name in latency},
+            "p99_cv": latency["p99"]["cv"],
+            "requests_total": summary.get("requests_total"),
+            "errors": summary.get("errors"),
+            "error_rate": summary.get("error_rate"),
+        }
+        for name in (
+            "connections_peak", "connections_mean", "sessions_opened", "sessions_per_ok_response",
+            "integrity_ok", "cpu_app_percent", "cpu_postgres_percent", "cpu_generator_percent",
+        ):  # fmt: skip
+            row[name] = summary.get(name)
+        row["limits_failed"] = ";".join(
+            v["limit"] for v in run.limits if v["failed"] and v["variant"] == summary["key"]
+        )
+        rows.append(row)
+    return _csv(rows)
+
+
+def run_json(run: RunResult) -> str:
+    """The result without its per-run detail (histograms, series): that stays in the file."""
+    scenario = {k: v for k, v in run.scenario.items() if k != "source_text"}
+    return _json(
+        {
+            "schema_version": run.schema_version,
+            "created_at": run.created_at,
+            "connbench_version": run.connbench_version,
+            "interrupted": run.interrupted,
+            "scenario": scenario,
+            "environment": run.environment,
+            "summary": run.summary,
+            "limits": run.limits,
+            "limits_failed": bool(limits_failed(run)),
+        }
+    )
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2) + "\n"
+
+
+def format_run(run: RunResult, fmt: str) -> str:
+    """A run as Markdown, CSV or JSON text (``table`` goes through :func:`render_run`)."""
+    return {"markdown": run_markdown, "csv": run_csv, "json": run_json}[fmt](run)
+
+
+# --- comparisons ------------------------------------------------------------------------------
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if unit == "req/s" or abs(value) >= 100 else f"{value:,.3g}"
+
+
+def _change_cell(change: MetricChange, failed: bool, mark: Mark) -> str:
+    if change.change is None:
+        return "-"
+    text = f"{change.change:+.1%}"
+    if failed:
+        return mark(text, "bad")
+    worse = change.worse_by
+    return mark(text, "warn") if worse is not None and worse > 0 else text
+
+
+def _p_cell(change: MetricChange) -> str:
+    n = f"{len(change.base_values)}+{len(change.new_values)}"
+    return f"{change.p_value:.3g} ({n})" if change.p_value is not None else f"- ({n})"
+
+
+def _spread_cell(value: float | None, cv: float | None, unit: str, mark: Mark) -> str:
+    text = _value(value, unit)
+    if cv is not None:
+        text += mark(f" ±{cv:.0%}", "warn" if cv >= 0.10 else "dim")
+    return text
+
+
+def _gate_cell(variant: VariantComparison, metric: str, mark: Mark) -> str:
+    for verdict in variant.verdicts:
+        if verdict.metric == metric:
+            limit = f"{verdict.threshold:.0%}"
+            return mark(f"FAIL {limit}", "bad") if verdict.failed else mark(f"pass {limit}", "good")
+    return ""
+
+
+COMPARE_HEADERS = ("variant", "metric", "BASE", "NEW", "change", "p (n)", "gate")
+
+
+def _compare_rows(comparison: Comparison, mark: Mark) -> list[list[str]]:
+    rows = []
+    for variant in comparison.variants:
+        failed = {v.metric for v in variant.verdicts if v.failed}
+        for i, (name, change) in enumerate(variant.metrics.items()):
+            metric = METRICS[name]
+            label = metric.label + (f" {metric.unit}" if metric.unit else "")
+            rows.append(
+                [
+                    variant.key if i == 0 else "",
+                    label,
+                    _spread_cell(change.base, change.base_cv, metric.unit, mark),
+                    _spread_cell(change.new, change.new_cv, metric.unit, mark),
+                    _change_cell(change, name in failed, mark),
+                    _p_cell(change),
+                    _gate_cell(variant, name, mark),
+                ]
+            )
+    return rows
+
+
+def _gate_line(comparison: Comparison) -> str:
+    gate = comparison.gate
+    if not gate.thresholds:
+        return (
+            "no gate: nothing can fail (give --fail-on METRIC:PERCENT, or a [gate] table in "
+            "the scenario)"
+        )
+    sources = sorted({t.source for t in gate.thresholds})
+    limits = ", ".join(
+        f"{METRICS[t.metric].label} "
+        f"{'-' if METRICS[t.metric].higher_is_better else '+'}{t.fraction:.0%}"
+        for t in gate.thresholds
+    )
+    return (
+        f"gate: fail when worse than {limits} ({'; '.join(sources)}) and significant at "
+        f"α={gate.alpha:g} (two-sided Mann-Whitney U over the per-repeat values)"
+    )
+
+
+def _matched_lines(comparison: Comparison) -> list[str]:
+    return [
+        f"matched {v.base_key!r} with {v.new_key!r}"
+        for v in comparison.variants
+        if v.base_key != v.new_key
+    ]
+
+
+def _verdict_summary(comparison: Comparison) -> str:
+    verdicts = comparison.verdicts
+    failed = sum(v.failed for v in verdicts)
+    if comparison.nothing_matched:
+        return "REGRESSION GATE FAILED: no variant in common, nothing could be checked"
+    checks = f"{len(verdicts)} check" + ("s" if len(verdicts) != 1 else "")
+    if failed:
+        return f"REGRESSION: {failed} of {checks} failed"
+    if not verdicts:
+        return "no checks"
+    return f"no regression ({checks} passed)"
+
+
+def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
+    for comparison in comparisons:
+        table = Table(
+            title=f"connbench compare · {comparison.base_label} → {comparison.new_label}",
+            title_justify="left",
+        )
+        for header in COMPARE_HEADERS:
+            table.add_column(header, justify="left" if header in ("variant", "metric") else "right")
+        for row in _compare_rows(comparison, rich_mark):
+            if row[0] and table.row_count:
+                table.add_section()
+            table.add_row(*row)
+        console.print(table)
+        console.print(f"[dim]{_gate_line(comparison)}[/dim]", highlight=False)
+        for line in _matched_lines(comparison):
+            console.print(f"[dim]{line}[/dim]", highlight=False)
+        for label, keys in (("only in BASE", comparison.only_in_base),
+                            ("only in NEW", comparison.only_in_new)):  # fmt: skip
+            if keys:
+                console.print(f"[yellow]{label}:[/yellow] {', '.join(keys)}", highlight=False)
+        for diff in comparison.environment:
+            console.print(
+                f"[yellow]warning:[/yellow] different {diff.what}: {diff.base} → {diff.new}",
+                highlight=False,
+            )
+        for warning in comparison.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        for verdict in sorted(comparison.verdicts, key=lambda v: not v.failed):
+            mark = "[bold red]✗ FAIL[/bold red]" if verdict.failed else "[green]✓ pass[/green]"
+            console.print(f"{mark} {verdict.variant}: {verdict.reason}", highlight=False)
+        style = "bold red" if comparison.failed else "green"
+        console.print(f"[{style}]{_verdict_summary(comparison)}[/{style}]", highlight=False)
+
+
+def compare_markdown(comparisons: Sequence[Comparison]) -> str:
+    failed = [c for c in comparisons if c.failed]
+    head = "❌ regression" if failed else "✅ no regression"
+    out = [f"## connbench compare: {head}"]
+    for comparison in comparisons:
+        out += ["", f"### `{comparison.base_label}` → `{comparison.new_label}`", ""]
+        icon = "❌" if comparison.failed else "✅"
+        out.append(f"{icon} **{_verdict_summary(comparison)}**")
+        out += ["", _gate_line(comparison)]
+        verdicts = comparison.verdicts
+        bad = [v for v in verdicts if v.failed]
+        if bad:
+            out += ["", "**Failed checks**", ""]
+            out += [f"- ❌ **{v.variant}** · {v.reason}" for v in bad]
+        good = [v for v in verdicts if not v.failed]
+        if good:
+            out += ["", "<details><summary>Passed checks</summary>", ""]
+            out += [f"- ✅ {v.variant} · {v.reason}" for v in good]
+            out += ["", "</details>"]
+        if comparison.variants:
+            rows = _compare_rows(comparison, markdown_mark)
+            out += ["", _md_table(COMPARE_HEADERS, rows, left=2)]
+        out += [f"- {line}" for line in _matched_lines(comparison)]
+        for label, keys in (("Only in BASE", comparison.only_in_base),
+                            ("Only in NEW", comparison.only_in_new)):  # fmt: skip
+            if keys:
+                out += ["", f"**{label}:** " + ", ".join(f"`{k}`" for k in keys)]
+        if comparison.environment:
+            out += ["", "> ⚠️ **Different environments**: the numbers may not be comparable.", ">"]
+            out += [f"> - {d.what}: `{d.base}` → `{d.new}`" for d in comparison.environment]
+        if comparison.warnings:
+            out += [""] + [f"- ⚠️ {w}" for w in comparison.warnings]
+    return "\n".join(out) + "\n"
+
+
+def compare_csv(comparisons: Sequence[Comparison]) -> str:
+    """One row per NEW file and variant: gate outcome, then BASE/NEW/change/p per metric."""
+    rows = []
+    for comparison in comparisons:
+        for variant in comparison.variants:
+            row: dict[str, Any] = {
+                "base": comparison.base_label,
+                "new": comparison.new_label,
+                "variant": variant.key,
+                "base_variant": variant.base_key,
+                "new_variant": variant.new_key,
+                "base_status": variant.base_status,
+                "new_status": variant.new_status,
+                "gate": ("fail" if variant.failed else "pass") if variant.verdicts else "",
+                "failed_checks": ";".join(v.metric for v in variant.verdicts if v.failed),
+            }
+            for name, change in variant.metrics.items():
+                row[f"{name}_base"] = change.base
+                row[f"{name}_new"] = change.new
+                row[f"{name}_change"] = None if change.change is None else round(change.change, 4)
+                row[f"{name}_p"] = None if change.p_value is None else round(change.p_value, 4)
+            rows.append(row)
+    return _csv(rows)
+
+
+def compare_json(comparisons: Sequence[Comparison]) -> str:
+    return _json(
+        {
+            "failed": any(c.failed for c in comparisons),
+            "comparisons": [asdict(c) | {"failed": c.failed} for c in comparisons],
+        }
+    )
+
+
+def format_compare(comparisons: Sequence[Comparison], fmt: str) -> str:
+    """Comparisons as Markdown, CSV or JSON text (``table`` goes through render_compare)."""
+    formats = {"markdown": compare_markdown, "csv": compare_csv, "json": compare_json}
+    return formats[fmt](comparisons)

@@ -25,6 +25,10 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    the pool's statistics); ``integrity`` gains ``lost_writes`` and ``unacknowledged_writes``;
    ``summary`` entries gain ``breakdown`` medians. Versions 2 and 3 still load (those fields
    are then empty).
+5. Gates and limits: ``limits`` holds one verdict per ``--fail-if`` expression and variant
+   (``limit``, ``variant``, ``value``, ``failed``, ``reason``); the scenario records its
+   ``gate`` (metric: fraction, ``alpha``) and ``fail_if``; each summary adds
+   ``requests_total`` and ``error_rate``. Versions 2 to 4 still load (with no limits).
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ import psutil
 from connbench import __version__
 from connbench.errors import ResultFileError
 
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (2, 3, 4)  # older results lack what came later; it is all optional
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (2, 3, 4, 5)  # older results lack what came later; it is all optional
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
@@ -94,6 +98,7 @@ class RunResult:
     results: list[StrategyResult]
     summary: list[dict[str, Any]] = field(default_factory=list)  # per variant, see stats
     calibration: dict[str, Any] = field(default_factory=dict)  # run --calibrate: the ceilings
+    limits: list[dict[str, Any]] = field(default_factory=list)  # limits.LimitVerdict, as dicts
 
 
 def new_run(scenario: dict[str, Any]) -> RunResult:
@@ -168,7 +173,7 @@ def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     return directory / f"{name}-{stamp}.json"
 
 
-_OPTIONAL_KEYS = {"summary", "calibration"}
+_OPTIONAL_KEYS = {"summary", "calibration", "limits"}
 _TOP_KEYS = {f for f in RunResult.__dataclass_fields__} - _OPTIONAL_KEYS
 _STRATEGY_KEYS = {f for f in StrategyResult.__dataclass_fields__}
 
@@ -185,7 +190,7 @@ def load(path: Path) -> RunResult:
         raise ResultFileError(f"{path}: not a connbench result (expected a JSON object)")
     version = data.get("schema_version")
     if version not in READABLE_VERSIONS:
-        readable = " and ".join(map(str, READABLE_VERSIONS))
+        readable = f"{READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]}"
         raise ResultFileError(
             f"{path}: schema_version {version!r} is not supported "
             f"(this connbench reads versions {readable})"
@@ -207,4 +212,5 @@ def load(path: Path) -> RunResult:
     fields["results"] = entries
     fields["summary"] = data.get("summary") or []
     fields["calibration"] = data.get("calibration") or {}
+    fields["limits"] = data.get("limits") or []
     return RunResult(**fields)

@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ from connbench import (
     calibrate,
     capacity,
     faults,
+    limits,
     load,
     pgbouncer,
     postgres,
@@ -177,6 +178,7 @@ def execute(
                 run.interrupted = True
     finally:
         run.summary = stats.aggregate(run.results)
+        run.limits = [asdict(v) for v in limits.check(scenario.fail_if, run.summary)]
         results.save(run, path)
     return run, path
 

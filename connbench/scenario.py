@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench import faults
+from connbench import compare, faults, limits
 from connbench.apps import STRATEGIES
 from connbench.errors import ScenarioError
 from connbench.faults import Fault
@@ -78,6 +78,8 @@ class Scenario:
     engine: str = "httptools"
     server: Mapping[str, str] = field(default_factory=dict)
     fault: Fault | None = None  # injected into every variant's measured window
+    gate: Mapping[str, float] = field(default_factory=dict)  # metric: fraction, and alpha
+    fail_if: tuple[limits.Limit, ...] = ()
     source: str | None = None  # the scenario file, if any
     source_text: str | None = None  # its exact text, recorded in the result
 
@@ -129,6 +131,8 @@ class Scenario:
         for key in ("concurrency", "workers", "pool_max", "topology", "rate"):
             data[key] = list(data[key]) if data[key] is not None else None
         data["server"] = dict(self.server)
+        data["gate"] = dict(self.gate)
+        data["fail_if"] = [str(limit) for limit in self.fail_if]
         pool_min, pool_maxes = self.effective_pool
         data["pool_min_effective"], data["pool_max_effective"] = pool_min, list(pool_maxes)
         return data
@@ -278,6 +282,33 @@ def _server(value: Any) -> dict[str, str]:
     return out
 
 
+def _gate(value: Any) -> dict[str, float]:
+    """``[gate]``: ``throughput = "10%"`` per metric compare gates on, and ``alpha``."""
+    if not isinstance(value, Mapping):
+        raise ValueError('expected a table such as [gate] throughput = "10%"')
+    out: dict[str, float] = {}
+    for key, setting in value.items():
+        try:
+            if key == "alpha":
+                out[key] = compare.parse_alpha(setting)
+            else:
+                out[compare.check_metric(key)] = compare.parse_percent(setting)
+        except ValueError as exc:
+            got = "" if str(exc).startswith("unknown") else f", got {setting!r}"
+            raise _Complete(f"{key}: {exc}{got}") from None
+    return out
+
+
+def _fail_if(value: Any) -> tuple[limits.Limit, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str) for item in items):
+        raise ValueError("expected expressions such as 'p99_ms>50'")
+    try:
+        return tuple(dict.fromkeys(limits.parse(item) for item in items))
+    except ValueError as exc:
+        raise _Complete(str(exc)) from None
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "name": _text,
     "description": _text,
@@ -297,6 +328,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "engine": _engine,
     "server": _server,
     "fault": faults.parse,
+    "gate": _gate,
+    "fail_if": _fail_if,
 }
 
 

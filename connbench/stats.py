@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
@@ -472,38 +472,103 @@ def aggregate(runs: Sequence[StrategyResult]) -> list[dict[str, Any]]:
     return [_summarize_variant(key, group) for key, group in groups.items()]
 
 
-def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
-    measured = [r for r in runs if r.status in MEASURED and r.requests.get("ok")]
+def _latency(name: str) -> Callable[[StrategyResult], float | None]:
+    return lambda run: run.latency_ms.get(name)
+
+
+def _server(name: str) -> Callable[[StrategyResult], float | None]:
+    return lambda run: run.server.get(name)
+
+
+def _cpu(name: str) -> Callable[[StrategyResult], float | None]:
+    return lambda run: run.cpu_percent.get(name)
+
+
+def _error_rate(run: StrategyResult) -> float | None:
+    total = int(run.requests.get("total") or 0)
+    return int(run.requests.get("errors") or 0) / total if total else None
+
+
+# One value per run, by name (units in the names). What aggregate, compare and the --fail-if
+# limits all read, so a median means the same thing everywhere.
+RUN_METRICS: dict[str, Callable[[StrategyResult], float | None]] = {
+    "throughput_rps": lambda run: run.throughput_rps,
+    **{f"{name}_ms": _latency(name) for name in ("mean", *PERCENTILES, "max")},
+    "error_rate": _error_rate,
+    **{
+        name: _server(name)
+        for name in (
+            "connections_peak",
+            "connections_mean",
+            "sessions_opened",
+            "sessions_per_ok_response",
+        )
+    },
+    "cpu_app_percent": _cpu("app"),
+    "cpu_postgres_percent": _cpu("postgres"),
+    "cpu_pgbouncer_percent": _cpu("pgbouncer"),
+    "cpu_generator_percent": lambda run: run.generator.get("loop_cpu_percent"),
+}
+
+
+def measured(runs: Sequence[StrategyResult]) -> list[StrategyResult]:
+    """The runs that produced numbers: not failed nor unavailable, at least one 2xx."""
+    return [r for r in runs if r.status in MEASURED and r.requests.get("ok")]
+
+
+def values(runs: Sequence[StrategyResult], metric: str) -> list[float]:
+    """``metric`` (a :data:`RUN_METRICS` name) of every measured run that has it, in order."""
+    get = RUN_METRICS[metric]
+    return [float(v) for v in (get(r) for r in measured(runs)) if v is not None]
+
+
+def _median_of(runs: Sequence[StrategyResult], metric: str) -> float | None:
+    found = values(runs, metric)
+    return round(statistics.median(found), 3) if found else None
+
+
+def variant_status(runs: Sequence[StrategyResult]) -> str:
+    """failed or unavailable (every repeat was), interrupted (one was), or ok."""
     statuses = {r.status for r in runs}
     if len(statuses) == 1 and statuses <= {"failed", "unavailable"}:
-        status = runs[0].status
-    else:
-        status = "interrupted" if "interrupted" in statuses else "ok"
+        return runs[0].status
+    return "interrupted" if "interrupted" in statuses else "ok"
+
+
+def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
+    done = measured(runs)
+    status = variant_status(runs)
+    ran = [r for r in runs if r.status in MEASURED]
+    total = sum(int(r.requests.get("total", 0)) for r in ran)
+    errors = sum(int(r.requests.get("errors", 0)) for r in runs)
     summary: dict[str, Any] = {
         "key": key,
         "strategy": runs[0].strategy,
         "variant": runs[0].variant,
         "status": status,
         "runs": len(runs),
-        "runs_measured": len(measured),
-        "throughput_rps": spread([r.throughput_rps for r in measured]),
+        "runs_measured": len(done),
+        "throughput_rps": spread(values(runs, "throughput_rps")),
         "latency_ms": {
-            name: spread([r.latency_ms[name] for r in measured if name in r.latency_ms])
-            for name in ("mean", *PERCENTILES, "max")
+            name: spread(values(runs, f"{name}_ms")) for name in ("mean", *PERCENTILES, "max")
         },
         "latency_uncorrected_ms": {
             name: spread(
                 [
                     r.open_model["latency_uncorrected_ms"][name]
-                    for r in measured
+                    for r in done
                     if name in r.open_model.get("latency_uncorrected_ms", {})
                 ]
             )
             for name in ("p50", "p99")
         },
-        "errors": sum(int(r.requests.get("errors", 0)) for r in runs),
+        "errors": errors,
         "requests_ok": sum(int(r.requests.get("ok", 0)) for r in runs),
-        "integrity_ok": all(r.integrity.get("ok") for r in runs if r.status in MEASURED),
+        "requests_total": total,
+        # Over every request of every repeat, as k6 computes a rate: a median of per-repeat
+        # rates would hide one repeat that failed badly.
+        "error_rate": round(errors / total, 6) if total else None,
+        "integrity_ok": all(r.integrity.get("ok") for r in ran),
         "generator_saturated": any(r.generator.get("saturated") for r in runs),
         "valid": all(r.open_model.get("valid", True) for r in runs),
     }
@@ -512,12 +577,12 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         "connections_mean",
         "sessions_opened",
         "sessions_per_ok_response",
+        "cpu_app_percent",
+        "cpu_postgres_percent",
+        "cpu_pgbouncer_percent",
+        "cpu_generator_percent",
     ):
-        values = [r.server[name] for r in measured if r.server.get(name) is not None]
-        summary[name] = spread(values)["median"] if values else None
-    for name in ("app", "postgres", "pgbouncer"):
-        values = [r.cpu_percent[name] for r in measured if r.cpu_percent.get(name) is not None]
-        summary[f"cpu_{name}_percent"] = spread(values)["median"] if values else None
+        summary[name] = _median_of(runs, name)
     # The same in every repeat: it depends on the variant and the server's settings only.
     summary["predicted"] = next(
         (r.server["predicted"] for r in runs if "predicted" in r.server), None
@@ -529,16 +594,14 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         "sv_active_peak",
         "sv_idle_peak",
     ):
-        values = [
+        found = [
             r.server["pgbouncer"][name]
-            for r in measured
+            for r in done
             if r.server.get("pgbouncer", {}).get(name) is not None
         ]
-        summary[f"pgbouncer_{name}"] = spread(values)["median"] if values else None
-    gen = [r.generator["loop_cpu_percent"] for r in measured if "loop_cpu_percent" in r.generator]
-    summary["cpu_generator_percent"] = spread(gen)["median"] if gen else None
+        summary[f"pgbouncer_{name}"] = spread(found)["median"] if found else None
     parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
-    with_breakdown = [r.breakdown for r in measured if r.breakdown]
+    with_breakdown = [r.breakdown for r in done if r.breakdown]
     summary["breakdown"] = (
         {
             name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
@@ -548,7 +611,7 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         else {}
     )
     summary["failure"] = next((r.failure for r in runs if r.failure), None)
-    summary["warnings"] = _stability_warnings(summary, measured) + _run_warnings(runs)
+    summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
     return summary
 
 

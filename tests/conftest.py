@@ -5,12 +5,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from connbench import postgres
+from connbench import postgres, results, stats
 from connbench.load import Progress
-from connbench.results import StrategyResult
+from connbench.results import RunResult, StrategyResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +64,47 @@ def run_cli(
     return subprocess.run(
         connbench_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+# --- results built by hand, for the pure tests of compare, limits and the formats ---------------
+
+
+def entry(
+    strategy: str = "pool",
+    repeat: int = 0,
+    rps: float = 1000.0,
+    p99: float = 40.0,
+    *,
+    pool: int | None = 4,
+    concurrency: int = 32,
+    status: str = "ok",
+    peak: int = 4,
+) -> StrategyResult:
+    variant: dict[str, Any] = {
+        "strategy": strategy,
+        "concurrency": concurrency,
+        "workers": 1,
+        "pool_min": pool,
+        "pool_max": pool,
+    }
+    key = f"{strategy} c={concurrency} w=1" + (f" pool={pool}..{pool}" if pool else "")
+    ok = status != "failed"
+    return StrategyResult(
+        strategy=strategy,
+        status=status,
+        variant=variant | {"key": key},
+        repeat=repeat,
+        requests={"ok": 1000, "errors": 0, "total": 1000} if ok else {},
+        throughput_rps=rps if ok else 0.0,
+        latency_ms={"p50": p99 / 2, "p90": p99 * 0.8, "p99": p99, "p999": p99 * 1.2} if ok else {},
+        server={"connections_peak": peak, "connections_mean": peak, "sessions_opened": peak}
+        if ok
+        else {},
+    )
+
+
+def run_of(*entries: StrategyResult, **scenario: Any) -> RunResult:
+    run = results.new_run({"name": "t", "duration_s": 5, **scenario})
+    run.results.extend(entries)
+    run.summary = stats.aggregate(run.results)
+    return run

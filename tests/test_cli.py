@@ -1,16 +1,19 @@
 """The command line: bad input gets one clear line and exit code 2, never a traceback."""
 
+import csv
+import io
 import json
 import socket
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
+from connbench import results
 from connbench.apps import STRATEGIES
 from connbench.cli import app
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, entry, run_cli, run_of
 
 runner = CliRunner()
 
@@ -52,7 +55,10 @@ def test_version() -> None:
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
-    result = runner.invoke(app, args)
+    assert_one_line_exit_2(runner.invoke(app, args), message)
+
+
+def assert_one_line_exit_2(result: Result, message: str) -> None:
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
@@ -95,3 +101,94 @@ def test_unreachable_dsn_through_the_real_entry_point(tmp_path: Path) -> None:
     assert "Connection refused" in lines[0]
     assert "topsecret" not in out.stdout + out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- compare, formats, limits: on results built by hand ------------------------------------------
+
+
+def _saved(path: Path, rps: list[float], **scenario: object) -> str:
+    entries = (entry(repeat=i, rps=r, p99=40 * 1000 / r) for i, r in enumerate(rps))
+    run = run_of(*entries, **scenario)
+    results.save(run, path)
+    return str(path)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    gate = {"throughput": 0.10, "p99": 0.25}
+    return {
+        "base": _saved(tmp_path / "base.json", [1000, 1010, 990, 1005, 995]),
+        "same": _saved(tmp_path / "same.json", [1003, 992, 1008, 997, 1001], gate=gate),
+        "slow": _saved(tmp_path / "slow.json", [500, 510, 490, 505, 495], gate=gate),
+    }
+
+
+def test_compare_passes_the_same_and_fails_a_regression(files: dict[str, str]) -> None:
+    same = runner.invoke(app, ["compare", files["base"], files["same"]])
+    assert same.exit_code == 0, same.output
+    assert "no regression (2 checks passed)" in same.stdout
+    slow = runner.invoke(app, ["compare", files["base"], files["slow"], "--format", "markdown"])
+    assert slow.exit_code == 1, slow.output
+    text = slow.stdout
+    assert text.startswith("## connbench compare: ❌ regression")
+    assert "**Failed checks**" in text
+    assert (
+        "- ❌ **pool c=32 w=1 pool=4..4** · throughput -50.0% (1,000 → 500 req/s): worse than "
+        "the 10% threshold, significant (Mann-Whitney U p=0.00794 ≤ α=0.05, n=5+5)"
+    ) in text
+    assert "| pool c=32 w=1 pool=4..4 | throughput req/s | 1,000 ±1% | 500 ±2% |" in text
+
+
+def test_compare_several_files_and_the_fail_on_override(files: dict[str, str]) -> None:
+    out = runner.invoke(
+        app,
+        ["compare", files["base"], files["same"], files["slow"], "--fail-on", "throughput:60%",
+         "--fail-on", "p99:150%", "--format", "json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output  # -50 % is within 60 %
+    data = json.loads(out.stdout)
+    assert data["failed"] is False
+    assert [c["new_label"] for c in data["comparisons"]] == [files["same"], files["slow"]]
+    verdict = data["comparisons"][1]["variants"][0]["verdicts"][0]
+    assert verdict["metric"] == "throughput" and verdict["threshold_source"] == "--fail-on"
+
+
+def test_compare_csv_is_one_row_per_variant(files: dict[str, str]) -> None:
+    out = runner.invoke(app, ["compare", files["base"], files["slow"], "--format", "csv"])
+    assert out.exit_code == 1
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert len(rows) == 1
+    assert rows[0]["gate"] == "fail" and rows[0]["failed_checks"] == "throughput;p99"
+    assert float(rows[0]["throughput_change"]) == pytest.approx(-0.5)
+
+
+def test_show_in_every_format(files: dict[str, str]) -> None:
+    for fmt in ("table", "markdown", "csv", "json"):
+        out = runner.invoke(app, ["show", files["base"], "--format", fmt])
+        assert out.exit_code == 0, out.output
+        assert "pool" in out.stdout
+    out = runner.invoke(app, ["show", files["base"], "--format", "json"])
+    assert json.loads(out.stdout)["summary"][0]["throughput_rps"]["median"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "a.json"], "compare needs a BASE and at least one NEW result file"),
+        (["compare", "BASE", "NEW", "--fail-on", "speed:10%"], "--fail-on: unknown metric 'speed'"),
+        (["compare", "BASE", "NEW", "--fail-on", "p99:10"], "--fail-on: expected a percentage"),
+        (["compare", "BASE", "NEW", "--alpha", "5"], "--alpha: expected a significance level"),
+        (["compare", "BASE", "NEW", "--ignore", "color"], "--ignore: expected one of strategy"),
+        (["compare", "BASE", "no-such.json"], "no-such.json: cannot read result file"),
+        (["compare", "BASE", "NEW", "--format", "xml"], "--format: expected one of table"),
+        (["show", "BASE", "--format", "html"], "--format: expected one of table, markdown"),
+        (["run", "--format", "yaml"], "--format: expected one of table"),
+        (["run", "--fail-if", "p99_ms=>50"], "--fail-if: cannot read 'p99_ms=>50'"),
+        (["run", "--fail-if", "latency>5"], "--fail-if: 'latency>5': unknown metric 'latency'"),
+    ],
+)
+def test_bad_compare_and_limit_input_is_one_line_exit_2(
+    files: dict[str, str], args: list[str], message: str
+) -> None:
+    args = [files["base"] if a == "BASE" else files["same"] if a == "NEW" else a for a in args]
+    assert_one_line_exit_2(runner.invoke(app, args), message)

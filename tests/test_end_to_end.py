@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -330,6 +331,8 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
             _wait_for(lambda: _running("postgres -D", proc.pid), 60, proc)
         children = _descendants(proc.pid)
         assert children
+        made = _temp_dirs_made_by(proc.pid, Path("/tmp"))
+        assert made
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -342,7 +345,8 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 
     _wait_for(lambda: _all_gone(children), 10)
     assert list(tmp.iterdir()) == [], "temp files left behind in TMPDIR"
-    assert _temp_dirs_made_by(proc.pid, Path("/tmp")) == set(), "temp files left behind in /tmp"
+    left = {p for p in made if p.exists()} | _temp_dirs_made_by(proc.pid, Path("/tmp"))
+    assert not left, "temp files left behind in /tmp"
     saved = results.load(out)
     assert saved.interrupted is True
     if moment != "starting":
@@ -430,3 +434,39 @@ def test_serve_answers_until_ctrl_c(tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 130
     _wait_for(lambda: _all_gone(children), 10)
+
+
+def test_limits_exit_3_and_compare_reads_the_real_result(pg: object, tmp_path: Path) -> None:
+    from connbench.postgres import Postgres
+
+    assert isinstance(pg, Postgres)
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        connbench_cmd(
+            "run", "--strategy", "pool,connect", "--duration", "0.5", "--warmup", "0",
+            "--repeat", "2", "--concurrency", "4", "--postgres", pg.dsn, "-o", str(out),
+            # Always true and always false whatever the machine's speed: no timing asserted.
+            "--fail-if", "throughput_rps<1e9", "--fail-if", "error_rate>0.5", "--format", "json",
+        ),
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "connbench: limits crossed: throughput_rps<1e+09" in proc.stderr
+    printed = json.loads(proc.stdout)  # stdout holds the JSON alone: progress went to stderr
+    verdicts = {(v["limit"], v["variant"]): v["failed"] for v in printed["limits"]}
+    assert verdicts == {
+        ("throughput_rps<1e+09", "pool c=4 w=1 pool=4..4"): True,
+        ("throughput_rps<1e+09", "connect c=4 w=1"): True,
+        ("error_rate>0.5", "pool c=4 w=1 pool=4..4"): False,
+        ("error_rate>0.5", "connect c=4 w=1"): False,
+    }
+    assert results.load(out).limits == printed["limits"]
+    same = subprocess.run(
+        connbench_cmd("compare", str(out), str(out), "--fail-on", "throughput:10%",
+                      "--format", "markdown"),
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert same.returncode == 0, same.stderr
+    assert "✅ **no regression (2 checks passed)**" in same.stdout
+    assert "(Mann-Whitney U p=1 > α=0.05, n=2+2)" not in same.stdout  # 2+2 cannot reach α
+    assert "significance not judged (n=2+2: the smallest possible p is 0.33" in same.stdout

@@ -44,7 +44,11 @@ def test_default_path_is_under_results() -> None:
         ("[1, 2]", "expected a JSON object"),
         ('{"schema_version": 99}', "schema_version 99 is not supported"),
         ('{"schema_version": 2}', "missing"),
-        ('{"schema_version": 1}', "schema_version 1 is not supported"),
+        (
+            '{"schema_version": 1}',
+            r"schema_version 1 is not supported \(this connbench reads "
+            r"versions 2 to 5\)",
+        ),
     ],
 )
 def test_bad_files_say_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
@@ -77,3 +81,18 @@ def test_version_2_files_still_load(tmp_path: Path) -> None:
     loaded = results.load(path)
     assert loaded.schema_version == 2
     assert loaded.results[0].fault == {}
+
+
+def test_limits_round_trip_and_version_2_files_still_load(tmp_path: Path) -> None:
+    run = sample_run()
+    run.limits = [
+        {"limit": "p99_ms>50", "variant": "pool", "value": 2.5, "failed": False, "reason": "x"}
+    ]
+    path = results.save(run, tmp_path / "r.json")
+    assert results.load(path).limits == run.limits
+    data = json.loads(path.read_text())
+    data["schema_version"] = 2
+    del data["limits"]
+    path.write_text(json.dumps(data))
+    old = results.load(path)
+    assert old.schema_version == 2 and old.limits == []

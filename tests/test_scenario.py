@@ -83,6 +83,19 @@ def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
         ('strategies = ["pool", 3]\n', "s.toml: strategies: expected strategy names"),
         ("[server]\nwork_mem = '4MB'\n", "s.toml: server: unknown server setting 'work_mem'"),
         ("duration_s = true\n", "s.toml: duration_s: expected a number of seconds > 0"),
+        (
+            "[gate]\nthroughput = 10\n",
+            's.toml: gate: throughput: expected a percentage such as "10%", got 10',
+        ),
+        (
+            "[gate]\nthroughput = '-5%'\n",
+            "s.toml: gate: throughput: expected a percentage above 0",
+        ),
+        ("[gate]\nlatency = '5%'\n", "s.toml: gate: latency: unknown metric 'latency'"),
+        ("[gate]\nalpha = 5\n", "s.toml: gate: alpha: expected a significance level"),
+        ("gate = 3\n", 's.toml: gate: expected a table such as [gate] throughput = "10%"'),
+        ("fail_if = 'p99>5'\n", "s.toml: fail_if: 'p99>5': unknown metric 'p99'"),
+        ("fail_if = [1]\n", "s.toml: fail_if: expected expressions such as 'p99_ms>50'"),
     ],
 )
 def test_malformed_file_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -200,3 +213,25 @@ def test_bad_topology_flags(key: str, value: str, message: str) -> None:
     with pytest.raises(ScenarioError) as info:
         build(None, {key: value})
     assert message in str(info.value)
+
+
+def test_gate_and_limits_from_a_file_are_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'fail_if = ["p99_ms > 50", "error_rate>0.001"]\n'
+        '[gate]\nthroughput = "10%"\np99 = "25%"\nalpha = 0.01\n'
+    )
+    scenario = build(path, {})
+    assert scenario.gate == {"throughput": 0.10, "p99": 0.25, "alpha": 0.01}
+    recorded = scenario.to_dict()
+    assert recorded["gate"] == {"throughput": 0.10, "p99": 0.25, "alpha": 0.01}
+    assert recorded["fail_if"] == ["p99_ms>50", "error_rate>0.001"]
+    # The flag replaces the file's limits, as every flag replaces its key.
+    assert build(path, {"fail_if": ["throughput_rps<10"]}).to_dict()["fail_if"] == [
+        "throughput_rps<10"
+    ]
+
+
+def test_bad_fail_if_flag_names_the_flag() -> None:
+    with pytest.raises(ScenarioError, match=r"--fail-if: cannot read 'p99_ms=5'"):
+        build(None, {"fail_if": ["p99_ms=5"]})
