@@ -543,7 +543,9 @@ def compare_markdown(comparisons: Sequence[Comparison]) -> str:
         if comparison.variants:
             rows = _compare_rows(comparison, markdown_mark)
             out += ["", _md_table(COMPARE_HEADERS, rows, left=2)]
-        out += [f"- {line}" for line in _matched_lines(comparison)]
+        matched = _matched_lines(comparison)
+        if matched:
+            out += [""] + [f"- {line}" for line in matched]
         for label, keys in (("Only in BASE", comparison.only_in_base),
                             ("Only in NEW", comparison.only_in_new)):  # fmt: skip
             if keys:
