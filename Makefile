@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint fidelity clean
+.PHONY: run test test-all lint fidelity gate-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 fidelity: $(STAMP)
 	@command -v wrk >/dev/null || ./benchmarks/install-wrk.sh
 	$(BIN)/python benchmarks/fidelity.py
+
+## gate-check: A/A comparisons must pass the CI gate, real regressions must fail it (~20 min)
+gate-check: $(STAMP)
+	$(BIN)/python benchmarks/gate_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

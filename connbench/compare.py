@@ -485,11 +485,17 @@ def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: fl
         )
     elif change.min_p_value is not None and change.min_p_value > alpha:
         significance = "not judged"
-        why = (
-            f"significance not judged (n={n_base}+{n_new}: the smallest possible p is "
-            f"{change.min_p_value:.2g} > α={alpha:g}; {repeats_needed(alpha)}+ repeats a side "
-            "can reach it), so the threshold alone decides"
-        )
+        if len({*change.base_values, *change.new_values}) == 1:
+            cause = f"every repeat on both sides gave {_amount(change.base, metric.unit)}"
+        elif 2 / math.comb(n_base + n_new, n_base) <= alpha:
+            cause = f"ties leave the smallest possible p at {change.min_p_value:.2g} > α={alpha:g}"
+        else:
+            cause = (
+                f"the smallest possible p is {change.min_p_value:.2g} > α={alpha:g}; "
+                f"{repeats_needed(alpha)}+ repeats a side can reach it"
+            )
+        why = f"significance not judged (n={n_base}+{n_new}: {cause})"
+        why += ", so the threshold alone decides"
     else:
         assert change.p_value is not None
         p = f"Mann-Whitney U p={change.p_value:.3g}"

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -49,10 +50,10 @@ class ConsoleReporter:
         self._total_s = 0.0
 
     def note(self, message: str) -> None:
-        self.console.print(f"[dim]{message}[/dim]", highlight=False)
+        self.console.print("[dim]" + escape(message), highlight=False)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        self.console.print(WARNING + escape(message), highlight=False)
 
     def strategy_started(self, label: str, index: int, count: int, total_s: float) -> None:
         self._total_s = total_s
@@ -594,20 +595,19 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
             "such wait seen; wait ms/xact: total_wait_time per transaction over the window.[/dim]",
             highlight=False,
         )
+    say = _sayer(console)
     for summary in run.summary:
         label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
         if summary["status"] == "unavailable":
-            console.print(
-                f"[yellow]unavailable:[/yellow] {label}: {summary.get('failure')}", highlight=False
-            )
-        for warning in summary.get("warnings", []):
-            console.print(f"[yellow]warning:[/yellow] {label}: {warning}", highlight=False)
+            say("[yellow]unavailable:[/yellow] ", f"{label}: {summary.get('failure')}")
+    for warning in _warnings(run):
+        say(WARNING, warning)
     if run.limits:
         failed = len(limits_failed(run))
         head = f"[bold red]{failed} failed[/bold red]" if failed else "[green]all passed[/green]"
         console.print(f"limits ({len(run.limits)} checks): {head}", highlight=False)
-        for line in _limit_lines(run, "[bold red]✗[/bold red]", "[green]✓[/green]"):
-            console.print(f"  {line}", highlight=False)
+        for crossed, line in _limit_lines(run):
+            say("  [bold red]✗[/bold red] " if crossed else "  [green]✓[/green] ", line)
 
 
 def _pct(value: float | None) -> str:
@@ -645,13 +645,10 @@ def _warnings(run: RunResult) -> list[str]:
     return out
 
 
-def _limit_lines(run: RunResult, fail: str, ok: str) -> list[str]:
-    """One line per limit verdict, failures first."""
+def _limit_lines(run: RunResult) -> list[tuple[bool, str]]:
+    """(failed, text) per limit verdict, failures first."""
     ordered = sorted(run.limits, key=lambda v: not v["failed"])
-    return [
-        f"{fail if v['failed'] else ok} {v['limit']} · {v['variant']}: {v['reason']}"
-        for v in ordered
-    ]
+    return [(v["failed"], f"{v['limit']} · {v['variant']}: {v['reason']}") for v in ordered]
 
 
 def limits_failed(run: RunResult) -> list[dict[str, Any]]:
@@ -679,7 +676,7 @@ def run_markdown(run: RunResult) -> str:
         failed = len(limits_failed(run))
         verdict = f"❌ {failed} of {len(run.limits)} failed" if failed else "✅ all passed"
         out += ["", f"**Limits: {verdict}**", ""]
-        out += [f"- {line}" for line in _limit_lines(run, "❌", "✅")]
+        out += [f"- {'❌' if failed else '✅'} {line}" for failed, line in _limit_lines(run)]
     warnings = _warnings(run)
     if warnings:
         out += ["", "**Warnings**", ""] + [f"- ⚠️ {w}" for w in warnings]
@@ -871,25 +868,35 @@ def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
                 table.add_section()
             table.add_row(*row)
         console.print(table)
-        console.print(f"[dim]{_gate_line(comparison)}[/dim]", highlight=False)
+        say = _sayer(console)
+        say("[dim]", _gate_line(comparison))
         for line in _matched_lines(comparison):
-            console.print(f"[dim]{line}[/dim]", highlight=False)
+            say("[dim]", line)
         for label, keys in (("only in BASE", comparison.only_in_base),
                             ("only in NEW", comparison.only_in_new)):  # fmt: skip
             if keys:
-                console.print(f"[yellow]{label}:[/yellow] {', '.join(keys)}", highlight=False)
+                say(f"[yellow]{label}:[/yellow] ", ", ".join(keys))
         for diff in comparison.environment:
-            console.print(
-                f"[yellow]warning:[/yellow] different {diff.what}: {diff.base} → {diff.new}",
-                highlight=False,
-            )
+            say(WARNING, f"different {diff.what}: {diff.base} → {diff.new}")
         for warning in comparison.warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+            say(WARNING, warning)
         for verdict in sorted(comparison.verdicts, key=lambda v: not v.failed):
-            mark = "[bold red]✗ FAIL[/bold red]" if verdict.failed else "[green]✓ pass[/green]"
-            console.print(f"{mark} {verdict.variant}: {verdict.reason}", highlight=False)
-        style = "bold red" if comparison.failed else "green"
-        console.print(f"[{style}]{_verdict_summary(comparison)}[/{style}]", highlight=False)
+            mark = "[bold red]✗ FAIL[/bold red] " if verdict.failed else "[green]✓ pass[/green] "
+            say(mark, f"{verdict.variant}: {verdict.reason}")
+        say("[bold red]" if comparison.failed else "[green]", _verdict_summary(comparison))
+
+
+WARNING = "[yellow]warning:[/yellow] "
+
+
+def _sayer(console: Console) -> Callable[[str, str], None]:
+    """Print ``text`` after ``markup``, the text escaped: a reason or a key may hold brackets,
+    which rich would take for tags (an open tag in ``markup`` runs to the end of the line)."""
+
+    def say(markup: str, text: str) -> None:
+        console.print(markup + escape(text), highlight=False)
+
+    return say
 
 
 def compare_markdown(comparisons: Sequence[Comparison]) -> str:
@@ -914,7 +921,9 @@ def compare_markdown(comparisons: Sequence[Comparison]) -> str:
         if comparison.variants:
             rows = _compare_rows(comparison, markdown_mark)
             out += ["", _md_table(COMPARE_HEADERS, rows, left=2)]
-        out += [f"- {line}" for line in _matched_lines(comparison)]
+        matched = _matched_lines(comparison)
+        if matched:
+            out += [""] + [f"- {line}" for line in matched]
         for label, keys in (("Only in BASE", comparison.only_in_base),
                             ("Only in NEW", comparison.only_in_new)):  # fmt: skip
             if keys:

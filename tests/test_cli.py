@@ -192,3 +192,9 @@ def test_bad_compare_and_limit_input_is_one_line_exit_2(
 ) -> None:
     args = [files["base"] if a == "BASE" else files["same"] if a == "NEW" else a for a in args]
     assert_one_line_exit_2(runner.invoke(app, args), message)
+
+
+def test_brackets_in_reasons_survive_the_table(files: dict[str, str]) -> None:
+    # The gate's source reads "ci.toml [gate]": rich must print it, not take it for a tag.
+    out = runner.invoke(app, ["compare", files["base"], files["same"]])
+    assert "[gate]" in out.stdout

@@ -150,6 +150,20 @@ def test_three_repeats_cannot_reach_alpha_and_say_how_many_can() -> None:
     assert "the smallest possible p is 0.1 > α=0.05; 4+ repeats a side can reach it" in v.reason
 
 
+def test_ties_not_sample_size_are_named_when_they_stop_the_test() -> None:
+    base = run_of(*(entry(repeat=i, peak=4) for i in range(5)))
+    gate = Gate((Threshold("connections_peak", 0.25, "test"),))
+    (variant,) = compare.compare(base, base, gate=gate).variants
+    (same,) = variant.verdicts
+    assert not same.failed
+    assert "(n=5+5: every repeat on both sides gave 4)" in same.reason
+    grown = run_of(*(entry(repeat=i, peak=p) for i, p in enumerate([4, 4, 4, 4, 30])))
+    (variant,) = compare.compare(base, grown, gate=gate).variants
+    (tied,) = variant.verdicts
+    assert "ties leave the smallest possible p at" in tied.reason
+    assert not tied.failed  # the median did not move
+
+
 def test_a_variant_that_failed_in_new_fails_the_gate() -> None:
     base = repeats([1000, 1000])
     new = run_of(entry(status="failed"), entry(repeat=1, status="failed"))
