@@ -45,17 +45,11 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(tail) if tail else "(log is empty)"
 
 
-def bind_loopback() -> socket.socket:
-    """A TCP socket bound to a free port on 127.0.0.1 (the caller owns and closes it)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 def free_port() -> int:
     """A port on 127.0.0.1 that was free a moment ago (for servers that must bind themselves)."""
-    with bind_loopback() as sock:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
