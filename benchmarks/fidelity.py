@@ -35,8 +35,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connbench import appserver, load, postgres, results
 from connbench.apps import STRATEGIES
+from connbench.infra import appserver, postgres
+from connbench.measure import load
+from connbench.model import results
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}

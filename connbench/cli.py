@@ -17,23 +17,17 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from connbench import (
-    __version__,
-    appserver,
-    calibrate,
-    capacity,
-    compare,
-    pgbouncer,
-    postgres,
-    report,
-    results,
-    runner,
-    scenario,
-    stats,
-    tempdirs,
-)
+from connbench import __version__, runner
+from connbench.analyse import capacity, compare, stats
 from connbench.apps import STRATEGIES
-from connbench.errors import BadInput, ConnbenchError, MissingDependency
+from connbench.infra import appserver, pgbouncer, postgres, tempdirs
+from connbench.measure import calibrate
+from connbench.model import results, scenario
+from connbench.model.errors import BadInput, ConnbenchError, MissingDependency
+from connbench.present import common as present_common
+from connbench.present import compare as compare_view
+from connbench.present import progress
+from connbench.present import run as run_view
 
 EXIT_FAILED = 1
 EXIT_LIMITS = 3
@@ -116,8 +110,10 @@ FormatOpt = Annotated[
 
 
 def _format(value: str) -> str:
-    if value not in report.FORMATS:
-        raise BadInput(f"--format: expected one of {', '.join(report.FORMATS)}, got {value!r}")
+    if value not in present_common.FORMATS:
+        raise BadInput(
+            f"--format: expected one of {', '.join(present_common.FORMATS)}, got {value!r}"
+        )
     return value
 
 
@@ -240,7 +236,7 @@ def run(
         chosen = scenario.build(scenario_file, overrides)
         notes = console if fmt == "table" else err_console
         result, path = runner.execute(
-            chosen, report.ConsoleReporter(notes), output, calibrate_first=calibrate_first
+            chosen, progress.ConsoleReporter(notes), output, calibrate_first=calibrate_first
         )
         _show_run(result, fmt, charts)
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
@@ -250,7 +246,7 @@ def run(
         # An unavailable variant (PgBouncer not installed) was said and is no failure.
         if any(r.status == "failed" for r in result.results):
             raise typer.Exit(EXIT_FAILED)
-        crossed = report.limits_failed(result)
+        crossed = run_view.limits_failed(result)
         if crossed:
             names = ", ".join(dict.fromkeys(v["limit"] for v in crossed))
             typer.echo(f"connbench: limits crossed: {names}", err=True)
@@ -259,9 +255,9 @@ def run(
 
 def _show_run(result: results.RunResult, fmt: str, charts: bool = True) -> None:
     if fmt == "table":
-        report.render_run(console, result, charts=charts)
+        run_view.render_run(console, result, charts=charts)
     else:
-        sys.stdout.write(report.format_run(result, fmt))
+        sys.stdout.write(run_view.format_run(result, fmt))
 
 
 @app.command(name="calibrate")
@@ -287,7 +283,7 @@ def calibrate_cmd(
             ceilings = calibrate.measure(
                 pg, concurrency=chosen.concurrency[0], duration_s=chosen.duration_s
             )
-        report.render_calibration(console, ceilings)
+        run_view.render_calibration(console, ceilings)
 
 
 @app.command()
@@ -366,9 +362,9 @@ def compare_results(
                 )
             )
         if fmt == "table":
-            report.render_compare(console, comparisons)
+            compare_view.render_compare(console, comparisons)
         else:
-            sys.stdout.write(report.format_compare(comparisons, fmt))
+            sys.stdout.write(compare_view.format_compare(comparisons, fmt))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
 

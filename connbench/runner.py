@@ -25,25 +25,15 @@ from typing import Any, Protocol
 
 import httpx
 
-from connbench import (
-    appserver,
-    calibrate,
-    capacity,
-    faults,
-    limits,
-    load,
-    pgbouncer,
-    postgres,
-    results,
-    sampler,
-    stats,
-    tempdirs,
-)
+from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
-from connbench.errors import ProcessError
-from connbench.load import LoadConfig, Progress
-from connbench.results import RunResult, StrategyResult
-from connbench.scenario import Scenario, Variant
+from connbench.infra import appserver, pgbouncer, postgres, tempdirs
+from connbench.measure import calibrate, faults, load, sampler
+from connbench.measure.load import LoadConfig, Progress
+from connbench.model import results
+from connbench.model.errors import ProcessError
+from connbench.model.results import RunResult, StrategyResult
+from connbench.model.scenario import Scenario, Variant
 
 CALIBRATE_MAX_S = 5.0
 CONTROL_APP = "connbench-control"  # application_name of the runner's own connection
@@ -127,8 +117,8 @@ def execute(
 ) -> tuple[RunResult, Path]:
     """Run every strategy of ``scenario``, save the result, return it and where it went.
 
-    Raises the domain errors of :mod:`connbench.postgres` when the server cannot be had; an app
-    that fails is recorded as failed and the run goes on.
+    Raises the domain errors of :mod:`connbench.infra.postgres` when the server cannot be had;
+    an app that fails is recorded as failed and the run goes on.
     """
     run = results.new_run(scenario.to_dict())
     path = output or results.default_path(run)

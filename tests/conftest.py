@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from connbench import postgres, results, stats
-from connbench.load import Progress
-from connbench.results import RunResult, StrategyResult
+from connbench.analyse import stats
+from connbench.infra import postgres
+from connbench.measure.load import Progress
+from connbench.model import results
+from connbench.model.results import RunResult, StrategyResult
 
 ROOT = Path(__file__).resolve().parent.parent
 

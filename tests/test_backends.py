@@ -7,8 +7,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from connbench import postgres
-from connbench.errors import BadInput, MissingDependency
+from connbench.infra import postgres
+from connbench.model.errors import BadInput, MissingDependency
 
 
 @pytest.mark.parametrize(

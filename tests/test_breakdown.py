@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from connbench import report, results, stats
-from connbench.results import StrategyResult
+from connbench.analyse import stats
+from connbench.model import results
+from connbench.model.results import StrategyResult
+from connbench.present import run as run_view
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +75,7 @@ def test_no_breakdown_without_totals_or_requests(
 
 
 def test_bar_stacks_the_parts_in_order_and_keeps_the_total() -> None:
-    bar = report._bar({"connect_ms": 3.4, "query_ms": 3.4, "outside_app_ms": 3.2}, scale=1.0)
+    bar = run_view._bar({"connect_ms": 3.4, "query_ms": 3.4, "outside_app_ms": 3.2}, scale=1.0)
     plain = Console(no_color=True, width=80)
     with plain.capture() as captured:
         plain.print(bar, end="")
@@ -94,7 +96,7 @@ def test_summary_and_table_carry_the_median_breakdown(tmp_path: Path) -> None:
     saved.results = [run(0, 1.0)]
     saved.summary = stats.aggregate(saved.results)
     console = Console(width=200, record=True)
-    report.render_run(console, saved)
+    run_view.render_run(console, saved)
     assert "where the time goes" in console.export_text()
 
 

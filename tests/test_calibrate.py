@@ -1,7 +1,7 @@
 """The ceilings, measured for real (short durations: this checks behaviour, not speed)."""
 
-from connbench import calibrate
-from connbench.postgres import Postgres
+from connbench.infra.postgres import Postgres
+from connbench.measure import calibrate
 
 
 def test_ceilings_are_measured_and_the_table_is_left_empty(pg: Postgres) -> None:

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from connbench import capacity
+from connbench.analyse import capacity
 from connbench.apps import STRATEGIES
-from connbench.scenario import Variant
+from connbench.model.scenario import Variant
 
 
 def predict(

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from connbench import results
 from connbench.apps import STRATEGIES
 from connbench.cli import app
+from connbench.model import results
 
 from .conftest import ROOT, entry, run_cli, run_of
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from connbench import compare
-from connbench.compare import Gate, Threshold, mann_whitney_u
-from connbench.errors import BadInput, ResultFileError
-from connbench.results import RunResult
+from connbench.analyse import compare
+from connbench.analyse.compare import Gate, Threshold, mann_whitney_u
+from connbench.model.errors import BadInput, ResultFileError
+from connbench.model.results import RunResult
 
 from .conftest import entry, run_of
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from connbench import results, runner, tempdirs
+from connbench import runner
 from connbench.apps import STRATEGIES, Strategy
-from connbench.scenario import build
+from connbench.infra import tempdirs
+from connbench.model import results
+from connbench.model.scenario import build
 
 from .conftest import ROOT, RecordingReporter, connbench_cmd, run_cli
 
@@ -361,7 +363,7 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 
 
 def test_cli_run_against_a_dsn_never_shows_the_password(pg: object, tmp_path: Path) -> None:
-    from connbench.postgres import Postgres
+    from connbench.infra.postgres import Postgres
 
     assert isinstance(pg, Postgres)
     password = str(dict(p.split("=", 1) for p in pg.dsn.split())["password"])
@@ -437,7 +439,7 @@ def test_serve_answers_until_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_limits_exit_3_and_compare_reads_the_real_result(pg: object, tmp_path: Path) -> None:
-    from connbench.postgres import Postgres
+    from connbench.infra.postgres import Postgres
 
     assert isinstance(pg, Postgres)
     out = tmp_path / "r.json"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from connbench import results, runner
-from connbench.results import StrategyResult
-from connbench.scenario import build
+from connbench import runner
+from connbench.model import results
+from connbench.model.results import StrategyResult
+from connbench.model.scenario import build
 
 from .conftest import RecordingReporter
 

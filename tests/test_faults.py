@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from connbench import faults, stats
-from connbench.errors import ScenarioError
-from connbench.faults import Fault, Injected
-from connbench.load import LoadConfig, RawLoad, new_histogram
-from connbench.postgres import Postgres
-from connbench.sampler import Samples
-from connbench.scenario import build
+from connbench.analyse import stats
+from connbench.infra.postgres import Postgres
+from connbench.measure import faults
+from connbench.measure.faults import Fault, Injected
+from connbench.measure.load import LoadConfig, RawLoad, new_histogram
+from connbench.measure.sampler import Samples
+from connbench.model.errors import ScenarioError
+from connbench.model.scenario import build
 
 S = 1_000_000_000  # one second in ns
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from connbench import limits, stats
-from connbench.results import StrategyResult
+from connbench.analyse import limits, stats
+from connbench.model.results import StrategyResult
 
 
 def run(repeat: int, rps: float, p99: float, errors: int = 0) -> StrategyResult:

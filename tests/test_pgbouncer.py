@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench import pgbouncer, postgres, sampler
-from connbench.errors import ProcessError
+from connbench.infra import pgbouncer, postgres
+from connbench.measure import sampler
+from connbench.model.errors import ProcessError
 
 
 @pytest.fixture(scope="module", autouse=True)

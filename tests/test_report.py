@@ -1,14 +1,16 @@
 from rich.console import Console
 
-from connbench import report, results, stats
-from connbench.results import StrategyResult
+from connbench.analyse import stats
+from connbench.model import results
+from connbench.model.results import StrategyResult
+from connbench.present import run as run_view
 
 
 def test_sparkline_scales_to_the_top() -> None:
-    assert report.sparkline([0, 50, 100]) == "▁▅█"
-    assert report.sparkline([0, 0]) == "▁▁"
-    assert report.sparkline([]) == ""
-    assert report.sparkline([10, 20], top=40) == "▃▅"
+    assert run_view.sparkline([0, 50, 100]) == "▁▅█"
+    assert run_view.sparkline([0, 0]) == "▁▁"
+    assert run_view.sparkline([]) == ""
+    assert run_view.sparkline([10, 20], top=40) == "▃▅"
 
 
 def test_show_draws_the_typical_repeat_and_marks_failures() -> None:
@@ -31,7 +33,7 @@ def test_show_draws_the_typical_repeat_and_marks_failures() -> None:
     run.results.append(StrategyResult(strategy="connect", status="failed", failure="boom"))
     run.summary = stats.aggregate(run.results)
     console = Console(width=200, record=True)
-    report.render_run(console, run)
+    run_view.render_run(console, run)
     text = console.export_text()
     assert "median of 3 interleaved repeats" in text
     assert "max 150" in text  # the repeat closest to the median is drawn

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from connbench import results
-from connbench.errors import ResultFileError
-from connbench.results import StrategyResult
+from connbench.model import results
+from connbench.model.errors import ResultFileError
+from connbench.model.results import StrategyResult
 
 
 def sample_run() -> results.RunResult:

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from connbench.apps import STRATEGIES
-from connbench.errors import BadInput, ScenarioError
-from connbench.scenario import Scenario, build
+from connbench.model.errors import BadInput, ScenarioError
+from connbench.model.scenario import Scenario, build
 
 ROOT = Path(__file__).resolve().parent.parent
 

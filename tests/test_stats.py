@@ -3,12 +3,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from connbench import stats
-from connbench.load import LoadConfig, RawLoad, Second, classify, new_histogram
-from connbench.sampler import PoolSample, PoolSamples, Sample, Samples
+from connbench.analyse import stats
+from connbench.measure.load import LoadConfig, RawLoad, Second, classify, new_histogram
+from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
 
 if TYPE_CHECKING:
-    from connbench.results import StrategyResult
+    from connbench.model.results import StrategyResult
 
 CONFIG = LoadConfig(concurrency=4, duration_s=2, warmup_s=0, timeout_s=5)
 
@@ -132,7 +132,7 @@ def test_error_kinds(status: int, body: bytes, kind: str) -> None:
 
 
 def _run(key: str, repeat: int, rps: float, p99: float, *, ok: bool = True) -> "StrategyResult":
-    from connbench.results import StrategyResult
+    from connbench.model.results import StrategyResult
 
     return StrategyResult(
         strategy=key.split()[0],
@@ -230,7 +230,7 @@ def test_summarize_records_pgbouncer_prediction_and_more_than_predicted() -> Non
 
 
 def test_unavailable_variants_are_summarized_as_such() -> None:
-    from connbench.results import StrategyResult
+    from connbench.model.results import StrategyResult
 
     missing = StrategyResult(
         strategy="pool",

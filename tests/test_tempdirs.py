@@ -2,7 +2,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from connbench import tempdirs
+from connbench.infra import tempdirs
 
 
 def test_live_owner_keeps_its_directory(tmp_path: Path) -> None:
@@ -16,7 +16,7 @@ def test_live_owner_keeps_its_directory(tmp_path: Path) -> None:
 def test_directory_of_a_killed_connbench_is_removed(tmp_path: Path) -> None:
     # A real process makes the directory and is killed without cleaning up.
     code = (
-        "import os, signal, sys; from connbench import tempdirs; "
+        "import os, signal, sys; from connbench.infra import tempdirs; "
         f"p = tempdirs.make('pg', {str(tmp_path)!r}); print(p, flush=True); "
         "os.kill(os.getpid(), signal.SIGKILL)"
     )

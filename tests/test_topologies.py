@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench import pgbouncer, postgres, results, runner
-from connbench.scenario import build
+from connbench import runner
+from connbench.infra import pgbouncer, postgres
+from connbench.model import results
+from connbench.model.scenario import build
 
 from .conftest import ROOT, RecordingReporter, run_cli
 

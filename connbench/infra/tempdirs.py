@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psutil
 
-from connbench import procs
-from connbench.errors import ConnbenchError
+from connbench.infra import procs
+from connbench.model.errors import ConnbenchError
 
 OWNER_FILE = ".connbench-owner"
 PREFIX = "connbench-"

@@ -35,8 +35,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from connbench import procs, tempdirs
-from connbench.errors import BadInput, MissingDependency, PostgresError, ProcessError
+from connbench.infra import procs, tempdirs
+from connbench.model.errors import BadInput, MissingDependency, PostgresError, ProcessError
 
 READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5

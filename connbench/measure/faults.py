@@ -5,11 +5,11 @@
   administrator, a failover or an idle-session killer does to a running app.
 - ``restart@S``: PostgreSQL stops fast (open sessions are cut, new ones refused) and starts
   again on the same port and data directory. Only for the servers connbench starts itself
-  (embedded, local); :mod:`connbench.scenario` refuses it for the others.
+  (embedded, local); :mod:`connbench.model.scenario` refuses it for the others.
 
 The injector runs on the load generator's event loop and never blocks it: the generator keeps
 counting, at full speed, what the app does while the fault lasts. Computing the outcome
-(errors, recovery) is :func:`connbench.stats.fault_outcome`'s job.
+(errors, recovery) is :func:`connbench.analyse.stats.fault_outcome`'s job.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import psycopg
 
-from connbench.errors import first_line
-from connbench.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.model.errors import first_line
 
 KINDS = {
     "terminate": "pg_terminate_backend on every server session of the app",
@@ -86,7 +86,7 @@ class Injected:
 class Injector:
     """Fires one fault ``fault.at_s`` seconds after :meth:`arm`; :meth:`finish` settles it.
 
-    Raises :class:`~connbench.errors.PostgresError` from :meth:`finish` when a restarted
+    Raises :class:`~connbench.model.errors.PostgresError` from :meth:`finish` when a restarted
     server does not come back (there is nothing left to measure against).
     """
 

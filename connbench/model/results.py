@@ -47,7 +47,7 @@ from typing import Any
 import psutil
 
 from connbench import __version__
-from connbench.errors import ResultFileError
+from connbench.model.errors import ResultFileError
 
 SCHEMA_VERSION = 5
 READABLE_VERSIONS = (2, 3, 4, 5)  # older results lack what came later; it is all optional

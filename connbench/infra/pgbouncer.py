@@ -36,9 +36,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from connbench import procs, tempdirs
-from connbench.errors import ProcessError
-from connbench.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.infra import procs, tempdirs
+from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.model.errors import ProcessError
 
 TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
 POOL_MODES = {"pgbouncer-transaction": "transaction", "pgbouncer-session": "session"}

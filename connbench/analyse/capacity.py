@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connbench.apps import Strategy
-from connbench.scenario import Variant
+from connbench.model.scenario import Variant
 
 THREADS_PER_WORKER = 40  # anyio's default thread limiter, which FastAPI's thread pool uses
 OWN_SESSIONS = 2  # connbench's own while an app runs: its control connection and the sampler

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
-from connbench.faults import Injected
-from connbench.load import RawLoad
-from connbench.results import StrategyResult
-from connbench.sampler import PoolSample, PoolSamples, Sample, Samples
+from connbench.measure.faults import Injected
+from connbench.measure.load import RawLoad
+from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
+from connbench.model.results import StrategyResult
 
 AnySample = TypeVar("AnySample", Sample, PoolSample)
 

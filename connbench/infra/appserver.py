@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from connbench import procs
 from connbench.apps import STATS_PATH, Strategy
-from connbench.errors import ProcessError
+from connbench.infra import procs
+from connbench.model.errors import ProcessError
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -101,8 +101,8 @@ def start(
     """Start the app on ``dsn`` (its DATABASE_URL), wait for ``GET /health``, yield it; stop
     the process group on exit.
 
-    Raises :class:`~connbench.errors.ProcessError` with the log tail when uvicorn exits or does
-    not answer within ``READY_TIMEOUT_S``.
+    Raises :class:`~connbench.model.errors.ProcessError` with the log tail when uvicorn exits
+    or does not answer within ``READY_TIMEOUT_S``.
     """
     threshold = config.prepare_threshold
     env = procs.child_env(

@@ -17,13 +17,14 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench import compare, faults, limits
+from connbench.analyse import compare, limits
 from connbench.apps import STRATEGIES
-from connbench.errors import ScenarioError
-from connbench.faults import Fault
-from connbench.load import ENGINES
-from connbench.pgbouncer import DEFAULT_POOL_SIZE, TOPOLOGIES
-from connbench.postgres import parse_backend, redact
+from connbench.infra.pgbouncer import DEFAULT_POOL_SIZE, TOPOLOGIES
+from connbench.infra.postgres import parse_backend, redact
+from connbench.measure import faults
+from connbench.measure.faults import Fault
+from connbench.measure.load import ENGINES
+from connbench.model.errors import ScenarioError
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
 # changes the story in a way the README explains).
@@ -40,7 +41,7 @@ class Variant:
     pool_min: int | None  # None for strategies that hold no pool
     pool_max: int | None
     rate: float | None = None  # open model: requests/s offered; None: closed loop
-    topology: str = "direct"  # direct, or through PgBouncer (see connbench.pgbouncer)
+    topology: str = "direct"  # direct, or through PgBouncer (see connbench.infra.pgbouncer)
 
     @property
     def key(self) -> str:

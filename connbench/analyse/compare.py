@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connbench import stats
-from connbench.errors import BadInput, ResultFileError
-from connbench.results import RunResult, StrategyResult
+from connbench.analyse import stats
+from connbench.model.errors import BadInput, ResultFileError
+from connbench.model.results import RunResult, StrategyResult
 
 DEFAULT_ALPHA = 0.05
 EXACT_MAX_N = 40  # pooled sample size up to which the U test's p is exact

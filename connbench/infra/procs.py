@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
-from connbench.errors import MissingDependency, ProcessError
+from connbench.model.errors import MissingDependency, ProcessError
 
 _PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20

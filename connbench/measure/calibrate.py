@@ -22,10 +22,11 @@ from typing import Any
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench import appserver, load, procs
 from connbench.apps import STRATEGIES
-from connbench.errors import MissingDependency
-from connbench.postgres import Postgres
+from connbench.infra import appserver, procs
+from connbench.infra.postgres import Postgres
+from connbench.measure import load
+from connbench.model.errors import MissingDependency
 
 TPS = re.compile(r"^tps = ([\d.]+)", re.MULTILINE)
 WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")

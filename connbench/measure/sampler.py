@@ -4,7 +4,7 @@ and PgBouncer's pools where there is one.
 The sampler polls on a connection of its own, and counts only sessions whose
 ``application_name`` is the apps' (``connbench-app``), so neither its own connection nor any
 other client of the same server is counted. Behind PgBouncer those are PgBouncer's server
-connections (it tags them so, see :mod:`connbench.pgbouncer`).
+connections (it tags them so, see :mod:`connbench.infra.pgbouncer`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import psutil
 import psycopg
 from psycopg.rows import dict_row
 
-from connbench import pgbouncer
-from connbench.errors import first_line
-from connbench.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.infra import pgbouncer
+from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.model.errors import first_line
 
 SAMPLE_INTERVAL_S = 0.1
 

@@ -1,106 +1,32 @@
-"""Everything the user sees: live progress while a run goes, then a run or a comparison as a
-rich table, Markdown (a GitHub step summary or PR comment), CSV (one row per variant) or JSON.
+"""A run as the user sees it: rich tables (results, PgBouncer, timeline, faults, where the time
+goes), Markdown (a GitHub step summary), CSV (one row per variant) or JSON.
 
-The only module besides ``cli`` that imports rich. It formats what ``stats``, ``limits`` and
-``compare`` computed and adds nothing to the numbers. The table and the Markdown share their
-cells: each is built once, with a ``mark`` function that styles it for its format.
+It formats what ``analyse`` computed and adds nothing to the numbers. The table and the
+Markdown share their cells: each is built once, with a ``mark`` function that styles it.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from connbench.compare import METRICS, Comparison, MetricChange, VariantComparison
-from connbench.load import Progress as LoadProgress
-from connbench.results import RunResult, StrategyResult
-from connbench.stats import MEASURED
-
-FORMATS = ("table", "markdown", "csv", "json")
-
-# A cell's meaning, styled per format: dim (context), warn (look twice), bad, good.
-Mark = Callable[[str, str], str]
-RICH_STYLES = {"dim": "dim", "warn": "yellow", "bad": "bold red", "good": "green"}
-
-
-def rich_mark(text: str, style: str) -> str:
-    return f"[{RICH_STYLES[style]}]{text}[/{RICH_STYLES[style]}]"
-
-
-def markdown_mark(text: str, style: str) -> str:
-    return f"**{text}**" if style == "bad" else text
-
-
-class ConsoleReporter:
-    """Live progress for a run: one bar per strategy, notes and warnings above it."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-        self._total_s = 0.0
-
-    def note(self, message: str) -> None:
-        self.console.print("[dim]" + escape(message), highlight=False)
-
-    def warn(self, message: str) -> None:
-        self.console.print(WARNING + escape(message), highlight=False)
-
-    def strategy_started(self, label: str, index: int, count: int, total_s: float) -> None:
-        self._total_s = total_s
-        if not self.console.is_terminal:  # a log gets the one-line summary, not a bar
-            return
-        self._progress = Progress(
-            TextColumn(f"[bold]{label}[/bold] ({index}/{count})"),
-            BarColumn(),
-            TextColumn("{task.fields[phase]:>8}"),
-            TextColumn("{task.fields[ok]:>8} ok"),
-            TextColumn("{task.fields[errors]:>6} err"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(label, total=total_s, phase="start", ok=0, errors=0)
-
-    def progress(self, p: LoadProgress) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.update(
-                self._task,
-                completed=min(p.elapsed_s, self._total_s),
-                phase=p.phase,
-                ok=p.ok,
-                errors=p.errors,
-            )
-
-    def strategy_finished(self, result: StrategyResult) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-        label = _label(result)
-        if result.status == "failed":
-            self.console.print(f"[red]{label}: failed[/red]", highlight=False)
-            self.console.print(result.failure or "", highlight=False, markup=False)
-        elif result.status == "unavailable":
-            self.console.print(
-                f"[yellow]{label}: unavailable:[/yellow] {result.failure}", highlight=False
-            )
-        else:
-            rps = result.throughput_rps
-            p99 = result.latency_ms.get("p99")
-            tail = f", p99 {p99:.1f} ms" if p99 is not None else ""
-            if result.fault:
-                tail += f", {result.fault['kind']}: {_recovery(result.fault)}"
-            self.console.print(f"{label}: {rps:,.0f} req/s{tail}", highlight=False)
+from connbench.analyse.stats import MEASURED
+from connbench.model.results import RunResult, StrategyResult
+from connbench.present.common import (
+    WARNING,
+    Mark,
+    csv_text,
+    json_text,
+    listed,
+    markdown_mark,
+    md_table,
+    num,
+    pct,
+    rich_mark,
+    sayer,
+)
 
 
 def _label(result: StrategyResult) -> str:
@@ -160,8 +86,8 @@ def _peak_and_predicted(summary: dict[str, Any], mark: Mark = rich_mark) -> str:
     prediction does not fit max_connections (connbench's own sessions included)."""
     peak, predicted = summary.get("connections_peak"), summary.get("predicted") or {}
     if predicted.get("connections") is None:
-        return _num(peak, ".0f")
-    text = f"{_num(peak, '.0f')} / {predicted['connections']}"
+        return num(peak, ".0f")
+    text = f"{num(peak, '.0f')} / {predicted['connections']}"
     if peak is not None and peak > predicted["connections"]:
         return mark(text, "bad")
     if predicted.get("fits") is False:
@@ -237,7 +163,7 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
             rows.append([name, *dims, status, *["-"] * (len(headers) - 1)])
             continue
         errors = summary.get("errors", 0)
-        gen_text = _pct(summary.get("cpu_generator_percent"))
+        gen_text = pct(summary.get("cpu_generator_percent"))
         if summary.get("generator_saturated"):
             gen_text = mark(f"{gen_text}!", "bad")
         rps, p99 = summary["throughput_rps"], summary["latency_ms"]["p99"]
@@ -256,11 +182,11 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
                 ),
                 mark(f"{errors:,}", "bad") if errors else "0",
                 _peak_and_predicted(summary, mark),
-                _num(summary.get("connections_mean")),
+                num(summary.get("connections_mean")),
                 _sessions(summary),
                 _integrity(summary, by_key.get(summary["key"], []), mark),
-                _pct(summary.get("cpu_app_percent")),
-                _pct(summary.get("cpu_postgres_percent")),
+                pct(summary.get("cpu_app_percent")),
+                pct(summary.get("cpu_postgres_percent")),
                 gen_text,
             ]
         )
@@ -302,8 +228,8 @@ def pgbouncer_table(run: RunResult) -> Table | None:
     for summary in rows:
         table.add_row(
             summary["key"],
-            *(_num(summary.get(name), fmt) for name, fmt in columns.values()),
-            _pct(summary.get("cpu_pgbouncer_percent")),
+            *(num(summary.get(name), fmt) for name, fmt in columns.values()),
+            pct(summary.get("cpu_pgbouncer_percent")),
         )
     return table
 
@@ -514,7 +440,7 @@ def breakdown_table(run: RunResult) -> Table | None:
         parts = summary["breakdown"]
         table.add_row(
             summary["key"] if labelled else summary["strategy"],
-            _num(parts.get("latency_mean_ms")),
+            num(parts.get("latency_mean_ms")),
             *(_part(parts.get(key)) for key, _, _ in BREAKDOWN_SEGMENTS),
             _part(parts.get("after_response_ms")),
             _bar(parts, scale),
@@ -595,7 +521,7 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
             "such wait seen; wait ms/xact: total_wait_time per transaction over the window.[/dim]",
             highlight=False,
         )
-    say = _sayer(console)
+    say = sayer(console)
     for summary in run.summary:
         label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
         if summary["status"] == "unavailable":
@@ -610,27 +536,15 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
             say("  [bold red]✗[/bold red] " if crossed else "  [green]✓[/green] ", line)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}%"
-
-
-def _num(value: float | None, fmt: str = ".1f") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def _listed(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
 def _context(run: RunResult) -> str:
     """What the numbers were measured with, in one line."""
     scenario, env = run.scenario, run.environment
     pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
     pg = env.get("postgres", {})
     return (
-        f"concurrency {_listed(scenario.get('concurrency'))} · "
+        f"concurrency {listed(scenario.get('concurrency'))} · "
         f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
-        f"pool {pool_min}..{_listed(pool_max)} · workers {_listed(scenario.get('workers'))} · "
+        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
         f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
         f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
         f"load generator: {scenario.get('engine')}"
@@ -655,23 +569,9 @@ def limits_failed(run: RunResult) -> list[dict[str, Any]]:
     return [v for v in run.limits if v["failed"]]
 
 
-# --- Markdown, CSV and JSON -------------------------------------------------------------------
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """A GitHub table: the first ``left`` columns left-aligned, the numbers right-aligned."""
-    align = ["---"] * left + ["--:"] * (len(headers) - left)
-    lines = [headers, align, *rows]
-    return "\n".join("| " + " | ".join(_md_cell(c) for c in line) + " |" for line in lines)
-
-
 def run_markdown(run: RunResult) -> str:
     headers, rows = _run_rows(run, markdown_mark)
-    out = [f"### {_title(run, markdown_mark)}", "", _md_table(headers, rows), "", _context(run)]
+    out = [f"### {_title(run, markdown_mark)}", "", md_table(headers, rows), "", _context(run)]
     if run.limits:
         failed = len(limits_failed(run))
         verdict = f"❌ {failed} of {len(run.limits)} failed" if failed else "✅ all passed"
@@ -681,15 +581,6 @@ def run_markdown(run: RunResult) -> str:
     if warnings:
         out += ["", "**Warnings**", ""] + [f"- ⚠️ {w}" for w in warnings]
     return "\n".join(out) + "\n"
-
-
-def _csv(rows: Sequence[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def run_csv(run: RunResult) -> str:
@@ -722,13 +613,13 @@ def run_csv(run: RunResult) -> str:
             v["limit"] for v in run.limits if v["failed"] and v["variant"] == summary["key"]
         )
         rows.append(row)
-    return _csv(rows)
+    return csv_text(rows)
 
 
 def run_json(run: RunResult) -> str:
     """The result without its per-run detail (histograms, series): that stays in the file."""
     scenario = {k: v for k, v in run.scenario.items() if k != "source_text"}
-    return _json(
+    return json_text(
         {
             "schema_version": run.schema_version,
             "created_at": run.created_at,
@@ -743,234 +634,6 @@ def run_json(run: RunResult) -> str:
     )
 
 
-def _json(data: Any) -> str:
-    return json.dumps(data, indent=2) + "\n"
-
-
 def format_run(run: RunResult, fmt: str) -> str:
     """A run as Markdown, CSV or JSON text (``table`` goes through :func:`render_run`)."""
     return {"markdown": run_markdown, "csv": run_csv, "json": run_json}[fmt](run)
-
-
-# --- comparisons ------------------------------------------------------------------------------
-
-
-def _value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if unit == "req/s" or abs(value) >= 100 else f"{value:,.3g}"
-
-
-def _change_cell(change: MetricChange, failed: bool, mark: Mark) -> str:
-    if change.change is None:
-        return "-"
-    text = f"{change.change:+.1%}"
-    if failed:
-        return mark(text, "bad")
-    worse = change.worse_by
-    return mark(text, "warn") if worse is not None and worse > 0 else text
-
-
-def _p_cell(change: MetricChange) -> str:
-    n = f"{len(change.base_values)}+{len(change.new_values)}"
-    return f"{change.p_value:.3g} ({n})" if change.p_value is not None else f"- ({n})"
-
-
-def _spread_cell(value: float | None, cv: float | None, unit: str, mark: Mark) -> str:
-    text = _value(value, unit)
-    if cv is not None:
-        text += mark(f" ±{cv:.0%}", "warn" if cv >= 0.10 else "dim")
-    return text
-
-
-def _gate_cell(variant: VariantComparison, metric: str, mark: Mark) -> str:
-    for verdict in variant.verdicts:
-        if verdict.metric == metric:
-            limit = f"{verdict.threshold:.0%}"
-            return mark(f"FAIL {limit}", "bad") if verdict.failed else mark(f"pass {limit}", "good")
-    return ""
-
-
-COMPARE_HEADERS = ("variant", "metric", "BASE", "NEW", "change", "p (n)", "gate")
-
-
-def _compare_rows(comparison: Comparison, mark: Mark) -> list[list[str]]:
-    rows = []
-    for variant in comparison.variants:
-        failed = {v.metric for v in variant.verdicts if v.failed}
-        for i, (name, change) in enumerate(variant.metrics.items()):
-            metric = METRICS[name]
-            label = metric.label + (f" {metric.unit}" if metric.unit else "")
-            rows.append(
-                [
-                    variant.key if i == 0 else "",
-                    label,
-                    _spread_cell(change.base, change.base_cv, metric.unit, mark),
-                    _spread_cell(change.new, change.new_cv, metric.unit, mark),
-                    _change_cell(change, name in failed, mark),
-                    _p_cell(change),
-                    _gate_cell(variant, name, mark),
-                ]
-            )
-    return rows
-
-
-def _gate_line(comparison: Comparison) -> str:
-    gate = comparison.gate
-    if not gate.thresholds:
-        return (
-            "no gate: nothing can fail (give --fail-on METRIC:PERCENT, or a [gate] table in "
-            "the scenario)"
-        )
-    sources = sorted({t.source for t in gate.thresholds})
-    limits = ", ".join(
-        f"{METRICS[t.metric].label} "
-        f"{'-' if METRICS[t.metric].higher_is_better else '+'}{t.fraction:.0%}"
-        for t in gate.thresholds
-    )
-    return (
-        f"gate: fail when worse than {limits} ({'; '.join(sources)}) and significant at "
-        f"α={gate.alpha:g} (two-sided Mann-Whitney U over the per-repeat values)"
-    )
-
-
-def _matched_lines(comparison: Comparison) -> list[str]:
-    return [
-        f"matched {v.base_key!r} with {v.new_key!r}"
-        for v in comparison.variants
-        if v.base_key != v.new_key
-    ]
-
-
-def _verdict_summary(comparison: Comparison) -> str:
-    verdicts = comparison.verdicts
-    failed = sum(v.failed for v in verdicts)
-    if comparison.nothing_matched:
-        return "REGRESSION GATE FAILED: no variant in common, nothing could be checked"
-    checks = f"{len(verdicts)} check" + ("s" if len(verdicts) != 1 else "")
-    if failed:
-        return f"REGRESSION: {failed} of {checks} failed"
-    if not verdicts:
-        return "no checks"
-    return f"no regression ({checks} passed)"
-
-
-def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
-    for comparison in comparisons:
-        table = Table(
-            title=f"connbench compare · {comparison.base_label} → {comparison.new_label}",
-            title_justify="left",
-        )
-        for header in COMPARE_HEADERS:
-            table.add_column(header, justify="left" if header in ("variant", "metric") else "right")
-        for row in _compare_rows(comparison, rich_mark):
-            if row[0] and table.row_count:
-                table.add_section()
-            table.add_row(*row)
-        console.print(table)
-        say = _sayer(console)
-        say("[dim]", _gate_line(comparison))
-        for line in _matched_lines(comparison):
-            say("[dim]", line)
-        for label, keys in (("only in BASE", comparison.only_in_base),
-                            ("only in NEW", comparison.only_in_new)):  # fmt: skip
-            if keys:
-                say(f"[yellow]{label}:[/yellow] ", ", ".join(keys))
-        for diff in comparison.environment:
-            say(WARNING, f"different {diff.what}: {diff.base} → {diff.new}")
-        for warning in comparison.warnings:
-            say(WARNING, warning)
-        for verdict in sorted(comparison.verdicts, key=lambda v: not v.failed):
-            mark = "[bold red]✗ FAIL[/bold red] " if verdict.failed else "[green]✓ pass[/green] "
-            say(mark, f"{verdict.variant}: {verdict.reason}")
-        say("[bold red]" if comparison.failed else "[green]", _verdict_summary(comparison))
-
-
-WARNING = "[yellow]warning:[/yellow] "
-
-
-def _sayer(console: Console) -> Callable[[str, str], None]:
-    """Print ``text`` after ``markup``, the text escaped: a reason or a key may hold brackets,
-    which rich would take for tags (an open tag in ``markup`` runs to the end of the line)."""
-
-    def say(markup: str, text: str) -> None:
-        console.print(markup + escape(text), highlight=False)
-
-    return say
-
-
-def compare_markdown(comparisons: Sequence[Comparison]) -> str:
-    failed = [c for c in comparisons if c.failed]
-    head = "❌ regression" if failed else "✅ no regression"
-    out = [f"## connbench compare: {head}"]
-    for comparison in comparisons:
-        out += ["", f"### `{comparison.base_label}` → `{comparison.new_label}`", ""]
-        icon = "❌" if comparison.failed else "✅"
-        out.append(f"{icon} **{_verdict_summary(comparison)}**")
-        out += ["", _gate_line(comparison)]
-        verdicts = comparison.verdicts
-        bad = [v for v in verdicts if v.failed]
-        if bad:
-            out += ["", "**Failed checks**", ""]
-            out += [f"- ❌ **{v.variant}** · {v.reason}" for v in bad]
-        good = [v for v in verdicts if not v.failed]
-        if good:
-            out += ["", "<details><summary>Passed checks</summary>", ""]
-            out += [f"- ✅ {v.variant} · {v.reason}" for v in good]
-            out += ["", "</details>"]
-        if comparison.variants:
-            rows = _compare_rows(comparison, markdown_mark)
-            out += ["", _md_table(COMPARE_HEADERS, rows, left=2)]
-        matched = _matched_lines(comparison)
-        if matched:
-            out += [""] + [f"- {line}" for line in matched]
-        for label, keys in (("Only in BASE", comparison.only_in_base),
-                            ("Only in NEW", comparison.only_in_new)):  # fmt: skip
-            if keys:
-                out += ["", f"**{label}:** " + ", ".join(f"`{k}`" for k in keys)]
-        if comparison.environment:
-            out += ["", "> ⚠️ **Different environments**: the numbers may not be comparable.", ">"]
-            out += [f"> - {d.what}: `{d.base}` → `{d.new}`" for d in comparison.environment]
-        if comparison.warnings:
-            out += [""] + [f"- ⚠️ {w}" for w in comparison.warnings]
-    return "\n".join(out) + "\n"
-
-
-def compare_csv(comparisons: Sequence[Comparison]) -> str:
-    """One row per NEW file and variant: gate outcome, then BASE/NEW/change/p per metric."""
-    rows = []
-    for comparison in comparisons:
-        for variant in comparison.variants:
-            row: dict[str, Any] = {
-                "base": comparison.base_label,
-                "new": comparison.new_label,
-                "variant": variant.key,
-                "base_variant": variant.base_key,
-                "new_variant": variant.new_key,
-                "base_status": variant.base_status,
-                "new_status": variant.new_status,
-                "gate": ("fail" if variant.failed else "pass") if variant.verdicts else "",
-                "failed_checks": ";".join(v.metric for v in variant.verdicts if v.failed),
-            }
-            for name, change in variant.metrics.items():
-                row[f"{name}_base"] = change.base
-                row[f"{name}_new"] = change.new
-                row[f"{name}_change"] = None if change.change is None else round(change.change, 4)
-                row[f"{name}_p"] = None if change.p_value is None else round(change.p_value, 4)
-            rows.append(row)
-    return _csv(rows)
-
-
-def compare_json(comparisons: Sequence[Comparison]) -> str:
-    return _json(
-        {
-            "failed": any(c.failed for c in comparisons),
-            "comparisons": [asdict(c) | {"failed": c.failed} for c in comparisons],
-        }
-    )
-
-
-def format_compare(comparisons: Sequence[Comparison], fmt: str) -> str:
-    """Comparisons as Markdown, CSV or JSON text (``table`` goes through render_compare)."""
-    formats = {"markdown": compare_markdown, "csv": compare_csv, "json": compare_json}
-    return formats[fmt](comparisons)

@@ -1,0 +1,1 @@
+"""Analysis: pure functions over measurements (stats, compare, limits, capacity); no printing."""

@@ -1,0 +1,1 @@
+"""Infrastructure: child processes, private temp dirs, PostgreSQL, PgBouncer, the app server."""

@@ -1,0 +1,1 @@
+"""Measurement: load engines, the server-side sampler, faults, calibration."""

@@ -1,0 +1,1 @@
+"""Presentation: the only layer that formats for people (rich tables, Markdown, CSV, JSON)."""

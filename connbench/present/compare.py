@@ -1,0 +1,230 @@
+"""A comparison of results as a rich table, Markdown, CSV or JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from connbench.analyse.compare import METRICS, Comparison, MetricChange, VariantComparison
+from connbench.present.common import (
+    WARNING,
+    Mark,
+    csv_text,
+    json_text,
+    markdown_mark,
+    md_table,
+    rich_mark,
+    sayer,
+)
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if unit == "req/s" or abs(value) >= 100 else f"{value:,.3g}"
+
+
+def _change_cell(change: MetricChange, failed: bool, mark: Mark) -> str:
+    if change.change is None:
+        return "-"
+    text = f"{change.change:+.1%}"
+    if failed:
+        return mark(text, "bad")
+    worse = change.worse_by
+    return mark(text, "warn") if worse is not None and worse > 0 else text
+
+
+def _p_cell(change: MetricChange) -> str:
+    n = f"{len(change.base_values)}+{len(change.new_values)}"
+    return f"{change.p_value:.3g} ({n})" if change.p_value is not None else f"- ({n})"
+
+
+def _spread_cell(value: float | None, cv: float | None, unit: str, mark: Mark) -> str:
+    text = _value(value, unit)
+    if cv is not None:
+        text += mark(f" ±{cv:.0%}", "warn" if cv >= 0.10 else "dim")
+    return text
+
+
+def _gate_cell(variant: VariantComparison, metric: str, mark: Mark) -> str:
+    for verdict in variant.verdicts:
+        if verdict.metric == metric:
+            limit = f"{verdict.threshold:.0%}"
+            return mark(f"FAIL {limit}", "bad") if verdict.failed else mark(f"pass {limit}", "good")
+    return ""
+
+
+COMPARE_HEADERS = ("variant", "metric", "BASE", "NEW", "change", "p (n)", "gate")
+
+
+def _compare_rows(comparison: Comparison, mark: Mark) -> list[list[str]]:
+    rows = []
+    for variant in comparison.variants:
+        failed = {v.metric for v in variant.verdicts if v.failed}
+        for i, (name, change) in enumerate(variant.metrics.items()):
+            metric = METRICS[name]
+            label = metric.label + (f" {metric.unit}" if metric.unit else "")
+            rows.append(
+                [
+                    variant.key if i == 0 else "",
+                    label,
+                    _spread_cell(change.base, change.base_cv, metric.unit, mark),
+                    _spread_cell(change.new, change.new_cv, metric.unit, mark),
+                    _change_cell(change, name in failed, mark),
+                    _p_cell(change),
+                    _gate_cell(variant, name, mark),
+                ]
+            )
+    return rows
+
+
+def _gate_line(comparison: Comparison) -> str:
+    gate = comparison.gate
+    if not gate.thresholds:
+        return (
+            "no gate: nothing can fail (give --fail-on METRIC:PERCENT, or a [gate] table in "
+            "the scenario)"
+        )
+    sources = sorted({t.source for t in gate.thresholds})
+    limits = ", ".join(
+        f"{METRICS[t.metric].label} "
+        f"{'-' if METRICS[t.metric].higher_is_better else '+'}{t.fraction:.0%}"
+        for t in gate.thresholds
+    )
+    return (
+        f"gate: fail when worse than {limits} ({'; '.join(sources)}) and significant at "
+        f"α={gate.alpha:g} (two-sided Mann-Whitney U over the per-repeat values)"
+    )
+
+
+def _matched_lines(comparison: Comparison) -> list[str]:
+    return [
+        f"matched {v.base_key!r} with {v.new_key!r}"
+        for v in comparison.variants
+        if v.base_key != v.new_key
+    ]
+
+
+def _verdict_summary(comparison: Comparison) -> str:
+    verdicts = comparison.verdicts
+    failed = sum(v.failed for v in verdicts)
+    if comparison.nothing_matched:
+        return "REGRESSION GATE FAILED: no variant in common, nothing could be checked"
+    checks = f"{len(verdicts)} check" + ("s" if len(verdicts) != 1 else "")
+    if failed:
+        return f"REGRESSION: {failed} of {checks} failed"
+    if not verdicts:
+        return "no checks"
+    return f"no regression ({checks} passed)"
+
+
+def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
+    for comparison in comparisons:
+        table = Table(
+            title=f"connbench compare · {comparison.base_label} → {comparison.new_label}",
+            title_justify="left",
+        )
+        for header in COMPARE_HEADERS:
+            table.add_column(header, justify="left" if header in ("variant", "metric") else "right")
+        for row in _compare_rows(comparison, rich_mark):
+            if row[0] and table.row_count:
+                table.add_section()
+            table.add_row(*row)
+        console.print(table)
+        say = sayer(console)
+        say("[dim]", _gate_line(comparison))
+        for line in _matched_lines(comparison):
+            say("[dim]", line)
+        for label, keys in (("only in BASE", comparison.only_in_base),
+                            ("only in NEW", comparison.only_in_new)):  # fmt: skip
+            if keys:
+                say(f"[yellow]{label}:[/yellow] ", ", ".join(keys))
+        for diff in comparison.environment:
+            say(WARNING, f"different {diff.what}: {diff.base} → {diff.new}")
+        for warning in comparison.warnings:
+            say(WARNING, warning)
+        for verdict in sorted(comparison.verdicts, key=lambda v: not v.failed):
+            mark = "[bold red]✗ FAIL[/bold red] " if verdict.failed else "[green]✓ pass[/green] "
+            say(mark, f"{verdict.variant}: {verdict.reason}")
+        say("[bold red]" if comparison.failed else "[green]", _verdict_summary(comparison))
+
+
+def compare_markdown(comparisons: Sequence[Comparison]) -> str:
+    failed = [c for c in comparisons if c.failed]
+    head = "❌ regression" if failed else "✅ no regression"
+    out = [f"## connbench compare: {head}"]
+    for comparison in comparisons:
+        out += ["", f"### `{comparison.base_label}` → `{comparison.new_label}`", ""]
+        icon = "❌" if comparison.failed else "✅"
+        out.append(f"{icon} **{_verdict_summary(comparison)}**")
+        out += ["", _gate_line(comparison)]
+        verdicts = comparison.verdicts
+        bad = [v for v in verdicts if v.failed]
+        if bad:
+            out += ["", "**Failed checks**", ""]
+            out += [f"- ❌ **{v.variant}** · {v.reason}" for v in bad]
+        good = [v for v in verdicts if not v.failed]
+        if good:
+            out += ["", "<details><summary>Passed checks</summary>", ""]
+            out += [f"- ✅ {v.variant} · {v.reason}" for v in good]
+            out += ["", "</details>"]
+        if comparison.variants:
+            rows = _compare_rows(comparison, markdown_mark)
+            out += ["", md_table(COMPARE_HEADERS, rows, left=2)]
+        matched = _matched_lines(comparison)
+        if matched:
+            out += [""] + [f"- {line}" for line in matched]
+        for label, keys in (("Only in BASE", comparison.only_in_base),
+                            ("Only in NEW", comparison.only_in_new)):  # fmt: skip
+            if keys:
+                out += ["", f"**{label}:** " + ", ".join(f"`{k}`" for k in keys)]
+        if comparison.environment:
+            out += ["", "> ⚠️ **Different environments**: the numbers may not be comparable.", ">"]
+            out += [f"> - {d.what}: `{d.base}` → `{d.new}`" for d in comparison.environment]
+        if comparison.warnings:
+            out += [""] + [f"- ⚠️ {w}" for w in comparison.warnings]
+    return "\n".join(out) + "\n"
+
+
+def compare_csv(comparisons: Sequence[Comparison]) -> str:
+    """One row per NEW file and variant: gate outcome, then BASE/NEW/change/p per metric."""
+    rows = []
+    for comparison in comparisons:
+        for variant in comparison.variants:
+            row: dict[str, Any] = {
+                "base": comparison.base_label,
+                "new": comparison.new_label,
+                "variant": variant.key,
+                "base_variant": variant.base_key,
+                "new_variant": variant.new_key,
+                "base_status": variant.base_status,
+                "new_status": variant.new_status,
+                "gate": ("fail" if variant.failed else "pass") if variant.verdicts else "",
+                "failed_checks": ";".join(v.metric for v in variant.verdicts if v.failed),
+            }
+            for name, change in variant.metrics.items():
+                row[f"{name}_base"] = change.base
+                row[f"{name}_new"] = change.new
+                row[f"{name}_change"] = None if change.change is None else round(change.change, 4)
+                row[f"{name}_p"] = None if change.p_value is None else round(change.p_value, 4)
+            rows.append(row)
+    return csv_text(rows)
+
+
+def compare_json(comparisons: Sequence[Comparison]) -> str:
+    return json_text(
+        {
+            "failed": any(c.failed for c in comparisons),
+            "comparisons": [asdict(c) | {"failed": c.failed} for c in comparisons],
+        }
+    )
+
+
+def format_compare(comparisons: Sequence[Comparison], fmt: str) -> str:
+    """Comparisons as Markdown, CSV or JSON text (``table`` goes through render_compare)."""
+    formats = {"markdown": compare_markdown, "csv": compare_csv, "json": compare_json}
+    return formats[fmt](comparisons)
