@@ -274,9 +274,9 @@ def breakdown(
     def mean(key: str) -> float:
         return (float(t1[key]) - float(t0[key])) / requests
 
-    if mean("queries") == 0 and mean("connects") == 0:
-        # No database call was timed (the sync strategies' psycopg calls are not
-        # instrumented): a breakdown would put all the time in "rest of app".
+    if mean("queries") == 0:
+        # No query was timed (the sync strategies' psycopg calls, SQLAlchemy's cursors and
+        # asyncpg are not instrumented): a breakdown would put them in "rest of app".
         return {}
 
     in_app = mean("until_response_ms")

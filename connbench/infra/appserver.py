@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
+from psycopg.conninfo import conninfo_to_dict
 
 from connbench.apps import STATS_PATH, Strategy
 from connbench.infra import procs
@@ -70,6 +72,45 @@ class App:
         return procs.log_tail(self.log_path)
 
 
+# libpq's variables for what a DSN holds: an app that builds its own connection from them
+# (asyncpg and psycopg read them too) reaches the same database as DATABASE_URL.
+LIBPQ_ENV = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "dbname": "PGDATABASE",
+    "application_name": "PGAPPNAME",
+}
+_URL_PARTS = {"host", "port", "user", "password", "dbname"}
+
+
+def database_url(dsn: str) -> str:
+    """``dsn`` (a URL or ``key=value`` conninfo) as a ``postgresql://`` URL, the form every
+    client library takes (SQLAlchemy and asyncpg read no conninfo); other keys as a query."""
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    auth = quote(params.get("user", ""), safe="")
+    if "password" in params:
+        auth += ":" + quote(params["password"], safe="")
+    netloc = (auth + "@" if auth else "") + params.get("host", "")
+    if "port" in params:
+        netloc += f":{params['port']}"
+    query = urlencode({k: v for k, v in params.items() if k not in _URL_PARTS})
+    db = quote(params.get("dbname", ""), safe="")
+    return f"postgresql://{netloc}/{db}" + (f"?{query}" if query else "")
+
+
+def database_env(dsn: str) -> dict[str, str]:
+    """What an app is given to reach ``dsn``: ``DATABASE_URL`` and libpq's ``PG*`` variables.
+
+    Through the environment only, never the command line, where any local user can read it.
+    """
+    params = conninfo_to_dict(dsn)
+    env = {"DATABASE_URL": database_url(dsn)}
+    env.update({var: str(params[key]) for key, var in LIBPQ_ENV.items() if params.get(key)})
+    return env
+
+
 def uvicorn_argv(strategy: Strategy, port: int, workers: int) -> list[str]:
     return [
         sys.executable,
@@ -107,7 +148,7 @@ def start(
     threshold = config.prepare_threshold
     env = procs.child_env(
         {
-            "DATABASE_URL": dsn,
+            **database_env(dsn),
             "CONNBENCH_TABLE": table,
             "CONNBENCH_POOL_MIN": str(config.pool_min),
             "CONNBENCH_POOL_MAX": str(config.pool_max),
