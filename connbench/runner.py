@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -27,10 +27,11 @@ import httpx
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, pgbouncer, postgres, tempdirs
+from connbench.infra import appserver, pgbouncer, postgres, tempdirs, userapp
 from connbench.measure import calibrate, faults, load, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import results
+from connbench.model.appspec import AppSpec
 from connbench.model.errors import ProcessError
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
@@ -183,6 +184,8 @@ def _warn_before(scenario: Scenario, pg: postgres.Postgres, reporter: Reporter) 
     max_connections = _max_connections(pg)
     if max_connections is not None:
         for variant in scenario.variants():
+            if variant.kind != "strategy":
+                continue  # an own app's pattern is its own: nothing to predict
             strategy = STRATEGIES[variant.strategy]
             prediction = capacity.predict(strategy, variant, scenario.pgbouncer_pool_size)
             message = capacity.warning(variant.key, prediction, max_connections)
@@ -203,6 +206,9 @@ def _run_variant(
     tmp: Path,
     on_progress: Callable[[Progress], None],
 ) -> StrategyResult:
+    spec = scenario.own_app(variant.strategy)
+    if variant.kind != "strategy" and spec is not None:
+        return _run_own_app(pg, variant, spec, repeat, scenario, interrupts, tmp, on_progress)
     strategy = STRATEGIES[variant.strategy]
     unavailable = pgbouncer.unavailable(variant.topology)
     if unavailable:
@@ -290,14 +296,17 @@ def _run_variant(
 
 
 def _measure(
-    app: appserver.App,
+    app: appserver.App | userapp.Served,
     pg: postgres.Postgres,
     bouncer: pgbouncer.PgBouncer | None,
     variant: Variant,
     scenario: Scenario,
     interrupts: Interrupts,
     on_progress: Callable[[Progress], None],
+    spec: AppSpec | None = None,
+    database: str | None = None,
 ) -> _Measured:
+    """Load ``app`` and watch the server (the sessions on ``database``, if given) meanwhile."""
     config = LoadConfig(
         concurrency=variant.concurrency,
         duration_s=scenario.duration_s,
@@ -306,6 +315,8 @@ def _measure(
         engine=scenario.engine,
         rate_rps=variant.rate,
     )
+    if spec is not None:
+        config = replace(config, method=spec.method, headers=spec.headers, body=spec.body_bytes)
     edges: dict[str, _Edge] = {}
     injector = faults.Injector(scenario.fault, pg) if scenario.fault else None
 
@@ -334,7 +345,7 @@ def _measure(
                 injector.arm()
 
         interrupts.attach(loop, stop)
-        watchers = [asyncio.create_task(sampler.watch(pg, samples))]
+        watchers = [asyncio.create_task(sampler.watch(pg, samples, database=database))]
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
@@ -361,6 +372,86 @@ def _measure(
 
     with load.new_runner() as runner:
         return runner.run(main())
+
+
+def _run_own_app(
+    pg: postgres.Postgres,
+    variant: Variant,
+    spec: AppSpec,
+    repeat: int,
+    scenario: Scenario,
+    interrupts: Interrupts,
+    tmp: Path,
+    on_progress: Callable[[Progress], None],
+) -> StrategyResult:
+    """One variant of an own app or a target (see :mod:`connbench.infra.userapp`)."""
+    described = variant.to_dict() | {"app": spec.describe()}
+
+    def not_run(status: str, why: str) -> StrategyResult:
+        return StrategyResult(
+            strategy=spec.name, variant=described, repeat=repeat, status=status, failure=why
+        )
+
+    if variant.topology != "direct":
+        return not_run(
+            "unavailable",
+            f"{spec.kind} {spec.name}: own apps and targets connect direct only "
+            f"(not via {variant.topology})",
+        )
+    log_path = tmp / f"{spec.name}-{len(list(tmp.iterdir()))}.log"
+    target = spec.kind == "target"
+    try:
+        with ExitStack() as stack:
+            db = (
+                userapp.target_database(pg)
+                if target
+                else stack.enter_context(userapp.own_database(pg, spec))
+            )
+            control = stack.enter_context(userapp.connect_as_app(db))
+            if spec.setup_sql:
+                userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+            with ExitStack() as app_stack:
+                if target:
+                    served = userapp.Served(spec, spec.url or "")
+                    userapp.probe(spec, served.base_url)
+                else:
+                    served = app_stack.enter_context(
+                        userapp.start(spec, db, variant.workers, log_path)
+                    )
+                rows_before = userapp.count(spec, control)
+                sessions_before = sampler.sessions_counter(control, db.name)
+                measured = _measure(
+                    served, pg, None, variant, scenario, interrupts, on_progress, spec, db.name
+                )
+                died, app_log = served.exit_code(), served.log_tail()
+            if not target:  # stopped: every session it had is closed and counted
+                sampler.wait_for_app_sessions_to_end(control, database=db.name)
+            sessions_after = sampler.sessions_counter(control, db.name)
+            rows_after = userapp.count(spec, control)
+    except ProcessError as exc:
+        return not_run("failed", str(exc))
+    opened = None
+    if sessions_before is not None and sessions_after is not None:
+        # The sampler's own sessions land on the target's database, not on an own app's.
+        opened = sessions_after - sessions_before - (measured.connects if target else 0)
+    rows = None if rows_before is None or rows_after is None else rows_after - rows_before
+    cpu = measured.cpu_percent
+    if target:
+        cpu["app"] = None  # not ours to measure: unknown, not 0
+    result = stats.summarize(
+        strategy=spec.name,
+        variant=described,
+        repeat=repeat,
+        raw=measured.raw,
+        samples=measured.samples,
+        sessions_opened=opened,
+        rows_inserted=rows,
+        cpu_percent=cpu,
+        interrupted=measured.raw.interrupted,
+    )
+    if died is not None:
+        result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+    return result
 
 
 @dataclass(frozen=True)

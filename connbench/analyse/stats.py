@@ -167,7 +167,8 @@ def summarize(
             **pgbouncer_summary(pools.samples, raw.window_start_ns, raw.window_end_ns),
             "sampler_failures": pools.failures,
         }
-    integrity_ok = rows_inserted is not None and rows_inserted == raw.all_ok
+    # None: not checked (an own app without count_sql).
+    integrity_ok = None if rows_inserted is None else rows_inserted == raw.all_ok
     result = StrategyResult(
         strategy=strategy,
         status="interrupted" if interrupted else "ok",
@@ -396,7 +397,7 @@ def warnings(result: StrategyResult) -> list[str]:
     """What a careful reader should know before trusting this strategy's numbers."""
     out: list[str] = []
     integrity = result.integrity
-    if not integrity.get("ok"):
+    if integrity.get("ok") is False:
         rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
         out.append(f"integrity: {rows} rows inserted for {ok} successful responses")
     if result.generator.get("saturated"):
@@ -568,7 +569,7 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         # Over every request of every repeat, as k6 computes a rate: a median of per-repeat
         # rates would hide one repeat that failed badly.
         "error_rate": round(errors / total, 6) if total else None,
-        "integrity_ok": all(r.integrity.get("ok") for r in ran),
+        "integrity_ok": _integrity_ok(ran),
         "generator_saturated": any(r.generator.get("saturated") for r in runs),
         "valid": all(r.open_model.get("valid", True) for r in runs),
     }
@@ -613,6 +614,12 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
     summary["failure"] = next((r.failure for r in runs if r.failure), None)
     summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
     return summary
+
+
+def _integrity_ok(runs: Sequence[StrategyResult]) -> bool | None:
+    """Every checked run's rows matched its 2xx; None when none was checked (no count_sql)."""
+    checked = [r.integrity.get("ok") for r in runs if r.integrity.get("ok") is not None]
+    return all(checked) if checked else None
 
 
 def _run_warnings(runs: list[StrategyResult]) -> list[str]:

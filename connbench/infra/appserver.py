@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,12 +111,13 @@ def database_env(dsn: str) -> dict[str, str]:
     return env
 
 
-def uvicorn_argv(strategy: Strategy, port: int, workers: int) -> list[str]:
+def uvicorn_argv(
+    app_path: str, port: int, workers: int, launcher: list[str] | None = None
+) -> list[str]:
+    """uvicorn's command line for ``app_path``; ``launcher`` replaces ``-m uvicorn APP``."""
     return [
         sys.executable,
-        "-m",
-        "uvicorn",
-        strategy.app_path,
+        *(launcher or ["-m", "uvicorn", app_path]),
         "--host",
         "127.0.0.1",
         "--port",
@@ -156,25 +157,41 @@ def start(
             "CONNBENCH_INSTRUMENT": "1" if config.instrument else "0",
         }
     )
+    with serve(
+        lambda port: uvicorn_argv(strategy.app_path, port, config.workers),
+        env,
+        f"uvicorn ({strategy.name})",
+        log_path,
+        lambda url, proc: _wait_healthy(url, strategy, proc, log_path),
+    ) as (url, proc):
+        yield App(strategy, url, proc, log_path, instrumented=config.instrument)
+
+
+@contextmanager
+def serve(
+    argv: Callable[[int], list[str]],
+    env: dict[str, str],
+    name: str,
+    log_path: Path,
+    wait_ready: Callable[[str, subprocess.Popen[bytes]], None],
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``argv(port)`` on a free port in its own process group until ``wait_ready(url,
+    proc)`` returns; yield the URL and process, stop the group on exit. A start that lost its
+    port to another process is retried on a new one; ``wait_ready``'s errors propagate."""
     for attempt in range(BIND_ATTEMPTS):
         port = procs.free_port()
         with procs.Child(
-            uvicorn_argv(strategy, port, config.workers),
-            name=f"uvicorn ({strategy.name})",
-            log_path=log_path,
-            env=env,
-            stop_timeout_s=STOP_TIMEOUT_S,
+            argv(port), name=name, log_path=log_path, env=env, stop_timeout_s=STOP_TIMEOUT_S
         ) as child:
-            proc = child.proc
             url = f"http://127.0.0.1:{port}"
             try:
-                _wait_healthy(url, strategy, proc, log_path)
+                wait_ready(url, child.proc)
             except ProcessError:
                 lost_port = "address already in use" in procs.log_tail(log_path).lower()
                 if lost_port and attempt + 1 < BIND_ATTEMPTS:
                     continue
                 raise
-            yield App(strategy, url, proc, log_path, instrumented=config.instrument)
+            yield url, child.proc
             return
 
 

@@ -48,7 +48,8 @@ def _cv(spread: dict[str, Any], mark: Mark = rich_mark) -> str:
 
 
 def _integrity(summary: dict[str, Any], runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
-    measured = [r for r in runs if r.integrity]
+    # Not checked (an own app without count_sql): "-", neither good nor bad.
+    measured = [r for r in runs if r.integrity and r.integrity.get("ok") is not None]
     if not measured:
         return "-"
     if len(measured) == 1:
