@@ -120,6 +120,7 @@ def _format(value: str) -> str:
 PostgresOpt = Annotated[
     str | None,
     typer.Option(
+        "--postgres",
         help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
         show_default=False,
     ),
@@ -499,7 +500,12 @@ def serve(
                         f"on 127.0.0.1:{route.bouncer.port}",
                         highlight=False,
                     )
-                console.print(f"serving {chosen.strategies[0]} at {served.visit_url}")
+                console.print(
+                    f"serving {chosen.strategies[0]} at {served.visit_url} "
+                    f"(rows go to table {pg.table})",
+                    highlight=False,
+                    soft_wrap=True,
+                )
                 console.print("[dim]Ctrl-C to stop[/dim]")
                 while served.exit_code() is None:
                     time.sleep(0.5)

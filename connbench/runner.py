@@ -418,13 +418,17 @@ def _run_own_app(
                     served = app_stack.enter_context(
                         userapp.start(spec, db, variant.workers, log_path)
                     )
+                # The probe's request may commit after its response: count once it has.
+                userapp.wait_until_idle(control, db.name)
                 rows_before = userapp.count(spec, control)
                 sessions_before = sampler.sessions_counter(control, db.name)
                 measured = _measure(
                     served, pg, None, variant, scenario, interrupts, on_progress, spec, db.name
                 )
                 died, app_log = served.exit_code(), served.log_tail()
-            if not target:  # stopped: every session it had is closed and counted
+            if target:
+                userapp.wait_until_idle(control, db.name)
+            else:  # stopped: every session it had is closed and counted
                 sampler.wait_for_app_sessions_to_end(control, database=db.name)
             sessions_after = sampler.sessions_counter(control, db.name)
             rows_after = userapp.count(spec, control)

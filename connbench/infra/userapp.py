@@ -36,7 +36,19 @@ from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
 from connbench.model.appspec import AppSpec
 from connbench.model.errors import ProcessError, first_line
 
-CONTROL_APP = "connbench-control"  # excluded from the app's sessions (sampler.OWN_SESSIONS)
+CONTROL_APP = "connbench-control"  # excluded from the app's sessions (OWN_SESSIONS)
+# An own app or a target gets a database to itself (or is the one client of its database), so
+# its sessions are every client session there but connbench's own: whatever library it uses,
+# whatever application_name it sets or not.
+OWN_SESSIONS = ("connbench-control", "connbench-sampler", "connbench-fault")
+DATABASE_ACTIVITY_SQL = """
+SELECT coalesce(state, 'unknown'), count(*)
+FROM pg_stat_activity
+WHERE datname = %s AND backend_type = 'client backend'
+  AND coalesce(application_name, '') <> ALL(%s)
+GROUP BY 1
+"""
+
 PROBE_TIMEOUT_S = 5.0
 # Statuses that mean "not yet" (a proxy in front, a warming app); any other non-2xx is an answer.
 NOT_YET = (502, 503, 504)
@@ -150,6 +162,17 @@ def connect_as_app(db: AppDatabase) -> psycopg.Connection[Any]:
         autocommit=True,
         connect_timeout=CONNECT_TIMEOUT_S,
     )
+
+
+def wait_until_idle(conn: psycopg.Connection[Any], database: str, timeout_s: float = 5.0) -> None:
+    """Wait until no session of a running target is busy: a ``yield`` dependency commits after
+    its response, so the last rows land a moment after the load has ended."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = conn.execute(DATABASE_ACTIVITY_SQL, [database, list(OWN_SESSIONS)]).fetchall()
+        if all(state == "idle" for state, _ in rows):
+            return
+        time.sleep(0.05)
 
 
 def count(spec: AppSpec, conn: psycopg.Connection[Any]) -> int | None:

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 
 from connbench.infra import pgbouncer
 from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.infra.userapp import DATABASE_ACTIVITY_SQL, OWN_SESSIONS
 from connbench.model.errors import first_line
 
 SAMPLE_INTERVAL_S = 0.1
@@ -29,19 +30,6 @@ ACTIVITY_SQL = """
 SELECT coalesce(state, 'unknown'), count(*)
 FROM pg_stat_activity
 WHERE application_name = %s AND datname = current_database()
-GROUP BY 1
-"""
-
-
-# An own app or a target gets a database to itself (or is the one client of its database), so
-# its sessions are every client session there but connbench's own: whatever library it uses,
-# whatever application_name it sets or not.
-OWN_SESSIONS = ("connbench-control", "connbench-sampler", "connbench-fault")
-DATABASE_ACTIVITY_SQL = """
-SELECT coalesce(state, 'unknown'), count(*)
-FROM pg_stat_activity
-WHERE datname = %s AND backend_type = 'client backend'
-  AND coalesce(application_name, '') <> ALL(%s)
 GROUP BY 1
 """
 
