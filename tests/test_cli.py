@@ -62,6 +62,11 @@ def test_version() -> None:
         (["run", "--target", "t=http://x:99999/"], "--target: bad port"),
         (["run", "--target", "t=http://127.0.0.1:8000/"], "--target: needs --postgres DSN"),
         (["run", "--path", "/x/"], "--path: applies to --app and --target only"),
+        (["run", "--app", "a=m:x", "--fault", "terminate@2"], "--fault: not supported with"),
+        (
+            ["run", "--target", "t=https://h/", "--postgres", "postgresql://u@h/d"],
+            "--target t: an https:// URL needs --engine aiohttp or httpx",
+        ),
         (["run", "--app", "a=m:x", "--path", "x"], "--path: expected a path starting with '/'"),
         (["run", "--app", "a=m:x", "--body", "{bad"], "--body: expected JSON"),
         (["run", "--app", "a=m:x", "--method", "BREW"], "--method: expected one of GET"),

@@ -476,6 +476,15 @@ def _own_apps_given(
             raise ScenarioError(f"--app/--target: app name {name!r} is {what}")
     if specs and not explicit_strategies:
         values["strategies"] = ()  # --app alone runs the app alone
+    if specs and values.get("fault") is not None:
+        # Faults find the app's sessions by connbench's application_name, which own apps lack.
+        raise ScenarioError("--fault: not supported with --app or --target")
+    https = [s.name for s in specs if (s.url or "").startswith("https:")]
+    if https and values.get("engine", "httptools") == "httptools":
+        raise ScenarioError(
+            f"--target {https[0]}: an https:// URL needs --engine aiohttp or httpx "
+            "(httptools speaks plain HTTP)"
+        )
     backend = parse_backend(values.get("postgres", "embedded"))
     if values.get("target") and backend.kind != "external":
         raise ScenarioError(
