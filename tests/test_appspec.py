@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from connbench.infra import appserver
+from connbench.infra import appserver, postgres, userapp
 from connbench.infra.launch import is_asgi
 from connbench.model import appspec
 from connbench.model.errors import ScenarioError
@@ -94,3 +97,21 @@ def test_is_asgi() -> None:
 
     assert is_asgi(FastAPI()) and is_asgi(raw)
     assert not is_asgi(42) and not is_asgi(print) and not is_asgi(FastAPI)
+
+
+def test_scram_verifier_lets_the_password_in(pg: postgres.Postgres) -> None:
+    """The role is created from a verifier worked out here; the password logs in with it."""
+    secret = userapp.scram_verifier("pw-for-test")
+    assert secret.startswith("SCRAM-SHA-256$4096:") and "pw-for-test" not in secret
+    with pg.connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE scram_probe LOGIN PASSWORD {}").format(sql.Literal(secret))
+        )
+        try:
+            psycopg.connect(
+                make_conninfo(pg.dsn, user="scram_probe", password="pw-for-test")
+            ).close()
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(make_conninfo(pg.dsn, user="scram_probe", password="wrong")).close()
+        finally:
+            conn.execute("DROP ROLE scram_probe")
