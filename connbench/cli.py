@@ -214,8 +214,9 @@ def run(
         list[str] | None,
         typer.Option(
             "--app",
-            help="Your own app as a variant: NAME=MODULE:ATTR[@DIR] (DIR on its import path; "
-            "default: here). It gets DATABASE_URL and PG* for a database of its own. Repeatable.",
+            help="Your own app as a variant: NAME=MODULE:ATTR, or NAME=MODULE:ATTR@DIR with DIR "
+            "on its import path (default: here). It gets DATABASE_URL and PG* for a database of "
+            "its own. Repeatable.",
             show_default=False,
         ),
     ] = None,

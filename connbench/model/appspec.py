@@ -22,7 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_PATH = "/visit/"
-DEFAULT_READY_TIMEOUT_S = 30.0
+DEFAULT_READY_TIMEOUT_S = 30.0  # an app connbench starts: imports, lifespan, pool
+TARGET_READY_TIMEOUT_S = 5.0  # a running app answers now or is not there
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 _IMPORT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -100,7 +101,9 @@ def parse_target(text: Any) -> AppSpec:
     """``NAME=URL``; a path in the URL is the path each request goes to."""
     name, rest = _split(text, "NAME=URL")
     base, path = _url(rest)
-    return AppSpec(name=name, url=base, path=path or DEFAULT_PATH)
+    return AppSpec(
+        name=name, url=base, path=path or DEFAULT_PATH, ready_timeout_s=TARGET_READY_TIMEOUT_S
+    )
 
 
 def _import_string(text: str) -> str:
@@ -215,8 +218,7 @@ def parse_table(value: Any) -> AppSpec:
         if "dir" in value:
             spec = replace(spec, dir=str(value["dir"]))
     else:
-        base, path = _url(str(value["url"]))
-        spec = AppSpec(name=_name(name), url=base, path=path or DEFAULT_PATH)
+        spec = parse_target(f"{name}={value['url']}")
     if "env" in value:
         spec = replace(spec, env=_env(value["env"]))
     try:

@@ -137,7 +137,16 @@ class Scenario:
                 self.topology, counts, self.concurrency, self.rate or (None,)
             ):
                 cells.append(
-                    Variant(spec.name, concurrency, n, None, None, rate, topology, spec.kind)
+                    Variant(
+                        strategy=spec.name,
+                        concurrency=concurrency,
+                        workers=n,
+                        pool_min=None,
+                        pool_max=None,
+                        rate=rate,
+                        topology=topology,
+                        kind=spec.kind,
+                    )
                 )
         return cells
 
