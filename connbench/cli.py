@@ -501,12 +501,9 @@ def serve(
                         f"on 127.0.0.1:{route.bouncer.port}",
                         highlight=False,
                     )
-                console.print(
-                    f"serving {chosen.strategies[0]} at {served.visit_url} "
-                    f"(rows go to table {pg.table})",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                console.print(f"serving {chosen.strategies[0]} at {served.visit_url}")
+                # For a --target run's count_sql: SELECT count(*) FROM <table>.
+                console.print(f"rows go to table {pg.table}", highlight=False, soft_wrap=True)
                 console.print("[dim]Ctrl-C to stop[/dim]")
                 while served.exit_code() is None:
                     time.sleep(0.5)

@@ -135,10 +135,13 @@ def served(pg: postgres.Postgres) -> Iterator[tuple[str, str]]:
     )
     try:
         assert proc.stdout is not None
+        url = ""
         for line in proc.stdout:
-            found = re.search(r"serving pool at (\S+) \(rows go to table (\w+)\)", line)
+            if line.startswith("serving pool at "):
+                url = line.split(" at ", 1)[1].strip()
+            found = re.match(r"rows go to table (\w+)", line)
             if found:
-                yield found.group(1), found.group(2)
+                yield url, found.group(1)
                 break
         else:
             pytest.fail("connbench serve did not say where it serves")

@@ -617,9 +617,12 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
 
 
 def _integrity_ok(runs: Sequence[StrategyResult]) -> bool | None:
-    """Every checked run's rows matched its 2xx; None when none was checked (no count_sql)."""
+    """Every checked run's rows matched its 2xx; None when runs were measured but none was
+    checked (an own app without count_sql)."""
     checked = [r.integrity.get("ok") for r in runs if r.integrity.get("ok") is not None]
-    return all(checked) if checked else None
+    if not checked and any(r.integrity for r in runs):
+        return None
+    return all(checked)  # nothing measured: nothing mismatched
 
 
 def _run_warnings(runs: list[StrategyResult]) -> list[str]:
