@@ -5,8 +5,9 @@ from these classes, and every result is validated against them when it is saved 
 loaded (:mod:`connbench.model.results`, which also holds the schema's version history).
 
 Conventions: units are in the field names; a part a run did not measure is ``null``, never an
-empty object; numbers are finite numbers (no ``"100"``, no ``NaN``). Validation is strict (no string-to-number
-coercion) and unknown fields are refused, so a typo or a hand edit is caught on load.
+empty object; numbers are finite numbers (no ``"100"``, no ``NaN``). Validation is strict (no
+string-to-number coercion) and unknown fields are refused, so a typo or a hand edit is caught
+on load.
 """
 
 from __future__ import annotations
