@@ -21,9 +21,7 @@ OLD_RESULTS = sorted(FIXTURES.glob("result-v*.json")) + [ROOT / "results" / "bas
 
 def sample_run() -> results.RunResult:
     run = results.new_run(scenario_of(concurrency=[4]))
-    run.results.append(
-        made("pool", throughput_rps=123.0, latency_ms={"p99": 2.5}, timeseries={})
-    )
+    run.results.append(made("pool", throughput_rps=123.0, latency_ms={"p99": 2.5}, timeseries={}))
     return run
 
 
