@@ -54,6 +54,8 @@ def test_default_path_is_under_results() -> None:
         ('{"schema_version": 99}', "schema_version 99 is not supported"),
         ('{"schema_version": true}', "schema_version true is not supported"),
         ('{"schema_version": 2}', "created_at: missing"),
+        ("[" * 100_000, "nested too deep"),
+        ('{"schema_version": 6, "results": ' + "[" * 100_000 + "]" * 100_000 + "}", "too deep"),
         (
             '{"schema_version": 1}',
             r"schema_version 1 is not supported \(this connbench reads versions 2 to 6\)",

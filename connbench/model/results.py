@@ -201,6 +201,8 @@ def load(path: Path) -> RunResult:
         raise ResultFileError(f"{path}: cannot read result file ({exc.strerror})") from None
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both
         raise ResultFileError(f"{path}: not valid JSON ({_one_line(str(exc))})") from None
+    except RecursionError:
+        raise ResultFileError(f"{path}: not a connbench result (nested too deep)") from None
     return parse(data, str(path))
 
 
