@@ -471,7 +471,7 @@ def test_limits_exit_3_and_compare_reads_the_real_result(pg: object, tmp_path: P
         ("error_rate>0.5", "pool c=4 w=1 pool=4..4"): False,
         ("error_rate>0.5", "connect c=4 w=1"): False,
     }
-    assert results.load(out).limits == printed["limits"]
+    assert [v.model_dump() for v in results.load(out).limits] == printed["limits"]
     same = subprocess.run(
         connbench_cmd("compare", str(out), str(out), "--fail-on", "throughput:10%",
                       "--format", "markdown"),
