@@ -4,9 +4,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+from typer.testing import CliRunner
 
 from connbench.analyse import stats
+from connbench.cli import app
 from connbench.model import results
 from connbench.model.errors import ResultFileError
 from connbench.model.result_types import LimitRecord
@@ -223,3 +226,21 @@ def test_the_shipped_schema_is_the_generated_one() -> None:
 
 def test_every_migration_step_is_there() -> None:
     assert list(results.MIGRATIONS) == list(range(2, results.SCHEMA_VERSION))
+
+
+def test_connbench_schema_prints_it() -> None:
+    printed = CliRunner().invoke(app, ["schema"])
+    assert printed.exit_code == 0
+    assert printed.stdout == results.SCHEMA_PATH.read_text()
+
+
+@pytest.mark.parametrize("path", OLD_RESULTS, ids=lambda p: p.name)
+def test_the_schema_describes_what_connbench_saves(tmp_path: Path, path: Path) -> None:
+    """An independent validator agrees with the model: what we save fits the published
+    schema, and a wrong shape does not."""
+    schema = json.loads(results.SCHEMA_PATH.read_text())
+    saved = json.loads(results.save(results.load(path), tmp_path / "r.json").read_text())
+    jsonschema.validate(saved, schema)
+    saved["environment"]["postgres"]["settings"]["max_connections"] = "100"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(saved, schema)
