@@ -22,7 +22,7 @@ from connbench.infra import postgres
 from connbench.model import results
 from connbench.model.scenario import build
 
-from .conftest import ROOT, RecordingReporter, connbench_cmd, run_cli
+from .conftest import ROOT, RecordingReporter, connbench_cmd, part, run_cli
 
 SHORT = {"duration_s": "1.5", "warmup_s": "0.5", "concurrency": "6"}
 
@@ -65,34 +65,35 @@ def test_own_apps_run_beside_a_strategy_with_rows_matching_responses(
     assert [r.strategy for r in own_apps.results] == ["pool", "asyncpg-app", "sqlalchemy-app"]
     for result in own_apps.results:
         assert result.status == "ok", result.failure
-        assert result.requests["ok"] > 0 and result.requests["errors"] == 0
-        assert result.integrity["ok"] is True, result.integrity
-        assert result.cpu_percent["app"] is not None
-    assert _result(own_apps, "sqlalchemy-app").variant["app"]["method"] == "POST"
+        assert part(result.requests).ok > 0 and part(result.requests).errors == 0
+        assert part(result.integrity).ok is True, result.integrity
+        assert part(result.cpu_percent).app is not None
+    assert part(_result(own_apps, "sqlalchemy-app").variant.app).method == "POST"
 
 
 def test_asyncpg_pool_is_attributed_despite_a_foreign_application_name(
     own_apps: results.RunResult,
 ) -> None:
-    result = _result(own_apps, "asyncpg-app")
-    assert result.server["connections_peak"] == 3  # its pool, exactly, and nobody else's
-    assert result.server["sessions_opened"] == 0  # opened at start-up, none while measured
+    server = part(_result(own_apps, "asyncpg-app").server)
+    assert server.connections_peak == 3  # its pool, exactly, and nobody else's
+    assert server.sessions_opened == 0  # opened at start-up, none while measured
 
 
 def test_sqlalchemy_nullpool_sessions_are_counted_one_per_request(
     own_apps: results.RunResult,
 ) -> None:
     result = _result(own_apps, "sqlalchemy-app")
+    server = part(result.server)
     # pg_stat_database counts every session, however short: exactly one per 2xx.
-    assert result.server["sessions_opened"] == result.integrity["ok_responses"]
-    assert 1 <= result.server["connections_peak"] <= 6
+    assert server.sessions_opened == part(result.integrity).ok_responses
+    assert 1 <= part(server.connections_peak) <= 6
 
 
 def test_the_builtin_strategy_beside_them_keeps_its_own_figures(
     own_apps: results.RunResult,
 ) -> None:
-    result = _result(own_apps, "pool")
-    assert result.server["connections_peak"] == 4 and result.server["sessions_opened"] == 4
+    server = part(_result(own_apps, "pool").server)
+    assert server.connections_peak == 4 and server.sessions_opened == 4
 
 
 def test_roles_and_databases_are_dropped_afterwards(
@@ -115,8 +116,8 @@ def test_example_app_runs_from_the_repository_root(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     mine = next(r for r in results.load(out).results if r.strategy == "mine")
-    assert mine.integrity["ok"] is True
-    assert mine.server["connections_peak"] >= 2 and mine.server["samples"] > 3
+    assert part(mine.integrity).ok is True
+    assert part(part(mine.server).connections_peak) >= 2 and part(mine.server).samples > 3
 
 
 # --- a target: an app somebody else started ---------------------------------------------------
@@ -165,12 +166,13 @@ def test_target_run_against_connbench_serve(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = results.load(out).results[0]
-    assert result.status == "ok" and result.variant["kind"] == "target"
-    assert result.cpu_percent["app"] is None  # not ours: unknown, not 0
+    assert result.status == "ok" and result.variant.kind == "target"
+    assert part(result.cpu_percent).app is None  # not ours: unknown, not 0
     assert json.loads(done.stdout)["summary"][0]["cpu_app_percent"] is None
-    assert result.integrity["ok"] is True and result.integrity["rows_inserted"] > 0
-    assert result.server["connections_peak"] == 4  # serve's pool: psycopg_pool's default 4
-    assert result.server["sessions_opened"] == 0
+    integrity = part(result.integrity)
+    assert integrity.ok is True and part(integrity.rows_inserted) > 0
+    assert part(result.server).connections_peak == 4  # serve's pool: psycopg_pool's 4
+    assert part(result.server).sessions_opened == 0
     assert pg.dsn not in out.read_text() and pg.dsn not in done.stdout + done.stderr
 
 
