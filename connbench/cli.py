@@ -22,7 +22,7 @@ from connbench.analyse import capacity, compare, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs
 from connbench.measure import calibrate
-from connbench.model import results, scenario
+from connbench.model import checks, metrics, results, scenario
 from connbench.model.errors import BadInput, ConnbenchError, MissingDependency
 from connbench.present import common as present_common
 from connbench.present import compare as compare_view
@@ -311,7 +311,7 @@ def compare_results(
         typer.Option(
             "--fail-on",
             help="METRIC:PERCENT: fail when this much worse and significant, e.g. "
-            "throughput:10%, p99:25%. Metrics: " + ", ".join(compare.METRICS) + ". "
+            "throughput:10%, p99:25%. Metrics: " + metrics.known() + ". "
             "Replaces the [gate] the NEW result's scenario recorded, metric by metric.",
         ),
     ] = None,
@@ -340,8 +340,8 @@ def compare_results(
         paths = files or []
         if len(paths) < 2:
             raise BadInput("compare needs a BASE and at least one NEW result file")
-        thresholds = [_parsed("--fail-on", compare.parse_fail_on, text) for text in fail_on or []]
-        level = _parsed("--alpha", compare.parse_alpha, alpha) if alpha is not None else None
+        thresholds = [_parsed("--fail-on", checks.parse_fail_on, text) for text in fail_on or []]
+        level = _parsed("--alpha", checks.parse_alpha, alpha) if alpha is not None else None
         for name in ignore or []:
             if name not in compare.DIMENSIONS:
                 known = ", ".join(compare.DIMENSIONS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
@@ -13,6 +13,8 @@ from hdrh.histogram import HdrHistogram
 from connbench.measure.faults import Injected
 from connbench.measure.load import RawLoad
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
+from connbench.model import metrics
+from connbench.model.metrics import Metric
 from connbench.model.results import StrategyResult
 
 AnySample = TypeVar("AnySample", Sample, PoolSample)
@@ -472,57 +474,20 @@ def aggregate(runs: Sequence[StrategyResult]) -> list[dict[str, Any]]:
     return [_summarize_variant(key, group) for key, group in groups.items()]
 
 
-def _latency(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.latency_ms.get(name)
-
-
-def _server(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.server.get(name)
-
-
-def _cpu(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.cpu_percent.get(name)
-
-
-def _error_rate(run: StrategyResult) -> float | None:
-    total = int(run.requests.get("total") or 0)
-    return int(run.requests.get("errors") or 0) / total if total else None
-
-
-# One value per run, by name (units in the names). What aggregate, compare and the --fail-if
-# limits all read, so a median means the same thing everywhere.
-RUN_METRICS: dict[str, Callable[[StrategyResult], float | None]] = {
-    "throughput_rps": lambda run: run.throughput_rps,
-    **{f"{name}_ms": _latency(name) for name in ("mean", *PERCENTILES, "max")},
-    "error_rate": _error_rate,
-    **{
-        name: _server(name)
-        for name in (
-            "connections_peak",
-            "connections_mean",
-            "sessions_opened",
-            "sessions_per_ok_response",
-        )
-    },
-    "cpu_app_percent": _cpu("app"),
-    "cpu_postgres_percent": _cpu("postgres"),
-    "cpu_pgbouncer_percent": _cpu("pgbouncer"),
-    "cpu_generator_percent": lambda run: run.generator.get("loop_cpu_percent"),
-}
-
-
 def measured(runs: Sequence[StrategyResult]) -> list[StrategyResult]:
     """The runs that produced numbers: not failed nor unavailable, at least one 2xx."""
     return [r for r in runs if r.status in MEASURED and r.requests.get("ok")]
 
 
-def values(runs: Sequence[StrategyResult], metric: str) -> list[float]:
-    """``metric`` (a :data:`RUN_METRICS` name) of every measured run that has it, in order."""
-    get = RUN_METRICS[metric]
-    return [float(v) for v in (get(r) for r in measured(runs)) if v is not None]
+def values(runs: Sequence[StrategyResult], metric: Metric | str) -> list[float]:
+    """``metric`` (from the registry, or any of its names) of every measured run that has it,
+    in order. The one place a per-repeat value comes from: aggregate, compare and the
+    --fail-if limits all read through it, so a median means the same thing everywhere."""
+    found = metrics.lookup(metric) if isinstance(metric, str) else metric
+    return [v for v in (found.run_value(r) for r in measured(runs)) if v is not None]
 
 
-def _median_of(runs: Sequence[StrategyResult], metric: str) -> float | None:
+def _median_of(runs: Sequence[StrategyResult], metric: Metric | str) -> float | None:
     found = values(runs, metric)
     return round(statistics.median(found), 3) if found else None
 
@@ -535,22 +500,27 @@ def variant_status(runs: Sequence[StrategyResult]) -> str:
     return "interrupted" if "interrupted" in statuses else "ok"
 
 
+# The registry's metrics whose median over the repeats a summary keeps at its top level
+# (throughput and latencies keep their whole spread; the error rate is over all requests).
+_MEDIANS = tuple(m for m in metrics.METRICS if len(m.path) == 1 and m.key != "error_rate")
+_PGBOUNCER_PEAKS = (
+    "cl_waiting_peak", "maxwait_ms_peak", "wait_ms_per_transaction", "sv_active_peak",
+    "sv_idle_peak",
+)  # fmt: skip
+
+
 def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
     done = measured(runs)
-    status = variant_status(runs)
-    ran = [r for r in runs if r.status in MEASURED]
-    total = sum(int(r.requests.get("total", 0)) for r in ran)
-    errors = sum(int(r.requests.get("errors", 0)) for r in runs)
     summary: dict[str, Any] = {
         "key": key,
         "strategy": runs[0].strategy,
         "variant": runs[0].variant,
-        "status": status,
+        "status": variant_status(runs),
         "runs": len(runs),
         "runs_measured": len(done),
-        "throughput_rps": spread(values(runs, "throughput_rps")),
+        "throughput_rps": spread(values(runs, "throughput")),
         "latency_ms": {
-            name: spread(values(runs, f"{name}_ms")) for name in ("mean", *PERCENTILES, "max")
+            m.name: spread(values(runs, m)) for m in metrics.METRICS if m.path[0] == "latency_ms"
         },
         "latency_uncorrected_ms": {
             name: spread(
@@ -562,6 +532,27 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
             )
             for name in ("p50", "p99")
         },
+        **_request_counts(runs),
+        "generator_saturated": any(r.generator.get("saturated") for r in runs),
+        "valid": all(r.open_model.get("valid", True) for r in runs),
+    }
+    summary.update({m.key: _median_of(runs, m) for m in _MEDIANS})
+    # The same in every repeat: it depends on the variant and the server's settings only.
+    summary["predicted"] = next(
+        (r.server["predicted"] for r in runs if "predicted" in r.server), None
+    )
+    summary.update(_pgbouncer_medians(done))
+    summary["breakdown"] = _breakdown_medians(done)
+    summary["failure"] = next((r.failure for r in runs if r.failure), None)
+    summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
+    return summary
+
+
+def _request_counts(runs: list[StrategyResult]) -> dict[str, Any]:
+    ran = [r for r in runs if r.status in MEASURED]
+    total = sum(int(r.requests.get("total", 0)) for r in ran)
+    errors = sum(int(r.requests.get("errors", 0)) for r in runs)
+    return {
         "errors": errors,
         "requests_ok": sum(int(r.requests.get("ok", 0)) for r in runs),
         "requests_total": total,
@@ -569,50 +560,29 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         # rates would hide one repeat that failed badly.
         "error_rate": round(errors / total, 6) if total else None,
         "integrity_ok": all(r.integrity.get("ok") for r in ran),
-        "generator_saturated": any(r.generator.get("saturated") for r in runs),
-        "valid": all(r.open_model.get("valid", True) for r in runs),
     }
-    for name in (
-        "connections_peak",
-        "connections_mean",
-        "sessions_opened",
-        "sessions_per_ok_response",
-        "cpu_app_percent",
-        "cpu_postgres_percent",
-        "cpu_pgbouncer_percent",
-        "cpu_generator_percent",
-    ):
-        summary[name] = _median_of(runs, name)
-    # The same in every repeat: it depends on the variant and the server's settings only.
-    summary["predicted"] = next(
-        (r.server["predicted"] for r in runs if "predicted" in r.server), None
-    )
-    for name in (
-        "cl_waiting_peak",
-        "maxwait_ms_peak",
-        "wait_ms_per_transaction",
-        "sv_active_peak",
-        "sv_idle_peak",
-    ):
+
+
+def _pgbouncer_medians(done: list[StrategyResult]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in _PGBOUNCER_PEAKS:
         found = [
             r.server["pgbouncer"][name]
             for r in done
             if r.server.get("pgbouncer", {}).get(name) is not None
         ]
-        summary[f"pgbouncer_{name}"] = spread(found)["median"] if found else None
+        out[f"pgbouncer_{name}"] = spread(found)["median"] if found else None
+    return out
+
+
+def _breakdown_medians(done: list[StrategyResult]) -> dict[str, Any]:
     parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
     with_breakdown = [r.breakdown for r in done if r.breakdown]
-    summary["breakdown"] = (
-        {
-            name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
-            for name in parts
-        }
+    return {
+        name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
+        for name in parts
         if with_breakdown
-        else {}
-    )
-    summary["failure"] = next((r.failure for r in runs if r.failure), None)
-    summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
-    return summary
+    }
 
 
 def _run_warnings(runs: list[StrategyResult]) -> list[str]:

@@ -33,15 +33,20 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from connbench.infra import procs, tempdirs
+
+# Parsed in the model (a scenario validates --postgres); re-exported for the callers here.
+from connbench.model.backend import DEFAULT_DOCKER_IMAGE
+from connbench.model.backend import Backend as Backend
+from connbench.model.backend import parse_backend as parse_backend
+from connbench.model.dsn import redact as redact
 from connbench.model.errors import BadInput, MissingDependency, PostgresError, ProcessError
 
 READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
 DEFAULT_TABLE = "visits"
-DEFAULT_DOCKER_IMAGE = "postgres:16-alpine"
 APP_NAME = "connbench-app"  # application_name the apps use; the sampler counts by it
 SETTINGS_RECORDED = (
     "max_connections",
@@ -52,56 +57,6 @@ SETTINGS_RECORDED = (
     "max_wal_size",
     "password_encryption",
 )
-
-
-@dataclass(frozen=True)
-class Backend:
-    """A parsed ``--postgres`` value."""
-
-    kind: str  # embedded | local | docker | external
-    image: str | None = None
-    dsn: str | None = None
-
-    @property
-    def label(self) -> str:
-        if self.kind == "docker":
-            return f"docker:{self.image}"
-        if self.kind == "external":
-            return "external"
-        return self.kind
-
-
-def parse_backend(value: str) -> Backend:
-    """Parse a ``--postgres`` value; raises :class:`BadInput` with the accepted forms."""
-    value = value.strip()
-    if value in ("embedded", "local"):
-        return Backend(value)
-    if value == "docker" or value.startswith("docker:"):
-        image = value.partition(":")[2] or DEFAULT_DOCKER_IMAGE
-        return Backend("docker", image=image)
-    if value.startswith(("postgresql://", "postgres://")) or "=" in value:
-        try:
-            conninfo_to_dict(value)
-        except psycopg.ProgrammingError as exc:
-            raise BadInput(f"--postgres: not a valid connection string: {exc}") from None
-        return Backend("external", dsn=value)
-    raise BadInput(
-        f"--postgres: unknown backend {value!r}; expected embedded, local, docker[:IMAGE] "
-        "or a postgresql:// DSN"
-    )
-
-
-def redact(dsn: str) -> str:
-    """The DSN as ``postgresql://user@host:port/dbname``, without password or other secrets."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "postgresql://(unparseable)"
-    user = str(params.get("user") or "")
-    host = str(params.get("host") or "localhost")
-    port = str(params.get("port") or "5432")
-    db = str(params.get("dbname") or user)
-    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{db}"
 
 
 @dataclass

@@ -44,7 +44,6 @@ LATENCY_DIGITS = 3
 SERIES_DIGITS = 2  # per-second histograms: coarser, they only feed the charts
 PROGRESS_INTERVAL_S = 0.25
 SWEEP_INTERVAL_S = 0.05
-ENGINES = ("httptools", "aiohttp", "httpx")
 
 
 def new_histogram(digits: int = LATENCY_DIGITS) -> HdrHistogram:
