@@ -105,22 +105,27 @@ def depths(edges: dict[str, set[str]]) -> dict[str, int]:
     return {module: depth(module) for module in edges}
 
 
-def longest_functions(sources: dict[str, str], count: int = 10) -> list[tuple[int, str]]:
+def _functions(node: ast.AST, prefix: str) -> list[tuple[int, str]]:
+    """(lines, dotted name) of every function under ``node``, nested ones included."""
     found: list[tuple[int, str]] = []
-    for path, text in sources.items():
-        module = path.removesuffix(".py").replace("/", ".")
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            name = f"{prefix}{child.name}"
+            found.append(((child.end_lineno or child.lineno) - child.lineno + 1, name))
+            found += _functions(child, f"{name}.")
+        elif isinstance(child, ast.ClassDef):
+            found += _functions(child, f"{prefix}{child.name}.")
+    return found
 
-        def visit(node: ast.AST, prefix: str) -> None:
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    name = f"{prefix}{child.name}"
-                    end = child.end_lineno or child.lineno
-                    found.append((end - child.lineno + 1, f"{module}.{name}"))
-                    visit(child, f"{name}.")
-                elif isinstance(child, ast.ClassDef):
-                    visit(child, f"{prefix}{child.name}.")
 
-        visit(ast.parse(text), "")
+def longest_functions(sources: dict[str, str], count: int = 10) -> list[tuple[int, str]]:
+    found = [
+        (lines, name)
+        for path, text in sources.items()
+        for lines, name in _functions(
+            ast.parse(text), path.removesuffix(".py").replace("/", ".") + "."
+        )
+    ]
     return sorted(found, key=lambda item: (-item[0], item[1]))[:count]
 
 
@@ -129,9 +134,7 @@ def main() -> None:
     parser.add_argument("--rev", help="a git revision to read instead of the working tree")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     args = parser.parse_args()
-    sources = (
-        _sources_from_git(args.rev, args.root) if args.rev else _sources_from_tree(args.root)
-    )
+    sources = _sources_from_git(args.rev, args.root) if args.rev else _sources_from_tree(args.root)
     edges = graph(sources)
     level = depths(edges)
     short = len(PACKAGE) + 1

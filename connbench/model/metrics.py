@@ -105,7 +105,7 @@ def _server(name: str, label: str, description: str, compared: bool = True) -> M
     )
 
 
-def _cpu(part: str, label: str, read: Callable[[Run], Any]) -> Metric:
+def _cpu(part: str, label: str, whose: str, read: Callable[[Run], Any]) -> Metric:
     return Metric(
         name=f"cpu_{part}",
         key=f"cpu_{part}_percent",
@@ -113,7 +113,7 @@ def _cpu(part: str, label: str, read: Callable[[Run], Any]) -> Metric:
         label=label,
         unit="%",
         higher_is_better=False,
-        description=f"CPU of the {part} during the measured window, % of one core",
+        description=f"CPU of {whose} over the measured window, % of one core",
         from_run=read,
         path=(f"cpu_{part}_percent",),
     )
@@ -132,7 +132,7 @@ METRICS: tuple[Metric, ...] = (
         path=("throughput_rps", "median"),
         compared=True,
     ),
-    _latency("mean", "mean", "mean latency of 2xx responses", compared=False),
+    _latency("mean", "mean", "mean latency", compared=False),
     _latency("p50", "p50", "median latency"),
     _latency("p90", "p90", "90th percentile latency"),
     _latency("p99", "p99", "99th percentile latency"),
@@ -158,10 +158,15 @@ METRICS: tuple[Metric, ...] = (
         "server sessions opened per 2xx response",
         compared=False,
     ),
-    _cpu("app", "app CPU", lambda run: run.cpu_percent.get("app")),
-    _cpu("postgres", "pg CPU", lambda run: run.cpu_percent.get("postgres")),
-    _cpu("pgbouncer", "PgBouncer CPU", lambda run: run.cpu_percent.get("pgbouncer")),
-    _cpu("generator", "gen CPU", lambda run: run.generator.get("loop_cpu_percent")),
+    _cpu("app", "app CPU", "the app's workers", lambda run: run.cpu_percent.get("app")),
+    _cpu("postgres", "pg CPU", "PostgreSQL", lambda run: run.cpu_percent.get("postgres")),
+    _cpu("pgbouncer", "PgBouncer CPU", "PgBouncer", lambda run: run.cpu_percent.get("pgbouncer")),
+    _cpu(
+        "generator",
+        "gen CPU",
+        "the load generator's event loop",
+        lambda run: run.generator.get("loop_cpu_percent"),
+    ),
 )
 
 BY_SPELLING: dict[str, Metric] = {

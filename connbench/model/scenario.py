@@ -50,8 +50,11 @@ class Variant:
     workers: int
     pool_min: int | None  # None for strategies that hold no pool
     pool_max: int | None
-    rate: float | None = None  # open model: requests/s offered; None: closed loop
-    topology: str = "direct"  # direct, or through PgBouncer (see connbench.infra.pgbouncer)
+    # rate and topology are named, never positional: a topology once landed in `rate` so.
+    # open model: requests/s offered; None: closed loop
+    rate: float | None = field(default=None, kw_only=True)
+    # direct, or through PgBouncer (see connbench.infra.pgbouncer)
+    topology: str = field(default="direct", kw_only=True)
 
     @property
     def key(self) -> str:
