@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from connbench.analyse import stats
 from connbench.analyse.compare import Comparison, MetricChange, VariantComparison
-from connbench.analyse.stats import UNSTABLE_CV
 from connbench.model import metrics
 from connbench.model.metrics import amount
 from connbench.present.common import (
@@ -43,7 +43,7 @@ def _p_cell(change: MetricChange) -> str:
 def _spread_cell(value: float | None, cv: float | None, unit: str, mark: Mark) -> str:
     text = amount(value, unit, show_unit=False)
     if cv is not None:
-        text += mark(f" ±{cv:.0%}", "warn" if cv >= UNSTABLE_CV else "dim")
+        text += mark(f" ±{cv:.0%}", "warn" if cv >= stats.UNSTABLE_CV else "dim")
     return text
 
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from connbench.analyse import stats
+from connbench.analyse.compare import shown
 from connbench.analyse.stats import MEASURED
+from connbench.apps import STRATEGIES
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present.common import (
     WARNING,
     Mark,
     csv_text,
     json_text,
-    listed,
     markdown_mark,
     md_table,
     num,
@@ -44,7 +47,7 @@ def _cv(spread: dict[str, Any], mark: Mark = rich_mark) -> str:
     if len(spread.get("values", [])) < 2 or spread.get("cv") is None:
         return ""
     text = f" ±{spread['cv']:.0%}"
-    return mark(text, "warn" if spread["cv"] >= 0.10 else "dim")
+    return mark(text, "warn" if spread["cv"] >= stats.UNSTABLE_CV else "dim")
 
 
 def _integrity(summary: dict[str, Any], runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
@@ -320,7 +323,9 @@ def render_calibration(console: Console, ceilings: dict[str, Any]) -> None:
 
 def _ceiling(summary: dict[str, Any], calibration: dict[str, Any]) -> str:
     rps = summary["throughput_rps"].get("median")
-    pooled = summary["variant"].get("pool_max") is not None and summary["strategy"] != "pool-unused"
+    strategy = STRATEGIES.get(summary["strategy"])
+    # Serves requests from held connections (pool-unused opens a pool yet connects each time).
+    pooled = strategy.pooled if strategy else summary["variant"].get("pool_max") is not None
     ceiling = calibration.get("pgbench_tps" if pooled else "pgbench_connect_tps")
     if not rps or not ceiling:
         return "-"
@@ -483,30 +488,11 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         render_calibration(console, run.calibration)
     if charts and any(r.timeseries.get("ok") for r in run.results):
         console.print(timeline_table(run))
-    scenario, env = run.scenario, run.environment
-    pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
-    pg = env.get("postgres", {})
-
-    def listed(value: Any) -> str:
-        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-    topology = scenario.get("topology") or ["direct"]
-    via = f"via {listed(topology)}"
-    if topology != ["direct"]:
-        via += f" (PgBouncer pool {scenario.get('pgbouncer_pool_size')})"
-    console.print(
-        f"[dim]concurrency {listed(scenario.get('concurrency'))} · "
-        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
-        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
-        f"{via} · "
-        f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
-        f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
-        f"load generator: {scenario.get('engine')}[/dim]",
-        highlight=False,
-    )
+    console.print(f"[dim]{escape(_context(run))}[/dim]", highlight=False)
     console.print(
         "[dim]CPU columns: % of one core during the measured window; the machine has "
-        f"{env.get('cpu_count')} in all, shared by the app, PostgreSQL and the generator.[/dim]",
+        f"{run.environment.get('cpu_count')} in all, shared by the app, PostgreSQL and the "
+        "generator.[/dim]",
         highlight=False,
     )
     console.print(
@@ -537,14 +523,19 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
 
 
 def _context(run: RunResult) -> str:
-    """What the numbers were measured with, in one line."""
+    """What the numbers were measured with, in one line (the table's and Markdown's)."""
     scenario, env = run.scenario, run.environment
     pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
     pg = env.get("postgres", {})
+    topology = scenario.get("topology") or ["direct"]
+    via = f"via {shown(topology)}"
+    if topology != ["direct"]:
+        via += f" (PgBouncer pool {scenario.get('pgbouncer_pool_size')})"
     return (
-        f"concurrency {listed(scenario.get('concurrency'))} · "
+        f"concurrency {shown(scenario.get('concurrency'))} · "
         f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
-        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
+        f"pool {pool_min}..{shown(pool_max)} · workers {shown(scenario.get('workers'))} · "
+        f"{via} · "
         f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
         f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
         f"load generator: {scenario.get('engine')}"
