@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from connbench import __version__, runner
-from connbench.analyse import capacity, compare, stats
+from connbench.analyse import compare, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs
 from connbench.measure import calibrate
@@ -408,45 +408,19 @@ def serve(
         variants = chosen.variants()
         if len(variants) != 1:
             raise BadInput("serve takes exactly one strategy and one value per setting")
-        variant, app_strategy = variants[0], STRATEGIES[chosen.strategies[0]]
+        variant = variants[0]
         unavailable = pgbouncer.unavailable(variant.topology)
         if unavailable:
             raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
-        pool_min_n, pool_maxes = chosen.effective_pool
-        backend = postgres.parse_backend(chosen.postgres)
         try:
             with ExitStack() as stack:
                 logdir = tempdirs.make("serve")
                 stack.callback(tempdirs.remove, logdir)
+                backend = postgres.parse_backend(chosen.postgres)
                 pg = stack.enter_context(postgres.start(backend, settings=chosen.server))
-                route = stack.enter_context(
-                    pgbouncer.route(
-                        pg,
-                        variant.topology,
-                        pool_size=chosen.pgbouncer_pool_size,
-                        max_client_conn=capacity.max_client_conn(app_strategy, variant),
-                    )
-                )
-                served = stack.enter_context(
-                    appserver.start(
-                        app_strategy,
-                        route.dsn,
-                        pg.table,
-                        appserver.AppConfig(
-                            pool_min_n, pool_maxes[0], variant.workers, route.prepare_threshold
-                        ),
-                        logdir / "app.log",
-                    )
-                )
-                console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
-                if route.bouncer is not None:
-                    console.print(
-                        f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
-                        f"on 127.0.0.1:{route.bouncer.port}",
-                        highlight=False,
-                    )
-                console.print(f"serving {chosen.strategies[0]} at {served.visit_url}")
-                console.print("[dim]Ctrl-C to stop[/dim]")
+                serving = runner.serving(pg, variant, chosen, logdir / "app.log")
+                route, served = stack.enter_context(serving)
+                _say_serving(pg, route, served)
                 while served.exit_code() is None:
                     time.sleep(0.5)
                 raise ConnbenchError(
@@ -455,6 +429,18 @@ def serve(
         except KeyboardInterrupt:
             console.print("stopped")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _say_serving(pg: postgres.Postgres, route: pgbouncer.Route, served: appserver.App) -> None:
+    console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
+    if route.bouncer is not None:
+        console.print(
+            f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
+            f"on 127.0.0.1:{route.bouncer.port}",
+            highlight=False,
+        )
+    console.print(f"serving {served.strategy.name} at {served.visit_url}")
+    console.print("[dim]Ctrl-C to stop[/dim]")
 
 
 def main() -> None:

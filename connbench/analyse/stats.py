@@ -6,6 +6,7 @@ import statistics
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
@@ -127,52 +128,42 @@ def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]
     }
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """What was measured in one repeat of one variant: what :func:`summarize` reads.
+
+    ``app_stats``: the app's timing totals at the window's start and end, when it kept them;
+    ``pool_samples``: what PgBouncer's admin console showed, when there was one.
+    """
+
+    raw: RawLoad
+    samples: Samples
+    cpu_percent: dict[str, float | None] = field(default_factory=dict)
+    sessions_opened: int | None = None
+    rows_inserted: int | None = None
+    pool_samples: PoolSamples | None = None
+    injected: Injected | None = None
+    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
+
+
 def summarize(
-    *,
     strategy: str,
     variant: dict[str, Any],
+    measured: Measurement,
+    *,
     repeat: int = 0,
-    raw: RawLoad,
-    samples: Samples,
-    sessions_opened: int | None,
-    rows_inserted: int | None,
-    cpu_percent: dict[str, float | None],
-    interrupted: bool = False,
     predicted: dict[str, Any] | None = None,
     pgbouncer: dict[str, Any] | None = None,
-    pool_samples: PoolSamples | None = None,
-    injected: Injected | None = None,
-    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
 ) -> StrategyResult:
-    """Turn one strategy's raw measurements into its :class:`StrategyResult`.
+    """Turn one repeat's measurements into its :class:`StrategyResult`.
 
     ``predicted`` is the capacity prediction; ``pgbouncer`` describes the PgBouncer in front
-    of the server, if any, and ``pool_samples`` is what its admin console showed.
-    ``app_stats``: the app's timing totals at the window's start and end, when it kept them.
+    of the server, if any.
     """
-    window = in_window(samples.samples, raw.window_start_ns, raw.window_end_ns)
-    server = connection_summary(window)
-    if predicted is not None:
-        server["predicted"] = predicted
-    server["sessions_opened"] = sessions_opened
-    # Per successful response: a refused connection ("too many clients") opens no session.
-    server["sessions_per_ok_response"] = (
-        round(sessions_opened / raw.all_ok, 3)
-        if sessions_opened is not None and raw.all_ok
-        else None
-    )
-    server["sampler_failures"] = samples.failures
-    if pgbouncer is not None:
-        pools = pool_samples or PoolSamples()
-        server["pgbouncer"] = {
-            **pgbouncer,
-            **pgbouncer_summary(pools.samples, raw.window_start_ns, raw.window_end_ns),
-            "sampler_failures": pools.failures,
-        }
-    integrity_ok = rows_inserted is not None and rows_inserted == raw.all_ok
+    raw = measured.raw
     result = StrategyResult(
         strategy=strategy,
-        status="interrupted" if interrupted else "ok",
+        status="interrupted" if raw.interrupted else "ok",
         variant=variant,
         repeat=repeat,
         requests={
@@ -186,39 +177,68 @@ def summarize(
         duration_s=round(raw.window_s, 3),
         latency_ms=latency_summary(raw.histogram),
         histogram=encode_histogram(raw.histogram),
-        server=server,
-        integrity={
-            "ok_responses": raw.all_ok,
-            "rows_inserted": rows_inserted,
-            "requests_sent": raw.all_sent,
-            "error_responses": dict(sorted(raw.all_errors_by_kind.items())),
-            "ok": integrity_ok,
-            # 2xx without a row (an acknowledged write that is not there), and rows without a
-            # 2xx (a write the client was told failed, or never heard back about). Counts
-            # only: one of each would cancel out.
-            "lost_writes": (
-                max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None
-            ),
-            "unacknowledged_writes": (
-                max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
-            ),
-        },
+        server=_server_side(measured, predicted, pgbouncer),
+        integrity=_integrity(raw, measured.rows_inserted),
         generator={
             "engine": raw.config.engine,
             "cpu_percent": round(raw.cpu_percent, 1),
             "loop_cpu_percent": round(raw.loop_cpu_percent, 1),
             "saturated": raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
         },
-        cpu_percent=cpu_percent,
-        timeseries=timeseries(raw, samples.samples),
-        fault=fault_outcome(raw, injected) if injected is not None else {},
+        cpu_percent=measured.cpu_percent,
+        timeseries=timeseries(raw, measured.samples.samples),
+        fault=fault_outcome(raw, measured.injected) if measured.injected is not None else {},
     )
     if raw.config.rate_rps:
         result.open_model = _open_model(raw)
     mean_ms = result.latency_ms.get("mean")
-    result.breakdown = breakdown(*app_stats, latency_mean_ms=mean_ms)
+    result.breakdown = breakdown(*measured.app_stats, latency_mean_ms=mean_ms)
     result.warnings = warnings(result)
     return result
+
+
+def _server_side(
+    measured: Measurement, predicted: dict[str, Any] | None, pgbouncer: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The server's side of the window: sessions, the prediction, and PgBouncer's view."""
+    raw, opened = measured.raw, measured.sessions_opened
+    server = connection_summary(
+        in_window(measured.samples.samples, raw.window_start_ns, raw.window_end_ns)
+    )
+    if predicted is not None:
+        server["predicted"] = predicted
+    server["sessions_opened"] = opened
+    # Per successful response: a refused connection ("too many clients") opens no session.
+    server["sessions_per_ok_response"] = (
+        round(opened / raw.all_ok, 3) if opened is not None and raw.all_ok else None
+    )
+    server["sampler_failures"] = measured.samples.failures
+    if pgbouncer is not None:
+        pools = measured.pool_samples or PoolSamples()
+        server["pgbouncer"] = {
+            **pgbouncer,
+            **pgbouncer_summary(pools.samples, raw.window_start_ns, raw.window_end_ns),
+            "sampler_failures": pools.failures,
+        }
+    return server
+
+
+def _integrity(raw: RawLoad, rows_inserted: int | None) -> dict[str, Any]:
+    """Rows in the table against 2xx responses, over the whole run (warm-up included)."""
+    return {
+        "ok_responses": raw.all_ok,
+        "rows_inserted": rows_inserted,
+        "requests_sent": raw.all_sent,
+        "error_responses": dict(sorted(raw.all_errors_by_kind.items())),
+        "ok": rows_inserted is not None and rows_inserted == raw.all_ok,
+        # 2xx without a row (an acknowledged write that is not there), and rows without a
+        # 2xx (a write the client was told failed, or never heard back about). Counts
+        # only: one of each would cancel out.
+        "lost_writes": max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None,
+        "unacknowledged_writes": (
+            max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
+        ),
+    }
 
 
 SCHEDULE_LAG_INVALID_MS = 10.0
