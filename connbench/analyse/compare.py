@@ -391,42 +391,11 @@ def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: fl
     moved = f"{change.change:+.1%}" if change.change is not None else "changed"
     base, new = amount(change.base, metric.unit, show_unit=False), amount(change.new, metric.unit)
     what = f"{metric.label} {moved} ({base} → {new})"
-    worse = change.worse_by
-    if worse is None:  # a median of 0 in BASE: compare the medians directly
-        assert change.base is not None and change.new is not None
-        beyond = (change.new < change.base) == metric.higher_is_better and change.new != 0
-    else:
-        beyond = worse > threshold.fraction
-    limit = f"the {threshold.fraction:.0%} threshold"
-    if n_base < 2 or n_new < 2:
-        significance = "not judged"
-        why = (
-            f"significance not judged (n={n_base}+{n_new}: a single run on a side), "
-            "so the threshold alone decides"
-        )
-    elif change.min_p_value is not None and change.min_p_value > alpha:
-        significance = "not judged"
-        if len({*change.base_values, *change.new_values}) == 1:
-            cause = f"every repeat on both sides gave {amount(change.base, metric.unit)}"
-        elif 2 / math.comb(n_base + n_new, n_base) <= alpha:
-            cause = f"ties leave the smallest possible p at {change.min_p_value:.2g} > α={alpha:g}"
-        else:
-            cause = (
-                f"the smallest possible p is {change.min_p_value:.2g} > α={alpha:g}; "
-                f"{repeats_needed(alpha)}+ repeats a side can reach it"
-            )
-        why = f"significance not judged (n={n_base}+{n_new}: {cause})"
-        why += ", so the threshold alone decides"
-    else:
-        assert change.p_value is not None
-        p = f"Mann-Whitney U p={change.p_value:.3g}"
-        if change.p_value <= alpha:
-            significance = "significant"
-            why = f"significant ({p} ≤ α={alpha:g}, n={n_base}+{n_new})"
-        else:
-            significance = "not significant"
-            why = f"not significant ({p} > α={alpha:g}, n={n_base}+{n_new})"
+    beyond = _beyond(change, metric, threshold)
+    significance, why = _significance(change, metric, alpha)
     failed = beyond and significance != "not significant"
+    limit = f"the {threshold.fraction:.0%} threshold"
+    worse = change.worse_by
     if beyond:
         reason = f"{what}: worse than {limit}, {why}"
         if not failed:
@@ -436,6 +405,41 @@ def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: fl
     else:
         reason = f"{what}: no worse; {why}"
     return verdict(failed, significance, reason)
+
+
+def _beyond(change: MetricChange, metric: Metric, threshold: Threshold) -> bool:
+    """Whether the change is worse than the threshold allows."""
+    worse = change.worse_by
+    if worse is not None:
+        return worse > threshold.fraction
+    # A median of 0 in BASE: no relative change, so compare the medians directly.
+    assert change.base is not None and change.new is not None
+    return (change.new < change.base) == metric.higher_is_better and change.new != 0
+
+
+def _significance(change: MetricChange, metric: Metric, alpha: float) -> tuple[str, str]:
+    """(significant | not significant | not judged, why) for the U test on the repeats."""
+    n_base, n_new = len(change.base_values), len(change.new_values)
+    n = f"n={n_base}+{n_new}"
+    decides = ", so the threshold alone decides"
+    if n_base < 2 or n_new < 2:
+        return "not judged", f"significance not judged ({n}: a single run on a side){decides}"
+    if change.min_p_value is not None and change.min_p_value > alpha:
+        if len({*change.base_values, *change.new_values}) == 1:
+            cause = f"every repeat on both sides gave {amount(change.base, metric.unit)}"
+        elif 2 / math.comb(n_base + n_new, n_base) <= alpha:
+            cause = f"ties leave the smallest possible p at {change.min_p_value:.2g} > α={alpha:g}"
+        else:
+            cause = (
+                f"the smallest possible p is {change.min_p_value:.2g} > α={alpha:g}; "
+                f"{repeats_needed(alpha)}+ repeats a side can reach it"
+            )
+        return "not judged", f"significance not judged ({n}: {cause}){decides}"
+    assert change.p_value is not None
+    p = f"Mann-Whitney U p={change.p_value:.3g}"
+    if change.p_value <= alpha:
+        return "significant", f"significant ({p} ≤ α={alpha:g}, {n})"
+    return "not significant", f"not significant ({p} > α={alpha:g}, {n})"
 
 
 # --- environments ------------------------------------------------------------------------------

@@ -123,6 +123,12 @@ def _title(run: RunResult, mark: Mark) -> str:
     return title
 
 
+RUN_HEADERS = (
+    "req/s", "p50 ms", "p99 ms", "errors", "conns peak / pred.", "conns mean",
+    "sessions opened", "rows = 2xx", "app CPU", "pg CPU", "gen CPU",
+)  # fmt: skip
+
+
 def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     """Headers and one row of cells per variant (medians over repeats, ±CV when repeated)."""
     varying = [
@@ -131,19 +137,7 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
         if len(values := {_dimension(s["variant"], key) for s in run.summary} - {None}) > 1
         or (key == "rate" and values)  # an open-model run always says its rate
     ]
-    headers = [
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "conns peak / pred.",
-        "conns mean",
-        "sessions opened",
-        "rows = 2xx",
-        "app CPU",
-        "pg CPU",
-        "gen CPU",
-    ]
+    headers = list(RUN_HEADERS)
     open_model = any(s["variant"].get("rate") for s in run.summary)
     if open_model:
         headers.insert(3, "p99 uncorr.")
@@ -154,46 +148,56 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
         by_key.setdefault(result.key, []).append(result)
     rows = []
     for summary in run.summary:
-        variant = summary["variant"]
-        dims = [_cell(variant, key) for key, _ in varying]
-        name = summary["strategy"]
-        if not summary.get("valid", True):
-            name += " " + mark("INVALID", "bad")
-        if summary["status"] == "interrupted":
-            name += " " + mark("(interrupted)", "bad")
+        dims = [_cell(summary["variant"], key) for key, _ in varying]
+        name = _name_cell(summary, mark)
         if summary["status"] in ("failed", "unavailable"):
             status = mark("failed", "bad") if summary["status"] == "failed" else mark("n/a", "warn")
             rows.append([name, *dims, status, *["-"] * (len(headers) - 1)])
             continue
-        errors = summary.get("errors", 0)
-        gen_text = pct(summary.get("cpu_generator_percent"))
-        if summary.get("generator_saturated"):
-            gen_text = mark(f"{gen_text}!", "bad")
-        rps, p99 = summary["throughput_rps"], summary["latency_ms"]["p99"]
-        rows.append(
-            [
-                name,
-                *dims,
-                _median(rps, ",.0f") + _cv(rps, mark),
-                *([_ceiling(summary, run.calibration)] if run.calibration else []),
-                _median(summary["latency_ms"]["p50"]),
-                _median(p99) + _cv(p99, mark),
-                *(
-                    [_median(summary.get("latency_uncorrected_ms", {}).get("p99"))]
-                    if open_model
-                    else []
-                ),
-                mark(f"{errors:,}", "bad") if errors else "0",
-                _peak_and_predicted(summary, mark),
-                num(summary.get("connections_mean")),
-                _sessions(summary),
-                _integrity(summary, by_key.get(summary["key"], []), mark),
-                pct(summary.get("cpu_app_percent")),
-                pct(summary.get("cpu_postgres_percent")),
-                gen_text,
-            ]
-        )
+        runs = by_key.get(summary["key"], [])
+        rows.append([name, *dims, *_measured_cells(summary, runs, run, open_model, mark)])
     return ["strategy", *(label for _, label in varying), *headers], rows
+
+
+def _name_cell(summary: dict[str, Any], mark: Mark) -> str:
+    name = str(summary["strategy"])
+    if not summary.get("valid", True):
+        name += " " + mark("INVALID", "bad")
+    if summary["status"] == "interrupted":
+        name += " " + mark("(interrupted)", "bad")
+    return name
+
+
+def _measured_cells(
+    summary: dict[str, Any],
+    runs: list[StrategyResult],
+    run: RunResult,
+    open_model: bool,
+    mark: Mark,
+) -> list[str]:
+    """A measured variant's cells, in the order of :data:`RUN_HEADERS` (with the ceiling and
+    the uncorrected p99 when the run has them)."""
+    errors = summary.get("errors", 0)
+    gen_text = pct(summary.get("cpu_generator_percent"))
+    if summary.get("generator_saturated"):
+        gen_text = mark(f"{gen_text}!", "bad")
+    rps, p99 = summary["throughput_rps"], summary["latency_ms"]["p99"]
+    uncorrected = summary.get("latency_uncorrected_ms", {}).get("p99")
+    return [
+        _median(rps, ",.0f") + _cv(rps, mark),
+        *([_ceiling(summary, run.calibration)] if run.calibration else []),
+        _median(summary["latency_ms"]["p50"]),
+        _median(p99) + _cv(p99, mark),
+        *([_median(uncorrected)] if open_model else []),
+        mark(f"{errors:,}", "bad") if errors else "0",
+        _peak_and_predicted(summary, mark),
+        num(summary.get("connections_mean")),
+        _sessions(summary),
+        _integrity(summary, runs, mark),
+        pct(summary.get("cpu_app_percent")),
+        pct(summary.get("cpu_postgres_percent")),
+        gen_text,
+    ]
 
 
 def results_table(run: RunResult) -> Table:
