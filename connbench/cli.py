@@ -120,94 +120,106 @@ def _format(value: str) -> str:
 PostgresOpt = Annotated[
     str | None,
     typer.Option(
+        "--postgres",  # named: the parameter is postgres_, which typer would call --postgres-
         help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
         show_default=False,
     ),
 ]
 
 
+# The options of `run`, one alias each so that the command reads as a list of them.
+ScenarioFileOpt = Annotated[
+    Path | None, typer.Argument(help="A scenario TOML file; flags override its values.")
+]
+ConcurrencyOpt = Annotated[
+    str | None,
+    typer.Option(help="Concurrent requests; a list sweeps (8,32,128) (default: 32)."),
+]
+DurationOpt = Annotated[
+    str | None, typer.Option(help="Measured seconds per strategy (default: 10).")
+]
+WarmupOpt = Annotated[str | None, typer.Option(help="Unmeasured warm-up seconds (default: 2).")]
+TimeoutOpt = Annotated[
+    str | None, typer.Option(help="Per-request timeout in seconds (default: 10).")
+]
+PoolMinOpt = Annotated[str | None, typer.Option(help="Pool min_size (default: psycopg_pool's, 4).")]
+PoolMaxOpt = Annotated[
+    str | None,
+    typer.Option(help="Pool max_size; a list sweeps (default: psycopg_pool's, = min)."),
+]
+WorkersOpt = Annotated[
+    str | None, typer.Option(help="uvicorn worker processes; a list sweeps (default: 1).")
+]
+RateOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Open model: requests/s offered on a fixed schedule (wrk2-style; latency "
+        "from the intended send time); --concurrency is then the connections. A list sweeps."
+    ),
+]
+RepeatOpt = Annotated[
+    str | None, typer.Option(help="Run every variant N times, interleaved (default: 1).")
+]
+MaxConnectionsOpt = Annotated[
+    str | None, typer.Option(help="The throwaway server's max_connections (default: 100).")
+]
+EngineOpt = Annotated[
+    str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
+]
+FaultOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Inject a fault SECOND s into the measured window: terminate@SECOND (kill the "
+        "app's server sessions) or restart@SECOND (restart PostgreSQL).",
+        show_default=False,
+    ),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
+]
+ChartsOpt = Annotated[bool, typer.Option(help="Draw the per-second charts.")]
+CalibrateFirstOpt = Annotated[
+    bool,
+    typer.Option(
+        "--calibrate",
+        help="First measure the ceilings (generator, pgbench with/without -C) and show "
+        "each strategy as a fraction of them.",
+    ),
+]
+FailIfOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-if",
+        help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
+        "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
+    ),
+]
+
+
 @app.command()
 def run(
-    scenario_file: Annotated[
-        Path | None, typer.Argument(help="A scenario TOML file; flags override its values.")
-    ] = None,
+    scenario_file: ScenarioFileOpt = None,
     strategy: StrategyOpt = None,
-    concurrency: Annotated[
-        str | None,
-        typer.Option(help="Concurrent requests; a list sweeps (8,32,128) (default: 32)."),
-    ] = None,
-    duration: Annotated[
-        str | None, typer.Option(help="Measured seconds per strategy (default: 10).")
-    ] = None,
-    warmup: Annotated[
-        str | None, typer.Option(help="Unmeasured warm-up seconds (default: 2).")
-    ] = None,
-    timeout: Annotated[
-        str | None, typer.Option(help="Per-request timeout in seconds (default: 10).")
-    ] = None,
-    pool_min: Annotated[
-        str | None, typer.Option(help="Pool min_size (default: psycopg_pool's, 4).")
-    ] = None,
-    pool_max: Annotated[
-        str | None,
-        typer.Option(help="Pool max_size; a list sweeps (default: psycopg_pool's, = min)."),
-    ] = None,
-    workers: Annotated[
-        str | None, typer.Option(help="uvicorn worker processes; a list sweeps (default: 1).")
-    ] = None,
-    rate: Annotated[
-        str | None,
-        typer.Option(
-            help="Open model: requests/s offered on a fixed schedule (wrk2-style; latency "
-            "from the intended send time); --concurrency is then the connections. A list sweeps."
-        ),
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
+    duration: DurationOpt = None,
+    warmup: WarmupOpt = None,
+    timeout: TimeoutOpt = None,
+    pool_min: PoolMinOpt = None,
+    pool_max: PoolMaxOpt = None,
+    workers: WorkersOpt = None,
+    rate: RateOpt = None,
     topology: TopologyOpt = None,
     pgbouncer_pool_size: PgBouncerPoolOpt = None,
-    repeat: Annotated[
-        str | None, typer.Option(help="Run every variant N times, interleaved (default: 1).")
-    ] = None,
-    postgres_: Annotated[
-        str | None,
-        typer.Option(
-            "--postgres", help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN."
-        ),
-    ] = None,
-    max_connections: Annotated[
-        str | None, typer.Option(help="The throwaway server's max_connections (default: 100).")
-    ] = None,
-    engine: Annotated[
-        str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
-    ] = None,
-    fault: Annotated[
-        str | None,
-        typer.Option(
-            help="Inject a fault SECOND s into the measured window: terminate@SECOND (kill the "
-            "app's server sessions) or restart@SECOND (restart PostgreSQL).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
-    ] = None,
-    charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
-    calibrate_first: Annotated[
-        bool,
-        typer.Option(
-            "--calibrate",
-            help="First measure the ceilings (generator, pgbench with/without -C) and show "
-            "each strategy as a fraction of them.",
-        ),
-    ] = False,
-    fail_if: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-if",
-            help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
-            "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
-        ),
-    ] = None,
+    repeat: RepeatOpt = None,
+    postgres_: PostgresOpt = None,
+    max_connections: MaxConnectionsOpt = None,
+    engine: EngineOpt = None,
+    fault: FaultOpt = None,
+    output: OutputOpt = None,
+    charts: ChartsOpt = True,
+    calibrate_first: CalibrateFirstOpt = False,
+    fail_if: FailIfOpt = None,
     format_: FormatOpt = "table",
 ) -> None:
     """Benchmark strategies against a throwaway PostgreSQL and save a JSON result."""
@@ -240,17 +252,22 @@ def run(
         )
         _show_run(result, fmt, charts)
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
-        if result.interrupted:
-            typer.echo("connbench: interrupted; partial result saved", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED)
-        # An unavailable variant (PgBouncer not installed) was said and is no failure.
-        if any(r.status == "failed" for r in result.results):
-            raise typer.Exit(EXIT_FAILED)
-        crossed = run_view.limits_failed(result)
-        if crossed:
-            names = ", ".join(dict.fromkeys(v["limit"] for v in crossed))
-            typer.echo(f"connbench: limits crossed: {names}", err=True)
-            raise typer.Exit(EXIT_LIMITS)
+        _exit_for(result)
+
+
+def _exit_for(result: results.RunResult) -> None:
+    """Exit non-zero when the run was interrupted, an app failed or a limit was crossed."""
+    if result.interrupted:
+        typer.echo("connbench: interrupted; partial result saved", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    # An unavailable variant (PgBouncer not installed) was said and is no failure.
+    if any(r.status == "failed" for r in result.results):
+        raise typer.Exit(EXIT_FAILED)
+    crossed = run_view.limits_failed(result)
+    if crossed:
+        names = ", ".join(dict.fromkeys(v["limit"] for v in crossed))
+        typer.echo(f"connbench: limits crossed: {names}", err=True)
+        raise typer.Exit(EXIT_LIMITS)
 
 
 def _show_run(result: results.RunResult, fmt: str, charts: bool = True) -> None:
