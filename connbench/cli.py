@@ -317,34 +317,41 @@ def show(
         _show_run(run_result, fmt, charts)
 
 
+# The options of `compare`.
+FilesOpt = Annotated[
+    list[Path] | None,
+    typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
+]
+FailOnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-on",
+        help="METRIC:PERCENT: fail when this much worse and significant, e.g. "
+        "throughput:10%, p99:25%. Metrics: " + metrics.known() + ". "
+        "Replaces the [gate] the NEW result's scenario recorded, metric by metric.",
+    ),
+]
+AlphaOpt = Annotated[
+    str | None,
+    typer.Option(help="Significance level of the Mann-Whitney U test [0.05, or the gate's]."),
+]
+IgnoreOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore",
+        help="Match variants without this part of their key: "
+        + ", ".join(compare.DIMENSIONS)
+        + " (e.g. --ignore pool to compare pool sizes). Repeatable.",
+    ),
+]
+
+
 @app.command("compare")
 def compare_results(
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
-    ] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-on",
-            help="METRIC:PERCENT: fail when this much worse and significant, e.g. "
-            "throughput:10%, p99:25%. Metrics: " + metrics.known() + ". "
-            "Replaces the [gate] the NEW result's scenario recorded, metric by metric.",
-        ),
-    ] = None,
-    alpha: Annotated[
-        str | None,
-        typer.Option(help="Significance level of the Mann-Whitney U test [0.05, or the gate's]."),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ignore",
-            help="Match variants without this part of their key: "
-            + ", ".join(compare.DIMENSIONS)
-            + " (e.g. --ignore pool to compare pool sizes). Repeatable.",
-        ),
-    ] = None,
+    files: FilesOpt = None,
+    fail_on: FailOnOpt = None,
+    alpha: AlphaOpt = None,
+    ignore: IgnoreOpt = None,
     format_: FormatOpt = "table",
 ) -> None:
     """Compare results variant by variant; exit 1 when the gate finds a regression.
