@@ -56,11 +56,16 @@ class Metric:
         value = self.from_run(run)
         return None if value is None else float(value)
 
-    def summary_value(self, summary: Mapping[str, Any]) -> float | None:
-        """Its median over a variant's repeats, from a ``stats.aggregate`` summary."""
+    def recorded(self, summary: Mapping[str, Any]) -> Any:
+        """Its median over a variant's repeats as a ``stats.aggregate`` summary holds it."""
         value: Any = summary
         for part in self.path:
             value = value.get(part) if isinstance(value, Mapping) else None
+        return value
+
+    def summary_value(self, summary: Mapping[str, Any]) -> float | None:
+        """:meth:`recorded`, as a number to check or compare."""
+        value = self.recorded(summary)
         return None if value is None else float(value)
 
     def worse_by(self, change: float) -> float:

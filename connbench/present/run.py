@@ -17,6 +17,7 @@ from connbench.analyse import stats
 from connbench.analyse.compare import shown
 from connbench.analyse.stats import MEASURED
 from connbench.apps import STRATEGIES
+from connbench.model import metrics
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present.common import (
     WARNING,
@@ -579,31 +580,27 @@ def run_markdown(run: RunResult) -> str:
 
 
 def run_csv(run: RunResult) -> str:
-    """One row per variant: the medians, their CV, and the limits it failed."""
+    """One row per variant: what it is, every registry metric's median (by its key, with its
+    unit), the CV of throughput and p99, the counts, and the limits it failed."""
     rows = []
     for summary in run.summary:
         variant = summary["variant"]
-        latency = summary["latency_ms"]
         row: dict[str, Any] = {
             "variant": summary["key"],
             "strategy": summary["strategy"],
             **{k: variant.get(k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
+            "topology": variant.get("topology") or "direct",
+            "rate": variant.get("rate"),
             "status": summary["status"],
             "runs": summary["runs"],
             "runs_measured": summary["runs_measured"],
-            "throughput_rps": summary["throughput_rps"]["median"],
+            **{metric.key: metric.recorded(summary) for metric in metrics.METRICS},
             "throughput_cv": summary["throughput_rps"]["cv"],
-            **{f"{name}_ms": latency[name]["median"] for name in latency},
-            "p99_cv": latency["p99"]["cv"],
+            "p99_cv": summary["latency_ms"]["p99"]["cv"],
             "requests_total": summary.get("requests_total"),
             "errors": summary.get("errors"),
-            "error_rate": summary.get("error_rate"),
+            "integrity_ok": summary.get("integrity_ok"),
         }
-        for name in (
-            "connections_peak", "connections_mean", "sessions_opened", "sessions_per_ok_response",
-            "integrity_ok", "cpu_app_percent", "cpu_postgres_percent", "cpu_generator_percent",
-        ):  # fmt: skip
-            row[name] = summary.get(name)
         row["limits_failed"] = ";".join(
             v["limit"] for v in run.limits if v["failed"] and v["variant"] == summary["key"]
         )
