@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -336,57 +336,38 @@ def _measure(
 ) -> stats.Measurement:
     """Load the app for the scenario's window while the samplers watch the server (and
     PgBouncer), the fault is injected and the edges of the window are marked."""
-    pg, scenario, interrupts = run.pg, run.scenario, run.interrupts
-    config = _load_config(variant, scenario)
-    edges: dict[str, _Edge] = {}
-    injector = faults.Injector(scenario.fault, pg) if scenario.fault else None
-
-    def processes() -> dict[str, int | None]:
-        # Read at each edge: a restart gives PostgreSQL a new process.
-        found = {"app": app.pid, "postgres": pg.server_pid}
-        if bouncer is not None:
-            found["pgbouncer"] = bouncer.pid
-        return found
+    pg, interrupts = run.pg, run.interrupts
+    injector = faults.Injector(run.scenario.fault, pg) if run.scenario.fault else None
 
     async def main() -> stats.Measurement:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         samples = sampler.Samples()
         pool_samples = sampler.PoolSamples() if bouncer is not None else None
-        reads: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
-        client = httpx.AsyncClient(timeout=STATS_TIMEOUT_S)
-
-        def on_edge(name: str) -> None:
-            pids = processes()
-            cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
-            edges[name] = _Edge(cpu, pids, time.perf_counter())
-            if app.instrumented:  # the app's timing totals at this edge, read meanwhile
-                reads[name] = loop.create_task(app.read_stats(client))
-            if name == "start" and injector is not None:
-                injector.arm()
-
+        edges = _Edges(app, pg, bouncer, injector, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
         interrupts.attach(loop, stop)
         watchers = [asyncio.create_task(sampler.watch(pg, samples))]
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
         try:
+            config = _load_config(variant, run.scenario)
             raw = await load.run(
-                app.visit_url, config, on_progress=run.on_progress, on_edge=on_edge, stop=stop
+                app.visit_url, config, on_progress=run.on_progress, on_edge=edges.mark, stop=stop
             )
             if injector is not None:
                 injected = await injector.finish()
-            app_stats = {name: await read for name, read in reads.items()}
+            app_stats = {name: await read for name, read in edges.reads.items()}
         finally:
-            for task in (*watchers, *reads.values()):
+            for task in (*watchers, *edges.reads.values()):
                 task.cancel()
-            await asyncio.gather(*watchers, *reads.values(), return_exceptions=True)
-            await client.aclose()
+            await asyncio.gather(*watchers, *edges.reads.values(), return_exceptions=True)
+            await edges.client.aclose()
             interrupts.detach(loop)
         return stats.Measurement(
             raw=raw,
             samples=samples,
-            cpu_percent=_cpu_percent(processes(), edges),
+            cpu_percent=_cpu_percent(edges.processes(), edges.seen),
             pool_samples=pool_samples,
             injected=injected,
             app_stats=(app_stats.get("start"), app_stats.get("end")),
@@ -394,6 +375,38 @@ def _measure(
 
     with load.new_runner() as runner:
         return runner.run(main())
+
+
+@dataclass
+class _Edges:
+    """Marks the measured window's edges as the load generator reaches them (on its loop):
+    each process tree's CPU so far, a read of the app's timing totals, the fault armed."""
+
+    app: appserver.App
+    pg: postgres.Postgres
+    bouncer: pgbouncer.PgBouncer | None
+    injector: faults.Injector | None
+    client: httpx.AsyncClient
+    seen: dict[str, _Edge] = field(default_factory=dict)
+    reads: dict[str, asyncio.Task[dict[str, Any] | None]] = field(default_factory=dict)
+
+    def processes(self) -> dict[str, int | None]:
+        # Read at each edge: a restart gives PostgreSQL a new process.
+        found = {"app": self.app.pid, "postgres": self.pg.server_pid}
+        if self.bouncer is not None:
+            found["pgbouncer"] = self.bouncer.pid
+        return found
+
+    def mark(self, name: str) -> None:
+        pids = self.processes()
+        cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
+        self.seen[name] = _Edge(cpu, pids, time.perf_counter())
+        if self.app.instrumented:  # the app's timing totals at this edge, read meanwhile
+            self.reads[name] = asyncio.get_running_loop().create_task(
+                self.app.read_stats(self.client)
+            )
+        if name == "start" and self.injector is not None:
+            self.injector.arm()
 
 
 @dataclass(frozen=True)
