@@ -19,6 +19,10 @@ from connbench.model import metrics
 _EXPRESSION = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 
 
+class CompleteError(ValueError):
+    """A parser's message that already names the offending value (nothing to append)."""
+
+
 @dataclass(frozen=True)
 class Limit:
     metric: str  # the registry's key, with its unit: "p99_ms" (any alias is accepted)
@@ -108,7 +112,3 @@ def parse_gate(value: Any) -> dict[str, float]:
             got = "" if str(exc).startswith("unknown") else f", got {setting!r}"
             raise CompleteError(f"{key}: {exc}{got}") from None
     return out
-
-
-class CompleteError(ValueError):
-    """A parser's message that already names the offending value (nothing to append)."""

@@ -184,7 +184,6 @@ class Scenario:
 
 # --- value parsers: each takes the raw value and returns it checked, or raises ValueError ---
 
-
 _Complete = CompleteError  # a parser's message that already names the offending value
 
 
