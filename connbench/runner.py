@@ -33,6 +33,7 @@ from connbench.measure import calibrate, faults, load, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import results
 from connbench.model.errors import ProcessError
+from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -150,7 +151,7 @@ def execute(
                 run.interrupted = True
     finally:
         run.summary = stats.aggregate(run.results)
-        run.limits = [asdict(v) for v in limits.check(scenario.fail_if, run.summary)]
+        run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         results.save(run, path)
     return run, path
 
@@ -161,17 +162,14 @@ def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[
     backend = postgres.parse_backend(scenario.postgres)
     reporter.note(f"starting PostgreSQL ({backend.label}) ...")
     with postgres.start(backend, settings=scenario.server) as pg:
-        run.environment["postgres"] = {
-            "backend": pg.backend,
-            "version": pg.version,
-            "settings": pg.settings,
-            "dsn": pg.display_dsn,
-        }
+        run.environment.postgres = results.postgres_info(
+            pg.backend, pg.version, pg.settings, pg.display_dsn
+        )
         reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
         yield pg
 
 
-def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) -> dict[str, Any]:
+def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) -> Calibration:
     reporter.note("calibrating: generator ceiling, pgbench with and without -C")
     return calibrate.measure(
         pg,
@@ -279,7 +277,7 @@ def _run_variant(
         measured = _count_writes(pg, control, measured, sessions_before, connects)
     result = stats.summarize(
         variant.strategy,
-        variant.to_dict(),
+        _record(variant),
         measured,
         repeat=repeat,
         predicted=predicted.to_dict(_max_connections(pg)),
@@ -290,10 +288,14 @@ def _run_variant(
     return result
 
 
-def _not_measured(variant: Variant, repeat: int, status: str, why: str) -> StrategyResult:
+def _record(variant: Variant) -> VariantRecord:
+    return VariantRecord.model_validate(variant.to_dict())
+
+
+def _not_measured(variant: Variant, repeat: int, status: Status, why: str) -> StrategyResult:
     return StrategyResult(
         strategy=variant.strategy,
-        variant=variant.to_dict(),
+        variant=_record(variant),
         repeat=repeat,
         status=status,
         failure=why,

@@ -13,7 +13,7 @@ from connbench.analyse.compare import Gate, Threshold
 from connbench.model import checks, metrics, scenario
 from connbench.model.errors import ScenarioError
 
-from .conftest import entry, run_of
+from .conftest import entry, part, run_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SPELLINGS = [(m, s) for m in metrics.METRICS for s in m.spellings]
@@ -69,10 +69,9 @@ def test_a_summary_and_a_repeat_read_the_same_metric() -> None:
 def test_a_gate_on_a_metric_outside_the_comparison_table() -> None:
     base = run_of(*(entry(repeat=i, p99=40) for i in range(5)))
     new = run_of(*(entry(repeat=i, p99=40) for i in range(5)))
-    for run in new.results:
-        run.latency_ms["max"] = 500.0
-    for run in base.results:
-        run.latency_ms["max"] = 100.0
+    for run, slowest in [*((r, 500.0) for r in new.results), *((r, 100.0) for r in base.results)]:
+        part(run.latency_ms).max = slowest
+    base.summary, new.summary = stats.aggregate(base.results), stats.aggregate(new.results)
     gate = Gate((Threshold("max", 0.5, "test"),))
     (variant,) = compare.compare(base, new, gate=gate).variants
     (verdict,) = variant.verdicts

@@ -21,7 +21,7 @@ is the guard against that: set it above the spread of A/A comparisons on the mac
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,10 +67,8 @@ def resolve_gate(
 
     Raises :class:`ResultFileError` when the recorded gate does not validate.
     """
-    recorded = new.scenario.get("gate") or {}
-    if not isinstance(recorded, Mapping):
-        raise ResultFileError(f"{new_label}: scenario.gate: expected an object")
-    where = str(new.scenario.get("source") or "its scenario")
+    recorded = new.scenario.gate
+    where = new.scenario.source or "its scenario"
     thresholds: dict[str, Threshold] = {}
     recorded_alpha = DEFAULT_ALPHA
     for key, value in recorded.items():
@@ -316,9 +314,9 @@ def compare(
 
 def match_key(run: StrategyResult, ignore: Sequence[str]) -> str:
     """The variant's key without the ``ignore``d dimensions (its plain key when none)."""
-    variant = Variant.from_dict(run.variant)
+    variant = Variant.from_dict(run.variant.model_dump())
     if not ignore or variant is None:
-        return run.key  # a variant written by hand or by a test: nothing to take apart
+        return run.key  # a variant written by hand: nothing to take apart
     return variant.key_without(ignore)
 
 
@@ -467,16 +465,19 @@ def _facts(run: RunResult) -> dict[str, str]:
     """What a result's numbers depend on, flattened to comparable text."""
     env = run.environment
     facts = {"connbench version": run.connbench_version}
-    facts.update({key: shown(env.get(key)) for key in ENVIRONMENT_KEYS})
-    for name, version in (env.get("packages") or {}).items():
+    facts.update({key: shown(getattr(env, key)) for key in ENVIRONMENT_KEYS})
+    for name, version in env.packages.items():
         facts[f"package {name}"] = shown(version)
-    pg = env.get("postgres") or {}
-    facts["PostgreSQL version"] = shown(pg.get("version"))
-    facts["PostgreSQL backend"] = shown(pg.get("backend"))
-    for name, value in (pg.get("settings") or {}).items():
-        facts[f"PostgreSQL {name}"] = shown(value)
+    pg = env.postgres
+    facts["PostgreSQL version"] = shown(pg.version if pg else None)
+    facts["PostgreSQL backend"] = shown(pg.backend if pg else None)
+    for name, value in (pg.settings.model_dump() if pg else {}).items():
+        # As PostgreSQL shows it: fsync on, not True.
+        text = ("on" if value else "off") if isinstance(value, bool) else shown(value)
+        facts[f"PostgreSQL {name}"] = text
+    scenario = run.scenario.model_dump()
     for key in SCENARIO_KEYS:
-        facts[f"scenario {key}"] = shown(run.scenario.get(key))
+        facts[f"scenario {key}"] = shown(scenario.get(key))
     return facts
 
 

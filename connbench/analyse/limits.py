@@ -10,13 +10,13 @@ every limit: a run that served no request must not pass a CI check.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from connbench.model import metrics
 from connbench.model.checks import Limit as Limit  # parsed in the model, judged here
 from connbench.model.checks import parse_limit
+from connbench.model.result_types import VariantSummary
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -27,7 +27,7 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 parse = parse_limit  # "p99_ms>50" -> Limit
 
 
-def observed(summary: Mapping[str, Any], metric: str) -> float | None:
+def observed(summary: VariantSummary, metric: str) -> float | None:
     """The value a limit is checked against, from a ``stats.aggregate`` summary."""
     return metrics.lookup(metric).summary_value(summary)
 
@@ -41,13 +41,13 @@ class LimitVerdict:
     reason: str
 
 
-def check(limits: Sequence[Limit], summaries: Sequence[Mapping[str, Any]]) -> list[LimitVerdict]:
+def check(limits: Sequence[Limit], summaries: Sequence[VariantSummary]) -> list[LimitVerdict]:
     """One verdict per limit and variant, limit-major."""
     out = []
     for limit in limits:
         for summary in summaries:
             value = observed(summary, limit.metric)
-            runs = summary.get("runs_measured", 0)
+            runs = summary.runs_measured
             basis = (
                 "over all requests"
                 if metrics.lookup(limit.metric).key == "error_rate"
@@ -56,10 +56,10 @@ def check(limits: Sequence[Limit], summaries: Sequence[Mapping[str, Any]]) -> li
                 else "one run"
             )
             if value is None:
-                failed, reason = True, f"{limit.metric} not measured ({summary.get('status')})"
+                failed, reason = True, f"{limit.metric} not measured ({summary.status})"
             elif OPERATORS[limit.op](value, limit.value):
                 failed, reason = True, f"{limit.metric} = {value:g} ({basis}): {limit} is true"
             else:
                 failed, reason = False, f"{limit.metric} = {value:g} ({basis})"
-            out.append(LimitVerdict(str(limit), str(summary["key"]), value, failed, reason))
+            out.append(LimitVerdict(str(limit), summary.key, value, failed, reason))
     return out

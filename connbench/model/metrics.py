@@ -19,20 +19,30 @@ from typing import Any, Protocol
 
 
 class Run(Protocol):
-    """What a metric reads from one repeat (``connbench.model.results.StrategyResult``)."""
+    """What a metric reads from one repeat (``connbench.model.result_types.StrategyResult``):
+    each part is None when the repeat did not measure it."""
 
     @property
     def throughput_rps(self) -> float: ...
     @property
-    def latency_ms(self) -> Mapping[str, Any]: ...
+    def latency_ms(self) -> Any: ...
     @property
-    def requests(self) -> Mapping[str, Any]: ...
+    def requests(self) -> Any: ...
     @property
-    def server(self) -> Mapping[str, Any]: ...
+    def server(self) -> Any: ...
     @property
-    def cpu_percent(self) -> Mapping[str, Any]: ...
+    def cpu_percent(self) -> Any: ...
     @property
-    def generator(self) -> Mapping[str, Any]: ...
+    def generator(self) -> Any: ...
+
+
+def _part(obj: Any, name: str) -> Any:
+    """``obj.name`` or ``obj[name]`` (a typed part or a plain mapping); None if absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 @dataclass(frozen=True)
@@ -56,14 +66,14 @@ class Metric:
         value = self.from_run(run)
         return None if value is None else float(value)
 
-    def recorded(self, summary: Mapping[str, Any]) -> Any:
+    def recorded(self, summary: Any) -> Any:
         """Its median over a variant's repeats as a ``stats.aggregate`` summary holds it."""
         value: Any = summary
         for part in self.path:
-            value = value.get(part) if isinstance(value, Mapping) else None
+            value = _part(value, part)
         return value
 
-    def summary_value(self, summary: Mapping[str, Any]) -> float | None:
+    def summary_value(self, summary: Any) -> float | None:
         """:meth:`recorded`, as a number to check or compare."""
         value = self.recorded(summary)
         return None if value is None else float(value)
@@ -74,8 +84,8 @@ class Metric:
 
 
 def _error_rate(run: Run) -> float | None:
-    total = int(run.requests.get("total") or 0)
-    return int(run.requests.get("errors") or 0) / total if total else None
+    total = _part(run.requests, "total")
+    return int(_part(run.requests, "errors") or 0) / total if total else None
 
 
 def _latency(
@@ -89,7 +99,7 @@ def _latency(
         unit="ms",
         higher_is_better=False,
         description=description,
-        from_run=lambda run: run.latency_ms.get(name),
+        from_run=lambda run: _part(run.latency_ms, name),
         path=("latency_ms", name, "median"),
         compared=compared,
     )
@@ -104,7 +114,7 @@ def _server(name: str, label: str, description: str, compared: bool = True) -> M
         unit="",
         higher_is_better=False,
         description=description,
-        from_run=lambda run: run.server.get(name),
+        from_run=lambda run: _part(run.server, name),
         path=(name,),
         compared=compared,
     )
@@ -163,14 +173,16 @@ METRICS: tuple[Metric, ...] = (
         "server sessions opened per 2xx response",
         compared=False,
     ),
-    _cpu("app", "app CPU", "the app's workers", lambda run: run.cpu_percent.get("app")),
-    _cpu("postgres", "pg CPU", "PostgreSQL", lambda run: run.cpu_percent.get("postgres")),
-    _cpu("pgbouncer", "PgBouncer CPU", "PgBouncer", lambda run: run.cpu_percent.get("pgbouncer")),
+    _cpu("app", "app CPU", "the app's workers", lambda run: _part(run.cpu_percent, "app")),
+    _cpu("postgres", "pg CPU", "PostgreSQL", lambda run: _part(run.cpu_percent, "postgres")),
+    _cpu(
+        "pgbouncer", "PgBouncer CPU", "PgBouncer", lambda run: _part(run.cpu_percent, "pgbouncer")
+    ),
     _cpu(
         "generator",
         "gen CPU",
         "the load generator's event loop",
-        lambda run: run.generator.get("loop_cpu_percent"),
+        lambda run: _part(run.generator, "loop_cpu_percent"),
     ),
 )
 
