@@ -38,10 +38,12 @@ strategies = ["pool"]
 name = "asyncpg-app"
 app = "tests.apps.asyncpg_app:app"
 count_sql = "SELECT count(*) FROM hits"
+env = { HITS_POOL_SIZE = "3" }
 
 [[app]]
 name = "sqlalchemy-app"
-app = "tests.apps.sqlalchemy_app:app"
+app = "sqlalchemy_app:app"
+dir = "tests/apps"
 path = "/orders/"
 method = "POST"
 body = { qty = 2 }
@@ -68,14 +70,16 @@ def test_own_apps_run_beside_a_strategy_with_rows_matching_responses(
         assert part(result.requests).ok > 0 and part(result.requests).errors == 0
         assert part(result.integrity).ok is True, result.integrity
         assert part(result.cpu_percent).app is not None
-    assert part(_result(own_apps, "sqlalchemy-app").variant.app).method == "POST"
+    described = part(_result(own_apps, "sqlalchemy-app").variant.app)
+    assert (described.method, described.dir) == ("POST", "tests/apps")
+    assert part(_result(own_apps, "asyncpg-app").variant.app).env == ["HITS_POOL_SIZE"]
 
 
 def test_asyncpg_pool_is_attributed_despite_a_foreign_application_name(
     own_apps: results.RunResult,
 ) -> None:
     server = part(_result(own_apps, "asyncpg-app").server)
-    assert server.connections_peak == 3  # its pool, exactly, and nobody else's
+    assert server.connections_peak == 3  # its pool as its env sized it, and nobody else's
     assert server.sessions_opened == 0  # opened at start-up, none while measured
 
 

@@ -1,5 +1,5 @@
-"""A user's app written with asyncpg: a pool of exactly 3, and an application_name that is
-not connbench's (attribution must not depend on it)."""
+"""A user's app written with asyncpg: a pool sized by its own environment (``[[app]] env``),
+and an application_name that is not connbench's (attribution must not depend on it)."""
 
 import os
 from collections.abc import AsyncIterator
@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI, Request
 
-POOL_SIZE = 3
+POOL_SIZE = int(os.environ["HITS_POOL_SIZE"])  # no default: the scenario's env must reach it
 
 
 @asynccontextmanager
