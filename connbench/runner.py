@@ -28,7 +28,7 @@ import httpx
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs
-from connbench.measure import calibrate, faults, load, sampler
+from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import results
 from connbench.model.errors import ProcessError
@@ -339,13 +339,28 @@ def _measure(
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
         try:
-            raw = await load.run(
-                app.visit_url,
-                config,
-                on_progress=on_progress,
-                on_edge=on_edge,
-                stop=stop,
-            )
+            if config.engine == "locust":
+                raw = await locust_engine.run(
+                    app.visit_url,
+                    config,
+                    options=locust_engine.LocustOptions(
+                        workers=scenario.locust_workers,
+                        expect_workers=scenario.expect_workers,
+                        bind_host=scenario.locust_bind,
+                        port=scenario.locust_port,
+                    ),
+                    on_progress=on_progress,
+                    on_edge=on_edge,
+                    stop=stop,
+                )
+            else:
+                raw = await load.run(
+                    app.visit_url,
+                    config,
+                    on_progress=on_progress,
+                    on_edge=on_edge,
+                    stop=stop,
+                )
             if injector is not None:
                 injected = await injector.finish()
             app_stats = {name: await read for name, read in reads.items()}

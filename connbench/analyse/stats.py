@@ -206,6 +206,7 @@ def summarize(
             "cpu_percent": round(raw.cpu_percent, 1),
             "loop_cpu_percent": round(raw.loop_cpu_percent, 1),
             "saturated": raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
+            **raw.engine_info,
         },
         cpu_percent=cpu_percent,
         timeseries=timeseries(raw, samples.samples),
@@ -400,10 +401,20 @@ def warnings(result: StrategyResult) -> list[str]:
         rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
         out.append(f"integrity: {rows} rows inserted for {ok} successful responses")
     if result.generator.get("saturated"):
+        busiest = "busiest Locust worker" if result.generator.get("engine") == "locust" else "loop"
         out.append(
-            f"load generator saturated ({result.generator['loop_cpu_percent']:.0f}% of a core): "
-            "throughput is the generator's ceiling, not the app's"
+            f"load generator saturated ({busiest} at {result.generator['loop_cpu_percent']:.0f}%"
+            " of a core): throughput is the generator's ceiling, not the app's"
         )
+    for worker in result.generator.get("workers", []):
+        if worker.get("lost_after_s") is not None:
+            how = f"exited (code {worker['exit_code']})" if worker.get("exit_code") else "was lost"
+            out.append(
+                f"Locust worker {worker['id']} (host {worker['host']}, pid {worker['pid']}) {how} "
+                f"{worker['lost_after_s']} s after the users were spawned, having completed "
+                f"{worker['requests']} requests; the run went on with the other workers and "
+                "fewer users"
+            )
     total = result.requests.get("total", 0)
     for name, needed in MIN_REQUESTS_FOR.items():
         if 0 < result.requests.get("ok", 0) < needed:

@@ -44,7 +44,7 @@ LATENCY_DIGITS = 3
 SERIES_DIGITS = 2  # per-second histograms: coarser, they only feed the charts
 PROGRESS_INTERVAL_S = 0.25
 SWEEP_INTERVAL_S = 0.05
-ENGINES = ("httptools", "aiohttp", "httpx")
+ENGINES = ("httptools", "aiohttp", "httpx", "locust")
 
 
 def new_histogram(digits: int = LATENCY_DIGITS) -> HdrHistogram:
@@ -96,6 +96,8 @@ class RawLoad:
     # send time, i.e. corrected for coordinated omission), and what did not go to plan.
     uncorrected: HdrHistogram | None = None
     open_model: dict[str, Any] = field(default_factory=dict)
+    # What an engine run in other processes says of itself (Locust: version, workers).
+    engine_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def errors(self) -> int:

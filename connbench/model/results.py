@@ -53,7 +53,7 @@ SCHEMA_VERSION = 5
 READABLE_VERSIONS = (2, 3, 4, 5)  # older results lack what came later; it is all optional
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
-    "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
+    "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver", "locust",
 )  # fmt: skip
 
 
