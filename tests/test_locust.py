@@ -142,20 +142,21 @@ def test_two_local_workers_give_full_results(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr + done.stdout
     saved = results.load(out)
-    assert saved.environment["packages"]["locust"] == locust_engine.version()
+    assert saved.environment.packages["locust"] == locust_engine.version()
     by_name = {r.strategy: r for r in saved.results}
     for name in ("pool", "connect"):
         run = by_name[name]
         assert run.status == "ok"
-        assert run.requests["ok"] > 0
-        assert run.integrity["ok"] is True  # rows inserted = 2xx over the whole run
-        assert run.server["connections_peak"] >= 1  # the sampler watched the same window
-        generator = run.generator
-        assert generator["engine"] == "locust"
-        assert generator["local_workers"] == 2
-        assert len(generator["workers"]) == 2
-        assert all(w["requests"] > 0 and w["local"] for w in generator["workers"])
-        assert generator["workers_lost"] == 0
+        assert run.requests is not None and run.requests.ok > 0
+        assert run.integrity is not None and run.integrity.ok  # rows = 2xx over the whole run
+        assert run.server is not None
+        assert run.server.connections_peak >= 1  # the sampler watched the same window
+        assert run.generator is not None and run.generator.engine == "locust"
+        locust = run.generator.locust
+        assert locust is not None and locust.local_workers == 2
+        assert len(locust.workers) == 2
+        assert all(w.requests > 0 and w.local for w in locust.workers)
+        assert locust.workers_lost == 0
     assert by_name["pool"].server["connections_peak"] <= 4
     assert (
         by_name["connect"].server["sessions_opened"]
@@ -193,13 +194,14 @@ def test_a_worker_killed_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path)
     assert _gone(everything), "a Locust process outlived the run"
     (run,) = results.load(out).results
     assert run.status == "ok"
-    generator = run.generator
-    assert generator["workers_lost"] == 1
-    (lost,) = [w for w in generator["workers"] if w["lost_after_s"] is not None]
-    assert lost["pid"] == victim.pid
-    assert lost["exit_code"] == -signal.SIGKILL
-    assert lost["requests"] > 0
-    (survivor,) = [w for w in generator["workers"] if w["lost_after_s"] is None]
-    assert survivor["requests"] > lost["requests"]  # it went on to the end
+    assert run.generator is not None and run.generator.locust is not None
+    locust = run.generator.locust
+    assert locust.workers_lost == 1
+    (lost,) = [w for w in locust.workers if w.lost_after_s is not None]
+    assert lost.pid == victim.pid
+    assert lost.exit_code == -signal.SIGKILL
+    assert lost.requests > 0
+    (survivor,) = [w for w in locust.workers if w.lost_after_s is None]
+    assert survivor.requests > lost.requests  # it went on to the end
     assert any("Locust worker" in w and "went on" in w for w in run.warnings)
     assert "Locust worker" in stdout + stderr

@@ -450,15 +450,15 @@ def _generator(
                 ),
             }
         )
-    unknown_cpu = {"loop_cpu_percent": None} if options.workers == 0 else {}
     return {
-        **unknown_cpu,  # remote workers only: their CPU is not ours to read
-        "locust_version": version(),
-        "workers_lost": sum(1 for w in listed if w["lost_after_s"] is not None),
-        "local_workers": options.workers,
-        "remote_workers": options.expect_workers,
-        "bind_host": options.bind_host,
-        "workers": listed,
+        "locust": {
+            "version": version(),
+            "local_workers": options.workers,
+            "remote_workers": options.expect_workers,
+            "bind_host": options.bind_host,
+            "workers_lost": sum(1 for w in listed if w["lost_after_s"] is not None),
+            "workers": listed,
+        }
     }
 
 
