@@ -97,6 +97,10 @@ class ScenarioRecord(Model):
     repeat: int
     postgres: str = Field(description="embedded, local, docker[:IMAGE] or a redacted DSN.")
     engine: str
+    locust_workers: int = 1
+    expect_workers: int = 0
+    locust_bind: str = "127.0.0.1"
+    locust_port: int = 0
     server: dict[str, str] = {}
     fault: FaultSpec | None = None
     gate: dict[str, float] = Field(default={}, description="metric: fraction, and alpha.")
