@@ -442,9 +442,9 @@ def warnings(result: StrategyResult) -> list[str]:
         out.append(f"integrity: {rows} rows inserted for {ok} successful responses")
     generator = result.generator
     if generator is not None and generator.saturated:
-        busiest = "its busiest Locust worker" if generator.locust else "its loop"
+        busiest = "its busiest Locust worker at " if generator.locust else ""
         out.append(
-            f"load generator saturated ({busiest} at {generator.loop_cpu_percent or 0:.0f}% of "
+            f"load generator saturated ({busiest}{generator.loop_cpu_percent or 0:.0f}% of "
             "a core): throughput is the generator's ceiling, not the app's"
         )
     if generator is not None and generator.locust is not None:
