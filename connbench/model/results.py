@@ -78,7 +78,7 @@ SCHEMA_VERSION = 6  # bump on any change a reader must know about; add its step 
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
-    "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
+    "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver", "locust",
 )  # fmt: skip
 
 
