@@ -13,14 +13,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: the quick scenario (every strategy, ~40 s) on the embedded PostgreSQL
+## run: the quick scenario (every strategy, ~40 s) on the embedded PostgreSQL; the result's
+## HTML report (charts, opens offline) is written beside it as results/NAME.html
 run: $(STAMP)
-	$(BIN)/connbench run scenarios/quick.toml
+	$(BIN)/connbench run scenarios/quick.toml --html
 
 ## test: lint, types, then every test that needs no Docker engine (real Postgres, real uvicorn,
-## real PgBouncer: installed from the distribution when missing and we are root)
+## real PgBouncer and a real Chromium for the HTML report: installed from the distribution
+## when missing and we are root)
 test: $(STAMP)
 	./scripts/install-pgbouncer.sh
+	./scripts/install-chromium.sh
 	$(BIN)/ruff check connbench tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
