@@ -322,13 +322,22 @@ def _window_marks(run: RunResult, chosen: Sequence[StrategyResult]) -> list[dict
                 ],
             }
         )
-    faults: dict[float, str] = {}
+    # Each variant's fault lands at its own instant (a few ms apart): one rule each, and one
+    # label per kind, or the labels would print over each other.
+    faults: dict[str, list[float]] = {}
     for result in chosen:
         at = _number(result.fault.get("injected_at_s")) if result.fault else None
         if at is not None:
-            faults.setdefault(round(at, 1), str(result.fault.get("kind", "fault")))
+            faults.setdefault(str(result.fault.get("kind", "fault")), []).append(at)
     if faults:
-        values = [{"at": at, "label": f"{kind} at {at:g} s"} for at, kind in sorted(faults.items())]
+        values = []
+        for kind, instants in faults.items():
+            low, high = min(instants), max(instants)
+            when = f"{low:.1f} s" if high - low < 0.05 else f"{low:.1f}-{high:.1f} s"
+            values += [
+                {"at": at, "label": f"{kind} at {when}" if i == 0 else ""}
+                for i, at in enumerate(sorted(instants))
+            ]
         out.append(
             {
                 "data": {"values": values},
@@ -523,6 +532,10 @@ def _bars_with_spread(
                     ],
                 },
             },
+        ],
+    )
+    if any(row["min"] != row["max"] for row in rows):  # one run each: no spread to draw
+        spec["layer"].append(
             {
                 "mark": {"type": "errorbar", "ticks": True, "color": "#1f2328"},
                 "encoding": {
@@ -530,9 +543,8 @@ def _bars_with_spread(
                     "x": {"field": "min", "type": "quantitative", "title": x_title},
                     "x2": {"field": "max"},
                 },
-            },
-        ],
-    )
+            }
+        )
     return Chart(spec)
 
 
