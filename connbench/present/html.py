@@ -290,7 +290,7 @@ def _time_chart(
 def _window_marks(run: RunResult, chosen: Sequence[StrategyResult]) -> list[dict[str, Any]]:
     """The warm-up before the window (shaded; not measured) and each fault's instant."""
     out: list[dict[str, Any]] = []
-    warmup = _number(run.scenario.get("warmup_s"))
+    warmup = _number(_mapping(run.scenario).get("warmup_s"))
     if warmup:
         out.append(
             {
@@ -326,9 +326,10 @@ def _window_marks(run: RunResult, chosen: Sequence[StrategyResult]) -> list[dict
     # label per kind, or the labels would print over each other.
     faults: dict[str, list[float]] = {}
     for result in chosen:
-        at = _number(result.fault.get("injected_at_s")) if result.fault else None
+        fault = _mapping(result.fault)
+        at = _number(fault.get("injected_at_s"))
         if at is not None:
-            faults.setdefault(str(result.fault.get("kind", "fault")), []).append(at)
+            faults.setdefault(str(fault.get("kind", "fault")), []).append(at)
     if faults:
         values = []
         for kind, instants in faults.items():
@@ -374,6 +375,29 @@ def _window_marks(run: RunResult, chosen: Sequence[StrategyResult]) -> list[dict
     return out
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """A section of a result as a dict (a typed model dumped); {} when it is not one."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump()
+    return value if isinstance(value, dict) else {}
+
+
+def _summaries(run: RunResult) -> list[dict[str, Any]]:
+    return [_mapping(summary) for summary in run.summary]
+
+
+def _series(result: StrategyResult) -> dict[str, list[Any]]:
+    """The per-second series by name, the connections by state as ``connections_STATE``
+    (spaces as underscores), whether a result keeps them flat or under one key."""
+    series = _mapping(result.timeseries)
+    by_state = _mapping(series.get("connections_by_state"))
+    out = {name: values for name, values in series.items() if isinstance(values, list)}
+    for state, values in by_state.items():
+        if isinstance(values, list):
+            out[f"connections_{state.replace(' ', '_')}"] = values
+    return out
+
+
 def _number(value: Any) -> float | None:
     """``value`` as a finite float; None for anything else (a result file is untrusted)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -385,9 +409,9 @@ def time_charts(run: RunResult, variants: Variants) -> list[Chart]:
     """Throughput, p99 and server connections (in total and by state) per second."""
     by_key = _runs_by_key(run)
     chosen: dict[str, StrategyResult] = {}
-    for summary in run.summary:
+    for summary in _summaries(run):
         typical = _typical_run(summary, by_key.get(str(summary["key"]), []))
-        if typical is not None and typical.timeseries.get("ok"):
+        if typical is not None and _series(typical).get("ok"):
             chosen[str(summary["key"])] = typical
     if not chosen:
         return []
@@ -397,7 +421,7 @@ def time_charts(run: RunResult, variants: Variants) -> list[Chart]:
     def rows(series: str) -> list[dict[str, Any]]:
         out = []
         for key, result in chosen.items():
-            for i, value in enumerate(result.timeseries.get(series) or []):
+            for i, value in enumerate(_series(result).get(series) or []):
                 number = _number(value)
                 if number is not None:
                     out.append({"variant": drawn.names.label[key], "t": i + 0.5, "value": number})
@@ -430,7 +454,7 @@ def time_charts(run: RunResult, variants: Variants) -> list[Chart]:
                 y_max=max(1.0, top),
             )
         )
-    repeats = max((int(s.get("runs", 1)) for s in run.summary), default=1)
+    repeats = max((int(s.get("runs", 1)) for s in _summaries(run)), default=1)
     if repeats > 1:
         for chart in out:
             chart.spec["title"]["subtitle"] = (
@@ -460,7 +484,7 @@ def latency_chart(run: RunResult, variants: Variants) -> Chart | None:
         return None
     shown = Variants(drawn, variants.names, variants.colours)
     label = " : ".join(f"datum.value == {x} ? '{name}'" for x, name in TICKS.items()) + " : ''"
-    repeats = max((int(s.get("runs", 1)) for s in run.summary), default=1)
+    repeats = max((int(s.get("runs", 1)) for s in _summaries(run)), default=1)
     subtitle = "from the saved HDR histograms" + (
         f", all {repeats} repeats merged" if repeats > 1 else ""
     )
@@ -550,7 +574,7 @@ def _bars_with_spread(
 
 def side_by_side(run: RunResult, variants: Variants) -> list[Chart]:
     """Throughput and p99 with their spread over repeats; sessions per 2xx; rows against 2xx."""
-    summaries = {str(s["key"]): s for s in run.summary if s.get("status") in MEASURED}
+    summaries = {str(s["key"]): s for s in _summaries(run) if s.get("status") in MEASURED}
     keys = [k for k in variants.keys if k in summaries]
     if not keys:
         return []
@@ -650,9 +674,10 @@ def rows_against_responses(run: RunResult, variants: Variants) -> Chart | None:
     by_key = _runs_by_key(run)
     rows, unequal = [], []
     for key in variants.keys:
-        ran = [r for r in by_key.get(key, []) if r.status in MEASURED and r.integrity]
-        inserted = [_number(r.integrity.get("rows_inserted")) for r in ran]
-        responses = [_number(r.integrity.get("ok_responses")) for r in ran]
+        ran = [_mapping(r.integrity) for r in by_key.get(key, []) if r.status in MEASURED]
+        ran = [integrity for integrity in ran if integrity]
+        inserted = [_number(integrity.get("rows_inserted")) for integrity in ran]
+        responses = [_number(integrity.get("ok_responses")) for integrity in ran]
         if not ran or None in inserted or None in responses:
             continue
         label = variants.names.label[key]
@@ -707,7 +732,7 @@ BREAKDOWN_LABELS = [header for _, header, _ in BREAKDOWN_SEGMENTS]
 
 def breakdown_chart(run: RunResult, variants: Variants) -> Chart | None:
     """Where a request's time goes: the app's mean ms per part, stacked, per variant."""
-    summaries = {str(s["key"]): s for s in run.summary if s.get("breakdown")}
+    summaries = {str(s["key"]): s for s in _summaries(run) if s.get("breakdown")}
     keys = [k for k in variants.keys if k in summaries]
     rows = []
     for key in keys:
@@ -762,7 +787,7 @@ def breakdown_chart(run: RunResult, variants: Variants) -> Chart | None:
 def sweep_charts(run: RunResult, names: Names, colours: Colours) -> list[Chart]:
     """For each swept setting: throughput and p99 over its values, one line per series."""
     out = []
-    measured = [s for s in run.summary if s.get("status") in MEASURED]
+    measured = [s for s in _summaries(run) if s.get("status") in MEASURED]
     for name, _, axis_title in names.swept:
         for metric, title, y_title in (
             ("throughput_rps", "Throughput", "2xx responses per second (req/s)"),
@@ -998,10 +1023,6 @@ def _facts(title: str, facts: Sequence[tuple[str, Any]]) -> str:
     return f"<div><h4>{esc(title)}</h4><dl>{items}</dl></div>"
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _environment(run: RunResult) -> str:
     env = _mapping(run.environment)
     pg = _mapping(env.get("postgres"))
@@ -1029,7 +1050,7 @@ def _environment(run: RunResult) -> str:
 
 
 def _scenario(run: RunResult) -> str:
-    scenario = run.scenario if isinstance(run.scenario, dict) else {}
+    scenario = _mapping(run.scenario)
     shown = {
         k: v for k, v in scenario.items() if k != "source_text" and v not in (None, "", [], {})
     }
@@ -1045,7 +1066,7 @@ def _warning_list(run: RunResult) -> str:
     items = []
     if run.interrupted:
         items.append('<li class="bad">interrupted: these numbers are partial</li>')
-    for summary in run.summary:
+    for summary in _summaries(run):
         if summary.get("status") in ("failed", "unavailable"):
             label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
             items.append(
@@ -1073,7 +1094,7 @@ FOLD_WARNINGS = 5
 
 def run_section(page: Page, label: str, run: RunResult) -> None:
     """One result: the facts, the terminal's table, then its charts."""
-    names = Names(run.summary)
+    names = Names(_summaries(run))
     page.colours.assign(names)
     variants = Variants(names.keys, names, page.colours)
     page.add(f"<section><h2>{cell(_title(run, html_mark))}</h2>")
@@ -1183,7 +1204,9 @@ def report(runs: Sequence[tuple[str, RunResult]], comparisons: Sequence[Comparis
     for label, run in runs:
         run_section(page, label, run)
     template = Template(resources.files("connbench.present").joinpath("report.html").read_text())
-    title = "connbench · " + " · ".join(str(run.scenario.get("name", "")) for _, run in runs)
+    title = "connbench · " + " · ".join(
+        str(_mapping(run.scenario).get("name", "")) for _, run in runs
+    )
     return template.substitute(
         title=esc(title),
         version=esc(__version__),
