@@ -28,7 +28,6 @@ from connbench.analyse import charts
 from connbench.analyse.compare import METRICS, Comparison
 from connbench.analyse.stats import MEASURED
 from connbench.model.results import RunResult, StrategyResult
-from connbench.present.common import listed
 from connbench.present.compare import COMPARE_HEADERS, _compare_rows
 from connbench.present.run import (
     BREAKDOWN_NOTE,
@@ -203,8 +202,8 @@ def _legend(count: int) -> dict[str, Any]:
     return {
         "title": None,
         "orient": "bottom",
-        "columns": min(3, max(1, count)),
-        "direction": "vertical",
+        "columns": min(4, max(1, count)),  # filled row by row, in the table's order
+        "direction": "horizontal",
     }
 
 
@@ -491,7 +490,7 @@ def latency_chart(run: RunResult, variants: Variants) -> Chart | None:
     spec = _spec(
         "Latency by percentile",
         subtitle,
-        width=WIDTH,
+        width=2 * WIDTH + 40,
         height=HEIGHT + 60,
         data={"values": rows},
         mark={"type": "line", "point": {"size": 10}, "strokeWidth": 2},
@@ -521,7 +520,7 @@ def latency_chart(run: RunResult, variants: Variants) -> Chart | None:
         "A line stops where fewer than one request lies beyond the percentile: the histogram "
         "cannot tell that tail."
     )
-    return Chart(spec, caption=caption)
+    return Chart(spec, caption=caption, wide=True)
 
 
 def _bars_with_spread(
@@ -1054,7 +1053,12 @@ def _scenario(run: RunResult) -> str:
     shown = {
         k: v for k, v in scenario.items() if k != "source_text" and v not in (None, "", [], {})
     }
-    facts = [(k, json.dumps(v) if isinstance(v, dict) else listed(v)) for k, v in shown.items()]
+    facts = [
+        (k, json.dumps(v) if isinstance(v, dict) else ", ".join(map(str, v)))
+        if isinstance(v, dict | list)
+        else (k, v)
+        for k, v in shown.items()
+    ]
     out = _facts("Scenario", facts)
     source = scenario.get("source_text")
     if isinstance(source, str) and source.strip():
