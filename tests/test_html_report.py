@@ -173,6 +173,18 @@ def test_report_command_writes_the_page_and_says_where(
     assert shown.returncode == 0 and shown.stdout.startswith("<!doctype html>")
 
 
+def test_run_html_writes_the_report_beside_the_result_and_says_where(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "quick.json"
+    done = run_cli(
+        "run", "--strategy", "pool", "--duration", "1", "--warmup", "0.2", "--no-charts",
+        "-o", str(out), "--html", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = out.with_suffix(".html")
+    assert f"report: {page}" in " ".join(done.stdout.split())  # however rich wrapped it
+    assert "Throughput per second" in page.read_text()
+
+
 def test_report_of_a_bad_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{")
