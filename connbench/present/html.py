@@ -156,7 +156,7 @@ class Names:
 
     def __init__(self, summaries: Sequence[dict[str, Any]]) -> None:
         self.keys = [str(s["key"]) for s in summaries]
-        variants = [s.get("variant") or {} for s in summaries]
+        variants = [_mapping(s.get("variant")) for s in summaries]
 
         def varies(name: str) -> bool:  # a setting some variants lack does not vary
             return len({str(_value(v, name)) for v in variants if v.get(name) is not None}) > 1
@@ -794,7 +794,7 @@ def sweep_charts(run: RunResult, names: Names, colours: Colours) -> list[Chart]:
         ):
             rows = []
             for summary in measured:
-                x = _number((summary.get("variant") or {}).get(name))
+                x = _number(_mapping(summary.get("variant")).get(name))
                 values = (
                     summary.get(metric)
                     if metric == "throughput_rps"
