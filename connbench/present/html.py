@@ -1094,6 +1094,7 @@ def _warning_list(run: RunResult) -> str:
 
 
 FOLD_WARNINGS = 5
+FOLD_ROWS = 24
 
 
 def run_section(page: Page, label: str, run: RunResult) -> None:
@@ -1153,8 +1154,11 @@ def compare_section(page: Page, comparison: Comparison) -> None:
         )
     if items:
         page.add(f'<ul class="warnings">{"".join(items)}</ul>')
-    page.add(html_table(COMPARE_HEADERS, _compare_rows(comparison, html_mark)))
     page.charts("Changes", [compare_chart(comparison)])
+    rows = _compare_rows(comparison, html_mark)
+    shown = " open" if len(rows) <= FOLD_ROWS else ""  # a long table would bury what follows
+    page.add(f"<details{shown}><summary>the table ({len(rows)} rows)</summary>")
+    page.add(html_table(COMPARE_HEADERS, rows) + "</details>")
     page.add("</section>")
 
 
