@@ -185,7 +185,12 @@ CONFIG: dict[str, Any] = {
         "subtitleColor": "#59636e",
         "anchor": "start",
     },
-    "axis": {"labelFontSize": 11, "titleFontSize": 12, "titleFontWeight": "normal"},
+    "axis": {
+        "labelFontSize": 11,
+        "titleFontSize": 12,
+        "titleFontWeight": "normal",
+        "labelOverlap": True,  # drop every other label rather than print two over each other
+    },
     "legend": {"labelFontSize": 11, "labelLimit": 320, "symbolStrokeWidth": 3},
     "view": {"stroke": None},
 }
