@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -283,12 +284,17 @@ def _write_html(
     from connbench.present import html as html_view
 
     page = html_view.report(runs, comparisons or [])
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(page)
-        tmp.replace(path)
+        # Private like the result it shows (mkstemp: 0600), and whole or not there at all.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(page)
+        os.replace(tmp, path)
     except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise BadInput(f"{path}: cannot write the report ({exc.strerror})") from None
     return path
 

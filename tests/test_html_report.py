@@ -284,3 +284,28 @@ def test_hostile_result_runs_no_script_and_loads_nothing(
     _, run = real_run
     visit, _ = open_in_chromium(html.report([(XSS, hostile(run))]), tmp_path, "hostile")
     assert len(visit.state) == 14  # every chart still drawn, the names as text
+
+
+def test_variants_are_named_by_what_varies_and_a_sweep_shades_one_hue() -> None:
+    def summary(strategy: str, **variant: object) -> dict[str, object]:
+        key = " ".join([strategy, *(f"{k}={v}" for k, v in variant.items())])
+        return {"key": key, "strategy": strategy, "variant": {"strategy": strategy, **variant}}
+
+    names = html.Names(
+        [
+            summary("pool", concurrency=4, pool_max=4, topology="direct"),
+            summary("pool", concurrency=16, pool_max=4, topology="direct"),
+            summary("pool", concurrency=4, pool_max=4, topology="pgbouncer-transaction"),
+            summary("connect", concurrency=4, topology="direct"),  # no pool: not a sweep of it
+        ]
+    )
+    assert list(names.label.values()) == [
+        "pool c=4", "pool c=16", "pool via pgb-txn c=4", "connect c=4",
+    ]  # fmt: skip
+    assert [name for name, _, _ in names.swept] == ["concurrency"]
+    colours = html.Colours()
+    colours.assign(names)
+    pool_c4, pool_c16 = (colours.variants[k] for k in names.keys[:2])
+    assert pool_c4 != pool_c16
+    assert colours.of_series("pool") == html.PALETTE[0]
+    assert colours.variants[names.keys[3]] == colours.of_series("connect") != html.PALETTE[0]

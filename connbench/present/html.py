@@ -146,7 +146,13 @@ def _value(variant: dict[str, Any], name: str) -> Any:
 
 
 def _settings(variant: dict[str, Any], dims: Sequence[tuple[str, str]]) -> list[str]:
-    return [f"{p}{_value(variant, n)}" for n, p in dims if variant.get(n) is not None]
+    """``c=4``, ``via pgb-txn``, ...: the settings of ``dims`` the variant has (direct goes
+    without saying)."""
+    return [
+        f"{p}{_value(variant, n)}"
+        for n, p in dims
+        if variant.get(n) is not None and _value(variant, n) != "direct"
+    ]
 
 
 class Names:
