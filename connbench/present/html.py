@@ -1093,15 +1093,23 @@ def _warning_list(run: RunResult) -> str:
         items.append(f'<li class="{mark}">{"✗" if crossed else "✓"} limit {esc(line)}</li>')
     warnings = [f"<li>{esc(w)}</li>" for w in _warnings(run)]
     out = f'<ul class="warnings">{"".join(items)}</ul>' if items else ""
-    if warnings:
-        # Many warnings would bury the table: past a few, they fold under their count.
-        shown = " open" if len(warnings) <= FOLD_WARNINGS else ""
-        out += (
-            f'<details class="warn"{shown}><summary>⚠ {len(warnings)} warning'
-            f"{'s' if len(warnings) > 1 else ''}</summary>"
-            f'<ul class="warnings">{"".join(warnings)}</ul></details>'
-        )
+    out += _folded(warnings, "warning", "warn")
     return out or '<p class="muted">No warnings.</p>'
+
+
+def _folded(items: Sequence[str], what: str, style: str, fold_past: int | None = None) -> str:
+    """A list under its count (``3 warnings``), folded past ``fold_past`` items (default
+    :data:`FOLD_WARNINGS`): many would bury what follows."""
+    if not items:
+        return ""
+    limit = FOLD_WARNINGS if fold_past is None else fold_past
+    shown = " open" if len(items) <= limit else ""
+    icon = {"warn": "⚠ ", "bad": "✗ ", "good": "✓ "}.get(style, "")
+    return (
+        f'<details class="{style}"{shown}><summary>{icon}{len(items)} {what}'
+        f"{'s' if len(items) > 1 else ''}</summary>"
+        f'<ul class="warnings">{"".join(items)}</ul></details>'
+    )
 
 
 FOLD_WARNINGS = 5
@@ -1143,15 +1151,17 @@ def compare_section(page: Page, comparison: Comparison) -> None:
     page.add(
         f"<section><h2>Compare: {esc(comparison.base_label)} → {esc(comparison.new_label)}</h2>"
     )
+    checks: dict[bool, list[str]] = {True: [], False: []}
+    for verdict in comparison.verdicts:
+        checks[verdict.failed].append(
+            f'<li class="{"bad" if verdict.failed else "good"}">'
+            f"{esc(verdict.variant)} {esc(verdict.metric)}: {esc(verdict.reason)}</li>"
+        )
+    page.add(_folded(checks[True], "failed check", "bad"))
+    page.add(_folded(checks[False], "passed check", "good", fold_past=0))
     items = []
     if comparison.nothing_matched:
         items.append('<li class="bad">no variant matched: the gate has nothing to check</li>')
-    for verdict in comparison.verdicts:
-        mark = "bad" if verdict.failed else "good"
-        items.append(
-            f'<li class="{mark}">{"FAIL" if verdict.failed else "pass"} '
-            f"{esc(verdict.variant)} {esc(verdict.metric)}: {esc(verdict.reason)}</li>"
-        )
     items += [f"<li>{esc(w)}</li>" for w in comparison.warnings]
     for what, keys in (
         ("only in BASE", comparison.only_in_base),
