@@ -55,15 +55,26 @@ def a_comparison() -> tuple[RunResult, RunResult, compare.Comparison]:
 def hostile(run: RunResult) -> RunResult:
     """``run`` with markup where a result holds names and text."""
     evil = copy.deepcopy(run)
-    evil.scenario["name"] = XSS
-    evil.scenario["source_text"] = XSS
-    evil.environment["cpu_model"] = XSS
+    evil.scenario.name = XSS
+    evil.scenario.source_text = XSS
+    evil.environment.cpu_model = XSS
     for result in evil.results:
         result.strategy = XSS + result.strategy
-        result.variant["key"] = XSS + result.key
+        result.variant.key = XSS + result.key
         result.warnings.append(XSS)
     evil.summary = stats.aggregate(evil.results)
     return evil
+
+
+def data_rows(spec: object) -> list[object]:
+    """Every inline data row of a chart spec, whatever layer holds it."""
+    if isinstance(spec, dict):
+        data = spec.get("data")
+        own = data.get("values", []) if isinstance(data, dict) else []
+        return [*own, *(row for value in spec.values() for row in data_rows(value))]
+    if isinstance(spec, list):
+        return [row for value in spec for row in data_rows(value)]
+    return []
 
 
 # --- as text -----------------------------------------------------------------------------------
@@ -80,6 +91,8 @@ def test_report_is_one_small_file_that_names_no_other_host(
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", ours, re.IGNORECASE)
     specs = json.loads(re.search(r'id="connbench-charts">(.*?)</script>', page, re.S)[1])  # type: ignore[index]
     titles = [spec["title"]["text"] for spec in specs.values()]
+    for spec in specs.values():  # each chart has a row of data per variant at least
+        assert len(data_rows(spec)) >= 4, spec["title"]
     for title in (
         "Throughput per second",
         "p99 latency per second",

@@ -419,22 +419,28 @@ def time_charts(run: RunResult, variants: Variants) -> list[Chart]:
     """Throughput, p99 and server connections (in total and by state) per second."""
     by_key = _runs_by_key(run)
     chosen: dict[str, StrategyResult] = {}
-    for summary in _summaries(run):
-        typical = _typical_run(summary, by_key.get(str(summary["key"]), []))
+    for summary in run.summary:
+        typical = _typical_run(summary, by_key.get(summary.key, []))
         if typical is not None and _series(typical).get("ok"):
-            chosen[str(summary["key"])] = typical
+            chosen[summary.key] = typical
     if not chosen:
         return []
     drawn = Variants([k for k in variants.keys if k in chosen], variants.names, variants.colours)
     marks = _window_marks(run, list(chosen.values()))
 
     def rows(series: str) -> list[dict[str, Any]]:
+        """One row per interval, drawn at its middle (the ``t_s`` it starts at, if saved)."""
         out = []
         for key, result in chosen.items():
-            for i, value in enumerate(_series(result).get(series) or []):
+            found = _series(result)
+            starts = found.get("t_s") or []
+            step = _number(_mapping(result.timeseries).get("interval_s")) or 1.0
+            for i, value in enumerate(found.get(series) or []):
                 number = _number(value)
+                start = _number(starts[i]) if i < len(starts) else None
+                t = (i * step if start is None else start) + step / 2
                 if number is not None:
-                    out.append({"variant": drawn.names.label[key], "t": i + 0.5, "value": number})
+                    out.append({"variant": drawn.names.label[key], "t": t, "value": number})
         return out
 
     out = [
