@@ -25,8 +25,9 @@ import vl_convert
 
 from connbench import __version__
 from connbench.analyse import charts
-from connbench.analyse.compare import METRICS, Comparison
+from connbench.analyse.compare import Comparison
 from connbench.analyse.stats import MEASURED
+from connbench.model import metrics
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present.compare import COMPARE_HEADERS, _compare_rows
 from connbench.present.run import (
@@ -903,7 +904,7 @@ def compare_chart(comparison: Comparison) -> Chart | None:
                 continue
             interval = charts.change_interval(change) or (change.change, change.change)
             verdict = verdicts.get(name)
-            metric = METRICS[name]
+            metric = metrics.lookup(name)
             rows.append(
                 {
                     "variant": variant.key,
