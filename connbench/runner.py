@@ -30,8 +30,9 @@ from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs
 from connbench.measure import calibrate, faults, load, sampler
 from connbench.measure.load import LoadConfig, Progress
-from connbench.model import results
-from connbench.model.errors import ProcessError
+from connbench.model import files, results
+from connbench.model.dsn import redact
+from connbench.model.errors import BadInput, ProcessError
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -114,14 +115,18 @@ class _Measured:
 
 def execute(
     scenario: Scenario, reporter: Reporter, output: Path | None, calibrate_first: bool = False
-) -> tuple[RunResult, Path]:
+) -> tuple[RunResult, Path | None]:
     """Run every strategy of ``scenario``, save the result, return it and where it went.
 
-    Raises the domain errors of :mod:`connbench.infra.postgres` when the server cannot be had;
-    an app that fails is recorded as failed and the run goes on.
+    Where it went: ``output`` (default ``results/NAME-TIME.json``); a fallback directory when
+    that cannot be written at the end (:func:`connbench.model.files.is_fallback` says so, and
+    the reporter was told why); None when nothing was measured and ``output`` already existed
+    (it is left as it was). Raises :class:`BadInput` before anything starts when ``output``
+    is no place for a result, and the domain errors of :mod:`connbench.infra.postgres` when the
+    server cannot be had; an app that fails is recorded as failed and the run goes on.
     """
     run = results.new_run(scenario.to_dict())
-    path = output or results.default_path(run)
+    path = _destination(output or results.default_path(run))
     backend = postgres.parse_backend(scenario.postgres)
     # Interleaved (A B C A B C ...): drift over the run hits every variant alike.
     plan = [(repeat, v) for repeat in range(scenario.repeat) for v in scenario.variants()]
@@ -169,8 +174,38 @@ def execute(
     finally:
         run.summary = stats.aggregate(run.results)
         run.limits = [asdict(v) for v in limits.check(scenario.fail_if, run.summary)]
-        results.save(run, path)
-    return run, path
+        saved = _save(run, path, reporter)
+    return run, saved
+
+
+def _destination(path: Path) -> Path:
+    """``path`` checked (and resolved) before anything starts: a run whose result has nowhere
+    to go is refused, not run."""
+    try:
+        return files.check_destination(path)
+    except files.OutputRefused as exc:
+        raise BadInput(f"--output: {exc}") from None
+
+
+def measured(run: RunResult) -> bool:
+    """Whether any variant served a request: a result without one replaces no file."""
+    return any(r.requests.get("total") for r in run.results)
+
+
+def _save(run: RunResult, path: Path, reporter: Reporter) -> Path | None:
+    """Save ``run`` at ``path``, or somewhere: what was measured is never lost."""
+    data = results.dump(run)
+    saved = files.save_or_fallback(path, data, replace_existing=measured(run))
+    if saved.problem is None:
+        return saved.path
+    if saved.path is not None:
+        reporter.warn(f"{saved.problem}; the result is in {saved.path}")
+    elif measured(run):  # no directory anywhere took it: the terminal is the last place left
+        reporter.warn(f"{saved.problem}, nor could any fallback directory; the result:")
+        reporter.note(data.decode())
+    else:
+        reporter.note(saved.problem)
+    return saved.path
 
 
 def _max_connections(pg: postgres.Postgres) -> int | None:
@@ -255,7 +290,7 @@ def _run_variant(
                 variant=variant.to_dict(),
                 repeat=repeat,
                 status="failed",
-                failure=str(exc),
+                failure=redact(str(exc)),
             )
         connects = measured.connects
         if measured.injected is not None and measured.injected.restarted:
@@ -285,7 +320,9 @@ def _run_variant(
         app_stats=(measured.app_stats.get("start"), measured.app_stats.get("end")),
     )
     if died is not None:
-        result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+        result.warnings.append(
+            f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
+        )
     return result
 
 

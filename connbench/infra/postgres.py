@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -36,7 +35,15 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from connbench.infra import procs, tempdirs
-from connbench.model.errors import BadInput, MissingDependency, PostgresError, ProcessError
+from connbench.model import files
+from connbench.model.dsn import display, redact, remember, remember_secret
+from connbench.model.errors import (
+    BadInput,
+    MissingDependency,
+    PostgresError,
+    ProcessError,
+    first_line,
+)
 
 READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
@@ -79,29 +86,21 @@ def parse_backend(value: str) -> Backend:
     if value == "docker" or value.startswith("docker:"):
         image = value.partition(":")[2] or DEFAULT_DOCKER_IMAGE
         return Backend("docker", image=image)
+    # Whatever else it is, it may be a DSN with a password (or a mistyped one): from here on
+    # no message, log or saved field shows that password.
+    remember(value)
     if value.startswith(("postgresql://", "postgres://")) or "=" in value:
         try:
             conninfo_to_dict(value)
         except psycopg.ProgrammingError as exc:
-            raise BadInput(f"--postgres: not a valid connection string: {exc}") from None
+            reason = redact(first_line(exc))
+            raise BadInput(f"--postgres: not a valid connection string: {reason}") from None
         return Backend("external", dsn=value)
+    hint = " (a postgresql:// DSN needs two slashes)" if value.startswith("postgres") else ""
     raise BadInput(
-        f"--postgres: unknown backend {value!r}; expected embedded, local, docker[:IMAGE] "
-        "or a postgresql:// DSN"
+        f"--postgres: unknown backend {redact(value)!r}{hint}; expected embedded, local, "
+        "docker[:IMAGE] or a postgresql:// DSN"
     )
-
-
-def redact(dsn: str) -> str:
-    """The DSN as ``postgresql://user@host:port/dbname``, without password or other secrets."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "postgresql://(unparseable)"
-    user = str(params.get("user") or "")
-    host = str(params.get("host") or "localhost")
-    port = str(params.get("port") or "5432")
-    db = str(params.get("dbname") or user)
-    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{db}"
 
 
 @dataclass
@@ -132,7 +131,7 @@ class Postgres:
 
     @property
     def display_dsn(self) -> str:
-        return redact(self.dsn)
+        return display(self.dsn)
 
     def app_dsn(self) -> str:
         """The DSN the apps use: tagged so the sampler can tell their sessions apart."""
@@ -283,8 +282,21 @@ def _private_copy(bindir: Path, tmp: Path) -> Path:
 def _run_as(argv: list[str], user: str | None, what: str) -> None:
     result = procs.run_to_end(argv, user=user)
     if result.returncode != 0:
-        tail = result.stdout.strip().splitlines()[-15:]
-        raise PostgresError(f"{what} failed (exit {result.returncode})\n" + "\n".join(tail))
+        tail = "\n".join(result.stdout.strip().splitlines()[-15:])
+        raise PostgresError(procs.with_cause(f"{what} failed (exit {result.returncode})", tail))
+
+
+@contextmanager
+def _setup_errors(kind: str, where: Path) -> Iterator[None]:
+    """An OSError while preparing the server's directory (no space, no permission) as one
+    :class:`PostgresError` whose first words are the cause."""
+    try:
+        yield
+    except shutil.Error as exc:  # copytree gathers (src, dst, why) for each file it missed
+        why = exc.args[0][0][2] if exc.args and exc.args[0] else str(exc)
+        raise PostgresError(f"{kind}: {why} (preparing {where})") from None
+    except OSError as exc:
+        raise PostgresError(f"{kind}: {exc.strerror} (preparing {where})") from None
 
 
 @contextmanager
@@ -294,15 +306,15 @@ def _cluster(
     user = procs.unprivileged_user()
     with ExitStack() as stack:
         tmp = tempdirs.make_for_user("pg", user, stack, workdir)
-        if user is not None and not _usable_by(bindir, user):
-            # The install sits where `user` cannot reach (a venv under /root, say):
-            # run a private copy instead of widening anyone's permissions.
-            bindir = _private_copy(bindir, tmp)
-        if not _usable_by(bindir, user):
-            raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
-
-        password = secrets.token_urlsafe(24)
-        pwfile = tempdirs.write_private(tmp / "pwfile", password + "\n", user)
+        with _setup_errors(kind, tmp):
+            if user is not None and not _usable_by(bindir, user):
+                # The install sits where `user` cannot reach (a venv under /root, say):
+                # run a private copy instead of widening anyone's permissions.
+                bindir = _private_copy(bindir, tmp)
+            if not _usable_by(bindir, user):
+                raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
+            password = secrets.token_urlsafe(24)
+            pwfile = tempdirs.write_private(tmp / "pwfile", password + "\n", user)
         data = tmp / "data"
         _run_as(
             [
@@ -325,10 +337,9 @@ def _cluster(
         )
         pwfile.unlink()
 
-        sockdir = tmp / "sock"
-        sockdir.mkdir()
-        if user is not None:
-            os.chown(sockdir, pwd.getpwnam(user).pw_uid, -1)
+        with _setup_errors(kind, tmp):
+            sockdir = files.private_subdir(tmp / "sock", tempdirs.owner_of(user))
+            log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
         options = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(sockdir)}
         options.update(settings)
         argv = [str(bindir / "postgres"), "-D", str(data)]
@@ -336,7 +347,6 @@ def _cluster(
         argv += ["-p", str(port)]
         for name, value in options.items():
             argv += ["-c", f"{name}={value}"]
-        log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
         server = stack.enter_context(
             procs.Child(
                 argv,
@@ -469,6 +479,42 @@ def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
 # --- external ------------------------------------------------------------------------------
 
 
+def resolved_dsn(conn: psycopg.Connection[Any]) -> str:
+    """The DSN ``conn`` was opened with, as libpq resolved it: what the environment
+    (``PGPASSWORD``, ``PGHOST`` ...), a service file and a password file added, password
+    included. A child (app, PgBouncer, pgbench) connects with it as we did, needing none of
+    our environment; it holds the password, so it goes to children privately (environment or
+    a 0600 file), never on a command line.
+    """
+    params: dict[str, Any] = {
+        key: value
+        for key, value in conn.info.get_parameters().items()
+        if key not in ("service", "passfile")  # already applied: their values are below
+    }
+    password = conn.info.password
+    if password:
+        remember_secret(password)
+        params["password"] = password
+    return make_conninfo(**params)
+
+
+# Keywords a libpq program of another version (pgbench) understands, for its command line.
+_PORTABLE_KEYWORDS = (
+    "host", "hostaddr", "port", "user", "dbname", "options", "sslmode", "sslrootcert",
+    "sslcert", "sslkey", "sslcrl", "gssencmode", "target_session_attrs", "connect_timeout",
+)  # fmt: skip
+
+
+def for_libpq_program(dsn: str) -> tuple[str, dict[str, str]]:
+    """(a conninfo without secrets, for a libpq program's command line; the environment that
+    gives it the password): argv is readable by every local user, a process' environment
+    only by its owner."""
+    params = conninfo_to_dict(dsn)
+    password = str(params.get("password") or "")
+    shown = {k: v for k, v in params.items() if k in _PORTABLE_KEYWORDS and v is not None}
+    return make_conninfo("", **shown), ({"PGPASSWORD": password} if password else {})
+
+
 @contextmanager
 def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     if settings:
@@ -478,11 +524,21 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     table = f"connbench_visits_{secrets.token_hex(4)}"
     pg = Postgres(backend="external", dsn=dsn, table=table)
     try:
-        pg.connect().close()
-    except psycopg.OperationalError as exc:
+        with pg.connect() as conn:
+            # The apps, PgBouncer and pgbench must log in as we did: hand them what libpq found.
+            pg.dsn = resolved_dsn(conn)
+            user = conn.info.user
+    except psycopg.Error as exc:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise BadInput(f"cannot connect to {pg.display_dsn}: {reason}") from None
-    _create_table(pg)
+        raise BadInput(f"cannot connect to {pg.display_dsn}: {redact(reason)}") from None
+    try:
+        _create_table(pg)
+    except psycopg.Error as exc:
+        raise BadInput(
+            f"{pg.display_dsn}: user {user!r} may not create connbench's table ({first_line(exc)});"
+            f" connbench needs CREATE on a schema in its search_path, e.g. "
+            f"GRANT CREATE ON SCHEMA public TO {user}"
+        ) from None
     try:
         pg.describe()
         yield pg

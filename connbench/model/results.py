@@ -36,8 +36,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -47,6 +47,8 @@ from typing import Any
 import psutil
 
 from connbench import __version__
+from connbench.model import files
+from connbench.model.dsn import redact_all
 from connbench.model.errors import ResultFileError
 
 SCHEMA_VERSION = 5
@@ -150,26 +152,27 @@ def to_dict(run: RunResult) -> dict[str, Any]:
     return asdict(run)
 
 
+def dump(run: RunResult) -> bytes:
+    """The document as saved: JSON with every string redacted (a DSN's password, in any
+    spelling, never reaches a file people commit)."""
+    return (json.dumps(redact_all(to_dict(run)), indent=2, sort_keys=False) + "\n").encode()
+
+
 def save(run: RunResult, path: Path) -> Path:
-    """Write ``run`` to ``path`` atomically (temp file in the same directory, then rename)."""
+    """Write ``run`` to ``path`` atomically (see :func:`connbench.model.files.write_atomic`):
+    only over a regular file; raises OSError or :class:`~connbench.model.files.OutputRefused`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(to_dict(run), fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return files.write_atomic(path, dump(run))
+
+
+NAME_BYTES = 120  # of the scenario name in a default file name: far below any NAME_MAX
 
 
 def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     stamp = run.created_at.replace(":", "").replace("-", "").replace("+0000", "Z")
-    name = str(run.scenario.get("name") or "run").replace("/", "_")
+    # The name is free text: keep what is safe in a file name, and not too much of it.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(run.scenario.get("name") or "run"))
+    name = name.lstrip(".-")[:NAME_BYTES] or "run"
     return directory / f"{name}-{stamp}.json"
 
 

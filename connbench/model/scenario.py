@@ -15,15 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict
-
 from connbench.analyse import compare, limits
 from connbench.apps import STRATEGIES
 from connbench.infra.pgbouncer import DEFAULT_POOL_SIZE, TOPOLOGIES
-from connbench.infra.postgres import parse_backend, redact
+from connbench.infra.postgres import parse_backend
 from connbench.measure import faults
 from connbench.measure.faults import Fault
 from connbench.measure.load import ENGINES
+from connbench.model.dsn import display, redact
 from connbench.model.errors import ScenarioError
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
@@ -122,12 +121,11 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        # A DSN may hold a password, in any spelling: keep it out of the result, file text too.
         if parse_backend(self.postgres).kind == "external":
-            # A DSN may hold a password: keep it out of the result, file text included.
-            data["postgres"] = redact(self.postgres)
-            password = str(conninfo_to_dict(self.postgres).get("password") or "")
-            if password and self.source_text:
-                data["source_text"] = self.source_text.replace(password, "***")
+            data["postgres"] = display(self.postgres)
+        if self.source_text:
+            data["source_text"] = redact(self.source_text)
         data["strategies"] = list(self.strategies)
         for key in ("concurrency", "workers", "pool_max", "topology", "rate"):
             data[key] = list(data[key]) if data[key] is not None else None
