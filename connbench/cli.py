@@ -126,6 +126,7 @@ def _format(value: str) -> str:
 PostgresOpt = Annotated[
     str | None,
     typer.Option(
+        "--postgres",
         help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
         show_default=False,
     ),

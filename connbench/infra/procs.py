@@ -235,6 +235,7 @@ def run_to_end(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=child_env({}),  # not ours: it may hold PGPASSWORD, and `user` is someone else
         user=user,
         start_new_session=True,
     )

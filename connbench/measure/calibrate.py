@@ -76,6 +76,7 @@ def wrk_rps(url: str, concurrency: int, duration_s: float) -> float | None:
         ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s", url],
         capture_output=True,
         text=True,
+        env=procs.child_env({}),  # not ours, which may hold PGPASSWORD
         timeout=duration_s + 30,
     )
     found = WRK_RPS.search(result.stdout)

@@ -42,6 +42,12 @@ _KEYWORD = re.compile(
     re.IGNORECASE,
 )
 
+# A whole value given as a DSN: its password may hold anything, spaces and "@" included (the
+# host follows the last "@").
+_WHOLE_URI = re.compile(
+    r"(?:[A-Za-z][A-Za-z0-9+.\-]*:/{0,3})?[^\s:/@]*:(?P<pw>.+)@[^@]*", re.DOTALL
+)
+
 _known: set[str] = set()
 
 
@@ -49,11 +55,11 @@ def redact(text: str) -> str:
     """``text`` with every password in it replaced by ``***`` (see the module docstring)."""
     if not text:
         return text
-    text = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
-    text = _KEYWORD.sub(lambda m: f"{m['key']}{MASK}", text)
+    # Known secrets first: the patterns below could cut one in two and leave a piece.
     for secret in sorted(_known, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    return text
+    text = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    return _KEYWORD.sub(lambda m: f"{m['key']}{MASK}", text)
 
 
 def redact_all(value: Any) -> Any:
@@ -74,6 +80,8 @@ def remember(dsn: str) -> None:
         found.append(str(conninfo_to_dict(dsn).get("password") or ""))
     except psycopg.Error:
         pass  # malformed: the patterns below still find what it holds
+    whole = _WHOLE_URI.match(dsn.strip())
+    found += [whole["pw"]] if whole else []
     found += [m["pw"] for m in _USERINFO.finditer(dsn)]
     found += [_unquote_value(m["val"]) for m in _KEYWORD.finditer(dsn)]
     remember_secret(*found)

@@ -151,6 +151,12 @@ def check_destination(path: Path) -> Path:
     """
     if not path.name or path.name in (".", ".."):
         raise OutputRefused(f"{path}: names a directory, not a file")
+    name_max = _name_max(_nearest_existing(path.parent))
+    if len(os.fsencode(path.name)) > name_max:
+        raise OutputRefused(
+            f"{path.name[:40]}...: file name is {len(os.fsencode(path.name))} bytes; "
+            f"the file system allows {name_max}"
+        )
     if os.path.islink(path):
         path = _follow(path)
     try:
@@ -165,12 +171,6 @@ def check_destination(path: Path) -> Path:
             "or a new path"
         )
     directory = path.parent
-    name_max = _name_max(_nearest_existing(directory))
-    if len(os.fsencode(path.name)) > name_max:
-        raise OutputRefused(
-            f"{path.name[:40]}...: file name is {len(os.fsencode(path.name))} bytes; "
-            f"the file system allows {name_max}"
-        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -213,7 +213,7 @@ def write_atomic(path: Path, data: bytes) -> Path:
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise OutputRefused(f"{path}: is {_kind(st.st_mode)}, not a regular file")
+        raise OutputRefused(f"it is now {_kind(st.st_mode)}, not a regular file")
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
     try:
         try:
