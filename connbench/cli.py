@@ -195,7 +195,7 @@ def run(
         ),
     ] = None,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
     ] = None,
     charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
@@ -242,8 +242,13 @@ def run(
             overrides["server"] = {"max_connections": max_connections}
         chosen = scenario.build(scenario_file, overrides)
         notes = console if fmt == "table" else err_console
+        if output is not None and output.endswith("/"):  # Path() would drop the slash
+            raise BadInput(f"--output: {output} names a directory; give a file name")
         result, path = runner.execute(
-            chosen, progress.ConsoleReporter(notes), output, calibrate_first=calibrate_first
+            chosen,
+            progress.ConsoleReporter(notes),
+            Path(output) if output is not None else None,
+            calibrate_first=calibrate_first,
         )
         _show_run(result, fmt, charts)
         if path is None or files.is_fallback(path):

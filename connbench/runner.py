@@ -126,7 +126,7 @@ def execute(
     server cannot be had; an app that fails is recorded as failed and the run goes on.
     """
     run = results.new_run(scenario.to_dict())
-    path = _destination(output or results.default_path(run))
+    path = _destination(output or results.default_path(run), scenario.source)
     backend = postgres.parse_backend(scenario.postgres)
     # Interleaved (A B C A B C ...): drift over the run hits every variant alike.
     plan = [(repeat, v) for repeat in range(scenario.repeat) for v in scenario.variants()]
@@ -178,13 +178,16 @@ def execute(
     return run, saved
 
 
-def _destination(path: Path) -> Path:
+def _destination(path: Path, scenario_file: str | None) -> Path:
     """``path`` checked (and resolved) before anything starts: a run whose result has nowhere
-    to go is refused, not run."""
+    to go is refused, not run; so is one that would overwrite its own scenario file."""
     try:
-        return files.check_destination(path)
+        checked = files.check_destination(path)
     except files.OutputRefused as exc:
         raise BadInput(f"--output: {exc}") from None
+    if scenario_file and checked.resolve() == Path(scenario_file).resolve():
+        raise BadInput(f"--output: {path} is the scenario file; the result would replace it")
+    return checked
 
 
 def measured(run: RunResult) -> bool:

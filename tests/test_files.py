@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from connbench.infra import tempdirs
+from connbench.infra import procs, tempdirs
 from connbench.model import files, results
 
 from .conftest import run_of
@@ -113,10 +113,11 @@ def test_secret_is_never_written_through_a_planted_file_or_symlink(tmp_path: Pat
     assert (tmp_path / "planted").read_text() == ""
 
 
-def test_logs_are_created_0600(tmp_path: Path) -> None:
-    with _umask(0):
-        os.close(files.open_log(tmp_path / "app.log"))
-    assert _mode(tmp_path / "app.log") == 0o600
+def test_child_logs_are_created_0600(tmp_path: Path) -> None:
+    """A child's log may quote its DSN: only its owner reads it, whatever the umask."""
+    with _umask(0), procs.Child(["true"], name="t", log_path=tmp_path / "t.log", env={}):
+        pass
+    assert _mode(tmp_path / "t.log") == 0o600
 
 
 def test_stale_removal_leaves_other_users_directories_alone(tmp_path: Path) -> None:

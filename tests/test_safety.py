@@ -222,10 +222,14 @@ def test_output_that_is_no_place_for_a_result_is_refused(tmp_path: Path) -> None
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "link").symlink_to(tmp_path / "fifo")
     assert "a directory" in _refused(tmp_path, "dir")
+    assert "names a directory" in _refused(tmp_path, "new-dir/")
     assert "a FIFO" in _refused(tmp_path, "fifo")
     assert "a FIFO" in _refused(tmp_path, "link")
     assert "file name is" in _refused(tmp_path, "n" * 300 + ".json")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "fifo", "link"]
+    (tmp_path / "s.toml").write_text('name = "mine"\n')
+    assert "is the scenario file" in _refused(tmp_path, "s.toml", "s.toml")
+    assert (tmp_path / "s.toml").read_text() == 'name = "mine"\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "fifo", "link", "s.toml"]
 
 
 @ROOT_ONLY

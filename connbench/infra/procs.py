@@ -322,6 +322,7 @@ def unprivileged_user() -> str | None:
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "connbench"],
         capture_output=True,
         text=True,
+        env=child_env({}),
     )
     if result.returncode != 0:
         raise MissingDependency(
