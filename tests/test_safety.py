@@ -380,9 +380,18 @@ def test_calibrate_gives_pgbench_the_password_privately(
     tmp_path: Path, role: dict[str, str]
 ) -> None:
     value, env = _libpq_cases(role, tmp_path)["PGPASSWORD"]
+    # Few clients: pgbench -C pays a SCRAM login (PBKDF2) per transaction on a shared machine.
     with ProcWatch(MARKER) as watch:
         done = run_cli(
-            "calibrate", "--postgres", value, "--duration", "1", cwd=tmp_path, env_extra=env
+            "calibrate",
+            "--postgres",
+            value,
+            "--duration",
+            "2",
+            "--concurrency",
+            "2",
+            cwd=tmp_path,
+            env_extra=env,
         )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pgbench" in done.stdout and not watch.leaks, watch.leaks
