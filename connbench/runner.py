@@ -33,6 +33,7 @@ from connbench.measure.load import LoadConfig, Progress
 from connbench.model import files, results
 from connbench.model.dsn import redact
 from connbench.model.errors import BadInput, ProcessError
+from connbench.model.result_types import LimitRecord, VariantRecord
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -139,12 +140,9 @@ def execute(
             try:
                 reporter.note(f"starting PostgreSQL ({backend.label}) ...")
                 with postgres.start(backend, settings=scenario.server) as pg:
-                    run.environment["postgres"] = {
-                        "backend": pg.backend,
-                        "version": pg.version,
-                        "settings": pg.settings,
-                        "dsn": pg.display_dsn,
-                    }
+                    run.environment.postgres = results.postgres_info(
+                        pg.backend, pg.version, pg.settings, pg.display_dsn
+                    )
                     reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
                     _warn_before(scenario, pg, reporter)
                     if calibrate_first:
@@ -173,7 +171,7 @@ def execute(
                 run.interrupted = True
     finally:
         run.summary = stats.aggregate(run.results)
-        run.limits = [asdict(v) for v in limits.check(scenario.fail_if, run.summary)]
+        run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         saved = _save(run, path, reporter)
     return run, saved
 
@@ -192,7 +190,7 @@ def _destination(path: Path, scenario_file: str | None) -> Path:
 
 def measured(run: RunResult) -> bool:
     """Whether any variant served a request: a result without one replaces no file."""
-    return any(r.requests.get("total") for r in run.results)
+    return any(r.requests is not None and r.requests.total for r in run.results)
 
 
 def _save(run: RunResult, path: Path, reporter: Reporter) -> Path | None:
@@ -246,7 +244,7 @@ def _run_variant(
     if unavailable:
         return StrategyResult(
             strategy=strategy.name,
-            variant=variant.to_dict(),
+            variant=VariantRecord.model_validate(variant.to_dict()),
             repeat=repeat,
             status="unavailable",
             failure=unavailable,
@@ -290,7 +288,7 @@ def _run_variant(
         except ProcessError as exc:
             return StrategyResult(
                 strategy=strategy.name,
-                variant=variant.to_dict(),
+                variant=VariantRecord.model_validate(variant.to_dict()),
                 repeat=repeat,
                 status="failed",
                 failure=redact(str(exc)),
@@ -308,7 +306,7 @@ def _run_variant(
         opened = sessions_after - sessions_before - connects
     result = stats.summarize(
         strategy=strategy.name,
-        variant=variant.to_dict(),
+        variant=VariantRecord.model_validate(variant.to_dict()),
         repeat=repeat,
         raw=measured.raw,
         samples=measured.samples,

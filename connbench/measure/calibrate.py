@@ -26,6 +26,7 @@ from connbench.infra.postgres import Postgres, for_libpq_program
 from connbench.measure import load
 from connbench.model.dsn import redact
 from connbench.model.errors import MissingDependency
+from connbench.model.result_types import Calibration
 
 TPS = re.compile(r"^tps = ([\d.]+)", re.MULTILINE)
 WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
@@ -85,7 +86,7 @@ def wrk_rps(url: str, concurrency: int, duration_s: float) -> float | None:
 
 def measure(
     pg: Postgres, *, concurrency: int, duration_s: float, engine: str = "httptools"
-) -> dict[str, Any]:
+) -> Calibration:
     """All ceilings at ``concurrency``, ``duration_s`` each. Takes about 4 x duration_s."""
     out: dict[str, Any] = {"concurrency": concurrency, "duration_s": duration_s}
     workdir = tempdirs.make("calibrate")
@@ -106,4 +107,4 @@ def measure(
         )
     finally:
         tempdirs.remove(workdir)
-    return out
+    return Calibration.model_validate(out)
