@@ -258,8 +258,54 @@ def run(
     calibrate_first: CalibrateFirstOpt = False,
     fail_if: FailIfOpt = None,
     format_: FormatOpt = "table",
+    app_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--app",
+            help="Your own app as a variant: NAME=MODULE:ATTR, or NAME=MODULE:ATTR@DIR with DIR "
+            "on its import path (default: here). It gets DATABASE_URL and PG* for a database of "
+            "its own. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An app already running: NAME=URL. Nothing is started; needs --postgres DSN "
+            "(the database it uses). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    request_path: Annotated[
+        str | None,
+        typer.Option("--path", help="--app/--target: the path each request goes to (/visit/)."),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="--app/--target: the request's method (default: GET).")
+    ] = None,
+    body: Annotated[
+        str | None, typer.Option(help="--app/--target: a JSON body sent with each request.")
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="--app/--target: a request header, 'Name: value'. Repeatable."),
+    ] = None,
+    ready_path: Annotated[
+        str | None,
+        typer.Option(help="--app/--target: probed until 2xx before the load (default: --path)."),
+    ] = None,
+    count_sql: Annotated[
+        str | None,
+        typer.Option(
+            help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
+            "FROM items'): rows are checked against 2xx responses."
+        ),
+    ] = None,
+    setup_sql: Annotated[
+        str | None, typer.Option(help="--app/--target: SQL run on its database before it starts.")
+    ] = None,
 ) -> None:
-    """Benchmark strategies against a throwaway PostgreSQL and save a JSON result."""
+    """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
     with _domain_errors():
         fmt = _format(format_)
         overrides: dict[str, object] = {
@@ -283,6 +329,15 @@ def run(
             "locust_port": locust_port,
             "fault": fault,
             "fail_if": fail_if or None,
+            "app": app_ or None,
+            "target": target or None,
+            "path": request_path,
+            "method": method,
+            "body": body,
+            "headers": header or None,
+            "ready_path": ready_path,
+            "count_sql": count_sql,
+            "setup_sql": setup_sql,
         }
         if max_connections is not None:
             overrides["server"] = {"max_connections": max_connections}
@@ -521,6 +576,8 @@ def _say_serving(pg: postgres.Postgres, route: pgbouncer.Route, served: appserve
             highlight=False,
         )
     console.print(f"serving {served.strategy.name} at {served.visit_url}")
+    # For a --target run's count_sql: SELECT count(*) FROM <table>.
+    console.print(f"rows go to table {pg.table}", highlight=False, soft_wrap=True)
     console.print("[dim]Ctrl-C to stop[/dim]")
 
 
