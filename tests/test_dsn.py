@@ -53,6 +53,7 @@ def test_redact_leaves_ordinary_text_alone() -> None:
         "ERROR: relation x@y does not exist",
         "at 12:30 user@example.org",
         "pool=4..4 c=32",
+        "--app: expected NAME=MODULE:ATTR[@DIR], got 'mine'",
     ):
         assert dsn.redact(text) == text
 

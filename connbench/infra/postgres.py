@@ -463,23 +463,35 @@ def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
 # --- external ------------------------------------------------------------------------------
 
 
-def resolved_dsn(conn: psycopg.Connection[Any]) -> str:
-    """The DSN ``conn`` was opened with, as libpq resolved it: what the environment
-    (``PGPASSWORD``, ``PGHOST`` ...), a service file and a password file added, password
-    included. A child (app, PgBouncer, pgbench) connects with it as we did, needing none of
-    our environment; it holds the password, so it goes to children privately (environment or
-    a 0600 file), never on a command line.
+# What a service file may add besides where and who (kept when the DSN itself did not say).
+_RESOLVED_EXTRAS = (
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "options",
+    "target_session_attrs", "gssencmode", "channel_binding",
+)  # fmt: skip
+
+
+def resolved_dsn(given: str, conn: psycopg.Connection[Any]) -> str:
+    """``given`` as libpq resolved it on ``conn``: host, port, user, database and password
+    from wherever libpq found them (``PGPASSWORD``, ``PGHOST``..., a service file, a password
+    file). A child (app, PgBouncer, pgbench) connects with it as we did, needing none of our
+    environment; it holds the password, so it goes to children privately (environment or a
+    0600 file), never on a command line. Only what the user gave or libpq resolved: not
+    connbench's own ``connect_timeout``, nor what a driver other than libpq would not know
+    (``hostaddr``, ``sslcertmode``).
     """
     params: dict[str, Any] = {
         key: value
-        for key, value in conn.info.get_parameters().items()
-        if key not in ("service", "passfile")  # already applied: their values are below
+        for key, value in conninfo_to_dict(given).items()
+        if key not in ("service", "passfile")  # applied: what they gave is below
     }
-    password = conn.info.password
-    if password:
-        remember_secret(password)
-        params["password"] = password
-    return make_conninfo(**params)
+    found = conn.info.get_parameters()
+    params.update({k: found[k] for k in _RESOLVED_EXTRAS if k in found and k not in params})
+    info = conn.info
+    params.update(host=info.host, port=info.port, user=info.user, dbname=info.dbname)
+    if info.password:
+        remember_secret(info.password)
+        params["password"] = info.password
+    return make_conninfo("", **params)
 
 
 # Keywords a libpq program of another version (pgbench) understands, for its command line.
@@ -510,7 +522,7 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     try:
         with pg.connect() as conn:
             # The apps, PgBouncer and pgbench must log in as we did: hand them what libpq found.
-            pg.dsn = resolved_dsn(conn)
+            pg.dsn = resolved_dsn(dsn, conn)
             user = conn.info.user
     except psycopg.Error as exc:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())

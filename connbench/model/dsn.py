@@ -32,7 +32,7 @@ MIN_SECRET_LEN = 4
 # scheme (possibly mistyped: one slash, none) + user, then ":password@". The password runs to
 # the last "@" of the token, as over-masking is safer than a half-masked password.
 _USERINFO = re.compile(
-    r"(?P<head>(?:\b[A-Za-z][A-Za-z0-9+.\-]*:/{0,3})?[^\s:/@'\"=]*):(?P<pw>(?!/)[^\s'\"]*)@"
+    r"(?P<head>(?:\b[A-Za-z][A-Za-z0-9+.\-]*:/{0,3})?[^\s:/@'\"=]*):(?P<pw>(?!/)[^\s'\"\[\]]*)@"
 )
 # password=..., sslpassword=..., PGPASSWORD=...: bare, 'single' or "double" quoted
 # (with backslash escapes, as libpq reads them), also inside a URI query string.
