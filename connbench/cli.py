@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -109,8 +110,9 @@ FormatOpt = Annotated[
     str,
     typer.Option(
         "--format",
-        help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant) "
-        "or json. Progress and notes go to stderr for all but table.",
+        help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant), "
+        "json or html (a self-contained page with charts). Progress and notes go to stderr "
+        "for all but table.",
     ),
 ]
 
@@ -228,6 +230,10 @@ FailIfOpt = Annotated[
         "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
     ),
 ]
+HtmlOpt = Annotated[
+    bool,
+    typer.Option("--html", help="Also write an HTML report beside the result file (NAME.html)."),
+]
 
 
 @app.command()
@@ -257,6 +263,7 @@ def run(
     charts: ChartsOpt = True,
     calibrate_first: CalibrateFirstOpt = False,
     fail_if: FailIfOpt = None,
+    html_report: HtmlOpt = False,
     format_: FormatOpt = "table",
     app_: Annotated[
         list[str] | None,
@@ -351,13 +358,16 @@ def run(
             Path(output) if output is not None else None,
             calibrate_first=calibrate_first,
         )
-        _show_run(result, fmt, charts)
+        _show_run(result, fmt, charts, label=str(path))
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
             typer.echo(f"connbench: error: the result was {where}", err=True)
             raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED)
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
+        if html_report:
+            page = _write_html(path.with_suffix(".html"), [(str(path), result)])
+            notes.print(f"report: {page} (open it in a browser)", highlight=False)
         _exit_for(result)
 
 
@@ -376,11 +386,39 @@ def _exit_for(result: results.RunResult) -> None:
         raise typer.Exit(EXIT_LIMITS)
 
 
-def _show_run(result: results.RunResult, fmt: str, charts: bool = True) -> None:
+def _show_run(result: results.RunResult, fmt: str, charts: bool = True, label: str = "") -> None:
     if fmt == "table":
         run_view.render_run(console, result, charts=charts)
+    elif fmt == "html":
+        from connbench.present import html as html_view  # its charts' JS: only when asked
+
+        sys.stdout.write(html_view.report([(label, result)]))
     else:
         sys.stdout.write(run_view.format_run(result, fmt))
+
+
+def _write_html(
+    path: Path,
+    runs: list[tuple[str, results.RunResult]],
+    comparisons: list[compare.Comparison] | None = None,
+) -> Path:
+    """Write the HTML report of ``runs`` (and ``comparisons``) to ``path``, atomically."""
+    from connbench.present import html as html_view
+
+    page = html_view.report(runs, comparisons or [])
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Private like the result it shows (mkstemp: 0600), and whole or not there at all.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(page)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise BadInput(f"{path}: cannot write the report ({exc.strerror})") from None
+    return path
 
 
 @app.command(name="calibrate")
@@ -420,7 +458,7 @@ def show(
         fmt = _format(format_)
         run_result = results.load(result_file)
         run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
-        _show_run(run_result, fmt, charts)
+        _show_run(run_result, fmt, charts, label=str(result_file))
 
 
 @app.command()
@@ -483,9 +521,10 @@ def compare_results(
                 known = ", ".join(compare.DIMENSIONS)
                 raise BadInput(f"--ignore: expected one of {known}, got {name!r}")
         base = results.load(paths[0])
-        comparisons = []
+        comparisons, loaded = [], [(str(paths[0]), base)]
         for path in paths[1:]:
             new = results.load(path)
+            loaded.append((str(path), new))
             gate = compare.resolve_gate(new, str(path), thresholds, level)
             comparisons.append(
                 compare.compare(
@@ -499,10 +538,49 @@ def compare_results(
             )
         if fmt == "table":
             compare_view.render_compare(console, comparisons)
+        elif fmt == "html":
+            from connbench.present import html as html_view
+
+            for _, run_result in loaded:
+                run_result.summary = stats.aggregate(run_result.results)
+            sys.stdout.write(html_view.report(loaded, comparisons))
         else:
             sys.stdout.write(compare_view.format_compare(comparisons, fmt))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def report(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="RESULT.json [MORE.json ...]", metavar="FILES", show_default=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The HTML file (default: the first result's, .html).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page (charts, tables; opens offline) for the results."""
+    with _domain_errors():
+        paths = files or []
+        if not paths:
+            raise BadInput("report needs at least one result file")
+        loaded = []
+        for path in paths:
+            run_result = results.load(path)
+            run_result.summary = stats.aggregate(run_result.results)
+            loaded.append((str(path), run_result))
+        page = _write_html(output or paths[0].with_suffix(".html"), loaded)
+        size = page.stat().st_size
+        console.print(
+            f"report: {page} ({size / 1e6:.1f} MB; open it in a browser)", highlight=False
+        )
 
 
 T = TypeVar("T")

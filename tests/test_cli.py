@@ -203,7 +203,7 @@ def test_show_in_every_format(files: dict[str, str]) -> None:
         (["compare", "BASE", "NEW", "--ignore", "color"], "--ignore: expected one of strategy"),
         (["compare", "BASE", "no-such.json"], "no-such.json: cannot read result file"),
         (["compare", "BASE", "NEW", "--format", "xml"], "--format: expected one of table"),
-        (["show", "BASE", "--format", "html"], "--format: expected one of table, markdown"),
+        (["show", "BASE", "--format", "pdf"], "--format: expected one of table, markdown"),
         (["run", "--format", "yaml"], "--format: expected one of table"),
         (["run", "--fail-if", "p99_ms=>50"], "--fail-if: cannot read 'p99_ms=>50'"),
         (["run", "--fail-if", "latency>5"], "--fail-if: 'latency>5': unknown metric 'latency'"),
