@@ -174,6 +174,7 @@ def test_repeats_are_interleaved_and_summarized(tmp_path: Path) -> None:
     assert [(r.strategy, r.repeat) for r in run.results] == [
         ("pool", 0), ("connect", 0), ("pool", 1), ("connect", 1),
     ]  # fmt: skip
+    assert path == tmp_path / "r.json"  # saved where asked (None: nothing measured)
     saved = results.load(path)
     assert [s.key for s in saved.summary] == ["pool c=4 w=1 pool=4..4", "connect c=4 w=1"]
     pool = saved.summary[0]
