@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -146,12 +146,12 @@ def execute(
                         reporter.note("calibrating: generator ceiling, pgbench with and without -C")
                         run.calibration = calibrate.measure(
                             pg,
-                            concurrency=scenario.concurrency[0],
+                            concurrency=scenario.concurrency,
                             duration_s=min(scenario.duration_s, CALIBRATE_MAX_S),
                             engine=scenario.engine,
                         )
                     for index, (repeat, variant) in enumerate(plan, 1):
-                        label = variant.key if len(plan) > 1 else variant.strategy
+                        label = variant.key  # every progress line names its variant
                         if scenario.repeat > 1:
                             label += f" #{repeat + 1}"
                         reporter.strategy_started(
@@ -338,11 +338,16 @@ def _measure(
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
+
+        def progress(p: Progress) -> None:  # with the server's side at the last sample
+            seen = samples.samples[-1].total if samples.samples else None
+            on_progress(replace(p, connections=seen))
+
         try:
             raw = await load.run(
                 app.visit_url,
                 config,
-                on_progress=on_progress,
+                on_progress=progress,
                 on_edge=on_edge,
                 stop=stop,
             )

@@ -34,6 +34,7 @@ class AppConfig:
     workers: int = 1
     prepare_threshold: int | None = 5  # psycopg's default; None turns prepared statements off
     instrument: bool = False  # time requests inside the app (connbench.apps.instrument)
+    port: int | None = None  # a fixed port (serve --port); None: a free one
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,10 @@ def start(
             "CONNBENCH_INSTRUMENT": "1" if config.instrument else "0",
         }
     )
-    for attempt in range(BIND_ATTEMPTS):
-        port = procs.free_port()
+    # A fixed port gets one attempt: retrying would not free it.
+    attempts = BIND_ATTEMPTS if config.port is None else 1
+    for attempt in range(attempts):
+        port = config.port or procs.free_port()
         with procs.Child(
             uvicorn_argv(strategy, port, config.workers),
             name=f"uvicorn ({strategy.name})",
@@ -130,7 +133,7 @@ def start(
                 _wait_healthy(url, strategy, proc, log_path)
             except ProcessError:
                 lost_port = "address already in use" in procs.log_tail(log_path).lower()
-                if lost_port and attempt + 1 < BIND_ATTEMPTS:
+                if lost_port and attempt + 1 < attempts:
                     continue
                 raise
             yield App(strategy, url, proc, log_path, instrumented=config.instrument)

@@ -155,6 +155,8 @@ def save(run: RunResult, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes it 0600; a result holds no secret and is meant to be shared.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as fh:
             json.dump(to_dict(run), fh, indent=2, sort_keys=False)
             fh.write("\n")
@@ -165,6 +167,12 @@ def save(run: RunResult, path: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def default_path(run: RunResult, directory: Path = Path("results")) -> Path:

@@ -25,6 +25,7 @@ from connbench.measure import faults
 from connbench.measure.faults import Fault
 from connbench.measure.load import ENGINES
 from connbench.model.errors import ScenarioError
+from connbench.model.units import parse_duration
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
 # changes the story in a way the README explains).
@@ -191,17 +192,7 @@ def _non_negative_int(value: Any) -> int:
 
 def _seconds(allow_zero: bool) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
-        expected = "a number of seconds >= 0" if allow_zero else "a number of seconds > 0"
-        if isinstance(value, bool):
-            raise ValueError(f"expected {expected}")
-        text = str(value).strip().removesuffix("s")
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"expected {expected}") from None
-        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-            raise ValueError(f"expected {expected}")
-        return number
+        return parse_duration(value, allow_zero=allow_zero)
 
     return parse
 
