@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 DEFAULT_EVERY_S = 10.0  # periodic lines off a terminal when --progress is not given
+BAR_WIDTH = 10
 
 
 def _p99(p: LoadProgress) -> str:
@@ -59,25 +60,24 @@ class ConsoleReporter:
         self._last = LoadProgress("start", 0.0, 0, 0)
         if not self.bar:
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress, TextColumn
 
+        # Two lines, so that a long key and the figures fit an 80-column terminal.
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=12),
-            TextColumn("{task.fields[phase]:>7}"),
-            TextColumn("{task.fields[rps]:>7} req/s"),
-            TextColumn("p99 {task.fields[p99]:>9}"),
-            TextColumn("{task.fields[conns]:>3} conns"),
-            TextColumn("{task.fields[errors]:>5} err"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
+            TextColumn("{task.description}"), console=self.console, transient=True
         )
         self._progress.start()
-        self._task = self._progress.add_task(
-            escape(self._label), total=total_s, phase="start", rps="-", p99="-", conns="-",
-            errors=0,
-        )  # fmt: skip
+        self._task = self._progress.add_task(self._status(self._last), total=total_s)
+
+    def _status(self, p: LoadProgress, rps: str = "-") -> str:
+        done = min(1.0, p.elapsed_s / self._total_s) if self._total_s else 0.0
+        bar = "█" * round(done * BAR_WIDTH)
+        return (
+            f"[bold]{escape(self._label)}[/bold]\n"
+            f"  {p.phase:<7} {p.elapsed_s:5.1f}/{self._total_s:g} s "
+            f"▕{bar:<{BAR_WIDTH}}▏ {rps:>6} req/s · p99 {_p99(p)} · {_conns(p)} conns · "
+            f"{p.errors:,} err"
+        )
 
     def progress(self, p: LoadProgress) -> None:
         last = self._last
@@ -86,21 +86,14 @@ class ConsoleReporter:
         if self._progress is not None and self._task is not None:
             if p.elapsed_s - last.elapsed_s >= 1.0:  # req/s over about the last second
                 self._last = p
-            self._progress.update(
-                self._task,
-                completed=min(p.elapsed_s, self._total_s),
-                phase=p.phase,
-                rps=_rate(last, p),
-                p99=_p99(p),
-                conns=_conns(p),
-                errors=p.errors,
-            )
+            self._progress.update(self._task, description=self._status(p, _rate(last, p)))
         elif self.every_s > 0 and p.elapsed_s - last.elapsed_s >= self.every_s:
             self._last = p
             self.console.print(
                 f"{escape(self._label)} {p.phase} {p.elapsed_s:5.1f} s: {_rate(last, p)} req/s, "
                 f"p99 {_p99(p)} so far, {p.errors:,} errors, {_conns(p)} server conns",
                 highlight=False,
+                soft_wrap=True,  # one line per report, whatever the width: a log is grepped
             )
 
     def strategy_finished(self, result: StrategyResult) -> None:

@@ -222,6 +222,10 @@ RESULTS_DROP = (
 )  # fmt: skip
 
 
+# Cells that read well on two lines ("4" over "(0.00/2xx)"), rather than be dropped.
+RESULTS_WRAP = ("sessions opened", "rows = 2xx", "vs pgbench", "conns peak / pred.")
+
+
 def results_table(run: RunResult) -> Table:
     """The main table: one row per variant (medians over repeats, ±CV when repeated)."""
     headers, rows = _run_rows(run, rich_mark)
@@ -556,7 +560,7 @@ BREAKDOWN_NOTE = (
 def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
     """The tables (results, PgBouncer's side, faults, where the time goes, ceilings, the
     per-second charts), then the context a reader needs to trust them, then warnings."""
-    _fitted(console, results_table(run), "results", RESULTS_DROP)
+    _fitted(console, results_table(run), "results", RESULTS_DROP, RESULTS_WRAP)
     bouncer = pgbouncer_table(run)
     if bouncer is not None:
         _fitted(console, bouncer, "PgBouncer", ("pgb CPU", "sv_idle peak", "wait ms/xact"))
@@ -571,7 +575,8 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
     bar_width = min(BAR_WIDTH, console.width - 88)
     breakdown = breakdown_table(run, bar_width if bar_width >= 8 else 0)
     if breakdown is not None:
-        _fitted(console, breakdown, "where the time goes", ("after response",))
+        drop = ("", "after response", "rest of app", "pool wait", "latency", "outside app")
+        _fitted(console, breakdown, "where the time goes", drop)
         console.print(f"[dim]{BREAKDOWN_NOTE}[/dim]", highlight=False)
     left_out = not_broken_down(run)
     if breakdown is not None and left_out:
