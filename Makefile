@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: the quick scenario (every strategy, ~40 s) on the embedded PostgreSQL
+## run: the quick scenario (10 strategies x 5 s of load, ~1.5 minutes) on the embedded PostgreSQL
 run: $(STAMP)
 	$(BIN)/connbench run scenarios/quick.toml
 
@@ -24,6 +24,11 @@ test: $(STAMP)
 	$(BIN)/ruff check connbench tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+## test-all: the same, and the `slow` tests (the README's commands as written, ~10 min)
+test-all: $(STAMP)
+	./scripts/install-pgbouncer.sh
+	$(BIN)/python -m pytest -m "slow or not slow"
 
 ## fidelity: connbench's load generator against wrk on the same apps (installs wrk if it can)
 fidelity: $(STAMP)

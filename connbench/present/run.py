@@ -223,7 +223,7 @@ RESULTS_DROP = (
 
 
 # Cells that read well on two lines ("4" over "(0.00/2xx)"), rather than be dropped.
-RESULTS_WRAP = ("sessions opened", "rows = 2xx", "vs pgbench", "conns peak / pred.")
+RESULTS_WRAP = ("sessions opened", "vs pgbench", "conns peak / pred.")
 
 
 def results_table(run: RunResult) -> Table:
