@@ -74,9 +74,8 @@ class ConsoleReporter:
         bar = "█" * round(done * BAR_WIDTH)
         return (
             f"[bold]{escape(self._label)}[/bold]\n"
-            f"  {p.phase:<7} {p.elapsed_s:5.1f}/{self._total_s:g} s "
-            f"▕{bar:<{BAR_WIDTH}}▏ {rps:>6} req/s · p99 {_p99(p)} · {_conns(p)} conns · "
-            f"{p.errors:,} err"
+            f"  {p.phase:<7} {p.elapsed_s:.1f}/{self._total_s:g} s ▕{bar:<{BAR_WIDTH}}▏ "
+            f"{rps} req/s  p99 {_p99(p)}  {_conns(p)} conns  {p.errors:,} err"
         )
 
     def progress(self, p: LoadProgress) -> None:
