@@ -17,18 +17,26 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/connbench run scenarios/quick.toml
 
-## test: lint, types, then every test that needs no Docker engine (real Postgres, real uvicorn,
-## real PgBouncer: installed from the distribution when missing and we are root)
-test: $(STAMP)
-	./scripts/install-pgbouncer.sh
-	$(BIN)/ruff check connbench tests benchmarks
-	$(BIN)/mypy
-	$(BIN)/python -m pytest
+CHECKED := connbench tests benchmarks scripts
 
-## test-all: the same, and the `slow` tests (the README's commands as written, ~10 min)
-test-all: $(STAMP)
+## lint: ruff's rules, ruff's formatting and strict mypy over the package, tests and benchmarks
+lint: $(STAMP)
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/mypy --strict $(CHECKED)
+
+## test: lint, then every test that needs no Docker engine (real Postgres, real uvicorn,
+## real PgBouncer: installed from the distribution when missing and we are root), but the
+## slow ones (each has a shorter twin here)
+test: lint
 	./scripts/install-pgbouncer.sh
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest -m "not docker and not slow"
+
+## test-all: lint, then every test, Docker and slow ones included (needs a Docker engine;
+## the slow ones run the README's commands as written, about 10 more minutes)
+test-all: lint
+	./scripts/install-pgbouncer.sh
+	$(BIN)/python -m pytest
 
 ## fidelity: connbench's load generator against wrk on the same apps (installs wrk if it can)
 fidelity: $(STAMP)

@@ -18,6 +18,7 @@ import typer
 
 from connbench import __version__
 from connbench.apps import STRATEGIES
+from connbench.model import metrics
 from connbench.model.errors import BadInput, ConnbenchError
 
 if TYPE_CHECKING:
@@ -425,7 +426,7 @@ def _run_exit_code(result: RunResult) -> int:
     invalid = view.invalid_variants(result)
     crossed = view.limits_failed(result)
     if crossed:
-        names = ", ".join(dict.fromkeys(v["limit"] for v in crossed))
+        names = ", ".join(dict.fromkeys(v.limit for v in crossed))
         typer.echo(f"connbench: limits crossed: {names}", err=True)
         code = EXIT_LIMITS
     if invalid:
@@ -508,12 +509,17 @@ def show(
         _show_run(_console(), run_result, fmt, charts)
 
 
-# Written out rather than read from connbench.analyse.compare, whose import pulls in the
-# measurement stack: tests/test_cli.py checks that these name every metric and dimension.
-COMPARE_METRICS = (
-    "throughput, p50, p90, p99, p999, connections_peak, connections_mean, sessions_opened"
-)
-COMPARE_DIMENSIONS = "strategy, concurrency, workers, pool"
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a result file (the version this connbench writes)."""
+    from connbench.model import results
+
+    sys.stdout.write(results.json_schema_text())
+
+
+# Written out rather than read from connbench.model.scenario, whose import pulls in psycopg:
+# tests/test_cli_habits.py checks that it names every dimension.
+COMPARE_DIMENSIONS = "strategy, concurrency, workers, pool, topology, rate"
 
 
 @app.command("compare", epilog=EPILOG)
@@ -528,7 +534,7 @@ def compare_results(
             "--fail-on",
             metavar="METRIC:PERCENT",
             help="Fail when this much worse and significant, e.g. throughput:10%, p99:25%. "
-            f"Metrics: {COMPARE_METRICS}. Replaces, metric by metric, the gate recorded in "
+            f"Metrics: {metrics.known()}. Replaces, metric by metric, the gate recorded in "
             "the NEW result's scenario (its gate table). Repeatable.",
             show_default=False,
         ),
@@ -560,7 +566,7 @@ def compare_results(
     than its threshold and the difference is significant across repeats.
     """
     from connbench.analyse import compare
-    from connbench.model import results
+    from connbench.model import checks, results
     from connbench.present import compare as compare_view
 
     with _domain_errors():
@@ -568,8 +574,8 @@ def compare_results(
         paths = files or []
         if len(paths) < 2:
             raise BadInput("compare needs a BASE and at least one NEW result file")
-        thresholds = [_parsed("--fail-on", compare.parse_fail_on, text) for text in fail_on or []]
-        level = _parsed("--alpha", compare.parse_alpha, alpha) if alpha is not None else None
+        thresholds = [_parsed("--fail-on", checks.parse_fail_on, text) for text in fail_on or []]
+        level = _parsed("--alpha", checks.parse_alpha, alpha) if alpha is not None else None
         for name in ignore or []:
             if name not in compare.DIMENSIONS:
                 known = ", ".join(compare.DIMENSIONS)
@@ -664,8 +670,8 @@ def serve(
     import time
     from contextlib import ExitStack
 
-    from connbench.analyse import capacity
-    from connbench.infra import appserver, pgbouncer, postgres, tempdirs
+    from connbench import runner
+    from connbench.infra import pgbouncer, postgres, tempdirs
     from connbench.model import scenario
     from connbench.model.errors import MissingDependency
 
@@ -687,41 +693,19 @@ def serve(
             raise BadInput("serve takes exactly one strategy and one value per setting")
         if port is not None:
             _free(port)
-        variant, app_strategy = variants[0], STRATEGIES[chosen.strategies[0]]
+        variant = variants[0]
         unavailable = pgbouncer.unavailable(variant.topology)
         if unavailable:
             raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
-        pool_min_n, pool_maxes = chosen.effective_pool
-        backend = postgres.parse_backend(chosen.postgres)
         console = _console()
         try:
             with ExitStack() as stack:
                 logdir = tempdirs.make("serve")
                 stack.callback(tempdirs.remove, logdir)
+                backend = postgres.parse_backend(chosen.postgres)
                 pg = stack.enter_context(postgres.start(backend, settings=chosen.server))
-                route = stack.enter_context(
-                    pgbouncer.route(
-                        pg,
-                        variant.topology,
-                        pool_size=chosen.pgbouncer_pool_size,
-                        max_client_conn=capacity.max_client_conn(app_strategy, variant),
-                    )
-                )
-                served = stack.enter_context(
-                    appserver.start(
-                        app_strategy,
-                        route.dsn,
-                        pg.table,
-                        appserver.AppConfig(
-                            pool_min_n,
-                            pool_maxes[0],
-                            variant.workers,
-                            route.prepare_threshold,
-                            port=port,
-                        ),
-                        logdir / "app.log",
-                    )
-                )
+                serving = runner.serving(pg, variant, chosen, logdir / "app.log", port=port)
+                route, served = stack.enter_context(serving)
                 console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
                 if route.bouncer is not None:
                     console.print(
@@ -729,7 +713,7 @@ def serve(
                         f"on 127.0.0.1:{route.bouncer.port}",
                         highlight=False,
                     )
-                console.print(f"serving {chosen.strategies[0]} at {served.visit_url}")
+                console.print(f"serving {served.strategy.name} at {served.visit_url}")
                 console.print("[dim]Ctrl-C to stop[/dim]")
                 while served.exit_code() is None:
                     time.sleep(0.5)

@@ -22,12 +22,13 @@ from connbench.analyse import compare
 from connbench.cli import app
 from connbench.measure import calibrate, faults
 from connbench.measure.load import Progress
-from connbench.model import results, scenario
+from connbench.model import metrics, results, scenario
+from connbench.model.result_types import Calibration, LimitRecord, OpenModel
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present import progress as progress_view
 from connbench.present import run as run_view
 
-from .conftest import ROOT, entry, run_cli, run_of
+from .conftest import ROOT, entry, made, run_cli, run_of
 
 runner = CliRunner()
 
@@ -109,7 +110,7 @@ def test_help_says_what_each_flag_takes() -> None:
 def test_compare_help_names_every_metric_and_dimension_without_a_doubled_word() -> None:
     text = " ".join(runner.invoke(app, ["compare", "-h"], env={"COLUMNS": "200"}).stdout.split())
     assert not re.search(r"\b(\w+) \1\b", text), re.search(r"\b(\w+) \1\b", text)
-    assert f"Metrics: {', '.join(compare.METRICS)}." in text
+    assert f"Metrics: {metrics.known()}." in text
     assert f"without this part of their key: {', '.join(compare.DIMENSIONS)} " in text
 
 
@@ -150,42 +151,63 @@ def _rich_run() -> RunResult:
     calibration, breakdowns, per-second series (20 s), a sync strategy, a failure."""
     entries: list[StrategyResult] = []
     names = ("pool", "pool-nocheck", "pool-unused", "yield-context", "sync-pool", "connect")
+    series = {
+        "t_s": [float(i) for i in range(20)], "ok": [1000.0 + i for i in range(20)],
+        "errors": [0.0] * 20, "p50_ms": [20.0] * 20, "p99_ms": [50.0] * 20,
+        "connections": [4.0] * 20,
+    }  # fmt: skip
+    breakdown = {
+        "requests": 1000, "latency_mean_ms": 1234.5, "in_app_ms": 1134.5, "connect_ms": 800.0,
+        "pool_wait_ms": 1.0, "query_ms": 300.0, "rest_of_app_ms": 1.5, "outside_app_ms": 100.0,
+        "after_response_ms": 2.0, "connects_per_request": 1.0, "queries_per_request": 2.0,
+    }  # fmt: skip
     for strategy in names:
+        pooled = strategy in ("pool", "pool-nocheck", "pool-unused", "sync-pool")
         for concurrency in (8, 128):
             for topology in ("direct", "pgbouncer-transaction"):
                 for repeat in range(2):
-                    pooled = strategy in ("pool", "pool-nocheck", "pool-unused", "sync-pool")
-                    made = entry(
+                    base = entry(
                         strategy, repeat, rps=1234.5 + repeat * 100, p99=1234.5,
                         pool=4 if pooled else None, concurrency=concurrency, peak=128,
+                        topology=topology,
                     )  # fmt: skip
-                    made.variant["topology"] = topology
-                    if topology != "direct":
-                        made.variant["key"] += f" via={topology}"
-                    made.integrity = {"ok": True, "rows_inserted": 12345, "ok_responses": 12345}
-                    made.server.update(sessions_per_ok_response=1.0, connections_mean=99.9)
-                    made.cpu_percent = {"app": 99.0, "postgres": 88.0}
-                    made.generator = {"cpu_percent": 9.0, "loop_cpu_percent": 9.0}
-                    made.timeseries = {
-                        "ok": [1000.0 + i for i in range(20)], "errors": [0] * 20,
-                        "p99_ms": [50.0] * 20, "connections": [4.0] * 20,
-                    }  # fmt: skip
-                    if strategy != "sync-pool":
-                        made.breakdown = {
-                            "latency_mean_ms": 1234.5, "connect_ms": 800.0, "pool_wait_ms": 1.0,
-                            "query_ms": 300.0, "rest_of_app_ms": 1.5, "outside_app_ms": 100.0,
-                            "after_response_ms": 2.0,
-                        }  # fmt: skip
-                    entries.append(made)
+                    fields = base.model_dump(exclude={"strategy", "status"})
+                    fields["server"] |= {"sessions_per_ok_response": 1.0, "sessions_opened": 99}
+                    entries.append(
+                        made(
+                            strategy,
+                            **fields
+                            | {
+                                "integrity": {
+                                    "ok": True,
+                                    "rows_inserted": 12345,
+                                    "ok_responses": 12345,
+                                },
+                                "cpu_percent": {"app": 99.0, "postgres": 88.0},
+                                "generator": {
+                                    "engine": "httptools",
+                                    "cpu_percent": 9.0,
+                                    "loop_cpu_percent": 9.0,
+                                    "saturated": False,
+                                },
+                                "timeseries": series,
+                                "breakdown": None if strategy == "sync-pool" else breakdown,
+                            },
+                        )  # fmt: skip
+                    )
     entries.append(entry("depends", status="failed", pool=None))
-    run = run_of(*entries, concurrency=[8, 128], topology=["direct", "pgbouncer-transaction"],
-                 pool_min_effective=4, pool_max_effective=[4])  # fmt: skip
-    run.calibration = {
-        "concurrency": 8, "duration_s": 5, "generator_rps": 9000.0, "pgbench_tps": 8000.0,
-        "pgbench_connect_tps": 100.0,
-        "by_concurrency": {"8": {"pgbench_tps": 8000.0, "pgbench_connect_tps": 100.0},
-                           "128": {"pgbench_tps": 9000.0, "pgbench_connect_tps": 1000.0}},
-    }  # fmt: skip
+    run = run_of(*entries, concurrency=[8, 128], topology=["direct", "pgbouncer-transaction"])
+    run.calibration = Calibration.model_validate(
+        {
+            "concurrency": 8, "duration_s": 5.0, "generator_rps": 9000.0,
+            "generator_cpu_percent": 5.0, "wrk_rps": None, "pgbench_tps": 8000.0,
+            "pgbench_connect_tps": 100.0,
+            "by_concurrency": {
+                "8": {"pgbench_tps": 8000.0, "pgbench_connect_tps": 100.0},
+                "128": {"pgbench_tps": 9000.0, "pgbench_connect_tps": 1000.0},
+            },
+        }
+    )  # fmt: skip
     return run
 
 
@@ -201,9 +223,9 @@ def test_show_fits_the_width_and_never_cuts_a_name(tmp_path: Path, width: int) -
     assert "…" not in out.stdout
     rows = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
     for summary in run.summary:  # every variant's name, whole, in the tables
-        assert summary["strategy"] in rows
-        if summary["status"] == "ok":  # and its label in the charts and the breakdown
-            assert run_view.row_label(run, summary["variant"]) in out.stdout
+        assert summary.strategy in rows
+        if summary.status == "ok":  # and its label in the charts and the breakdown
+            assert run_view.row_label(run, summary.variant) in out.stdout
     assert f"left out at {width} columns" in out.stdout  # and it says what it dropped
 
 
@@ -227,16 +249,15 @@ def test_sparklines_shrink_to_fit_keeping_spikes() -> None:
 
 
 def test_footer_pool_only_when_a_pool_ran_and_limits_pluralised() -> None:
-    run = run_of(entry("connect", pool=None), pool_min_effective=4, pool_max_effective=[4],
-                 concurrency=[32])  # fmt: skip
-    run.limits = [{"limit": "p99_ms>50", "variant": "connect c=32 w=1", "value": 20.0,
-                   "failed": False, "reason": "p99_ms = 20"}]  # fmt: skip
+    run = run_of(entry("connect", pool=None))
+    run.limits = [LimitRecord(limit="p99_ms>50", variant="connect c=32 w=1", value=20.0,
+                              failed=False, reason="p99_ms = 20")]  # fmt: skip
     console = Console(width=200, record=True, file=io.StringIO())
     run_view.render_run(console, run)
     text = console.export_text()
     assert "pool 4..4" not in text
     assert "limits (1 check): all passed" in text
-    pooled = run_of(entry("pool"), pool_min_effective=4, pool_max_effective=[4])
+    pooled = run_of(entry("pool"))
     console = Console(width=200, record=True, file=io.StringIO())
     run_view.render_run(console, pooled)
     assert "pool 4..4" in console.export_text()
@@ -266,16 +287,21 @@ def test_outside_app_is_never_negative() -> None:
 
 def test_calibration_is_read_at_the_variants_own_concurrency() -> None:
     run = _rich_run()
-    by_key = {s["key"]: s for s in run.summary}
-    cell = run_view._ceiling  # the "vs pgbench" cell, unstyled
-    plain = lambda text, style: text  # noqa: E731
-    median = by_key["connect c=8 w=1"]["throughput_rps"]["median"]  # 1,284.5
-    assert cell(by_key["connect c=8 w=1"], run.calibration, plain) == f"{median / 100:.0%} of -C"
-    assert cell(by_key["connect c=128 w=1"], run.calibration, plain) == "128% of -C"
-    assert cell(by_key["pool c=128 w=1 pool=4..4"], run.calibration, plain) == "14%"
+    by_key = {s.key: s for s in run.summary}
+    calibration = run.calibration
+    assert calibration is not None
+
+    def cell(key: str, calibration: Calibration) -> str:  # the "vs pgbench" cell, unstyled
+        return run_view._ceiling(by_key[key], calibration, lambda text, style: text)
+
+    median = by_key["connect c=8 w=1"].throughput_rps.median  # 1,284.5
+    assert median is not None
+    assert cell("connect c=8 w=1", calibration) == f"{median / 100:.0%} of pgbench -C"
+    assert cell("connect c=128 w=1", calibration) == "128% of pgbench -C"
+    assert cell("pool c=128 w=1 pool=4..4", calibration) == "14% of pgbench"
     # Measured at another concurrency only: no figure rather than a misleading one.
-    old = {"concurrency": 32, "pgbench_tps": 1.0, "pgbench_connect_tps": 1.0}
-    assert cell(by_key["pool c=128 w=1 pool=4..4"], old, plain) == "-"
+    old = calibration.model_copy(update={"concurrency": 32, "by_concurrency": None})
+    assert cell("pool c=128 w=1 pool=4..4", old) == "-"
     assert calibrate.pgbench_threads(32, reconnect=True) == 32
     assert calibrate.pgbench_threads(32, reconnect=False) == min(32, os.cpu_count() or 1)
 
@@ -315,15 +341,20 @@ def test_no_periodic_lines_with_progress_0() -> None:
 
 
 def _invalid(run: RunResult) -> RunResult:
-    run.results[0].open_model = {"valid": False, "invalid_reasons": ["could not hold the rate"]}
-    run.summary[0]["valid"] = False
+    run.results[0].open_model = OpenModel(
+        rate_rps=100.0, offered=100, sent_late=0, not_sent=50, in_flight_at_end=0,
+        schedule_lag_ms_p99=None, latency_uncorrected_ms=None, valid=False,
+        invalid_reasons=["could not hold the rate"],
+    )  # fmt: skip
+    run.summary[0].valid = False
     return run
 
 
 def test_exit_code_precedence() -> None:
     assert cli._run_exit_code(run_of(entry())) == 0
     crossed = run_of(entry())
-    crossed.limits = [{"limit": "p99_ms>1", "variant": "k", "failed": True, "reason": "r"}]
+    crossed.limits = [LimitRecord(limit="p99_ms>1", variant="k", value=2.0, failed=True,
+                                  reason="r")]  # fmt: skip
     assert cli._run_exit_code(crossed) == cli.EXIT_LIMITS
     assert cli._run_exit_code(_invalid(crossed)) == cli.EXIT_INVALID
     failed = _invalid(run_of(entry(), entry("connect", status="failed", pool=None)))
@@ -331,7 +362,7 @@ def test_exit_code_precedence() -> None:
     failed.interrupted = True
     assert cli._run_exit_code(failed) == cli.EXIT_INTERRUPTED
     saturated = run_of(entry())
-    saturated.summary[0]["generator_saturated"] = True
+    saturated.summary[0].generator_saturated = True
     assert cli._run_exit_code(saturated) == cli.EXIT_INVALID
 
 
@@ -370,8 +401,9 @@ def test_result_files_are_readable_by_others(tmp_path: Path) -> None:
 
 def test_one_warning_says_what_differs_and_whether_it_matters() -> None:
     base, new = run_of(entry()), run_of(entry())
-    new.environment = new.environment | {"cpu_count": 64, "cpu_model": "Other CPU",
-                                         "platform": "Linux-9"}  # fmt: skip
+    new.environment = new.environment.model_copy(
+        update={"cpu_count": 64, "cpu_model": "Other CPU", "platform": "Linux-9"}
+    )
     comparison = compare.compare(base, new, gate=compare.Gate())
     console = Console(width=300, record=True, file=io.StringIO())
     from connbench.present import compare as compare_view
@@ -379,7 +411,7 @@ def test_one_warning_says_what_differs_and_whether_it_matters() -> None:
     compare_view.render_compare(console, [comparison])
     line = " ".join(console.export_text().split())
     assert line.count("warning:") == 1
-    assert f"machine (cpu_model {base.environment['cpu_model']} → Other CPU; cpu_count " in line
+    assert f"machine (cpu_model {base.environment.cpu_model} → Other CPU; cpu_count " in line
     assert "): matters, throughput and latency move with the machine" in line
     assert "software (platform " in line and "): minor, versions and kernel" in line
 

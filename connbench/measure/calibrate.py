@@ -35,6 +35,7 @@ from connbench.infra import appserver, procs
 from connbench.infra.postgres import Postgres
 from connbench.measure import load
 from connbench.model.errors import MissingDependency
+from connbench.model.result_types import Calibration
 
 TPS = re.compile(r"^tps = ([\d.]+)", re.MULTILINE)
 WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
@@ -103,7 +104,7 @@ def measure(
     concurrency: int | Sequence[int],
     duration_s: float,
     engine: str = "httptools",
-) -> dict[str, Any]:
+) -> Calibration:
     """The references, ``duration_s`` each: the generator's at the first concurrency, pgbench's
     at every one (``by_concurrency``; the top-level pgbench figures are the first's). Takes
     about (2 + 2 x concurrencies) x duration_s."""
@@ -131,4 +132,4 @@ def measure(
         out.update(by_concurrency[str(concurrency)])
         out["by_concurrency"] = by_concurrency
         out["pgbench_connect_threads"] = "one per client"
-    return out
+    return Calibration.model_validate(out)

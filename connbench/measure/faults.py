@@ -23,49 +23,18 @@ import psycopg
 
 from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
 from connbench.model.errors import first_line
-from connbench.model.units import parse_duration
 
-KINDS = {
-    "terminate": "pg_terminate_backend on every server session of the app",
-    "restart": "restart PostgreSQL (fast shutdown, start again on the same port and data)",
-}
-# The share of the measured window before the fault that recovery is measured against.
-MIN_BASELINE_S = 1.0
+# Parsed in the model (a scenario validates its fault); re-exported for the injector's callers.
+from connbench.model.faults import KINDS as KINDS
+from connbench.model.faults import MIN_BASELINE_S as MIN_BASELINE_S
+from connbench.model.faults import Fault as Fault
+from connbench.model.faults import parse as parse
 
 TERMINATE_SQL = """
 SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
 FROM pg_stat_activity
 WHERE application_name = %s AND datname = current_database()
 """
-
-
-@dataclass(frozen=True)
-class Fault:
-    """What to inject and when: ``at_s`` seconds after the measured window starts."""
-
-    kind: str
-    at_s: float
-
-    def __str__(self) -> str:
-        return f"{self.kind}@{self.at_s:g}"
-
-
-def parse(value: Any) -> Fault:
-    """``"restart@3"`` -> ``Fault("restart", 3.0)``; raises ValueError saying what is expected."""
-    expected = (
-        f"expected KIND@SECOND with KIND one of {', '.join(KINDS)} and SECOND a duration "
-        "(e.g. restart@3, terminate@1500ms)"
-    )
-    if not isinstance(value, str):
-        raise ValueError(expected)
-    kind, at, second = value.strip().partition("@")
-    try:
-        at_s = parse_duration(second, allow_zero=True)
-    except ValueError:
-        raise ValueError(expected) from None
-    if kind.strip() not in KINDS or not at:
-        raise ValueError(expected)
-    return Fault(kind.strip(), at_s)
 
 
 @dataclass

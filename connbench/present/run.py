@@ -10,10 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from connbench.analyse import stats
+from connbench.analyse.compare import shown
 from connbench.analyse.stats import MEASURED
 from connbench.apps import STRATEGIES
+from connbench.model import metrics
+from connbench.model.result_types import (
+    Calibration,
+    FaultOutcome,
+    LimitRecord,
+    PostgresInfo,
+    Spread,
+    VariantRecord,
+    VariantSummary,
+)
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present.common import (
     WARNING,
@@ -21,7 +34,6 @@ from connbench.present.common import (
     csv_text,
     fit,
     json_text,
-    listed,
     markdown_mark,
     md_table,
     name_column,
@@ -33,39 +45,39 @@ from connbench.present.common import (
 )
 
 
-def _median(spread: dict[str, Any] | None, fmt: str = ",.1f") -> str:
-    value = (spread or {}).get("median")
+def _median(spread: Spread | None, fmt: str = ",.1f") -> str:
+    value = spread.median if spread else None
     return "-" if value is None else format(value, fmt)
 
 
-def _cv(spread: dict[str, Any], mark: Mark = rich_mark) -> str:
-    if len(spread.get("values", [])) < 2 or spread.get("cv") is None:
+def _cv(spread: Spread, mark: Mark = rich_mark) -> str:
+    if len(spread.values) < 2 or spread.cv is None:
         return ""
-    text = f" ±{spread['cv']:.0%}"
-    return mark(text, "warn" if spread["cv"] >= 0.10 else "dim")
+    text = f" ±{spread.cv:.0%}"
+    return mark(text, "warn" if spread.cv >= stats.UNSTABLE_CV else "dim")
 
 
-def _integrity(summary: dict[str, Any], runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
-    measured = [r for r in runs if r.integrity]
-    if not measured:
+def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
+    checked = [r.integrity for r in runs if r.integrity]
+    if not checked:
         return "-"
-    if len(measured) == 1:
-        integrity = measured[0].integrity
-        rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
-        if integrity.get("ok"):
+    if len(checked) == 1:
+        integrity = checked[0]
+        rows, ok = integrity.rows_inserted, integrity.ok_responses
+        if integrity.ok and rows is not None:
             return mark(f"{rows:,} = {ok:,}", "good")
         return mark(f"{rows} rows ≠ {ok} 2xx", "bad")
-    if summary.get("integrity_ok"):
-        return mark(f"equal ×{len(measured)}", "good")
-    bad = sum(1 for r in measured if not r.integrity.get("ok"))
-    return mark(f"≠ in {bad} of {len(measured)}", "bad")
+    if summary.integrity_ok:
+        return mark(f"equal ×{len(checked)}", "good")
+    bad = sum(1 for integrity in checked if not integrity.ok)
+    return mark(f"≠ in {bad} of {len(checked)}", "bad")
 
 
-def _sessions(summary: dict[str, Any]) -> str:
-    opened = summary.get("sessions_opened")
+def _sessions(summary: VariantSummary) -> str:
+    opened = summary.sessions_opened
     if opened is None:
         return "-"
-    per = summary.get("sessions_per_ok_response")
+    per = summary.sessions_per_ok_response
     return f"{opened:,.0f}" + (f" ({per:.2f}/2xx)" if per is not None else "")
 
 
@@ -79,16 +91,16 @@ DIMENSIONS = (
 )
 
 
-def _peak_and_predicted(summary: dict[str, Any], mark: Mark = rich_mark) -> str:
+def _peak_and_predicted(summary: VariantSummary, mark: Mark = rich_mark) -> str:
     """Observed peak / predicted; red when more were seen than predicted, yellow when the
     prediction does not fit max_connections (connbench's own sessions included)."""
-    peak, predicted = summary.get("connections_peak"), summary.get("predicted") or {}
-    if predicted.get("connections") is None:
+    peak, predicted = summary.connections_peak, summary.predicted
+    if predicted is None:
         return num(peak, ".0f")
-    text = f"{num(peak, '.0f')} / {predicted['connections']}"
-    if peak is not None and peak > predicted["connections"]:
+    text = f"{num(peak, '.0f')} / {predicted.connections}"
+    if peak is not None and peak > predicted.connections:
         return mark(text, "bad")
-    if predicted.get("fits") is False:
+    if predicted.fits is False:
         return mark(text, "warn")
     return text
 
@@ -97,15 +109,15 @@ def _peak_and_predicted(summary: dict[str, Any], mark: Mark = rich_mark) -> str:
 VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
 
 
-def _cell(variant: dict[str, Any], key: str) -> str:
+def _cell(variant: VariantRecord, key: str) -> str:
     value = _dimension(variant, key)
     if value is None:
         return "-"
     return VIA_LABELS.get(value, value) if key == "topology" else str(value)
 
 
-def _bounced(summary: dict[str, Any]) -> bool:
-    return bool(_dimension(summary["variant"], "topology") != "direct")
+def _bounced(summary: VariantSummary) -> bool:
+    return summary.variant.topology != "direct"
 
 
 # How a row names its variant in the narrower tables: the strategy and, of its key, only the
@@ -118,51 +130,45 @@ def _varying(run: RunResult) -> list[tuple[str, str]]:
     return [
         (key, label)
         for key, label in DIMENSIONS
-        if len(values := {_dimension(s["variant"], key) for s in run.summary} - {None}) > 1
+        if len(values := {_dimension(s.variant, key) for s in run.summary} - {None}) > 1
         or (key == "rate" and values)  # an open-model run always says its rate
     ]
 
 
-def row_label(run: RunResult, variant: dict[str, Any]) -> str:
+def row_label(run: RunResult, variant: VariantRecord) -> str:
     """``pool c=128 pool=4..10``: the strategy and the settings that vary in this run."""
-    parts = [str(variant.get("strategy"))]
+    parts = [variant.strategy]
     for key, _ in _varying(run):
         value = _cell(variant, key)
         if value == "-":
             continue
         if key == "pool_max":
-            value = f"{variant.get('pool_min')}..{value}"
+            value = f"{variant.pool_min}..{value}"
         parts.append(f"{SHORT[key]}={value}")
     return " ".join(parts)
 
 
 def _title(run: RunResult, mark: Mark) -> str:
-    title = f"connbench · {run.scenario.get('name', '')}"
+    title = f"connbench · {run.scenario.name}"
     if run.interrupted:
         title += " · " + mark("INTERRUPTED", "bad")
-    repeats = max((s.get("runs", 1) for s in run.summary), default=1)
+    repeats = max((s.runs for s in run.summary), default=1)
     if repeats > 1:
         title += f" · median of {repeats} interleaved repeats"
     return title
 
 
+RUN_HEADERS = (
+    "req/s", "p50 ms", "p99 ms", "errors", "conns peak / pred.", "conns mean",
+    "sessions opened", "rows = 2xx", "app CPU", "pg CPU", "gen CPU",
+)  # fmt: skip
+
+
 def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     """Headers and one row of cells per variant (medians over repeats, ±CV when repeated)."""
     varying = _varying(run)
-    headers = [
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "conns peak / pred.",
-        "conns mean",
-        "sessions opened",
-        "rows = 2xx",
-        "app CPU",
-        "pg CPU",
-        "gen CPU",
-    ]
-    open_model = any(s["variant"].get("rate") for s in run.summary)
+    headers = list(RUN_HEADERS)
+    open_model = any(s.variant.rate for s in run.summary)
     if open_model:
         headers.insert(3, "p99 uncorr.")
     if run.calibration:
@@ -172,46 +178,55 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
         by_key.setdefault(result.key, []).append(result)
     rows = []
     for summary in run.summary:
-        variant = summary["variant"]
-        dims = [_cell(variant, key) for key, _ in varying]
-        name = summary["strategy"]
-        if not summary.get("valid", True):
-            name += " " + mark("INVALID", "bad")
-        if summary["status"] == "interrupted":
-            name += " " + mark("(interrupted)", "bad")
-        if summary["status"] in ("failed", "unavailable"):
-            status = mark("failed", "bad") if summary["status"] == "failed" else mark("n/a", "warn")
+        dims = [_cell(summary.variant, key) for key, _ in varying]
+        name = _name_cell(summary, mark)
+        if summary.status in ("failed", "unavailable"):
+            status = mark("failed", "bad") if summary.status == "failed" else mark("n/a", "warn")
             rows.append([name, *dims, status, *["-"] * (len(headers) - 1)])
             continue
-        errors = summary.get("errors", 0)
-        gen_text = pct(summary.get("cpu_generator_percent"))
-        if summary.get("generator_saturated"):
-            gen_text = mark(f"{gen_text}!", "bad")
-        rps, p99 = summary["throughput_rps"], summary["latency_ms"]["p99"]
-        rows.append(
-            [
-                name,
-                *dims,
-                _median(rps, ",.0f") + _cv(rps, mark),
-                *([_ceiling(summary, run.calibration, mark)] if run.calibration else []),
-                _median(summary["latency_ms"]["p50"]),
-                _median(p99) + _cv(p99, mark),
-                *(
-                    [_median(summary.get("latency_uncorrected_ms", {}).get("p99"))]
-                    if open_model
-                    else []
-                ),
-                mark(f"{errors:,}", "bad") if errors else "0",
-                _peak_and_predicted(summary, mark),
-                num(summary.get("connections_mean")),
-                _sessions(summary),
-                _integrity(summary, by_key.get(summary["key"], []), mark),
-                pct(summary.get("cpu_app_percent")),
-                pct(summary.get("cpu_postgres_percent")),
-                gen_text,
-            ]
-        )
+        runs = by_key.get(summary.key, [])
+        rows.append([name, *dims, *_measured_cells(summary, runs, run, open_model, mark)])
     return ["strategy", *(label for _, label in varying), *headers], rows
+
+
+def _name_cell(summary: VariantSummary, mark: Mark) -> str:
+    name = summary.strategy
+    if not summary.valid:
+        name += " " + mark("INVALID", "bad")
+    if summary.status == "interrupted":
+        name += " " + mark("(interrupted)", "bad")
+    return name
+
+
+def _measured_cells(
+    summary: VariantSummary,
+    runs: list[StrategyResult],
+    run: RunResult,
+    open_model: bool,
+    mark: Mark,
+) -> list[str]:
+    """A measured variant's cells, in the order of :data:`RUN_HEADERS` (with the ceiling and
+    the uncorrected p99 when the run has them)."""
+    errors = summary.errors
+    gen_text = pct(summary.cpu_generator_percent)
+    if summary.generator_saturated:
+        gen_text = mark(f"{gen_text}!", "bad")
+    rps, p99 = summary.throughput_rps, summary.latency_ms.get("p99")
+    return [
+        _median(rps, ",.0f") + _cv(rps, mark),
+        *([_ceiling(summary, run.calibration, mark)] if run.calibration else []),
+        _median(summary.latency_ms.get("p50")),
+        _median(p99) + (_cv(p99, mark) if p99 else ""),
+        *([_median(summary.latency_uncorrected_ms.get("p99"))] if open_model else []),
+        mark(f"{errors:,}", "bad") if errors else "0",
+        _peak_and_predicted(summary, mark),
+        num(summary.connections_mean),
+        _sessions(summary),
+        _integrity(summary, runs, mark),
+        pct(summary.cpu_app_percent),
+        pct(summary.cpu_postgres_percent),
+        gen_text,
+    ]
 
 
 # The main table's columns, the least needed first: what a narrow terminal drops (the CSV and
@@ -220,8 +235,6 @@ RESULTS_DROP = (
     "gen CPU", "pg CPU", "conns mean", "app CPU", "p50 ms", "p99 uncorr.", "rows = 2xx",
     "sessions opened", "vs pgbench",
 )  # fmt: skip
-
-
 # Cells that read well on two lines ("4" over "(0.00/2xx)"), rather than be dropped.
 RESULTS_WRAP = ("sessions opened", "vs pgbench", "conns peak / pred.")
 
@@ -235,20 +248,20 @@ def results_table(run: RunResult) -> Table:
         table.add_column(header, justify="right")
     previous = None
     for summary, row in zip(run.summary, rows, strict=True):
-        if previous is not None and previous != summary["strategy"]:
+        if previous is not None and previous != summary.strategy:
             table.add_section()
-        previous = summary["strategy"]
+        previous = summary.strategy
         table.add_row(*row)
     return table
 
 
 def pgbouncer_table(run: RunResult) -> Table | None:
     """PgBouncer's side of the variants that went through it (medians over repeats)."""
-    rows = [s for s in run.summary if _bounced(s) and s["status"] in MEASURED]
+    rows = [s for s in run.summary if _bounced(s) and s.status in MEASURED]
     if not rows:
         return None
     table = Table(title="PgBouncer: SHOW POOLS every 100 ms, SHOW STATS", title_justify="left")
-    labels = [row_label(run, summary["variant"]) for summary in rows]
+    labels = [row_label(run, summary.variant) for summary in rows]
     name_column(table, "variant", labels, style="bold")
     columns = {
         "cl_waiting peak": ("pgbouncer_cl_waiting_peak", ".0f"),
@@ -262,15 +275,14 @@ def pgbouncer_table(run: RunResult) -> Table | None:
     for summary, label in zip(rows, labels, strict=True):
         table.add_row(
             label,
-            *(num(summary.get(name), fmt) for name, fmt in columns.values()),
-            pct(summary.get("cpu_pgbouncer_percent")),
+            *(num(getattr(summary, name), fmt) for name, fmt in columns.values()),
+            pct(summary.cpu_pgbouncer_percent),
         )
     return table
 
 
-def _dimension(variant: dict[str, Any], key: str) -> Any:
-    # Results saved before topologies existed went direct.
-    return variant.get(key, "direct") if key == "topology" else variant.get(key)
+def _dimension(variant: VariantRecord, key: str) -> Any:
+    return getattr(variant, key)
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -295,10 +307,10 @@ def sparkline(values: list[float], top: float | None = None, width: int | None =
     return "".join(SPARKS[min(last, round(last * max(0.0, v) / top))] for v in values)
 
 
-def _typical_run(summary: dict[str, Any], runs: list[StrategyResult]) -> StrategyResult | None:
+def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> StrategyResult | None:
     """The repeat whose throughput is closest to the median: its seconds are the ones drawn."""
-    measured = [r for r in runs if r.timeseries.get("ok")]
-    median = summary["throughput_rps"].get("median")
+    measured = [r for r in runs if r.timeseries and r.timeseries.ok]
+    median = summary.throughput_rps.median
     if not measured or median is None:
         return measured[0] if measured else None
     return min(measured, key=lambda r: abs(r.throughput_rps - median))
@@ -320,9 +332,9 @@ def timeline_table(run: RunResult, width: int | None = None) -> Table:
         by_key.setdefault(result.key, []).append(result)
     drawn = []
     for summary in run.summary:
-        chosen = _typical_run(summary, by_key.get(summary["key"], []))
-        if chosen is not None:
-            drawn.append((row_label(run, summary["variant"]), chosen.timeseries))
+        chosen = _typical_run(summary, by_key.get(summary.key, []))
+        if chosen is not None and chosen.timeseries is not None:
+            drawn.append((row_label(run, summary.variant), chosen.timeseries))
     labels = [label for label, _ in drawn]
     name_column(table, "variant", labels, style="bold")
     for header in TIMELINE:
@@ -333,12 +345,15 @@ def timeline_table(run: RunResult, width: int | None = None) -> Table:
         chart_width = max(4, (width - longest - 2 * len(TIMELINE) - 1) // len(TIMELINE))
     for label, series in drawn:
         cells = []
-        for name, colour in (("ok", "green"), ("p99_ms", "cyan"), ("connections", "magenta")):
-            values = series.get(name, [])
+        for values, colour in (
+            (series.ok, "green"),
+            (series.p99_ms, "cyan"),
+            (series.connections, "magenta"),
+        ):
             top = max(values, default=0.0)
             line = sparkline(values, width=chart_width)
             cells.append(f"[{colour}]{line}[/{colour}] [dim]max {top:,.0f}[/dim]")
-        errors = series.get("errors", [])
+        errors = series.errors
         line = sparkline(errors, width=chart_width)
         cells.append(f"[red]{line}[/red] [dim]{sum(errors):,.0f}[/dim]" if any(errors) else "-")
         table.add_row(label, *cells)
@@ -353,25 +368,31 @@ CALIBRATION_NOTE = (
 )
 
 
-def render_calibration(console: Console, ceilings: dict[str, Any]) -> None:
+def _levels(ceilings: Calibration) -> dict[str, tuple[float | None, float | None]]:
+    """(pgbench, pgbench -C) by concurrency; a result from before by_concurrency has one."""
+    if ceilings.by_concurrency:
+        return {
+            level: (figures.pgbench_tps, figures.pgbench_connect_tps)
+            for level, figures in ceilings.by_concurrency.items()
+        }
+    return {str(ceilings.concurrency): (ceilings.pgbench_tps, ceilings.pgbench_connect_tps)}
+
+
+def render_calibration(console: Console, ceilings: Calibration) -> None:
     """The references of a session, as measured by calibrate."""
-    table = Table(title=f"references · {ceilings.get('duration_s')} s each", title_justify="left")
+    table = Table(title=f"references · {ceilings.duration_s} s each", title_justify="left")
     rows = [
-        (f"connbench generator, GET /health (no database), c={ceilings.get('concurrency')}",
-         ceilings.get("generator_rps"),
+        (f"connbench generator, GET /health (no database), c={ceilings.concurrency}",
+         ceilings.generator_rps,
          f"the most any strategy can show here (generator at "
-         f"{ceilings.get('generator_cpu_percent', 0):.0f}% of a core)"),
-        ("wrk, GET /health", ceilings.get("wrk_rps"), "the same, with wrk (if installed)"),
+         f"{ceilings.generator_cpu_percent or 0:.0f}% of a core)"),
+        ("wrk, GET /health", ceilings.wrk_rps, "the same, with wrk (if installed)"),
     ]  # fmt: skip
-    by_concurrency = ceilings.get("by_concurrency") or {
-        str(ceilings.get("concurrency")): ceilings  # results saved before by_concurrency
-    }
-    for level, figures in by_concurrency.items():
+    for level, (tps, connect_tps) in _levels(ceilings).items():
         rows += [
-            (f"pgbench, persistent connections, c={level}", figures.get("pgbench_tps"),
+            (f"pgbench, persistent connections, c={level}", tps,
              "the insert without HTTP: pooled strategies' reference"),
-            (f"pgbench -C, a connection per transaction, c={level}",
-             figures.get("pgbench_connect_tps"),
+            (f"pgbench -C, a connection per transaction, c={level}", connect_tps,
              "a new session per insert: per-request strategies' reference"),
         ]  # fmt: skip
     table.add_column("what")
@@ -383,41 +404,40 @@ def render_calibration(console: Console, ceilings: dict[str, Any]) -> None:
     console.print(f"[dim]{CALIBRATION_NOTE}[/dim]", highlight=False)
 
 
-def _ceiling(summary: dict[str, Any], calibration: dict[str, Any], mark: Mark = rich_mark) -> str:
+def _ceiling(summary: VariantSummary, calibration: Calibration, mark: Mark = rich_mark) -> str:
     """The variant's req/s as a fraction of pgbench's at its own concurrency (``-`` when
     pgbench was not measured at it: a reference from other conditions is no reference)."""
-    rps = summary["throughput_rps"].get("median")
-    variant = summary["variant"]
-    pooled = variant.get("pool_max") is not None and summary["strategy"] != "pool-unused"
-    figures = (calibration.get("by_concurrency") or {}).get(str(variant.get("concurrency")))
-    if figures is None and calibration.get("concurrency") == variant.get("concurrency"):
-        figures = calibration
-    reference = (figures or {}).get("pgbench_tps" if pooled else "pgbench_connect_tps")
+    rps = summary.throughput_rps.median
+    strategy = STRATEGIES.get(summary.strategy)
+    # Serves requests from held connections (pool-unused opens a pool yet connects each time).
+    pooled = strategy.pooled if strategy else summary.variant.pool_max is not None
+    tps, connect_tps = _levels(calibration).get(str(summary.variant.concurrency), (None, None))
+    reference = tps if pooled else connect_tps
     if not rps or not reference:
         return "-"
-    text = f"{rps / reference:.0%}" + ("" if pooled else " of -C")
+    text = f"{rps / reference:.0%} of {'pgbench' if pooled else 'pgbench -C'}"
     return mark(text, "warn") if rps > reference else text
 
 
-def _recovery(fault: dict[str, Any]) -> str:
-    if fault.get("error"):
+def _recovery(fault: FaultOutcome) -> str:
+    if fault.error:
         return "[red]not injected[/red]"
-    after = fault.get("recovered_after_s")
-    if fault.get("recovered") is None:
+    after = fault.recovered_after_s
+    if fault.recovered is None:
         return "-"
     if after is None:
         return "[bold red]not recovered[/bold red]"
     return "at once" if after == 0 else f"after {after:.1f} s"
 
 
-def _what_it_did(fault: dict[str, Any]) -> str:
-    if fault.get("error"):
-        return f"[red]{fault['error']}[/red]"
-    if fault.get("injected_at_s") is None:
+def _what_it_did(fault: FaultOutcome) -> str:
+    if fault.error:
+        return f"[red]{fault.error}[/red]"
+    if fault.injected_at_s is None:
         return "never fired"
-    if fault["kind"] == "terminate":
-        return f"{fault.get('terminated', 0)} sessions cut"
-    return f"down {fault['took_s']:.2f} s" if fault.get("took_s") is not None else "-"
+    if fault.kind == "terminate":
+        return f"{fault.terminated or 0} sessions cut"
+    return f"down {fault.took_s:.2f} s" if fault.took_s is not None else "-"
 
 
 def _writes(count: int | None, style: str) -> str:
@@ -428,34 +448,34 @@ def _writes(count: int | None, style: str) -> str:
 
 def fault_table(run: RunResult) -> Table | None:
     """One row per run with a fault: what it did, errors after it, recovery, integrity."""
-    faulted = [r for r in run.results if r.fault]
+    faulted = [(r, r.fault) for r in run.results if r.fault]
     if not faulted:
         return None
-    fault = faulted[0].fault
-    title = f"fault: {fault['kind']} at {fault['at_s']:g} s of the measured window"
+    fault = faulted[0][1]
+    title = f"fault: {fault.kind} at {fault.at_s:g} s of the measured window"
     table = Table(title=title, title_justify="left")
-    repeats = max((s.get("runs", 1) for s in run.summary), default=1)
+    repeats = max((s.runs for s in run.summary), default=1)
     names = [
-        row_label(run, r.variant) + (f" #{r.repeat + 1}" if repeats > 1 else "") for r in faulted
+        row_label(run, r.variant) + (f" #{r.repeat + 1}" if repeats > 1 else "") for r, _ in faulted
     ]
     name_column(table, "strategy", names, style="bold")
     for header in ("fault", "req/s before", "recovered", "errors after", "lost writes",
                    "unacked writes"):  # fmt: skip
         table.add_column(header, justify="right")
     table.add_column("errors after the fault, by kind")
-    for result, name in zip(faulted, names, strict=True):
-        out = result.fault
-        baseline = out.get("baseline_rps")
-        kinds = ", ".join(f"{kind} {n:,}" for kind, n in out.get("errors_by_kind", {}).items())
-        errors = out.get("errors", 0)
+    for (result, out), name in zip(faulted, names, strict=True):
+        baseline = out.baseline_rps
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in out.errors_by_kind.items())
+        errors = out.errors
+        integrity = result.integrity
         table.add_row(
             name,
             _what_it_did(out),
             "-" if baseline is None else f"{baseline:,.0f}",
             _recovery(out),
             f"[red]{errors:,}[/red]" if errors else "0",
-            _writes(result.integrity.get("lost_writes"), "bold red"),
-            _writes(result.integrity.get("unacknowledged_writes"), "yellow"),
+            _writes(integrity.lost_writes if integrity else None, "bold red"),
+            _writes(integrity.unacknowledged_writes if integrity else None, "yellow"),
             kinds or "-",
         )
     return table
@@ -472,7 +492,7 @@ BREAKDOWN_SEGMENTS = (
 BAR_WIDTH = 32  # at most; a narrower terminal gets a shorter bar, then none
 
 
-def _bar(parts: dict[str, Any], scale: float) -> str:
+def _bar(parts: dict[str, float | None], scale: float) -> str:
     """A stacked bar, ``scale`` ms per character; a part too small for a character is skipped."""
     out, filled, total = [], 0, 0.0
     for key, _, colour in BREAKDOWN_SEGMENTS:
@@ -487,14 +507,14 @@ def _bar(parts: dict[str, Any], scale: float) -> str:
 
 def breakdown_table(run: RunResult, bar_width: int = BAR_WIDTH) -> Table | None:
     """Where a request's time goes, per variant: mean ms per part, and a stacked bar."""
-    rows = [s for s in run.summary if s.get("breakdown")]
+    rows = [s for s in run.summary if s.breakdown]
     if not rows:
         return None
     table = Table(
         title="where the time goes · mean ms per request over the measured window",
         title_justify="left",
     )
-    labels = [row_label(run, summary["variant"]) for summary in rows]
+    labels = [row_label(run, summary.variant) for summary in rows]
     name_column(table, "strategy", labels, style="bold")
     table.add_column("latency", justify="right")
     for _, header, colour in BREAKDOWN_SEGMENTS:
@@ -503,12 +523,11 @@ def breakdown_table(run: RunResult, bar_width: int = BAR_WIDTH) -> Table | None:
     if bar_width > 0:
         table.add_column("", no_wrap=True)
     longest = max(
-        sum(max(0.0, s["breakdown"].get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS)
-        for s in rows
+        sum(max(0.0, s.breakdown.get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS) for s in rows
     )
     scale = longest / bar_width if longest > 0 and bar_width > 0 else 1.0
     for summary, label in zip(rows, labels, strict=True):
-        parts = summary["breakdown"]
+        parts = summary.breakdown
         table.add_row(
             label,
             num(parts.get("latency_mean_ms")),
@@ -521,17 +540,17 @@ def breakdown_table(run: RunResult, bar_width: int = BAR_WIDTH) -> Table | None:
 
 def not_broken_down(run: RunResult) -> list[str]:
     """Why measured variants have no breakdown: one phrase per reason, naming them."""
-    missing = [s for s in run.summary if s["status"] in MEASURED and not s.get("breakdown")]
+    missing = [s for s in run.summary if s.status in MEASURED and not s.breakdown]
     reasons: dict[str, list[str]] = {}
     for summary in missing:
-        strategy = STRATEGIES.get(summary["strategy"])
+        strategy = STRATEGIES.get(summary.strategy)
         if strategy is not None and strategy.sync:
             why = "sync strategies: their psycopg calls are not timed"
-        elif (summary["variant"].get("workers") or 1) > 1:
+        elif summary.variant.workers > 1:
             why = "more than one worker: each keeps its own totals"
         else:
             why = "the app's totals could not be read"
-        reasons.setdefault(why, []).append(row_label(run, summary["variant"]))
+        reasons.setdefault(why, []).append(row_label(run, summary.variant))
     return [f"{', '.join(dict.fromkeys(names))} ({why})" for why, names in reasons.items()]
 
 
@@ -583,27 +602,13 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         console.print(f"[dim]Not broken down: {'; '.join(left_out)}.[/dim]", highlight=False)
     if run.calibration:
         render_calibration(console, run.calibration)
-    if charts and any(r.timeseries.get("ok") for r in run.results):
+    if charts and any(r.timeseries and r.timeseries.ok for r in run.results):
         _fitted(console, timeline_table(run, console.width), "charts", ("errors",))
-    scenario, env = run.scenario, run.environment
-    pg = env.get("postgres", {})
-
-    topology = scenario.get("topology") or ["direct"]
-    via = f"via {listed(topology)}"
-    if topology != ["direct"]:
-        via += f" (PgBouncer pool {scenario.get('pgbouncer_pool_size')})"
-    console.print(
-        f"[dim]concurrency {listed(scenario.get('concurrency'))} · "
-        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
-        f"{_pool(run)}workers {listed(scenario.get('workers'))} · {via} · "
-        f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
-        f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
-        f"load generator: {scenario.get('engine')}[/dim]",
-        highlight=False,
-    )
+    console.print(f"[dim]{escape(_context(run))}[/dim]", highlight=False)
     console.print(
         "[dim]CPU columns: % of one core during the measured window; the machine has "
-        f"{env.get('cpu_count')} in all, shared by the app, PostgreSQL and the generator.[/dim]",
+        f"{run.environment.cpu_count} in all, shared by the app, PostgreSQL and the "
+        "generator.[/dim]",
         highlight=False,
     )
     console.print(
@@ -620,9 +625,9 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         )
     say = sayer(console)
     for summary in run.summary:
-        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
-        if summary["status"] == "unavailable":
-            say("[yellow]unavailable:[/yellow] ", f"{label}: {summary.get('failure')}")
+        label = summary.key if len(run.summary) > 1 else summary.strategy
+        if summary.status == "unavailable":
+            say("[yellow]unavailable:[/yellow] ", f"{label}: {summary.failure}")
     for warning in _warnings(run):
         say(WARNING, warning)
     if run.limits:
@@ -635,17 +640,37 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
 
 
 def _context(run: RunResult) -> str:
-    """What the numbers were measured with, in one line."""
+    """What the numbers were measured with, in one line (the table's and Markdown's)."""
     scenario, env = run.scenario, run.environment
-    pg = env.get("postgres", {})
+    topology = scenario.topology
+    via = f"via {shown(topology)}"
+    if topology != ["direct"]:
+        via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
     return (
-        f"concurrency {listed(scenario.get('concurrency'))} · "
-        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
-        f"{_pool(run)}workers {listed(scenario.get('workers'))} · "
-        f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
-        f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
-        f"load generator: {scenario.get('engine')}"
+        f"concurrency {shown(scenario.concurrency)} · "
+        f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
+        f"{_pool(run)}workers {shown(scenario.workers)} · "
+        f"{via} · {_server(env.postgres)} · {env.cpu_count} CPUs · "
+        f"load generator: {scenario.engine}"
     )
+
+
+def _server(pg: PostgresInfo | None) -> str:
+    if pg is None:
+        return "PostgreSQL ? (not started)"
+    connections = pg.settings.max_connections
+    return (
+        f"PostgreSQL {pg.version} ({pg.backend}, max_connections "
+        f"{'?' if connections is None else connections})"
+    )
+
+
+def _pool(run: RunResult) -> str:
+    """``pool 4..10 · `` for the context line, when a strategy that opens a pool ran."""
+    if not any(s.variant.pool_max is not None for s in run.summary):
+        return ""
+    scenario = run.scenario
+    return f"pool {scenario.pool_min_effective}..{shown(scenario.pool_max_effective)} · "
 
 
 def _fitted(
@@ -657,15 +682,6 @@ def _fitted(
     say_dropped(console, what, dropped)
 
 
-def _pool(run: RunResult) -> str:
-    """``pool 4..10 · `` for the context line, when a strategy that opens a pool ran."""
-    if not any(s["variant"].get("pool_max") is not None for s in run.summary):
-        return ""
-    scenario = run.scenario
-    pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
-    return f"pool {pool_min}..{listed(pool_max)} · "
-
-
 def invalid_variants(run: RunResult) -> list[tuple[str, str]]:
     """(key, why) for each variant whose numbers measure the setup rather than the app: an
     open model whose rate was not held, or a saturated load generator."""
@@ -674,32 +690,32 @@ def invalid_variants(run: RunResult) -> list[tuple[str, str]]:
         reasons = [
             reason
             for result in run.results
-            if result.key == summary["key"]
-            for reason in result.open_model.get("invalid_reasons", [])
+            if result.key == summary.key and result.open_model is not None
+            for reason in result.open_model.invalid_reasons
         ]
-        if summary.get("generator_saturated") and not any("generator" in r for r in reasons):
+        if summary.generator_saturated and not any("generator" in r for r in reasons):
             reasons.append("the load generator was saturated")
-        if reasons or not summary.get("valid", True):
-            out.append((summary["key"], "; ".join(dict.fromkeys(reasons)) or "invalid"))
+        if reasons or not summary.valid:
+            out.append((summary.key, "; ".join(dict.fromkeys(reasons)) or "invalid"))
     return out
 
 
 def _warnings(run: RunResult) -> list[str]:
     out: list[str] = []
     for summary in run.summary:
-        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
-        out.extend(f"{label}: {warning}" for warning in summary.get("warnings", []))
+        label = summary.key if len(run.summary) > 1 else summary.strategy
+        out.extend(f"{label}: {warning}" for warning in summary.warnings)
     return out
 
 
 def _limit_lines(run: RunResult) -> list[tuple[bool, str]]:
     """(failed, text) per limit verdict, failures first."""
-    ordered = sorted(run.limits, key=lambda v: not v["failed"])
-    return [(v["failed"], f"{v['limit']} · {v['variant']}: {v['reason']}") for v in ordered]
+    ordered = sorted(run.limits, key=lambda v: not v.failed)
+    return [(v.failed, f"{v.limit} · {v.variant}: {v.reason}") for v in ordered]
 
 
-def limits_failed(run: RunResult) -> list[dict[str, Any]]:
-    return [v for v in run.limits if v["failed"]]
+def limits_failed(run: RunResult) -> list[LimitRecord]:
+    return [v for v in run.limits if v.failed]
 
 
 def run_markdown(run: RunResult) -> str:
@@ -717,33 +733,29 @@ def run_markdown(run: RunResult) -> str:
 
 
 def run_csv(run: RunResult) -> str:
-    """One row per variant: the medians, their CV, and the limits it failed."""
+    """One row per variant: what it is, every registry metric's median (by its key, with its
+    unit), the CV of throughput and p99, the counts, and the limits it failed."""
     rows = []
     for summary in run.summary:
-        variant = summary["variant"]
-        latency = summary["latency_ms"]
+        variant, latency = summary.variant, summary.latency_ms
         row: dict[str, Any] = {
-            "variant": summary["key"],
-            "strategy": summary["strategy"],
-            **{k: variant.get(k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
-            "status": summary["status"],
-            "runs": summary["runs"],
-            "runs_measured": summary["runs_measured"],
-            "throughput_rps": summary["throughput_rps"]["median"],
-            "throughput_cv": summary["throughput_rps"]["cv"],
-            **{f"{name}_ms": latency[name]["median"] for name in latency},
-            "p99_cv": latency["p99"]["cv"],
-            "requests_total": summary.get("requests_total"),
-            "errors": summary.get("errors"),
-            "error_rate": summary.get("error_rate"),
+            "variant": summary.key,
+            "strategy": summary.strategy,
+            **{k: getattr(variant, k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
+            "topology": variant.topology,
+            "rate": variant.rate,
+            "status": summary.status,
+            "runs": summary.runs,
+            "runs_measured": summary.runs_measured,
+            **{metric.key: metric.recorded(summary) for metric in metrics.METRICS},
+            "throughput_cv": summary.throughput_rps.cv,
+            "p99_cv": latency["p99"].cv if "p99" in latency else None,
+            "requests_total": summary.requests_total,
+            "errors": summary.errors,
+            "integrity_ok": summary.integrity_ok,
         }
-        for name in (
-            "connections_peak", "connections_mean", "sessions_opened", "sessions_per_ok_response",
-            "integrity_ok", "cpu_app_percent", "cpu_postgres_percent", "cpu_generator_percent",
-        ):  # fmt: skip
-            row[name] = summary.get(name)
         row["limits_failed"] = ";".join(
-            v["limit"] for v in run.limits if v["failed"] and v["variant"] == summary["key"]
+            v.limit for v in run.limits if v.failed and v.variant == summary.key
         )
         rows.append(row)
     return csv_text(rows)
@@ -751,20 +763,9 @@ def run_csv(run: RunResult) -> str:
 
 def run_json(run: RunResult) -> str:
     """The result without its per-run detail (histograms, series): that stays in the file."""
-    scenario = {k: v for k, v in run.scenario.items() if k != "source_text"}
-    return json_text(
-        {
-            "schema_version": run.schema_version,
-            "created_at": run.created_at,
-            "connbench_version": run.connbench_version,
-            "interrupted": run.interrupted,
-            "scenario": scenario,
-            "environment": run.environment,
-            "summary": run.summary,
-            "limits": run.limits,
-            "limits_failed": bool(limits_failed(run)),
-        }
-    )
+    document = run.model_dump(mode="json", exclude={"results": True, "calibration": True})
+    document["scenario"].pop("source_text", None)
+    return json_text(document | {"limits_failed": bool(limits_failed(run))})
 
 
 def format_run(run: RunResult, fmt: str) -> str:
