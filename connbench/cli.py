@@ -299,8 +299,38 @@ def run(
         str | None,
         typer.Option(
             metavar="ENGINE",
-            help="Load generator: httptools (default), aiohttp or httpx.",
+            help="Load generator: httptools (default), aiohttp, httpx, or locust (Locust's "
+            "master and workers; pip install 'connbench[locust]').",
             show_default=False,
+        ),
+    ] = None,
+    locust_workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar=INT, help="--engine locust: local worker processes (default 1).", min=0
+        ),
+    ] = None,
+    expect_workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar=INT,
+            help="--engine locust: remote workers to wait for (connbench worker --master "
+            "HOST:PORT on each host; default 0).",
+            min=0,
+        ),
+    ] = None,
+    locust_bind: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="--engine locust: the address the master listens on for workers (default "
+            "127.0.0.1; give a reachable one for remote workers).",
+        ),
+    ] = None,
+    locust_port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT", help="--engine locust: the master's port (default: a free one).", min=0
         ),
     ] = None,
     fault: Annotated[
@@ -380,6 +410,10 @@ def run(
             "rate": rate,
             "postgres": postgres_,
             "engine": engine,
+            "locust_workers": locust_workers,
+            "expect_workers": expect_workers,
+            "locust_bind": locust_bind,
+            "locust_port": locust_port,
             "fault": fault,
             "fail_if": fail_if or None,
         }
@@ -723,6 +757,73 @@ def serve(
         except KeyboardInterrupt:
             console.print("stopped")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@app.command()
+def locustfile(
+    strategy: Annotated[
+        str, typer.Argument(help="The strategy (or variant) whose request the file sends.")
+    ] = "pool",
+    concurrency: Annotated[int, typer.Option(help="Users, to split --rate over.", min=1)] = 32,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Open model: requests per second over all users (default: closed loop)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 10.0,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the locustfile that --engine locust runs, for plain `locust --worker -f FILE`."""
+    from connbench.measure import locust_engine
+
+    with _domain_errors():
+        if strategy not in STRATEGIES:
+            raise BadInput(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+        if rate is not None and rate <= 0:
+            raise BadInput(f"--rate: expected a positive number, got {rate}")
+        text = locust_engine.locustfile(
+            locust_engine.Request(),
+            concurrency=concurrency,
+            timeout_s=timeout,
+            rate_rps=rate,
+            title=f"GET /visit/ on the {strategy} app",
+        )
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text)
+
+
+@app.command()
+def worker(
+    master: Annotated[
+        str,
+        typer.Option(
+            help="The master's HOST:PORT, as `connbench run --engine locust --expect-workers N "
+            "--locust-bind ADDRESS --locust-port PORT` listens on it."
+        ),
+    ],
+    processes: Annotated[
+        int, typer.Option(help="Worker processes to run here (one per core is usual).", min=1)
+    ] = 1,
+) -> None:
+    """Run Locust workers for a connbench run on another host; they fetch the locustfile from
+    the master and exit when its run ends."""
+    from connbench.measure import locust_engine
+
+    with _domain_errors():
+        locust_engine.require()
+        try:
+            argv = locust_engine.worker_argv(master)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        try:
+            codes = locust_engine.run_workers(argv, processes)
+        except KeyboardInterrupt:
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        if any(codes):
+            raise typer.Exit(EXIT_FAILED)
 
 
 def main() -> None:
