@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json", "html")
 
 # A cell's meaning, styled per format: dim (context), warn (look twice), bad, good.
 Mark = Callable[[str, str], str]
