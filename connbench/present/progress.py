@@ -102,11 +102,13 @@ class ConsoleReporter:
         label = escape(self._key or result.key)
         if result.status == "failed":
             self.console.print(f"[red]{label}: failed[/red]", highlight=False)
-            self.console.print(result.failure or "", highlight=False, markup=False)
+            # Whole, however long: a log is grepped for it.
+            self.console.print(result.failure or "", highlight=False, markup=False, soft_wrap=True)
         elif result.status == "unavailable":
             self.console.print(
                 f"[yellow]{label}: unavailable:[/yellow] {escape(result.failure or '')}",
                 highlight=False,
+                soft_wrap=True,
             )
         else:
             rps = result.throughput_rps
