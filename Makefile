@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,locust]'
 	touch $(STAMP)
 
-## run: the quick scenario (every strategy, ~40 s) on the embedded PostgreSQL; the result's
-## HTML report (charts, opens offline) is written beside it as results/NAME.html
+## run: the quick scenario (every strategy, 5 s of load each: ~2 minutes) on the embedded
+## PostgreSQL; the result's HTML report (charts, opens offline) is written beside it as
+## results/NAME.html
 run: $(STAMP)
 	$(BIN)/connbench run scenarios/quick.toml --html
 
@@ -28,13 +29,14 @@ lint: $(STAMP)
 
 ## test: lint, then every test that needs no Docker engine (real Postgres, real uvicorn,
 ## real PgBouncer and a real Chromium for the HTML report: installed from the distribution
-## when missing and we are root)
+## when missing and we are root), but the slow ones (each has a shorter twin here)
 test: lint
 	./scripts/install-pgbouncer.sh
 	./scripts/install-chromium.sh
-	$(BIN)/python -m pytest -m "not docker"
+	$(BIN)/python -m pytest -m "not docker and not slow"
 
-## test-all: lint, then every test, Docker and slow ones included (needs a Docker engine)
+## test-all: lint, then every test, Docker and slow ones included (needs a Docker engine;
+## the slow ones run the README's commands as written, about 10 more minutes)
 test-all: lint
 	./scripts/install-pgbouncer.sh
 	./scripts/install-chromium.sh

@@ -1,7 +1,8 @@
 """The ``connbench`` command: parse, call the core, turn domain errors into one line + exit code.
 
-Exit codes: 0 success; 1 failure (a strategy's app failed; for ``compare``, a regression the
-gate caught); 2 bad input; 3 a ``run --fail-if`` limit was crossed; 130 interrupted.
+Start-up matters (``connbench --help`` should answer at once): only typer, the error types and
+the strategy names are imported here. Everything that pulls in psycopg, aiohttp, httpx,
+uvicorn or hdrh is imported inside the command that needs it.
 """
 
 from __future__ import annotations
@@ -9,44 +10,69 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 
-from connbench import __version__, runner
-from connbench.analyse import compare, stats
+from connbench import __version__
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, pgbouncer, postgres, tempdirs
-from connbench.measure import calibrate
-from connbench.model import checks, files, metrics, results, scenario
-from connbench.model.dsn import redact
-from connbench.model.errors import BadInput, ConnbenchError, MissingDependency
-from connbench.present import common as present_common
-from connbench.present import compare as compare_view
-from connbench.present import progress
-from connbench.present import run as run_view
+from connbench.model import metrics
+from connbench.model.errors import BadInput, ConnbenchError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from connbench.analyse.compare import Comparison
+    from connbench.model.results import RunResult
 
 EXIT_FAILED = 1
 EXIT_LIMITS = 3
+EXIT_INVALID = 4
 EXIT_INTERRUPTED = 130
+# The one table of exit codes: --help shows it, the README repeats it (a test keeps them equal).
+EXIT_CODES = (
+    (0, "success"),
+    (EXIT_FAILED, "failed: a strategy's app failed; compare: a regression the gate caught"),
+    (2, "bad input: a flag, a scenario or result file, a DSN, a missing tool"),
+    (EXIT_LIMITS, "a limit crossed: run --fail-if"),
+    (EXIT_INVALID, "invalid measurement: open-model rate not held, or generator saturated"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); what was measured is saved"),
+)
+EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3 wins."
+# "\b" keeps click from rewrapping the table's lines.
+EPILOG = (
+    "Exit codes:\n\n\b\n"
+    + "\n".join(f"{code:>5}  {meaning}" for code, meaning in EXIT_CODES)
+    + "\n\n"
+    + EXIT_PRECEDENCE
+)
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEFAULT_WIDTH = 100  # for output that goes to no terminal, unless COLUMNS says otherwise
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,
+    epilog=EPILOG,
+    # Plain help, as click prints it: no <bool> beside a flag, and no rich to import for it.
+    rich_markup_mode=None,
     help="How should a FastAPI app hold its PostgreSQL connections, and what does each cost?",
 )
-# Outside a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
-console = Console() if Console().is_terminal else Console(width=160)
-# Progress and notes when stdout carries Markdown, CSV or JSON.
-err_console = (
-    Console(stderr=True) if Console(stderr=True).is_terminal else Console(stderr=True, width=160)
-)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console for stdout (or stderr) as it is now: a terminal's own width; in a pipe or a
+    CI log, ``COLUMNS`` when set (rich reads it), otherwise ``DEFAULT_WIDTH``."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        console = Console(stderr=stderr, width=DEFAULT_WIDTH)
+    return console
 
 
 @contextmanager
@@ -55,7 +81,7 @@ def _domain_errors() -> Iterator[None]:
         yield
     except ConnbenchError as exc:
         # Plain text, never wrapped: the first line must stand alone in a log.
-        typer.echo(f"connbench: error: {redact(str(exc))}", err=True)
+        typer.echo(f"connbench: error: {_redacted(str(exc))}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:
         # The machine, not connbench: a full disk, a read-only or forbidden directory.
@@ -64,16 +90,27 @@ def _domain_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILED) from None
 
 
+def _redacted(text: str) -> str:
+    """``text`` with every password connbench has seen masked (imported here: the DSN
+    parser brings psycopg, which a plain --help does not need)."""
+    from connbench.model.dsn import redact
+
+    return redact(text)
+
+
 def _version(value: bool) -> None:
     if value:
-        console.print(f"connbench {__version__}")
+        typer.echo(f"connbench {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """How should a FastAPI app hold its PostgreSQL connections, and what does each cost?"""
@@ -87,188 +124,294 @@ def strategies() -> None:
         typer.echo(f"{strategy.name:<{width}}  {strategy.summary}")
 
 
+# Metavars that say what a flag takes (typer would show <str> for every number, because a
+# sweep is given as text).
+INTS = "INTEGER[,...]"
+INT = "INTEGER"
+DURATION = "DURATION"
+INTS_HELP = "INTEGER or a comma list (a sweep)"
+
 StrategyOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--strategy", "-s", help="Strategy name(s), repeatable or comma-separated; 'all'."
-    ),
-]
-TopologyOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="direct (default), pgbouncer-transaction or pgbouncer-session; a list sweeps.",
+        "--strategy",
+        "-s",
+        metavar="NAME[,...]",
+        help="Strategy name(s), repeatable or comma-separated; 'all' (default: pool).",
         show_default=False,
     ),
 ]
 PgBouncerPoolOpt = Annotated[
     str | None,
     typer.Option(
-        help="PgBouncer's server pool (default_pool_size) (default: 20).", show_default=False
+        metavar=INT,
+        help="PgBouncer's server pool (default_pool_size) (default: 20).",
+        show_default=False,
     ),
 ]
 FormatOpt = Annotated[
     str,
     typer.Option(
         "--format",
+        metavar="FORMAT",
         help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant), "
         "json or html (a self-contained page with charts). Progress and notes go to stderr "
         "for all but table.",
     ),
 ]
+SummaryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--summary",
+        metavar="FILE",
+        help='Also append the Markdown report to FILE, e.g. --summary "$GITHUB_STEP_SUMMARY" '
+        "(written whatever the exit code).",
+        show_default=False,
+    ),
+]
+ChartsOpt = Annotated[
+    bool, typer.Option("--charts/--no-charts", help="Draw the per-second charts.")
+]
 
 
 def _format(value: str) -> str:
-    if value not in present_common.FORMATS:
-        raise BadInput(
-            f"--format: expected one of {', '.join(present_common.FORMATS)}, got {value!r}"
-        )
+    from connbench.present import common
+
+    if value not in common.FORMATS:
+        raise BadInput(f"--format: expected one of {', '.join(common.FORMATS)}, got {value!r}")
     return value
+
+
+def _append_summary(path: Path | None, markdown: str) -> None:
+    """Append ``markdown`` to ``path`` (a CI step summary): a blank line keeps reports apart."""
+    if path is None:
+        return
+    try:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    except OSError as exc:
+        raise BadInput(f"--summary: cannot write {path} ({exc.strerror})") from None
 
 
 PostgresOpt = Annotated[
     str | None,
     typer.Option(
-        "--postgres",  # named: the parameter is postgres_, which typer would call --postgres-
+        "--postgres",
+        metavar="BACKEND",
         help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
         show_default=False,
     ),
 ]
 
 
-# The options of `run`, one alias each so that the command reads as a list of them.
-ScenarioFileOpt = Annotated[
-    Path | None, typer.Argument(help="A scenario TOML file; flags override its values.")
-]
-ConcurrencyOpt = Annotated[
-    str | None,
-    typer.Option(help="Concurrent requests; a list sweeps (8,32,128) (default: 32)."),
-]
-DurationOpt = Annotated[
-    str | None, typer.Option(help="Measured seconds per strategy (default: 10).")
-]
-WarmupOpt = Annotated[str | None, typer.Option(help="Unmeasured warm-up seconds (default: 2).")]
-TimeoutOpt = Annotated[
-    str | None, typer.Option(help="Per-request timeout in seconds (default: 10).")
-]
-PoolMinOpt = Annotated[str | None, typer.Option(help="Pool min_size (default: psycopg_pool's, 4).")]
-PoolMaxOpt = Annotated[
-    str | None,
-    typer.Option(help="Pool max_size; a list sweeps (default: psycopg_pool's, = min)."),
-]
-WorkersOpt = Annotated[
-    str | None, typer.Option(help="uvicorn worker processes; a list sweeps (default: 1).")
-]
-RateOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Open model: requests/s offered on a fixed schedule (wrk2-style; latency "
-        "from the intended send time); --concurrency is then the connections. A list sweeps."
-    ),
-]
-RepeatOpt = Annotated[
-    str | None, typer.Option(help="Run every variant N times, interleaved (default: 1).")
-]
-MaxConnectionsOpt = Annotated[
-    str | None, typer.Option(help="The throwaway server's max_connections (default: 100).")
-]
-EngineOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Load generator: httptools (default), aiohttp, httpx, or locust (Locust's "
-        "master and workers; pip install 'connbench[locust]')."
-    ),
-]
-LocustWorkersOpt = Annotated[
-    int | None,
-    typer.Option(help="--engine locust: local worker processes (default 1).", min=0),
-]
-ExpectWorkersOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="--engine locust: remote workers to wait for (connbench worker --master "
-        "HOST:PORT on each host; default 0).",
-        min=0,
-    ),
-]
-LocustBindOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="--engine locust: the address the master listens on for workers (default "
-        "127.0.0.1; give a reachable one for remote workers)."
-    ),
-]
-LocustPortOpt = Annotated[
-    int | None,
-    typer.Option(help="--engine locust: the master's port (default: a free one).", min=0),
-]
-FaultOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Inject a fault SECOND s into the measured window: terminate@SECOND (kill the "
-        "app's server sessions) or restart@SECOND (restart PostgreSQL).",
-        show_default=False,
-    ),
-]
-OutputOpt = Annotated[
-    str | None,  # a str until checked: Path() would drop a trailing slash
-    typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
-]
-ChartsOpt = Annotated[bool, typer.Option(help="Draw the per-second charts.")]
-CalibrateFirstOpt = Annotated[
-    bool,
-    typer.Option(
-        "--calibrate",
-        help="First measure the ceilings (generator, pgbench with/without -C) and show "
-        "each strategy as a fraction of them.",
-    ),
-]
-FailIfOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--fail-if",
-        help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
-        "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
-    ),
-]
-HtmlOpt = Annotated[
-    bool,
-    typer.Option("--html", help="Also write an HTML report beside the result file (NAME.html)."),
-]
-
-
-@app.command()
+@app.command(epilog=EPILOG)
 def run(
-    scenario_file: ScenarioFileOpt = None,
+    scenario_file: Annotated[
+        Path | None,
+        typer.Argument(help="A scenario TOML file; flags override its values.", metavar="FILE"),
+    ] = None,
     strategy: StrategyOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    duration: DurationOpt = None,
-    warmup: WarmupOpt = None,
-    timeout: TimeoutOpt = None,
-    pool_min: PoolMinOpt = None,
-    pool_max: PoolMaxOpt = None,
-    workers: WorkersOpt = None,
-    rate: RateOpt = None,
-    topology: TopologyOpt = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            metavar=INTS,
+            help=f"Concurrent requests; {INTS_HELP}, e.g. 8,32,128 (default: 32).",
+            show_default=False,
+        ),
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            "--duration",
+            "-d",
+            metavar=DURATION,
+            help="Measured time per variant: 500ms, 30s, 2m; a bare number is seconds "
+            "(default: 10s).",
+            show_default=False,
+        ),
+    ] = None,
+    warmup: Annotated[
+        str | None,
+        typer.Option(
+            "--warmup",
+            "-w",
+            metavar=DURATION,
+            help="Unmeasured warm-up before each window (default: 2s).",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            metavar=DURATION, help="Per-request timeout (default: 10s).", show_default=False
+        ),
+    ] = None,
+    pool_min: Annotated[
+        str | None,
+        typer.Option(
+            metavar=INT, help="Pool min_size (default: psycopg_pool's, 4).", show_default=False
+        ),
+    ] = None,
+    pool_max: Annotated[
+        str | None,
+        typer.Option(
+            metavar=INTS,
+            help=f"Pool max_size; {INTS_HELP} (default: psycopg_pool's, = min).",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            metavar=INTS,
+            help=f"uvicorn worker processes; {INTS_HELP} (default: 1).",
+            show_default=False,
+        ),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            "-R",
+            metavar="RPS[,...]",
+            help="Open model: requests/s offered on a fixed schedule (wrk2's -R; latency "
+            "from the intended send time); --concurrency is then the connections. A number "
+            "or a comma list (a sweep).",
+            show_default=False,
+        ),
+    ] = None,
+    topology: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TOPOLOGY[,...]",
+            help="direct (default), pgbouncer-transaction or pgbouncer-session; a comma list "
+            "sweeps.",
+            show_default=False,
+        ),
+    ] = None,
     pgbouncer_pool_size: PgBouncerPoolOpt = None,
-    repeat: RepeatOpt = None,
+    repeat: Annotated[
+        str | None,
+        typer.Option(
+            "--repeat",
+            "-r",
+            metavar=INT,
+            help="Run every variant N times, interleaved (default: 1).",
+            show_default=False,
+        ),
+    ] = None,
     postgres_: PostgresOpt = None,
-    max_connections: MaxConnectionsOpt = None,
-    engine: EngineOpt = None,
-    locust_workers: LocustWorkersOpt = None,
-    expect_workers: ExpectWorkersOpt = None,
-    locust_bind: LocustBindOpt = None,
-    locust_port: LocustPortOpt = None,
-    fault: FaultOpt = None,
-    output: OutputOpt = None,
+    max_connections: Annotated[
+        str | None,
+        typer.Option(
+            metavar=INT,
+            help="The throwaway server's max_connections (default: 100).",
+            show_default=False,
+        ),
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ENGINE",
+            help="Load generator: httptools (default), aiohttp, httpx, or locust (Locust's "
+            "master and workers; pip install 'connbench[locust]').",
+            show_default=False,
+        ),
+    ] = None,
+    locust_workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar=INT, help="--engine locust: local worker processes (default 1).", min=0
+        ),
+    ] = None,
+    expect_workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar=INT,
+            help="--engine locust: remote workers to wait for (connbench worker --master "
+            "HOST:PORT on each host; default 0).",
+            min=0,
+        ),
+    ] = None,
+    locust_bind: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="--engine locust: the address the master listens on for workers (default "
+            "127.0.0.1; give a reachable one for remote workers).",
+        ),
+    ] = None,
+    locust_port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT", help="--engine locust: the master's port (default: a free one).", min=0
+        ),
+    ] = None,
+    fault: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KIND@DURATION",
+            help="Inject a fault that far into the measured window: terminate@3s (kill the "
+            "app's server sessions) or restart@3s (restart PostgreSQL).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,  # a str until checked: Path() would drop a trailing slash
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Result file (default: results/NAME-TIME.json).",
+            show_default=False,
+        ),
+    ] = None,
     charts: ChartsOpt = True,
-    calibrate_first: CalibrateFirstOpt = False,
-    fail_if: FailIfOpt = None,
-    html_report: HtmlOpt = False,
+    calibrate_first: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="First measure the references (generator ceiling, pgbench with and "
+            "without -C at each concurrency) and show each strategy as a fraction of them.",
+        ),
+    ] = False,
+    fail_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-if",
+            metavar="LIMIT",
+            help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
+            "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    progress_every: Annotated[
+        str | None,
+        typer.Option(
+            "--progress",
+            "-P",
+            metavar=DURATION,
+            help="Print a progress line this often (req/s, p99 so far, errors, server "
+            "connections), like pgbench -P; 0 for none. Default: a live bar on a terminal, "
+            "a line every 10s elsewhere (a pipe, a CI log).",
+            show_default=False,
+        ),
+    ] = None,
+    summary: SummaryOpt = None,
+    html_report: Annotated[
+        bool,
+        typer.Option(
+            "--html", help="Also write an HTML report beside the result file (NAME.html)."
+        ),
+    ] = False,
     format_: FormatOpt = "table",
     app_: Annotated[
         list[str] | None,
         typer.Option(
             "--app",
+            metavar="NAME=MODULE:ATTR",
             help="Your own app as a variant: NAME=MODULE:ATTR, or NAME=MODULE:ATTR@DIR with DIR "
             "on its import path (default: here). It gets DATABASE_URL and PG* for a database of "
             "its own. Repeatable.",
@@ -278,6 +421,7 @@ def run(
     target: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="NAME=URL",
             help="An app already running: NAME=URL. Nothing is started; needs --postgres DSN "
             "(the database it uses). Repeatable.",
             show_default=False,
@@ -285,36 +429,58 @@ def run(
     ] = None,
     request_path: Annotated[
         str | None,
-        typer.Option("--path", help="--app/--target: the path each request goes to (/visit/)."),
+        typer.Option(
+            "--path",
+            metavar="PATH",
+            help="--app/--target: the path each request goes to (/visit/).",
+        ),
     ] = None,
     method: Annotated[
-        str | None, typer.Option(help="--app/--target: the request's method (default: GET).")
+        str | None,
+        typer.Option(metavar="METHOD", help="--app/--target: the request's method (default: GET)."),
     ] = None,
     body: Annotated[
-        str | None, typer.Option(help="--app/--target: a JSON body sent with each request.")
+        str | None,
+        typer.Option(metavar="JSON", help="--app/--target: a JSON body sent with each request."),
     ] = None,
     header: Annotated[
         list[str] | None,
-        typer.Option(help="--app/--target: a request header, 'Name: value'. Repeatable."),
+        typer.Option(
+            metavar="'NAME: VALUE'",
+            help="--app/--target: a request header, 'Name: value'. Repeatable.",
+        ),
     ] = None,
     ready_path: Annotated[
         str | None,
-        typer.Option(help="--app/--target: probed until 2xx before the load (default: --path)."),
+        typer.Option(
+            metavar="PATH",
+            help="--app/--target: probed until 2xx before the load (default: --path).",
+        ),
     ] = None,
     count_sql: Annotated[
         str | None,
         typer.Option(
+            metavar="SQL",
             help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
-            "FROM items'): rows are checked against 2xx responses."
+            "FROM items'): rows are checked against 2xx responses.",
         ),
     ] = None,
     setup_sql: Annotated[
-        str | None, typer.Option(help="--app/--target: SQL run on its database before it starts.")
+        str | None,
+        typer.Option(
+            metavar="SQL", help="--app/--target: SQL run on its database before it starts."
+        ),
     ] = None,
 ) -> None:
     """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
+    from connbench import runner
+    from connbench.model import files, scenario
+    from connbench.present import progress
+    from connbench.present import run as run_view
+
     with _domain_errors():
         fmt = _format(format_)
+        every_s = _progress_interval(progress_every)
         overrides: dict[str, object] = {
             "strategies": strategy,
             "concurrency": concurrency,
@@ -349,16 +515,17 @@ def run(
         if max_connections is not None:
             overrides["server"] = {"max_connections": max_connections}
         chosen = scenario.build(scenario_file, overrides)
-        notes = console if fmt == "table" else err_console
+        console = _console()
+        notes = console if fmt == "table" else _console(stderr=True)
         if output is not None and output.endswith("/"):
             raise BadInput(f"--output: {output} names a directory; give a file name")
         result, path = runner.execute(
             chosen,
-            progress.ConsoleReporter(notes),
+            progress.ConsoleReporter(notes, every_s),
             Path(output) if output is not None else None,
             calibrate_first=calibrate_first,
         )
-        _show_run(result, fmt, charts, label=str(path))
+        _show_run(console, result, fmt, charts, label=str(path))
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
@@ -368,25 +535,51 @@ def run(
         if html_report:
             page = _write_html(path.with_suffix(".html"), [(str(path), result)])
             notes.print(f"report: {page} (open it in a browser)", highlight=False)
-        _exit_for(result)
+        _append_summary(summary, run_view.format_run(result, "markdown"))
+        raise typer.Exit(_run_exit_code(result))
 
 
-def _exit_for(result: results.RunResult) -> None:
-    """Exit non-zero when the run was interrupted, an app failed or a limit was crossed."""
+def _progress_interval(text: str | None) -> float | None:
+    """--progress: None for the default (bar or 10 s lines), 0 for none, else seconds."""
+    from connbench.model.units import parse_duration
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text, allow_zero=True)
+    except ValueError as exc:
+        raise BadInput(f"--progress: {exc}, got {text!r}") from None
+
+
+def _run_exit_code(result: RunResult) -> int:
+    """The exit code of a finished run (see EXIT_CODES), each reason said on stderr."""
+    from connbench.present import run as view
+
     if result.interrupted:
         typer.echo("connbench: interrupted; partial result saved", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     # An unavailable variant (PgBouncer not installed) was said and is no failure.
     if any(r.status == "failed" for r in result.results):
-        raise typer.Exit(EXIT_FAILED)
-    crossed = run_view.limits_failed(result)
+        return EXIT_FAILED
+    code = 0
+    invalid = view.invalid_variants(result)
+    crossed = view.limits_failed(result)
     if crossed:
         names = ", ".join(dict.fromkeys(v.limit for v in crossed))
         typer.echo(f"connbench: limits crossed: {names}", err=True)
-        raise typer.Exit(EXIT_LIMITS)
+        code = EXIT_LIMITS
+    if invalid:
+        for key, reason in invalid:
+            typer.echo(f"connbench: invalid measurement: {key}: {reason}", err=True)
+        code = EXIT_INVALID
+    return code
 
 
-def _show_run(result: results.RunResult, fmt: str, charts: bool = True, label: str = "") -> None:
+def _show_run(
+    console: Console, result: RunResult, fmt: str, charts: bool = True, label: str = ""
+) -> None:
+    from connbench.present import run as run_view
+
     if fmt == "table":
         run_view.render_run(console, result, charts=charts)
     elif fmt == "html":
@@ -399,8 +592,8 @@ def _show_run(result: results.RunResult, fmt: str, charts: bool = True, label: s
 
 def _write_html(
     path: Path,
-    runs: list[tuple[str, results.RunResult]],
-    comparisons: list[compare.Comparison] | None = None,
+    runs: list[tuple[str, RunResult]],
+    comparisons: list[Comparison] | None = None,
 ) -> Path:
     """Write the HTML report of ``runs`` (and ``comparisons``) to ``path``, atomically."""
     from connbench.present import html as html_view
@@ -425,83 +618,115 @@ def _write_html(
 def calibrate_cmd(
     postgres_: PostgresOpt = None,
     concurrency: Annotated[
-        str | None, typer.Option(help="Concurrent clients (default: 32).")
+        str | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            metavar=INTS,
+            help=f"Concurrent clients; {INTS_HELP} (default: 32).",
+            show_default=False,
+        ),
     ] = None,
     duration: Annotated[
-        str | None, typer.Option(help="Seconds per measurement (default: 5).")
+        str | None,
+        typer.Option(
+            "--duration",
+            "-d",
+            metavar=DURATION,
+            help="Time per measurement: 500ms, 5s, 1m (default: 5s).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
-    """Measure the ceilings: the load generator's on a no-database endpoint (and wrk's),
-    and pgbench's TPS on the same insert with and without a new connection per transaction."""
+    """Measure the references: the load generator's ceiling on a no-database endpoint (and
+    wrk's), and pgbench's TPS on the same insert with and without a new connection per
+    transaction, over the apps' own connection path."""
+    from connbench.infra import postgres
+    from connbench.measure import calibrate
+    from connbench.model import scenario
+    from connbench.present import run as run_view
+
     with _domain_errors():
         chosen = scenario.build(
             None,
             {"postgres": postgres_, "concurrency": concurrency, "duration_s": duration or "5"},
         )
         backend = postgres.parse_backend(chosen.postgres)
+        console = _console()
         with postgres.start(backend, settings=chosen.server) as pg:
             console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
             ceilings = calibrate.measure(
-                pg, concurrency=chosen.concurrency[0], duration_s=chosen.duration_s
+                pg, concurrency=chosen.concurrency, duration_s=chosen.duration_s
             )
         run_view.render_calibration(console, ceilings)
 
 
 @app.command()
 def show(
-    result_file: Annotated[Path, typer.Argument(help="A result JSON file.")],
-    charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
+    result_file: Annotated[Path, typer.Argument(help="A result JSON file.", metavar="FILE")],
+    charts: ChartsOpt = True,
     format_: FormatOpt = "table",
 ) -> None:
     """Show a saved result: its tables, per-second charts and limit verdicts as recorded."""
+    from connbench.analyse import stats
+    from connbench.model import results
+
     with _domain_errors():
         fmt = _format(format_)
         run_result = results.load(result_file)
         run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
-        _show_run(run_result, fmt, charts, label=str(result_file))
+        _show_run(_console(), run_result, fmt, charts, label=str(result_file))
 
 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a result file (the version this connbench writes)."""
+    from connbench.model import results
+
     sys.stdout.write(results.json_schema_text())
 
 
-# The options of `compare`.
-FilesOpt = Annotated[
-    list[Path] | None,
-    typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
-]
-FailOnOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--fail-on",
-        help="METRIC:PERCENT: fail when this much worse and significant, e.g. "
-        "throughput:10%, p99:25%. Metrics: " + metrics.known() + ". "
-        "Replaces the [gate] the NEW result's scenario recorded, metric by metric.",
-    ),
-]
-AlphaOpt = Annotated[
-    str | None,
-    typer.Option(help="Significance level of the Mann-Whitney U test [0.05, or the gate's]."),
-]
-IgnoreOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--ignore",
-        help="Match variants without this part of their key: "
-        + ", ".join(compare.DIMENSIONS)
-        + " (e.g. --ignore pool to compare pool sizes). Repeatable.",
-    ),
-]
+# Written out rather than read from connbench.model.scenario, whose import pulls in psycopg:
+# tests/test_cli_habits.py checks that it names every dimension.
+COMPARE_DIMENSIONS = "strategy, concurrency, workers, pool, topology, rate"
 
 
-@app.command("compare")
+@app.command("compare", epilog=EPILOG)
 def compare_results(
-    files: FilesOpt = None,
-    fail_on: FailOnOpt = None,
-    alpha: AlphaOpt = None,
-    ignore: IgnoreOpt = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="METRIC:PERCENT",
+            help="Fail when this much worse and significant, e.g. throughput:10%, p99:25%. "
+            f"Metrics: {metrics.known()}. Replaces, metric by metric, the gate recorded in "
+            "the NEW result's scenario (its gate table). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="Significance level of the Mann-Whitney U test (default: 0.05, or the gate's).",
+            show_default=False,
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore",
+            metavar="DIMENSION",
+            help=f"Match variants without this part of their key: {COMPARE_DIMENSIONS} "
+            "(e.g. --ignore pool to compare pool sizes). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    summary: SummaryOpt = None,
     format_: FormatOpt = "table",
 ) -> None:
     """Compare results variant by variant; exit 1 when the gate finds a regression.
@@ -509,6 +734,10 @@ def compare_results(
     Each NEW (and MORE) file is compared with BASE. A gated metric fails only when it is worse
     than its threshold and the difference is significant across repeats.
     """
+    from connbench.analyse import compare, stats
+    from connbench.model import checks, results
+    from connbench.present import compare as compare_view
+
     with _domain_errors():
         fmt = _format(format_)
         paths = files or []
@@ -537,7 +766,7 @@ def compare_results(
                 )
             )
         if fmt == "table":
-            compare_view.render_compare(console, comparisons)
+            compare_view.render_compare(_console(), comparisons)
         elif fmt == "html":
             from connbench.present import html as html_view
 
@@ -546,6 +775,7 @@ def compare_results(
             sys.stdout.write(html_view.report(loaded, comparisons))
         else:
             sys.stdout.write(compare_view.format_compare(comparisons, fmt))
+        _append_summary(summary, compare_view.format_compare(comparisons, "markdown"))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
 
@@ -567,6 +797,9 @@ def report(
     ] = None,
 ) -> None:
     """Write one self-contained HTML page (charts, tables; opens offline) for the results."""
+    from connbench.analyse import stats
+    from connbench.model import results
+
     with _domain_errors():
         paths = files or []
         if not paths:
@@ -578,7 +811,7 @@ def report(
             loaded.append((str(path), run_result))
         page = _write_html(output or paths[0].with_suffix(".html"), loaded)
         size = page.stat().st_size
-        console.print(
+        _console().print(
             f"report: {page} ({size / 1e6:.1f} MB; open it in a browser)", highlight=False
         )
 
@@ -593,19 +826,67 @@ def _parsed(flag: str, parse: Callable[[str], T], text: str) -> T:
         raise BadInput(f"{flag}: {exc}, got {text!r}") from None
 
 
+def _free(port: int) -> None:
+    """Refuse a --port that is out of range or taken, in one line, before starting anything."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise BadInput(f"--port: expected 1 to 65535, got {port}")
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise BadInput(f"--port: 127.0.0.1:{port} is not free ({exc.strerror})") from None
+
+
 @app.command()
 def serve(
-    strategy: Annotated[str, typer.Argument(help="The strategy to serve.")],
+    strategy: Annotated[str, typer.Argument(help="The strategy to serve.", metavar="STRATEGY")],
     postgres_: PostgresOpt = None,
-    pool_min: Annotated[str | None, typer.Option(help="Pool min_size (default: 4).")] = None,
-    pool_max: Annotated[str | None, typer.Option(help="Pool max_size (default: = min).")] = None,
-    workers: Annotated[
-        str | None, typer.Option(help="uvicorn worker processes (default: 1).")
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            "-p",
+            metavar="PORT",
+            help="Serve on 127.0.0.1:PORT, a fixed URL for wrk or k6 scripts (default: a free "
+            "port, printed).",
+            show_default=False,
+        ),
     ] = None,
-    topology: TopologyOpt = None,
+    pool_min: Annotated[
+        str | None,
+        typer.Option(metavar=INT, help="Pool min_size (default: 4).", show_default=False),
+    ] = None,
+    pool_max: Annotated[
+        str | None,
+        typer.Option(metavar=INT, help="Pool max_size (default: = min).", show_default=False),
+    ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            metavar=INT, help="uvicorn worker processes (default: 1).", show_default=False
+        ),
+    ] = None,
+    topology: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TOPOLOGY",
+            help="direct (default), pgbouncer-transaction or pgbouncer-session.",
+            show_default=False,
+        ),
+    ] = None,
     pgbouncer_pool_size: PgBouncerPoolOpt = None,
 ) -> None:
     """Serve one strategy's app on a throwaway PostgreSQL until Ctrl-C (point wrk or k6 at it)."""
+    import time
+    from contextlib import ExitStack
+
+    from connbench import runner
+    from connbench.infra import pgbouncer, postgres, tempdirs
+    from connbench.model import scenario
+    from connbench.model.errors import MissingDependency
+
     with _domain_errors():
         chosen = scenario.build(
             None,
@@ -622,19 +903,32 @@ def serve(
         variants = chosen.variants()
         if len(variants) != 1:
             raise BadInput("serve takes exactly one strategy and one value per setting")
+        if port is not None:
+            _free(port)
         variant = variants[0]
         unavailable = pgbouncer.unavailable(variant.topology)
         if unavailable:
             raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
+        console = _console()
         try:
             with ExitStack() as stack:
                 logdir = tempdirs.make("serve")
                 stack.callback(tempdirs.remove, logdir)
                 backend = postgres.parse_backend(chosen.postgres)
                 pg = stack.enter_context(postgres.start(backend, settings=chosen.server))
-                serving = runner.serving(pg, variant, chosen, logdir / "app.log")
+                serving = runner.serving(pg, variant, chosen, logdir / "app.log", port=port)
                 route, served = stack.enter_context(serving)
-                _say_serving(pg, route, served)
+                console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
+                if route.bouncer is not None:
+                    console.print(
+                        f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
+                        f"on 127.0.0.1:{route.bouncer.port}",
+                        highlight=False,
+                    )
+                console.print(f"serving {served.strategy.name} at {served.visit_url}")
+                # For a --target run's count_sql: SELECT count(*) FROM <table>.
+                console.print(f"rows go to table {pg.table}", highlight=False, soft_wrap=True)
+                console.print("[dim]Ctrl-C to stop[/dim]")
                 while served.exit_code() is None:
                     time.sleep(0.5)
                 raise ConnbenchError(
@@ -643,20 +937,6 @@ def serve(
         except KeyboardInterrupt:
             console.print("stopped")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-def _say_serving(pg: postgres.Postgres, route: pgbouncer.Route, served: appserver.App) -> None:
-    console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
-    if route.bouncer is not None:
-        console.print(
-            f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
-            f"on 127.0.0.1:{route.bouncer.port}",
-            highlight=False,
-        )
-    console.print(f"serving {served.strategy.name} at {served.visit_url}")
-    # For a --target run's count_sql: SELECT count(*) FROM <table>.
-    console.print(f"rows go to table {pg.table}", highlight=False, soft_wrap=True)
-    console.print("[dim]Ctrl-C to stop[/dim]")
 
 
 @app.command()
@@ -734,7 +1014,7 @@ def main() -> None:
         if os.environ.get("CONNBENCH_DEBUG"):
             raise
         typer.echo(
-            f"connbench: internal error: {type(exc).__name__}: {redact(str(exc))} "
+            f"connbench: internal error: {type(exc).__name__}: {_redacted(str(exc))} "
             "(set CONNBENCH_DEBUG=1 for the traceback)",
             err=True,
         )

@@ -145,7 +145,7 @@ def execute(
                         run.calibration = _calibrate(pg, scenario, reporter)
                     context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
                     for index, (repeat, variant) in enumerate(plan, 1):
-                        label = variant.key if len(plan) > 1 else variant.strategy
+                        label = variant.key  # every progress line names its variant
                         if scenario.repeat > 1:
                             label += f" #{repeat + 1}"
                         total_s = scenario.warmup_s + scenario.duration_s
@@ -218,7 +218,7 @@ def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) ->
     reporter.note("calibrating: generator ceiling, pgbench with and without -C")
     return calibrate.measure(
         pg,
-        concurrency=scenario.concurrency[0],
+        concurrency=scenario.concurrency,  # pgbench at each, where it can be compared
         duration_s=min(scenario.duration_s, CALIBRATE_MAX_S),
         engine=scenario.engine,
     )
@@ -261,6 +261,7 @@ def serving(
     *,
     conn: psycopg.Connection[Any] | None = None,
     instrument: bool = False,
+    port: int | None = None,
 ) -> Iterator[tuple[pgbouncer.Route, appserver.App]]:
     """One variant's app serving on ``pg``: through PgBouncer when its topology says so. Both
     stop on the way out, in reverse order, even when the other did not come up.
@@ -284,6 +285,7 @@ def serving(
             workers=variant.workers,
             prepare_threshold=route.prepare_threshold,
             instrument=instrument,
+            port=port,  # serve --port; run always takes a free one
         )
         with appserver.start(strategy, route.dsn, pg.table, config, log_path) as app:
             yield route, app
@@ -407,11 +409,14 @@ def _measure(
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
+
+        def progress(p: Progress) -> None:  # with the server's side at the last sample
+            seen = samples.samples[-1].total if samples.samples else None
+            run.on_progress(replace(p, connections=seen))
+
         try:
             config = _load_config(variant, run.scenario, spec)
-            raw = await _drive(
-                app.visit_url, config, run.scenario, run.on_progress, edges.mark, stop
-            )
+            raw = await _drive(app.visit_url, config, run.scenario, progress, edges.mark, stop)
             if injector is not None:
                 injected = await injector.finish()
             app_stats = {name: await read for name, read in edges.reads.items()}

@@ -481,6 +481,35 @@ def _facts(run: RunResult) -> dict[str, str]:
     return facts
 
 
+# How much a difference of each kind matters to the comparison, said once per kind.
+DIFFERENCE_KINDS = (
+    ("machine", ("cpu_model", "cpu_count", "memory_gib", "machine"), True,
+     "throughput and latency move with the machine: compare on the runner type the "
+     "baseline was made on"),
+    ("server", ("PostgreSQL",), True, "a different server or settings change the numbers"),
+    ("scenario", ("scenario",), True, "a different measurement, not only a different result"),
+    ("software", ("python", "platform", "connbench version", "package"), False,
+     "versions and kernel, which rarely move these numbers by themselves"),
+)  # fmt: skip
+
+
+def difference_kinds(
+    differences: Sequence[Difference],
+) -> list[tuple[str, bool, str, list[Difference]]]:
+    """The differences by kind: (kind, whether it matters, why, differences), those that
+    matter first."""
+    out = []
+    left = list(differences)
+    for kind, prefixes, matters, why in DIFFERENCE_KINDS:
+        mine = [d for d in left if d.what.startswith(prefixes)]
+        left = [d for d in left if d not in mine]
+        if mine:
+            out.append((kind, matters, why, mine))
+    if left:
+        out.append(("other", True, "not classified", left))
+    return sorted(out, key=lambda kind: not kind[1])
+
+
 def environment_differences(base: RunResult, new: RunResult) -> list[Difference]:
     """Where the two results' machine, software, server or scenario differ."""
     a, b = _facts(base), _facts(new)

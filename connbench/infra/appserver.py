@@ -36,6 +36,7 @@ class AppConfig:
     workers: int = 1
     prepare_threshold: int | None = 5  # psycopg's default; None turns prepared statements off
     instrument: bool = False  # time requests inside the app (connbench.apps.instrument)
+    port: int | None = None  # a fixed port (serve --port); None: a free one
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def start(
         f"uvicorn ({strategy.name})",
         log_path,
         lambda url, proc: _wait_healthy(url, strategy, proc, log_path),
+        port=config.port,
     ) as (url, proc):
         yield App(strategy, url, proc, log_path, instrumented=config.instrument)
 
@@ -174,12 +176,17 @@ def serve(
     name: str,
     log_path: Path,
     wait_ready: Callable[[str, subprocess.Popen[bytes]], None],
+    port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run ``argv(port)`` on a free port in its own process group until ``wait_ready(url,
-    proc)`` returns; yield the URL and process, stop the group on exit. A start that lost its
-    port to another process is retried on a new one; ``wait_ready``'s errors propagate."""
-    for attempt in range(BIND_ATTEMPTS):
-        port = procs.free_port()
+    """Run ``argv(port)`` on ``port`` (default: a free one) in its own process group until
+    ``wait_ready(url, proc)`` returns; yield the URL and process, stop the group on exit. A
+    start that lost a free port to another process is retried on a new one; ``wait_ready``'s
+    errors propagate."""
+    # A fixed port gets one attempt: retrying would not free it.
+    attempts = BIND_ATTEMPTS if port is None else 1
+    fixed = port
+    for attempt in range(attempts):
+        port = fixed or procs.free_port()
         with procs.Child(
             argv(port), name=name, log_path=log_path, env=env, stop_timeout_s=STOP_TIMEOUT_S
         ) as child:
@@ -188,7 +195,7 @@ def serve(
                 wait_ready(url, child.proc)
             except ProcessError:
                 lost_port = "address already in use" in procs.log_tail(log_path).lower()
-                if lost_port and attempt + 1 < BIND_ATTEMPTS:
+                if lost_port and attempt + 1 < attempts:
                     continue
                 raise
             yield url, child.proc

@@ -125,8 +125,34 @@ class RawLoad:
 class Progress:
     phase: str  # warmup | measure | drain
     elapsed_s: float
-    ok: int
+    ok: int  # every 2xx so far, warm-up included
     errors: int
+    p99_ms: float | None = None  # over the measured window so far (refreshed once a second)
+    connections: int | None = None  # the app's server sessions at the last sample (the runner)
+
+
+class _RunningP99:
+    """p99 of the measured window so far, for progress: each tick records only the latencies
+    that arrived since the last (about 2 us each), the percentile is read once a second."""
+
+    def __init__(self, latencies_us: array[int]) -> None:
+        self._latencies = latencies_us
+        self._seen = 0
+        self._histogram: HdrHistogram | None = None
+        self._read_at = 0.0
+        self.value_ms: float | None = None
+
+    def update(self, now_s: float) -> float | None:
+        new = self._latencies[self._seen :]
+        if new:
+            self._histogram = self._histogram or new_histogram(2)
+            for latency in new:
+                self._histogram.record_value(min(max(LATENCY_MIN_US, latency), LATENCY_MAX_US))
+            self._seen += len(new)
+        if self._histogram is not None and now_s - self._read_at >= 1.0:
+            self._read_at = now_s
+            self.value_ms = self._histogram.get_value_at_percentile(99) / 1000
+        return self.value_ms
 
 
 def classify(status: int, body: bytes) -> str:
@@ -552,13 +578,16 @@ async def run(
 
 
 async def _report(window: _Window, on_progress: Callable[[Progress], None] | None) -> None:
-    """Tell ``on_progress`` the phase and counts every PROGRESS_INTERVAL_S, until cancelled."""
+    """Tell ``on_progress`` the phase, counts and p99 so far every PROGRESS_INTERVAL_S, until
+    cancelled."""
+    p99 = _RunningP99(window.latencies_us)
     while on_progress is not None:
         await asyncio.sleep(PROGRESS_INTERVAL_S)
         now = window.clock()
         phase = "warmup" if now < window.start_ns else "measure" if now < window.end_ns else "drain"
         errors = sum(window.errors.values())
-        on_progress(Progress(phase, (now - window.t0) / 1e9, window.ok, errors))
+        elapsed_s = (now - window.t0) / 1e9
+        on_progress(Progress(phase, elapsed_s, window.ok, errors, p99.update(elapsed_s)))
 
 
 def _raw(

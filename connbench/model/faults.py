@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
+
+from connbench.model.units import parse_duration
 
 KINDS = {
     "terminate": "pg_terminate_backend on every server session of the app",
@@ -28,14 +29,17 @@ class Fault:
 
 def parse(value: Any) -> Fault:
     """``"restart@3"`` -> ``Fault("restart", 3.0)``; raises ValueError saying what is expected."""
-    expected = f"expected KIND@SECOND with KIND one of {', '.join(KINDS)} (e.g. restart@3)"
+    expected = (
+        f"expected KIND@SECOND with KIND one of {', '.join(KINDS)} and SECOND a duration "
+        "(e.g. restart@3, terminate@1500ms)"
+    )
     if not isinstance(value, str):
         raise ValueError(expected)
     kind, at, second = value.strip().partition("@")
     try:
-        at_s = float(second.strip().removesuffix("s"))
+        at_s = parse_duration(second, allow_zero=True)
     except ValueError:
         raise ValueError(expected) from None
-    if kind.strip() not in KINDS or not at or not math.isfinite(at_s) or at_s < 0:
+    if kind.strip() not in KINDS or not at:
         raise ValueError(expected)
     return Fault(kind.strip(), at_s)

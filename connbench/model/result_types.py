@@ -416,8 +416,16 @@ class VariantSummary(Model):
     warnings: list[str] = []
 
 
+class CalibrationLevel(Model):
+    """pgbench's references at one concurrency."""
+
+    pgbench_tps: float | None
+    pgbench_connect_tps: float | None
+
+
 class Calibration(Model):
-    """``run --calibrate``: the ceilings measured in the same session."""
+    """``run --calibrate``: the references measured in the same session (pgbench's top-level
+    figures at the first concurrency; ``by_concurrency`` at each one the run used)."""
 
     concurrency: int
     duration_s: float
@@ -426,6 +434,8 @@ class Calibration(Model):
     wrk_rps: float | None
     pgbench_tps: float | None
     pgbench_connect_tps: float | None
+    by_concurrency: dict[str, CalibrationLevel] | None = None
+    pgbench_connect_threads: str | None = None  # "one per client": how -C was run
 
 
 class LimitRecord(Model):

@@ -41,7 +41,9 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    ``timeseries`` states its time base (``interval_s``, and ``t_s``: each value's offset from
    the window's start) and keeps the per-state connection series in ``connections_by_state``
    (by state name) instead of one ``connections_<state>`` key each. Unknown fields are refused.
-   Versions 2 to 5 are migrated on load.
+   Versions 2 to 5 are migrated on load. ``calibration`` may add ``by_concurrency`` (pgbench's
+   figures at each concurrency the run used, keyed by it) and ``pgbench_connect_threads``
+   (optional: files without them read as before).
 7. Own apps and targets: ``variant.kind`` (``strategy``, ``app`` or ``target``) and
    ``variant.app`` (what the app is: import string or URL, the request it was sent, its
    ``count_sql``; header and environment names only); scenario ``app`` and ``target`` lists;

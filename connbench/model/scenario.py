@@ -24,6 +24,7 @@ from connbench.model.checks import CompleteError, Limit, parse_gate, parse_limit
 from connbench.model.dsn import display, redact
 from connbench.model.errors import ScenarioError
 from connbench.model.faults import Fault
+from connbench.model.units import parse_duration
 
 # How the app reaches the server: directly, or through PgBouncer in one of its pool modes
 # (connbench.infra.pgbouncer runs it).
@@ -272,17 +273,7 @@ def _non_negative_int(value: Any) -> int:
 
 def _seconds(allow_zero: bool) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
-        expected = "a number of seconds >= 0" if allow_zero else "a number of seconds > 0"
-        if isinstance(value, bool):
-            raise ValueError(f"expected {expected}")
-        text = str(value).strip().removesuffix("s")
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"expected {expected}") from None
-        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-            raise ValueError(f"expected {expected}")
-        return number
+        return parse_duration(value, allow_zero=allow_zero)
 
     return parse
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
@@ -70,3 +72,86 @@ def sayer(console: Console) -> Callable[[str, str], None]:
         console.print(markup + escape(text), highlight=False)
 
     return say
+
+
+def name_column(table: Table, header: str, names: Sequence[str], **kwargs: Any) -> None:
+    """A column of names: never wrapped, never narrower than the longest, so never cut."""
+    width = max((Text.from_markup(name).cell_len for name in names), default=len(header))
+    table.add_column(header, no_wrap=True, min_width=max(width, len(header)), **kwargs)
+
+
+def _header(column: Any) -> str:
+    header = column.header
+    return Text.from_markup(header).plain if isinstance(header, str) else str(header)
+
+
+def _lines(renderable: Any) -> list[str]:
+    text = Text.from_markup(renderable) if isinstance(renderable, str) else Text(str(renderable))
+    return text.plain.splitlines() or [""]
+
+
+def _widths(column: Any, wrap: bool) -> tuple[int, int]:
+    """(least, most) width of a column's content: a header may wrap at its spaces; a cell
+    only in a ``wrap`` column (a number and its ±CV read best on one line)."""
+    header_words = [len(word) for line in _lines(column.header) for word in line.split()]
+    header = max(header_words, default=0)
+    cells = [line for cell in column._cells for line in _lines(cell)]
+    longest = max((Text(line).cell_len for line in cells), default=0)
+    words = max((Text(word).cell_len for line in cells for word in line.split()), default=0)
+    least = max(header, words if wrap else longest, column.min_width or 0)
+    most = max(least, longest, max((len(line) for line in _lines(column.header)), default=0))
+    return least, most
+
+
+def _set_widths(console: Console, table: Table, wrap: Sequence[str]) -> bool:
+    """Give every column its least width (nothing cut, numbers on one line), then what is
+    left of the console's width to the columns in order, each up to its longest line; False
+    when the least widths alone do not fit. (Left to itself, rich narrows the widest columns
+    first and cuts a cell such as "(0.00/2xx)" while narrower columns keep room to spare.)"""
+    for index, column in enumerate(table.columns):
+        column.width = None
+        column._index = index  # rich finds the first and last column by it
+    ranges = [_widths(column, _header(column) in wrap) for column in table.columns]
+    padding = [table._get_padding_width(index) for index in range(len(table.columns))]
+    room = (
+        console.width
+        - table._extra_width
+        - sum(ranges[i][0] + padding[i] for i in range(len(ranges)))
+    )
+    if room < 0:
+        return False
+    for column, (least, most) in zip(table.columns, ranges, strict=True):
+        grow = min(room, most - least)
+        column.width = least + grow
+        room -= grow
+    return True
+
+
+def fit(console: Console, table: Table, drop: Sequence[str], wrap: Sequence[str] = ()) -> list[str]:
+    """Lay ``table`` out within ``console``'s width with no cell cut (headers, and the cells
+    of ``wrap`` columns, wrap at spaces), dropping columns by header in ``drop``'s order (the
+    least needed first) while it does not fit; returns the headers dropped."""
+    dropped: list[str] = []
+    pending = list(drop)
+    while not _set_widths(console, table, wrap):
+        present = {_header(column): i for i, column in enumerate(table.columns)}
+        while pending and pending[0] not in present:
+            pending.pop(0)
+        if not pending:  # nothing left to drop: rich does what it can
+            for column in table.columns:
+                column.width = None
+            break
+        del table.columns[present[pending[0]]]
+        dropped.append(pending.pop(0))
+    return dropped
+
+
+def say_dropped(console: Console, what: str, dropped: Sequence[str]) -> None:
+    """One dim line naming the columns a narrow terminal left out, and how to see them."""
+    if dropped:
+        console.print(
+            f"[dim]{escape(what)}: left out at {console.width} columns: "
+            f"{escape(', '.join(dropped))} (a wider terminal, COLUMNS=N, or --format csv "
+            "shows them)[/dim]",
+            highlight=False,
+        )

@@ -10,7 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from connbench.analyse import stats
-from connbench.analyse.compare import Comparison, MetricChange, VariantComparison
+from connbench.analyse.compare import (
+    Comparison,
+    MetricChange,
+    VariantComparison,
+    difference_kinds,
+)
 from connbench.model import metrics
 from connbench.model.metrics import amount
 from connbench.present.common import (
@@ -140,14 +145,30 @@ def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
                             ("only in NEW", comparison.only_in_new)):  # fmt: skip
             if keys:
                 say(f"[yellow]{label}:[/yellow] ", ", ".join(keys))
-        for diff in comparison.environment:
-            say(WARNING, f"different {diff.what}: {diff.base} → {diff.new}")
+        if comparison.environment:
+            say(WARNING, environment_line(comparison))
         for warning in comparison.warnings:
             say(WARNING, warning)
         for verdict in sorted(comparison.verdicts, key=lambda v: not v.failed):
             mark = "[bold red]✗ FAIL[/bold red] " if verdict.failed else "[green]✓ pass[/green] "
             say(mark, f"{verdict.variant}: {verdict.reason}")
         say("[bold red]" if comparison.failed else "[green]", _verdict_summary(comparison))
+
+
+def _matters(comparison: Comparison) -> str:
+    kinds = difference_kinds(comparison.environment)
+    if any(matters for _, matters, _, _ in kinds):
+        return "the numbers may not be comparable."
+    return "only in ways that rarely matter."
+
+
+def environment_line(comparison: Comparison) -> str:
+    """Every environment difference in one warning: grouped by kind, whether each matters."""
+    parts = []
+    for kind, matters, why, diffs in difference_kinds(comparison.environment):
+        changes = "; ".join(f"{d.what} {d.base} → {d.new}" for d in diffs)
+        parts.append(f"{kind} ({changes}): {'matters' if matters else 'minor'}, {why}")
+    return f"BASE and NEW ran in different environments, {_matters(comparison)} " + ". ".join(parts)
 
 
 def compare_markdown(comparisons: Sequence[Comparison]) -> str:
@@ -180,8 +201,12 @@ def compare_markdown(comparisons: Sequence[Comparison]) -> str:
             if keys:
                 out += ["", f"**{label}:** " + ", ".join(f"`{k}`" for k in keys)]
         if comparison.environment:
-            out += ["", "> ⚠️ **Different environments**: the numbers may not be comparable.", ">"]
-            out += [f"> - {d.what}: `{d.base}` → `{d.new}`" for d in comparison.environment]
+            out += ["", "> ⚠️ **Different environments**: " + _matters(comparison), ">"]
+            for kind, matters, why, diffs in difference_kinds(comparison.environment):
+                changes = "; ".join(f"{d.what}: `{d.base}` → `{d.new}`" for d in diffs)
+                out.append(
+                    f"> - **{kind}** ({'matters' if matters else 'minor'}: {why}): {changes}"
+                )
         if comparison.warnings:
             out += [""] + [f"- ⚠️ {w}" for w in comparison.warnings]
     return "\n".join(out) + "\n"

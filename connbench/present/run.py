@@ -32,20 +32,17 @@ from connbench.present.common import (
     WARNING,
     Mark,
     csv_text,
+    fit,
     json_text,
     markdown_mark,
     md_table,
+    name_column,
     num,
     pct,
     rich_mark,
+    say_dropped,
     sayer,
 )
-
-
-def _label(result: StrategyResult) -> str:
-    """The strategy, and the way it reached the server when that was not direct."""
-    topology = result.variant.topology
-    return result.strategy if topology == "direct" else f"{result.strategy} via {topology}"
 
 
 def _median(spread: Spread | None, fmt: str = ",.1f") -> str:
@@ -124,6 +121,34 @@ def _bounced(summary: VariantSummary) -> bool:
     return summary.variant.topology != "direct"
 
 
+# How a row names its variant in the narrower tables: the strategy and, of its key, only the
+# settings that vary in this run (the context line says the rest).
+SHORT = {"topology": "via", "concurrency": "c", "workers": "w", "pool_max": "pool", "rate": "rate"}
+
+
+def _varying(run: RunResult) -> list[tuple[str, str]]:
+    """(dimension, column header) for each dimension that takes more than one value."""
+    return [
+        (key, label)
+        for key, label in DIMENSIONS
+        if len(values := {_dimension(s.variant, key) for s in run.summary} - {None}) > 1
+        or (key == "rate" and values)  # an open-model run always says its rate
+    ]
+
+
+def row_label(run: RunResult, variant: VariantRecord) -> str:
+    """``pool c=128 pool=4..10``: the strategy and the settings that vary in this run."""
+    parts = [variant.strategy]
+    for key, _ in _varying(run):
+        value = _cell(variant, key)
+        if value == "-":
+            continue
+        if key == "pool_max":
+            value = f"{variant.pool_min}..{value}"
+        parts.append(f"{SHORT[key]}={value}")
+    return " ".join(parts)
+
+
 def _title(run: RunResult, mark: Mark) -> str:
     title = f"connbench · {run.scenario.name}"
     if run.interrupted:
@@ -142,18 +167,13 @@ RUN_HEADERS = (
 
 def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     """Headers and one row of cells per variant (medians over repeats, ±CV when repeated)."""
-    varying = [
-        (key, label)
-        for key, label in DIMENSIONS
-        if len(values := {_dimension(s.variant, key) for s in run.summary} - {None}) > 1
-        or (key == "rate" and values)  # an open-model run always says its rate
-    ]
+    varying = _varying(run)
     headers = list(RUN_HEADERS)
     open_model = any(s.variant.rate for s in run.summary)
     if open_model:
         headers.insert(3, "p99 uncorr.")
     if run.calibration:
-        headers.insert(1, "of ceiling")
+        headers.insert(1, "vs pgbench")
     by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
         by_key.setdefault(result.key, []).append(result)
@@ -195,7 +215,7 @@ def _measured_cells(
     rps, p99 = summary.throughput_rps, summary.latency_ms.get("p99")
     return [
         _median(rps, ",.0f") + _cv(rps, mark),
-        *([_ceiling(summary, run.calibration)] if run.calibration else []),
+        *([_ceiling(summary, run.calibration, mark)] if run.calibration else []),
         _median(summary.latency_ms.get("p50")),
         _median(p99) + (_cv(p99, mark) if p99 else ""),
         *([_median(summary.latency_uncorrected_ms.get("p99"))] if open_model else []),
@@ -210,11 +230,21 @@ def _measured_cells(
     ]
 
 
+# The main table's columns, the least needed first: what a narrow terminal drops (the CSV and
+# the JSON keep them all).
+RESULTS_DROP = (
+    "gen CPU", "pg CPU", "conns mean", "app CPU", "p50 ms", "p99 uncorr.", "rows = 2xx",
+    "sessions opened", "vs pgbench",
+)  # fmt: skip
+# Cells that read well on two lines ("4" over "(0.00/2xx)"), rather than be dropped.
+RESULTS_WRAP = ("sessions opened", "vs pgbench", "conns peak / pred.")
+
+
 def results_table(run: RunResult) -> Table:
     """The main table: one row per variant (medians over repeats, ±CV when repeated)."""
     headers, rows = _run_rows(run, rich_mark)
     table = Table(title=_title(run, rich_mark), title_justify="left")
-    table.add_column(headers[0], style="bold")
+    name_column(table, headers[0], [row[0] for row in rows], style="bold")
     for header in headers[1:]:
         table.add_column(header, justify="right")
     previous = None
@@ -232,7 +262,8 @@ def pgbouncer_table(run: RunResult) -> Table | None:
     if not rows:
         return None
     table = Table(title="PgBouncer: SHOW POOLS every 100 ms, SHOW STATS", title_justify="left")
-    table.add_column("variant", style="bold", no_wrap=True)
+    labels = [row_label(run, summary.variant) for summary in rows]
+    name_column(table, "variant", labels, style="bold")
     columns = {
         "cl_waiting peak": ("pgbouncer_cl_waiting_peak", ".0f"),
         "maxwait ms": ("pgbouncer_maxwait_ms_peak", ".1f"),
@@ -242,9 +273,9 @@ def pgbouncer_table(run: RunResult) -> Table | None:
     }
     for header in (*columns, "pgb CPU"):
         table.add_column(header, justify="right")
-    for summary in rows:
+    for summary, label in zip(rows, labels, strict=True):
         table.add_row(
-            summary.key,
+            label,
             *(num(getattr(summary, name), fmt) for name, fmt in columns.values()),
             pct(summary.cpu_pgbouncer_percent),
         )
@@ -258,8 +289,16 @@ def _dimension(variant: VariantRecord, key: str) -> Any:
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float], top: float | None = None) -> str:
-    """One character per value, scaled from 0 to ``top`` (default: the largest value)."""
+def sparkline(values: list[float], top: float | None = None, width: int | None = None) -> str:
+    """One character per value, scaled from 0 to ``top`` (default: the largest value); at
+    most ``width`` characters, each then the largest of the values it stands for (a spike
+    stays visible)."""
+    if width is not None and len(values) > width > 0:
+        step = len(values) / width
+        values = [
+            max(values[int(i * step) : max(int(i * step) + 1, int((i + 1) * step))])
+            for i in range(width)
+        ]
     top = max(values, default=0.0) if top is None else top
     if not values:
         return ""
@@ -278,25 +317,34 @@ def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> Strateg
     return min(measured, key=lambda r: abs(r.throughput_rps - median))
 
 
-def timeline_table(run: RunResult) -> Table:
+TIMELINE = ("req/s", "p99 ms", "server conns", "errors")
+
+
+def timeline_table(run: RunResult, width: int | None = None) -> Table:
     """Per-second charts: throughput, p99, server connections, errors, one row per variant.
 
     Each chart is scaled to its own row's maximum, printed beside it, so shapes (a pool
-    warming up, a connection storm, a stall) read at a glance.
+    warming up, a connection storm, a stall) read at a glance. Within ``width`` columns a
+    chart gets a share of what the names leave, a character then covering several seconds.
     """
     table = Table(title="per second of the measured window", title_justify="left", box=None)
-    table.add_column("variant", style="bold")
-    for header in ("req/s", "p99 ms", "server conns", "errors"):
-        table.add_column(header)
     by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
         by_key.setdefault(result.key, []).append(result)
+    drawn = []
     for summary in run.summary:
         chosen = _typical_run(summary, by_key.get(summary.key, []))
-        if chosen is None:
-            continue
-        series = chosen.timeseries
-        assert series is not None  # _typical_run chose a run with series
+        if chosen is not None and chosen.timeseries is not None:
+            drawn.append((row_label(run, summary.variant), chosen.timeseries))
+    labels = [label for label, _ in drawn]
+    name_column(table, "variant", labels, style="bold")
+    for header in TIMELINE:
+        table.add_column(header)
+    chart_width = None
+    if width is not None:
+        longest = max((len(label) for label in labels), default=0)
+        chart_width = max(4, (width - longest - 2 * len(TIMELINE) - 1) // len(TIMELINE))
+    for label, series in drawn:
         cells = []
         for values, colour in (
             (series.ok, "green"),
@@ -304,49 +352,72 @@ def timeline_table(run: RunResult) -> Table:
             (series.connections, "magenta"),
         ):
             top = max(values, default=0.0)
-            cells.append(f"[{colour}]{sparkline(values)}[/{colour}] [dim]max {top:,.0f}[/dim]")
+            line = sparkline(values, width=chart_width)
+            cells.append(f"[{colour}]{line}[/{colour}] [dim]max {top:,.0f}[/dim]")
         errors = series.errors
-        cells.append(
-            f"[red]{sparkline(errors)}[/red] [dim]{sum(errors):,.0f}[/dim]" if any(errors) else "-"
-        )
-        label = summary.key if len(run.summary) > 1 else summary.strategy
+        line = sparkline(errors, width=chart_width)
+        cells.append(f"[red]{line}[/red] [dim]{sum(errors):,.0f}[/dim]" if any(errors) else "-")
         table.add_row(label, *cells)
     return table
 
 
+CALIBRATION_NOTE = (
+    "References, not ceilings: pgbench runs the same insert over the apps' own path (TCP, "
+    "SCRAM), at the same concurrency, without HTTP or a Python driver; -C opens a new session "
+    "per transaction with a thread per client, so its handshakes overlap as the async apps' "
+    "do. A strategy can still read above 100 % of them (a different client, and runs vary)."
+)
+
+
+def _levels(ceilings: Calibration) -> dict[str, tuple[float | None, float | None]]:
+    """(pgbench, pgbench -C) by concurrency; a result from before by_concurrency has one."""
+    if ceilings.by_concurrency:
+        return {
+            level: (figures.pgbench_tps, figures.pgbench_connect_tps)
+            for level, figures in ceilings.by_concurrency.items()
+        }
+    return {str(ceilings.concurrency): (ceilings.pgbench_tps, ceilings.pgbench_connect_tps)}
+
+
 def render_calibration(console: Console, ceilings: Calibration) -> None:
-    """The ceilings of a session, as measured by calibrate."""
-    table = Table(
-        title=f"ceilings · c={ceilings.concurrency} · {ceilings.duration_s} s each",
-        title_justify="left",
-    )
-    table.add_column("what")
-    table.add_column("per second", justify="right")
-    table.add_column("reads as", style="dim")
+    """The references of a session, as measured by calibrate."""
+    table = Table(title=f"references · {ceilings.duration_s} s each", title_justify="left")
     rows = [
-        ("connbench generator, GET /health (no database)", ceilings.generator_rps,
+        (f"connbench generator, GET /health (no database), c={ceilings.concurrency}",
+         ceilings.generator_rps,
          f"the most any strategy can show here (generator at "
          f"{ceilings.generator_cpu_percent or 0:.0f}% of a core)"),
         ("wrk, GET /health", ceilings.wrk_rps, "the same, with wrk (if installed)"),
-        ("pgbench, persistent connections", ceilings.pgbench_tps,
-         "the database's ceiling for the insert: pooled strategies' yardstick"),
-        ("pgbench -C, a connection per transaction", ceilings.pgbench_connect_tps,
-         "the ceiling with a new session each time: per-request strategies' yardstick"),
     ]  # fmt: skip
+    for level, (tps, connect_tps) in _levels(ceilings).items():
+        rows += [
+            (f"pgbench, persistent connections, c={level}", tps,
+             "the insert without HTTP: pooled strategies' reference"),
+            (f"pgbench -C, a connection per transaction, c={level}", connect_tps,
+             "a new session per insert: per-request strategies' reference"),
+        ]  # fmt: skip
+    table.add_column("what")
+    table.add_column("per second", justify="right", no_wrap=True)
+    table.add_column("reads as", style="dim")
     for what, value, reads in rows:
         table.add_row(what, "-" if value is None else f"{value:,.0f}", reads)
     console.print(table)
+    console.print(f"[dim]{CALIBRATION_NOTE}[/dim]", highlight=False)
 
 
-def _ceiling(summary: VariantSummary, calibration: Calibration) -> str:
+def _ceiling(summary: VariantSummary, calibration: Calibration, mark: Mark = rich_mark) -> str:
+    """The variant's req/s as a fraction of pgbench's at its own concurrency (``-`` when
+    pgbench was not measured at it: a reference from other conditions is no reference)."""
     rps = summary.throughput_rps.median
     strategy = STRATEGIES.get(summary.strategy)
     # Serves requests from held connections (pool-unused opens a pool yet connects each time).
     pooled = strategy.pooled if strategy else summary.variant.pool_max is not None
-    ceiling = calibration.pgbench_tps if pooled else calibration.pgbench_connect_tps
-    if not rps or not ceiling:
+    tps, connect_tps = _levels(calibration).get(str(summary.variant.concurrency), (None, None))
+    reference = tps if pooled else connect_tps
+    if not rps or not reference:
         return "-"
-    return f"{rps / ceiling:.0%} of {'pgbench' if pooled else 'pgbench -C'}"
+    text = f"{rps / reference:.0%} of {'pgbench' if pooled else 'pgbench -C'}"
+    return mark(text, "warn") if rps > reference else text
 
 
 def _recovery(fault: FaultOutcome) -> str:
@@ -384,18 +455,16 @@ def fault_table(run: RunResult) -> Table | None:
     fault = faulted[0][1]
     title = f"fault: {fault.kind} at {fault.at_s:g} s of the measured window"
     table = Table(title=title, title_justify="left")
-    table.add_column("strategy", style="bold")
+    repeats = max((s.runs for s in run.summary), default=1)
+    names = [
+        row_label(run, r.variant) + (f" #{r.repeat + 1}" if repeats > 1 else "") for r, _ in faulted
+    ]
+    name_column(table, "strategy", names, style="bold")
     for header in ("fault", "req/s before", "recovered", "errors after", "lost writes",
                    "unacked writes"):  # fmt: skip
         table.add_column(header, justify="right")
     table.add_column("errors after the fault, by kind")
-    # The strategy names the row, unless a sweep runs it with several settings.
-    labelled = len({r.strategy for r, _ in faulted}) < len({r.key for r, _ in faulted})
-    repeats = max((s.runs for s in run.summary), default=1)
-    for result, out in faulted:
-        name = result.key if labelled else result.strategy
-        if repeats > 1:
-            name += f" #{result.repeat + 1}"
+    for (result, out), name in zip(faulted, names, strict=True):
         baseline = out.baseline_rps
         kinds = ", ".join(f"{kind} {n:,}" for kind, n in out.errors_by_kind.items())
         errors = out.errors
@@ -421,7 +490,7 @@ BREAKDOWN_SEGMENTS = (
     ("rest_of_app_ms", "rest of app", "green"),
     ("outside_app_ms", "outside app", "bright_black"),
 )
-BAR_WIDTH = 32
+BAR_WIDTH = 32  # at most; a narrower terminal gets a shorter bar, then none
 
 
 def _bar(parts: dict[str, float | None], scale: float) -> str:
@@ -437,7 +506,7 @@ def _bar(parts: dict[str, float | None], scale: float) -> str:
     return "".join(out)
 
 
-def breakdown_table(run: RunResult) -> Table | None:
+def breakdown_table(run: RunResult, bar_width: int = BAR_WIDTH) -> Table | None:
     """Where a request's time goes, per variant: mean ms per part, and a stacked bar."""
     rows = [s for s in run.summary if s.breakdown]
     if not rows:
@@ -446,27 +515,44 @@ def breakdown_table(run: RunResult) -> Table | None:
         title="where the time goes · mean ms per request over the measured window",
         title_justify="left",
     )
-    table.add_column("strategy", style="bold")
+    labels = [row_label(run, summary.variant) for summary in rows]
+    name_column(table, "strategy", labels, style="bold")
     table.add_column("latency", justify="right")
     for _, header, colour in BREAKDOWN_SEGMENTS:
         table.add_column(f"[{colour}]{header}[/{colour}]", justify="right")
     table.add_column("after response", justify="right")
-    table.add_column("")
+    if bar_width > 0:
+        table.add_column("", no_wrap=True)
     longest = max(
         sum(max(0.0, s.breakdown.get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS) for s in rows
     )
-    scale = longest / BAR_WIDTH if longest > 0 else 1.0
-    labelled = len({s.strategy for s in rows}) < len(rows)
-    for summary in rows:
+    scale = longest / bar_width if longest > 0 and bar_width > 0 else 1.0
+    for summary, label in zip(rows, labels, strict=True):
         parts = summary.breakdown
         table.add_row(
-            summary.key if labelled else summary.strategy,
+            label,
             num(parts.get("latency_mean_ms")),
             *(_part(parts.get(key)) for key, _, _ in BREAKDOWN_SEGMENTS),
             _part(parts.get("after_response_ms")),
-            _bar(parts, scale),
+            *([_bar(parts, scale)] if bar_width > 0 else []),
         )
     return table
+
+
+def not_broken_down(run: RunResult) -> list[str]:
+    """Why measured variants have no breakdown: one phrase per reason, naming them."""
+    missing = [s for s in run.summary if s.status in MEASURED and not s.breakdown]
+    reasons: dict[str, list[str]] = {}
+    for summary in missing:
+        strategy = STRATEGIES.get(summary.strategy)
+        if strategy is not None and strategy.sync:
+            why = "sync strategies: their psycopg calls are not timed"
+        elif summary.variant.workers > 1:
+            why = "more than one worker: each keeps its own totals"
+        else:
+            why = "the app's totals could not be read"
+        reasons.setdefault(why, []).append(row_label(run, summary.variant))
+    return [f"{', '.join(dict.fromkeys(names))} ({why})" for why, names in reasons.items()]
 
 
 def _part(value: float | None) -> str:
@@ -484,26 +570,41 @@ BREAKDOWN_NOTE = (
     "Timed inside the app (wall time): connect = AsyncConnection.connect; pool wait = "
     "AsyncConnectionPool.getconn (queue, check, retries); query = execute, commit, rollback; "
     "outside app = the client's mean latency minus the app's time until its response (HTTP, "
-    "uvicorn, waiting for the app's event loop). After response: work done once the response "
-    "was sent (a yield dependency's commit and close), which the client does not wait for."
+    "uvicorn, waiting for the app's event loop), at least 0: the app's totals are read at the "
+    "window's edges behind the requests in flight, a skew that can exceed a small difference. "
+    "After response: work done once the response was sent (a yield dependency's commit and "
+    "close), which the client does not wait for."
 )
 
 
 def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
     """The tables (results, PgBouncer's side, faults, where the time goes, ceilings, the
     per-second charts), then the context a reader needs to trust them, then warnings."""
-    console.print(results_table(run))
+    _fitted(console, results_table(run), "results", RESULTS_DROP, RESULTS_WRAP)
     bouncer = pgbouncer_table(run)
     if bouncer is not None:
-        console.print(bouncer)
-    for table, note in ((fault_table(run), FAULT_NOTE), (breakdown_table(run), BREAKDOWN_NOTE)):
-        if table is not None:
-            console.print(table)
-            console.print(f"[dim]{note}[/dim]", highlight=False)
+        _fitted(console, bouncer, "PgBouncer", ("pgb CPU", "sv_idle peak", "wait ms/xact"))
+    faults = fault_table(run)
+    if faults is not None:
+        _fitted(
+            console, faults, "fault", ("req/s before", "unacked writes"),
+            wrap=("fault", "errors after the fault, by kind"),
+        )  # fmt: skip
+        console.print(f"[dim]{FAULT_NOTE}[/dim]", highlight=False)
+    # The bar gets what the numbers leave of the width, up to BAR_WIDTH; under 8, none.
+    bar_width = min(BAR_WIDTH, console.width - 88)
+    breakdown = breakdown_table(run, bar_width if bar_width >= 8 else 0)
+    if breakdown is not None:
+        drop = ("", "after response", "rest of app", "pool wait", "latency", "outside app")
+        _fitted(console, breakdown, "where the time goes", drop)
+        console.print(f"[dim]{BREAKDOWN_NOTE}[/dim]", highlight=False)
+    left_out = not_broken_down(run)
+    if breakdown is not None and left_out:
+        console.print(f"[dim]Not broken down: {'; '.join(left_out)}.[/dim]", highlight=False)
     if run.calibration:
         render_calibration(console, run.calibration)
     if charts and any(r.timeseries and r.timeseries.ok for r in run.results):
-        console.print(timeline_table(run))
+        _fitted(console, timeline_table(run, console.width), "charts", ("errors",))
     console.print(f"[dim]{escape(_context(run))}[/dim]", highlight=False)
     console.print(
         "[dim]CPU columns: % of one core during the measured window; the machine has "
@@ -533,7 +634,8 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
     if run.limits:
         failed = len(limits_failed(run))
         head = f"[bold red]{failed} failed[/bold red]" if failed else "[green]all passed[/green]"
-        console.print(f"limits ({len(run.limits)} checks): {head}", highlight=False)
+        checks = f"{len(run.limits)} check{'s' if len(run.limits) != 1 else ''}"
+        console.print(f"limits ({checks}): {head}", highlight=False)
         for crossed, line in _limit_lines(run):
             say("  [bold red]✗[/bold red] " if crossed else "  [green]✓[/green] ", line)
 
@@ -541,7 +643,6 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
 def _context(run: RunResult) -> str:
     """What the numbers were measured with, in one line (the table's and Markdown's)."""
     scenario, env = run.scenario, run.environment
-    pool_min, pool_max = scenario.pool_min_effective, scenario.pool_max_effective
     topology = scenario.topology
     via = f"via {shown(topology)}"
     if topology != ["direct"]:
@@ -549,7 +650,7 @@ def _context(run: RunResult) -> str:
     return (
         f"concurrency {shown(scenario.concurrency)} · "
         f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
-        f"pool {pool_min}..{shown(pool_max)} · workers {shown(scenario.workers)} · "
+        f"{_pool(run)}workers {shown(scenario.workers)} · "
         f"{via} · {_server(env.postgres)} · {env.cpu_count} CPUs · "
         f"load generator: {scenario.engine}"
     )
@@ -563,6 +664,41 @@ def _server(pg: PostgresInfo | None) -> str:
         f"PostgreSQL {pg.version} ({pg.backend}, max_connections "
         f"{'?' if connections is None else connections})"
     )
+
+
+def _pool(run: RunResult) -> str:
+    """``pool 4..10 · `` for the context line, when a strategy that opens a pool ran."""
+    if not any(s.variant.pool_max is not None for s in run.summary):
+        return ""
+    scenario = run.scenario
+    return f"pool {scenario.pool_min_effective}..{shown(scenario.pool_max_effective)} · "
+
+
+def _fitted(
+    console: Console, table: Table, what: str, drop: tuple[str, ...], wrap: tuple[str, ...] = ()
+) -> None:
+    """Print ``table`` within the console's width: the columns in ``drop`` go first (said)."""
+    dropped = fit(console, table, drop, wrap)
+    console.print(table)
+    say_dropped(console, what, dropped)
+
+
+def invalid_variants(run: RunResult) -> list[tuple[str, str]]:
+    """(key, why) for each variant whose numbers measure the setup rather than the app: an
+    open model whose rate was not held, or a saturated load generator."""
+    out = []
+    for summary in run.summary:
+        reasons = [
+            reason
+            for result in run.results
+            if result.key == summary.key and result.open_model is not None
+            for reason in result.open_model.invalid_reasons
+        ]
+        if summary.generator_saturated and not any("generator" in r for r in reasons):
+            reasons.append("the load generator was saturated")
+        if reasons or not summary.valid:
+            out.append((summary.key, "; ".join(dict.fromkeys(reasons)) or "invalid"))
+    return out
 
 
 def _warnings(run: RunResult) -> list[str]:
