@@ -120,6 +120,8 @@ def _format(value: str) -> str:
 PostgresOpt = Annotated[
     str | None,
     typer.Option(
+        # Named: from the parameter ``postgres_`` typer would make ``--postgres-``.
+        "--postgres",
         help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
         show_default=False,
     ),
@@ -167,12 +169,7 @@ def run(
     repeat: Annotated[
         str | None, typer.Option(help="Run every variant N times, interleaved (default: 1).")
     ] = None,
-    postgres_: Annotated[
-        str | None,
-        typer.Option(
-            "--postgres", help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN."
-        ),
-    ] = None,
+    postgres_: PostgresOpt = None,
     max_connections: Annotated[
         str | None, typer.Option(help="The throwaway server's max_connections (default: 100).")
     ] = None,
@@ -244,7 +241,15 @@ def run(
             typer.echo("connbench: interrupted; partial result saved", err=True)
             raise typer.Exit(EXIT_INTERRUPTED)
         # An unavailable variant (PgBouncer not installed) was said and is no failure.
-        if any(r.status == "failed" for r in result.results):
+        failed = [r for r in result.results if r.status == "failed"]
+        if failed:
+            first = failed[0]
+            cause = (first.failure or "failed").strip().splitlines()[0]
+            typer.echo(
+                f"connbench: {len(failed)} of {len(result.results)} runs failed; "
+                f"{first.key}: {cause}",
+                err=True,
+            )
             raise typer.Exit(EXIT_FAILED)
         crossed = run_view.limits_failed(result)
         if crossed:

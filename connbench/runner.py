@@ -9,6 +9,13 @@ Interrupts, in one place:
   those in flight awaited), so the strategy's partial numbers are kept; a second abandons it.
 
 Either way what was measured is saved with ``"interrupted": true`` and the run exits 130.
+
+Children that die, in one place too: a watchdog polls the app, PostgreSQL's postmaster and
+PgBouncer while a variant is measured. The first death stops the load; the variant is saved as
+failed with the cause (which child, its exit status, when) and the numbers measured until
+then. A server connbench started is started again for the next variant (PgBouncer and the app
+are per variant anyway); an external server cannot be, so the run stops there
+(:class:`ServerLost`), and what was measured is saved either way.
 """
 
 from __future__ import annotations
@@ -24,20 +31,46 @@ from types import FrameType
 from typing import Any, Protocol
 
 import httpx
+import psycopg
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, pgbouncer, postgres, tempdirs
+from connbench.infra import appserver, pgbouncer, postgres, procs, tempdirs
 from connbench.measure import calibrate, faults, load, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import results
-from connbench.model.errors import ProcessError
+from connbench.model.errors import PostgresError, ProcessError, first_line
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
 CALIBRATE_MAX_S = 5.0
 CONTROL_APP = "connbench-control"  # application_name of the runner's own connection
 STATS_TIMEOUT_S = 10.0  # the app answers its timing totals behind the requests it is serving
+WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
+
+
+class ServerLost(PostgresError):
+    """PostgreSQL went away and connbench cannot start it again (an external server)."""
+
+
+@dataclass(frozen=True)
+class Death:
+    """A child that stopped on its own while a variant was measured."""
+
+    child: str  # app | postgres | pgbouncer
+    pid: int | None
+    returncode: int
+    at_s: float | None  # seconds into the measured window; None: during the warm-up
+
+    def __str__(self) -> str:
+        who = {
+            "app": "the app's uvicorn",
+            "postgres": "PostgreSQL's postmaster",
+            "pgbouncer": "PgBouncer",
+        }.get(self.child, self.child)
+        pid = f" (pid {self.pid})" if self.pid is not None else ""
+        when = "during the warm-up" if self.at_s is None else f"{self.at_s:.1f} s into the window"
+        return f"{who}{pid} {procs.describe_exit(self.returncode)} {when}"
 
 
 class Reporter(Protocol):
@@ -105,6 +138,7 @@ class _Measured:
     cpu_percent: dict[str, float | None]
     injected: faults.Injected | None = None
     app_stats: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # by edge
+    death: Death | None = None  # a child that died while measuring (the load was stopped)
 
     @property
     def connects(self) -> int:
@@ -151,6 +185,7 @@ def execute(
                             engine=scenario.engine,
                         )
                     for index, (repeat, variant) in enumerate(plan, 1):
+                        _ensure_server(pg, reporter)
                         label = variant.key if len(plan) > 1 else variant.strategy
                         if scenario.repeat > 1:
                             label += f" #{repeat + 1}"
@@ -166,11 +201,41 @@ def execute(
                             raise KeyboardInterrupt
             except (KeyboardInterrupt, asyncio.CancelledError):
                 run.interrupted = True
+            except psycopg.Error as exc:  # the server refused or went away between the steps
+                raise ServerLost(
+                    f"PostgreSQL: {first_line(exc)}; the runs measured before are saved in {path}"
+                ) from None
+            except ServerLost as exc:
+                raise ServerLost(f"{exc}; the runs measured before are saved in {path}") from None
     finally:
         run.summary = stats.aggregate(run.results)
         run.limits = [asdict(v) for v in limits.check(scenario.fail_if, run.summary)]
         results.save(run, path)
     return run, path
+
+
+def _ensure_server(pg: postgres.Postgres, reporter: Reporter) -> None:
+    """Before a variant: start a server connbench runs again if it died; raise
+    :class:`ServerLost` when it cannot be (an external server that does not answer)."""
+    code = pg.died()
+    if code is not None:
+        if pg.restarter is None:  # pragma: no cover - only servers we start have an exit code
+            raise ServerLost(f"PostgreSQL {procs.describe_exit(code)}")
+        reporter.warn(
+            f"PostgreSQL's postmaster {procs.describe_exit(code)}: starting it again "
+            "for the next variant"
+        )
+        with load.new_runner() as loop:
+            loop.run(pg.restart())
+        return
+    if pg.exit_code is None:  # a server we cannot watch: does it still answer?
+        try:
+            pg.connect(application_name=CONTROL_APP).close()
+        except psycopg.Error as exc:
+            raise ServerLost(
+                f"PostgreSQL at {pg.display_dsn} no longer answers ({first_line(exc)}): "
+                "connbench cannot start a server it did not start, so the run stops here"
+            ) from None
 
 
 def _max_connections(pg: postgres.Postgres) -> int | None:
@@ -258,13 +323,19 @@ def _run_variant(
                 failure=str(exc),
             )
         connects = measured.connects
-        if measured.injected is not None and measured.injected.restarted:
-            # The restart cut our session: one more of ours for the count to discount.
-            control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
-            connects += 1
-        sampler.wait_for_app_sessions_to_end(control)
-        sessions_after = sampler.sessions_counter(control)
-        rows = pg.count_rows(control)
+        sessions_after = rows = None
+        lost = None
+        if measured.death is None or measured.death.child != "postgres":
+            try:
+                if measured.injected is not None and measured.injected.restarted:
+                    # The restart cut our session: one more of ours for the count to discount.
+                    control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
+                    connects += 1
+                sampler.wait_for_app_sessions_to_end(control)
+                sessions_after = sampler.sessions_counter(control)
+                rows = pg.count_rows(control)
+            except psycopg.Error as exc:
+                lost = f"PostgreSQL stopped answering during the run: {first_line(exc)}"
     opened = None
     if sessions_before is not None and sessions_after is not None:
         opened = sessions_after - sessions_before - connects
@@ -284,8 +355,14 @@ def _run_variant(
         injected=measured.injected,
         app_stats=(measured.app_stats.get("start"), measured.app_stats.get("end")),
     )
-    if died is not None:
-        result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+    failure = str(measured.death) if measured.death is not None else lost
+    if failure is None and died is not None:  # it died after the window, in the drain
+        failure = f"the app's uvicorn {procs.describe_exit(died)} during the run"
+    if failure is not None:
+        # Failed, with what was measured until then kept in the result.
+        result.status, result.failure = "failed", failure
+        if measured.death is not None and measured.death.child == "app" or died is not None:
+            result.warnings.append(f"the app's log:\n{app_log}")
     return result
 
 
@@ -334,7 +411,11 @@ def _measure(
                 injector.arm()
 
         interrupts.attach(loop, stop)
-        watchers = [asyncio.create_task(sampler.watch(pg, samples))]
+        deaths: list[Death] = []
+        watchers = [
+            asyncio.create_task(sampler.watch(pg, samples)),
+            asyncio.create_task(_watch_children(app, pg, bouncer, edges, stop, deaths)),
+        ]
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
@@ -356,11 +437,47 @@ def _measure(
             await client.aclose()
             interrupts.detach(loop)
         return _Measured(
-            raw, samples, pool_samples, _cpu_percent(processes(), edges), injected, app_stats
+            raw,
+            samples,
+            pool_samples,
+            _cpu_percent(processes(), edges),
+            injected,
+            app_stats,
+            deaths[0] if deaths else None,
         )
 
     with load.new_runner() as runner:
         return runner.run(main())
+
+
+async def _watch_children(
+    app: appserver.App,
+    pg: postgres.Postgres,
+    bouncer: pgbouncer.PgBouncer | None,
+    edges: dict[str, _Edge],
+    stop: asyncio.Event,
+    deaths: list[Death],
+) -> None:
+    """Until cancelled: when the app, the postmaster or PgBouncer stops on its own, record it
+    in ``deaths`` and set ``stop`` (the load ends as on Ctrl-C, keeping what it measured)."""
+    children: dict[str, tuple[Callable[[], int | None], int | None]] = {
+        "app": (app.exit_code, app.pid),
+        "postgres": (pg.died, pg.server_pid),
+    }
+    if bouncer is not None:
+        children["pgbouncer"] = (bouncer.exit_code, bouncer.pid)
+    while not deaths:
+        for name, (exit_code, pid) in children.items():
+            code = exit_code()
+            if code is not None:
+                start = edges.get("start")
+                at_s = time.perf_counter() - start.t_s if start is not None else None
+                if name == "postgres":
+                    pid = pg.server_pid  # a restart fault may have replaced it
+                deaths.append(Death(name, pid, code, at_s))
+                stop.set()
+                break
+        await asyncio.sleep(WATCH_INTERVAL_S)
 
 
 @dataclass(frozen=True)

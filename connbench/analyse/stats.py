@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -11,7 +10,7 @@ from typing import Any, TypeVar
 from hdrh.histogram import HdrHistogram
 
 from connbench.measure.faults import Injected
-from connbench.measure.load import RawLoad
+from connbench.measure.load import Buckets, RawLoad
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
 from connbench.model.results import StrategyResult
 
@@ -99,10 +98,8 @@ def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]
             break
         ok.append(float(second.ok))
         errors.append(float(second.errors))
-        hist = second.histogram
-        has = hist.get_total_count() > 0
-        p50.append(round(hist.get_value_at_percentile(50) / 1000.0, 3) if has else 0.0)
-        p99.append(round(hist.get_value_at_percentile(99) / 1000.0, 3) if has else 0.0)
+        p50.append(second.p50_ms)
+        p99.append(second.p99_ms)
         start = raw.window_start_ns + i * 1_000_000_000
         these = in_window(samples, start, start + 1_000_000_000)
         conns.append(round(sum(s.total for s in these) / len(these), 2) if these else 0.0)
@@ -168,9 +165,13 @@ def summarize(
             "sampler_failures": pools.failures,
         }
     integrity_ok = rows_inserted is not None and rows_inserted == raw.all_ok
+    status, failure = ("interrupted" if interrupted else "ok"), None
+    if not interrupted and raw.ok == 0:
+        status, failure = "failed", served_nothing(raw)
     result = StrategyResult(
         strategy=strategy,
-        status="interrupted" if interrupted else "ok",
+        status=status,
+        failure=failure,
         variant=variant,
         repeat=repeat,
         requests={
@@ -217,6 +218,17 @@ def summarize(
     result.breakdown = breakdown(*app_stats, latency_mean_ms=mean_ms)
     result.warnings = warnings(result)
     return result
+
+
+def served_nothing(raw: RawLoad) -> str:
+    """Why a run that served no request in its window failed, in one line."""
+    if raw.errors:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(raw.errors_by_kind.items()))
+        return f"served no request in the measured window: {raw.errors:,} errors ({kinds})"
+    return (
+        f"served no request in the measured window, and no error either: {raw.all_sent:,} "
+        "requests sent were still in flight (a stuck app, or a --timeout longer than the run)"
+    )
 
 
 SCHEDULE_LAG_INVALID_MS = 10.0
@@ -344,10 +356,11 @@ def fault_outcome(raw: RawLoad, injected: Injected) -> dict[str, Any]:
         return out
     at_ns = injected.at_ns - raw.window_start_ns
     out["injected_at_s"] = round(at_ns / 1e9, 3)
-    after = Counter(kind for offset, kind in raw.error_offsets_ns if offset >= at_ns)
+    after = Counter({kind: b.count(at_ns) for kind, b in raw.error_buckets.items()})
+    after = +after  # drop the kinds with none after the fault
     out["errors"] = sum(after.values())
     out["errors_by_kind"] = dict(after.most_common())
-    offsets = sorted(raw.ok_offsets_ns)
+    offsets = raw.ok_buckets
     before = per_second_before(offsets, at_ns)
     if before and statistics.median(before):
         baseline = float(statistics.median(before))
@@ -364,21 +377,16 @@ def fault_outcome(raw: RawLoad, injected: Injected) -> dict[str, Any]:
 _SECOND_NS = 1_000_000_000
 
 
-def per_second_before(ok_offsets_ns: Sequence[int], fault_ns: int) -> list[int]:
-    """2xx per whole second of the window before ``fault_ns`` (offsets sorted, in ns)."""
+def per_second_before(ok: Buckets, fault_ns: int) -> list[int]:
+    """2xx per whole second of the window before ``fault_ns``."""
     return [
-        _count(ok_offsets_ns, k * _SECOND_NS, (k + 1) * _SECOND_NS)
+        ok.count(k * _SECOND_NS, (k + 1) * _SECOND_NS)
         for k in range(max(0, fault_ns) // _SECOND_NS)
     ]
 
 
-def _count(sorted_values: Sequence[int], low: int, high: int) -> int:
-    """How many of ``sorted_values`` lie in [low, high)."""
-    return bisect_left(sorted_values, high) - bisect_left(sorted_values, low)
-
-
 def recovered_after_s(
-    ok_offsets_ns: Sequence[int], fault_ns: int, window_ns: int, baseline_rps: float
+    ok: Buckets, fault_ns: int, window_ns: int, baseline_rps: float
 ) -> float | None:
     """Seconds from the fault to the first span back at ``RECOVERY_SHARE`` of the baseline
     (see :func:`fault_outcome`); None when none fits in the window."""
@@ -386,7 +394,7 @@ def recovered_after_s(
     needed = RECOVERY_SHARE * baseline_rps * RECOVERY_SPAN_S
     start = fault_ns
     while start + span <= window_ns:
-        if _count(ok_offsets_ns, start, start + span) >= needed:
+        if ok.count(start, start + span) >= needed:
             return round((start - fault_ns) / 1e9, 3)
         start += step
     return None

@@ -69,9 +69,12 @@ def stop_group(
     Idempotent; never raises for a process that has already gone.
     """
     try:
-        pgid = os.getpgid(proc.pid)
+        pgid: int | None = os.getpgid(proc.pid)
     except ProcessLookupError:
-        pgid = None
+        # Already reaped (a watchdog's poll()). Its group may live on (a SIGKILLed postmaster's
+        # backends, uvicorn's workers): connbench starts every child as a session leader, so
+        # the group's id is the child's pid.
+        pgid = proc.pid
     if proc.poll() is None and pgid is not None:
         _signal_group(pgid, first_signal)
         try:
@@ -188,6 +191,17 @@ class Child:
         _signal_group(proc.pid, signal.SIGKILL)
         while proc.poll() is None:
             await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def describe_exit(returncode: int) -> str:
+    """``exited with code 1`` or ``was killed by SIGKILL`` (Popen's negative codes)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"
 
 
 def run_to_end(

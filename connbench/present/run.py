@@ -160,7 +160,11 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
             name += " " + mark("(interrupted)", "bad")
         if summary["status"] in ("failed", "unavailable"):
             status = mark("failed", "bad") if summary["status"] == "failed" else mark("n/a", "warn")
-            rows.append([name, *dims, status, *["-"] * (len(headers) - 1)])
+            cells = [status, *["-"] * (len(headers) - 1)]
+            errors = summary.get("errors", 0)
+            if errors:  # what a failed run saw (every request timed out, say)
+                cells[headers.index("errors")] = mark(f"{errors:,}", "bad")
+            rows.append([name, *dims, *cells])
             continue
         errors = summary.get("errors", 0)
         gen_text = pct(summary.get("cpu_generator_percent"))
@@ -526,6 +530,9 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
         if summary["status"] == "unavailable":
             say("[yellow]unavailable:[/yellow] ", f"{label}: {summary.get('failure')}")
+        elif summary["status"] == "failed":
+            cause = str(summary.get("failure") or "").strip().splitlines()[:1]
+            say("[red]failed:[/red] ", f"{label}: {''.join(cause)}")
     for warning in _warnings(run):
         say(WARNING, warning)
     if run.limits:
