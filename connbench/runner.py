@@ -159,6 +159,7 @@ def execute(
     backend = postgres.parse_backend(scenario.postgres)
     # Interleaved (A B C A B C ...): drift over the run hits every variant alike.
     plan = [(repeat, v) for repeat in range(scenario.repeat) for v in scenario.variants()]
+    procs.ensure_open_files(max(scenario.concurrency))
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
     try:

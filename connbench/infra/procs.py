@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import os
 import pwd
+import resource
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
-from connbench.model.errors import MissingDependency, ProcessError
+from connbench.model.errors import BadInput, MissingDependency, ProcessError
 
 _PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
@@ -43,6 +44,27 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return "(no log)"
     tail = text.strip().splitlines()[-lines:]
     return "\n".join(tail) if tail else "(log is empty)"
+
+
+OPEN_FILES_SPARE = 512  # descriptors beyond one per connection: logs, pools, the sampler ...
+
+
+def ensure_open_files(connections: int) -> None:
+    """Let this process (and the children it starts, which inherit it) open ``connections``
+    sockets and then some: raise the soft ``RLIMIT_NOFILE`` up to the hard one if needed.
+
+    Raises :class:`BadInput` naming the limit when even the hard limit is too low.
+    """
+    needed = connections + OPEN_FILES_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise BadInput(
+            f"--concurrency {connections:,} needs about {needed:,} open files, more than this "
+            f"process may open (ulimit -n: {soft:,}, at most {hard:,})"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def free_port() -> int:

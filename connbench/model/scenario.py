@@ -44,7 +44,7 @@ BOUNDS: dict[str, float] = {
     "workers": 64,
     "pgbouncer_pool_size": 10_000,
     "repeat": 1_000,
-    "rate": 1_000_000,  # requests/s offered
+    "rate": 1_000_000_000,  # requests/s offered: the schedule is arithmetic, nothing per request
     "max_connections": 10_000,
 }
 MAX_SWEEP = 64  # values in one swept list (--concurrency 8,32,128 ...)
