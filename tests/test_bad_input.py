@@ -14,13 +14,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
 from connbench.cli import app
+from connbench.infra import postgres
 from connbench.model import scenario
 from connbench.model.errors import BadInput
 from connbench.model.scenario import BOUNDS, MAX_RUNS, MAX_SWEEP, build
 
+from .conftest import run_cli
 from .test_cli import assert_one_line_exit_2
 
 cli = CliRunner()
@@ -201,8 +204,9 @@ def test_the_cli_says_one_line_for_any_refused_flag(flag: str, text: str) -> Non
     ("args", "message"),
     [
         (["--concurrency", "10001"], "at most 10,000 (connbench's bound on concurrency)"),
-        (["--concurrency", "99999999999999999999999"], "at most 20 digits"),
-        (["--concurrency", "9" * 100_000], "at most 20 digits"),
+        (["--concurrency", "99999999999999999999999"], "at most 10,000"),
+        (["--concurrency", "9" * 100_000], "at most 10,000 (connbench's bound on concurrency)"),
+        (["--concurrency", "1" + "0" * 30 + "x"], "expected a positive whole number of at most"),
         (["--duration", "86401"], "at most 86,400 (connbench's bound on duration_s)"),
         (["--duration", "1e9"], "bound on duration_s"),
         (["--warmup", "3601"], "bound on warmup_s"),
@@ -258,3 +262,16 @@ def test_serve_and_calibrate_take_postgres(command: str) -> None:
     args = [command, "pool"] if command == "serve" else [command]
     result = cli.invoke(app, [*args, "--postgres", "mysql://x"])
     assert_one_line_exit_2(result, "--postgres: unknown backend")
+
+
+def test_a_dsn_whose_user_may_not_create_a_table(pg: postgres.Postgres, tmp_path: Path) -> None:
+    with pg.connect() as conn:
+        conn.execute("DROP ROLE IF EXISTS connbench_nocreate")
+        conn.execute("CREATE ROLE connbench_nocreate LOGIN PASSWORD 'n0create'")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    dsn = make_conninfo(pg.dsn, user="connbench_nocreate", password="n0create")
+    result = run_cli("run", "--postgres", dsn, "-o", str(tmp_path / "r.json"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot create connbench's table" in lines[0], lines
+    assert "n0create" not in result.stdout + result.stderr

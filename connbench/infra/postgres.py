@@ -36,7 +36,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from connbench.infra import procs, tempdirs
-from connbench.model.errors import BadInput, MissingDependency, PostgresError, ProcessError
+from connbench.model.errors import (
+    BadInput,
+    MissingDependency,
+    PostgresError,
+    ProcessError,
+    first_line,
+)
 
 READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
@@ -497,7 +503,13 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     except psycopg.OperationalError as exc:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise BadInput(f"cannot connect to {pg.display_dsn}: {reason}") from None
-    _create_table(pg)
+    try:
+        _create_table(pg)
+    except psycopg.Error as exc:  # a user without CREATE on its schema, say
+        raise BadInput(
+            f"{pg.display_dsn}: cannot create connbench's table {table} ({first_line(exc)}); "
+            "the user needs CREATE on a schema in its search_path"
+        ) from None
     try:
         pg.describe()
         yield pg

@@ -200,6 +200,8 @@ def _bounded(parse: Callable[[Any], Any], key: str) -> Callable[[Any], Any]:
     """``parse``, then refuse a number above ``BOUNDS[key]``."""
 
     def parse_bounded(value: Any) -> Any:
+        if isinstance(value, str) and len(value.strip()) > 20 and value.strip().isdigit():
+            _check_bound(math.inf, key)  # a number too long to convert is too big
         number = parse(value)
         _check_bound(number, key)
         return number
