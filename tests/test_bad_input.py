@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -101,13 +102,15 @@ scalars = st.one_of(
     st.text(max_size=30),
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 1, 1)),
 )
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
         st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+    )
+
+
+values = st.recursive(scalars, _containers, max_leaves=8)
 
 
 def toml_value(value: Any) -> str:
@@ -144,6 +147,33 @@ def test_wrong_shapes_in_a_scenario_file(tmp_path: Path, document: dict[str, Any
     path = tmp_path / "shapes.toml"
     path.write_text("\n".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in document.items()))
     _check_refused_or_sane(path, {})
+
+
+BOUNDED = {
+    "concurrency": "concurrency",
+    "duration_s": "duration_s",
+    "warmup_s": "warmup_s",
+    "timeout_s": "timeout_s",
+    "pool_max": "pool_max",
+    "workers": "workers",
+    "pgbouncer_pool_size": "pgbouncer_pool_size",
+    "repeat": "repeat",
+    "rate": "rate",
+}
+
+
+@FAST
+@given(key=st.sampled_from(sorted(BOUNDED)), excess=st.integers(1, 10**30), as_text=st.booleans())
+def test_numbers_beyond_their_bound_are_refused_from_a_file_or_a_flag(
+    tmp_path: Path, key: str, excess: int, as_text: bool
+) -> None:
+    value = int(BOUNDS[key]) + excess
+    path = tmp_path / "big.toml"
+    path.write_text(f"{key} = {json.dumps(str(value)) if as_text else value}\n")
+    for source, overrides in ((path, {}), (None, {key: str(value)})):
+        bound = re.escape(f"at most {BOUNDS[key]:,g} (connbench's bound on {key})")
+        with pytest.raises(BadInput, match=bound):
+            build(source, overrides)
 
 
 FLAG_KEYS = [key for key in scenario.PARSERS if key not in ("server", "gate", "fail_if")]

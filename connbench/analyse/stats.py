@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
@@ -44,21 +44,28 @@ def decode_histogram(encoded: str) -> HdrHistogram:
     return HdrHistogram.decode(encoded.encode())
 
 
-def connection_summary(samples: Sequence[Sample]) -> dict[str, Any]:
-    """Peak and mean of the app's server sessions, in total and by state."""
-    if not samples:
+def connection_summary(samples: Iterable[Sample]) -> dict[str, Any]:
+    """Peak and mean of the app's server sessions, in total and by state (one pass)."""
+    count = total_sum = total_peak = 0
+    state_sum: Counter[str] = Counter()
+    state_peak: Counter[str] = Counter()
+    for sample in samples:
+        count += 1
+        total = sample.total
+        total_sum += total
+        total_peak = max(total_peak, total)
+        for state, n in sample.by_state.items():
+            state_sum[state] += n
+            state_peak[state] = max(state_peak[state], n)
+    if not count:
         return {"connections_peak": None, "connections_mean": None, "samples": 0}
-    totals = [s.total for s in samples]
-    states = sorted({state for s in samples for state in s.by_state})
+    states = sorted(state_sum.keys() | state_peak.keys())
     return {
-        "connections_peak": max(totals),
-        "connections_mean": round(sum(totals) / len(totals), 2),
-        "by_state_peak": {st: max(s.by_state.get(st, 0) for s in samples) for st in states},
-        "by_state_mean": {
-            st: round(sum(s.by_state.get(st, 0) for s in samples) / len(samples), 2)
-            for st in states
-        },
-        "samples": len(samples),
+        "connections_peak": total_peak,
+        "connections_mean": round(total_sum / count, 2),
+        "by_state_peak": {st: state_peak[st] for st in states},
+        "by_state_mean": {st: round(state_sum[st] / count, 2) for st in states},
+        "samples": count,
     }
 
 
@@ -89,7 +96,7 @@ def pgbouncer_summary(samples: Sequence[PoolSample], start_ns: int, end_ns: int)
     return out
 
 
-def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]]:
+def timeseries(raw: RawLoad, samples: Samples) -> dict[str, list[float]]:
     """Per-second series over the measured window."""
     ok, errors, p50, p99, conns = [], [], [], [], []
     seconds_samples: list[list[Sample]] = []
@@ -101,7 +108,7 @@ def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]
         p50.append(second.p50_ms)
         p99.append(second.p99_ms)
         start = raw.window_start_ns + i * 1_000_000_000
-        these = in_window(samples, start, start + 1_000_000_000)
+        these = list(samples.between(start, start + 1_000_000_000))
         conns.append(round(sum(s.total for s in these) / len(these), 2) if these else 0.0)
         seconds_samples.append(these)
     states = sorted({state for these in seconds_samples for s in these for state in s.by_state})
@@ -145,8 +152,7 @@ def summarize(
     of the server, if any, and ``pool_samples`` is what its admin console showed.
     ``app_stats``: the app's timing totals at the window's start and end, when it kept them.
     """
-    window = in_window(samples.samples, raw.window_start_ns, raw.window_end_ns)
-    server = connection_summary(window)
+    server = connection_summary(samples.between(raw.window_start_ns, raw.window_end_ns))
     if predicted is not None:
         server["predicted"] = predicted
     server["sessions_opened"] = sessions_opened
@@ -209,7 +215,7 @@ def summarize(
             "saturated": raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
         },
         cpu_percent=cpu_percent,
-        timeseries=timeseries(raw, samples.samples),
+        timeseries=timeseries(raw, samples),
         fault=fault_outcome(raw, injected) if injected is not None else {},
     )
     if raw.config.rate_rps:
