@@ -7,6 +7,7 @@ one that answers at once): real sockets, no database needed to make the point.
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import socketserver
 import threading
@@ -149,3 +150,20 @@ def test_pool_nocheck_behind_a_transaction_pooler_has_no_prepared_statement_erro
     assert result.requests["ok"] > 100
     assert result.requests["errors"] == 0, result.requests["errors_by_kind"]
     assert result.integrity["ok"] is True
+
+
+def test_memory_follows_what_ran_not_the_duration_asked_for() -> None:
+    # --duration 2000 stopped after a second: one second of series, not 2,000 preallocated
+    # (each held a 28 KB histogram: --duration 1e9 ran out of memory before it began).
+    async def run_and_stop(url: str) -> RawLoad:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.0, stop.set)
+        config = LoadConfig(2, duration_s=2_000.0, warmup_s=0.0, timeout_s=2.0)
+        return await load.run(url, config, stop=stop)
+
+    with http_server(answer=True) as url, load.new_runner() as loop:
+        raw = loop.run(run_and_stop(url))
+    assert raw.interrupted and raw.ok > 0
+    assert 1 <= len(raw.seconds) <= 2
+    assert sum(s.ok for s in raw.seconds) == raw.ok
+    assert len(raw.ok_buckets.counts) <= 150  # 10 ms buckets for ~1 s
