@@ -1,7 +1,8 @@
 """The ``connbench`` command: parse, call the core, turn domain errors into one line + exit code.
 
-Exit codes: 0 success; 1 failure (a strategy's app failed; for ``compare``, a regression the
-gate caught); 2 bad input; 3 a ``run --fail-if`` limit was crossed; 130 interrupted.
+Exit codes: 0 success; 1 failure (a variant failed: its app, server or PgBouncer died or it
+served nothing; the server was lost; for ``compare``, a regression the gate caught); 2 bad
+input; 3 a ``run --fail-if`` limit was crossed; 130 interrupted.
 """
 
 from __future__ import annotations
