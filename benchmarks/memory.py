@@ -28,7 +28,7 @@ SAMPLE_S = 0.2
 
 
 def peak_rss_mb(duration_s: int, strategy: str) -> tuple[float, float, int]:
-    """(peak RSS MB, RSS MB at the end of the window, requests) of one connbench run."""
+    """(peak RSS MB, the last RSS MB sampled before it exited, requests) of one run."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
         argv = [
@@ -40,10 +40,12 @@ def peak_rss_mb(duration_s: int, strategy: str) -> tuple[float, float, int]:
         peak = last = 0.0
         while proc.poll() is None:
             try:
-                last = watched.memory_info().rss / 2**20
+                rss = watched.memory_info().rss / 2**20
             except psutil.Error:
                 break
-            peak = max(peak, last)
+            if rss:  # 0 once it has exited (a zombie until reaped)
+                last = rss
+                peak = max(peak, rss)
             time.sleep(SAMPLE_S)
         _, stderr = proc.communicate()
         if proc.returncode != 0:
@@ -65,7 +67,7 @@ def main() -> None:
         peaks.append(peak)
         print(
             f"{args.strategy} --duration {duration:>4}: peak RSS {peak:6.1f} MB "
-            f"(at the end {last:6.1f} MB), {requests:,} requests",
+            f"(last sample {last:6.1f} MB), {requests:,} requests",
             flush=True,
         )
     growth = peaks[1] / peaks[0] - 1
