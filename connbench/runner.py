@@ -336,7 +336,10 @@ def _run_variant(
                 sessions_after = sampler.sessions_counter(control)
                 rows = pg.count_rows(control)
             except psycopg.Error as exc:
-                lost = f"PostgreSQL stopped answering during the run: {first_line(exc)}"
+                lost = (
+                    "PostgreSQL cut connbench's own session during the run (it crashed, "
+                    f"restarted or stopped): {first_line(exc)}"
+                )
     opened = None
     if sessions_before is not None and sessions_after is not None:
         opened = sessions_after - sessions_before - connects
