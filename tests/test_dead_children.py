@@ -112,11 +112,11 @@ def test_a_child_killed_mid_run_fails_its_variant_and_the_run_goes_on(
     assert killed.status == "failed"
     assert killed.failure is not None and victim in killed.failure
     assert f"(pid {target.pid}) was killed by SIGKILL" in killed.failure
-    assert killed.requests["ok"] > 0  # what was measured before it died is kept
-    assert killed.timeseries["ok"]
+    assert killed.requests is not None and killed.requests.ok > 0  # kept what was measured
+    assert killed.timeseries is not None and killed.timeseries.ok
     # The next variant ran: on a server started again, through a new PgBouncer.
     assert after.status == "ok", after.failure
-    assert after.requests["ok"] > 0
+    assert after.requests is not None and after.requests.ok > 0
     assert saved.interrupted is False
 
 
@@ -138,4 +138,4 @@ def test_an_external_server_that_dies_stops_the_run_cleanly(tmp_path: Path) -> N
     (killed,) = saved.results  # connect never started
     assert killed.status == "failed"
     assert killed.failure and "PostgreSQL" in killed.failure
-    assert killed.requests["total"] > 0
+    assert killed.requests is not None and killed.requests.total > 0

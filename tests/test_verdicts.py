@@ -23,12 +23,11 @@ from connbench.infra import pgbouncer
 from connbench.measure import load
 from connbench.measure.load import LoadConfig, RawLoad, new_histogram
 from connbench.measure.sampler import Samples
-from connbench.model import results
-from connbench.model.results import RunResult
+from connbench.model.result_types import StrategyResult, VariantRecord
 from connbench.model.scenario import build
 from connbench.present import run as run_view
 
-from .conftest import RecordingReporter
+from .conftest import RecordingReporter, run_of, variant_of
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -58,16 +57,9 @@ def http_server(answer: bool) -> Iterator[str]:
         thread.join(5)
 
 
-def summarize(raw: RawLoad) -> results.StrategyResult:
-    return stats.summarize(
-        strategy="pool",
-        variant={"key": "pool"},
-        raw=raw,
-        samples=Samples(),
-        sessions_opened=None,
-        rows_inserted=raw.all_ok,
-        cpu_percent={},
-    )
+def summarize(raw: RawLoad) -> StrategyResult:
+    measured = stats.Measurement(raw=raw, samples=Samples(), rows_inserted=raw.all_ok)
+    return stats.summarize("pool", VariantRecord.model_validate(variant_of("pool")), measured)
 
 
 @pytest.mark.parametrize("timeout_s", [0.3, 2.0], ids=["in-window", "in-the-drain"])
@@ -77,12 +69,11 @@ def test_requests_that_all_time_out_are_errors_and_a_failed_run(timeout_s: float
     # Timeouts that end after the window (a timeout longer than the run) still count.
     assert raw.errors_by_kind["timeout"] >= 4
     result = summarize(raw)
-    assert result.requests["errors"] == raw.errors
+    assert result.requests is not None and result.requests.errors == raw.errors
     assert result.status == "failed"
     assert result.failure is not None and "served no request" in result.failure
     assert "timeout" in result.failure
-    run = RunResult(**{**vars(results.new_run({"name": "t"})), "results": [result]})
-    run.summary = stats.aggregate(run.results)
+    run = run_of(result)
     headers, rows = run_view._run_rows(run, lambda text, style: text)
     assert rows[0][headers.index("errors")] == f"{raw.errors:,}"
 
@@ -101,11 +92,12 @@ def test_a_rate_the_generator_cannot_offer_is_invalid_and_its_counts_add_up(rate
         config = LoadConfig(2, duration_s=1.0, warmup_s=0.3, timeout_s=2.0, rate_rps=rate)
         raw = load.run_sync(url, config)
     info = summarize(raw).open_model
-    assert info["offered"] == round(rate * raw.window_s)
+    assert info is not None
+    assert info.offered == round(rate * raw.window_s)
     assert raw.ok > 0
-    assert 0 < info["not_sent"] <= info["offered"]
-    assert info["valid"] is False
-    assert any("could not hold the offered rate" in r for r in info["invalid_reasons"])
+    assert 0 < info.not_sent <= info.offered
+    assert info.valid is False
+    assert any("could not hold the offered rate" in r for r in info.invalid_reasons)
 
 
 def test_a_held_rate_sends_what_was_offered() -> None:
@@ -147,9 +139,9 @@ def test_pool_nocheck_behind_a_transaction_pooler_has_no_prepared_statement_erro
     run, _ = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
     (result,) = run.results
     assert result.status == "ok", result.failure
-    assert result.requests["ok"] > 100
-    assert result.requests["errors"] == 0, result.requests["errors_by_kind"]
-    assert result.integrity["ok"] is True
+    assert result.requests is not None and result.requests.ok > 100
+    assert result.requests.errors == 0, result.requests.errors_by_kind
+    assert result.integrity is not None and result.integrity.ok is True
 
 
 def test_memory_follows_what_ran_not_the_duration_asked_for() -> None:

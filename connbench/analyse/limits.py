@@ -9,12 +9,14 @@ every limit: a run that served no request must not pass a CI check.
 
 from __future__ import annotations
 
-import math
 import operator
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from connbench.model import metrics
+from connbench.model.checks import Limit as Limit  # parsed in the model, judged here
+from connbench.model.checks import parse_limit
+from connbench.model.result_types import VariantSummary
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -22,58 +24,12 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     ">": operator.gt,
 }
-LATENCIES = ("mean", "p50", "p90", "p99", "p999", "max")
-METRICS = (
-    "throughput_rps",
-    *(f"{name}_ms" for name in LATENCIES),
-    "error_rate",
-    "connections_peak",
-    "connections_mean",
-    "sessions_opened",
-    "sessions_per_ok_response",
-)
-_EXPRESSION = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(<=|>=|<|>)\s*(\S+)\s*$")
+parse = parse_limit  # "p99_ms>50" -> Limit
 
 
-@dataclass(frozen=True)
-class Limit:
-    metric: str
-    op: str
-    value: float
-
-    def __str__(self) -> str:
-        return f"{self.metric}{self.op}{self.value:g}"
-
-
-def parse(text: str) -> Limit:
-    """``"p99_ms>50"`` -> Limit; raises ValueError saying what is wrong (with the text)."""
-    found = _EXPRESSION.match(text)
-    if not found:
-        raise ValueError(
-            f"cannot read {text!r}: expected METRIC<NUMBER or METRIC>NUMBER (also <=, >=), "
-            "such as 'p99_ms>50'"
-        )
-    metric, op, number = found.groups()
-    if metric not in METRICS:
-        raise ValueError(f"{text!r}: unknown metric {metric!r} (known: {', '.join(METRICS)})")
-    try:
-        value = float(number)
-    except ValueError:
-        raise ValueError(f"{text!r}: {number!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{text!r}: {number!r} is not a finite number")
-    return Limit(metric, op, value)
-
-
-def observed(summary: Mapping[str, Any], metric: str) -> float | None:
+def observed(summary: VariantSummary, metric: str) -> float | None:
     """The value a limit is checked against, from a ``stats.aggregate`` summary."""
-    if metric == "throughput_rps":
-        value = summary["throughput_rps"]["median"]
-    elif metric.endswith("_ms"):
-        value = summary["latency_ms"][metric.removesuffix("_ms")]["median"]
-    else:
-        value = summary.get(metric)
-    return None if value is None else float(value)
+    return metrics.lookup(metric).summary_value(summary)
 
 
 @dataclass(frozen=True)
@@ -85,25 +41,25 @@ class LimitVerdict:
     reason: str
 
 
-def check(limits: Sequence[Limit], summaries: Sequence[Mapping[str, Any]]) -> list[LimitVerdict]:
+def check(limits: Sequence[Limit], summaries: Sequence[VariantSummary]) -> list[LimitVerdict]:
     """One verdict per limit and variant, limit-major."""
     out = []
     for limit in limits:
         for summary in summaries:
             value = observed(summary, limit.metric)
-            runs = summary.get("runs_measured", 0)
+            runs = summary.runs_measured
             basis = (
                 "over all requests"
-                if limit.metric == "error_rate"
+                if metrics.lookup(limit.metric).key == "error_rate"
                 else f"median of {runs} repeats"
                 if runs > 1
                 else "one run"
             )
             if value is None:
-                failed, reason = True, f"{limit.metric} not measured ({summary.get('status')})"
+                failed, reason = True, f"{limit.metric} not measured ({summary.status})"
             elif OPERATORS[limit.op](value, limit.value):
                 failed, reason = True, f"{limit.metric} = {value:g} ({basis}): {limit} is true"
             else:
                 failed, reason = False, f"{limit.metric} = {value:g} ({basis})"
-            out.append(LimitVerdict(str(limit), str(summary["key"]), value, failed, reason))
+            out.append(LimitVerdict(str(limit), summary.key, value, failed, reason))
     return out

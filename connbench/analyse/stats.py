@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
@@ -12,7 +13,24 @@ from hdrh.histogram import HdrHistogram
 from connbench.measure.faults import Injected
 from connbench.measure.load import Buckets, RawLoad
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
-from connbench.model.results import StrategyResult
+from connbench.model import metrics
+from connbench.model.metrics import Metric
+from connbench.model.result_types import (
+    Breakdown,
+    CpuPercent,
+    FaultOutcome,
+    Generator,
+    Integrity,
+    Latency,
+    OpenModel,
+    Requests,
+    Server,
+    Status,
+    StrategyResult,
+    Timeseries,
+    VariantRecord,
+    VariantSummary,
+)
 
 AnySample = TypeVar("AnySample", Sample, PoolSample)
 
@@ -96,8 +114,8 @@ def pgbouncer_summary(samples: Sequence[PoolSample], start_ns: int, end_ns: int)
     return out
 
 
-def timeseries(raw: RawLoad, samples: Samples) -> dict[str, list[float]]:
-    """Per-second series over the measured window."""
+def timeseries(raw: RawLoad, samples: Samples) -> Timeseries:
+    """Per-second series over the measured window, each value at its offset ``t_s``."""
     ok, errors, p50, p99, conns = [], [], [], [], []
     seconds_samples: list[list[Sample]] = []
     for i, second in enumerate(raw.seconds):
@@ -119,60 +137,54 @@ def timeseries(raw: RawLoad, samples: Samples) -> dict[str, list[float]]:
         ]
         for state in states
     }
-    return {
-        "ok": ok,
-        "errors": errors,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "connections": conns,
-        **{f"connections_{state.replace(' ', '_')}": values for state, values in by_state.items()},
-    }
+    return Timeseries(
+        interval_s=1.0,
+        t_s=[float(i) for i in range(len(ok))],
+        ok=ok,
+        errors=errors,
+        p50_ms=p50,
+        p99_ms=p99,
+        connections=conns,
+        connections_by_state=by_state,
+    )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What was measured in one repeat of one variant: what :func:`summarize` reads.
+
+    ``app_stats``: the app's timing totals at the window's start and end, when it kept them;
+    ``pool_samples``: what PgBouncer's admin console showed, when there was one.
+    """
+
+    raw: RawLoad
+    samples: Samples
+    cpu_percent: dict[str, float | None] = field(default_factory=dict)
+    sessions_opened: int | None = None
+    rows_inserted: int | None = None
+    pool_samples: PoolSamples | None = None
+    injected: Injected | None = None
+    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
 
 
 def summarize(
-    *,
     strategy: str,
-    variant: dict[str, Any],
+    variant: VariantRecord,
+    measured: Measurement,
+    *,
     repeat: int = 0,
-    raw: RawLoad,
-    samples: Samples,
-    sessions_opened: int | None,
-    rows_inserted: int | None,
-    cpu_percent: dict[str, float | None],
-    interrupted: bool = False,
     predicted: dict[str, Any] | None = None,
     pgbouncer: dict[str, Any] | None = None,
-    pool_samples: PoolSamples | None = None,
-    injected: Injected | None = None,
-    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
 ) -> StrategyResult:
-    """Turn one strategy's raw measurements into its :class:`StrategyResult`.
+    """Turn one repeat's measurements into its :class:`StrategyResult`.
 
     ``predicted`` is the capacity prediction; ``pgbouncer`` describes the PgBouncer in front
-    of the server, if any, and ``pool_samples`` is what its admin console showed.
-    ``app_stats``: the app's timing totals at the window's start and end, when it kept them.
+    of the server, if any.
     """
-    server = connection_summary(samples.between(raw.window_start_ns, raw.window_end_ns))
-    if predicted is not None:
-        server["predicted"] = predicted
-    server["sessions_opened"] = sessions_opened
-    # Per successful response: a refused connection ("too many clients") opens no session.
-    server["sessions_per_ok_response"] = (
-        round(sessions_opened / raw.all_ok, 3)
-        if sessions_opened is not None and raw.all_ok
-        else None
-    )
-    server["sampler_failures"] = samples.failures
-    if pgbouncer is not None:
-        pools = pool_samples or PoolSamples()
-        server["pgbouncer"] = {
-            **pgbouncer,
-            **pgbouncer_summary(pools.samples, raw.window_start_ns, raw.window_end_ns),
-            "sampler_failures": pools.failures,
-        }
-    integrity_ok = rows_inserted is not None and rows_inserted == raw.all_ok
-    status, failure = ("interrupted" if interrupted else "ok"), None
-    if not interrupted and raw.ok == 0:
+    raw = measured.raw
+    status: Status = "interrupted" if raw.interrupted else "ok"
+    failure = None
+    if not raw.interrupted and raw.ok == 0:
         status, failure = "failed", served_nothing(raw)
     result = StrategyResult(
         strategy=strategy,
@@ -180,50 +192,64 @@ def summarize(
         failure=failure,
         variant=variant,
         repeat=repeat,
-        requests={
-            "total": raw.ok + raw.errors,
-            "ok": raw.ok,
-            "errors": raw.errors,
-            "errors_by_kind": dict(sorted(raw.errors_by_kind.items())),
-            "timeout_s": raw.config.timeout_s,
-        },
+        requests=Requests(
+            total=raw.ok + raw.errors,
+            ok=raw.ok,
+            errors=raw.errors,
+            errors_by_kind=dict(sorted(raw.errors_by_kind.items())),
+            timeout_s=raw.config.timeout_s,
+        ),
         throughput_rps=round(raw.ok / raw.window_s, 2) if raw.window_s else 0.0,
         duration_s=round(raw.window_s, 3),
-        latency_ms=latency_summary(raw.histogram),
+        latency_ms=Latency(**latency) if (latency := latency_summary(raw.histogram)) else None,
         histogram=encode_histogram(raw.histogram),
-        server=server,
-        integrity={
-            "ok_responses": raw.all_ok,
-            "rows_inserted": rows_inserted,
-            "requests_sent": raw.all_sent,
-            "error_responses": dict(sorted(raw.all_errors_by_kind.items())),
-            "ok": integrity_ok,
-            # 2xx without a row (an acknowledged write that is not there), and rows without a
-            # 2xx (a write the client was told failed, or never heard back about). Counts
-            # only: one of each would cancel out.
-            "lost_writes": (
-                max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None
-            ),
-            "unacknowledged_writes": (
-                max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
-            ),
-        },
-        generator={
-            "engine": raw.config.engine,
-            "cpu_percent": round(raw.cpu_percent, 1),
-            "loop_cpu_percent": round(raw.loop_cpu_percent, 1),
-            "saturated": raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
-        },
-        cpu_percent=cpu_percent,
-        timeseries=timeseries(raw, samples),
-        fault=fault_outcome(raw, injected) if injected is not None else {},
+        server=Server.model_validate(_server_side(measured, predicted, pgbouncer)),
+        integrity=_integrity(raw, measured.rows_inserted),
+        generator=Generator(
+            engine=raw.config.engine,
+            cpu_percent=round(raw.cpu_percent, 1),
+            loop_cpu_percent=round(raw.loop_cpu_percent, 1),
+            saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
+        ),
+        cpu_percent=CpuPercent(**measured.cpu_percent),
+        timeseries=timeseries(raw, measured.samples),
+        fault=(
+            FaultOutcome(**fault_outcome(raw, measured.injected))
+            if measured.injected is not None
+            else None
+        ),
     )
     if raw.config.rate_rps:
-        result.open_model = _open_model(raw)
-    mean_ms = result.latency_ms.get("mean")
-    result.breakdown = breakdown(*app_stats, latency_mean_ms=mean_ms)
+        result.open_model = OpenModel(**_open_model(raw))
+    mean_ms = result.latency_ms.mean if result.latency_ms else None
+    parts = breakdown(*measured.app_stats, latency_mean_ms=mean_ms)
+    result.breakdown = Breakdown(**parts) if parts else None
     result.warnings = warnings(result)
     return result
+
+
+def _server_side(
+    measured: Measurement, predicted: dict[str, Any] | None, pgbouncer: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The server's side of the window: sessions, the prediction, and PgBouncer's view."""
+    raw, opened = measured.raw, measured.sessions_opened
+    server = connection_summary(measured.samples.between(raw.window_start_ns, raw.window_end_ns))
+    if predicted is not None:
+        server["predicted"] = predicted
+    server["sessions_opened"] = opened
+    # Per successful response: a refused connection ("too many clients") opens no session.
+    server["sessions_per_ok_response"] = (
+        round(opened / raw.all_ok, 3) if opened is not None and raw.all_ok else None
+    )
+    server["sampler_failures"] = measured.samples.failures
+    if pgbouncer is not None:
+        pools = measured.pool_samples or PoolSamples()
+        server["pgbouncer"] = {
+            **pgbouncer,
+            **pgbouncer_summary(pools.samples, raw.window_start_ns, raw.window_end_ns),
+            "sampler_failures": pools.failures,
+        }
+    return server
 
 
 def served_nothing(raw: RawLoad) -> str:
@@ -237,6 +263,24 @@ def served_nothing(raw: RawLoad) -> str:
     )
 
 
+def _integrity(raw: RawLoad, rows_inserted: int | None) -> Integrity:
+    """Rows in the table against 2xx responses, over the whole run (warm-up included)."""
+    return Integrity(
+        ok_responses=raw.all_ok,
+        rows_inserted=rows_inserted,
+        requests_sent=raw.all_sent,
+        error_responses=dict(sorted(raw.all_errors_by_kind.items())),
+        ok=rows_inserted is not None and rows_inserted == raw.all_ok,
+        # 2xx without a row (an acknowledged write that is not there), and rows without a
+        # 2xx (a write the client was told failed, or never heard back about). Counts
+        # only: one of each would cancel out.
+        lost_writes=max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None,
+        unacknowledged_writes=(
+            max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
+        ),
+    )
+
+
 SCHEDULE_LAG_INVALID_MS = 10.0
 NOT_SENT_INVALID = 0.01  # of the offered requests
 
@@ -244,7 +288,8 @@ NOT_SENT_INVALID = 0.01  # of the offered requests
 def _open_model(raw: RawLoad) -> dict[str, Any]:
     """The open model's own account: what was offered, what did not go to plan, validity."""
     info = dict(raw.open_model)
-    info["latency_uncorrected_ms"] = latency_summary(raw.uncorrected) if raw.uncorrected else {}
+    uncorrected = latency_summary(raw.uncorrected) if raw.uncorrected else {}
+    info["latency_uncorrected_ms"] = uncorrected or None
     reasons = []
     offered = info.get("offered") or 0
     if offered and info.get("not_sent", 0) > NOT_SENT_INVALID * offered:
@@ -362,8 +407,7 @@ def fault_outcome(raw: RawLoad, injected: Injected) -> dict[str, Any]:
         return out
     at_ns = injected.at_ns - raw.window_start_ns
     out["injected_at_s"] = round(at_ns / 1e9, 3)
-    after = Counter({kind: b.count(at_ns) for kind, b in raw.error_buckets.items()})
-    after = +after  # drop the kinds with none after the fault
+    after = +Counter({kind: b.count(at_ns) for kind, b in raw.error_buckets.items()})
     out["errors"] = sum(after.values())
     out["errors_by_kind"] = dict(after.most_common())
     offsets = raw.ok_buckets
@@ -410,43 +454,46 @@ def warnings(result: StrategyResult) -> list[str]:
     """What a careful reader should know before trusting this strategy's numbers."""
     out: list[str] = []
     integrity = result.integrity
-    if not integrity.get("ok"):
-        rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
+    if integrity is None or not integrity.ok:
+        rows = integrity.rows_inserted if integrity else None
+        ok = integrity.ok_responses if integrity else None
         out.append(f"integrity: {rows} rows inserted for {ok} successful responses")
-    if result.generator.get("saturated"):
+    generator = result.generator
+    if generator is not None and generator.saturated:
         out.append(
-            f"load generator saturated ({result.generator['loop_cpu_percent']:.0f}% of a core): "
+            f"load generator saturated ({generator.loop_cpu_percent:.0f}% of a core): "
             "throughput is the generator's ceiling, not the app's"
         )
-    total = result.requests.get("total", 0)
+    requests = result.requests
     for name, needed in MIN_REQUESTS_FOR.items():
-        if 0 < result.requests.get("ok", 0) < needed:
-            out.append(f"{name} rests on {result.requests['ok']} requests (want >= {needed})")
+        if requests is not None and 0 < requests.ok < needed:
+            out.append(f"{name} rests on {requests.ok} requests (want >= {needed})")
             break
-    if total and result.requests.get("errors"):
-        kinds = ", ".join(f"{k} {v}" for k, v in result.requests["errors_by_kind"].items())
+    if requests is not None and requests.total and requests.errors:
+        kinds = ", ".join(f"{k} {v}" for k, v in requests.errors_by_kind.items())
         out.append(f"errors: {kinds}")
-    for reason in result.open_model.get("invalid_reasons", []):
-        out.append(f"INVALID: {reason}")
-    if result.open_model.get("sent_late"):
-        out.append(
-            f"{result.open_model['sent_late']} requests sent late (latency is counted from "
-            "their intended time)"
-        )
-    if result.server.get("sampler_failures"):
-        out.append(f"server sampler failed {result.server['sampler_failures']} times")
-    if result.server.get("pgbouncer", {}).get("sampler_failures"):
-        failures = result.server["pgbouncer"]["sampler_failures"]
-        out.append(f"pgbouncer sampler failed {failures} times")
-    predicted = result.server.get("predicted") or {}
-    peak = result.server.get("connections_peak")
-    if peak is not None and predicted.get("connections") is not None:
-        if peak > predicted["connections"]:
+    open_model = result.open_model
+    if open_model is not None:
+        for reason in open_model.invalid_reasons:
+            out.append(f"INVALID: {reason}")
+        if open_model.sent_late:
             out.append(
-                f"capacity: {peak} server connections seen, more than the "
-                f"{predicted['connections']} predicted ({predicted['basis']})"
+                f"{open_model.sent_late} requests sent late (latency is counted from "
+                "their intended time)"
             )
-    baseline_cv = result.fault.get("baseline_cv")
+    server = result.server
+    if server is not None and server.sampler_failures:
+        out.append(f"server sampler failed {server.sampler_failures} times")
+    if server is not None and server.pgbouncer and server.pgbouncer.sampler_failures:
+        out.append(f"pgbouncer sampler failed {server.pgbouncer.sampler_failures} times")
+    predicted = server.predicted if server else None
+    peak = server.connections_peak if server else None
+    if peak is not None and predicted is not None and peak > predicted.connections:
+        out.append(
+            f"capacity: {peak} server connections seen, more than the "
+            f"{predicted.connections} predicted ({predicted.basis})"
+        )
+    baseline_cv = result.fault.baseline_cv if result.fault else None
     if baseline_cv is not None and baseline_cv >= UNSTABLE_CV:
         out.append(
             f"fault: throughput varied by {baseline_cv:.0%} (CV) over the seconds before the "
@@ -477,7 +524,7 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def aggregate(runs: Sequence[StrategyResult]) -> list[dict[str, Any]]:
+def aggregate(runs: Sequence[StrategyResult]) -> list[VariantSummary]:
     """One summary per variant, in the order variants first appear: medians and spread over
     the repeats that completed, and the warnings a careful reader needs."""
     groups: dict[str, list[StrategyResult]] = {}
@@ -486,57 +533,20 @@ def aggregate(runs: Sequence[StrategyResult]) -> list[dict[str, Any]]:
     return [_summarize_variant(key, group) for key, group in groups.items()]
 
 
-def _latency(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.latency_ms.get(name)
-
-
-def _server(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.server.get(name)
-
-
-def _cpu(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.cpu_percent.get(name)
-
-
-def _error_rate(run: StrategyResult) -> float | None:
-    total = int(run.requests.get("total") or 0)
-    return int(run.requests.get("errors") or 0) / total if total else None
-
-
-# One value per run, by name (units in the names). What aggregate, compare and the --fail-if
-# limits all read, so a median means the same thing everywhere.
-RUN_METRICS: dict[str, Callable[[StrategyResult], float | None]] = {
-    "throughput_rps": lambda run: run.throughput_rps,
-    **{f"{name}_ms": _latency(name) for name in ("mean", *PERCENTILES, "max")},
-    "error_rate": _error_rate,
-    **{
-        name: _server(name)
-        for name in (
-            "connections_peak",
-            "connections_mean",
-            "sessions_opened",
-            "sessions_per_ok_response",
-        )
-    },
-    "cpu_app_percent": _cpu("app"),
-    "cpu_postgres_percent": _cpu("postgres"),
-    "cpu_pgbouncer_percent": _cpu("pgbouncer"),
-    "cpu_generator_percent": lambda run: run.generator.get("loop_cpu_percent"),
-}
-
-
 def measured(runs: Sequence[StrategyResult]) -> list[StrategyResult]:
     """The runs that produced numbers: not failed nor unavailable, at least one 2xx."""
-    return [r for r in runs if r.status in MEASURED and r.requests.get("ok")]
+    return [r for r in runs if r.status in MEASURED and r.requests and r.requests.ok]
 
 
-def values(runs: Sequence[StrategyResult], metric: str) -> list[float]:
-    """``metric`` (a :data:`RUN_METRICS` name) of every measured run that has it, in order."""
-    get = RUN_METRICS[metric]
-    return [float(v) for v in (get(r) for r in measured(runs)) if v is not None]
+def values(runs: Sequence[StrategyResult], metric: Metric | str) -> list[float]:
+    """``metric`` (from the registry, or any of its names) of every measured run that has it,
+    in order. The one place a per-repeat value comes from: aggregate, compare and the
+    --fail-if limits all read through it, so a median means the same thing everywhere."""
+    found = metrics.lookup(metric) if isinstance(metric, str) else metric
+    return [v for v in (found.run_value(r) for r in measured(runs)) if v is not None]
 
 
-def _median_of(runs: Sequence[StrategyResult], metric: str) -> float | None:
+def _median_of(runs: Sequence[StrategyResult], metric: Metric | str) -> float | None:
     found = values(runs, metric)
     return round(statistics.median(found), 3) if found else None
 
@@ -549,84 +559,90 @@ def variant_status(runs: Sequence[StrategyResult]) -> str:
     return "interrupted" if "interrupted" in statuses else "ok"
 
 
-def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
+# The registry's metrics whose median over the repeats a summary keeps at its top level
+# (throughput and latencies keep their whole spread; the error rate is over all requests).
+_MEDIANS = tuple(m for m in metrics.METRICS if len(m.path) == 1 and m.key != "error_rate")
+_PGBOUNCER_PEAKS = (
+    "cl_waiting_peak", "maxwait_ms_peak", "wait_ms_per_transaction", "sv_active_peak",
+    "sv_idle_peak",
+)  # fmt: skip
+
+
+def _summarize_variant(key: str, runs: list[StrategyResult]) -> VariantSummary:
     done = measured(runs)
-    status = variant_status(runs)
-    ran = [r for r in runs if r.status in MEASURED]
-    total = sum(int(r.requests.get("total", 0)) for r in ran)
-    errors = sum(int(r.requests.get("errors", 0)) for r in runs)
     summary: dict[str, Any] = {
         "key": key,
         "strategy": runs[0].strategy,
         "variant": runs[0].variant,
-        "status": status,
+        "status": variant_status(runs),
         "runs": len(runs),
         "runs_measured": len(done),
-        "throughput_rps": spread(values(runs, "throughput_rps")),
+        "throughput_rps": spread(values(runs, "throughput")),
         "latency_ms": {
-            name: spread(values(runs, f"{name}_ms")) for name in ("mean", *PERCENTILES, "max")
+            m.name: spread(values(runs, m)) for m in metrics.METRICS if m.path[0] == "latency_ms"
         },
         "latency_uncorrected_ms": {
             name: spread(
                 [
-                    r.open_model["latency_uncorrected_ms"][name]
+                    getattr(r.open_model.latency_uncorrected_ms, name)
                     for r in done
-                    if name in r.open_model.get("latency_uncorrected_ms", {})
+                    if r.open_model and r.open_model.latency_uncorrected_ms
                 ]
             )
             for name in ("p50", "p99")
         },
+        **_request_counts(runs),
+        "generator_saturated": any(r.generator and r.generator.saturated for r in runs),
+        "valid": all(r.open_model is None or r.open_model.valid for r in runs),
+    }
+    summary.update({m.key: _median_of(runs, m) for m in _MEDIANS})
+    # The same in every repeat: it depends on the variant and the server's settings only.
+    summary["predicted"] = next(
+        (r.server.predicted for r in runs if r.server and r.server.predicted), None
+    )
+    summary.update(_pgbouncer_medians(done))
+    summary["breakdown"] = _breakdown_medians(done)
+    summary["failure"] = next((r.failure for r in runs if r.failure), None)
+    summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
+    return VariantSummary.model_validate(summary)
+
+
+def _request_counts(runs: list[StrategyResult]) -> dict[str, Any]:
+    ran = [r for r in runs if r.status in MEASURED]
+    total = sum(r.requests.total for r in ran if r.requests)
+    errors = sum(r.requests.errors for r in runs if r.requests)
+    return {
         "errors": errors,
-        "requests_ok": sum(int(r.requests.get("ok", 0)) for r in runs),
+        "requests_ok": sum(r.requests.ok for r in runs if r.requests),
         "requests_total": total,
         # Over every request of every repeat, as k6 computes a rate: a median of per-repeat
         # rates would hide one repeat that failed badly.
         "error_rate": round(errors / total, 6) if total else None,
-        "integrity_ok": all(r.integrity.get("ok") for r in ran),
-        "generator_saturated": any(r.generator.get("saturated") for r in runs),
-        "valid": all(r.open_model.get("valid", True) for r in runs),
+        "integrity_ok": all(r.integrity is not None and r.integrity.ok for r in ran),
     }
-    for name in (
-        "connections_peak",
-        "connections_mean",
-        "sessions_opened",
-        "sessions_per_ok_response",
-        "cpu_app_percent",
-        "cpu_postgres_percent",
-        "cpu_pgbouncer_percent",
-        "cpu_generator_percent",
-    ):
-        summary[name] = _median_of(runs, name)
-    # The same in every repeat: it depends on the variant and the server's settings only.
-    summary["predicted"] = next(
-        (r.server["predicted"] for r in runs if "predicted" in r.server), None
-    )
-    for name in (
-        "cl_waiting_peak",
-        "maxwait_ms_peak",
-        "wait_ms_per_transaction",
-        "sv_active_peak",
-        "sv_idle_peak",
-    ):
+
+
+def _pgbouncer_medians(done: list[StrategyResult]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in _PGBOUNCER_PEAKS:
         found = [
-            r.server["pgbouncer"][name]
+            value
             for r in done
-            if r.server.get("pgbouncer", {}).get(name) is not None
+            if r.server and r.server.pgbouncer
+            if (value := getattr(r.server.pgbouncer, name)) is not None
         ]
-        summary[f"pgbouncer_{name}"] = spread(found)["median"] if found else None
+        out[f"pgbouncer_{name}"] = spread(found)["median"] if found else None
+    return out
+
+
+def _breakdown_medians(done: list[StrategyResult]) -> dict[str, Any]:
     parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
-    with_breakdown = [r.breakdown for r in done if r.breakdown]
-    summary["breakdown"] = (
-        {
-            name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
-            for name in parts
-        }
+    with_breakdown = [r.breakdown.model_dump() for r in done if r.breakdown]
+    return {
+        name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
+        for name in parts
         if with_breakdown
-        else {}
-    )
-    summary["failure"] = next((r.failure for r in runs if r.failure), None)
-    summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
-    return summary
+    }
 
 
 def _run_warnings(runs: list[StrategyResult]) -> list[str]:
