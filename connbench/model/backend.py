@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench.model.errors import BadInput
+from connbench.model.errors import BadInput, first_line
 
 DEFAULT_DOCKER_IMAGE = "postgres:16-alpine"
 
@@ -42,7 +42,8 @@ def parse_backend(value: str) -> Backend:
         try:
             conninfo_to_dict(value)
         except psycopg.ProgrammingError as exc:
-            raise BadInput(f"--postgres: not a valid connection string: {exc}") from None
+            reason = first_line(exc)  # libpq's message may run to several lines
+            raise BadInput(f"--postgres: not a valid connection string: {reason}") from None
         return Backend("external", dsn=value)
     raise BadInput(
         f"--postgres: unknown backend {value!r}; expected embedded, local, docker[:IMAGE] "
