@@ -35,7 +35,10 @@ EXIT_INTERRUPTED = 130
 # The one table of exit codes: --help shows it, the README repeats it (a test keeps them equal).
 EXIT_CODES = (
     (0, "success"),
-    (EXIT_FAILED, "failed: a strategy's app failed; compare: a regression the gate caught"),
+    (
+        EXIT_FAILED,
+        "failed: an app, server or PgBouncer died, or nothing was served; compare: a regression",
+    ),
     (2, "bad input: a flag, a scenario or result file, a DSN, a missing tool"),
     (EXIT_LIMITS, "a limit crossed: run --fail-if"),
     (EXIT_INVALID, "invalid measurement: open-model rate not held, or generator saturated"),
@@ -559,7 +562,15 @@ def _run_exit_code(result: RunResult) -> int:
         typer.echo("connbench: interrupted; partial result saved", err=True)
         return EXIT_INTERRUPTED
     # An unavailable variant (PgBouncer not installed) was said and is no failure.
-    if any(r.status == "failed" for r in result.results):
+    failed = [r for r in result.results if r.status == "failed"]
+    if failed:
+        first = failed[0]
+        cause = (first.failure or "failed").strip().splitlines()[0]
+        typer.echo(
+            f"connbench: {len(failed)} of {len(result.results)} runs failed; "
+            f"{first.key}: {_redacted(cause)}",
+            err=True,
+        )
         return EXIT_FAILED
     code = 0
     invalid = view.invalid_variants(result)

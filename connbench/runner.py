@@ -9,6 +9,13 @@ Interrupts, in one place:
   those in flight awaited), so the strategy's partial numbers are kept; a second abandons it.
 
 Either way what was measured is saved with ``"interrupted": true`` and the run exits 130.
+
+Children that die, in one place too: a watchdog polls the app, PostgreSQL's postmaster and
+PgBouncer while a variant is measured. The first death stops the load; the variant is saved as
+failed with the cause (which child, its exit status, when) and the numbers measured until
+then. A server connbench started is started again for the next variant (PgBouncer and the app
+are per variant anyway); an external server cannot be, so the run stops there
+(:class:`ServerLost`), and what was measured is saved either way.
 """
 
 from __future__ import annotations
@@ -29,13 +36,13 @@ import psycopg
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, pgbouncer, postgres, tempdirs, userapp
+from connbench.infra import appserver, pgbouncer, postgres, procs, tempdirs, userapp
 from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
 from connbench.model.dsn import redact
-from connbench.model.errors import BadInput, ProcessError
+from connbench.model.errors import BadInput, PostgresError, ProcessError, first_line
 from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
@@ -43,6 +50,31 @@ from connbench.model.scenario import Scenario, Variant
 CALIBRATE_MAX_S = 5.0
 CONTROL_APP = "connbench-control"  # application_name of the runner's own connection
 STATS_TIMEOUT_S = 10.0  # the app answers its timing totals behind the requests it is serving
+WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
+
+
+class ServerLost(PostgresError):
+    """PostgreSQL went away and connbench cannot start it again (an external server)."""
+
+
+@dataclass(frozen=True)
+class Death:
+    """A child that stopped on its own while a variant was measured."""
+
+    child: str  # app | postgres | pgbouncer
+    pid: int | None
+    returncode: int
+    at_s: float | None  # seconds into the measured window; None: during the warm-up
+
+    def __str__(self) -> str:
+        who = {
+            "app": "the app's uvicorn",
+            "postgres": "PostgreSQL's postmaster",
+            "pgbouncer": "PgBouncer",
+        }.get(self.child, self.child)
+        pid = f" (pid {self.pid})" if self.pid is not None else ""
+        when = "during the warm-up" if self.at_s is None else f"{self.at_s:.1f} s into the window"
+        return f"{who}{pid} {procs.describe_exit(self.returncode)} {when}"
 
 
 class Reporter(Protocol):
@@ -132,6 +164,7 @@ def execute(
     predictions = {v: _predict(v, scenario) for v in variants if v.kind == "strategy"}
     # Interleaved (A B C A B C ...): drift over the run hits every variant alike.
     plan = [(repeat, v) for repeat in range(scenario.repeat) for v in variants]
+    procs.ensure_open_files(max(scenario.concurrency))
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
     try:
@@ -145,6 +178,7 @@ def execute(
                         run.calibration = _calibrate(pg, scenario, reporter)
                     context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
                     for index, (repeat, variant) in enumerate(plan, 1):
+                        _ensure_server(pg, reporter)
                         label = variant.key  # every progress line names its variant
                         if scenario.repeat > 1:
                             label += f" #{repeat + 1}"
@@ -161,6 +195,12 @@ def execute(
                             raise KeyboardInterrupt
             except (KeyboardInterrupt, asyncio.CancelledError):
                 run.interrupted = True
+            except psycopg.Error as exc:  # the server refused or went away between the steps
+                raise ServerLost(
+                    f"PostgreSQL: {first_line(exc)}; the runs measured before are saved in {path}"
+                ) from None
+            except ServerLost as exc:
+                raise ServerLost(f"{exc}; the runs measured before are saved in {path}") from None
     finally:
         run.summary = stats.aggregate(run.results)
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
@@ -226,6 +266,30 @@ def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) ->
 
 def _predict(variant: Variant, scenario: Scenario) -> capacity.Prediction:
     return capacity.predict(STRATEGIES[variant.strategy], variant, scenario.pgbouncer_pool_size)
+
+
+def _ensure_server(pg: postgres.Postgres, reporter: Reporter) -> None:
+    """Before a variant: start a server connbench runs again if it died; raise
+    :class:`ServerLost` when it cannot be (an external server that does not answer)."""
+    code = pg.died()
+    if code is not None:
+        if pg.restarter is None:  # pragma: no cover - only servers we start have an exit code
+            raise ServerLost(f"PostgreSQL {procs.describe_exit(code)}")
+        reporter.warn(
+            f"PostgreSQL's postmaster {procs.describe_exit(code)}: starting it again "
+            "for the next variant"
+        )
+        with load.new_runner() as loop:
+            loop.run(pg.restart())
+        return
+    if pg.exit_code is None:  # a server we cannot watch: does it still answer?
+        try:
+            pg.connect(application_name=CONTROL_APP).close()
+        except psycopg.Error as exc:
+            raise ServerLost(
+                f"PostgreSQL at {pg.display_dsn} no longer answers ({first_line(exc)}): "
+                "connbench cannot start a server it did not start, so the run stops here"
+            ) from None
 
 
 def _max_connections(pg: postgres.Postgres) -> int | None:
@@ -310,18 +374,26 @@ def _run_variant(
         )
         try:
             with serve as (route, app):
-                measured = _measure(app, route.bouncer, variant, run)
+                measured, death = _measure(app, route.bouncer, variant, run)
                 died, app_log = app.exit_code(), app.log_tail()
         except ProcessError as exc:
             return _not_measured(variant, repeat, "failed", redact(str(exc)))
         connects = measured.samples.connects
-        if measured.injected is not None:
-            connects += measured.injected.connects
-            if measured.injected.restarted:
-                # The restart cut our session: one more of ours for the count to discount.
-                control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
-                connects += 1
-        measured = _count_writes(pg, control, measured, sessions_before, connects)
+        lost = None
+        if death is None or death.child != "postgres":  # else nothing left to count on
+            try:
+                if measured.injected is not None:
+                    connects += measured.injected.connects
+                    if measured.injected.restarted:
+                        # The restart cut our session: one more of ours for the count to discount.
+                        control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
+                        connects += 1
+                measured = _count_writes(pg, control, measured, sessions_before, connects)
+            except psycopg.Error as exc:
+                lost = (
+                    "PostgreSQL cut connbench's own session during the run (it crashed, "
+                    f"restarted or stopped): {first_line(exc)}"
+                )
     result = stats.summarize(
         variant.strategy,
         _record(variant),
@@ -330,10 +402,14 @@ def _run_variant(
         predicted=predicted.to_dict(_max_connections(pg)),
         pgbouncer=route.bouncer.describe() if route.bouncer else None,
     )
-    if died is not None:
-        result.warnings.append(
-            f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
-        )
+    failure = str(death) if death is not None else lost
+    if failure is None and died is not None:  # it died after the window, in the drain
+        failure = f"the app's uvicorn {procs.describe_exit(died)} during the run"
+    if failure is not None:
+        # Failed, with what was measured until then kept in the result.
+        result.status, result.failure = "failed", failure
+        if (death is not None and death.child == "app") or died is not None:
+            result.warnings.append(f"the app's log:\n{redact(app_log)}")
     return result
 
 
@@ -389,23 +465,28 @@ def _measure(
     run: _Run,
     spec: AppSpec | None = None,
     database: str | None = None,
-) -> stats.Measurement:
+) -> tuple[stats.Measurement, Death | None]:
     """Load the app for the scenario's window while the samplers watch the server (and
-    PgBouncer), the fault is injected and the edges of the window are marked.
+    PgBouncer), the fault is injected and the edges of the window are marked; and the
+    child that died meanwhile, if one did (the load then stopped early).
 
     An own app or target (``spec``) is sent its own requests, and its sessions are every
     client session on ``database`` (see :mod:`connbench.infra.userapp`)."""
     pg, interrupts = run.pg, run.interrupts
     injector = faults.Injector(run.scenario.fault, pg) if run.scenario.fault else None
 
-    async def main() -> stats.Measurement:
+    async def main() -> tuple[stats.Measurement, Death | None]:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         samples = sampler.Samples()
         pool_samples = sampler.PoolSamples() if bouncer is not None else None
         edges = _Edges(app, pg, bouncer, injector, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
         interrupts.attach(loop, stop)
-        watchers = [asyncio.create_task(sampler.watch(pg, samples, database=database))]
+        deaths: list[Death] = []
+        watchers = [
+            asyncio.create_task(sampler.watch(pg, samples, database=database)),
+            asyncio.create_task(_watch_children(app, pg, bouncer, edges.seen, stop, deaths)),
+        ]
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
@@ -426,7 +507,7 @@ def _measure(
             await asyncio.gather(*watchers, *edges.reads.values(), return_exceptions=True)
             await edges.client.aclose()
             interrupts.detach(loop)
-        return stats.Measurement(
+        measured = stats.Measurement(
             raw=raw,
             samples=samples,
             cpu_percent=_cpu_percent(edges.processes(), edges.seen),
@@ -434,9 +515,40 @@ def _measure(
             injected=injected,
             app_stats=(app_stats.get("start"), app_stats.get("end")),
         )
+        return measured, deaths[0] if deaths else None
 
     with load.new_runner() as runner:
         return runner.run(main())
+
+
+async def _watch_children(
+    app: appserver.App | userapp.Served,
+    pg: postgres.Postgres,
+    bouncer: pgbouncer.PgBouncer | None,
+    edges: dict[str, _Edge],
+    stop: asyncio.Event,
+    deaths: list[Death],
+) -> None:
+    """Until cancelled: when the app, the postmaster or PgBouncer stops on its own, record it
+    in ``deaths`` and set ``stop`` (the load ends as on Ctrl-C, keeping what it measured)."""
+    children: dict[str, tuple[Callable[[], int | None], int | None]] = {
+        "app": (app.exit_code, app.pid),
+        "postgres": (pg.died, pg.server_pid),
+    }
+    if bouncer is not None:
+        children["pgbouncer"] = (bouncer.exit_code, bouncer.pid)
+    while not deaths:
+        for name, (exit_code, pid) in children.items():
+            code = exit_code()
+            if code is not None:
+                start = edges.get("start")
+                at_s = time.perf_counter() - start.t_s if start is not None else None
+                if name == "postgres":
+                    pid = pg.server_pid  # a restart fault may have replaced it
+                deaths.append(Death(name, pid, code, at_s))
+                stop.set()
+                break
+        await asyncio.sleep(WATCH_INTERVAL_S)
 
 
 def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> StrategyResult:
@@ -478,7 +590,7 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
                 userapp.wait_until_idle(control, db.name)
                 rows_before = userapp.count(spec, control)
                 sessions_before = sampler.sessions_counter(control, db.name)
-                measured = _measure(served, None, variant, run, spec, db.name)
+                measured, death = _measure(served, None, variant, run, spec, db.name)
                 died, app_log = served.exit_code(), served.log_tail()
             if target:
                 userapp.wait_until_idle(control, db.name)
@@ -498,6 +610,8 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     cpu = measured.cpu_percent | ({"app": None} if target else {})
     measured = replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
     result = stats.summarize(spec.name, described, measured, repeat=repeat)
+    if death is not None:
+        result.status, result.failure = "failed", str(death)
     if died is not None:
         result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
     return result

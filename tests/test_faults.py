@@ -11,7 +11,7 @@ from connbench.analyse import stats
 from connbench.infra.postgres import Postgres
 from connbench.measure import faults
 from connbench.measure.faults import Fault, Injected
-from connbench.measure.load import LoadConfig, RawLoad, new_histogram
+from connbench.measure.load import Buckets, LoadConfig, RawLoad, new_histogram
 from connbench.measure.sampler import Samples
 from connbench.model.errors import ScenarioError
 from connbench.model.result_types import VariantRecord
@@ -97,7 +97,8 @@ def raw_at(ok_per_100ms: list[int]) -> RawLoad:
     offsets = array("q")
     for i, n in enumerate(ok_per_100ms):
         offsets.extend(i * S // 10 + j * (S // 10) // max(n, 1) for j in range(n))
-    raw.ok_offsets_ns = offsets
+    raw.ok_buckets = Buckets.of(offsets)
+    raw.ok = len(offsets)
     return raw
 
 
@@ -110,7 +111,9 @@ def test_recovery_after_an_outage() -> None:
     # 10 per 100 ms (100 req/s) for 2 s, nothing for 0.5 s, then 100 req/s again.
     raw = raw_at([10] * 20 + [0] * 5 + [10] * 25)
     errors = [(-S, "timeout"), (int(2.1 * S), "db:CannotConnectNow"), (6 * S, "timeout")]
-    raw.error_offsets_ns = errors
+    raw.error_buckets = {
+        kind: Buckets.of([o for o, k in errors if k == kind]) for _, kind in errors
+    }
     out = stats.fault_outcome(raw, injected(2.0, took_s=0.4))
     assert out["baseline_rps"] == 100
     assert out["baseline_cv"] == 0
@@ -152,7 +155,7 @@ def test_a_fault_that_never_fired_or_failed_has_no_outcome() -> None:
 
 def test_unstable_baseline_is_flagged() -> None:
     raw = raw_at([10] * 10 + [5] * 10 + [10] * 30)
-    raw.all_ok = raw.ok = len(raw.ok_offsets_ns)
+    raw.all_ok = raw.ok
     raw.window_s = 5.0
     result = stats.summarize(
         "pool",

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import statistics
-from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
 from connbench.measure.faults import Injected
-from connbench.measure.load import RawLoad
+from connbench.measure.load import Buckets, RawLoad
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
 from connbench.model import metrics
 from connbench.model.metrics import Metric
@@ -27,6 +26,7 @@ from connbench.model.result_types import (
     OpenModel,
     Requests,
     Server,
+    Status,
     StrategyResult,
     Timeseries,
     VariantRecord,
@@ -63,21 +63,28 @@ def decode_histogram(encoded: str) -> HdrHistogram:
     return HdrHistogram.decode(encoded.encode())
 
 
-def connection_summary(samples: Sequence[Sample]) -> dict[str, Any]:
-    """Peak and mean of the app's server sessions, in total and by state."""
-    if not samples:
+def connection_summary(samples: Iterable[Sample]) -> dict[str, Any]:
+    """Peak and mean of the app's server sessions, in total and by state (one pass)."""
+    count = total_sum = total_peak = 0
+    state_sum: Counter[str] = Counter()
+    state_peak: Counter[str] = Counter()
+    for sample in samples:
+        count += 1
+        total = sample.total
+        total_sum += total
+        total_peak = max(total_peak, total)
+        for state, n in sample.by_state.items():
+            state_sum[state] += n
+            state_peak[state] = max(state_peak[state], n)
+    if not count:
         return {"connections_peak": None, "connections_mean": None, "samples": 0}
-    totals = [s.total for s in samples]
-    states = sorted({state for s in samples for state in s.by_state})
+    states = sorted(state_sum.keys() | state_peak.keys())
     return {
-        "connections_peak": max(totals),
-        "connections_mean": round(sum(totals) / len(totals), 2),
-        "by_state_peak": {st: max(s.by_state.get(st, 0) for s in samples) for st in states},
-        "by_state_mean": {
-            st: round(sum(s.by_state.get(st, 0) for s in samples) / len(samples), 2)
-            for st in states
-        },
-        "samples": len(samples),
+        "connections_peak": total_peak,
+        "connections_mean": round(total_sum / count, 2),
+        "by_state_peak": {st: state_peak[st] for st in states},
+        "by_state_mean": {st: round(state_sum[st] / count, 2) for st in states},
+        "samples": count,
     }
 
 
@@ -108,7 +115,7 @@ def pgbouncer_summary(samples: Sequence[PoolSample], start_ns: int, end_ns: int)
     return out
 
 
-def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> Timeseries:
+def timeseries(raw: RawLoad, samples: Samples) -> Timeseries:
     """Per-second series over the measured window, each value at its offset ``t_s``."""
     ok, errors, p50, p99, conns = [], [], [], [], []
     seconds_samples: list[list[Sample]] = []
@@ -117,12 +124,10 @@ def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> Timeseries:
             break
         ok.append(float(second.ok))
         errors.append(float(second.errors))
-        hist = second.histogram
-        has = hist.get_total_count() > 0
-        p50.append(round(hist.get_value_at_percentile(50) / 1000.0, 3) if has else 0.0)
-        p99.append(round(hist.get_value_at_percentile(99) / 1000.0, 3) if has else 0.0)
+        p50.append(second.p50_ms)
+        p99.append(second.p99_ms)
         start = raw.window_start_ns + i * 1_000_000_000
-        these = in_window(samples, start, start + 1_000_000_000)
+        these = list(samples.between(start, start + 1_000_000_000))
         conns.append(round(sum(s.total for s in these) / len(these), 2) if these else 0.0)
         seconds_samples.append(these)
     states = sorted({state for these in seconds_samples for s in these for state in s.by_state})
@@ -178,9 +183,14 @@ def summarize(
     of the server, if any.
     """
     raw = measured.raw
+    status: Status = "interrupted" if raw.interrupted else "ok"
+    failure = None
+    if not raw.interrupted and raw.ok == 0:
+        status, failure = "failed", served_nothing(raw)
     result = StrategyResult(
         strategy=strategy,
-        status="interrupted" if raw.interrupted else "ok",
+        status=status,
+        failure=failure,
         variant=variant,
         repeat=repeat,
         requests=Requests(
@@ -198,7 +208,7 @@ def summarize(
         integrity=_integrity(raw, measured.rows_inserted),
         generator=_generator(raw),
         cpu_percent=CpuPercent(**measured.cpu_percent),
-        timeseries=timeseries(raw, measured.samples.samples),
+        timeseries=timeseries(raw, measured.samples),
         fault=(
             FaultOutcome(**fault_outcome(raw, measured.injected))
             if measured.injected is not None
@@ -219,9 +229,7 @@ def _server_side(
 ) -> dict[str, Any]:
     """The server's side of the window: sessions, the prediction, and PgBouncer's view."""
     raw, opened = measured.raw, measured.sessions_opened
-    server = connection_summary(
-        in_window(measured.samples.samples, raw.window_start_ns, raw.window_end_ns)
-    )
+    server = connection_summary(measured.samples.between(raw.window_start_ns, raw.window_end_ns))
     if predicted is not None:
         server["predicted"] = predicted
     server["sessions_opened"] = opened
@@ -238,6 +246,17 @@ def _server_side(
             "sampler_failures": pools.failures,
         }
     return server
+
+
+def served_nothing(raw: RawLoad) -> str:
+    """Why a run that served no request in its window failed, in one line."""
+    if raw.errors:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(raw.errors_by_kind.items()))
+        return f"served no request in the measured window: {raw.errors:,} errors ({kinds})"
+    return (
+        f"served no request in the measured window, and no error either: {raw.all_sent:,} "
+        "requests sent were still in flight (a stuck app, or a --timeout longer than the run)"
+    )
 
 
 def _integrity(raw: RawLoad, rows_inserted: int | None) -> Integrity:
@@ -389,10 +408,10 @@ def fault_outcome(raw: RawLoad, injected: Injected) -> dict[str, Any]:
         return out
     at_ns = injected.at_ns - raw.window_start_ns
     out["injected_at_s"] = round(at_ns / 1e9, 3)
-    after = Counter(kind for offset, kind in raw.error_offsets_ns if offset >= at_ns)
+    after = +Counter({kind: b.count(at_ns) for kind, b in raw.error_buckets.items()})
     out["errors"] = sum(after.values())
     out["errors_by_kind"] = dict(after.most_common())
-    offsets = sorted(raw.ok_offsets_ns)
+    offsets = raw.ok_buckets
     before = per_second_before(offsets, at_ns)
     if before and statistics.median(before):
         baseline = float(statistics.median(before))
@@ -409,21 +428,16 @@ def fault_outcome(raw: RawLoad, injected: Injected) -> dict[str, Any]:
 _SECOND_NS = 1_000_000_000
 
 
-def per_second_before(ok_offsets_ns: Sequence[int], fault_ns: int) -> list[int]:
-    """2xx per whole second of the window before ``fault_ns`` (offsets sorted, in ns)."""
+def per_second_before(ok: Buckets, fault_ns: int) -> list[int]:
+    """2xx per whole second of the window before ``fault_ns``."""
     return [
-        _count(ok_offsets_ns, k * _SECOND_NS, (k + 1) * _SECOND_NS)
+        ok.count(k * _SECOND_NS, (k + 1) * _SECOND_NS)
         for k in range(max(0, fault_ns) // _SECOND_NS)
     ]
 
 
-def _count(sorted_values: Sequence[int], low: int, high: int) -> int:
-    """How many of ``sorted_values`` lie in [low, high)."""
-    return bisect_left(sorted_values, high) - bisect_left(sorted_values, low)
-
-
 def recovered_after_s(
-    ok_offsets_ns: Sequence[int], fault_ns: int, window_ns: int, baseline_rps: float
+    ok: Buckets, fault_ns: int, window_ns: int, baseline_rps: float
 ) -> float | None:
     """Seconds from the fault to the first span back at ``RECOVERY_SHARE`` of the baseline
     (see :func:`fault_outcome`); None when none fits in the window."""
@@ -431,7 +445,7 @@ def recovered_after_s(
     needed = RECOVERY_SHARE * baseline_rps * RECOVERY_SPAN_S
     start = fault_ns
     while start + span <= window_ns:
-        if _count(ok_offsets_ns, start, start + span) >= needed:
+        if ok.count(start, start + span) >= needed:
             return round((start - fault_ns) / 1e9, 3)
         start += step
     return None

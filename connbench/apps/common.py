@@ -27,7 +27,8 @@ POOL_MIN = int(os.environ.get("CONNBENCH_POOL_MIN") or 4)
 POOL_MAX = int(os.environ.get("CONNBENCH_POOL_MAX") or POOL_MIN)
 # psycopg prepares a statement on the server once a connection has run it 5 times. Behind
 # PgBouncer in transaction mode the next transaction may run on another server connection,
-# where that statement does not exist, so there it must be off: None.
+# where that statement does not exist, so there it must be off: None. Every pool passes it on
+# (kwargs=); a connection opened per request runs one statement and is never prepared.
 _PREPARE = os.environ.get("CONNBENCH_PREPARE_THRESHOLD") or "5"
 PREPARE_THRESHOLD = None if _PREPARE == "none" else int(_PREPARE)
 

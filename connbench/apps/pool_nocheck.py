@@ -18,6 +18,7 @@ from connbench.apps.common import (
     INSERT_VISIT,
     POOL_MAX,
     POOL_MIN,
+    PREPARE_THRESHOLD,
     VISIT_LOGGED,
     add_health_and_errors,
 )
@@ -26,7 +27,11 @@ from connbench.apps.common import (
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncConnectionPool(
-        DATABASE_URL, min_size=POOL_MIN, max_size=POOL_MAX, open=False
+        DATABASE_URL,
+        min_size=POOL_MIN,
+        max_size=POOL_MAX,
+        kwargs={"prepare_threshold": PREPARE_THRESHOLD},
+        open=False,
     ) as pool:
         await pool.open(wait=True)
         app.state.pool = pool

@@ -27,7 +27,7 @@ import getpass
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +61,8 @@ class PgBouncer:
     auth: str  # scram-secret | password: what its auth file holds (not the value)
     dsn: str = field(repr=False)  # for the apps; holds the password
     admin_dsn: str = field(repr=False)  # the admin console; holds the password
+    # Its exit code once it has stopped, None while it runs.
+    exit_code: Callable[[], int | None] = field(default=lambda: None, repr=False, compare=False)
 
     def describe(self) -> dict[str, Any]:
         """What a result records about it (no secrets)."""
@@ -264,6 +266,7 @@ def start(
             auth=auth,
             dsn=make_conninfo(client, dbname=DATABASE, application_name=APP_NAME),
             admin_dsn=admin_dsn,
+            exit_code=proc.poll,
         )
 
 

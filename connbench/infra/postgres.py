@@ -79,6 +79,16 @@ class Postgres:
     settings: dict[str, str] = field(default_factory=dict)
     # Set for the servers connbench starts itself (embedded, local): see restart().
     restarter: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+    # The postmaster's exit code once it has stopped (None while it runs), for the servers
+    # connbench starts itself; None for the others, whose processes it cannot watch.
+    exit_code: Callable[[], int | None] | None = field(default=None, repr=False)
+    restarting: bool = False  # a restart is stopping it on purpose
+
+    def died(self) -> int | None:
+        """The postmaster's exit code if it stopped while not being restarted, else None."""
+        if self.exit_code is None or self.restarting:
+            return None
+        return self.exit_code()
 
     async def restart(self) -> None:
         """Stop the server fast (open sessions are cut) and start it again on the same port
@@ -90,7 +100,11 @@ class Postgres:
         """
         if self.restarter is None:
             raise PostgresError(f"{self.backend}: connbench can only restart servers it starts")
-        await self.restarter()
+        self.restarting = True
+        try:
+            await self.restarter()
+        finally:
+            self.restarting = False
 
     @property
     def display_dsn(self) -> str:
@@ -317,6 +331,7 @@ def _cluster(
             table=DEFAULT_TABLE,
             bindir=bindir,
             server_pid=server.proc.pid,
+            exit_code=lambda: server.proc.poll(),
         )
         pg.restarter = _restarter(pg, server, admin_dsn, what, log_path)
         _create_table(pg)
@@ -540,5 +555,8 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
         yield pg
     finally:
         # Only what we created; never anything else in the user's database.
-        with pg.connect() as conn:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        try:
+            with pg.connect() as conn:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        except psycopg.OperationalError:
+            pass  # the server went away (the run says so): there is nothing to drop it on

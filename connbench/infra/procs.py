@@ -13,6 +13,7 @@ import ctypes
 import os
 import pwd
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from connbench.model import files
-from connbench.model.errors import MissingDependency, ProcessError
+from connbench.model.errors import BadInput, MissingDependency, ProcessError
 
 _PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
@@ -74,6 +75,27 @@ def with_cause(headline: str, tail: str) -> str:
     return f"{headline}: {found}\n{tail}" if found else f"{headline}\n{tail}"
 
 
+OPEN_FILES_SPARE = 512  # descriptors beyond one per connection: logs, pools, the sampler ...
+
+
+def ensure_open_files(connections: int) -> None:
+    """Let this process (and the children it starts, which inherit it) open ``connections``
+    sockets and then some: raise the soft ``RLIMIT_NOFILE`` up to the hard one if needed.
+
+    Raises :class:`BadInput` naming the limit when even the hard limit is too low.
+    """
+    needed = connections + OPEN_FILES_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise BadInput(
+            f"--concurrency {connections:,} needs about {needed:,} open files, more than this "
+            f"process may open (ulimit -n: {soft:,}, at most {hard:,})"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that was free a moment ago (for servers that must bind themselves)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -98,9 +120,12 @@ def stop_group(
     Idempotent; never raises for a process that has already gone.
     """
     try:
-        pgid = os.getpgid(proc.pid)
+        pgid: int | None = os.getpgid(proc.pid)
     except ProcessLookupError:
-        pgid = None
+        # Already reaped (a watchdog's poll()). Its group may live on (a SIGKILLed postmaster's
+        # backends, uvicorn's workers): connbench starts every child as a session leader, so
+        # the group's id is the child's pid.
+        pgid = proc.pid
     if proc.poll() is None and pgid is not None:
         _signal_group(pgid, first_signal)
         try:
@@ -218,6 +243,17 @@ class Child:
         _signal_group(proc.pid, signal.SIGKILL)
         while proc.poll() is None:
             await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def describe_exit(returncode: int) -> str:
+    """``exited with code 1`` or ``was killed by SIGKILL`` (Popen's negative codes)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"
 
 
 def run_to_end(

@@ -16,8 +16,11 @@ request is part of what it measures. Three engines, cheapest first:
 
 Requests count in the measured window when they *complete* inside it (as wrk counts); those
 in flight at its end are awaited, not cancelled, so every row the app inserts is matched by a
-response we saw. Latency percentiles come from an HDR histogram in microseconds, built after
-the run from raw samples so that its bookkeeping stays off the hot path.
+response we saw. Latency percentiles come from an HDR histogram in microseconds. The hot path
+only appends raw samples to arrays; a task folds them into the histograms and the per-second
+series every ``FOLD_INTERVAL_S`` and empties the arrays, so connbench's memory does not grow
+with the duration (a second of the series is a few numbers; the fault analysis keeps counts
+per ``BUCKET_NS``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import math
 import time
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -43,7 +46,10 @@ LATENCY_MAX_US = 3_600_000_000  # an hour: anything slower is clamped, never dro
 LATENCY_DIGITS = 3
 SERIES_DIGITS = 2  # per-second histograms: coarser, they only feed the charts
 PROGRESS_INTERVAL_S = 0.25
+FOLD_INTERVAL_S = 0.25
 SWEEP_INTERVAL_S = 0.05
+BUCKET_NS = 10_000_000  # 10 ms: the resolution of the counts the fault analysis reads
+_SECOND_NS = 1_000_000_000
 
 
 def new_histogram(digits: int = LATENCY_DIGITS) -> HdrHistogram:
@@ -70,18 +76,54 @@ class LoadConfig:
         return extra | dict(self.headers)
 
 
+def _clamped(latency_us: int) -> int:
+    return min(max(LATENCY_MIN_US, latency_us), LATENCY_MAX_US)
+
+
 @dataclass
 class Second:
-    """One second of the measured window."""
+    """One second of the measured window (its percentiles once the second is over)."""
 
     ok: int = 0
     errors: int = 0
-    histogram: HdrHistogram = field(default_factory=lambda: new_histogram(SERIES_DIGITS))
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+
+
+class Buckets:
+    """How many events fell in each ``BUCKET_NS`` from the window's start on (earlier ones are
+    not kept): 4 bytes per 10 ms of run, whatever the request rate."""
+
+    def __init__(self) -> None:
+        self.counts = array("I")
+
+    @classmethod
+    def of(cls, offsets_ns: Iterable[int]) -> Buckets:
+        out = cls()
+        for offset in offsets_ns:
+            out.add(offset)
+        return out
+
+    def add(self, offset_ns: int) -> None:
+        if offset_ns < 0:
+            return
+        index = offset_ns // BUCKET_NS
+        missing = index + 1 - len(self.counts)
+        if missing > 0:
+            self.counts.frombytes(bytes(missing * self.counts.itemsize))
+        self.counts[index] += 1
+
+    def count(self, low_ns: int = 0, high_ns: int | None = None) -> int:
+        """Events in [low_ns, high_ns), to the bucket (exact on multiples of BUCKET_NS)."""
+        low = max(0, low_ns // BUCKET_NS)
+        high = len(self.counts) if high_ns is None else max(0, high_ns // BUCKET_NS)
+        return sum(self.counts[low:high])
 
 
 @dataclass
 class RawLoad:
-    """What the generator saw. Window figures exclude warm-up and drain; ``all_*`` do not."""
+    """What the generator saw. Window figures exclude the warm-up (and the drain's 2xx: its
+    errors count, see ``_Window.fold``); ``all_*`` figures do not."""
 
     config: LoadConfig
     histogram: HdrHistogram
@@ -94,10 +136,10 @@ class RawLoad:
     cpu_process_s: float = 0.0  # the whole connbench process during the window
     cpu_loop_s: float = 0.0  # the event-loop thread alone: the generator's bottleneck
     seconds: list[Second] = field(default_factory=list)
-    # Completion times since the window's start, in completion order: 2xx inside the window,
-    # and every error of the run (negative in the warm-up, beyond the window in the drain).
-    ok_offsets_ns: array[int] = field(default_factory=lambda: array("q"))
-    error_offsets_ns: list[tuple[int, str]] = field(default_factory=list)
+    # Completions counted by time since the window's start: 2xx inside the window, and every
+    # error by kind from the window's start to the end of the drain.
+    ok_buckets: Buckets = field(default_factory=Buckets)
+    error_buckets: dict[str, Buckets] = field(default_factory=dict)
     window_start_ns: int = 0  # time.perf_counter_ns() at the window's edges
     window_end_ns: int = 0
     interrupted: bool = False  # stopped early: the window ends where it stopped
@@ -190,15 +232,28 @@ class _Window:
         self.sent = 0
         self.ok = 0
         self.errors: Counter[str] = Counter()
+        # Raw samples since the last fold (see fold()): appended on the hot path, then emptied.
         self.latencies_us = array("q")
         self.uncorrected_us = array("q")  # open model: from the actual send
         self.offsets_ns = array("q")  # completion time since the window's start
         self.error_offsets: list[tuple[int, str]] = []  # every error, the same way
+        self.schedule_lag_us = array("q")  # timer fired this long after the intended time
+        # What the folds made of them.
+        self.histogram = new_histogram()
+        self.uncorrected = new_histogram()
+        self.schedule_lag = new_histogram()
+        self.seconds: list[Second] = []
+        self.last_second = max(1, math.ceil(config.duration_s)) - 1
+        self._open_second = -1  # the second whose histogram is still being filled
+        self._second_histogram = new_histogram(SERIES_DIGITS)
+        self.window_ok = 0
+        self.window_errors: Counter[str] = Counter()
+        self.ok_buckets = Buckets()
+        self.error_buckets: dict[str, Buckets] = {}
         # open model bookkeeping
         self.sent_late = 0  # sent after their intended time (their slot was still busy)
         self.not_sent = 0  # intended inside the window, never sent before it closed
         self.in_flight_at_end = 0
-        self.schedule_lag_us = array("q")  # timer fired this long after the intended time
         self.slots: list[_Slot] = []
 
     def accepting(self) -> bool:
@@ -222,6 +277,57 @@ class _Window:
     def cut(self) -> None:
         """End the window now (an interrupt): later responses belong to the drain."""
         self.end_ns = min(self.end_ns, self.clock())
+
+    def _second(self, index: int) -> Second:
+        while len(self.seconds) <= index:
+            self.seconds.append(Second())
+        return self.seconds[index]
+
+    def _close_second(self) -> None:
+        hist = self._second_histogram
+        if self._open_second >= 0 and hist.get_total_count():
+            second = self.seconds[self._open_second]
+            second.p50_ms = round(hist.get_value_at_percentile(50) / 1000.0, 3)
+            second.p99_ms = round(hist.get_value_at_percentile(99) / 1000.0, 3)
+            hist.reset()
+
+    def fold(self, final: bool = False) -> None:
+        """Move the raw samples since the last fold into the histograms, the per-second series
+        and the counts, and empty the arrays. Completions arrive in time order, so a second
+        is over once a later one has begun (or, ``final``, when the run is)."""
+        record = self.histogram.record_value
+        for latency, offset in zip(self.latencies_us, self.offsets_ns, strict=True):
+            value = _clamped(latency)
+            record(value)
+            index = min(offset // _SECOND_NS, self.last_second)
+            if index != self._open_second:
+                self._close_second()
+                self._open_second = index
+            self._second(index).ok += 1
+            self._second_histogram.record_value(value)
+            self.ok_buckets.add(offset)
+        self.window_ok += len(self.latencies_us)
+        for latency in self.uncorrected_us:
+            self.uncorrected.record_value(_clamped(latency))
+        for lag in self.schedule_lag_us:
+            self.schedule_lag.record_value(_clamped(lag))
+        for offset, kind in self.error_offsets:
+            buckets = self.error_buckets.get(kind)
+            if buckets is None:
+                buckets = self.error_buckets[kind] = Buckets()
+            buckets.add(offset)
+            # An error counts when it ends in the window, or in the drain: a request in flight
+            # at the window's end that then fails (a timeout outlasts the window it was sent
+            # in) is a failure of the window, not nothing.
+            if offset >= 0:
+                self.window_errors[kind] += 1
+                self._second(min(offset // _SECOND_NS, self.last_second)).errors += 1
+        for samples in (self.latencies_us, self.offsets_ns, self.uncorrected_us):
+            del samples[:]
+        del self.schedule_lag_us[:]
+        self.error_offsets.clear()
+        if final:
+            self._close_second()
 
 
 # --- the httptools engine: callbacks, one keep-alive connection per slot --------------------
@@ -272,7 +378,7 @@ class _Slot:
         target: tuple[str, int],
         payload: bytes,
         timeout_s: float,
-        interval_ns: int = 0,
+        period_ns: float = 0.0,
         first_ns: int = 0,
     ) -> None:
         self.window = window
@@ -286,22 +392,26 @@ class _Slot:
         self.deadline = math.inf  # loop.time() by which it must complete
         self.finished: asyncio.Future[None] = self.loop.create_future()
         # Open model (wrk2's design): this slot's share of the rate, on a fixed schedule.
-        self.interval_ns = interval_ns
-        self.intended = first_ns  # perf_counter_ns the next request is due; 0: closed loop
+        # Request k is due at first_ns + k * period_ns (perf_counter_ns): a float period, so
+        # that no rate rounds to a zero or drifting one. 0.0: closed loop.
+        self.period_ns = period_ns
+        self.first_ns = first_ns
+        self.k = 0  # the next request of the schedule
 
     def begin(self) -> None:
         self.next()
 
     def next(self) -> None:
-        if not self.interval_ns:
+        if not self.period_ns:
             self._send()
             return
         window = self.window
-        due, self.intended = self.intended, self.intended + self.interval_ns
+        due = self.first_ns + int(self.k * self.period_ns)
         now = window.clock()
         if due >= window.end_ns or window.stop.is_set():
             self.finish()
             return
+        self.k += 1
         if due > now:
             self.loop.call_later((due - now) / 1e9, self._send_on_time, due)
         else:
@@ -316,6 +426,8 @@ class _Slot:
     def _send(self, due: int = 0) -> None:
         window = self.window
         if not window.accepting():
+            if self.period_ns:
+                self.k -= 1  # taken from the schedule, never sent
             self.finish()
             return
         self.due = due
@@ -374,16 +486,22 @@ class _Slot:
         self.next()
 
     def finish(self) -> None:
-        if self.interval_ns and self.intended:
-            # What the schedule still owed inside the window (the slot fell behind).
-            window = self.window
-            due = self.intended - self.interval_ns
-            if due < window.end_ns:
-                window.not_sent += (window.end_ns - due) // self.interval_ns + 1
-            self.intended = 0
+        if self.period_ns and not self.finished.done():
+            self.window.not_sent += self._owed()
         self.drop()
         if not self.finished.done():
             self.finished.set_result(None)
+
+    def _owed(self) -> int:
+        """Requests of this slot's schedule due inside the window and never sent (it fell
+        behind): never more than the window's share of the schedule."""
+        window = self.window
+        end = window.end_ns
+        if window.stop.is_set():
+            end = min(end, window.clock())
+        first = max(self.k, math.ceil((window.start_ns - self.first_ns) / self.period_ns))
+        last = math.ceil((end - self.first_ns) / self.period_ns)
+        return max(0, last - first)
 
 
 async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
@@ -394,7 +512,7 @@ async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
     n = config.concurrency
     if config.rate_rps:
         # Each of the n connections carries rate/n, the schedules staggered by 1/rate.
-        interval_ns = int(n * 1e9 / config.rate_rps)
+        period_ns = n * 1e9 / config.rate_rps
         first = window.clock()
         slots = [
             _Slot(
@@ -402,8 +520,8 @@ async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
                 address,
                 payload,
                 config.timeout_s,
-                interval_ns,
-                first + i * interval_ns // n,
+                period_ns,
+                first + int(i * period_ns / n),
             )
             for i in range(n)
         ]
@@ -550,6 +668,11 @@ async def run(
         if on_edge is not None:
             on_edge(name)
 
+    async def fold() -> None:
+        while True:
+            await asyncio.sleep(FOLD_INTERVAL_S)
+            window.fold()
+
     async def stopper() -> None:
         await stop.wait()
         window.cut()
@@ -561,7 +684,11 @@ async def run(
         loop.call_at(loop.time() + config.warmup_s, mark, "start"),
         loop.call_at(loop.time() + config.warmup_s + config.duration_s, mark, "end"),
     ]
-    helpers = [asyncio.create_task(_report(window, on_progress)), asyncio.create_task(stopper())]
+    helpers = [
+        asyncio.create_task(_report(window, on_progress)),
+        asyncio.create_task(stopper()),
+        asyncio.create_task(fold()),
+    ]
     try:
         await _run_engine(url, config, window)
         # An open-model run can finish its last request before the window closes: the window
@@ -610,38 +737,28 @@ def _raw(
 
 
 def _fill(raw: RawLoad, window: _Window) -> None:
-    """Build the window's histograms and per-second figures from the raw samples."""
-    n_seconds = max(1, math.ceil(raw.config.duration_s))
-    raw.seconds = [Second() for _ in range(n_seconds)]
-    last = n_seconds - 1
-    record = raw.histogram.record_value
-    for latency, offset in zip(window.latencies_us, window.offsets_ns, strict=True):
-        value = min(max(LATENCY_MIN_US, latency), LATENCY_MAX_US)
-        record(value)
-        second = raw.seconds[min(offset // 1_000_000_000, last)]
-        second.ok += 1
-        second.histogram.record_value(value)
-    raw.ok = len(window.latencies_us)
+    """The window's histograms, per-second figures and counts, from the last fold."""
+    window.fold(final=True)
+    n_seconds = min(max(1, math.ceil(raw.window_s)), window.last_second + 1)
+    window._second(n_seconds - 1)
+    raw.seconds = window.seconds[:n_seconds]
+    raw.histogram = window.histogram
+    raw.ok = window.window_ok
+    raw.errors_by_kind = window.window_errors
+    raw.ok_buckets, raw.error_buckets = window.ok_buckets, window.error_buckets
     if raw.config.rate_rps:
-        raw.uncorrected = new_histogram()
-        for latency in window.uncorrected_us:
-            raw.uncorrected.record_value(min(max(LATENCY_MIN_US, latency), LATENCY_MAX_US))
-        lags = sorted(window.schedule_lag_us)
+        raw.uncorrected = window.uncorrected
+        lags = window.schedule_lag
         raw.open_model = {
             "rate_rps": raw.config.rate_rps,
             "offered": round(raw.config.rate_rps * raw.window_s),
             "sent_late": window.sent_late,
             "not_sent": window.not_sent,
             "in_flight_at_end": window.in_flight_at_end,
-            "schedule_lag_ms_p99": lags[int(0.99 * (len(lags) - 1))] / 1000 if lags else None,
+            "schedule_lag_ms_p99": (
+                lags.get_value_at_percentile(99) / 1000 if lags.get_total_count() else None
+            ),
         }
-    raw.ok_offsets_ns = window.offsets_ns
-    raw.error_offsets_ns = window.error_offsets
-    window_ns = raw.window_end_ns - raw.window_start_ns
-    for offset, kind in window.error_offsets:
-        if 0 <= offset < window_ns:
-            raw.errors_by_kind[kind] += 1
-            raw.seconds[min(offset // 1_000_000_000, last)].errors += 1
 
 
 def run_sync(url: str, config: LoadConfig, **kwargs: Any) -> RawLoad:

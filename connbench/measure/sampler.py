@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from array import array
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,12 +46,40 @@ class Sample:
         return sum(self.by_state.values())
 
 
-@dataclass
 class Samples:
-    samples: list[Sample] = field(default_factory=list)
-    connects: int = 0  # sessions the sampler itself opened (subtracted from the server's count)
-    failures: int = 0  # polls that failed (server restarting, say)
-    last_error: str = ""
+    """The samples of one run, in columns: 8 bytes for the time and 4 per state a sample
+    (10 a second), rather than an object each, so that a 24 h run holds tens of MB, not
+    hundreds. Iterating (:meth:`between`) makes the :class:`Sample` objects one at a time."""
+
+    def __init__(self, samples: Iterable[Sample] = ()) -> None:
+        self.t_ns = array("q")
+        self.by_state: dict[str, array[int]] = {}
+        self.connects = 0  # sessions the sampler itself opened (subtracted from the server's)
+        self.failures = 0  # polls that failed (server restarting, say)
+        self.last_error = ""
+        for sample in samples:
+            self.append(sample)
+
+    def append(self, sample: Sample) -> None:
+        for state in sample.by_state.keys() - self.by_state.keys():
+            self.by_state[state] = array("i", bytes(4 * len(self.t_ns)))
+        self.t_ns.append(sample.t_ns)
+        for state, column in self.by_state.items():
+            column.append(sample.by_state.get(state, 0))
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+    def between(self, start_ns: int, end_ns: int) -> Iterator[Sample]:
+        """The samples taken in [start_ns, end_ns), oldest first (the times are in order)."""
+        low, high = bisect_left(self.t_ns, start_ns), bisect_left(self.t_ns, end_ns)
+        for i in range(low, high):
+            counts = {state: column[i] for state, column in self.by_state.items() if column[i]}
+            yield Sample(self.t_ns[i], counts)
+
+    @property
+    def samples(self) -> list[Sample]:
+        return list(self.between(-(2**63), 2**63 - 1))
 
 
 async def watch(
@@ -83,7 +113,7 @@ async def watch(
         else:
             query = DATABASE_ACTIVITY_SQL
             rows = await (await conn.execute(query, [database, list(OWN_SESSIONS)])).fetchall()
-        out.samples.append(Sample(time.perf_counter_ns(), {str(s): int(n) for s, n in rows}))
+        out.append(Sample(time.perf_counter_ns(), {str(s): int(n) for s, n in rows}))
 
     await _poll_every(interval_s, connect, poll, out)
 

@@ -22,7 +22,7 @@ from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
 from connbench.model.checks import CompleteError, Limit, parse_gate, parse_limit
 from connbench.model.dsn import display, redact
-from connbench.model.errors import ScenarioError
+from connbench.model.errors import ScenarioError, first_line
 from connbench.model.faults import Fault
 from connbench.model.units import parse_duration
 
@@ -36,6 +36,30 @@ ENGINES = ("httptools", "aiohttp", "httpx", "locust")
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
 # changes the story in a way the README explains).
 SERVER_SETTINGS = {"max_connections", "shared_buffers", "synchronous_commit", "fsync"}
+
+# Upper bounds for every number that sizes connbench's memory, its processes or its run time:
+# checked while parsing, before anything starts. Generous for one machine, and far from what
+# would exhaust it (each concurrent slot holds a socket and a few hundred bytes; each worker is
+# a process; each second of duration a few numbers per series).
+BOUNDS: dict[str, float] = {
+    "concurrency": 10_000,
+    "duration_s": 86_400,  # 24 h
+    "warmup_s": 3_600,
+    "timeout_s": 3_600,
+    "pool_min": 10_000,
+    "pool_max": 10_000,
+    "workers": 64,
+    "pgbouncer_pool_size": 10_000,
+    "repeat": 1_000,
+    "rate": 1_000_000_000,  # requests/s offered: the schedule is arithmetic, nothing per request
+    "max_connections": 10_000,
+    "locust_workers": 64,  # processes, as workers are
+    "expect_workers": 1_000,
+}
+MAX_SWEEP = 64  # values in one swept list (--concurrency 8,32,128 ...)
+MAX_RUNS = 10_000  # variants x repeats in one scenario
+MAX_FILE_BYTES = 1 << 20  # a scenario file is a few hundred bytes; /dev/zero is not one
+MAX_SHOWN = 40  # characters of a bad value quoted back in a message
 
 
 # The dimensions of a variant, as its key names them and ``compare --ignore`` can drop them.
@@ -228,16 +252,45 @@ class Scenario:
 _Complete = CompleteError  # a parser's message that already names the offending value
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short: a bad value of a megabyte must not make a megabyte line."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+def _check_bound(number: float, key: str) -> None:
+    bound = BOUNDS[key]
+    if number > bound:
+        raise ValueError(f"at most {bound:,g} (connbench's bound on {key})")
+
+
 def _positive_int(value: Any) -> int:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("expected a positive whole number")
+    text = value.strip() if isinstance(value, str) else ""
+    # More digits than any bound has: refused before int() (whose digit limit is 4,300).
+    if len(text) > 20:
+        raise ValueError("expected a positive whole number of at most 20 digits")
     try:
-        number = int(str(value).strip()) if not isinstance(value, int) else value
+        number = int(text) if isinstance(value, str) else value
     except ValueError:
         raise ValueError("expected a positive whole number") from None
     if number < 1:
         raise ValueError("expected a positive whole number")
     return number
+
+
+def _bounded(parse: Callable[[Any], Any], key: str) -> Callable[[Any], Any]:
+    """``parse``, then refuse a number above ``BOUNDS[key]``."""
+
+    def parse_bounded(value: Any) -> Any:
+        if isinstance(value, str) and len(value.strip()) > 20 and value.strip().isdigit():
+            _check_bound(math.inf, key)  # a number too long to convert is too big
+        number = parse(value)
+        _check_bound(number, key)
+        return number
+
+    return parse_bounded
 
 
 def _list_of(parse: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
@@ -252,10 +305,14 @@ def _list_of(parse: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
             items = [value]
         if not items or any(item == "" for item in items):
             raise ValueError("expected a value or a comma-separated list")
+        if len(items) > MAX_SWEEP:
+            raise _Complete(f"at most {MAX_SWEEP} values in a sweep, got {len(items):,}")
         try:
             parsed = tuple(parse(item) for item in items)
         except ValueError as exc:
             suffix = " (or a comma-separated list of them)" if len(items) == 1 else " in every item"
+            if str(exc).startswith("at most"):
+                raise
             raise ValueError(f"{exc}{suffix}") from None
         return tuple(dict.fromkeys(parsed))  # keep order, drop repeats
 
@@ -263,7 +320,9 @@ def _list_of(parse: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
 
 
 def _non_negative_int(value: Any) -> int:
-    if str(value).strip() == "0":
+    if (isinstance(value, int) and not isinstance(value, bool) and value == 0) or (
+        isinstance(value, str) and value.strip() == "0"
+    ):
         return 0
     try:
         return _positive_int(value)
@@ -279,7 +338,7 @@ def _seconds(allow_zero: bool) -> Callable[[Any], float]:
 
 
 def _rate(value: Any) -> float:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("expected requests per second > 0")
     try:
         number = float(str(value).strip())
@@ -352,14 +411,22 @@ def _server(value: Any) -> dict[str, str]:
             raise _Complete(f"unknown server setting {key!r} (known: {known})")
         if key == "max_connections":
             try:
-                out[key] = str(_positive_int(setting))
+                number = _positive_int(setting)
+                _check_bound(number, key)
             except ValueError as exc:
-                raise _Complete(f"{key}: {exc}, got {setting!r}") from None
+                raise _Complete(f"{key}: {exc}, got {_shown(setting)}") from None
+            out[key] = str(number)
         elif isinstance(setting, bool):
             out[key] = "on" if setting else "off"
-        else:
+        elif isinstance(setting, int | float | str) and _printable(str(setting)):
             out[key] = str(setting)
+        else:
+            raise _Complete(f"{key}: expected a value such as 128MB or off, got {_shown(setting)}")
     return out
+
+
+def _printable(text: str) -> bool:
+    return 0 < len(text) <= 100 and text.isprintable()
 
 
 def _fail_if(value: Any) -> tuple[Limit, ...]:
@@ -397,21 +464,21 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "name": _text,
     "description": _text,
     "strategies": _strategies,
-    "concurrency": _list_of(_positive_int),
-    "duration_s": _seconds(allow_zero=False),
-    "warmup_s": _seconds(allow_zero=True),
-    "timeout_s": _seconds(allow_zero=False),
-    "pool_min": _non_negative_int,
-    "pool_max": _list_of(_positive_int),
-    "workers": _list_of(_positive_int),
+    "concurrency": _list_of(_bounded(_positive_int, "concurrency")),
+    "duration_s": _bounded(_seconds(allow_zero=False), "duration_s"),
+    "warmup_s": _bounded(_seconds(allow_zero=True), "warmup_s"),
+    "timeout_s": _bounded(_seconds(allow_zero=False), "timeout_s"),
+    "pool_min": _bounded(_non_negative_int, "pool_min"),
+    "pool_max": _list_of(_bounded(_positive_int, "pool_max")),
+    "workers": _list_of(_bounded(_positive_int, "workers")),
     "topology": _list_of(_topology),
-    "pgbouncer_pool_size": _positive_int,
-    "repeat": _positive_int,
-    "rate": _list_of(_rate),
+    "pgbouncer_pool_size": _bounded(_positive_int, "pgbouncer_pool_size"),
+    "repeat": _bounded(_positive_int, "repeat"),
+    "rate": _list_of(_bounded(_rate, "rate")),
     "postgres": _backend,
     "engine": _engine,
-    "locust_workers": _non_negative_int,
-    "expect_workers": _non_negative_int,
+    "locust_workers": _bounded(_non_negative_int, "locust_workers"),
+    "expect_workers": _bounded(_non_negative_int, "expect_workers"),
     "locust_bind": _text,
     "locust_port": _port,
     "server": _server,
@@ -428,13 +495,15 @@ def _parse_all(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[s
     for key, value in values.items():
         parser = PARSERS.get(key)
         if parser is None:
-            raise ScenarioError(f"{where(key)}: unknown key (known: {', '.join(PARSERS)})")
+            known = ", ".join(PARSERS)
+            name = key if len(key) <= MAX_SHOWN and key.isprintable() else _shown(key)
+            raise ScenarioError(f"{where(name)}: unknown key (known: {known})")
         try:
             out[key] = parser(value)
         except _Complete as exc:
             raise ScenarioError(f"{where(key)}: {exc}") from None
-        except ValueError as exc:
-            raise ScenarioError(f"{where(key)}: {exc}, got {value!r}") from None
+        except (ValueError, TypeError) as exc:  # TypeError: a shape no parser expects
+            raise ScenarioError(f"{where(key)}: {exc}, got {_shown(value)}") from None
     return out
 
 
@@ -456,13 +525,25 @@ def flag_name(key: str) -> str:
 def load_file(path: Path) -> dict[str, Any]:
     """Read and validate a scenario file; raises :class:`ScenarioError` naming file and key."""
     try:
-        text = path.read_text()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario file ({exc.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(f"{path}: larger than {MAX_FILE_BYTES:,} bytes: not a scenario file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+            "not a scenario file"
+        ) from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML ({exc})") from None
+    except ValueError as exc:  # TOMLDecodeError, or int()'s digit limit inside tomllib
+        raise ScenarioError(f"{path}: not valid TOML ({first_line(exc)[:200]})") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: not valid TOML (nested too deeply)") from None
     values = _parse_all(data, lambda key: f"{path}: {key}")
     values.setdefault("name", path.stem)
     values["source"] = str(path)
@@ -484,6 +565,14 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
     pool_min, pool_maxes = scenario.effective_pool
     if min(pool_maxes) < pool_min:
         raise ScenarioError(f"pool_max ({min(pool_maxes)}) must be >= pool_min ({pool_min})")
+    if min(pool_maxes) == 0:
+        # psycopg_pool: "if min_size is 0 max_size must be greater than 0".
+        raise ScenarioError("pool_min 0 needs a pool_max of at least 1 (e.g. --pool-max 4)")
+    runs = len(scenario.variants()) * scenario.repeat
+    if runs > MAX_RUNS:
+        raise ScenarioError(
+            f"{runs:,} runs (variants x repeat): at most {MAX_RUNS:,} (connbench's bound)"
+        )
     if scenario.rate and scenario.engine not in ("httptools", "locust"):
         raise ScenarioError("--rate (the open model) needs --engine httptools or locust")
     _check_locust(scenario)

@@ -183,7 +183,10 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
         name = _name_cell(summary, mark)
         if summary.status in ("failed", "unavailable"):
             status = mark("failed", "bad") if summary.status == "failed" else mark("n/a", "warn")
-            rows.append([name, *dims, status, *["-"] * (len(headers) - 1)])
+            cells = [status, *["-"] * (len(headers) - 1)]
+            if summary.errors:  # what a failed run saw (every request timed out, say)
+                cells[headers.index("errors")] = mark(f"{summary.errors:,}", "bad")
+            rows.append([name, *dims, *cells])
             continue
         runs = by_key.get(summary.key, [])
         rows.append([name, *dims, *_measured_cells(summary, runs, run, open_model, mark)])
@@ -629,6 +632,9 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         label = summary.key if len(run.summary) > 1 else summary.strategy
         if summary.status == "unavailable":
             say("[yellow]unavailable:[/yellow] ", f"{label}: {summary.failure}")
+        elif summary.status == "failed":
+            cause = (summary.failure or "").strip().splitlines()[:1]
+            say("[red]failed:[/red] ", f"{label}: {''.join(cause)}")
     for warning in _warnings(run):
         say(WARNING, warning)
     if run.limits:

@@ -1,0 +1,83 @@
+"""connbench's own memory against the run's duration: peak RSS of a 60 s and a 600 s run.
+
+    python benchmarks/memory.py            # 60 s and 600 s runs of the pool strategy (~12 min)
+    python benchmarks/memory.py --short    # 10 s and 60 s (~2 min)
+
+Goal (issue 7): under 150 MB, and the long run within 10 % of the short one: the per-second
+series and the latency samples are folded as the run goes, so nothing in connbench's own
+process grows with --duration. The RSS is the connbench process's alone (psutil, sampled every
+0.2 s), not its children's: the app, PostgreSQL and PgBouncer are not connbench's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_MB = 150.0
+GOAL_RATIO = 0.10
+SAMPLE_S = 0.2
+
+
+def peak_rss_mb(duration_s: int, strategy: str) -> tuple[float, float, int]:
+    """(peak RSS MB, the last RSS MB sampled before it exited, requests) of one run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        argv = [
+            sys.executable, "-m", "connbench", "run", "--strategy", strategy,
+            "--duration", str(duration_s), "--warmup", "2", "--no-charts", "-o", str(out),
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        watched = psutil.Process(proc.pid)
+        peak = last = 0.0
+        while proc.poll() is None:
+            try:
+                rss = watched.memory_info().rss / 2**20
+            except psutil.Error:
+                break
+            if rss:  # 0 once it has exited (a zombie until reaped)
+                last = rss
+                peak = max(peak, rss)
+            time.sleep(SAMPLE_S)
+        _, stderr = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"connbench failed ({proc.returncode}): {stderr.decode()[-500:]}")
+        data = json.loads(out.read_text())
+        requests = sum(int(r["requests"].get("total", 0)) for r in data["results"])
+    return peak, last, requests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--short", action="store_true", help="10 s and 60 s runs instead")
+    parser.add_argument("--strategy", default="pool")
+    args = parser.parse_args()
+    durations = (10, 60) if args.short else (60, 600)
+    peaks = []
+    for duration in durations:
+        peak, last, requests = peak_rss_mb(duration, args.strategy)
+        peaks.append(peak)
+        print(
+            f"{args.strategy} --duration {duration:>4}: peak RSS {peak:6.1f} MB "
+            f"(last sample {last:6.1f} MB), {requests:,} requests",
+            flush=True,
+        )
+    growth = peaks[1] / peaks[0] - 1
+    ok = max(peaks) < GOAL_MB and abs(growth) <= GOAL_RATIO
+    print(
+        f"growth {durations[0]} s -> {durations[1]} s: {growth:+.1%}; goal < {GOAL_MB:.0f} MB "
+        f"and within {GOAL_RATIO:.0%}: {'met' if ok else 'NOT met'}"
+    )
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
