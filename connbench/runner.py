@@ -123,8 +123,7 @@ def execute(
     run = results.new_run(scenario.to_dict())
     path = output or results.default_path(run)
     backend = postgres.parse_backend(scenario.postgres)
-    # Interleaved (A B C A B C ...): drift over the run hits every variant alike.
-    plan = [(repeat, v) for repeat in range(scenario.repeat) for v in scenario.variants()]
+    plan = round_plan(scenario.variants(), scenario.repeat)
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
     try:
@@ -150,7 +149,7 @@ def execute(
                             duration_s=min(scenario.duration_s, CALIBRATE_MAX_S),
                             engine=scenario.engine,
                         )
-                    for index, (repeat, variant) in enumerate(plan, 1):
+                    for index, (repeat, position, variant) in enumerate(plan, 1):
                         label = variant.key if len(plan) > 1 else variant.strategy
                         if scenario.repeat > 1:
                             label += f" #{repeat + 1}"
@@ -160,6 +159,7 @@ def execute(
                         result = _run_variant(
                             pg, variant, repeat, scenario, interrupts, tmp, reporter.progress
                         )
+                        result.position = position
                         run.results.append(result)
                         reporter.strategy_finished(result)
                         if interrupts.count:
@@ -171,6 +171,21 @@ def execute(
         run.limits = [asdict(v) for v in limits.check(scenario.fail_if, run.summary)]
         results.save(run, path)
     return run, path
+
+
+def round_plan(variants: list[Variant], rounds: int) -> list[tuple[int, int, Variant]]:
+    """(round, position in the round, variant) in the order they run.
+
+    Interleaved, so that drift over the run hits every variant alike, and the order reversed
+    every other round (A B, B A, A B, ...), so that neither side of an A/B pair always runs
+    first: a paired comparison's rounds then cancel what the position costs (a warmer cache,
+    a neighbour that starts or stops between the two).
+    """
+    plan: list[tuple[int, int, Variant]] = []
+    for repeat in range(rounds):
+        order = variants if repeat % 2 == 0 else variants[::-1]
+        plan.extend((repeat, position, v) for position, v in enumerate(order))
+    return plan
 
 
 def _max_connections(pg: postgres.Postgres) -> int | None:

@@ -47,7 +47,7 @@ def test_default_path_is_under_results() -> None:
         (
             '{"schema_version": 1}',
             r"schema_version 1 is not supported \(this connbench reads "
-            r"versions 2 to 5\)",
+            r"versions 2 to 6\)",
         ),
     ],
 )

@@ -29,6 +29,9 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    (``limit``, ``variant``, ``value``, ``failed``, ``reason``); the scenario records its
    ``gate`` (metric: fraction, ``alpha``) and ``fail_if``; each summary adds
    ``requests_total`` and ``error_rate``. Versions 2 to 4 still load (with no limits).
+6. Paired rounds: the order of the variants is reversed every other round (A B, B A, ...),
+   and each run records its ``position`` in its round (0-based), so that ``compare --base
+   --head`` can pair the two variants round by round. Older files load with no position.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ import psutil
 from connbench import __version__
 from connbench.model.errors import ResultFileError
 
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = (2, 3, 4, 5)  # older results lack what came later; it is all optional
+SCHEMA_VERSION = 6
+READABLE_VERSIONS = (2, 3, 4, 5, 6)  # older results lack what came later; it is all optional
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
@@ -66,6 +69,7 @@ class StrategyResult:
     failure: str | None = None
     variant: dict[str, Any] = field(default_factory=dict)  # Variant.to_dict(), with its key
     repeat: int = 0  # 0-based: which round of an interleaved --repeat run
+    position: int | None = None  # 0-based place in its round (None: before version 6)
     requests: dict[str, Any] = field(default_factory=dict)
     throughput_rps: float = 0.0
     duration_s: float = 0.0
