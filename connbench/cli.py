@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from connbench import __version__, runner
-from connbench.analyse import capacity, compare, stats
+from connbench.analyse import capacity, compare, paired, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs
 from connbench.measure import calibrate
@@ -26,6 +26,7 @@ from connbench.model import results, scenario
 from connbench.model.errors import BadInput, ConnbenchError, MissingDependency
 from connbench.present import common as present_common
 from connbench.present import compare as compare_view
+from connbench.present import paired as paired_view
 from connbench.present import progress
 from connbench.present import run as run_view
 
@@ -328,20 +329,49 @@ def compare_results(
             + " (e.g. --ignore pool to compare pool sizes). Repeatable.",
         ),
     ] = None,
+    base_name: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="A/B inside one RESULT: the base variant (its key, or words only it has: "
+            "a --app name, 'connect', 'pool=1..1'). Judged round by round with --head.",
+            show_default=False,
+        ),
+    ] = None,
+    head_name: Annotated[
+        str | None,
+        typer.Option("--head", help="A/B inside one RESULT: the head variant.", show_default=False),
+    ] = None,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="A variant missing from NEW, or failed, unavailable or serving nothing (in a "
+            "round, for --base/--head) does not fail the gate; its rounds are left out.",
+        ),
+    ] = False,
     format_: FormatOpt = "table",
 ) -> None:
     """Compare results variant by variant; exit 1 when the gate finds a regression.
 
     Each NEW (and MORE) file is compared with BASE. A gated metric fails only when it is worse
-    than its threshold and the difference is significant across repeats.
+    than its threshold and the difference is significant across repeats; a variant missing
+    from NEW, or failed in it, fails too. With --base and --head, two variants of ONE result
+    (an interleaved A/B run) are judged round by round instead.
     """
     with _domain_errors():
         fmt = _format(format_)
         paths = files or []
-        if len(paths) < 2:
-            raise BadInput("compare needs a BASE and at least one NEW result file")
         thresholds = [_parsed("--fail-on", compare.parse_fail_on, text) for text in fail_on or []]
         level = _parsed("--alpha", compare.parse_alpha, alpha) if alpha is not None else None
+        if base_name is not None or head_name is not None:
+            _compare_paired(paths, base_name, head_name, thresholds, level, allow_missing, fmt)
+            return
+        if len(paths) < 2:
+            raise BadInput(
+                "compare needs a BASE and at least one NEW result file (or one RESULT with "
+                "--base and --head)"
+            )
         for name in ignore or []:
             if name not in compare.DIMENSIONS:
                 known = ", ".join(compare.DIMENSIONS)
@@ -359,6 +389,7 @@ def compare_results(
                     ignore=ignore or (),
                     base_label=str(paths[0]),
                     new_label=str(path),
+                    allow_missing=allow_missing,
                 )
             )
         if fmt == "table":
@@ -367,6 +398,36 @@ def compare_results(
             sys.stdout.write(compare_view.format_compare(comparisons, fmt))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
+
+
+def _compare_paired(
+    paths: list[Path],
+    base_name: str | None,
+    head_name: str | None,
+    thresholds: list[tuple[str, float]],
+    level: float | None,
+    allow_missing: bool,
+    fmt: str,
+) -> None:
+    if base_name is None or head_name is None:
+        raise BadInput("--base and --head go together: name both variants of the A/B run")
+    if len(paths) != 1:
+        raise BadInput(f"--base/--head judge one RESULT file, got {len(paths)}")
+    run_result = results.load(paths[0])
+    comparison = paired.compare_paired(
+        run_result,
+        base=base_name,
+        head=head_name,
+        gate=compare.resolve_gate(run_result, str(paths[0]), thresholds, level),
+        label=str(paths[0]),
+        allow_missing=allow_missing,
+    )
+    if fmt == "table":
+        paired_view.render_paired(console, comparison)
+    else:
+        sys.stdout.write(paired_view.format_paired(comparison, fmt))
+    if comparison.failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 T = TypeVar("T")
