@@ -1,0 +1,343 @@
+"""The paired A/B gate's power: how often it fails A/A (never should) and a known loss (should).
+
+    python benchmarks/gate_power.py [--rounds 6] [--duration 2] [--keep DIR]
+    python benchmarks/gate_power.py --judge DIR          # judge saved trials again
+
+A benchmark, not a test: it takes about an hour. Each trial is one ``connbench run`` of two
+variants of ``benchmarks/knob_app.py`` (the pool app with a knob that adds a fixed amount of
+CPU work to every request), base with no extra work and head with the work that costs the
+app a known share of its throughput, in interleaved rounds with the order alternating
+(``--repeat 6``, 2 s measured per side), then ``connbench compare RESULT --base base --head
+head --fail-on throughput:10%``:
+
+    level   injected loss   trials   should
+    A/A     0 %             20       pass (a failure is a false alarm)
+    5 %     5 %             10       reported (below the 10 % threshold: passing is right)
+    10 %    10 %            10       reported (at the threshold: a coin toss by design)
+    15 %    15 %            20       fail
+    25 %    25 %            10       fail
+
+The work is calibrated first: an A/A run measures the app's CPU per request ``c`` (its CPU
+share over the window / requests per second), and a loss ``L`` is injected as
+``w = c * L / (1 - L)`` µs of CPU more per request. That is exact where the app is the
+bottleneck; where the generator or PostgreSQL share the limit, the real loss is smaller, so
+the table shows the loss each trial actually measured (its paired ratio) beside the nominal.
+
+Trials run round-robin over the levels (A/A, 5, 10, 15, 25, A/A, ...), so a busy spell on
+the machine falls on every level alike. Every result file is kept (``--keep`` or a temporary
+directory, named in the output), and ``--judge DIR`` judges them again, e.g. with another
+``--fail-on``. Exits 1 when the goals are missed: A/A fails at most 1 of 20, 15 % fails at
+least 19 of 20.
+
+Until ``--app`` exists in this connbench, the two variants are served through the built-in
+app machinery (two strategies registered here, uvicorn given the knob by ``--env-file``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+LEVELS = {"A/A": 0.0, "5%": 0.05, "10%": 0.10, "15%": 0.15, "25%": 0.25}
+TRIALS = {"A/A": 20, "5%": 10, "10%": 10, "15%": 20, "25%": 10}
+GOALS = {"A/A": ("at most", 1), "15%": ("at least", 19)}  # failures out of TRIALS
+KNOB = "CONNBENCH_EXTRA_WORK_US"
+
+
+def log(message: str) -> None:
+    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", flush=True)
+
+
+# --- running a trial ---------------------------------------------------------------------------
+
+
+class _Quiet:
+    """A runner reporter that keeps to itself (the benchmark logs per trial)."""
+
+    def note(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def strategy_started(self, label: str, index: int, count: int, total_s: float) -> None:
+        pass
+
+    def progress(self, p: Any) -> None:
+        pass
+
+    def strategy_finished(self, result: Any) -> None:
+        if result.status != "ok":
+            log(f"  {result.key} #{result.repeat + 1}: {result.status}: {result.failure}")
+
+
+def _register_knob_apps(workdir: Path) -> dict[str, Path]:
+    """Serve knob_app as two strategies, ``base`` and ``head``, each with its own env file.
+
+    Stands in for ``--app NAME=knob_app:app@benchmarks`` until connbench has it.
+    """
+    from dataclasses import dataclass as frozen_dataclass
+
+    from connbench.apps import STRATEGIES, Strategy
+    from connbench.infra import appserver
+
+    @frozen_dataclass(frozen=True)
+    class KnobStrategy(Strategy):
+        env_file: str = ""
+
+        @property
+        def app_path(self) -> str:
+            return "knob_app:app"
+
+    env_files = {}
+    for name in ("base", "head"):
+        env_files[name] = workdir / f"{name}.env"
+        env_files[name].write_text(f"{KNOB}=0\n")
+        STRATEGIES[name] = KnobStrategy(
+            name,
+            "knob_app",
+            f"benchmarks/knob_app.py, {KNOB} from {env_files[name]}",
+            pooled=True,
+            uses_pool=True,
+            env_file=str(env_files[name]),
+        )
+    original = appserver.uvicorn_argv
+
+    def argv(strategy: Any, port: int, workers: int) -> list[str]:
+        out = original(strategy, port, workers)
+        if isinstance(strategy, KnobStrategy):
+            out += ["--app-dir", str(HERE), "--env-file", strategy.env_file]
+        return out
+
+    appserver.uvicorn_argv = argv  # type: ignore[assignment]
+    return env_files
+
+
+@dataclass
+class Runner:
+    workdir: Path
+    rounds: int
+    duration_s: float
+    warmup_s: float
+    concurrency: int
+
+    def __post_init__(self) -> None:
+        self.env_files = _register_knob_apps(self.workdir)
+
+    def run(self, work_us: dict[str, float], out: Path) -> dict[str, Any]:
+        """One A/B run: base and head with their extra work, ``rounds`` interleaved rounds."""
+        from connbench import runner
+        from connbench.model import results, scenario
+
+        for name, path in self.env_files.items():
+            path.write_text(f"{KNOB}={work_us[name]:.1f}\n")
+        chosen = scenario.build(
+            None,
+            {
+                "name": "gate-power",
+                "strategies": ["base", "head"],
+                "concurrency": str(self.concurrency),
+                "duration_s": str(self.duration_s),
+                "warmup_s": str(self.warmup_s),
+                "repeat": str(self.rounds),
+            },
+        )
+        run, _ = runner.execute(chosen, _Quiet(), out)
+        if run.interrupted:
+            raise KeyboardInterrupt
+        with (self.workdir / "work.jsonl").open("a") as fh:
+            fh.write(json.dumps({"result": out.name, "work_us": work_us}) + "\n")
+        return results.to_dict(run)
+
+
+def app_cpu_us_per_request(data: dict[str, Any]) -> float:
+    """The app's CPU µs per request over every measured run of a result."""
+    per_request = [
+        r["cpu_percent"]["app"] / 100 / r["throughput_rps"] * 1e6
+        for r in data["results"]
+        if r["status"] == "ok" and r["throughput_rps"] and r["cpu_percent"].get("app")
+    ]
+    return statistics.median(per_request)
+
+
+# --- judging ------------------------------------------------------------------------------------
+
+
+def judge(path: Path, fail_on: list[str]) -> dict[str, Any]:
+    """``connbench compare`` on one trial's result: failed or not, the throughput check."""
+    args = [str(path), "--base", "base", "--head", "head", "--format", "json"]
+    for check in fail_on:
+        args += ["--fail-on", check]
+    proc = subprocess.run(
+        [sys.executable, "-m", "connbench", "compare", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if proc.returncode not in (0, 1):
+        return {"error": proc.stderr.strip() or f"exit {proc.returncode}"}
+    data = json.loads(proc.stdout)
+    checks = [c for comparison in data["comparisons"] for c in comparison.get("checks", [])]
+    throughput = next((c for c in checks if c.get("metric") == "throughput"), {})
+    return {
+        "failed": proc.returncode == 1,
+        "ratio": throughput.get("ratio"),
+        "low": throughput.get("low"),
+        "high": throughput.get("high"),
+        "detectable": throughput.get("detectable"),
+        "reason": throughput.get("reason"),
+    }
+
+
+def trial_files(workdir: Path) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {level: [] for level in LEVELS}
+    for path in sorted(workdir.glob("*.json")):
+        level = path.name.split("-trial")[0].replace("AA", "A/A").replace("pct", "%")
+        if level in found:
+            found[level].append(path)
+    return found
+
+
+def table(verdicts: dict[str, list[dict[str, Any]]], fail_on: list[str]) -> tuple[str, bool]:
+    lines = [
+        f"gate: {' '.join('--fail-on ' + f for f in fail_on)}",
+        "",
+        "| injected loss | trials | gate failed | measured throughput ratio, median (range) "
+        "| smallest detectable change, median |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    met = True
+    for level, found in verdicts.items():
+        judged = [v for v in found if "error" not in v]
+        if not found:
+            continue
+        failed = sum(v["failed"] for v in judged)
+        ratios = [v["ratio"] for v in judged if v.get("ratio") is not None]
+        detect = [v["detectable"] for v in judged if v.get("detectable") is not None]
+        ratio = (
+            f"{statistics.median(ratios):.3f} ({min(ratios):.3f}..{max(ratios):.3f})"
+            if ratios
+            else "-"
+        )
+        seen = f"{statistics.median(detect):.1%}" if detect else "-"
+        goal = GOALS.get(level)
+        mark = ""
+        if goal:
+            direction, bound = goal
+            scaled = bound * len(judged) / TRIALS[level]
+            ok = failed <= scaled if direction == "at most" else failed >= scaled
+            met &= ok
+            mark = f" ({'goal met' if ok else 'GOAL MISSED'}: {direction} {bound}/{TRIALS[level]})"
+        errors = len(found) - len(judged)
+        lines.append(
+            f"| {level if level != 'A/A' else 'A/A (0 %)'} | {len(judged)}"
+            f"{f' (+{errors} not judged)' if errors else ''} | **{failed}**{mark} | {ratio} "
+            f"| {seen} |"
+        )
+    return "\n".join(lines), met
+
+
+def judge_all(workdir: Path, fail_on: list[str]) -> bool:
+    verdicts: dict[str, list[dict[str, Any]]] = {}
+    for level, paths in trial_files(workdir).items():
+        verdicts[level] = []
+        for path in paths:
+            verdict = judge(path, fail_on)
+            verdicts[level].append(verdict)
+            shown = (
+                "not judged: " + verdict["error"]
+                if "error" in verdict
+                else (f"{'FAIL' if verdict['failed'] else 'pass'} {verdict.get('reason') or ''}")
+            )
+            log(f"{path.name}: {shown}")
+    text, met = table(verdicts, fail_on)
+    print("\n" + text, flush=True)
+    return met
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def schedule(trials: dict[str, int]) -> list[tuple[str, int]]:
+    """Round-robin over the levels, so that any busy spell hits every level alike."""
+    out = []
+    for i in range(max(trials.values())):
+        out += [(level, i) for level in trials if i < trials[level]]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per trial (--repeat)")
+    parser.add_argument("--duration", type=float, default=2.0, help="measured s per side")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up s per side")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every level's trials (0.2: a quick look)"
+    )
+    parser.add_argument(
+        "--fail-on", action="append", help="the gate (default: throughput:10%%)", default=None
+    )
+    parser.add_argument("--keep", type=Path, help="keep the trials' results in this directory")
+    parser.add_argument("--judge", type=Path, help="only judge the trials saved in this directory")
+    parser.add_argument(
+        "--work-us", type=float, help="the app's CPU µs per request (skip the calibration run)"
+    )
+    args = parser.parse_args()
+    fail_on = args.fail_on or ["throughput:10%"]
+    if args.judge:
+        return 0 if judge_all(args.judge, fail_on) else 1
+
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="gate-power-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(ROOT)
+    load = os.getloadavg()
+    log(f"results in {workdir}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    runner = Runner(workdir, args.rounds, args.duration, args.warmup, args.concurrency)
+    cost_us = args.work_us
+    if cost_us is None:
+        calibration = runner.run({"base": 0.0, "head": 0.0}, workdir / "calibration.run")
+        cost_us = app_cpu_us_per_request(calibration)
+    work = {level: cost_us * loss / (1 - loss) for level, loss in LEVELS.items()}
+    log(
+        f"app CPU per request {cost_us:.0f} µs; extra work per level: "
+        + ", ".join(f"{level} {w:.0f} µs" for level, w in work.items())
+    )
+    trials = {level: max(1, round(n * args.scale)) for level, n in TRIALS.items()}
+    plan = schedule(trials)
+    started = time.monotonic()
+    for done, (level, i) in enumerate(plan, 1):
+        name = level.replace("A/A", "AA").replace("%", "pct")
+        out = workdir / f"{name}-trial{i + 1:02d}.json"
+        t0 = time.monotonic()
+        runner.run({"base": 0.0, "head": work[level]}, out)
+        verdict = judge(out, fail_on)
+        shown = (
+            "not judged: " + verdict["error"]
+            if "error" in verdict
+            else (f"{'FAIL' if verdict['failed'] else 'pass'} {verdict.get('reason') or ''}")
+        )
+        log(
+            f"{done}/{len(plan)} {level} trial {i + 1} ({time.monotonic() - t0:.0f} s, "
+            f"load {os.getloadavg()[0]:.2f}): {shown}"
+        )
+    log(f"{len(plan)} trials in {(time.monotonic() - started) / 60:.1f} min; judging all")
+    return 0 if judge_all(workdir, fail_on) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
