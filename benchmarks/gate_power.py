@@ -29,8 +29,10 @@ directory, named in the output), and ``--judge DIR`` judges them again, e.g. wit
 ``--fail-on``. Exits 1 when the goals are missed: A/A fails at most 1 of 20, 15 % fails at
 least 19 of 20.
 
-Until ``--app`` exists in this connbench, the two variants are served through the built-in
-app machinery (two strategies registered here, uvicorn given the knob by ``--env-file``).
+The two variants are your own app twice (``[[app]]`` tables in a scenario written per trial,
+each with its ``env``), as a user's A/B run would serve two revisions. Where this connbench
+has no ``--app`` yet, they are served through the built-in app machinery instead (two
+strategies registered here, uvicorn given the knob by ``--env-file``).
 """
 
 from __future__ import annotations
@@ -126,6 +128,44 @@ def _register_knob_apps(workdir: Path) -> dict[str, Path]:
     return env_files
 
 
+def has_own_apps() -> bool:
+    """Whether this connbench serves your own app (``--app``, ``[[app]]``)."""
+    try:
+        import connbench.model.appspec  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+SETUP_SQL = (
+    "CREATE TABLE IF NOT EXISTS visits "
+    "(id bigserial PRIMARY KEY, timestamp timestamptz NOT NULL DEFAULT now())"
+)
+
+
+def scenario_toml(work_us: dict[str, float], runner: Runner) -> str:
+    """A scenario serving knob_app twice as your own app, each side with its own work."""
+    lines = [
+        'name = "gate-power"',
+        f"concurrency = {runner.concurrency}",
+        f"duration_s = {runner.duration_s}",
+        f"warmup_s = {runner.warmup_s}",
+        f"repeat = {runner.rounds}",
+    ]
+    for name, work in work_us.items():
+        lines += [
+            "",
+            "[[app]]",
+            f'name = "{name}"',
+            'app = "knob_app:app"',
+            f'dir = "{HERE}"',
+            f'env = {{ {KNOB} = "{work:.1f}" }}',
+            f'setup_sql = "{SETUP_SQL}"',
+            'count_sql = "SELECT count(*) FROM visits"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Runner:
     workdir: Path
@@ -135,26 +175,33 @@ class Runner:
     concurrency: int
 
     def __post_init__(self) -> None:
-        self.env_files = _register_knob_apps(self.workdir)
+        self.own_apps = has_own_apps()
+        if not self.own_apps:
+            self.env_files = _register_knob_apps(self.workdir)
 
     def run(self, work_us: dict[str, float], out: Path) -> dict[str, Any]:
         """One A/B run: base and head with their extra work, ``rounds`` interleaved rounds."""
         from connbench import runner
         from connbench.model import results, scenario
 
-        for name, path in self.env_files.items():
-            path.write_text(f"{KNOB}={work_us[name]:.1f}\n")
-        chosen = scenario.build(
-            None,
-            {
-                "name": "gate-power",
-                "strategies": ["base", "head"],
-                "concurrency": str(self.concurrency),
-                "duration_s": str(self.duration_s),
-                "warmup_s": str(self.warmup_s),
-                "repeat": str(self.rounds),
-            },
-        )
+        if self.own_apps:
+            path = self.workdir / "scenario.toml"
+            path.write_text(scenario_toml(work_us, self))
+            chosen = scenario.build(path, {})
+        else:
+            for name, env_file in self.env_files.items():
+                env_file.write_text(f"{KNOB}={work_us[name]:.1f}\n")
+            chosen = scenario.build(
+                None,
+                {
+                    "name": "gate-power",
+                    "strategies": ["base", "head"],
+                    "concurrency": str(self.concurrency),
+                    "duration_s": str(self.duration_s),
+                    "warmup_s": str(self.warmup_s),
+                    "repeat": str(self.rounds),
+                },
+            )
         run, _ = runner.execute(chosen, _Quiet(), out)
         if run.interrupted:
             raise KeyboardInterrupt

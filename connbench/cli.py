@@ -166,7 +166,11 @@ def run(
     topology: TopologyOpt = None,
     pgbouncer_pool_size: PgBouncerPoolOpt = None,
     repeat: Annotated[
-        str | None, typer.Option(help="Run every variant N times, interleaved (default: 1).")
+        str | None,
+        typer.Option(
+            help="Run every variant in N rounds, interleaved, the order reversed every other "
+            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1)."
+        ),
     ] = None,
     postgres_: Annotated[
         str | None,
