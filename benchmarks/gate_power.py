@@ -240,7 +240,9 @@ def judge(path: Path, fail_on: list[str]) -> dict[str, Any]:
     data = json.loads(proc.stdout)
     checks = [c for comparison in data["comparisons"] for c in comparison.get("checks", [])]
     throughput = next((c for c in checks if c.get("metric") == "throughput"), {})
+    environment = json.loads(path.read_text()).get("environment") or {}
     return {
+        "load": environment.get("load_average_1m"),
         "failed": proc.returncode == 1,
         "ratio": throughput.get("ratio"),
         "low": throughput.get("low"),
@@ -264,8 +266,8 @@ def table(verdicts: dict[str, list[dict[str, Any]]], fail_on: list[str]) -> tupl
         f"gate: {' '.join('--fail-on ' + f for f in fail_on)}",
         "",
         "| injected loss | trials | gate failed | measured throughput ratio, median (range) "
-        "| smallest detectable change, median |",
-        "|---|--:|--:|--:|--:|",
+        "| smallest detectable change, median | load average at start, median (range) |",
+        "|---|--:|--:|--:|--:|--:|",
     ]
     met = True
     for level, found in verdicts.items():
@@ -281,6 +283,10 @@ def table(verdicts: dict[str, list[dict[str, Any]]], fail_on: list[str]) -> tupl
             else "-"
         )
         seen = f"{statistics.median(detect):.1%}" if detect else "-"
+        loads = [v["load"] for v in judged if v.get("load") is not None]
+        load = (
+            f"{statistics.median(loads):.1f} ({min(loads):.1f}..{max(loads):.1f})" if loads else "-"
+        )
         goal = GOALS.get(level)
         mark = ""
         if goal:
@@ -293,7 +299,7 @@ def table(verdicts: dict[str, list[dict[str, Any]]], fail_on: list[str]) -> tupl
         lines.append(
             f"| {level if level != 'A/A' else 'A/A (0 %)'} | {len(judged)}"
             f"{f' (+{errors} not judged)' if errors else ''} | **{failed}**{mark} | {ratio} "
-            f"| {seen} |"
+            f"| {seen} | {load} |"
         )
     return "\n".join(lines), met
 

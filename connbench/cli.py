@@ -369,6 +369,8 @@ def compare_results(
         thresholds = [_parsed("--fail-on", compare.parse_fail_on, text) for text in fail_on or []]
         level = _parsed("--alpha", compare.parse_alpha, alpha) if alpha is not None else None
         if base_name is not None or head_name is not None:
+            if ignore:
+                raise BadInput("--ignore matches variants across files; --base/--head name them")
             _compare_paired(paths, base_name, head_name, thresholds, level, allow_missing, fmt)
             return
         if len(paths) < 2:

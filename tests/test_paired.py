@@ -489,6 +489,8 @@ def test_cli_paired_passes_the_same_and_uses_the_recorded_gate(ab_files: dict[st
         (["--base", "nope", "--head", "head"], "--base 'nope': no such variant in the result"),
         (["--base", "base", "--head", "nope"], "--head 'nope': no such variant"),
         (["--base", "base"], "--base and --head go together"),
+        (["--base", "base", "--head", "head", "--ignore", "pool"], "--ignore matches variants"),
+        (["--base", "base", "--head", "base"], "--base and --head are the same variant"),
         (["--base", "base", "--head", "head", "--fail-on", "throughput:ten"],
          "--fail-on: expected a percentage"),
     ],
