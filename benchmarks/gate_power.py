@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -249,6 +250,7 @@ def judge(path: Path, fail_on: list[str]) -> dict[str, Any]:
         "high": throughput.get("high"),
         "detectable": throughput.get("detectable"),
         "reason": throughput.get("reason"),
+        "ratios": data["comparisons"][0]["metrics"]["throughput"]["ratios"],
     }
 
 
@@ -319,7 +321,48 @@ def judge_all(workdir: Path, fail_on: list[str]) -> bool:
             log(f"{path.name}: {shown}")
     text, met = table(verdicts, fail_on)
     print("\n" + text, flush=True)
+    aa = [r for v in verdicts.get("A/A", []) if "error" not in v for r in v["ratios"]]
+    throughput = next((f for f in fail_on if f.startswith("throughput:")), None)
+    if len(aa) >= 12 and throughput:
+        print("\n" + projection(aa, float(throughput.partition(":")[2].rstrip("%")) / 100))
     return met
+
+
+def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> str:
+    """How many rounds the goals would take on this machine as it was: A/B trials resampled
+    from the A/A rounds' own per-round ratios (their noise, heavy tails and all), each loss
+    applied as a factor, judged by the same rule (seeded: the same rounds give the same
+    projection). A projection, not a measurement."""
+    import random
+
+    from connbench.analyse import paired
+
+    rng = random.Random(1)
+    logs = [math.log(r) for r in aa_ratios]
+    centre = statistics.median(logs)
+    noise = [d - centre for d in logs]  # A/A is no change: its spread is the noise
+    spread = 1.4826 * statistics.median(abs(d) for d in noise)
+
+    def fail_rate(loss: float, rounds: int) -> float:
+        failed = 0
+        for _ in range(sims):
+            d = [rng.choice(noise) + math.log(1 - loss) for _ in range(rounds)]
+            interval = paired.shift_interval(d, 0.05)
+            estimate = paired.hodges_lehmann(d)
+            failed += bool(interval and estimate < math.log(1 - threshold) and interval.high < 0)
+        return failed / sims
+
+    lines = [
+        f"projection from the {len(aa_ratios)} A/A rounds (per-round log-ratio spread "
+        f"{spread:.3f}, robust sd; resampled, {sims} simulated trials per cell):",
+        "",
+        "| rounds | A/A fails | 10 % fails | 15 % fails | 25 % fails |",
+        "|--:|--:|--:|--:|--:|",
+    ]
+    for rounds in (6, 10, 16, 24, 32):
+        cells = [f"{fail_rate(loss, rounds):.1%}" for loss in (0.0, 0.10, 0.15, 0.25)]
+        lines.append(f"| {rounds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # --- main ---------------------------------------------------------------------------------------
