@@ -180,10 +180,6 @@ class PairedMetric:
     not_comparable: str | None = None  # why there is no ratio (a round measured 0)
 
     @property
-    def change(self) -> float | None:
-        return None if self.ratio is None else self.ratio - 1
-
-    @property
     def worse_by(self) -> float | None:
         """The estimate's change in the bad direction (positive: worse)."""
         if self.ratio is None:
