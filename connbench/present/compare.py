@@ -168,7 +168,13 @@ def compare_markdown(comparisons: Sequence[Comparison]) -> str:
         out.append(f"{icon} **{_verdict_summary(comparison)}**")
         out += ["", _gate_line(comparison)]
         if comparison.missing:
-            verdict = "fails the gate" if comparison.missing_fails else "not gated"
+            verdict = (
+                "fails the gate"
+                if comparison.missing_fails
+                else "allowed by --allow-missing"
+                if comparison.allow_missing
+                else "no gate"
+            )
             out += ["", f"**Missing or failed in NEW** ({verdict}):", ""]
             out += [f"- ❌ {line}" for line in comparison.missing]
         verdicts = comparison.verdicts

@@ -195,7 +195,7 @@ def paired_markdown(comparison: PairedComparison) -> str:
     if comparison.order:
         out += ["", f"Order: {comparison.order}."]
     if comparison.missing:
-        verdict = "fails the gate" if comparison.missing_fails else "left out"
+        verdict = "fails the gate" if comparison.missing_fails else "left out of the pairs"
         out += ["", f"**Missing or failed** ({verdict}):", ""]
         out += [f"- ❌ {line}" for line in comparison.missing]
     bad = [c for c in comparison.checks if c.failed]
