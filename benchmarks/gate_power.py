@@ -163,6 +163,7 @@ def scenario_toml(work_us: dict[str, float], runner: Runner) -> str:
             f'env = {{ {KNOB} = "{work:.1f}" }}',
             f'setup_sql = "{SETUP_SQL}"',
             'count_sql = "SELECT count(*) FROM visits"',
+            'ready_path = "/health"',  # probing /visit/ itself would write a row
         ]
     return "\n".join(lines) + "\n"
 
