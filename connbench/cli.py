@@ -315,7 +315,8 @@ def compare_results(
         list[str] | None,
         typer.Option(
             "--fail-on",
-            help="METRIC:PERCENT: fail when this much worse and significant, e.g. "
+            help="METRIC:PERCENT: fail when this much worse and significant (with --base/--head: "
+            "its interval excludes no change), e.g. "
             "throughput:10%, p99:25%. Metrics: " + ", ".join(compare.METRICS) + ". "
             "Replaces the [gate] the NEW result's scenario recorded, metric by metric.",
         ),

@@ -158,6 +158,19 @@ def test_the_interval_excludes_zero_exactly_when_the_test_rejects() -> None:
         assert (not interval.low <= 0 <= interval.high) == rejects, d
 
 
+def test_rounds_alternate_their_order() -> None:
+    from connbench.model.scenario import build
+    from connbench.runner import round_plan
+
+    variants = build(None, {"strategies": ["pool,connect,yield"]}).variants()
+    plan = round_plan(variants, 3)
+    assert [(r, p, v.strategy) for r, p, v in plan] == [
+        (0, 0, "pool"), (0, 1, "connect"), (0, 2, "yield"),
+        (1, 0, "yield"), (1, 1, "connect"), (1, 2, "pool"),
+        (2, 0, "pool"), (2, 1, "connect"), (2, 2, "yield"),
+    ]  # fmt: skip
+
+
 # --- A/B inside one result ----------------------------------------------------------------------
 
 
