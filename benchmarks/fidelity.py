@@ -247,7 +247,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "args": vars(args) | {"output": str(args.output) if args.output else None},
-        "environment": results.environment() | {"postgres": pg_version},
+        "environment": results.environment().model_dump() | {"postgres": pg_version},
         "runs": measured,
         "checks": [{"check": c, "measured": v, "target": t, "ok": ok} for c, v, t, ok in checks],
     }

@@ -253,7 +253,7 @@ def run(
             raise typer.Exit(EXIT_FAILED)
         crossed = run_view.limits_failed(result)
         if crossed:
-            names = ", ".join(dict.fromkeys(v["limit"] for v in crossed))
+            names = ", ".join(dict.fromkeys(v.limit for v in crossed))
             typer.echo(f"connbench: limits crossed: {names}", err=True)
             raise typer.Exit(EXIT_LIMITS)
 
@@ -303,6 +303,12 @@ def show(
         run_result = results.load(result_file)
         run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
         _show_run(run_result, fmt, charts)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a result file (the version this connbench writes)."""
+    sys.stdout.write(results.json_schema_text())
 
 
 @app.command("compare")

@@ -32,6 +32,7 @@ from connbench.measure import calibrate, faults, load, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import results
 from connbench.model.errors import ProcessError
+from connbench.model.result_types import LimitRecord, VariantRecord
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -133,12 +134,9 @@ def execute(
             try:
                 reporter.note(f"starting PostgreSQL ({backend.label}) ...")
                 with postgres.start(backend, settings=scenario.server) as pg:
-                    run.environment["postgres"] = {
-                        "backend": pg.backend,
-                        "version": pg.version,
-                        "settings": pg.settings,
-                        "dsn": pg.display_dsn,
-                    }
+                    run.environment.postgres = results.postgres_info(
+                        pg.backend, pg.version, pg.settings, pg.display_dsn
+                    )
                     reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
                     _warn_before(scenario, pg, reporter)
                     if calibrate_first:
@@ -168,7 +166,7 @@ def execute(
                 run.interrupted = True
     finally:
         run.summary = stats.aggregate(run.results)
-        run.limits = [asdict(v) for v in limits.check(scenario.fail_if, run.summary)]
+        run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         results.save(run, path)
     return run, path
 
@@ -223,7 +221,7 @@ def _run_variant(
     if unavailable:
         return StrategyResult(
             strategy=strategy.name,
-            variant=variant.to_dict(),
+            variant=VariantRecord.model_validate(variant.to_dict()),
             repeat=repeat,
             status="unavailable",
             failure=unavailable,
@@ -267,7 +265,7 @@ def _run_variant(
         except ProcessError as exc:
             return StrategyResult(
                 strategy=strategy.name,
-                variant=variant.to_dict(),
+                variant=VariantRecord.model_validate(variant.to_dict()),
                 repeat=repeat,
                 status="failed",
                 failure=str(exc),
@@ -285,7 +283,7 @@ def _run_variant(
         opened = sessions_after - sessions_before - connects
     result = stats.summarize(
         strategy=strategy.name,
-        variant=variant.to_dict(),
+        variant=VariantRecord.model_validate(variant.to_dict()),
         repeat=repeat,
         raw=measured.raw,
         samples=measured.samples,

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -14,6 +14,7 @@ from connbench.infra import postgres
 from connbench.measure.load import Progress
 from connbench.model import results
 from connbench.model.results import RunResult, StrategyResult
+from connbench.model.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +71,72 @@ def run_cli(
 
 # --- results built by hand, for the pure tests of compare, limits and the formats ---------------
 
+# A whole part of a run with neutral values: a test names only the fields it is about.
+PART_DEFAULTS: dict[str, dict[str, Any]] = {
+    "requests": {"total": 0, "ok": 0, "errors": 0, "errors_by_kind": {}, "timeout_s": 10.0},
+    "latency_ms": {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0},
+    "server": {"connections_peak": None, "connections_mean": None, "samples": 0},
+    "integrity": {
+        "ok_responses": 0, "rows_inserted": 0, "requests_sent": 0, "error_responses": {},
+        "ok": True,
+    },
+    "generator": {
+        "engine": "httptools", "cpu_percent": 0.0, "loop_cpu_percent": 0.0, "saturated": False,
+    },
+    "cpu_percent": {},
+    "timeseries": {
+        "t_s": [], "ok": [], "errors": [], "p50_ms": [], "p99_ms": [], "connections": [],
+    },
+    "breakdown": {
+        "requests": 1, "latency_mean_ms": None, "in_app_ms": 0.0, "connect_ms": 0.0,
+        "pool_wait_ms": 0.0, "query_ms": 0.0, "rest_of_app_ms": 0.0, "after_response_ms": 0.0,
+        "connects_per_request": 0.0, "queries_per_request": 0.0,
+    },
+}  # fmt: skip
+
+
+T = TypeVar("T")
+
+
+def part(value: T | None) -> T:
+    """A part of a result the test expects to be there (not null)."""
+    assert value is not None
+    return value
+
+
+def variant_of(key: str, **fields: Any) -> dict[str, Any]:
+    """A variant record from its key (``pool c=8 w=1 pool=4..4``), fields filled from it."""
+    words = key.split()
+    found = dict(word.split("=", 1) for word in words[1:] if "=" in word)
+    pool = found.get("pool", "").partition("..")
+    return {
+        "strategy": words[0],
+        "concurrency": int(found.get("c", 32)),
+        "workers": int(found.get("w", 1)),
+        "pool_min": int(pool[0]) if pool[0] else None,
+        "pool_max": int(pool[2]) if pool[2] else None,
+        "topology": found.get("via", "direct"),
+        "rate": float(found["rate"]) if "rate" in found else None,
+        "key": key,
+        **fields,
+    }
+
+
+def made(strategy: str = "pool", status: str = "ok", **fields: Any) -> StrategyResult:
+    """A :class:`StrategyResult` from the fields a test cares about: a part given as a partial
+    dict is completed with neutral values; a variant may be given as its key alone."""
+    variant = fields.pop("variant", None) or {"key": f"{strategy} c=32 w=1"}
+    fields["variant"] = variant_of(**variant) if set(variant) <= {"key"} else variant
+    for part, defaults in PART_DEFAULTS.items():
+        if isinstance(fields.get(part), dict):
+            fields[part] = defaults | fields[part]
+    return StrategyResult.model_validate({"strategy": strategy, "status": status, **fields})
+
+
+def scenario_of(**fields: Any) -> dict[str, Any]:
+    """A scenario record as a run writes it, with ``fields`` changed."""
+    return Scenario(name="t", duration_s=5.0).to_dict() | fields
+
 
 def entry(
     strategy: str = "pool",
@@ -82,31 +149,26 @@ def entry(
     status: str = "ok",
     peak: int = 4,
 ) -> StrategyResult:
-    variant: dict[str, Any] = {
-        "strategy": strategy,
-        "concurrency": concurrency,
-        "workers": 1,
-        "pool_min": pool,
-        "pool_max": pool,
-    }
     key = f"{strategy} c={concurrency} w=1" + (f" pool={pool}..{pool}" if pool else "")
     ok = status != "failed"
-    return StrategyResult(
-        strategy=strategy,
-        status=status,
-        variant=variant | {"key": key},
+    return made(
+        strategy,
+        status,
+        variant={"key": key},
         repeat=repeat,
-        requests={"ok": 1000, "errors": 0, "total": 1000} if ok else {},
+        requests={"ok": 1000, "errors": 0, "total": 1000} if ok else None,
         throughput_rps=rps if ok else 0.0,
-        latency_ms={"p50": p99 / 2, "p90": p99 * 0.8, "p99": p99, "p999": p99 * 1.2} if ok else {},
+        latency_ms={"p50": p99 / 2, "p90": p99 * 0.8, "p99": p99, "p999": p99 * 1.2}
+        if ok
+        else None,
         server={"connections_peak": peak, "connections_mean": peak, "sessions_opened": peak}
         if ok
-        else {},
+        else None,
     )
 
 
 def run_of(*entries: StrategyResult, **scenario: Any) -> RunResult:
-    run = results.new_run({"name": "t", "duration_s": 5, **scenario})
+    run = results.new_run(scenario_of(**scenario))
     run.results.extend(entries)
     run.summary = stats.aggregate(run.results)
     return run

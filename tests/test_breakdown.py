@@ -10,6 +10,8 @@ from connbench.model import results
 from connbench.model.results import StrategyResult
 from connbench.present import run as run_view
 
+from .conftest import made, scenario_of
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -85,14 +87,14 @@ def test_bar_stacks_the_parts_in_order_and_keeps_the_total() -> None:
 
 def test_summary_and_table_carry_the_median_breakdown(tmp_path: Path) -> None:
     def run(repeat: int, connect_ms: float) -> StrategyResult:
-        return StrategyResult(
-            strategy="connect", status="ok", repeat=repeat, variant={"key": "connect c=8"},
+        return made(
+            "connect", repeat=repeat, variant={"key": "connect c=8"},
             requests={"ok": 10}, breakdown={"connect_ms": connect_ms, "latency_mean_ms": 9.0},
         )  # fmt: skip
 
     (summary,) = stats.aggregate([run(0, 1.0), run(1, 5.0), run(2, 3.0)])
-    assert summary["breakdown"]["connect_ms"] == 3.0
-    saved = results.new_run({"name": "t"})
+    assert summary.breakdown["connect_ms"] == 3.0
+    saved = results.new_run(scenario_of())
     saved.results = [run(0, 1.0)]
     saved.summary = stats.aggregate(saved.results)
     console = Console(width=200, record=True)

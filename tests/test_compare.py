@@ -12,6 +12,7 @@ import pytest
 
 from connbench.analyse import compare
 from connbench.analyse.compare import Gate, Threshold, mann_whitney_u
+from connbench.model import results
 from connbench.model.errors import BadInput, ResultFileError
 from connbench.model.results import RunResult
 
@@ -209,9 +210,9 @@ def test_ignoring_too_much_is_bad_input() -> None:
 
 def test_environment_and_scenario_differences_are_listed() -> None:
     base, new = repeats([1000]), repeats([1000], duration_s=20)
-    new.environment = new.environment | {"cpu_count": 64, "cpu_model": "Other CPU"}
-    new.environment["postgres"] = {"version": "17.0", "settings": {"fsync": "off"}}
-    base.environment["postgres"] = {"version": "16.2", "settings": {"fsync": "on"}}
+    new.environment.cpu_count, new.environment.cpu_model = 64, "Other CPU"
+    new.environment.postgres = results.postgres_info("embedded", "17.0", {"fsync": "off"}, "-")
+    base.environment.postgres = results.postgres_info("embedded", "16.2", {"fsync": "on"}, "-")
     new.connbench_version = "9.9"
     found = {d.what: (d.base, d.new) for d in compare.environment_differences(base, new)}
     assert found["cpu_count"][1] == "64"
@@ -219,7 +220,7 @@ def test_environment_and_scenario_differences_are_listed() -> None:
     assert found["PostgreSQL version"] == ("16.2", "17.0")
     assert found["PostgreSQL fsync"] == ("on", "off")
     assert found["connbench version"][1] == "9.9"
-    assert found["scenario duration_s"] == ("5", "20")
+    assert found["scenario duration_s"] == ("5.0", "20.0")
     assert "load_average_1m" not in found  # changes every run: not a difference in setup
     assert compare.environment_differences(base, base) == []
 
@@ -255,6 +256,12 @@ def test_gate_from_the_result_with_command_line_overrides() -> None:
 
 
 def test_a_bad_recorded_gate_names_the_file_and_key() -> None:
-    new = repeats([1000], gate={"throughput": "lots"})
+    new = repeats([1000], gate={"throughput": -0.1})
     with pytest.raises(ResultFileError, match="new.json: scenario.gate.throughput"):
         compare.resolve_gate(new, "new.json")
+    document = results.to_dict(new)
+    document["scenario"]["gate"]["throughput"] = "lots"  # not a number: the loader says so
+    with pytest.raises(
+        ResultFileError, match='new.json: scenario.gate.throughput: expected a number, got "lots"'
+    ):
+        results.parse(document, "new.json")

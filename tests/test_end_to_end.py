@@ -19,7 +19,7 @@ from connbench.infra import tempdirs
 from connbench.model import results
 from connbench.model.scenario import build
 
-from .conftest import ROOT, RecordingReporter, connbench_cmd, run_cli
+from .conftest import ROOT, RecordingReporter, connbench_cmd, part, run_cli
 
 PER_REQUEST = [name for name, s in STRATEGIES.items() if not s.pooled]
 
@@ -52,16 +52,21 @@ def test_strategy_serves_and_rows_match_responses(
 ) -> None:
     result = next(r for r in all_strategies.results if r.strategy == name)
     assert result.status == "ok", result.failure
-    assert result.requests["ok"] > 0
-    assert result.requests["errors"] == 0, result.requests
+    assert part(result.requests).ok > 0
+    assert part(result.requests).errors == 0, result.requests
     assert result.throughput_rps > 0
-    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] <= result.latency_ms["max"]
-    assert result.integrity["ok"] is True
-    assert result.integrity["rows_inserted"] == result.integrity["ok_responses"]
-    assert result.server["samples"] > 5
-    assert result.generator["engine"] == "httptools"
-    assert result.cpu_percent["app"] is not None and result.cpu_percent["app"] > 0
-    assert len(result.timeseries["ok"]) == 2
+    assert (
+        0
+        < part(result.latency_ms).p50
+        <= part(result.latency_ms).p99
+        <= part(result.latency_ms).max
+    )
+    assert part(result.integrity).ok is True
+    assert part(result.integrity).rows_inserted == part(result.integrity).ok_responses
+    assert part(result.server).samples > 5
+    assert part(result.generator).engine == "httptools"
+    assert part(part(result.cpu_percent).app) > 0
+    assert len(part(result.timeseries).ok) == 2
 
 
 @pytest.mark.parametrize("name", PER_REQUEST)
@@ -69,29 +74,29 @@ def test_per_request_strategies_open_a_session_per_response(
     all_strategies: results.RunResult, name: str
 ) -> None:
     result = next(r for r in all_strategies.results if r.strategy == name)
-    ok = result.integrity["ok_responses"]
+    ok = part(result.integrity).ok_responses
     extra = 3 if name == "pool-unused" else 0  # its idle pool's sessions
-    assert result.server["sessions_opened"] == pytest.approx(ok + extra, abs=2)
+    assert part(result.server).sessions_opened == pytest.approx(ok + extra, abs=2)
 
 
 @pytest.mark.parametrize("name", [name for name, s in STRATEGIES.items() if s.pooled])
 def test_pool_stays_within_its_size(all_strategies: results.RunResult, name: str) -> None:
     result = next(r for r in all_strategies.results if r.strategy == name)
-    assert 2 <= result.server["connections_peak"] <= 3
-    assert 2 <= result.server["sessions_opened"] <= 3
-    assert result.integrity["ok_responses"] > 10 * result.server["sessions_opened"]
+    assert 2 <= part(part(result.server).connections_peak) <= 3
+    assert 2 <= part(part(result.server).sessions_opened) <= 3
+    assert part(result.integrity).ok_responses > 10 * part(part(result.server).sessions_opened)
 
 
 @pytest.mark.parametrize("name", ["sync-connect", "sync-pool"])
 def test_sync_strategies_have_no_breakdown_rather_than_a_wrong_one(
     all_strategies: results.RunResult, name: str
 ) -> None:
-    assert next(r for r in all_strategies.results if r.strategy == name).breakdown == {}
+    assert next(r for r in all_strategies.results if r.strategy == name).breakdown is None
 
 
 def test_pool_unused_keeps_its_idle_pool(all_strategies: results.RunResult) -> None:
     result = next(r for r in all_strategies.results if r.strategy == "pool-unused")
-    assert result.server["by_state_peak"].get("idle", 0) >= 2
+    assert part(result.server).by_state_peak.get("idle", 0) >= 2
 
 
 # Queries the app runs before its response: execute and commit, or only execute when the commit
@@ -106,32 +111,33 @@ QUERIES_BEFORE_RESPONSE = {
 def test_breakdown_says_where_each_strategy_spends_its_time(
     all_strategies: results.RunResult, name: str
 ) -> None:
-    parts = next(r for r in all_strategies.results if r.strategy == name).breakdown
-    assert parts["requests"] > 0
-    assert parts["query_ms"] > 0
-    assert parts["queries_per_request"] == pytest.approx(QUERIES_BEFORE_RESPONSE[name], abs=0.15)
+    parts = part(next(r for r in all_strategies.results if r.strategy == name).breakdown)
+    assert parts.requests > 0
+    assert parts.query_ms > 0
+    assert parts.queries_per_request == pytest.approx(QUERIES_BEFORE_RESPONSE[name], abs=0.15)
     if STRATEGIES[name].pooled:  # connections come from the pool, none opened per request
-        assert parts["connects_per_request"] == 0 and parts["connect_ms"] == 0
-        assert parts["pool_wait_ms"] > 0
-        assert parts["pool"]["requests_num"] > 0
+        assert parts.connects_per_request == 0 and parts.connect_ms == 0
+        assert parts.pool_wait_ms > 0
+        assert part(parts.pool)["requests_num"] > 0
     else:  # a connection per request, and no pool lends one
-        assert parts["connects_per_request"] == pytest.approx(1.0, abs=0.15)
-        assert parts["connect_ms"] > 0
-        assert parts["pool_wait_ms"] == 0
+        assert parts.connects_per_request == pytest.approx(1.0, abs=0.15)
+        assert parts.connect_ms > 0
+        assert parts.pool_wait_ms == 0
     if name == "pool-unused":  # its pool is there, and never asked for anything
-        assert parts["pool"]["pool_size"] == 2 and parts["pool"].get("requests_num", 0) == 0
+        pool = part(parts.pool)
+        assert pool["pool_size"] == 2 and pool.get("requests_num", 0) == 0
     elif not STRATEGIES[name].uses_pool:
-        assert parts["pool"] is None
+        assert parts.pool is None
 
 
 def test_result_records_environment_and_scenario(all_strategies: results.RunResult) -> None:
-    env = all_strategies.environment
-    assert env["postgres"]["backend"] == "embedded"
-    assert env["postgres"]["version"].startswith("16")
-    assert env["postgres"]["settings"]["max_connections"] == "100"
-    assert env["postgres"]["dsn"].startswith("postgresql://connbench@127.0.0.1:")  # no password
-    assert all_strategies.scenario["pool_max_effective"] == [3]
-    assert [s["strategy"] for s in all_strategies.summary] == list(STRATEGIES)
+    server = part(all_strategies.environment.postgres)
+    assert server.backend == "embedded"
+    assert server.version.startswith("16")
+    assert server.settings.max_connections == 100  # a number: it was saved as "100"
+    assert server.dsn.startswith("postgresql://connbench@127.0.0.1:")  # no password
+    assert all_strategies.scenario.pool_max_effective == [3]
+    assert [s.strategy for s in all_strategies.summary] == list(STRATEGIES)
     assert all_strategies.interrupted is False
 
 
@@ -147,13 +153,13 @@ def test_repeats_are_interleaved_and_summarized(tmp_path: Path) -> None:
         ("pool", 0, 0), ("connect", 0, 1), ("connect", 1, 0), ("pool", 1, 1),
     ]  # fmt: skip
     saved = results.load(path)
-    assert [s["key"] for s in saved.summary] == ["pool c=4 w=1 pool=4..4", "connect c=4 w=1"]
+    assert [s.key for s in saved.summary] == ["pool c=4 w=1 pool=4..4", "connect c=4 w=1"]
     assert [r.position for r in saved.results] == [0, 1, 0, 1]
     pool = saved.summary[0]
-    assert pool["runs"] == 2
+    assert pool.runs == 2
     pools = [r for r in run.results if r.strategy == "pool"]
-    assert pool["throughput_rps"]["values"] == [r.throughput_rps for r in pools]
-    assert pool["integrity_ok"] is True
+    assert pool.throughput_rps.values == [r.throughput_rps for r in pools]
+    assert pool.integrity_ok is True
 
 
 def test_an_ab_run_is_judged_round_by_round(pg: object, tmp_path: Path) -> None:
@@ -217,7 +223,7 @@ def test_app_that_never_starts_is_reported_and_the_run_goes_on(
     assert failed.status == "failed"
     assert "app 'broken'" in (failed.failure or "")
     assert "no_such_module" in (failed.failure or "")  # the log tail names the cause
-    assert ok.status == "ok" and ok.requests["ok"] > 0
+    assert ok.status == "ok" and part(ok.requests).ok > 0
 
 
 def test_too_many_clients_is_counted_as_the_database_error(tmp_path: Path) -> None:
@@ -239,15 +245,15 @@ def test_too_many_clients_is_counted_as_the_database_error(tmp_path: Path) -> No
         "but max_connections is 8: expect 'too many clients' errors"
     ) in reporter.notes
     (result,) = run.results
-    assert result.server["predicted"] == {
+    assert part(part(result.server).predicted).model_dump() == {
         "connections": 24,
         "basis": "concurrency 24",
         "max_connections": 8,
         "fits": False,
     }
-    assert result.requests["errors_by_kind"].get("db:TooManyConnections", 0) > 0
-    assert result.integrity["ok"] is True  # refused requests insert nothing
-    assert result.server["connections_peak"] <= 8
+    assert part(result.requests).errors_by_kind.get("db:TooManyConnections", 0) > 0
+    assert part(result.integrity).ok is True  # refused requests insert nothing
+    assert part(part(result.server).connections_peak) <= 8
 
 
 def test_workers_each_hold_a_pool_and_the_prediction_says_so(tmp_path: Path) -> None:
@@ -259,14 +265,14 @@ def test_workers_each_hold_a_pool_and_the_prediction_says_so(tmp_path: Path) -> 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (result,) = results.load(out).results
-    assert result.status == "ok" and result.integrity["ok"] is True
-    predicted = result.server["predicted"]
-    assert predicted["connections"] == 6
-    assert predicted["basis"] == "2 workers × pool_max 3"
-    assert predicted["fits"] is True
+    assert result.status == "ok" and part(result.integrity).ok is True
+    predicted = part(part(result.server).predicted)
+    assert predicted.connections == 6
+    assert predicted.basis == "2 workers × pool_max 3"
+    assert predicted.fits is True
     # Each worker opens its own pool: more than one pool's worth, never more than predicted.
-    assert 3 < result.server["connections_peak"] <= 6
-    assert f"{result.server['connections_peak']} / 6" in proc.stdout
+    assert 3 < part(part(result.server).connections_peak) <= 6
+    assert f"{part(result.server).connections_peak} / 6" in proc.stdout
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -407,12 +413,12 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
     if moment != "starting":
         (pool,) = saved.results  # connect never started
         assert pool.status == "interrupted"
-        assert pool.requests["ok"] > 0
+        assert part(pool.requests).ok > 0
         assert 0 < pool.duration_s < 30
         # A restart may cut a commit that runs after the response (see the README).
-        assert pool.integrity["ok"] is True or moment == "after-restart"
+        assert part(pool.integrity).ok is True or moment == "after-restart"
     if moment == "after-restart":
-        assert saved.results[0].fault["took_s"] is not None
+        assert part(saved.results[0].fault).took_s is not None
 
 
 def test_cli_run_against_a_dsn_never_shows_the_password(pg: object, tmp_path: Path) -> None:
@@ -432,7 +438,7 @@ def test_cli_run_against_a_dsn_never_shows_the_password(pg: object, tmp_path: Pa
     assert "pool" in proc.stdout and "req/s" in proc.stdout
     assert password not in proc.stdout + proc.stderr + out.read_text()
     saved = results.load(out)
-    assert saved.environment["postgres"]["backend"] == "external"
+    assert part(saved.environment.postgres).backend == "external"
 
 
 def test_open_model_measures_from_the_intended_time_and_flags_an_unheld_rate(
@@ -445,17 +451,20 @@ def test_open_model_measures_from_the_intended_time_and_flags_an_unheld_rate(
     )  # fmt: skip
     run, _ = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
     easy, impossible = run.results
-    assert easy.variant["rate"] == 100
-    assert easy.open_model["valid"] is True
-    assert easy.open_model["not_sent"] == 0
+    assert easy.variant.rate == 100
+    assert part(easy.open_model).valid is True
+    assert part(easy.open_model).not_sent == 0
     assert easy.throughput_rps <= 110  # the schedule, not the server, sets the pace
-    assert easy.cpu_percent["app"] is not None  # the window ran to its end
-    assert impossible.open_model["valid"] is False
-    assert impossible.open_model["not_sent"] > 0
+    assert part(easy.cpu_percent).app is not None  # the window ran to its end
+    assert part(impossible.open_model).valid is False
+    assert part(impossible.open_model).not_sent > 0
     assert any("could not hold the offered rate" in w for w in impossible.warnings)
     # Queueing behind busy connections is latency too: corrected >= uncorrected.
-    assert impossible.latency_ms["p99"] >= impossible.open_model["latency_uncorrected_ms"]["p99"]
-    assert easy.integrity["ok"] and impossible.integrity["ok"]
+    assert (
+        part(impossible.latency_ms).p99
+        >= part(part(impossible.open_model).latency_uncorrected_ms).p99
+    )
+    assert part(easy.integrity).ok and part(impossible.integrity).ok
 
 
 def test_serve_answers_until_ctrl_c(tmp_path: Path) -> None:
@@ -515,7 +524,7 @@ def test_limits_exit_3_and_compare_reads_the_real_result(pg: object, tmp_path: P
         ("error_rate>0.5", "pool c=4 w=1 pool=4..4"): False,
         ("error_rate>0.5", "connect c=4 w=1"): False,
     }
-    assert results.load(out).limits == printed["limits"]
+    assert [v.model_dump() for v in results.load(out).limits] == printed["limits"]
     same = subprocess.run(
         connbench_cmd("compare", str(out), str(out), "--fail-on", "throughput:10%",
                       "--format", "markdown"),

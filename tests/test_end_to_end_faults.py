@@ -16,7 +16,7 @@ from connbench.model import results
 from connbench.model.results import StrategyResult
 from connbench.model.scenario import build
 
-from .conftest import RecordingReporter
+from .conftest import RecordingReporter, part
 
 
 def _run(tmp_path: Path, **overrides: str) -> dict[str, StrategyResult]:
@@ -27,15 +27,15 @@ def _run(tmp_path: Path, **overrides: str) -> dict[str, StrategyResult]:
     out = tmp_path / "r.json"
     runner.execute(scenario, RecordingReporter(), out)
     saved = results.load(out)  # what was measured is what was saved
-    assert saved.scenario["fault"]["kind"] == scenario.fault.kind  # type: ignore[union-attr]
+    assert part(saved.scenario.fault).kind == part(scenario.fault).kind
     return {r.strategy: r for r in saved.results}
 
 
 def _served_after_fault(result: StrategyResult) -> int:
     """2xx in the window's whole seconds after the fault (and a restart's downtime) ended."""
-    fault = result.fault
-    ended = fault["injected_at_s"] + (fault["took_s"] or 0)
-    return int(sum(result.timeseries["ok"][math.ceil(ended) :]))
+    fault = part(result.fault)
+    ended = part(fault.injected_at_s) + (fault.took_s or 0)
+    return int(sum(part(result.timeseries).ok[math.ceil(ended) :]))
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +54,14 @@ def test_terminate_is_injected_and_every_strategy_serves_again(
 ) -> None:
     result = terminated[name]
     assert result.status == "ok", result.failure
-    fault = result.fault
-    assert fault["kind"] == "terminate" and fault["error"] is None
-    assert 1.0 <= fault["injected_at_s"] < 3.0
-    assert fault["baseline_rps"] > 0
-    assert fault["recovered"] in (True, False)  # computed, whatever this machine managed
-    assert sum(fault["errors_by_kind"].values()) == fault["errors"]
+    fault = part(result.fault)
+    assert fault.kind == "terminate" and fault.error is None
+    assert 1.0 <= part(fault.injected_at_s) < 3.0
+    assert part(fault.baseline_rps) > 0
+    assert fault.recovered in (True, False)  # computed, whatever this machine managed
+    assert sum(fault.errors_by_kind.values()) == fault.errors
     assert _served_after_fault(result) > 0
-    assert result.integrity["rows_inserted"] is not None
+    assert part(result.integrity).rows_inserted is not None
 
 
 @pytest.mark.parametrize("name", ["pool", "pool-nocheck"])
@@ -69,38 +69,38 @@ def test_pools_replace_the_sessions_that_were_cut(
     terminated: dict[str, StrategyResult], name: str
 ) -> None:
     result = terminated[name]
-    assert result.fault["terminated"] == 2  # the whole pool: min = max = 2
-    assert result.server["sessions_opened"] >= 4
+    assert part(result.fault).terminated == 2  # the whole pool: min = max = 2
+    assert part(part(result.server).sessions_opened) >= 4
 
 
 def test_a_pool_without_check_lends_dead_connections(
     terminated: dict[str, StrategyResult],
 ) -> None:
     # Each cut session fails the next request that borrows it: nothing looks before lending.
-    assert terminated["pool-nocheck"].fault["errors"] >= 1
+    assert part(terminated["pool-nocheck"].fault).errors >= 1
 
 
 def test_committing_before_the_response_loses_no_write(
     terminated: dict[str, StrategyResult],
 ) -> None:
     connect = terminated["connect"]
-    assert connect.integrity["lost_writes"] == 0
-    assert connect.integrity["ok"] is True
+    assert part(connect.integrity).lost_writes == 0
+    assert part(connect.integrity).ok is True
 
 
 def test_restart_brings_the_server_back_and_the_apps_with_it(tmp_path: Path) -> None:
     runs = _run(tmp_path, strategies=["pool,connect"], duration_s="5", fault="restart@1")
     for name, result in runs.items():
         assert result.status == "ok", (name, result.failure)
-        fault = result.fault
-        assert fault["kind"] == "restart" and fault["error"] is None, fault
-        assert fault["took_s"] > 0
-        assert fault["terminated"] is None
+        fault = part(result.fault)
+        assert fault.kind == "restart" and fault.error is None, fault
+        assert part(fault.took_s) > 0
+        assert fault.terminated is None
         assert _served_after_fault(result) > 0, (name, result.timeseries)
         # The server's CPU has no single process to be read from across a restart.
-        assert result.cpu_percent["postgres"] is None
-        assert result.cpu_percent["app"] is not None
+        assert part(result.cpu_percent).postgres is None
+        assert part(result.cpu_percent).app is not None
         # Rows are counted on the restarted server, over the whole run.
-        assert result.integrity["rows_inserted"] is not None
-        assert result.integrity["rows_inserted"] > 0
-    assert runs["connect"].integrity["lost_writes"] == 0
+        assert part(result.integrity).rows_inserted is not None
+        assert part(part(result.integrity).rows_inserted) > 0
+    assert part(runs["connect"].integrity).lost_writes == 0

@@ -14,7 +14,10 @@ from connbench.measure.faults import Fault, Injected
 from connbench.measure.load import LoadConfig, RawLoad, new_histogram
 from connbench.measure.sampler import Samples
 from connbench.model.errors import ScenarioError
+from connbench.model.result_types import VariantRecord
 from connbench.model.scenario import build
+
+from .conftest import part, variant_of
 
 S = 1_000_000_000  # one second in ns
 
@@ -153,7 +156,7 @@ def test_unstable_baseline_is_flagged() -> None:
     raw.window_s = 5.0
     result = stats.summarize(
         strategy="pool",
-        variant={},
+        variant=VariantRecord.model_validate(variant_of("pool c=4 w=1")),
         raw=raw,
         samples=Samples(),
         sessions_opened=None,
@@ -162,8 +165,8 @@ def test_unstable_baseline_is_flagged() -> None:
         injected=injected(2.0),
     )
     assert any(w.startswith("fault: throughput varied by") for w in result.warnings)
-    assert result.integrity["lost_writes"] == 0
-    assert result.integrity["unacknowledged_writes"] == 0
+    assert part(result.integrity).lost_writes == 0
+    assert part(result.integrity).unacknowledged_writes == 0
 
 
 def test_a_fault_still_counting_down_when_the_load_ends_is_called_off() -> None:

@@ -9,11 +9,12 @@ import pytest
 from connbench.analyse import limits, stats
 from connbench.model.results import StrategyResult
 
+from .conftest import made
+
 
 def run(repeat: int, rps: float, p99: float, errors: int = 0) -> StrategyResult:
-    return StrategyResult(
-        strategy="pool",
-        status="ok",
+    return made(
+        "pool",
         variant={"key": "pool c=32"},
         repeat=repeat,
         requests={"ok": 1000 - errors, "errors": errors, "total": 1000},
@@ -73,7 +74,7 @@ def test_error_rate_counts_every_request_of_every_repeat() -> None:
 
 
 def test_a_variant_that_measured_nothing_fails() -> None:
-    failed = StrategyResult(strategy="pool", status="failed", variant={"key": "pool c=32"})
+    failed = made("pool", "failed", variant={"key": "pool c=32"})
     (verdict,) = limits.check([limits.parse("p99_ms>50")], stats.aggregate([failed]))
     assert verdict.failed and verdict.value is None
     assert verdict.reason == "p99_ms not measured (failed)"

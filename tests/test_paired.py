@@ -295,7 +295,8 @@ def test_a_variant_that_served_nothing_fails_the_gate() -> None:
     run = ab_run(BASE, [b * 0.98 for b in BASE])
     for r in run.results:
         if r.key.startswith("head") and r.repeat == 4:
-            r.requests = {"ok": 0, "errors": 120, "total": 120}
+            assert r.requests is not None
+            r.requests = r.requests.model_copy(update={"ok": 0, "errors": 120, "total": 120})
             r.throughput_rps = 0.0
     result = ab(run)
     assert result.failed
@@ -398,7 +399,7 @@ def test_too_few_rounds_for_alpha_is_bad_input_under_a_gate_only() -> None:
 def test_a_gated_metric_the_result_lacks_is_bad_input() -> None:
     run = ab_run(BASE, BASE)
     for r in run.results:
-        r.server = {}
+        r.server = None
     gate = Gate((Threshold("sessions_opened", 0.25, "--fail-on"),))
     with pytest.raises(BadInput, match=re_escape(
         "--fail-on sessions_opened: the result has no sessions opened for "
@@ -422,7 +423,8 @@ def test_cross_file_missing_failed_or_idle_variants_fail_the_gate() -> None:
     failed = compare.compare(base, unavailable, gate=gate)
     assert failed.missing == ["connect c=32 w=1: unavailable in NEW"] and failed.failed
     idle = entry("connect", pool=None)
-    idle.requests = {"ok": 0, "errors": 50, "total": 50}
+    assert idle.requests is not None
+    idle.requests = idle.requests.model_copy(update={"ok": 0, "errors": 50, "total": 50})
     idle.throughput_rps = 0.0
     served = compare.compare(base, run_of(entry("pool"), idle), gate=gate)
     assert served.missing == ["connect c=32 w=1: served nothing in NEW (no 2xx response)"]
@@ -524,7 +526,7 @@ def test_cli_paired_bad_files_are_one_line_exit_2(ab_files: dict[str, str]) -> N
     assert lacking.exit_code == 0  # the hand-made result has a p99.9: the next one has not
     run = results.load(Path(ab_files["same"]))
     for r in run.results:
-        r.server = {}
+        r.server = None
     bare = saved(Path(ab_files["same"]).with_name("bare.json"), run)
     lacks = cli.invoke(app, ["compare", bare, *ab_args, "--fail-on", "sessions_opened:10%"])
     assert_one_line_exit_2(lacks, "--fail-on sessions_opened: the result has no sessions opened")

@@ -2,8 +2,9 @@ from rich.console import Console
 
 from connbench.analyse import stats
 from connbench.model import results
-from connbench.model.results import StrategyResult
 from connbench.present import run as run_view
+
+from .conftest import made, scenario_of
 
 
 def test_sparkline_scales_to_the_top() -> None:
@@ -14,13 +15,12 @@ def test_sparkline_scales_to_the_top() -> None:
 
 
 def test_show_draws_the_typical_repeat_and_marks_failures() -> None:
-    run = results.new_run({"name": "t", "concurrency": [8]})
+    run = results.new_run(scenario_of(concurrency=[8]))
     for repeat, rps in enumerate([100.0, 200.0, 150.0]):
         run.results.append(
-            StrategyResult(
-                strategy="pool",
-                status="ok",
-                variant={"key": "pool c=8", "concurrency": 8},
+            made(
+                "pool",
+                variant={"key": "pool c=8"},
                 repeat=repeat,
                 requests={"ok": 10, "errors": 0},
                 throughput_rps=rps,
@@ -30,7 +30,7 @@ def test_show_draws_the_typical_repeat_and_marks_failures() -> None:
                             "connections": [4, 4]},
             )
         )  # fmt: skip
-    run.results.append(StrategyResult(strategy="connect", status="failed", failure="boom"))
+    run.results.append(made("connect", "failed", failure="boom"))
     run.summary = stats.aggregate(run.results)
     console = Console(width=200, record=True)
     run_view.render_run(console, run)

@@ -1,15 +1,15 @@
 from collections import Counter
-from typing import TYPE_CHECKING
 
 import pytest
 
 from connbench.analyse import stats
 from connbench.measure.load import LoadConfig, RawLoad, Second, classify, new_histogram
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
+from connbench.model.result_types import StrategyResult, VariantRecord
 
-if TYPE_CHECKING:
-    from connbench.model.results import StrategyResult
+from .conftest import made, part, variant_of
 
+VARIANT = VariantRecord.model_validate(variant_of("pool c=4 w=1"))
 CONFIG = LoadConfig(concurrency=4, duration_s=2, warmup_s=0, timeout_s=5)
 
 
@@ -69,31 +69,31 @@ def test_summarize_counts_only_samples_in_the_window_and_checks_integrity() -> N
     )
     result = stats.summarize(
         strategy="pool",
-        variant={},
+        variant=VARIANT,
         raw=raw,
         samples=samples,
         sessions_opened=4,
         rows_inserted=10,
         cpu_percent={"app": 50.0, "postgres": 10.0},
     )
-    assert result.server["connections_peak"] == 3  # the warm-up sample is not counted
+    assert part(result.server).connections_peak == 3  # the warm-up sample is not counted
     assert result.throughput_rps == 5.0
-    assert result.integrity["ok"] is True
-    assert result.server["sessions_per_ok_response"] == 0.4
+    assert part(result.integrity).ok is True
+    assert part(result.server).sessions_per_ok_response == 0.4
 
 
 def test_integrity_mismatch_is_a_warning() -> None:
     raw = raw_with([1000] * 10)
     result = stats.summarize(
         strategy="yield-context",
-        variant={},
+        variant=VARIANT,
         raw=raw,
         samples=Samples(),
         sessions_opened=10,
         rows_inserted=8,
         cpu_percent={},
     )
-    assert result.integrity["ok"] is False
+    assert part(result.integrity).ok is False
     assert any("8 rows inserted for 10 successful responses" in w for w in result.warnings)
 
 
@@ -103,14 +103,14 @@ def test_saturated_generator_and_thin_percentiles_are_flagged() -> None:
     raw.errors_by_kind = Counter({"db:TooManyConnections": 3})
     result = stats.summarize(
         strategy="connect",
-        variant={},
+        variant=VARIANT,
         raw=raw,
         samples=Samples(),
         sessions_opened=10,
         rows_inserted=10,
         cpu_percent={},
     )
-    assert result.generator["saturated"] is True
+    assert part(result.generator).saturated is True
     text = " | ".join(result.warnings)
     assert "load generator saturated (95% of a core)" in text
     assert "p99 rests on 10 requests" in text
@@ -131,13 +131,10 @@ def test_error_kinds(status: int, body: bytes, kind: str) -> None:
     assert classify(status, body) == kind
 
 
-def _run(key: str, repeat: int, rps: float, p99: float, *, ok: bool = True) -> "StrategyResult":
-    from connbench.model.results import StrategyResult
-
-    return StrategyResult(
-        strategy=key.split()[0],
-        status="ok",
-        variant={"key": key, "strategy": key.split()[0]},
+def _run(key: str, repeat: int, rps: float, p99: float, *, ok: bool = True) -> StrategyResult:
+    return made(
+        key.split()[0],
+        variant={"key": key},
         repeat=repeat,
         requests={"ok": 100, "errors": 0},
         throughput_rps=rps,
@@ -157,27 +154,27 @@ def test_aggregate_takes_medians_per_variant_in_first_seen_order() -> None:
         _run("connect c=32", 2, 105, 305),
     ]
     pool, connect = stats.aggregate(runs)
-    assert pool["key"] == "pool c=32" and connect["key"] == "connect c=32"
-    assert pool["runs"] == 3
-    assert pool["throughput_rps"]["median"] == 1050
-    assert pool["throughput_rps"]["values"] == [1000, 1100, 1050]
-    assert pool["throughput_rps"]["cv"] == pytest.approx(0.0476, abs=1e-3)
-    assert pool["latency_ms"]["p99"]["median"] == 42
-    assert pool["integrity_ok"] is True
-    assert not [w for w in pool["warnings"] if w.startswith("unstable")]
+    assert pool.key == "pool c=32" and connect.key == "connect c=32"
+    assert pool.runs == 3
+    assert pool.throughput_rps.median == 1050
+    assert pool.throughput_rps.values == [1000, 1100, 1050]
+    assert pool.throughput_rps.cv == pytest.approx(0.0476, abs=1e-3)
+    assert pool.latency_ms["p99"].median == 42
+    assert pool.integrity_ok is True
+    assert not [w for w in pool.warnings if w.startswith("unstable")]
 
 
 def test_unstable_and_first_outlier_are_flagged() -> None:
     runs = [_run("pool", i, rps, 40) for i, rps in enumerate([600, 1000, 1010, 990])]
     (summary,) = stats.aggregate(runs)
-    text = " | ".join(summary["warnings"])
+    text = " | ".join(summary.warnings)
     assert "unstable: throughput varies by" in text
     assert "first repeat is an outlier (-40% against the others)" in text
 
 
 def test_one_bad_repeat_spoils_integrity() -> None:
     (summary,) = stats.aggregate([_run("pool", 0, 1, 1), _run("pool", 1, 1, 1, ok=False)])
-    assert summary["integrity_ok"] is False
+    assert summary.integrity_ok is False
 
 
 def _pool_sample(t_ns: int, waiting: int, xacts: int, wait_us: int) -> PoolSample:
@@ -211,34 +208,37 @@ def test_pgbouncer_counters_are_taken_across_the_window() -> None:
 def test_summarize_records_pgbouncer_prediction_and_more_than_predicted() -> None:
     result = stats.summarize(
         strategy="connect",
-        variant={},
+        variant=VARIANT,
         raw=raw_with([1000] * 10),
         samples=Samples(samples=[Sample(2_000_000_000, {"idle": 5})]),
         sessions_opened=5,
         rows_inserted=10,
         cpu_percent={},
-        predicted={"connections": 4, "basis": "min(concurrency 8, PgBouncer pool 4)"},
-        pgbouncer={"mode": "transaction", "pool_size": 4},
+        predicted={
+            "connections": 4,
+            "basis": "min(concurrency 8, PgBouncer pool 4)",
+            "max_connections": 100,
+            "fits": True,
+        },
+        pgbouncer={"version": "1.18", "mode": "transaction", "pool_size": 4, "auth": "md5"},
         pool_samples=PoolSamples(samples=[_pool_sample(2_000_000_000, 1, 10, 0)], failures=2),
     )
-    assert result.server["predicted"]["connections"] == 4
-    assert result.server["pgbouncer"]["mode"] == "transaction"
-    assert result.server["pgbouncer"]["cl_waiting_peak"] == 1
+    assert part(part(result.server).predicted).connections == 4
+    assert part(part(result.server).pgbouncer).mode == "transaction"
+    assert part(part(result.server).pgbouncer).cl_waiting_peak == 1
     text = " | ".join(result.warnings)
     assert "pgbouncer sampler failed 2 times" in text
     assert "capacity: 5 server connections seen, more than the 4 predicted" in text
 
 
 def test_unavailable_variants_are_summarized_as_such() -> None:
-    from connbench.model.results import StrategyResult
-
-    missing = StrategyResult(
-        strategy="pool",
-        status="unavailable",
+    missing = made(
+        "pool",
+        "unavailable",
         failure="pgbouncer is not installed (apt-get install pgbouncer)",
         variant={"key": "pool c=32 w=1 pool=4..4 via=pgbouncer-session"},
     )
     (summary,) = stats.aggregate([missing])
-    assert summary["status"] == "unavailable"
-    assert summary["failure"] == missing.failure
-    assert summary["integrity_ok"] is True  # nothing was measured, so nothing mismatched
+    assert summary.status == "unavailable"
+    assert summary.failure == missing.failure
+    assert summary.integrity_ok is True  # nothing was measured, so nothing mismatched

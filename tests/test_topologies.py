@@ -13,7 +13,7 @@ from connbench.infra import pgbouncer, postgres
 from connbench.model import results
 from connbench.model.scenario import build
 
-from .conftest import ROOT, RecordingReporter, run_cli
+from .conftest import ROOT, RecordingReporter, part, run_cli
 
 PGBOUNCER_POOL = 4
 CONCURRENCY = 8  # more clients than PgBouncer's pool: some have to wait
@@ -51,7 +51,7 @@ def _result(run: results.RunResult, strategy: str, topology: str) -> results.Str
     return next(
         r
         for r in run.results
-        if r.strategy == strategy and r.variant["topology"] == f"pgbouncer-{topology}"
+        if r.strategy == strategy and r.variant.topology == f"pgbouncer-{topology}"
     )
 
 
@@ -62,20 +62,20 @@ def test_serves_through_pgbouncer_with_rows_matching_responses(
 ) -> None:
     result = _result(bounced[0], strategy, topology)
     assert result.status == "ok", result.failure
-    assert result.variant["key"].endswith(f" via=pgbouncer-{topology}")
-    assert result.requests["ok"] > 0
+    assert result.variant.key.endswith(f" via=pgbouncer-{topology}")
+    assert part(result.requests).ok > 0
     # The pool runs its INSERT far more than psycopg's 5 times per connection: in transaction
     # mode that only works because prepared statements are off.
-    assert result.requests["errors"] == 0, result.requests
-    assert result.integrity["ok"] is True
-    pgb = result.server["pgbouncer"]
-    assert pgb["mode"] == topology
-    assert pgb["pool_size"] == PGBOUNCER_POOL
-    assert pgb["auth"] == "scram-secret"
-    assert pgb["samples"] > 5 and pgb["sampler_failures"] == 0
-    assert pgb["transactions"] > 0
-    assert pgb["sv_active_peak"] <= PGBOUNCER_POOL
-    assert result.cpu_percent["pgbouncer"] is not None
+    assert part(result.requests).errors == 0, result.requests
+    assert part(result.integrity).ok is True
+    pgb = part(part(result.server).pgbouncer)
+    assert pgb.mode == topology
+    assert pgb.pool_size == PGBOUNCER_POOL
+    assert pgb.auth == "scram-secret"
+    assert pgb.samples > 5 and pgb.sampler_failures == 0
+    assert part(pgb.transactions) > 0
+    assert part(pgb.sv_active_peak) <= PGBOUNCER_POOL
+    assert part(result.cpu_percent).pgbouncer is not None
 
 
 @pytest.mark.parametrize("topology", ["transaction", "session"])
@@ -85,12 +85,12 @@ def test_per_request_connections_reuse_pgbouncers_server_pool(
     result = _result(bounced[0], "connect", topology)
     # Direct, connect opens a server session per response; through PgBouncer the server
     # sees PgBouncer's few, kept open and reused.
-    assert 1 <= result.server["sessions_opened"] <= PGBOUNCER_POOL
-    assert result.integrity["ok_responses"] > 5 * PGBOUNCER_POOL
-    assert 1 <= result.server["connections_peak"] <= PGBOUNCER_POOL
-    predicted = result.server["predicted"]
-    assert predicted["connections"] == PGBOUNCER_POOL
-    assert predicted["basis"] == f"min(concurrency {CONCURRENCY}, PgBouncer pool {PGBOUNCER_POOL})"
+    assert 1 <= part(part(result.server).sessions_opened) <= PGBOUNCER_POOL
+    assert part(result.integrity).ok_responses > 5 * PGBOUNCER_POOL
+    assert 1 <= part(part(result.server).connections_peak) <= PGBOUNCER_POOL
+    predicted = part(part(result.server).predicted)
+    assert predicted.connections == PGBOUNCER_POOL
+    assert predicted.basis == f"min(concurrency {CONCURRENCY}, PgBouncer pool {PGBOUNCER_POOL})"
 
 
 @pytest.mark.parametrize("topology", ["transaction", "session"])
@@ -98,8 +98,8 @@ def test_pool_through_pgbouncer_stays_within_its_size(
     bounced: tuple[results.RunResult, Path, str], topology: str
 ) -> None:
     result = _result(bounced[0], "pool", topology)
-    assert 1 <= result.server["connections_peak"] <= 3
-    assert result.server["predicted"]["connections"] == 3
+    assert 1 <= part(part(result.server).connections_peak) <= 3
+    assert part(part(result.server).predicted).connections == 3
 
 
 def test_the_password_is_nowhere_in_the_result(
@@ -111,8 +111,8 @@ def test_the_password_is_nowhere_in_the_result(
     assert password not in text and password not in shown
     assert "SCRAM-SHA-256$" not in text  # nor the secret PgBouncer authenticates with
     assert json.loads(text)["schema_version"] == results.SCHEMA_VERSION
-    assert run.scenario["topology"] == ["pgbouncer-transaction", "pgbouncer-session"]
-    assert run.scenario["pgbouncer_pool_size"] == PGBOUNCER_POOL
+    assert run.scenario.topology == ["pgbouncer-transaction", "pgbouncer-session"]
+    assert run.scenario.pgbouncer_pool_size == PGBOUNCER_POOL
 
 
 def test_without_pgbouncer_its_variants_are_unavailable_and_the_run_goes_on(
@@ -128,6 +128,6 @@ def test_without_pgbouncer_its_variants_are_unavailable_and_the_run_goes_on(
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "pgbouncer is not installed (apt-get install pgbouncer)" in proc.stdout
     direct, bounced = results.load(out).results
-    assert direct.status == "ok" and direct.requests["ok"] > 0
+    assert direct.status == "ok" and part(direct.requests).ok > 0
     assert bounced.status == "unavailable"
     assert bounced.failure == "pgbouncer is not installed (apt-get install pgbouncer)"

@@ -21,7 +21,7 @@ is the guard against that: set it above the spread of A/A comparisons on the mac
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,10 +133,8 @@ def resolve_gate(
 
     Raises :class:`ResultFileError` when the recorded gate does not validate.
     """
-    recorded = new.scenario.get("gate") or {}
-    if not isinstance(recorded, Mapping):
-        raise ResultFileError(f"{new_label}: scenario.gate: expected an object")
-    where = str(new.scenario.get("source") or "its scenario")
+    recorded = new.scenario.gate
+    where = new.scenario.source or "its scenario"
     thresholds: dict[str, Threshold] = {}
     recorded_alpha = DEFAULT_ALPHA
     for key, value in recorded.items():
@@ -381,9 +379,7 @@ def compare(
     only_in_base = [runs[0].key for k, runs in base_groups.items() if k not in new_groups]
     missing = [f"{key}: in BASE, missing from NEW" for key in only_in_base]
     for variant in variants:
-        served = sum(
-            int(r.requests.get("ok", 0) or 0) for r in stats.measured(new_groups[variant.key])
-        )
+        served = sum(r.requests.ok for r in stats.measured(new_groups[variant.key]) if r.requests)
         if variant.new_status in ("failed", "unavailable"):
             missing.append(f"{variant.new_key}: {variant.new_status} in NEW")
         elif not served:
@@ -408,18 +404,16 @@ def match_key(run: StrategyResult, ignore: Sequence[str]) -> str:
     if not ignore:
         return run.key
     variant = run.variant
-    if not {"strategy", "concurrency", "workers"} <= variant.keys():
-        return run.key  # written by hand or by a test: nothing to take apart
     dropped = {f for name in ignore for f in DIMENSIONS[name]}
     parts = []
     if "strategy" not in dropped:
-        parts.append(str(variant["strategy"]))
+        parts.append(variant.strategy)
     if "concurrency" not in dropped:
-        parts.append(f"c={variant['concurrency']}")
+        parts.append(f"c={variant.concurrency}")
     if "workers" not in dropped:
-        parts.append(f"w={variant['workers']}")
-    if "pool_max" not in dropped and variant.get("pool_max") is not None:
-        parts.append(f"pool={variant.get('pool_min')}..{variant['pool_max']}")
+        parts.append(f"w={variant.workers}")
+    if "pool_max" not in dropped and variant.pool_max is not None:
+        parts.append(f"pool={variant.pool_min}..{variant.pool_max}")
     return " ".join(parts) or "*"
 
 
@@ -565,16 +559,19 @@ def _facts(run: RunResult) -> dict[str, str]:
     """What a result's numbers depend on, flattened to comparable text."""
     env = run.environment
     facts = {"connbench version": run.connbench_version}
-    facts.update({key: _shown(env.get(key)) for key in ENVIRONMENT_KEYS})
-    for name, version in (env.get("packages") or {}).items():
+    facts.update({key: _shown(getattr(env, key)) for key in ENVIRONMENT_KEYS})
+    for name, version in env.packages.items():
         facts[f"package {name}"] = _shown(version)
-    pg = env.get("postgres") or {}
-    facts["PostgreSQL version"] = _shown(pg.get("version"))
-    facts["PostgreSQL backend"] = _shown(pg.get("backend"))
-    for name, value in (pg.get("settings") or {}).items():
-        facts[f"PostgreSQL {name}"] = _shown(value)
+    pg = env.postgres
+    facts["PostgreSQL version"] = _shown(pg.version if pg else None)
+    facts["PostgreSQL backend"] = _shown(pg.backend if pg else None)
+    for name, value in (pg.settings.model_dump() if pg else {}).items():
+        # As PostgreSQL shows it: fsync on, not True.
+        shown = ("on" if value else "off") if isinstance(value, bool) else _shown(value)
+        facts[f"PostgreSQL {name}"] = shown
+    scenario = run.scenario.model_dump()
     for key in SCENARIO_KEYS:
-        facts[f"scenario {key}"] = _shown(run.scenario.get(key))
+        facts[f"scenario {key}"] = _shown(scenario.get(key))
     return facts
 
 

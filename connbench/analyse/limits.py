@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from connbench.model.result_types import VariantSummary
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -65,14 +66,15 @@ def parse(text: str) -> Limit:
     return Limit(metric, op, value)
 
 
-def observed(summary: Mapping[str, Any], metric: str) -> float | None:
+def observed(summary: VariantSummary, metric: str) -> float | None:
     """The value a limit is checked against, from a ``stats.aggregate`` summary."""
     if metric == "throughput_rps":
-        value = summary["throughput_rps"]["median"]
+        value = summary.throughput_rps.median
     elif metric.endswith("_ms"):
-        value = summary["latency_ms"][metric.removesuffix("_ms")]["median"]
+        spread = summary.latency_ms.get(metric.removesuffix("_ms"))
+        value = spread.median if spread else None
     else:
-        value = summary.get(metric)
+        value = getattr(summary, metric)
     return None if value is None else float(value)
 
 
@@ -85,13 +87,13 @@ class LimitVerdict:
     reason: str
 
 
-def check(limits: Sequence[Limit], summaries: Sequence[Mapping[str, Any]]) -> list[LimitVerdict]:
+def check(limits: Sequence[Limit], summaries: Sequence[VariantSummary]) -> list[LimitVerdict]:
     """One verdict per limit and variant, limit-major."""
     out = []
     for limit in limits:
         for summary in summaries:
             value = observed(summary, limit.metric)
-            runs = summary.get("runs_measured", 0)
+            runs = summary.runs_measured
             basis = (
                 "over all requests"
                 if limit.metric == "error_rate"
@@ -100,10 +102,10 @@ def check(limits: Sequence[Limit], summaries: Sequence[Mapping[str, Any]]) -> li
                 else "one run"
             )
             if value is None:
-                failed, reason = True, f"{limit.metric} not measured ({summary.get('status')})"
+                failed, reason = True, f"{limit.metric} not measured ({summary.status})"
             elif OPERATORS[limit.op](value, limit.value):
                 failed, reason = True, f"{limit.metric} = {value:g} ({basis}): {limit} is true"
             else:
                 failed, reason = False, f"{limit.metric} = {value:g} ({basis})"
-            out.append(LimitVerdict(str(limit), str(summary["key"]), value, failed, reason))
+            out.append(LimitVerdict(str(limit), summary.key, value, failed, reason))
     return out

@@ -255,7 +255,7 @@ def _problem(run: StrategyResult | None) -> str | None:
         return f"{run.status}" + (f" ({run.failure.splitlines()[0]})" if run.failure else "")
     if run.status == "interrupted":
         return "interrupted"
-    if not int(run.requests.get("ok", 0) or 0):
+    if run.requests is None or not run.requests.ok:
         return "served nothing (no 2xx response)"
     return None
 

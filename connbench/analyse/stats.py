@@ -13,7 +13,21 @@ from hdrh.histogram import HdrHistogram
 from connbench.measure.faults import Injected
 from connbench.measure.load import RawLoad
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
-from connbench.model.results import StrategyResult
+from connbench.model.result_types import (
+    Breakdown,
+    CpuPercent,
+    FaultOutcome,
+    Generator,
+    Integrity,
+    Latency,
+    OpenModel,
+    Requests,
+    Server,
+    StrategyResult,
+    Timeseries,
+    VariantRecord,
+    VariantSummary,
+)
 
 AnySample = TypeVar("AnySample", Sample, PoolSample)
 
@@ -90,8 +104,8 @@ def pgbouncer_summary(samples: Sequence[PoolSample], start_ns: int, end_ns: int)
     return out
 
 
-def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]]:
-    """Per-second series over the measured window."""
+def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> Timeseries:
+    """Per-second series over the measured window, each value at its offset ``t_s``."""
     ok, errors, p50, p99, conns = [], [], [], [], []
     seconds_samples: list[list[Sample]] = []
     for i, second in enumerate(raw.seconds):
@@ -115,20 +129,22 @@ def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> dict[str, list[float]
         ]
         for state in states
     }
-    return {
-        "ok": ok,
-        "errors": errors,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "connections": conns,
-        **{f"connections_{state.replace(' ', '_')}": values for state, values in by_state.items()},
-    }
+    return Timeseries(
+        interval_s=1.0,
+        t_s=[float(i) for i in range(len(ok))],
+        ok=ok,
+        errors=errors,
+        p50_ms=p50,
+        p99_ms=p99,
+        connections=conns,
+        connections_by_state=by_state,
+    )
 
 
 def summarize(
     *,
     strategy: str,
-    variant: dict[str, Any],
+    variant: VariantRecord,
     repeat: int = 0,
     raw: RawLoad,
     samples: Samples,
@@ -173,48 +189,47 @@ def summarize(
         status="interrupted" if interrupted else "ok",
         variant=variant,
         repeat=repeat,
-        requests={
-            "total": raw.ok + raw.errors,
-            "ok": raw.ok,
-            "errors": raw.errors,
-            "errors_by_kind": dict(sorted(raw.errors_by_kind.items())),
-            "timeout_s": raw.config.timeout_s,
-        },
+        requests=Requests(
+            total=raw.ok + raw.errors,
+            ok=raw.ok,
+            errors=raw.errors,
+            errors_by_kind=dict(sorted(raw.errors_by_kind.items())),
+            timeout_s=raw.config.timeout_s,
+        ),
         throughput_rps=round(raw.ok / raw.window_s, 2) if raw.window_s else 0.0,
         duration_s=round(raw.window_s, 3),
-        latency_ms=latency_summary(raw.histogram),
+        latency_ms=Latency(**latency) if (latency := latency_summary(raw.histogram)) else None,
         histogram=encode_histogram(raw.histogram),
-        server=server,
-        integrity={
-            "ok_responses": raw.all_ok,
-            "rows_inserted": rows_inserted,
-            "requests_sent": raw.all_sent,
-            "error_responses": dict(sorted(raw.all_errors_by_kind.items())),
-            "ok": integrity_ok,
+        server=Server.model_validate(server),
+        integrity=Integrity(
+            ok_responses=raw.all_ok,
+            rows_inserted=rows_inserted,
+            requests_sent=raw.all_sent,
+            error_responses=dict(sorted(raw.all_errors_by_kind.items())),
+            ok=integrity_ok,
             # 2xx without a row (an acknowledged write that is not there), and rows without a
             # 2xx (a write the client was told failed, or never heard back about). Counts
             # only: one of each would cancel out.
-            "lost_writes": (
-                max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None
-            ),
-            "unacknowledged_writes": (
+            lost_writes=max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None,
+            unacknowledged_writes=(
                 max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
             ),
-        },
-        generator={
-            "engine": raw.config.engine,
-            "cpu_percent": round(raw.cpu_percent, 1),
-            "loop_cpu_percent": round(raw.loop_cpu_percent, 1),
-            "saturated": raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
-        },
-        cpu_percent=cpu_percent,
+        ),
+        generator=Generator(
+            engine=raw.config.engine,
+            cpu_percent=round(raw.cpu_percent, 1),
+            loop_cpu_percent=round(raw.loop_cpu_percent, 1),
+            saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
+        ),
+        cpu_percent=CpuPercent(**cpu_percent),
         timeseries=timeseries(raw, samples.samples),
-        fault=fault_outcome(raw, injected) if injected is not None else {},
+        fault=FaultOutcome(**fault_outcome(raw, injected)) if injected is not None else None,
     )
     if raw.config.rate_rps:
-        result.open_model = _open_model(raw)
-    mean_ms = result.latency_ms.get("mean")
-    result.breakdown = breakdown(*app_stats, latency_mean_ms=mean_ms)
+        result.open_model = OpenModel(**_open_model(raw))
+    mean_ms = result.latency_ms.mean if result.latency_ms else None
+    parts = breakdown(*app_stats, latency_mean_ms=mean_ms)
+    result.breakdown = Breakdown(**parts) if parts else None
     result.warnings = warnings(result)
     return result
 
@@ -226,7 +241,8 @@ NOT_SENT_INVALID = 0.01  # of the offered requests
 def _open_model(raw: RawLoad) -> dict[str, Any]:
     """The open model's own account: what was offered, what did not go to plan, validity."""
     info = dict(raw.open_model)
-    info["latency_uncorrected_ms"] = latency_summary(raw.uncorrected) if raw.uncorrected else {}
+    uncorrected = latency_summary(raw.uncorrected) if raw.uncorrected else {}
+    info["latency_uncorrected_ms"] = uncorrected or None
     reasons = []
     offered = info.get("offered") or 0
     if offered and info.get("not_sent", 0) > NOT_SENT_INVALID * offered:
@@ -396,43 +412,46 @@ def warnings(result: StrategyResult) -> list[str]:
     """What a careful reader should know before trusting this strategy's numbers."""
     out: list[str] = []
     integrity = result.integrity
-    if not integrity.get("ok"):
-        rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
+    if integrity is None or not integrity.ok:
+        rows = integrity.rows_inserted if integrity else None
+        ok = integrity.ok_responses if integrity else None
         out.append(f"integrity: {rows} rows inserted for {ok} successful responses")
-    if result.generator.get("saturated"):
+    generator = result.generator
+    if generator is not None and generator.saturated:
         out.append(
-            f"load generator saturated ({result.generator['loop_cpu_percent']:.0f}% of a core): "
+            f"load generator saturated ({generator.loop_cpu_percent:.0f}% of a core): "
             "throughput is the generator's ceiling, not the app's"
         )
-    total = result.requests.get("total", 0)
+    requests = result.requests
     for name, needed in MIN_REQUESTS_FOR.items():
-        if 0 < result.requests.get("ok", 0) < needed:
-            out.append(f"{name} rests on {result.requests['ok']} requests (want >= {needed})")
+        if requests is not None and 0 < requests.ok < needed:
+            out.append(f"{name} rests on {requests.ok} requests (want >= {needed})")
             break
-    if total and result.requests.get("errors"):
-        kinds = ", ".join(f"{k} {v}" for k, v in result.requests["errors_by_kind"].items())
+    if requests is not None and requests.total and requests.errors:
+        kinds = ", ".join(f"{k} {v}" for k, v in requests.errors_by_kind.items())
         out.append(f"errors: {kinds}")
-    for reason in result.open_model.get("invalid_reasons", []):
-        out.append(f"INVALID: {reason}")
-    if result.open_model.get("sent_late"):
-        out.append(
-            f"{result.open_model['sent_late']} requests sent late (latency is counted from "
-            "their intended time)"
-        )
-    if result.server.get("sampler_failures"):
-        out.append(f"server sampler failed {result.server['sampler_failures']} times")
-    if result.server.get("pgbouncer", {}).get("sampler_failures"):
-        failures = result.server["pgbouncer"]["sampler_failures"]
-        out.append(f"pgbouncer sampler failed {failures} times")
-    predicted = result.server.get("predicted") or {}
-    peak = result.server.get("connections_peak")
-    if peak is not None and predicted.get("connections") is not None:
-        if peak > predicted["connections"]:
+    open_model = result.open_model
+    if open_model is not None:
+        for reason in open_model.invalid_reasons:
+            out.append(f"INVALID: {reason}")
+        if open_model.sent_late:
             out.append(
-                f"capacity: {peak} server connections seen, more than the "
-                f"{predicted['connections']} predicted ({predicted['basis']})"
+                f"{open_model.sent_late} requests sent late (latency is counted from "
+                "their intended time)"
             )
-    baseline_cv = result.fault.get("baseline_cv")
+    server = result.server
+    if server is not None and server.sampler_failures:
+        out.append(f"server sampler failed {server.sampler_failures} times")
+    if server is not None and server.pgbouncer and server.pgbouncer.sampler_failures:
+        out.append(f"pgbouncer sampler failed {server.pgbouncer.sampler_failures} times")
+    predicted = server.predicted if server else None
+    peak = server.connections_peak if server else None
+    if peak is not None and predicted is not None and peak > predicted.connections:
+        out.append(
+            f"capacity: {peak} server connections seen, more than the "
+            f"{predicted.connections} predicted ({predicted.basis})"
+        )
+    baseline_cv = result.fault.baseline_cv if result.fault else None
     if baseline_cv is not None and baseline_cv >= UNSTABLE_CV:
         out.append(
             f"fault: throughput varied by {baseline_cv:.0%} (CV) over the seconds before the "
@@ -463,7 +482,7 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def aggregate(runs: Sequence[StrategyResult]) -> list[dict[str, Any]]:
+def aggregate(runs: Sequence[StrategyResult]) -> list[VariantSummary]:
     """One summary per variant, in the order variants first appear: medians and spread over
     the repeats that completed, and the warnings a careful reader needs."""
     groups: dict[str, list[StrategyResult]] = {}
@@ -473,20 +492,21 @@ def aggregate(runs: Sequence[StrategyResult]) -> list[dict[str, Any]]:
 
 
 def _latency(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.latency_ms.get(name)
+    return lambda run: getattr(run.latency_ms, name) if run.latency_ms else None
 
 
 def _server(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.server.get(name)
+    return lambda run: getattr(run.server, name) if run.server else None
 
 
 def _cpu(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: run.cpu_percent.get(name)
+    return lambda run: getattr(run.cpu_percent, name) if run.cpu_percent else None
 
 
 def _error_rate(run: StrategyResult) -> float | None:
-    total = int(run.requests.get("total") or 0)
-    return int(run.requests.get("errors") or 0) / total if total else None
+    if run.requests is None or not run.requests.total:
+        return None
+    return run.requests.errors / run.requests.total
 
 
 # One value per run, by name (units in the names). What aggregate, compare and the --fail-if
@@ -507,13 +527,13 @@ RUN_METRICS: dict[str, Callable[[StrategyResult], float | None]] = {
     "cpu_app_percent": _cpu("app"),
     "cpu_postgres_percent": _cpu("postgres"),
     "cpu_pgbouncer_percent": _cpu("pgbouncer"),
-    "cpu_generator_percent": lambda run: run.generator.get("loop_cpu_percent"),
+    "cpu_generator_percent": lambda run: run.generator.loop_cpu_percent if run.generator else None,
 }
 
 
 def measured(runs: Sequence[StrategyResult]) -> list[StrategyResult]:
     """The runs that produced numbers: not failed nor unavailable, at least one 2xx."""
-    return [r for r in runs if r.status in MEASURED and r.requests.get("ok")]
+    return [r for r in runs if r.status in MEASURED and r.requests and r.requests.ok]
 
 
 def values(runs: Sequence[StrategyResult], metric: str) -> list[float]:
@@ -535,12 +555,12 @@ def variant_status(runs: Sequence[StrategyResult]) -> str:
     return "interrupted" if "interrupted" in statuses else "ok"
 
 
-def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
+def _summarize_variant(key: str, runs: list[StrategyResult]) -> VariantSummary:
     done = measured(runs)
     status = variant_status(runs)
     ran = [r for r in runs if r.status in MEASURED]
-    total = sum(int(r.requests.get("total", 0)) for r in ran)
-    errors = sum(int(r.requests.get("errors", 0)) for r in runs)
+    total = sum(r.requests.total for r in ran if r.requests)
+    errors = sum(r.requests.errors for r in runs if r.requests)
     summary: dict[str, Any] = {
         "key": key,
         "strategy": runs[0].strategy,
@@ -555,22 +575,22 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         "latency_uncorrected_ms": {
             name: spread(
                 [
-                    r.open_model["latency_uncorrected_ms"][name]
+                    getattr(r.open_model.latency_uncorrected_ms, name)
                     for r in done
-                    if name in r.open_model.get("latency_uncorrected_ms", {})
+                    if r.open_model and r.open_model.latency_uncorrected_ms
                 ]
             )
             for name in ("p50", "p99")
         },
         "errors": errors,
-        "requests_ok": sum(int(r.requests.get("ok", 0)) for r in runs),
+        "requests_ok": sum(r.requests.ok for r in runs if r.requests),
         "requests_total": total,
         # Over every request of every repeat, as k6 computes a rate: a median of per-repeat
         # rates would hide one repeat that failed badly.
         "error_rate": round(errors / total, 6) if total else None,
-        "integrity_ok": all(r.integrity.get("ok") for r in ran),
-        "generator_saturated": any(r.generator.get("saturated") for r in runs),
-        "valid": all(r.open_model.get("valid", True) for r in runs),
+        "integrity_ok": all(r.integrity is not None and r.integrity.ok for r in ran),
+        "generator_saturated": any(r.generator and r.generator.saturated for r in runs),
+        "valid": all(r.open_model is None or r.open_model.valid for r in runs),
     }
     for name in (
         "connections_peak",
@@ -585,7 +605,7 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         summary[name] = _median_of(runs, name)
     # The same in every repeat: it depends on the variant and the server's settings only.
     summary["predicted"] = next(
-        (r.server["predicted"] for r in runs if "predicted" in r.server), None
+        (r.server.predicted for r in runs if r.server and r.server.predicted), None
     )
     for name in (
         "cl_waiting_peak",
@@ -595,13 +615,14 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
         "sv_idle_peak",
     ):
         found = [
-            r.server["pgbouncer"][name]
+            value
             for r in done
-            if r.server.get("pgbouncer", {}).get(name) is not None
+            if r.server and r.server.pgbouncer
+            if (value := getattr(r.server.pgbouncer, name)) is not None
         ]
         summary[f"pgbouncer_{name}"] = spread(found)["median"] if found else None
     parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
-    with_breakdown = [r.breakdown for r in done if r.breakdown]
+    with_breakdown = [r.breakdown.model_dump() for r in done if r.breakdown]
     summary["breakdown"] = (
         {
             name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
@@ -612,7 +633,7 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> dict[str, Any]:
     )
     summary["failure"] = next((r.failure for r in runs if r.failure), None)
     summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
-    return summary
+    return VariantSummary.model_validate(summary)
 
 
 def _run_warnings(runs: list[StrategyResult]) -> list[str]:

@@ -27,6 +27,7 @@ from connbench.infra import appserver, procs
 from connbench.infra.postgres import Postgres
 from connbench.measure import load
 from connbench.model.errors import MissingDependency
+from connbench.model.result_types import Calibration
 
 TPS = re.compile(r"^tps = ([\d.]+)", re.MULTILINE)
 WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
@@ -86,7 +87,7 @@ def wrk_rps(url: str, concurrency: int, duration_s: float) -> float | None:
 
 def measure(
     pg: Postgres, *, concurrency: int, duration_s: float, engine: str = "httptools"
-) -> dict[str, Any]:
+) -> Calibration:
     """All ceilings at ``concurrency``, ``duration_s`` each. Takes about 4 x duration_s."""
     out: dict[str, Any] = {"concurrency": concurrency, "duration_s": duration_s}
     with tempfile.TemporaryDirectory(prefix="connbench-calibrate-") as tmp:
@@ -105,4 +106,4 @@ def measure(
         out["pgbench_connect_tps"] = round(
             pgbench_tps(pg, concurrency, duration_s, True, workdir), 1
         )
-    return out
+    return Calibration.model_validate(out)

@@ -1,4 +1,8 @@
-"""The result file: a versioned JSON document, written atomically, validated on load.
+"""The result file: a versioned JSON document, validated on save and on load, written atomically.
+
+Its shape is :mod:`connbench.model.result_types` (the JSON Schema is generated from it and
+shipped as ``result.schema.json``, printed by ``connbench schema``). Older versions are
+migrated on load, here, one step per version: :data:`MIGRATIONS`.
 
 Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
 
@@ -29,9 +33,19 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    (``limit``, ``variant``, ``value``, ``failed``, ``reason``); the scenario records its
    ``gate`` (metric: fraction, ``alpha``) and ``fail_if``; each summary adds
    ``requests_total`` and ``error_rate``. Versions 2 to 4 still load (with no limits).
-6. Paired rounds: the order of the variants is reversed every other round (A B, B A, ...),
+6. One typed model, published as a JSON Schema (``connbench schema``): parts a run did not
+   measure are ``null`` instead of ``{}`` (``requests``, ``latency_ms``, ``server``,
+   ``integrity``, ``generator``, ``cpu_percent``, ``timeseries``, ``open_model``, ``fault``,
+   ``breakdown``, ``open_model.latency_uncorrected_ms``, ``calibration``); PostgreSQL settings
+   are typed (``max_connections`` an integer, ``fsync`` a boolean, where they were strings);
+   ``timeseries`` states its time base (``interval_s``, and ``t_s``: each value's offset from
+   the window's start) and keeps the per-state connection series in ``connections_by_state``
+   (by state name) instead of one ``connections_<state>`` key each. Unknown fields are refused.
+   Versions 2 to 5 are migrated on load.
+7. Paired rounds: the order of the variants is reversed every other round (A B, B A, ...),
    and each run records its ``position`` in its round (0-based), so that ``compare --base
-   --head`` can pair the two variants round by round. Older files load with no position.
+   --head`` can pair two variants round by round and say which ran first. Older files load
+   with no position (null).
 """
 
 from __future__ import annotations
@@ -41,83 +55,51 @@ import os
 import platform
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psutil
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from connbench import __version__
 from connbench.model.errors import ResultFileError
+from connbench.model.result_types import (
+    Environment,
+    PostgresInfo,
+    PostgresSettings,
+    RunResult,
+    ScenarioRecord,
+    StrategyResult,
+)
 
-SCHEMA_VERSION = 6
-READABLE_VERSIONS = (2, 3, 4, 5, 6)  # older results lack what came later; it is all optional
+__all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
+
+SCHEMA_VERSION = 7  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
 )  # fmt: skip
 
 
-@dataclass
-class StrategyResult:
-    """One strategy's run. Field names carry units; see the README for each field."""
-
-    strategy: str
-    status: str  # ok | failed | interrupted | unavailable
-    failure: str | None = None
-    variant: dict[str, Any] = field(default_factory=dict)  # Variant.to_dict(), with its key
-    repeat: int = 0  # 0-based: which round of an interleaved --repeat run
-    position: int | None = None  # 0-based place in its round (None: before version 6)
-    requests: dict[str, Any] = field(default_factory=dict)
-    throughput_rps: float = 0.0
-    duration_s: float = 0.0
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    histogram: str | None = None  # HdrHistogram compressed encoding (base64), microseconds
-    server: dict[str, Any] = field(default_factory=dict)
-    integrity: dict[str, Any] = field(default_factory=dict)
-    generator: dict[str, Any] = field(default_factory=dict)
-    cpu_percent: dict[str, float | None] = field(default_factory=dict)
-    timeseries: dict[str, list[float]] = field(default_factory=dict)
-    open_model: dict[str, Any] = field(default_factory=dict)  # --rate runs only
-    fault: dict[str, Any] = field(default_factory=dict)  # empty unless a fault was injected
-    breakdown: dict[str, Any] = field(default_factory=dict)  # empty when the app kept no totals
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def key(self) -> str:
-        """The variant's identity (``pool c=32 w=1 pool=4..4``); the strategy name if none."""
-        return str(self.variant.get("key") or self.strategy)
-
-
-@dataclass
-class RunResult:
-    schema_version: int
-    created_at: str
-    connbench_version: str
-    interrupted: bool
-    environment: dict[str, Any]
-    scenario: dict[str, Any]
-    results: list[StrategyResult]
-    summary: list[dict[str, Any]] = field(default_factory=list)  # per variant, see stats
-    calibration: dict[str, Any] = field(default_factory=dict)  # run --calibrate: the ceilings
-    limits: list[dict[str, Any]] = field(default_factory=list)  # limits.LimitVerdict, as dicts
-
-
 def new_run(scenario: dict[str, Any]) -> RunResult:
+    """An empty result for ``scenario`` (``Scenario.to_dict()``), stamped now."""
     return RunResult(
         schema_version=SCHEMA_VERSION,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         connbench_version=__version__,
         interrupted=False,
         environment=environment(),
-        scenario=scenario,
+        scenario=ScenarioRecord.model_validate(scenario),
         results=[],
     )
 
 
-def environment() -> dict[str, Any]:
+def environment() -> Environment:
     """Where the numbers come from: interpreter, packages, machine. Postgres is added later."""
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -126,18 +108,18 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     freq = psutil.cpu_freq()
-    return {
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_freq_mhz": round(freq.current) if freq else None,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "packages": versions,
-    }
+    return Environment(
+        python=sys.version.split()[0],
+        python_implementation=platform.python_implementation(),
+        platform=platform.platform(),
+        machine=platform.machine(),
+        cpu_model=_cpu_model(),
+        cpu_count=os.cpu_count(),
+        cpu_freq_mhz=round(freq.current) if freq else None,
+        memory_gib=round(psutil.virtual_memory().total / 2**30, 1),
+        load_average_1m=round(os.getloadavg()[0], 2),
+        packages=versions,
+    )
 
 
 def _cpu_model() -> str | None:
@@ -150,17 +132,51 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def postgres_info(backend: str, version: str, settings: dict[str, str], dsn: str) -> PostgresInfo:
+    """The server as a result records it, its ``SHOW`` strings typed."""
+    return PostgresInfo(
+        backend=backend,
+        version=version,
+        settings=PostgresSettings.model_validate(_typed_settings(settings)),
+        dsn=dsn,
+    )
+
+
+def _typed_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{"max_connections": "100", "fsync": "on"}`` -> ``{..: 100, ..: True}``; a value that
+    is not what its setting takes is left for validation to name."""
+    out = dict(settings)
+    value = out.get("max_connections")
+    if isinstance(value, str) and value.strip().isdigit():
+        out["max_connections"] = int(value)
+    value = out.get("fsync")
+    if isinstance(value, str) and value in ("on", "off"):
+        out["fsync"] = value == "on"
+    return out
+
+
 def to_dict(run: RunResult) -> dict[str, Any]:
-    return asdict(run)
+    return run.model_dump(mode="json")
+
+
+def validated(run: RunResult, where: str = "result") -> RunResult:
+    """``run`` checked again as a whole (lists appended to are not checked as they grow)."""
+    try:
+        return RunResult.model_validate(run.model_dump(warnings=False))
+    except ValidationError as exc:
+        raise ResultFileError(f"{where}: {describe(exc)}") from None
 
 
 def save(run: RunResult, path: Path) -> Path:
-    """Write ``run`` to ``path`` atomically (temp file in the same directory, then rename)."""
+    """Validate ``run``, then write it to ``path`` atomically (temp file in the same
+    directory, then rename). Raises :class:`ResultFileError` naming the field that does not
+    validate (a bug in connbench: nothing is written)."""
+    document = to_dict(validated(run, f"{path}: not saved"))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(to_dict(run), fh, indent=2, sort_keys=False)
+            json.dump(document, fh, indent=2, sort_keys=False)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -173,48 +189,184 @@ def save(run: RunResult, path: Path) -> Path:
 
 def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     stamp = run.created_at.replace(":", "").replace("-", "").replace("+0000", "Z")
-    name = str(run.scenario.get("name") or "run").replace("/", "_")
+    name = (run.scenario.name or "run").replace("/", "_")
     return directory / f"{name}-{stamp}.json"
 
 
-_OPTIONAL_KEYS = {"summary", "calibration", "limits"}
-_TOP_KEYS = {f for f in RunResult.__dataclass_fields__} - _OPTIONAL_KEYS
-_STRATEGY_KEYS = {f for f in StrategyResult.__dataclass_fields__}
-
-
 def load(path: Path) -> RunResult:
-    """Read a result file; raises :class:`ResultFileError` saying what is wrong with it."""
+    """Read a result file of any readable version, migrated to this one.
+
+    Raises :class:`ResultFileError` with one line naming what is wrong: unreadable, not JSON,
+    an unknown version, or the first field that does not validate (``summary.0.status: ...``).
+    """
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes())
     except OSError as exc:
         raise ResultFileError(f"{path}: cannot read result file ({exc.strerror})") from None
-    except ValueError as exc:
-        raise ResultFileError(f"{path}: not valid JSON ({exc})") from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both
+        raise ResultFileError(f"{path}: not valid JSON ({_one_line(str(exc))})") from None
+    except RecursionError:
+        raise ResultFileError(f"{path}: not a connbench result (nested too deep)") from None
+    return parse(data, str(path))
+
+
+def parse(data: Any, where: str) -> RunResult:
+    """A decoded result document, migrated and validated (see :func:`load`)."""
     if not isinstance(data, dict):
-        raise ResultFileError(f"{path}: not a connbench result (expected a JSON object)")
+        raise ResultFileError(f"{where}: not a connbench result (expected a JSON object)")
+    data = migrate(data, where)
+    try:
+        return RunResult.model_validate(data)
+    except ValidationError as exc:
+        raise ResultFileError(f"{where}: {describe(exc)}") from None
+    except RecursionError:  # nested deeper than any result: not one of ours
+        raise ResultFileError(f"{where}: not a connbench result (nested too deep)") from None
+
+
+# --- what a validation error says ---------------------------------------------------------------
+
+_EXPECTED = {
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "finite_number": "expected a finite number",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected an object",
+    "model_type": "expected an object",
+    "model_attributes_type": "expected an object",
+    "missing": "missing",
+    "extra_forbidden": "unknown field",
+}
+
+
+def describe(exc: ValidationError) -> str:
+    """The first error as ``summary.0.throughput_rps.median: expected a number, got "abc"``."""
+    error: ErrorDetails = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "the document"
+    kind = error["type"]
+    if kind in ("missing", "extra_forbidden"):
+        return f"{where}: {_EXPECTED[kind]}"
+    expected = _EXPECTED.get(kind) or _one_line(error["msg"]).replace("Input should be", "expected")
+    return f"{where}: {expected}, got {_shown(error['input'])}"
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- migrations: every older version, one step each, in one place ---------------------------------
+
+Document = dict[str, Any]
+
+
+def migrate(data: Document, where: str) -> Document:
+    """``data`` brought to :data:`SCHEMA_VERSION`, step by step; a shape a step does not
+    recognise is left alone, for validation to name."""
     version = data.get("schema_version")
-    if version not in READABLE_VERSIONS:
-        readable = f"{READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]}"
+    if isinstance(version, bool) or version not in (*MIGRATIONS, SCHEMA_VERSION):
+        readable = f"{min(MIGRATIONS)} to {SCHEMA_VERSION}"
         raise ResultFileError(
-            f"{path}: schema_version {version!r} is not supported "
+            f"{where}: schema_version {_shown(version)} is not supported "
             f"(this connbench reads versions {readable})"
         )
-    missing = _TOP_KEYS - data.keys()
-    if missing:
-        raise ResultFileError(f"{path}: missing {', '.join(sorted(missing))}")
-    if not isinstance(data["results"], list):
-        raise ResultFileError(f"{path}: results: expected a list")
-    entries = []
-    for i, entry in enumerate(data["results"]):
-        if not isinstance(entry, dict) or not {"strategy", "status"} <= entry.keys():
-            raise ResultFileError(f"{path}: results[{i}]: expected an object with a strategy")
-        unknown = entry.keys() - _STRATEGY_KEYS
-        if unknown:
-            raise ResultFileError(f"{path}: results[{i}]: unknown keys {sorted(unknown)}")
-        entries.append(StrategyResult(**entry))
-    fields = {key: data[key] for key in _TOP_KEYS}
-    fields["results"] = entries
-    fields["summary"] = data.get("summary") or []
-    fields["calibration"] = data.get("calibration") or {}
-    fields["limits"] = data.get("limits") or []
-    return RunResult(**fields)
+    while data["schema_version"] != SCHEMA_VERSION:
+        step = MIGRATIONS[data["schema_version"]]
+        data = step(data)
+        data["schema_version"] += 1
+    return data
+
+
+def _objects(value: Any) -> list[Document]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _unchanged(data: Document) -> Document:
+    """Everything the next version added is optional: a file of this version reads as is."""
+    return data
+
+
+# The parts of a run that were ``{}`` when not measured, and are null since version 6.
+_MEASURED_PARTS = (
+    "requests", "latency_ms", "server", "integrity", "generator", "cpu_percent", "timeseries",
+    "open_model", "fault", "breakdown",
+)  # fmt: skip
+
+
+def _v5_to_v6(data: Document) -> Document:
+    environment = data.get("environment")
+    postgres = environment.get("postgres") if isinstance(environment, dict) else None
+    if isinstance(postgres, dict) and isinstance(postgres.get("settings"), dict):
+        postgres["settings"] = _typed_settings(postgres["settings"])
+    if data.get("calibration") == {}:
+        data["calibration"] = None
+    for run in _objects(data.get("results")):
+        for part in _MEASURED_PARTS:
+            if run.get(part) == {}:
+                run[part] = None
+        open_model = run.get("open_model")
+        if isinstance(open_model, dict) and open_model.get("latency_uncorrected_ms") == {}:
+            open_model["latency_uncorrected_ms"] = None
+        series = run.get("timeseries")
+        if isinstance(series, dict):
+            run["timeseries"] = _timeseries_v6(series)
+    return data
+
+
+def _timeseries_v6(series: Document) -> Document:
+    """Per-second series gain their time base; ``connections_<state>`` keys (spaces were
+    underscores) move into ``connections_by_state``."""
+    fixed = {"ok", "errors", "p50_ms", "p99_ms", "connections"}
+    by_state = {
+        key.removeprefix("connections_").replace("_", " "): values
+        for key, values in series.items()
+        if key.startswith("connections_") and key not in fixed
+    }
+    out = {key: value for key, value in series.items() if not key.startswith("connections_")}
+    ok = series.get("ok")
+    seconds = len(ok) if isinstance(ok, list) else 0
+    return {
+        "interval_s": 1.0,
+        "t_s": [float(i) for i in range(seconds)],
+        **out,
+        "connections_by_state": by_state,
+    }
+
+
+# From version N to N + 1.
+MIGRATIONS: dict[int, Callable[[Document], Document]] = {
+    2: _unchanged,  # 3 added topologies: a variant without one went direct
+    3: _unchanged,  # 4 added faults and the breakdown: absent, they stay empty
+    4: _unchanged,  # 5 added limits and requests_total / error_rate: absent, none
+    5: _v5_to_v6,
+    6: _unchanged,  # 7 added each run's position in its round: absent, null
+}
+
+
+# --- the published schema ---------------------------------------------------------------------
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of this version's document, generated from the model."""
+    schema = RunResult.model_json_schema()
+    schema["properties"]["schema_version"]["const"] = SCHEMA_VERSION
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": f"connbench result, schema version {SCHEMA_VERSION}: connbench schema",
+        **schema,
+    }
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2) + "\n"

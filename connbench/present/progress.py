@@ -68,8 +68,8 @@ class ConsoleReporter:
             )
         else:
             rps = result.throughput_rps
-            p99 = result.latency_ms.get("p99")
+            p99 = result.latency_ms.p99 if result.latency_ms else None
             tail = f", p99 {p99:.1f} ms" if p99 is not None else ""
             if result.fault:
-                tail += f", {result.fault['kind']}: {_recovery(result.fault)}"
+                tail += f", {result.fault.kind}: {_recovery(result.fault)}"
             self.console.print(f"{label}: {rps:,.0f} req/s{tail}", highlight=False)

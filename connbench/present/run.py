@@ -13,6 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from connbench.analyse.stats import MEASURED
+from connbench.model.result_types import (
+    Calibration,
+    FaultOutcome,
+    LimitRecord,
+    PostgresInfo,
+    Spread,
+    VariantRecord,
+    VariantSummary,
+)
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present.common import (
     WARNING,
@@ -31,43 +40,43 @@ from connbench.present.common import (
 
 def _label(result: StrategyResult) -> str:
     """The strategy, and the way it reached the server when that was not direct."""
-    topology = result.variant.get("topology") or "direct"
+    topology = result.variant.topology
     return result.strategy if topology == "direct" else f"{result.strategy} via {topology}"
 
 
-def _median(spread: dict[str, Any] | None, fmt: str = ",.1f") -> str:
-    value = (spread or {}).get("median")
+def _median(spread: Spread | None, fmt: str = ",.1f") -> str:
+    value = spread.median if spread else None
     return "-" if value is None else format(value, fmt)
 
 
-def _cv(spread: dict[str, Any], mark: Mark = rich_mark) -> str:
-    if len(spread.get("values", [])) < 2 or spread.get("cv") is None:
+def _cv(spread: Spread, mark: Mark = rich_mark) -> str:
+    if len(spread.values) < 2 or spread.cv is None:
         return ""
-    text = f" ±{spread['cv']:.0%}"
-    return mark(text, "warn" if spread["cv"] >= 0.10 else "dim")
+    text = f" ±{spread.cv:.0%}"
+    return mark(text, "warn" if spread.cv >= 0.10 else "dim")
 
 
-def _integrity(summary: dict[str, Any], runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
-    measured = [r for r in runs if r.integrity]
-    if not measured:
+def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
+    checked = [r.integrity for r in runs if r.integrity]
+    if not checked:
         return "-"
-    if len(measured) == 1:
-        integrity = measured[0].integrity
-        rows, ok = integrity.get("rows_inserted"), integrity.get("ok_responses")
-        if integrity.get("ok"):
+    if len(checked) == 1:
+        integrity = checked[0]
+        rows, ok = integrity.rows_inserted, integrity.ok_responses
+        if integrity.ok and rows is not None:
             return mark(f"{rows:,} = {ok:,}", "good")
         return mark(f"{rows} rows ≠ {ok} 2xx", "bad")
-    if summary.get("integrity_ok"):
-        return mark(f"equal ×{len(measured)}", "good")
-    bad = sum(1 for r in measured if not r.integrity.get("ok"))
-    return mark(f"≠ in {bad} of {len(measured)}", "bad")
+    if summary.integrity_ok:
+        return mark(f"equal ×{len(checked)}", "good")
+    bad = sum(1 for integrity in checked if not integrity.ok)
+    return mark(f"≠ in {bad} of {len(checked)}", "bad")
 
 
-def _sessions(summary: dict[str, Any]) -> str:
-    opened = summary.get("sessions_opened")
+def _sessions(summary: VariantSummary) -> str:
+    opened = summary.sessions_opened
     if opened is None:
         return "-"
-    per = summary.get("sessions_per_ok_response")
+    per = summary.sessions_per_ok_response
     return f"{opened:,.0f}" + (f" ({per:.2f}/2xx)" if per is not None else "")
 
 
@@ -81,16 +90,16 @@ DIMENSIONS = (
 )
 
 
-def _peak_and_predicted(summary: dict[str, Any], mark: Mark = rich_mark) -> str:
+def _peak_and_predicted(summary: VariantSummary, mark: Mark = rich_mark) -> str:
     """Observed peak / predicted; red when more were seen than predicted, yellow when the
     prediction does not fit max_connections (connbench's own sessions included)."""
-    peak, predicted = summary.get("connections_peak"), summary.get("predicted") or {}
-    if predicted.get("connections") is None:
+    peak, predicted = summary.connections_peak, summary.predicted
+    if predicted is None:
         return num(peak, ".0f")
-    text = f"{num(peak, '.0f')} / {predicted['connections']}"
-    if peak is not None and peak > predicted["connections"]:
+    text = f"{num(peak, '.0f')} / {predicted.connections}"
+    if peak is not None and peak > predicted.connections:
         return mark(text, "bad")
-    if predicted.get("fits") is False:
+    if predicted.fits is False:
         return mark(text, "warn")
     return text
 
@@ -99,22 +108,22 @@ def _peak_and_predicted(summary: dict[str, Any], mark: Mark = rich_mark) -> str:
 VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
 
 
-def _cell(variant: dict[str, Any], key: str) -> str:
+def _cell(variant: VariantRecord, key: str) -> str:
     value = _dimension(variant, key)
     if value is None:
         return "-"
     return VIA_LABELS.get(value, value) if key == "topology" else str(value)
 
 
-def _bounced(summary: dict[str, Any]) -> bool:
-    return bool(_dimension(summary["variant"], "topology") != "direct")
+def _bounced(summary: VariantSummary) -> bool:
+    return summary.variant.topology != "direct"
 
 
 def _title(run: RunResult, mark: Mark) -> str:
-    title = f"connbench · {run.scenario.get('name', '')}"
+    title = f"connbench · {run.scenario.name}"
     if run.interrupted:
         title += " · " + mark("INTERRUPTED", "bad")
-    repeats = max((s.get("runs", 1) for s in run.summary), default=1)
+    repeats = max((s.runs for s in run.summary), default=1)
     if repeats > 1:
         title += f" · median of {repeats} interleaved repeats"
     return title
@@ -125,7 +134,7 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     varying = [
         (key, label)
         for key, label in DIMENSIONS
-        if len(values := {_dimension(s["variant"], key) for s in run.summary} - {None}) > 1
+        if len(values := {_dimension(s.variant, key) for s in run.summary} - {None}) > 1
         or (key == "rate" and values)  # an open-model run always says its rate
     ]
     headers = [
@@ -141,7 +150,7 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
         "pg CPU",
         "gen CPU",
     ]
-    open_model = any(s["variant"].get("rate") for s in run.summary)
+    open_model = any(s.variant.rate for s in run.summary)
     if open_model:
         headers.insert(3, "p99 uncorr.")
     if run.calibration:
@@ -151,42 +160,38 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
         by_key.setdefault(result.key, []).append(result)
     rows = []
     for summary in run.summary:
-        variant = summary["variant"]
+        variant = summary.variant
         dims = [_cell(variant, key) for key, _ in varying]
-        name = summary["strategy"]
-        if not summary.get("valid", True):
+        name = summary.strategy
+        if not summary.valid:
             name += " " + mark("INVALID", "bad")
-        if summary["status"] == "interrupted":
+        if summary.status == "interrupted":
             name += " " + mark("(interrupted)", "bad")
-        if summary["status"] in ("failed", "unavailable"):
-            status = mark("failed", "bad") if summary["status"] == "failed" else mark("n/a", "warn")
+        if summary.status in ("failed", "unavailable"):
+            status = mark("failed", "bad") if summary.status == "failed" else mark("n/a", "warn")
             rows.append([name, *dims, status, *["-"] * (len(headers) - 1)])
             continue
-        errors = summary.get("errors", 0)
-        gen_text = pct(summary.get("cpu_generator_percent"))
-        if summary.get("generator_saturated"):
+        errors = summary.errors
+        gen_text = pct(summary.cpu_generator_percent)
+        if summary.generator_saturated:
             gen_text = mark(f"{gen_text}!", "bad")
-        rps, p99 = summary["throughput_rps"], summary["latency_ms"]["p99"]
+        rps, p99 = summary.throughput_rps, summary.latency_ms.get("p99")
         rows.append(
             [
                 name,
                 *dims,
                 _median(rps, ",.0f") + _cv(rps, mark),
                 *([_ceiling(summary, run.calibration)] if run.calibration else []),
-                _median(summary["latency_ms"]["p50"]),
-                _median(p99) + _cv(p99, mark),
-                *(
-                    [_median(summary.get("latency_uncorrected_ms", {}).get("p99"))]
-                    if open_model
-                    else []
-                ),
+                _median(summary.latency_ms.get("p50")),
+                _median(p99) + (_cv(p99, mark) if p99 else ""),
+                *([_median(summary.latency_uncorrected_ms.get("p99"))] if open_model else []),
                 mark(f"{errors:,}", "bad") if errors else "0",
                 _peak_and_predicted(summary, mark),
-                num(summary.get("connections_mean")),
+                num(summary.connections_mean),
                 _sessions(summary),
-                _integrity(summary, by_key.get(summary["key"], []), mark),
-                pct(summary.get("cpu_app_percent")),
-                pct(summary.get("cpu_postgres_percent")),
+                _integrity(summary, by_key.get(summary.key, []), mark),
+                pct(summary.cpu_app_percent),
+                pct(summary.cpu_postgres_percent),
                 gen_text,
             ]
         )
@@ -202,16 +207,16 @@ def results_table(run: RunResult) -> Table:
         table.add_column(header, justify="right")
     previous = None
     for summary, row in zip(run.summary, rows, strict=True):
-        if previous is not None and previous != summary["strategy"]:
+        if previous is not None and previous != summary.strategy:
             table.add_section()
-        previous = summary["strategy"]
+        previous = summary.strategy
         table.add_row(*row)
     return table
 
 
 def pgbouncer_table(run: RunResult) -> Table | None:
     """PgBouncer's side of the variants that went through it (medians over repeats)."""
-    rows = [s for s in run.summary if _bounced(s) and s["status"] in MEASURED]
+    rows = [s for s in run.summary if _bounced(s) and s.status in MEASURED]
     if not rows:
         return None
     table = Table(title="PgBouncer: SHOW POOLS every 100 ms, SHOW STATS", title_justify="left")
@@ -227,16 +232,15 @@ def pgbouncer_table(run: RunResult) -> Table | None:
         table.add_column(header, justify="right")
     for summary in rows:
         table.add_row(
-            summary["key"],
-            *(num(summary.get(name), fmt) for name, fmt in columns.values()),
-            pct(summary.get("cpu_pgbouncer_percent")),
+            summary.key,
+            *(num(getattr(summary, name), fmt) for name, fmt in columns.values()),
+            pct(summary.cpu_pgbouncer_percent),
         )
     return table
 
 
-def _dimension(variant: dict[str, Any], key: str) -> Any:
-    # Results saved before topologies existed went direct.
-    return variant.get(key, "direct") if key == "topology" else variant.get(key)
+def _dimension(variant: VariantRecord, key: str) -> Any:
+    return getattr(variant, key)
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -253,10 +257,10 @@ def sparkline(values: list[float], top: float | None = None) -> str:
     return "".join(SPARKS[min(last, round(last * max(0.0, v) / top))] for v in values)
 
 
-def _typical_run(summary: dict[str, Any], runs: list[StrategyResult]) -> StrategyResult | None:
+def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> StrategyResult | None:
     """The repeat whose throughput is closest to the median: its seconds are the ones drawn."""
-    measured = [r for r in runs if r.timeseries.get("ok")]
-    median = summary["throughput_rps"].get("median")
+    measured = [r for r in runs if r.timeseries and r.timeseries.ok]
+    median = summary.throughput_rps.median
     if not measured or median is None:
         return measured[0] if measured else None
     return min(measured, key=lambda r: abs(r.throughput_rps - median))
@@ -276,41 +280,45 @@ def timeline_table(run: RunResult) -> Table:
     for result in run.results:
         by_key.setdefault(result.key, []).append(result)
     for summary in run.summary:
-        chosen = _typical_run(summary, by_key.get(summary["key"], []))
+        chosen = _typical_run(summary, by_key.get(summary.key, []))
         if chosen is None:
             continue
         series = chosen.timeseries
+        assert series is not None  # _typical_run chose a run with series
         cells = []
-        for name, colour in (("ok", "green"), ("p99_ms", "cyan"), ("connections", "magenta")):
-            values = series.get(name, [])
+        for values, colour in (
+            (series.ok, "green"),
+            (series.p99_ms, "cyan"),
+            (series.connections, "magenta"),
+        ):
             top = max(values, default=0.0)
             cells.append(f"[{colour}]{sparkline(values)}[/{colour}] [dim]max {top:,.0f}[/dim]")
-        errors = series.get("errors", [])
+        errors = series.errors
         cells.append(
             f"[red]{sparkline(errors)}[/red] [dim]{sum(errors):,.0f}[/dim]" if any(errors) else "-"
         )
-        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
+        label = summary.key if len(run.summary) > 1 else summary.strategy
         table.add_row(label, *cells)
     return table
 
 
-def render_calibration(console: Console, ceilings: dict[str, Any]) -> None:
+def render_calibration(console: Console, ceilings: Calibration) -> None:
     """The ceilings of a session, as measured by calibrate."""
     table = Table(
-        title=f"ceilings · c={ceilings.get('concurrency')} · {ceilings.get('duration_s')} s each",
+        title=f"ceilings · c={ceilings.concurrency} · {ceilings.duration_s} s each",
         title_justify="left",
     )
     table.add_column("what")
     table.add_column("per second", justify="right")
     table.add_column("reads as", style="dim")
     rows = [
-        ("connbench generator, GET /health (no database)", ceilings.get("generator_rps"),
+        ("connbench generator, GET /health (no database)", ceilings.generator_rps,
          f"the most any strategy can show here (generator at "
-         f"{ceilings.get('generator_cpu_percent', 0):.0f}% of a core)"),
-        ("wrk, GET /health", ceilings.get("wrk_rps"), "the same, with wrk (if installed)"),
-        ("pgbench, persistent connections", ceilings.get("pgbench_tps"),
+         f"{ceilings.generator_cpu_percent or 0:.0f}% of a core)"),
+        ("wrk, GET /health", ceilings.wrk_rps, "the same, with wrk (if installed)"),
+        ("pgbench, persistent connections", ceilings.pgbench_tps,
          "the database's ceiling for the insert: pooled strategies' yardstick"),
-        ("pgbench -C, a connection per transaction", ceilings.get("pgbench_connect_tps"),
+        ("pgbench -C, a connection per transaction", ceilings.pgbench_connect_tps,
          "the ceiling with a new session each time: per-request strategies' yardstick"),
     ]  # fmt: skip
     for what, value, reads in rows:
@@ -318,34 +326,34 @@ def render_calibration(console: Console, ceilings: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _ceiling(summary: dict[str, Any], calibration: dict[str, Any]) -> str:
-    rps = summary["throughput_rps"].get("median")
-    pooled = summary["variant"].get("pool_max") is not None and summary["strategy"] != "pool-unused"
-    ceiling = calibration.get("pgbench_tps" if pooled else "pgbench_connect_tps")
+def _ceiling(summary: VariantSummary, calibration: Calibration) -> str:
+    rps = summary.throughput_rps.median
+    pooled = summary.variant.pool_max is not None and summary.strategy != "pool-unused"
+    ceiling = calibration.pgbench_tps if pooled else calibration.pgbench_connect_tps
     if not rps or not ceiling:
         return "-"
     return f"{rps / ceiling:.0%} of {'pgbench' if pooled else 'pgbench -C'}"
 
 
-def _recovery(fault: dict[str, Any]) -> str:
-    if fault.get("error"):
+def _recovery(fault: FaultOutcome) -> str:
+    if fault.error:
         return "[red]not injected[/red]"
-    after = fault.get("recovered_after_s")
-    if fault.get("recovered") is None:
+    after = fault.recovered_after_s
+    if fault.recovered is None:
         return "-"
     if after is None:
         return "[bold red]not recovered[/bold red]"
     return "at once" if after == 0 else f"after {after:.1f} s"
 
 
-def _what_it_did(fault: dict[str, Any]) -> str:
-    if fault.get("error"):
-        return f"[red]{fault['error']}[/red]"
-    if fault.get("injected_at_s") is None:
+def _what_it_did(fault: FaultOutcome) -> str:
+    if fault.error:
+        return f"[red]{fault.error}[/red]"
+    if fault.injected_at_s is None:
         return "never fired"
-    if fault["kind"] == "terminate":
-        return f"{fault.get('terminated', 0)} sessions cut"
-    return f"down {fault['took_s']:.2f} s" if fault.get("took_s") is not None else "-"
+    if fault.kind == "terminate":
+        return f"{fault.terminated or 0} sessions cut"
+    return f"down {fault.took_s:.2f} s" if fault.took_s is not None else "-"
 
 
 def _writes(count: int | None, style: str) -> str:
@@ -356,11 +364,11 @@ def _writes(count: int | None, style: str) -> str:
 
 def fault_table(run: RunResult) -> Table | None:
     """One row per run with a fault: what it did, errors after it, recovery, integrity."""
-    faulted = [r for r in run.results if r.fault]
+    faulted = [(r, r.fault) for r in run.results if r.fault]
     if not faulted:
         return None
-    fault = faulted[0].fault
-    title = f"fault: {fault['kind']} at {fault['at_s']:g} s of the measured window"
+    fault = faulted[0][1]
+    title = f"fault: {fault.kind} at {fault.at_s:g} s of the measured window"
     table = Table(title=title, title_justify="left")
     table.add_column("strategy", style="bold")
     for header in ("fault", "req/s before", "recovered", "errors after", "lost writes",
@@ -368,24 +376,24 @@ def fault_table(run: RunResult) -> Table | None:
         table.add_column(header, justify="right")
     table.add_column("errors after the fault, by kind")
     # The strategy names the row, unless a sweep runs it with several settings.
-    labelled = len({r.strategy for r in faulted}) < len({r.key for r in faulted})
-    repeats = max((s.get("runs", 1) for s in run.summary), default=1)
-    for result in faulted:
-        out = result.fault
+    labelled = len({r.strategy for r, _ in faulted}) < len({r.key for r, _ in faulted})
+    repeats = max((s.runs for s in run.summary), default=1)
+    for result, out in faulted:
         name = result.key if labelled else result.strategy
         if repeats > 1:
             name += f" #{result.repeat + 1}"
-        baseline = out.get("baseline_rps")
-        kinds = ", ".join(f"{kind} {n:,}" for kind, n in out.get("errors_by_kind", {}).items())
-        errors = out.get("errors", 0)
+        baseline = out.baseline_rps
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in out.errors_by_kind.items())
+        errors = out.errors
+        integrity = result.integrity
         table.add_row(
             name,
             _what_it_did(out),
             "-" if baseline is None else f"{baseline:,.0f}",
             _recovery(out),
             f"[red]{errors:,}[/red]" if errors else "0",
-            _writes(result.integrity.get("lost_writes"), "bold red"),
-            _writes(result.integrity.get("unacknowledged_writes"), "yellow"),
+            _writes(integrity.lost_writes if integrity else None, "bold red"),
+            _writes(integrity.unacknowledged_writes if integrity else None, "yellow"),
             kinds or "-",
         )
     return table
@@ -402,7 +410,7 @@ BREAKDOWN_SEGMENTS = (
 BAR_WIDTH = 32
 
 
-def _bar(parts: dict[str, Any], scale: float) -> str:
+def _bar(parts: dict[str, float | None], scale: float) -> str:
     """A stacked bar, ``scale`` ms per character; a part too small for a character is skipped."""
     out, filled, total = [], 0, 0.0
     for key, _, colour in BREAKDOWN_SEGMENTS:
@@ -417,7 +425,7 @@ def _bar(parts: dict[str, Any], scale: float) -> str:
 
 def breakdown_table(run: RunResult) -> Table | None:
     """Where a request's time goes, per variant: mean ms per part, and a stacked bar."""
-    rows = [s for s in run.summary if s.get("breakdown")]
+    rows = [s for s in run.summary if s.breakdown]
     if not rows:
         return None
     table = Table(
@@ -431,15 +439,14 @@ def breakdown_table(run: RunResult) -> Table | None:
     table.add_column("after response", justify="right")
     table.add_column("")
     longest = max(
-        sum(max(0.0, s["breakdown"].get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS)
-        for s in rows
+        sum(max(0.0, s.breakdown.get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS) for s in rows
     )
     scale = longest / BAR_WIDTH if longest > 0 else 1.0
-    labelled = len({s["strategy"] for s in rows}) < len(rows)
+    labelled = len({s.strategy for s in rows}) < len(rows)
     for summary in rows:
-        parts = summary["breakdown"]
+        parts = summary.breakdown
         table.add_row(
-            summary["key"] if labelled else summary["strategy"],
+            summary.key if labelled else summary.strategy,
             num(parts.get("latency_mean_ms")),
             *(_part(parts.get(key)) for key, _, _ in BREAKDOWN_SEGMENTS),
             _part(parts.get("after_response_ms")),
@@ -481,32 +488,30 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
             console.print(f"[dim]{note}[/dim]", highlight=False)
     if run.calibration:
         render_calibration(console, run.calibration)
-    if charts and any(r.timeseries.get("ok") for r in run.results):
+    if charts and any(r.timeseries and r.timeseries.ok for r in run.results):
         console.print(timeline_table(run))
     scenario, env = run.scenario, run.environment
-    pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
-    pg = env.get("postgres", {})
+    pool_min, pool_max = scenario.pool_min_effective, scenario.pool_max_effective
+    pg = env.postgres
 
     def listed(value: Any) -> str:
         return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
-    topology = scenario.get("topology") or ["direct"]
+    topology = scenario.topology
     via = f"via {listed(topology)}"
     if topology != ["direct"]:
-        via += f" (PgBouncer pool {scenario.get('pgbouncer_pool_size')})"
+        via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
     console.print(
-        f"[dim]concurrency {listed(scenario.get('concurrency'))} · "
-        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
-        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
-        f"{via} · "
-        f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
-        f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
-        f"load generator: {scenario.get('engine')}[/dim]",
+        f"[dim]concurrency {listed(scenario.concurrency)} · "
+        f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
+        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.workers)} · "
+        f"{via} · {_server(pg)} · {env.cpu_count} CPUs · "
+        f"load generator: {scenario.engine}[/dim]",
         highlight=False,
     )
     console.print(
         "[dim]CPU columns: % of one core during the measured window; the machine has "
-        f"{env.get('cpu_count')} in all, shared by the app, PostgreSQL and the generator.[/dim]",
+        f"{env.cpu_count} in all, shared by the app, PostgreSQL and the generator.[/dim]",
         highlight=False,
     )
     console.print(
@@ -523,9 +528,9 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         )
     say = sayer(console)
     for summary in run.summary:
-        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
-        if summary["status"] == "unavailable":
-            say("[yellow]unavailable:[/yellow] ", f"{label}: {summary.get('failure')}")
+        label = summary.key if len(run.summary) > 1 else summary.strategy
+        if summary.status == "unavailable":
+            say("[yellow]unavailable:[/yellow] ", f"{label}: {summary.failure}")
     for warning in _warnings(run):
         say(WARNING, warning)
     if run.limits:
@@ -539,34 +544,42 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
 def _context(run: RunResult) -> str:
     """What the numbers were measured with, in one line."""
     scenario, env = run.scenario, run.environment
-    pool_min, pool_max = scenario.get("pool_min_effective"), scenario.get("pool_max_effective")
-    pg = env.get("postgres", {})
+    pool_min, pool_max = scenario.pool_min_effective, scenario.pool_max_effective
     return (
-        f"concurrency {listed(scenario.get('concurrency'))} · "
-        f"{scenario.get('duration_s')} s measured after {scenario.get('warmup_s')} s warm-up · "
-        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.get('workers'))} · "
-        f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')}, max_connections "
-        f"{pg.get('settings', {}).get('max_connections', '?')}) · {env.get('cpu_count')} CPUs · "
-        f"load generator: {scenario.get('engine')}"
+        f"concurrency {listed(scenario.concurrency)} · "
+        f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
+        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.workers)} · "
+        f"{_server(env.postgres)} · {env.cpu_count} CPUs · "
+        f"load generator: {scenario.engine}"
+    )
+
+
+def _server(pg: PostgresInfo | None) -> str:
+    if pg is None:
+        return "PostgreSQL ? (not started)"
+    connections = pg.settings.max_connections
+    return (
+        f"PostgreSQL {pg.version} ({pg.backend}, max_connections "
+        f"{'?' if connections is None else connections})"
     )
 
 
 def _warnings(run: RunResult) -> list[str]:
     out: list[str] = []
     for summary in run.summary:
-        label = summary["key"] if len(run.summary) > 1 else summary["strategy"]
-        out.extend(f"{label}: {warning}" for warning in summary.get("warnings", []))
+        label = summary.key if len(run.summary) > 1 else summary.strategy
+        out.extend(f"{label}: {warning}" for warning in summary.warnings)
     return out
 
 
 def _limit_lines(run: RunResult) -> list[tuple[bool, str]]:
     """(failed, text) per limit verdict, failures first."""
-    ordered = sorted(run.limits, key=lambda v: not v["failed"])
-    return [(v["failed"], f"{v['limit']} · {v['variant']}: {v['reason']}") for v in ordered]
+    ordered = sorted(run.limits, key=lambda v: not v.failed)
+    return [(v.failed, f"{v.limit} · {v.variant}: {v.reason}") for v in ordered]
 
 
-def limits_failed(run: RunResult) -> list[dict[str, Any]]:
-    return [v for v in run.limits if v["failed"]]
+def limits_failed(run: RunResult) -> list[LimitRecord]:
+    return [v for v in run.limits if v.failed]
 
 
 def run_markdown(run: RunResult) -> str:
@@ -587,30 +600,30 @@ def run_csv(run: RunResult) -> str:
     """One row per variant: the medians, their CV, and the limits it failed."""
     rows = []
     for summary in run.summary:
-        variant = summary["variant"]
-        latency = summary["latency_ms"]
+        variant = summary.variant
+        latency = summary.latency_ms
         row: dict[str, Any] = {
-            "variant": summary["key"],
-            "strategy": summary["strategy"],
-            **{k: variant.get(k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
-            "status": summary["status"],
-            "runs": summary["runs"],
-            "runs_measured": summary["runs_measured"],
-            "throughput_rps": summary["throughput_rps"]["median"],
-            "throughput_cv": summary["throughput_rps"]["cv"],
-            **{f"{name}_ms": latency[name]["median"] for name in latency},
-            "p99_cv": latency["p99"]["cv"],
-            "requests_total": summary.get("requests_total"),
-            "errors": summary.get("errors"),
-            "error_rate": summary.get("error_rate"),
+            "variant": summary.key,
+            "strategy": summary.strategy,
+            **{k: getattr(variant, k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
+            "status": summary.status,
+            "runs": summary.runs,
+            "runs_measured": summary.runs_measured,
+            "throughput_rps": summary.throughput_rps.median,
+            "throughput_cv": summary.throughput_rps.cv,
+            **{f"{name}_ms": latency[name].median for name in latency},
+            "p99_cv": latency["p99"].cv if "p99" in latency else None,
+            "requests_total": summary.requests_total,
+            "errors": summary.errors,
+            "error_rate": summary.error_rate,
         }
         for name in (
             "connections_peak", "connections_mean", "sessions_opened", "sessions_per_ok_response",
             "integrity_ok", "cpu_app_percent", "cpu_postgres_percent", "cpu_generator_percent",
         ):  # fmt: skip
-            row[name] = summary.get(name)
+            row[name] = getattr(summary, name)
         row["limits_failed"] = ";".join(
-            v["limit"] for v in run.limits if v["failed"] and v["variant"] == summary["key"]
+            v.limit for v in run.limits if v.failed and v.variant == summary.key
         )
         rows.append(row)
     return csv_text(rows)
@@ -618,20 +631,9 @@ def run_csv(run: RunResult) -> str:
 
 def run_json(run: RunResult) -> str:
     """The result without its per-run detail (histograms, series): that stays in the file."""
-    scenario = {k: v for k, v in run.scenario.items() if k != "source_text"}
-    return json_text(
-        {
-            "schema_version": run.schema_version,
-            "created_at": run.created_at,
-            "connbench_version": run.connbench_version,
-            "interrupted": run.interrupted,
-            "scenario": scenario,
-            "environment": run.environment,
-            "summary": run.summary,
-            "limits": run.limits,
-            "limits_failed": bool(limits_failed(run)),
-        }
-    )
+    document = run.model_dump(mode="json", exclude={"results": True, "calibration": True})
+    document["scenario"].pop("source_text", None)
+    return json_text(document | {"limits_failed": bool(limits_failed(run))})
 
 
 def format_run(run: RunResult, fmt: str) -> str:
