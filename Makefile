@@ -17,12 +17,23 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/connbench run scenarios/quick.toml
 
-## test: lint, types, then every test that needs no Docker engine (real Postgres, real uvicorn,
+CHECKED := connbench tests benchmarks scripts
+
+## lint: ruff's rules, ruff's formatting and strict mypy over the package, tests and benchmarks
+lint: $(STAMP)
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/mypy --strict $(CHECKED)
+
+## test: lint, then every test that needs no Docker engine (real Postgres, real uvicorn,
 ## real PgBouncer: installed from the distribution when missing and we are root)
-test: $(STAMP)
+test: lint
 	./scripts/install-pgbouncer.sh
-	$(BIN)/ruff check connbench tests benchmarks
-	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "not docker"
+
+## test-all: lint, then every test, Docker and slow ones included (needs a Docker engine)
+test-all: lint
+	./scripts/install-pgbouncer.sh
 	$(BIN)/python -m pytest
 
 ## fidelity: connbench's load generator against wrk on the same apps (installs wrk if it can)

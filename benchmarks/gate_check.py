@@ -126,10 +126,13 @@ def main() -> int:
     print(f"\n{args.rounds} rounds in {elapsed / 60:.1f} min, scenario {args.scenario}")
     wrong = 0
     for case, (_, _, _, should_fail) in CASES.items():
-        failed = sum(outcomes[case])
-        expected = {True: "should fail every time", False: "should never fail"}
+        failures = sum(outcomes[case])
+        expected: dict[bool | None, str] = {
+            True: "should fail every time",
+            False: "should never fail",
+        }
         if should_fail is not None:
-            wrong += (len(outcomes[case]) - failed) if should_fail else failed
+            wrong += (len(outcomes[case]) - failures) if should_fail else failures
         changes = [
             (v["change"], v["p_value"])
             for r in rounds
@@ -138,7 +141,7 @@ def main() -> int:
         ]
         moved = ", ".join(f"{c:+.0%} (p={'-' if p is None else f'{p:.2g}'})" for c, p in changes)
         print(
-            f"  {case:<22} failed {failed}/{len(outcomes[case])} "
+            f"  {case:<22} failed {failures}/{len(outcomes[case])} "
             f"({expected.get(should_fail, 'reported only')}); throughput: {moved}"
         )
     for metric, values in cvs.items():

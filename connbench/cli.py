@@ -18,11 +18,11 @@ import typer
 from rich.console import Console
 
 from connbench import __version__, runner
-from connbench.analyse import capacity, compare, paired, stats
+from connbench.analyse import compare, paired, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs
 from connbench.measure import calibrate
-from connbench.model import results, scenario
+from connbench.model import checks, metrics, results, scenario
 from connbench.model.errors import BadInput, ConnbenchError, MissingDependency
 from connbench.present import common as present_common
 from connbench.present import compare as compare_view
@@ -121,98 +121,110 @@ def _format(value: str) -> str:
 PostgresOpt = Annotated[
     str | None,
     typer.Option(
+        "--postgres",  # named: the parameter is postgres_, which typer would call --postgres-
         help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
         show_default=False,
     ),
 ]
 
 
+# The options of `run`, one alias each so that the command reads as a list of them.
+ScenarioFileOpt = Annotated[
+    Path | None, typer.Argument(help="A scenario TOML file; flags override its values.")
+]
+ConcurrencyOpt = Annotated[
+    str | None,
+    typer.Option(help="Concurrent requests; a list sweeps (8,32,128) (default: 32)."),
+]
+DurationOpt = Annotated[
+    str | None, typer.Option(help="Measured seconds per strategy (default: 10).")
+]
+WarmupOpt = Annotated[str | None, typer.Option(help="Unmeasured warm-up seconds (default: 2).")]
+TimeoutOpt = Annotated[
+    str | None, typer.Option(help="Per-request timeout in seconds (default: 10).")
+]
+PoolMinOpt = Annotated[str | None, typer.Option(help="Pool min_size (default: psycopg_pool's, 4).")]
+PoolMaxOpt = Annotated[
+    str | None,
+    typer.Option(help="Pool max_size; a list sweeps (default: psycopg_pool's, = min)."),
+]
+WorkersOpt = Annotated[
+    str | None, typer.Option(help="uvicorn worker processes; a list sweeps (default: 1).")
+]
+RateOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Open model: requests/s offered on a fixed schedule (wrk2-style; latency "
+        "from the intended send time); --concurrency is then the connections. A list sweeps."
+    ),
+]
+RepeatOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run every variant in N rounds, interleaved, the order reversed every other "
+        "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1)."
+    ),
+]
+MaxConnectionsOpt = Annotated[
+    str | None, typer.Option(help="The throwaway server's max_connections (default: 100).")
+]
+EngineOpt = Annotated[
+    str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
+]
+FaultOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Inject a fault SECOND s into the measured window: terminate@SECOND (kill the "
+        "app's server sessions) or restart@SECOND (restart PostgreSQL).",
+        show_default=False,
+    ),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
+]
+ChartsOpt = Annotated[bool, typer.Option(help="Draw the per-second charts.")]
+CalibrateFirstOpt = Annotated[
+    bool,
+    typer.Option(
+        "--calibrate",
+        help="First measure the ceilings (generator, pgbench with/without -C) and show "
+        "each strategy as a fraction of them.",
+    ),
+]
+FailIfOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-if",
+        help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
+        "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
+    ),
+]
+
+
 @app.command()
 def run(
-    scenario_file: Annotated[
-        Path | None, typer.Argument(help="A scenario TOML file; flags override its values.")
-    ] = None,
+    scenario_file: ScenarioFileOpt = None,
     strategy: StrategyOpt = None,
-    concurrency: Annotated[
-        str | None,
-        typer.Option(help="Concurrent requests; a list sweeps (8,32,128) (default: 32)."),
-    ] = None,
-    duration: Annotated[
-        str | None, typer.Option(help="Measured seconds per strategy (default: 10).")
-    ] = None,
-    warmup: Annotated[
-        str | None, typer.Option(help="Unmeasured warm-up seconds (default: 2).")
-    ] = None,
-    timeout: Annotated[
-        str | None, typer.Option(help="Per-request timeout in seconds (default: 10).")
-    ] = None,
-    pool_min: Annotated[
-        str | None, typer.Option(help="Pool min_size (default: psycopg_pool's, 4).")
-    ] = None,
-    pool_max: Annotated[
-        str | None,
-        typer.Option(help="Pool max_size; a list sweeps (default: psycopg_pool's, = min)."),
-    ] = None,
-    workers: Annotated[
-        str | None, typer.Option(help="uvicorn worker processes; a list sweeps (default: 1).")
-    ] = None,
-    rate: Annotated[
-        str | None,
-        typer.Option(
-            help="Open model: requests/s offered on a fixed schedule (wrk2-style; latency "
-            "from the intended send time); --concurrency is then the connections. A list sweeps."
-        ),
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
+    duration: DurationOpt = None,
+    warmup: WarmupOpt = None,
+    timeout: TimeoutOpt = None,
+    pool_min: PoolMinOpt = None,
+    pool_max: PoolMaxOpt = None,
+    workers: WorkersOpt = None,
+    rate: RateOpt = None,
     topology: TopologyOpt = None,
     pgbouncer_pool_size: PgBouncerPoolOpt = None,
-    repeat: Annotated[
-        str | None,
-        typer.Option(
-            help="Run every variant in N rounds, interleaved, the order reversed every other "
-            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1)."
-        ),
-    ] = None,
-    postgres_: Annotated[
-        str | None,
-        typer.Option(
-            "--postgres", help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN."
-        ),
-    ] = None,
-    max_connections: Annotated[
-        str | None, typer.Option(help="The throwaway server's max_connections (default: 100).")
-    ] = None,
-    engine: Annotated[
-        str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
-    ] = None,
-    fault: Annotated[
-        str | None,
-        typer.Option(
-            help="Inject a fault SECOND s into the measured window: terminate@SECOND (kill the "
-            "app's server sessions) or restart@SECOND (restart PostgreSQL).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
-    ] = None,
-    charts: Annotated[bool, typer.Option(help="Draw the per-second charts.")] = True,
-    calibrate_first: Annotated[
-        bool,
-        typer.Option(
-            "--calibrate",
-            help="First measure the ceilings (generator, pgbench with/without -C) and show "
-            "each strategy as a fraction of them.",
-        ),
-    ] = False,
-    fail_if: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-if",
-            help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
-            "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
-        ),
-    ] = None,
+    repeat: RepeatOpt = None,
+    postgres_: PostgresOpt = None,
+    max_connections: MaxConnectionsOpt = None,
+    engine: EngineOpt = None,
+    fault: FaultOpt = None,
+    output: OutputOpt = None,
+    charts: ChartsOpt = True,
+    calibrate_first: CalibrateFirstOpt = False,
+    fail_if: FailIfOpt = None,
     format_: FormatOpt = "table",
 ) -> None:
     """Benchmark strategies against a throwaway PostgreSQL and save a JSON result."""
@@ -245,17 +257,22 @@ def run(
         )
         _show_run(result, fmt, charts)
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
-        if result.interrupted:
-            typer.echo("connbench: interrupted; partial result saved", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED)
-        # An unavailable variant (PgBouncer not installed) was said and is no failure.
-        if any(r.status == "failed" for r in result.results):
-            raise typer.Exit(EXIT_FAILED)
-        crossed = run_view.limits_failed(result)
-        if crossed:
-            names = ", ".join(dict.fromkeys(v.limit for v in crossed))
-            typer.echo(f"connbench: limits crossed: {names}", err=True)
-            raise typer.Exit(EXIT_LIMITS)
+        _exit_for(result)
+
+
+def _exit_for(result: results.RunResult) -> None:
+    """Exit non-zero when the run was interrupted, an app failed or a limit was crossed."""
+    if result.interrupted:
+        typer.echo("connbench: interrupted; partial result saved", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    # An unavailable variant (PgBouncer not installed) was said and is no failure.
+    if any(r.status == "failed" for r in result.results):
+        raise typer.Exit(EXIT_FAILED)
+    crossed = run_view.limits_failed(result)
+    if crossed:
+        names = ", ".join(dict.fromkeys(v.limit for v in crossed))
+        typer.echo(f"connbench: limits crossed: {names}", err=True)
+        raise typer.Exit(EXIT_LIMITS)
 
 
 def _show_run(result: results.RunResult, fmt: str, charts: bool = True) -> None:
@@ -311,56 +328,68 @@ def schema() -> None:
     sys.stdout.write(results.json_schema_text())
 
 
+# The options of `compare`.
+FilesOpt = Annotated[
+    list[Path] | None,
+    typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
+]
+FailOnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-on",
+        help="METRIC:PERCENT: fail when this much worse and significant (with --base/--head: "
+        "its interval excludes no change), e.g. throughput:10%, p99:25%. Metrics: "
+        + metrics.known()
+        + ". "
+        "Replaces the [gate] the NEW result's scenario recorded, metric by metric.",
+    ),
+]
+AlphaOpt = Annotated[
+    str | None,
+    typer.Option(help="Significance level of the Mann-Whitney U test [0.05, or the gate's]."),
+]
+IgnoreOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore",
+        help="Match variants without this part of their key: "
+        + ", ".join(compare.DIMENSIONS)
+        + " (e.g. --ignore pool to compare pool sizes). Repeatable.",
+    ),
+]
+
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        help="A/B inside one RESULT: the base variant (its key, or words only it has: "
+        "a --app name, 'connect', 'pool=1..1'). Judged round by round with --head.",
+        show_default=False,
+    ),
+]
+HeadOpt = Annotated[
+    str | None,
+    typer.Option("--head", help="A/B inside one RESULT: the head variant.", show_default=False),
+]
+AllowMissingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-missing",
+        help="A variant missing from NEW, or failed, unavailable or serving nothing (in a "
+        "round, for --base/--head) does not fail the gate; its rounds are left out.",
+    ),
+]
+
+
 @app.command("compare")
 def compare_results(
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
-    ] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-on",
-            help="METRIC:PERCENT: fail when this much worse and significant (with --base/--head: "
-            "its interval excludes no change), e.g. "
-            "throughput:10%, p99:25%. Metrics: " + ", ".join(compare.METRICS) + ". "
-            "Replaces the [gate] the NEW result's scenario recorded, metric by metric.",
-        ),
-    ] = None,
-    alpha: Annotated[
-        str | None,
-        typer.Option(help="Significance level of the Mann-Whitney U test [0.05, or the gate's]."),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ignore",
-            help="Match variants without this part of their key: "
-            + ", ".join(compare.DIMENSIONS)
-            + " (e.g. --ignore pool to compare pool sizes). Repeatable.",
-        ),
-    ] = None,
-    base_name: Annotated[
-        str | None,
-        typer.Option(
-            "--base",
-            help="A/B inside one RESULT: the base variant (its key, or words only it has: "
-            "a --app name, 'connect', 'pool=1..1'). Judged round by round with --head.",
-            show_default=False,
-        ),
-    ] = None,
-    head_name: Annotated[
-        str | None,
-        typer.Option("--head", help="A/B inside one RESULT: the head variant.", show_default=False),
-    ] = None,
-    allow_missing: Annotated[
-        bool,
-        typer.Option(
-            "--allow-missing",
-            help="A variant missing from NEW, or failed, unavailable or serving nothing (in a "
-            "round, for --base/--head) does not fail the gate; its rounds are left out.",
-        ),
-    ] = False,
+    files: FilesOpt = None,
+    fail_on: FailOnOpt = None,
+    alpha: AlphaOpt = None,
+    ignore: IgnoreOpt = None,
+    base_name: BaseOpt = None,
+    head_name: HeadOpt = None,
+    allow_missing: AllowMissingOpt = False,
     format_: FormatOpt = "table",
 ) -> None:
     """Compare results variant by variant; exit 1 when the gate finds a regression.
@@ -373,8 +402,8 @@ def compare_results(
     with _domain_errors():
         fmt = _format(format_)
         paths = files or []
-        thresholds = [_parsed("--fail-on", compare.parse_fail_on, text) for text in fail_on or []]
-        level = _parsed("--alpha", compare.parse_alpha, alpha) if alpha is not None else None
+        thresholds = [_parsed("--fail-on", checks.parse_fail_on, text) for text in fail_on or []]
+        level = _parsed("--alpha", checks.parse_alpha, alpha) if alpha is not None else None
         if base_name is not None or head_name is not None:
             if ignore:
                 raise BadInput("--ignore matches variants across files; --base/--head name them")
@@ -482,45 +511,19 @@ def serve(
         variants = chosen.variants()
         if len(variants) != 1:
             raise BadInput("serve takes exactly one strategy and one value per setting")
-        variant, app_strategy = variants[0], STRATEGIES[chosen.strategies[0]]
+        variant = variants[0]
         unavailable = pgbouncer.unavailable(variant.topology)
         if unavailable:
             raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
-        pool_min_n, pool_maxes = chosen.effective_pool
-        backend = postgres.parse_backend(chosen.postgres)
         try:
             with ExitStack() as stack:
                 logdir = tempdirs.make("serve")
                 stack.callback(tempdirs.remove, logdir)
+                backend = postgres.parse_backend(chosen.postgres)
                 pg = stack.enter_context(postgres.start(backend, settings=chosen.server))
-                route = stack.enter_context(
-                    pgbouncer.route(
-                        pg,
-                        variant.topology,
-                        pool_size=chosen.pgbouncer_pool_size,
-                        max_client_conn=capacity.max_client_conn(app_strategy, variant),
-                    )
-                )
-                served = stack.enter_context(
-                    appserver.start(
-                        app_strategy,
-                        route.dsn,
-                        pg.table,
-                        appserver.AppConfig(
-                            pool_min_n, pool_maxes[0], variant.workers, route.prepare_threshold
-                        ),
-                        logdir / "app.log",
-                    )
-                )
-                console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
-                if route.bouncer is not None:
-                    console.print(
-                        f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
-                        f"on 127.0.0.1:{route.bouncer.port}",
-                        highlight=False,
-                    )
-                console.print(f"serving {chosen.strategies[0]} at {served.visit_url}")
-                console.print("[dim]Ctrl-C to stop[/dim]")
+                serving = runner.serving(pg, variant, chosen, logdir / "app.log")
+                route, served = stack.enter_context(serving)
+                _say_serving(pg, route, served)
                 while served.exit_code() is None:
                     time.sleep(0.5)
                 raise ConnbenchError(
@@ -529,6 +532,18 @@ def serve(
         except KeyboardInterrupt:
             console.print("stopped")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _say_serving(pg: postgres.Postgres, route: pgbouncer.Route, served: appserver.App) -> None:
+    console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
+    if route.bouncer is not None:
+        console.print(
+            f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
+            f"on 127.0.0.1:{route.bouncer.port}",
+            highlight=False,
+        )
+    console.print(f"serving {served.strategy.name} at {served.visit_url}")
+    console.print("[dim]Ctrl-C to stop[/dim]")
 
 
 def main() -> None:

@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
 import httpx
+import psycopg
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
@@ -32,7 +33,7 @@ from connbench.measure import calibrate, faults, load, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import results
 from connbench.model.errors import ProcessError
-from connbench.model.result_types import LimitRecord, VariantRecord
+from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -98,19 +99,15 @@ class Interrupts:
             signal.signal(sig, self._sync_handler)
 
 
-@dataclass
-class _Measured:
-    raw: load.RawLoad
-    samples: sampler.Samples
-    pool_samples: sampler.PoolSamples | None
-    cpu_percent: dict[str, float | None]
-    injected: faults.Injected | None = None
-    app_stats: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # by edge
+@dataclass(frozen=True)
+class _Run:
+    """What stays the same for every variant of a run."""
 
-    @property
-    def connects(self) -> int:
-        """Sessions connbench opened while measuring (not the app's)."""
-        return self.samples.connects + (self.injected.connects if self.injected else 0)
+    pg: postgres.Postgres
+    scenario: Scenario
+    interrupts: Interrupts
+    tmp: Path
+    on_progress: Callable[[Progress], None]
 
 
 def execute(
@@ -123,8 +120,9 @@ def execute(
     """
     run = results.new_run(scenario.to_dict())
     path = output or results.default_path(run)
-    backend = postgres.parse_backend(scenario.postgres)
-    plan = round_plan(scenario.variants(), scenario.repeat)
+    variants = scenario.variants()  # once: the plan, the warnings and the predictions
+    predictions = {v: _predict(v, scenario) for v in variants}
+    plan = round_plan(variants, scenario.repeat)
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
     try:
@@ -132,31 +130,18 @@ def execute(
             tmp = tempdirs.make("run")
             stack.callback(tempdirs.remove, tmp)
             try:
-                reporter.note(f"starting PostgreSQL ({backend.label}) ...")
-                with postgres.start(backend, settings=scenario.server) as pg:
-                    run.environment.postgres = results.postgres_info(
-                        pg.backend, pg.version, pg.settings, pg.display_dsn
-                    )
-                    reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
-                    _warn_before(scenario, pg, reporter)
+                with _server(scenario, run, reporter) as pg:
+                    _warn_before(scenario, predictions, pg, reporter)
                     if calibrate_first:
-                        reporter.note("calibrating: generator ceiling, pgbench with and without -C")
-                        run.calibration = calibrate.measure(
-                            pg,
-                            concurrency=scenario.concurrency[0],
-                            duration_s=min(scenario.duration_s, CALIBRATE_MAX_S),
-                            engine=scenario.engine,
-                        )
+                        run.calibration = _calibrate(pg, scenario, reporter)
+                    context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
                     for index, (repeat, position, variant) in enumerate(plan, 1):
                         label = variant.key if len(plan) > 1 else variant.strategy
                         if scenario.repeat > 1:
                             label += f" #{repeat + 1}"
-                        reporter.strategy_started(
-                            label, index, len(plan), scenario.warmup_s + scenario.duration_s
-                        )
-                        result = _run_variant(
-                            pg, variant, repeat, scenario, interrupts, tmp, reporter.progress
-                        )
+                        total_s = scenario.warmup_s + scenario.duration_s
+                        reporter.strategy_started(label, index, len(plan), total_s)
+                        result = _run_variant(context, variant, repeat, predictions[variant])
                         result.position = position
                         run.results.append(result)
                         reporter.strategy_finished(result)
@@ -186,18 +171,48 @@ def round_plan(variants: list[Variant], rounds: int) -> list[tuple[int, int, Var
     return plan
 
 
+@contextmanager
+def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[postgres.Postgres]:
+    """The scenario's PostgreSQL, recorded in ``run``'s environment."""
+    backend = postgres.parse_backend(scenario.postgres)
+    reporter.note(f"starting PostgreSQL ({backend.label}) ...")
+    with postgres.start(backend, settings=scenario.server) as pg:
+        run.environment.postgres = results.postgres_info(
+            pg.backend, pg.version, pg.settings, pg.display_dsn
+        )
+        reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
+        yield pg
+
+
+def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) -> Calibration:
+    reporter.note("calibrating: generator ceiling, pgbench with and without -C")
+    return calibrate.measure(
+        pg,
+        concurrency=scenario.concurrency[0],
+        duration_s=min(scenario.duration_s, CALIBRATE_MAX_S),
+        engine=scenario.engine,
+    )
+
+
+def _predict(variant: Variant, scenario: Scenario) -> capacity.Prediction:
+    return capacity.predict(STRATEGIES[variant.strategy], variant, scenario.pgbouncer_pool_size)
+
+
 def _max_connections(pg: postgres.Postgres) -> int | None:
     value = pg.settings.get("max_connections", "")
     return int(value) if value.isdigit() else None
 
 
-def _warn_before(scenario: Scenario, pg: postgres.Postgres, reporter: Reporter) -> None:
+def _warn_before(
+    scenario: Scenario,
+    predictions: dict[Variant, capacity.Prediction],
+    pg: postgres.Postgres,
+    reporter: Reporter,
+) -> None:
     """Say up front what will not fit or not run, rather than after minutes of runs."""
     max_connections = _max_connections(pg)
     if max_connections is not None:
-        for variant in scenario.variants():
-            strategy = STRATEGIES[variant.strategy]
-            prediction = capacity.predict(strategy, variant, scenario.pgbouncer_pool_size)
+        for variant, prediction in predictions.items():
             message = capacity.warning(variant.key, prediction, max_connections)
             if message:
                 reporter.warn(message)
@@ -207,111 +222,120 @@ def _warn_before(scenario: Scenario, pg: postgres.Postgres, reporter: Reporter) 
             reporter.warn(f"{reason}: the {topology} variants will be reported as unavailable")
 
 
-def _run_variant(
+@contextmanager
+def serving(
     pg: postgres.Postgres,
     variant: Variant,
-    repeat: int,
     scenario: Scenario,
-    interrupts: Interrupts,
-    tmp: Path,
-    on_progress: Callable[[Progress], None],
-) -> StrategyResult:
+    log_path: Path,
+    *,
+    conn: psycopg.Connection[Any] | None = None,
+    instrument: bool = False,
+) -> Iterator[tuple[pgbouncer.Route, appserver.App]]:
+    """One variant's app serving on ``pg``: through PgBouncer when its topology says so. Both
+    stop on the way out, in reverse order, even when the other did not come up.
+
+    ``conn``, an open connection to ``pg``, lets PgBouncer read what it authenticates with.
+    Raises :class:`ProcessError` (with the log's tail) when PgBouncer or the app does not
+    come up. ``run`` measures each variant in it; ``serve`` serves one until Ctrl-C.
+    """
     strategy = STRATEGIES[variant.strategy]
+    pool_min, pool_maxes = scenario.effective_pool
+    with pgbouncer.route(
+        pg,
+        variant.topology,
+        pool_size=scenario.pgbouncer_pool_size,
+        max_client_conn=capacity.max_client_conn(strategy, variant),
+        conn=conn,
+    ) as route:
+        config = appserver.AppConfig(
+            pool_min=variant.pool_min if variant.pool_min is not None else pool_min,
+            pool_max=variant.pool_max or pool_maxes[0],
+            workers=variant.workers,
+            prepare_threshold=route.prepare_threshold,
+            instrument=instrument,
+        )
+        with appserver.start(strategy, route.dsn, pg.table, config, log_path) as app:
+            yield route, app
+
+
+def _run_variant(
+    run: _Run, variant: Variant, repeat: int, predicted: capacity.Prediction
+) -> StrategyResult:
+    """Measure one repeat of ``variant`` on a fresh table; a failure is recorded, not raised."""
     unavailable = pgbouncer.unavailable(variant.topology)
     if unavailable:
-        return StrategyResult(
-            strategy=strategy.name,
-            variant=VariantRecord.model_validate(variant.to_dict()),
-            repeat=repeat,
-            status="unavailable",
-            failure=unavailable,
-        )
-    pool_min, pool_maxes = scenario.effective_pool
-    predicted = capacity.predict(strategy, variant, scenario.pgbouncer_pool_size)
-    log_path = tmp / f"{strategy.name}-{len(list(tmp.iterdir()))}.log"
+        return _not_measured(variant, repeat, "unavailable", unavailable)
+    pg = run.pg
+    log_path = run.tmp / f"{variant.strategy}-{len(list(run.tmp.iterdir()))}.log"
     with ExitStack() as stack:
         control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
         pg.reset_table(control)
         sessions_before = sampler.sessions_counter(control)
+        # Each uvicorn worker would keep its own timing totals; connbench reads one.
+        serve = serving(
+            pg, variant, run.scenario, log_path, conn=control, instrument=variant.workers == 1
+        )
         try:
-            with (
-                pgbouncer.route(
-                    pg,
-                    variant.topology,
-                    pool_size=scenario.pgbouncer_pool_size,
-                    max_client_conn=capacity.max_client_conn(strategy, variant),
-                    conn=control,
-                ) as route,
-                appserver.start(
-                    strategy,
-                    route.dsn,
-                    pg.table,
-                    appserver.AppConfig(
-                        pool_min=variant.pool_min if variant.pool_min is not None else pool_min,
-                        pool_max=variant.pool_max or pool_maxes[0],
-                        workers=variant.workers,
-                        prepare_threshold=route.prepare_threshold,
-                        # Each uvicorn worker would keep its own totals; connbench reads one.
-                        instrument=variant.workers == 1,
-                    ),
-                    log_path,
-                ) as app,
-            ):
-                measured = _measure(
-                    app, pg, route.bouncer, variant, scenario, interrupts, on_progress
-                )
-                died = app.exit_code()
-                app_log = app.log_tail()
+            with serve as (route, app):
+                measured = _measure(app, route.bouncer, variant, run)
+                died, app_log = app.exit_code(), app.log_tail()
         except ProcessError as exc:
-            return StrategyResult(
-                strategy=strategy.name,
-                variant=VariantRecord.model_validate(variant.to_dict()),
-                repeat=repeat,
-                status="failed",
-                failure=str(exc),
-            )
-        connects = measured.connects
-        if measured.injected is not None and measured.injected.restarted:
-            # The restart cut our session: one more of ours for the count to discount.
-            control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
-            connects += 1
-        sampler.wait_for_app_sessions_to_end(control)
-        sessions_after = sampler.sessions_counter(control)
-        rows = pg.count_rows(control)
-    opened = None
-    if sessions_before is not None and sessions_after is not None:
-        opened = sessions_after - sessions_before - connects
+            return _not_measured(variant, repeat, "failed", str(exc))
+        connects = measured.samples.connects
+        if measured.injected is not None:
+            connects += measured.injected.connects
+            if measured.injected.restarted:
+                # The restart cut our session: one more of ours for the count to discount.
+                control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
+                connects += 1
+        measured = _count_writes(pg, control, measured, sessions_before, connects)
     result = stats.summarize(
-        strategy=strategy.name,
-        variant=VariantRecord.model_validate(variant.to_dict()),
+        variant.strategy,
+        _record(variant),
+        measured,
         repeat=repeat,
-        raw=measured.raw,
-        samples=measured.samples,
-        sessions_opened=opened,
-        rows_inserted=rows,
-        cpu_percent=measured.cpu_percent,
-        interrupted=measured.raw.interrupted,
         predicted=predicted.to_dict(_max_connections(pg)),
         pgbouncer=route.bouncer.describe() if route.bouncer else None,
-        pool_samples=measured.pool_samples,
-        injected=measured.injected,
-        app_stats=(measured.app_stats.get("start"), measured.app_stats.get("end")),
     )
     if died is not None:
         result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
     return result
 
 
-def _measure(
-    app: appserver.App,
+def _record(variant: Variant) -> VariantRecord:
+    return VariantRecord.model_validate(variant.to_dict())
+
+
+def _not_measured(variant: Variant, repeat: int, status: Status, why: str) -> StrategyResult:
+    return StrategyResult(
+        strategy=variant.strategy,
+        variant=_record(variant),
+        repeat=repeat,
+        status=status,
+        failure=why,
+    )
+
+
+def _count_writes(
     pg: postgres.Postgres,
-    bouncer: pgbouncer.PgBouncer | None,
-    variant: Variant,
-    scenario: Scenario,
-    interrupts: Interrupts,
-    on_progress: Callable[[Progress], None],
-) -> _Measured:
-    config = LoadConfig(
+    control: psycopg.Connection[Any],
+    measured: stats.Measurement,
+    sessions_before: int | None,
+    ours: int,
+) -> stats.Measurement:
+    """``measured`` with the sessions the app opened (``ours`` discounted) and its rows,
+    once its sessions have ended."""
+    sampler.wait_for_app_sessions_to_end(control)
+    sessions_after = sampler.sessions_counter(control)
+    opened = None
+    if sessions_before is not None and sessions_after is not None:
+        opened = sessions_after - sessions_before - ours
+    return replace(measured, sessions_opened=opened, rows_inserted=pg.count_rows(control))
+
+
+def _load_config(variant: Variant, scenario: Scenario) -> LoadConfig:
+    return LoadConfig(
         concurrency=variant.concurrency,
         duration_s=scenario.duration_s,
         warmup_s=scenario.warmup_s,
@@ -319,61 +343,87 @@ def _measure(
         engine=scenario.engine,
         rate_rps=variant.rate,
     )
-    edges: dict[str, _Edge] = {}
-    injector = faults.Injector(scenario.fault, pg) if scenario.fault else None
 
-    def processes() -> dict[str, int | None]:
-        # Read at each edge: a restart gives PostgreSQL a new process.
-        found = {"app": app.pid, "postgres": pg.server_pid}
-        if bouncer is not None:
-            found["pgbouncer"] = bouncer.pid
-        return found
 
-    async def main() -> _Measured:
+def _measure(
+    app: appserver.App,
+    bouncer: pgbouncer.PgBouncer | None,
+    variant: Variant,
+    run: _Run,
+) -> stats.Measurement:
+    """Load the app for the scenario's window while the samplers watch the server (and
+    PgBouncer), the fault is injected and the edges of the window are marked."""
+    pg, interrupts = run.pg, run.interrupts
+    injector = faults.Injector(run.scenario.fault, pg) if run.scenario.fault else None
+
+    async def main() -> stats.Measurement:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         samples = sampler.Samples()
         pool_samples = sampler.PoolSamples() if bouncer is not None else None
-        reads: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
-        client = httpx.AsyncClient(timeout=STATS_TIMEOUT_S)
-
-        def on_edge(name: str) -> None:
-            pids = processes()
-            cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
-            edges[name] = _Edge(cpu, pids, time.perf_counter())
-            if app.instrumented:  # the app's timing totals at this edge, read meanwhile
-                reads[name] = loop.create_task(app.read_stats(client))
-            if name == "start" and injector is not None:
-                injector.arm()
-
+        edges = _Edges(app, pg, bouncer, injector, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
         interrupts.attach(loop, stop)
         watchers = [asyncio.create_task(sampler.watch(pg, samples))]
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
         try:
+            config = _load_config(variant, run.scenario)
             raw = await load.run(
-                app.visit_url,
-                config,
-                on_progress=on_progress,
-                on_edge=on_edge,
-                stop=stop,
+                app.visit_url, config, on_progress=run.on_progress, on_edge=edges.mark, stop=stop
             )
             if injector is not None:
                 injected = await injector.finish()
-            app_stats = {name: await read for name, read in reads.items()}
+            app_stats = {name: await read for name, read in edges.reads.items()}
         finally:
-            for task in (*watchers, *reads.values()):
+            for task in (*watchers, *edges.reads.values()):
                 task.cancel()
-            await asyncio.gather(*watchers, *reads.values(), return_exceptions=True)
-            await client.aclose()
+            await asyncio.gather(*watchers, *edges.reads.values(), return_exceptions=True)
+            await edges.client.aclose()
             interrupts.detach(loop)
-        return _Measured(
-            raw, samples, pool_samples, _cpu_percent(processes(), edges), injected, app_stats
+        return stats.Measurement(
+            raw=raw,
+            samples=samples,
+            cpu_percent=_cpu_percent(edges.processes(), edges.seen),
+            pool_samples=pool_samples,
+            injected=injected,
+            app_stats=(app_stats.get("start"), app_stats.get("end")),
         )
 
     with load.new_runner() as runner:
         return runner.run(main())
+
+
+@dataclass
+class _Edges:
+    """Marks the measured window's edges as the load generator reaches them (on its loop):
+    each process tree's CPU so far, a read of the app's timing totals, the fault armed."""
+
+    app: appserver.App
+    pg: postgres.Postgres
+    bouncer: pgbouncer.PgBouncer | None
+    injector: faults.Injector | None
+    client: httpx.AsyncClient
+    seen: dict[str, _Edge] = field(default_factory=dict)
+    reads: dict[str, asyncio.Task[dict[str, Any] | None]] = field(default_factory=dict)
+
+    def processes(self) -> dict[str, int | None]:
+        # Read at each edge: a restart gives PostgreSQL a new process.
+        found = {"app": self.app.pid, "postgres": self.pg.server_pid}
+        if self.bouncer is not None:
+            found["pgbouncer"] = self.bouncer.pid
+        return found
+
+    def mark(self, name: str) -> None:
+        pids = self.processes()
+        cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
+        self.seen[name] = _Edge(cpu, pids, time.perf_counter())
+        if self.app.instrumented:  # the app's timing totals at this edge, read meanwhile
+            self.reads[name] = asyncio.get_running_loop().create_task(
+                self.app.read_stats(self.client)
+            )
+        if name == "start" and self.injector is not None:
+            self.injector.arm()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from connbench.infra import postgres
 from connbench.measure.load import Progress
 from connbench.model import results
 from connbench.model.results import RunResult, StrategyResult
-from connbench.model.scenario import Scenario
+from connbench.model.scenario import Scenario, Variant
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,13 +148,17 @@ def entry(
     concurrency: int = 32,
     status: str = "ok",
     peak: int = 4,
+    workers: int = 1,
+    topology: str = "direct",
+    rate: float | None = None,
 ) -> StrategyResult:
-    key = f"{strategy} c={concurrency} w=1" + (f" pool={pool}..{pool}" if pool else "")
+    """One repeat of a variant, recorded as the runner records it (``Variant.to_dict()``)."""
+    variant = Variant(strategy, concurrency, workers, pool, pool, rate=rate, topology=topology)
     ok = status != "failed"
     return made(
         strategy,
         status,
-        variant={"key": key},
+        variant=variant.to_dict(),
         repeat=repeat,
         requests={"ok": 1000, "errors": 0, "total": 1000} if ok else None,
         throughput_rps=rps if ok else 0.0,

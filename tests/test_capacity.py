@@ -44,7 +44,7 @@ def predict(
         ("pool-unused", {}, 36, "concurrency 32 + pool_max 4"),
     ],
 )  # fmt: skip
-def test_direct(strategy: str, kwargs: dict[str, int], connections: int, basis: str) -> None:
+def test_direct(strategy: str, kwargs: dict[str, Any], connections: int, basis: str) -> None:
     prediction = predict(strategy, **kwargs)
     assert (prediction.connections, prediction.basis) == (connections, basis)
 
@@ -92,7 +92,23 @@ def test_fit_counts_connbench_own_sessions() -> None:
 
 
 def test_pgbouncer_gets_room_for_every_client() -> None:
-    variant = Variant("pool-unused", 500, 2, 4, 4, "pgbouncer-transaction")
-    assert capacity.max_client_conn(STRATEGIES["pool-unused"], variant) == 500 + 8 + 10
-    small = Variant("connect", 4, 1, None, None, "pgbouncer-session")
+    """PgBouncer admits every client the app can open (500 requests + 2 idle pools of 4),
+    while the server behind it sees only PgBouncer's pool."""
+    unused = STRATEGIES["pool-unused"]
+    variant = Variant("pool-unused", 500, 2, 4, 4, topology="pgbouncer-transaction")
+    assert capacity.max_client_conn(unused, variant) == 500 + 8 + 10
+    assert capacity.predict(unused, variant, 20) == capacity.Prediction(
+        20, "min(concurrency 500, PgBouncer pool 20)"
+    )
+    small = Variant("connect", 4, 1, None, None, topology="pgbouncer-session")
     assert capacity.max_client_conn(STRATEGIES["connect"], small) == 100
+    assert capacity.predict(STRATEGIES["connect"], small, 20).basis == (
+        "min(concurrency 4, PgBouncer pool 20)"
+    )
+
+
+def test_a_variant_names_its_rate_and_topology() -> None:
+    """Keyword-only: a topology cannot land in ``rate`` by position (as it once did here)."""
+    positional: tuple[Any, ...] = ("connect", 4, 1, None, None, "pgbouncer-session")
+    with pytest.raises(TypeError):
+        Variant(*positional)

@@ -46,6 +46,9 @@ def test_version() -> None:
         (["run", "no-such-file.toml"], "no-such-file.toml: cannot read scenario file"),
         (["show", "no-such-file.json"], "no-such-file.json: cannot read result file"),
         (["serve", "nope"], "--strategy: unknown strategy 'nope'"),
+        # One --postgres option for every command (serve and calibrate once took --postgres-).
+        (["serve", "pool", "--postgres", "mysql://x"], "--postgres: unknown backend"),
+        (["calibrate", "--postgres", "mysql://x"], "--postgres: unknown backend"),
         (["run", "--fault", "crash@2"], "--fault: expected KIND@SECOND"),
         (["run", "--fault", "terminate@12"], "--fault: terminate@12 is not inside"),
         (

@@ -15,8 +15,9 @@ from connbench.analyse.compare import Gate, Threshold, mann_whitney_u
 from connbench.model import results
 from connbench.model.errors import BadInput, ResultFileError
 from connbench.model.results import RunResult
+from connbench.model.scenario import Variant
 
-from .conftest import entry, run_of
+from .conftest import entry, made, run_of
 
 
 def repeats(rps: Sequence[float], p99: Sequence[float] | None = None, **kw: Any) -> RunResult:
@@ -208,6 +209,56 @@ def test_ignoring_too_much_is_bad_input() -> None:
         compare.compare(base, base, gate=GATE, ignore=["strategy", "pool"])
 
 
+def test_ignore_keeps_the_topology_and_rate_in_the_key() -> None:
+    """--ignore workers must not merge a direct and a PgBouncer variant (nor two rates): the
+    key matched on is Variant.key less the ignored dimension, via= and rate= included."""
+    base = run_of(
+        entry("pool", workers=1),
+        entry("pool", workers=1, topology="pgbouncer-transaction"),
+        entry("pool", workers=1, rate=500),
+        entry("pool", workers=1, rate=900),
+    )
+    new = run_of(
+        entry("pool", workers=2),
+        entry("pool", workers=2, topology="pgbouncer-transaction"),
+        entry("pool", workers=2, rate=500),
+        entry("pool", workers=2, rate=900),
+    )
+    result = compare.compare(base, new, gate=GATE, ignore=["workers"])
+    assert [(v.key, v.new_key) for v in result.variants] == [
+        ("pool c=32 pool=4..4", "pool c=32 w=2 pool=4..4"),
+        ("pool c=32 pool=4..4 via=pgbouncer-transaction",
+         "pool c=32 w=2 pool=4..4 via=pgbouncer-transaction"),
+        ("pool c=32 pool=4..4 rate=500", "pool c=32 w=2 pool=4..4 rate=500"),
+        ("pool c=32 pool=4..4 rate=900", "pool c=32 w=2 pool=4..4 rate=900"),
+    ]  # fmt: skip
+    assert not result.only_in_base and not result.only_in_new
+
+
+def test_ignore_topology_matches_direct_with_pgbouncer() -> None:
+    base = run_of(entry("pool"))
+    new = run_of(entry("pool", topology="pgbouncer-session"))
+    assert not compare.compare(base, new, gate=GATE).variants
+    (variant,) = compare.compare(base, new, gate=GATE, ignore=["topology"]).variants
+    assert variant.new_key == "pool c=32 w=1 pool=4..4 via=pgbouncer-session"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        Variant("pool", 8, 2, 1, 4),
+        Variant("connect", 8, 1, None, None, topology="pgbouncer-transaction"),
+        Variant("pool", 8, 1, 4, 4, rate=250.5, topology="pgbouncer-session"),
+    ],
+)
+def test_one_variant_key_everywhere(variant: Variant) -> None:
+    """Runs, --ignore, compare and reports match on the one key the model defines."""
+    recorded = made(variant.strategy, variant=variant.to_dict())
+    assert recorded.key == variant.key == compare.match_key(recorded, [])
+    assert Variant.from_dict(recorded.variant.model_dump()) == variant
+    assert compare.match_key(recorded, ["concurrency"]) == variant.key.replace(" c=8", "")
+
+
 def test_environment_and_scenario_differences_are_listed() -> None:
     base, new = repeats([1000]), repeats([1000], duration_s=20)
     new.environment.cpu_count, new.environment.cpu_model = 64, "Other CPU"
@@ -234,7 +285,7 @@ def test_environment_and_scenario_differences_are_listed() -> None:
         ("throughput", "expected METRIC:PERCENT"),
         ("throughput:10", 'expected a percentage such as "10%"'),
         ("throughput:0%", "expected a percentage above 0"),
-        ("latency:10%", "unknown metric 'latency' (known: throughput, p50, p90, p99, p999"),
+        ("latency:10%", "unknown metric 'latency' (known: throughput/throughput_rps/rps, mean/"),
     ],
 )
 def test_bad_fail_on(text: str, message: str) -> None:

@@ -42,7 +42,7 @@ def _served_after_fault(result: StrategyResult) -> int:
 def terminated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StrategyResult]:
     return _run(
         tmp_path_factory.mktemp("terminate"),
-        strategies=["pool,pool-nocheck,connect"],
+        strategies="pool,pool-nocheck,connect",
         duration_s="3",
         fault="terminate@1",
     )
@@ -89,7 +89,7 @@ def test_committing_before_the_response_loses_no_write(
 
 
 def test_restart_brings_the_server_back_and_the_apps_with_it(tmp_path: Path) -> None:
-    runs = _run(tmp_path, strategies=["pool,connect"], duration_s="5", fault="restart@1")
+    runs = _run(tmp_path, strategies="pool,connect", duration_s="5", fault="restart@1")
     for name, result in runs.items():
         assert result.status == "ok", (name, result.failure)
         fault = part(result.fault)

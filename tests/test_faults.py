@@ -155,14 +155,16 @@ def test_unstable_baseline_is_flagged() -> None:
     raw.all_ok = raw.ok = len(raw.ok_offsets_ns)
     raw.window_s = 5.0
     result = stats.summarize(
-        strategy="pool",
-        variant=VariantRecord.model_validate(variant_of("pool c=4 w=1")),
-        raw=raw,
-        samples=Samples(),
-        sessions_opened=None,
-        rows_inserted=raw.all_ok,
-        cpu_percent={},
-        injected=injected(2.0),
+        "pool",
+        VariantRecord.model_validate(variant_of("pool c=4 w=1")),
+        stats.Measurement(
+            raw=raw,
+            samples=Samples(),
+            sessions_opened=None,
+            rows_inserted=raw.all_ok,
+            cpu_percent={},
+            injected=injected(2.0),
+        ),
     )
     assert any(w.startswith("fault: throughput varied by") for w in result.warnings)
     assert part(result.integrity).lost_writes == 0

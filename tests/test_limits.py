@@ -32,6 +32,10 @@ def run(repeat: int, rps: float, p99: float, errors: int = 0) -> StrategyResult:
         ("error_rate>=0.001", "error_rate>=0.001"),
         ("throughput_rps<1e3", "throughput_rps<1000"),
         ("connections_peak<=4", "connections_peak<=4"),
+        # Any of a metric's names, normalised to the one with its unit.
+        ("p99>50", "p99_ms>50"),
+        ("rps<500", "throughput_rps<500"),
+        ("throughput<500", "throughput_rps<500"),
     ],
 )
 def test_parse(text: str, expected: str) -> None:
@@ -43,7 +47,7 @@ def test_parse(text: str, expected: str) -> None:
     [
         ("p99_ms", "cannot read 'p99_ms': expected METRIC<NUMBER or METRIC>NUMBER"),
         ("p99_ms=50", "cannot read 'p99_ms=50'"),
-        ("p99>50", "'p99>50': unknown metric 'p99' (known: throughput_rps, mean_ms"),
+        ("p98>50", "'p98>50': unknown metric 'p98' (known: throughput/throughput_rps/rps, mean"),
         ("p99_ms>fast", "'fast' is not a number"),
         ("p99_ms>inf", "'inf' is not a finite number"),
     ],

@@ -94,7 +94,7 @@ def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
         ("[gate]\nlatency = '5%'\n", "s.toml: gate: latency: unknown metric 'latency'"),
         ("[gate]\nalpha = 5\n", "s.toml: gate: alpha: expected a significance level"),
         ("gate = 3\n", 's.toml: gate: expected a table such as [gate] throughput = "10%"'),
-        ("fail_if = 'p99>5'\n", "s.toml: fail_if: 'p99>5': unknown metric 'p99'"),
+        ("fail_if = 'p98>5'\n", "s.toml: fail_if: 'p98>5': unknown metric 'p98'"),
         ("fail_if = [1]\n", "s.toml: fail_if: expected expressions such as 'p99_ms>50'"),
     ],
 )

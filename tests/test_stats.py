@@ -68,13 +68,15 @@ def test_summarize_counts_only_samples_in_the_window_and_checks_integrity() -> N
         samples=[Sample(500_000_000, {"active": 99}), Sample(2_000_000_000, {"idle": 3})]
     )
     result = stats.summarize(
-        strategy="pool",
-        variant=VARIANT,
-        raw=raw,
-        samples=samples,
-        sessions_opened=4,
-        rows_inserted=10,
-        cpu_percent={"app": 50.0, "postgres": 10.0},
+        "pool",
+        VARIANT,
+        stats.Measurement(
+            raw=raw,
+            samples=samples,
+            sessions_opened=4,
+            rows_inserted=10,
+            cpu_percent={"app": 50.0, "postgres": 10.0},
+        ),
     )
     assert part(result.server).connections_peak == 3  # the warm-up sample is not counted
     assert result.throughput_rps == 5.0
@@ -85,13 +87,15 @@ def test_summarize_counts_only_samples_in_the_window_and_checks_integrity() -> N
 def test_integrity_mismatch_is_a_warning() -> None:
     raw = raw_with([1000] * 10)
     result = stats.summarize(
-        strategy="yield-context",
-        variant=VARIANT,
-        raw=raw,
-        samples=Samples(),
-        sessions_opened=10,
-        rows_inserted=8,
-        cpu_percent={},
+        "yield-context",
+        VARIANT,
+        stats.Measurement(
+            raw=raw,
+            samples=Samples(),
+            sessions_opened=10,
+            rows_inserted=8,
+            cpu_percent={},
+        ),
     )
     assert part(result.integrity).ok is False
     assert any("8 rows inserted for 10 successful responses" in w for w in result.warnings)
@@ -102,13 +106,15 @@ def test_saturated_generator_and_thin_percentiles_are_flagged() -> None:
     raw.cpu_loop_s = 1.9  # of a 2 s window: 95 %
     raw.errors_by_kind = Counter({"db:TooManyConnections": 3})
     result = stats.summarize(
-        strategy="connect",
-        variant=VARIANT,
-        raw=raw,
-        samples=Samples(),
-        sessions_opened=10,
-        rows_inserted=10,
-        cpu_percent={},
+        "connect",
+        VARIANT,
+        stats.Measurement(
+            raw=raw,
+            samples=Samples(),
+            sessions_opened=10,
+            rows_inserted=10,
+            cpu_percent={},
+        ),
     )
     assert part(result.generator).saturated is True
     text = " | ".join(result.warnings)
@@ -207,13 +213,16 @@ def test_pgbouncer_counters_are_taken_across_the_window() -> None:
 
 def test_summarize_records_pgbouncer_prediction_and_more_than_predicted() -> None:
     result = stats.summarize(
-        strategy="connect",
-        variant=VARIANT,
-        raw=raw_with([1000] * 10),
-        samples=Samples(samples=[Sample(2_000_000_000, {"idle": 5})]),
-        sessions_opened=5,
-        rows_inserted=10,
-        cpu_percent={},
+        "connect",
+        VARIANT,
+        stats.Measurement(
+            raw=raw_with([1000] * 10),
+            samples=Samples(samples=[Sample(2_000_000_000, {"idle": 5})]),
+            sessions_opened=5,
+            rows_inserted=10,
+            cpu_percent={},
+            pool_samples=PoolSamples(samples=[_pool_sample(2_000_000_000, 1, 10, 0)], failures=2),
+        ),
         predicted={
             "connections": 4,
             "basis": "min(concurrency 8, PgBouncer pool 4)",
@@ -221,7 +230,6 @@ def test_summarize_records_pgbouncer_prediction_and_more_than_predicted() -> Non
             "fits": True,
         },
         pgbouncer={"version": "1.18", "mode": "transaction", "pool_size": 4, "auth": "md5"},
-        pool_samples=PoolSamples(samples=[_pool_sample(2_000_000_000, 1, 10, 0)], failures=2),
     )
     assert part(part(result.server).predicted).connections == 4
     assert part(part(result.server).pgbouncer).mode == "transaction"

@@ -26,87 +26,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connbench.analyse import stats
+from connbench.model import metrics, scenario
+from connbench.model.checks import gate_metric, parse_alpha
+from connbench.model.checks import parse_fail_on as parse_fail_on  # parsed in the model
+from connbench.model.checks import parse_percent as parse_percent
 from connbench.model.errors import BadInput, ResultFileError
+from connbench.model.metrics import Metric, amount
 from connbench.model.results import RunResult, StrategyResult
+from connbench.model.scenario import Variant
 
 DEFAULT_ALPHA = 0.05
 EXACT_MAX_N = 40  # pooled sample size up to which the U test's p is exact
 
 
-@dataclass(frozen=True)
-class Metric:
-    name: str  # what --fail-on and a scenario's [gate] call it
-    source: str  # its stats.RUN_METRICS name
-    label: str
-    unit: str
-    higher_is_better: bool
-
-
-METRICS: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        Metric("throughput", "throughput_rps", "throughput", "req/s", True),
-        Metric("p50", "p50_ms", "p50", "ms", False),
-        Metric("p90", "p90_ms", "p90", "ms", False),
-        Metric("p99", "p99_ms", "p99", "ms", False),
-        Metric("p999", "p999_ms", "p99.9", "ms", False),
-        Metric("connections_peak", "connections_peak", "conns peak", "", False),
-        Metric("connections_mean", "connections_mean", "conns mean", "", False),
-        Metric("sessions_opened", "sessions_opened", "sessions opened", "", False),
-    )
-}
-
-# Variant dimensions --ignore may leave out of the matching key, and the fields they cover.
-DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "strategy": ("strategy",),
-    "concurrency": ("concurrency",),
-    "workers": ("workers",),
-    "pool": ("pool_min", "pool_max"),
-}
-
-
-# --- parsing thresholds -------------------------------------------------------------------------
-
-
-def parse_percent(value: Any) -> float:
-    """``"10%"`` -> 0.10. Only a string with a % sign: a bare 10 or 0.1 would be ambiguous."""
-    expected = 'expected a percentage such as "10%"'
-    if not isinstance(value, str) or not value.strip().endswith("%"):
-        raise ValueError(expected)
-    try:
-        number = float(value.strip()[:-1])
-    except ValueError:
-        raise ValueError(expected) from None
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError('expected a percentage above 0 such as "10%"')
-    return number / 100.0
-
-
-def parse_alpha(value: Any) -> float:
-    """A significance level: a number strictly between 0 and 1."""
-    if isinstance(value, bool):
-        raise ValueError("expected a significance level between 0 and 1, such as 0.05")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a significance level between 0 and 1, such as 0.05") from None
-    if not 0 < number < 1:
-        raise ValueError("expected a significance level between 0 and 1, such as 0.05")
-    return number
-
-
-def check_metric(name: str) -> str:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r} (known: {', '.join(METRICS)})")
-    return name
-
-
-def parse_fail_on(text: str) -> tuple[str, float]:
-    """``"throughput:10%"`` -> ("throughput", 0.10); raises ValueError saying what is wrong."""
-    name, sep, percent = text.partition(":")
-    if not sep:
-        raise ValueError('expected METRIC:PERCENT such as "throughput:10%"')
-    return check_metric(name.strip()), parse_percent(percent)
+# Variant dimensions --ignore may leave out of the matching key.
+DIMENSIONS = scenario.DIMENSIONS
 
 
 @dataclass(frozen=True)
@@ -145,7 +79,8 @@ def resolve_gate(
             fraction = float(value)
             if isinstance(value, bool) or not fraction > 0:
                 raise ValueError("expected a fraction above 0")
-            thresholds[check_metric(key)] = Threshold(key, fraction, f"{where} [gate]")
+            name = gate_metric(key)
+            thresholds[name] = Threshold(name, fraction, f"{where} [gate]")
         except (TypeError, ValueError) as exc:
             raise ResultFileError(f"{new_label}: scenario.gate.{key}: {exc}") from None
     for name, fraction in fail_on:
@@ -251,7 +186,7 @@ class MetricChange:
         """The change in the bad direction (positive: worse), for the gate."""
         if self.change is None:
             return None
-        return -self.change if METRICS[self.metric].higher_is_better else self.change
+        return metrics.lookup(self.metric).worse_by(self.change)
 
 
 @dataclass
@@ -354,7 +289,7 @@ def compare(
         new_runs = new_groups.get(key)
         if new_runs is None:
             continue
-        changes = {name: _change(metric, base_runs, new_runs) for name, metric in METRICS.items()}
+        changes = {m.name: _change(m, base_runs, new_runs) for m in _compared(gate)}
         variant = VariantComparison(
             key=key,
             base_key=base_runs[0].key,
@@ -401,20 +336,10 @@ def compare(
 
 def match_key(run: StrategyResult, ignore: Sequence[str]) -> str:
     """The variant's key without the ``ignore``d dimensions (its plain key when none)."""
-    if not ignore:
-        return run.key
-    variant = run.variant
-    dropped = {f for name in ignore for f in DIMENSIONS[name]}
-    parts = []
-    if "strategy" not in dropped:
-        parts.append(variant.strategy)
-    if "concurrency" not in dropped:
-        parts.append(f"c={variant.concurrency}")
-    if "workers" not in dropped:
-        parts.append(f"w={variant.workers}")
-    if "pool_max" not in dropped and variant.pool_max is not None:
-        parts.append(f"pool={variant.pool_min}..{variant.pool_max}")
-    return " ".join(parts) or "*"
+    variant = Variant.from_dict(run.variant.model_dump())
+    if not ignore or variant is None:
+        return run.key  # a variant written by hand: nothing to take apart
+    return variant.key_without(ignore)
 
 
 def _groups(run: RunResult, ignore: Sequence[str], label: str) -> dict[str, list[StrategyResult]]:
@@ -431,10 +356,16 @@ def _groups(run: RunResult, ignore: Sequence[str], label: str) -> dict[str, list
     return groups
 
 
+def _compared(gate: Gate) -> list[Metric]:
+    """Every comparison's metrics, then any other the gate checks."""
+    gated = {t.metric for t in gate.thresholds}
+    return [m for m in metrics.METRICS if m.compared or m.name in gated]
+
+
 def _change(
     metric: Metric, base_runs: list[StrategyResult], new_runs: list[StrategyResult]
 ) -> MetricChange:
-    xs, ys = stats.values(base_runs, metric.source), stats.values(new_runs, metric.source)
+    xs, ys = stats.values(base_runs, metric), stats.values(new_runs, metric)
     x, y = stats.spread(xs), stats.spread(ys)
     base, new = x["median"], y["median"]
     change = (new - base) / base if base and new is not None else None
@@ -453,15 +384,8 @@ def _change(
     )
 
 
-def _amount(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
-    return f"{text} {unit}".rstrip()
-
-
 def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: float) -> Verdict:
-    metric = METRICS[change.metric]
+    metric = metrics.lookup(change.metric)
     n_base, n_new = len(change.base_values), len(change.new_values)
 
     def verdict(failed: bool, significance: str, reason: str) -> Verdict:
@@ -485,45 +409,13 @@ def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: fl
     if not n_base:
         return verdict(False, "not judged", f"{metric.label}: BASE measured nothing, not judged")
     moved = f"{change.change:+.1%}" if change.change is not None else "changed"
-    what = (
-        f"{metric.label} {moved} ({_amount(change.base, '')} → {_amount(change.new, metric.unit)})"
-    )
-    worse = change.worse_by
-    if worse is None:  # a median of 0 in BASE: compare the medians directly
-        assert change.base is not None and change.new is not None
-        beyond = (change.new < change.base) == metric.higher_is_better and change.new != 0
-    else:
-        beyond = worse > threshold.fraction
-    limit = f"the {threshold.fraction:.0%} threshold"
-    if n_base < 2 or n_new < 2:
-        significance = "not judged"
-        why = (
-            f"significance not judged (n={n_base}+{n_new}: a single run on a side), "
-            "so the threshold alone decides"
-        )
-    elif change.min_p_value is not None and change.min_p_value > alpha:
-        significance = "not judged"
-        if len({*change.base_values, *change.new_values}) == 1:
-            cause = f"every repeat on both sides gave {_amount(change.base, metric.unit)}"
-        elif 2 / math.comb(n_base + n_new, n_base) <= alpha:
-            cause = f"ties leave the smallest possible p at {change.min_p_value:.2g} > α={alpha:g}"
-        else:
-            cause = (
-                f"the smallest possible p is {change.min_p_value:.2g} > α={alpha:g}; "
-                f"{repeats_needed(alpha)}+ repeats a side can reach it"
-            )
-        why = f"significance not judged (n={n_base}+{n_new}: {cause})"
-        why += ", so the threshold alone decides"
-    else:
-        assert change.p_value is not None
-        p = f"Mann-Whitney U p={change.p_value:.3g}"
-        if change.p_value <= alpha:
-            significance = "significant"
-            why = f"significant ({p} ≤ α={alpha:g}, n={n_base}+{n_new})"
-        else:
-            significance = "not significant"
-            why = f"not significant ({p} > α={alpha:g}, n={n_base}+{n_new})"
+    base, new = amount(change.base, metric.unit, show_unit=False), amount(change.new, metric.unit)
+    what = f"{metric.label} {moved} ({base} → {new})"
+    beyond = _beyond(change, metric, threshold)
+    significance, why = _significance(change, metric, alpha)
     failed = beyond and significance != "not significant"
+    limit = f"the {threshold.fraction:.0%} threshold"
+    worse = change.worse_by
     if beyond:
         reason = f"{what}: worse than {limit}, {why}"
         if not failed:
@@ -533,6 +425,41 @@ def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: fl
     else:
         reason = f"{what}: no worse; {why}"
     return verdict(failed, significance, reason)
+
+
+def _beyond(change: MetricChange, metric: Metric, threshold: Threshold) -> bool:
+    """Whether the change is worse than the threshold allows."""
+    worse = change.worse_by
+    if worse is not None:
+        return worse > threshold.fraction
+    # A median of 0 in BASE: no relative change, so compare the medians directly.
+    assert change.base is not None and change.new is not None
+    return (change.new < change.base) == metric.higher_is_better and change.new != 0
+
+
+def _significance(change: MetricChange, metric: Metric, alpha: float) -> tuple[str, str]:
+    """(significant | not significant | not judged, why) for the U test on the repeats."""
+    n_base, n_new = len(change.base_values), len(change.new_values)
+    n = f"n={n_base}+{n_new}"
+    decides = ", so the threshold alone decides"
+    if n_base < 2 or n_new < 2:
+        return "not judged", f"significance not judged ({n}: a single run on a side){decides}"
+    if change.min_p_value is not None and change.min_p_value > alpha:
+        if len({*change.base_values, *change.new_values}) == 1:
+            cause = f"every repeat on both sides gave {amount(change.base, metric.unit)}"
+        elif 2 / math.comb(n_base + n_new, n_base) <= alpha:
+            cause = f"ties leave the smallest possible p at {change.min_p_value:.2g} > α={alpha:g}"
+        else:
+            cause = (
+                f"the smallest possible p is {change.min_p_value:.2g} > α={alpha:g}; "
+                f"{repeats_needed(alpha)}+ repeats a side can reach it"
+            )
+        return "not judged", f"significance not judged ({n}: {cause}){decides}"
+    assert change.p_value is not None
+    p = f"Mann-Whitney U p={change.p_value:.3g}"
+    if change.p_value <= alpha:
+        return "significant", f"significant ({p} ≤ α={alpha:g}, {n})"
+    return "not significant", f"not significant ({p} > α={alpha:g}, {n})"
 
 
 # --- environments ------------------------------------------------------------------------------
@@ -547,7 +474,8 @@ SCENARIO_KEYS = (
 )  # fmt: skip
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A recorded value as text: ``-`` for none, a list comma-separated."""
     if value is None:
         return "-"
     if isinstance(value, list):
@@ -559,19 +487,19 @@ def _facts(run: RunResult) -> dict[str, str]:
     """What a result's numbers depend on, flattened to comparable text."""
     env = run.environment
     facts = {"connbench version": run.connbench_version}
-    facts.update({key: _shown(getattr(env, key)) for key in ENVIRONMENT_KEYS})
+    facts.update({key: shown(getattr(env, key)) for key in ENVIRONMENT_KEYS})
     for name, version in env.packages.items():
-        facts[f"package {name}"] = _shown(version)
+        facts[f"package {name}"] = shown(version)
     pg = env.postgres
-    facts["PostgreSQL version"] = _shown(pg.version if pg else None)
-    facts["PostgreSQL backend"] = _shown(pg.backend if pg else None)
+    facts["PostgreSQL version"] = shown(pg.version if pg else None)
+    facts["PostgreSQL backend"] = shown(pg.backend if pg else None)
     for name, value in (pg.settings.model_dump() if pg else {}).items():
         # As PostgreSQL shows it: fsync on, not True.
-        shown = ("on" if value else "off") if isinstance(value, bool) else _shown(value)
-        facts[f"PostgreSQL {name}"] = shown
+        text = ("on" if value else "off") if isinstance(value, bool) else shown(value)
+        facts[f"PostgreSQL {name}"] = text
     scenario = run.scenario.model_dump()
     for key in SCENARIO_KEYS:
-        facts[f"scenario {key}"] = _shown(scenario.get(key))
+        facts[f"scenario {key}"] = shown(scenario.get(key))
     return facts
 
 

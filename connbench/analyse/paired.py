@@ -41,9 +41,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from connbench.analyse import stats
-from connbench.analyse.compare import METRICS, Gate, Metric
+from connbench.analyse.compare import Gate
+from connbench.model import metrics
 from connbench.model.errors import BadInput
+from connbench.model.metrics import Metric
 from connbench.model.results import RunResult, StrategyResult
 
 # --- the statistics -----------------------------------------------------------------------------
@@ -185,7 +186,7 @@ class PairedMetric:
         if self.ratio is None:
             return None
         change = self.ratio - 1
-        return -change if METRICS[self.metric].higher_is_better else change
+        return -change if metrics.lookup(self.metric).higher_is_better else change
 
     @property
     def interval_excludes_one(self) -> bool:
@@ -297,11 +298,6 @@ def _rounds_of(
     return rounds, a, b, warnings
 
 
-def _value(run: StrategyResult, metric: Metric) -> float | None:
-    value = stats.RUN_METRICS[metric.source](run)
-    return None if value is None else float(value)
-
-
 def paired_metric(
     metric: Metric, pairs: Sequence[tuple[int, float, float]], alpha: float
 ) -> PairedMetric:
@@ -353,7 +349,7 @@ def _percent(value: float) -> str:
 
 def describe(paired: PairedMetric) -> str:
     """``throughput ×0.842 (-15.8%), 96.9% interval ×0.801..×0.879, 6 rounds``."""
-    label = METRICS[paired.metric].label
+    label = metrics.lookup(paired.metric).label
     if paired.ratio is None:
         return f"{label}: {paired.not_comparable or 'no rounds to compare'}"
     text = f"{label} ×{paired.ratio:.3f} ({_percent(paired.ratio - 1)})"
@@ -375,7 +371,7 @@ def rule_text(metric: Metric, threshold: float) -> str:
 
 
 def _check(paired: PairedMetric, threshold: float, source: str, alpha: float) -> PairedCheck:
-    metric = METRICS[paired.metric]
+    metric = metrics.lookup(paired.metric)
     rule = rule_text(metric, threshold)
 
     def check(failed: bool, reason: str) -> PairedCheck:
@@ -483,19 +479,20 @@ def compare_paired(
         warnings.append(
             f"--allow-missing: {len(rounds) - len(usable)} round(s) left out, {len(usable)} paired"
         )
-    metrics = {}
-    for name, metric in METRICS.items():
+    paired: dict[str, PairedMetric] = {}
+    gated = {t.metric for t in gate.thresholds}
+    for metric in (m for m in metrics.METRICS if m.compared or m.name in gated):
         pairs = []
         for r in usable:
-            x, y = _value(a[r], metric), _value(b[r], metric)
+            x, y = metric.run_value(a[r]), metric.run_value(b[r])
             if x is not None and y is not None:
                 pairs.append((r, x, y))
-        metrics[name] = paired_metric(metric, pairs, alpha)
+        paired[metric.name] = paired_metric(metric, pairs, alpha)
     for threshold in gate.thresholds:
-        if usable and not metrics[threshold.metric].base_values:
+        if usable and not paired[threshold.metric].base_values:
             raise BadInput(
                 f"{threshold.source} {threshold.metric}: the result has no "
-                f"{METRICS[threshold.metric].label} for {base_key!r} and {head_key!r}"
+                f"{metrics.lookup(threshold.metric).label} for {base_key!r} and {head_key!r}"
             )
     comparison = PairedComparison(
         label=label,
@@ -504,13 +501,13 @@ def compare_paired(
         gate=gate,
         alpha=alpha,
         rounds=len(rounds),
-        metrics=metrics,
+        metrics=paired,
         missing=missing,
         allow_missing=allow_missing,
         order=_order(a, rounds) if a else "",
         warnings=warnings,
     )
     comparison.checks = [
-        _check(metrics[t.metric], t.fraction, t.source, alpha) for t in gate.thresholds
+        _check(paired[t.metric], t.fraction, t.source, alpha) for t in gate.thresholds
     ]
     return comparison

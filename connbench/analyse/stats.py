@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
@@ -13,6 +14,8 @@ from hdrh.histogram import HdrHistogram
 from connbench.measure.faults import Injected
 from connbench.measure.load import RawLoad
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
+from connbench.model import metrics
+from connbench.model.metrics import Metric
 from connbench.model.result_types import (
     Breakdown,
     CpuPercent,
@@ -141,52 +144,42 @@ def timeseries(raw: RawLoad, samples: Sequence[Sample]) -> Timeseries:
     )
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """What was measured in one repeat of one variant: what :func:`summarize` reads.
+
+    ``app_stats``: the app's timing totals at the window's start and end, when it kept them;
+    ``pool_samples``: what PgBouncer's admin console showed, when there was one.
+    """
+
+    raw: RawLoad
+    samples: Samples
+    cpu_percent: dict[str, float | None] = field(default_factory=dict)
+    sessions_opened: int | None = None
+    rows_inserted: int | None = None
+    pool_samples: PoolSamples | None = None
+    injected: Injected | None = None
+    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
+
+
 def summarize(
-    *,
     strategy: str,
     variant: VariantRecord,
+    measured: Measurement,
+    *,
     repeat: int = 0,
-    raw: RawLoad,
-    samples: Samples,
-    sessions_opened: int | None,
-    rows_inserted: int | None,
-    cpu_percent: dict[str, float | None],
-    interrupted: bool = False,
     predicted: dict[str, Any] | None = None,
     pgbouncer: dict[str, Any] | None = None,
-    pool_samples: PoolSamples | None = None,
-    injected: Injected | None = None,
-    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
 ) -> StrategyResult:
-    """Turn one strategy's raw measurements into its :class:`StrategyResult`.
+    """Turn one repeat's measurements into its :class:`StrategyResult`.
 
     ``predicted`` is the capacity prediction; ``pgbouncer`` describes the PgBouncer in front
-    of the server, if any, and ``pool_samples`` is what its admin console showed.
-    ``app_stats``: the app's timing totals at the window's start and end, when it kept them.
+    of the server, if any.
     """
-    window = in_window(samples.samples, raw.window_start_ns, raw.window_end_ns)
-    server = connection_summary(window)
-    if predicted is not None:
-        server["predicted"] = predicted
-    server["sessions_opened"] = sessions_opened
-    # Per successful response: a refused connection ("too many clients") opens no session.
-    server["sessions_per_ok_response"] = (
-        round(sessions_opened / raw.all_ok, 3)
-        if sessions_opened is not None and raw.all_ok
-        else None
-    )
-    server["sampler_failures"] = samples.failures
-    if pgbouncer is not None:
-        pools = pool_samples or PoolSamples()
-        server["pgbouncer"] = {
-            **pgbouncer,
-            **pgbouncer_summary(pools.samples, raw.window_start_ns, raw.window_end_ns),
-            "sampler_failures": pools.failures,
-        }
-    integrity_ok = rows_inserted is not None and rows_inserted == raw.all_ok
+    raw = measured.raw
     result = StrategyResult(
         strategy=strategy,
-        status="interrupted" if interrupted else "ok",
+        status="interrupted" if raw.interrupted else "ok",
         variant=variant,
         repeat=repeat,
         requests=Requests(
@@ -200,38 +193,73 @@ def summarize(
         duration_s=round(raw.window_s, 3),
         latency_ms=Latency(**latency) if (latency := latency_summary(raw.histogram)) else None,
         histogram=encode_histogram(raw.histogram),
-        server=Server.model_validate(server),
-        integrity=Integrity(
-            ok_responses=raw.all_ok,
-            rows_inserted=rows_inserted,
-            requests_sent=raw.all_sent,
-            error_responses=dict(sorted(raw.all_errors_by_kind.items())),
-            ok=integrity_ok,
-            # 2xx without a row (an acknowledged write that is not there), and rows without a
-            # 2xx (a write the client was told failed, or never heard back about). Counts
-            # only: one of each would cancel out.
-            lost_writes=max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None,
-            unacknowledged_writes=(
-                max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
-            ),
-        ),
+        server=Server.model_validate(_server_side(measured, predicted, pgbouncer)),
+        integrity=_integrity(raw, measured.rows_inserted),
         generator=Generator(
             engine=raw.config.engine,
             cpu_percent=round(raw.cpu_percent, 1),
             loop_cpu_percent=round(raw.loop_cpu_percent, 1),
             saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
         ),
-        cpu_percent=CpuPercent(**cpu_percent),
-        timeseries=timeseries(raw, samples.samples),
-        fault=FaultOutcome(**fault_outcome(raw, injected)) if injected is not None else None,
+        cpu_percent=CpuPercent(**measured.cpu_percent),
+        timeseries=timeseries(raw, measured.samples.samples),
+        fault=(
+            FaultOutcome(**fault_outcome(raw, measured.injected))
+            if measured.injected is not None
+            else None
+        ),
     )
     if raw.config.rate_rps:
         result.open_model = OpenModel(**_open_model(raw))
     mean_ms = result.latency_ms.mean if result.latency_ms else None
-    parts = breakdown(*app_stats, latency_mean_ms=mean_ms)
+    parts = breakdown(*measured.app_stats, latency_mean_ms=mean_ms)
     result.breakdown = Breakdown(**parts) if parts else None
     result.warnings = warnings(result)
     return result
+
+
+def _server_side(
+    measured: Measurement, predicted: dict[str, Any] | None, pgbouncer: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The server's side of the window: sessions, the prediction, and PgBouncer's view."""
+    raw, opened = measured.raw, measured.sessions_opened
+    server = connection_summary(
+        in_window(measured.samples.samples, raw.window_start_ns, raw.window_end_ns)
+    )
+    if predicted is not None:
+        server["predicted"] = predicted
+    server["sessions_opened"] = opened
+    # Per successful response: a refused connection ("too many clients") opens no session.
+    server["sessions_per_ok_response"] = (
+        round(opened / raw.all_ok, 3) if opened is not None and raw.all_ok else None
+    )
+    server["sampler_failures"] = measured.samples.failures
+    if pgbouncer is not None:
+        pools = measured.pool_samples or PoolSamples()
+        server["pgbouncer"] = {
+            **pgbouncer,
+            **pgbouncer_summary(pools.samples, raw.window_start_ns, raw.window_end_ns),
+            "sampler_failures": pools.failures,
+        }
+    return server
+
+
+def _integrity(raw: RawLoad, rows_inserted: int | None) -> Integrity:
+    """Rows in the table against 2xx responses, over the whole run (warm-up included)."""
+    return Integrity(
+        ok_responses=raw.all_ok,
+        rows_inserted=rows_inserted,
+        requests_sent=raw.all_sent,
+        error_responses=dict(sorted(raw.all_errors_by_kind.items())),
+        ok=rows_inserted is not None and rows_inserted == raw.all_ok,
+        # 2xx without a row (an acknowledged write that is not there), and rows without a
+        # 2xx (a write the client was told failed, or never heard back about). Counts
+        # only: one of each would cancel out.
+        lost_writes=max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None,
+        unacknowledged_writes=(
+            max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
+        ),
+    )
 
 
 SCHEDULE_LAG_INVALID_MS = 10.0
@@ -491,58 +519,20 @@ def aggregate(runs: Sequence[StrategyResult]) -> list[VariantSummary]:
     return [_summarize_variant(key, group) for key, group in groups.items()]
 
 
-def _latency(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: getattr(run.latency_ms, name) if run.latency_ms else None
-
-
-def _server(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: getattr(run.server, name) if run.server else None
-
-
-def _cpu(name: str) -> Callable[[StrategyResult], float | None]:
-    return lambda run: getattr(run.cpu_percent, name) if run.cpu_percent else None
-
-
-def _error_rate(run: StrategyResult) -> float | None:
-    if run.requests is None or not run.requests.total:
-        return None
-    return run.requests.errors / run.requests.total
-
-
-# One value per run, by name (units in the names). What aggregate, compare and the --fail-if
-# limits all read, so a median means the same thing everywhere.
-RUN_METRICS: dict[str, Callable[[StrategyResult], float | None]] = {
-    "throughput_rps": lambda run: run.throughput_rps,
-    **{f"{name}_ms": _latency(name) for name in ("mean", *PERCENTILES, "max")},
-    "error_rate": _error_rate,
-    **{
-        name: _server(name)
-        for name in (
-            "connections_peak",
-            "connections_mean",
-            "sessions_opened",
-            "sessions_per_ok_response",
-        )
-    },
-    "cpu_app_percent": _cpu("app"),
-    "cpu_postgres_percent": _cpu("postgres"),
-    "cpu_pgbouncer_percent": _cpu("pgbouncer"),
-    "cpu_generator_percent": lambda run: run.generator.loop_cpu_percent if run.generator else None,
-}
-
-
 def measured(runs: Sequence[StrategyResult]) -> list[StrategyResult]:
     """The runs that produced numbers: not failed nor unavailable, at least one 2xx."""
     return [r for r in runs if r.status in MEASURED and r.requests and r.requests.ok]
 
 
-def values(runs: Sequence[StrategyResult], metric: str) -> list[float]:
-    """``metric`` (a :data:`RUN_METRICS` name) of every measured run that has it, in order."""
-    get = RUN_METRICS[metric]
-    return [float(v) for v in (get(r) for r in measured(runs)) if v is not None]
+def values(runs: Sequence[StrategyResult], metric: Metric | str) -> list[float]:
+    """``metric`` (from the registry, or any of its names) of every measured run that has it,
+    in order. The one place a per-repeat value comes from: aggregate, compare and the
+    --fail-if limits all read through it, so a median means the same thing everywhere."""
+    found = metrics.lookup(metric) if isinstance(metric, str) else metric
+    return [v for v in (found.run_value(r) for r in measured(runs)) if v is not None]
 
 
-def _median_of(runs: Sequence[StrategyResult], metric: str) -> float | None:
+def _median_of(runs: Sequence[StrategyResult], metric: Metric | str) -> float | None:
     found = values(runs, metric)
     return round(statistics.median(found), 3) if found else None
 
@@ -555,22 +545,27 @@ def variant_status(runs: Sequence[StrategyResult]) -> str:
     return "interrupted" if "interrupted" in statuses else "ok"
 
 
+# The registry's metrics whose median over the repeats a summary keeps at its top level
+# (throughput and latencies keep their whole spread; the error rate is over all requests).
+_MEDIANS = tuple(m for m in metrics.METRICS if len(m.path) == 1 and m.key != "error_rate")
+_PGBOUNCER_PEAKS = (
+    "cl_waiting_peak", "maxwait_ms_peak", "wait_ms_per_transaction", "sv_active_peak",
+    "sv_idle_peak",
+)  # fmt: skip
+
+
 def _summarize_variant(key: str, runs: list[StrategyResult]) -> VariantSummary:
     done = measured(runs)
-    status = variant_status(runs)
-    ran = [r for r in runs if r.status in MEASURED]
-    total = sum(r.requests.total for r in ran if r.requests)
-    errors = sum(r.requests.errors for r in runs if r.requests)
     summary: dict[str, Any] = {
         "key": key,
         "strategy": runs[0].strategy,
         "variant": runs[0].variant,
-        "status": status,
+        "status": variant_status(runs),
         "runs": len(runs),
         "runs_measured": len(done),
-        "throughput_rps": spread(values(runs, "throughput_rps")),
+        "throughput_rps": spread(values(runs, "throughput")),
         "latency_ms": {
-            name: spread(values(runs, f"{name}_ms")) for name in ("mean", *PERCENTILES, "max")
+            m.name: spread(values(runs, m)) for m in metrics.METRICS if m.path[0] == "latency_ms"
         },
         "latency_uncorrected_ms": {
             name: spread(
@@ -582,6 +577,27 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> VariantSummary:
             )
             for name in ("p50", "p99")
         },
+        **_request_counts(runs),
+        "generator_saturated": any(r.generator and r.generator.saturated for r in runs),
+        "valid": all(r.open_model is None or r.open_model.valid for r in runs),
+    }
+    summary.update({m.key: _median_of(runs, m) for m in _MEDIANS})
+    # The same in every repeat: it depends on the variant and the server's settings only.
+    summary["predicted"] = next(
+        (r.server.predicted for r in runs if r.server and r.server.predicted), None
+    )
+    summary.update(_pgbouncer_medians(done))
+    summary["breakdown"] = _breakdown_medians(done)
+    summary["failure"] = next((r.failure for r in runs if r.failure), None)
+    summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
+    return VariantSummary.model_validate(summary)
+
+
+def _request_counts(runs: list[StrategyResult]) -> dict[str, Any]:
+    ran = [r for r in runs if r.status in MEASURED]
+    total = sum(r.requests.total for r in ran if r.requests)
+    errors = sum(r.requests.errors for r in runs if r.requests)
+    return {
         "errors": errors,
         "requests_ok": sum(r.requests.ok for r in runs if r.requests),
         "requests_total": total,
@@ -589,51 +605,30 @@ def _summarize_variant(key: str, runs: list[StrategyResult]) -> VariantSummary:
         # rates would hide one repeat that failed badly.
         "error_rate": round(errors / total, 6) if total else None,
         "integrity_ok": all(r.integrity is not None and r.integrity.ok for r in ran),
-        "generator_saturated": any(r.generator and r.generator.saturated for r in runs),
-        "valid": all(r.open_model is None or r.open_model.valid for r in runs),
     }
-    for name in (
-        "connections_peak",
-        "connections_mean",
-        "sessions_opened",
-        "sessions_per_ok_response",
-        "cpu_app_percent",
-        "cpu_postgres_percent",
-        "cpu_pgbouncer_percent",
-        "cpu_generator_percent",
-    ):
-        summary[name] = _median_of(runs, name)
-    # The same in every repeat: it depends on the variant and the server's settings only.
-    summary["predicted"] = next(
-        (r.server.predicted for r in runs if r.server and r.server.predicted), None
-    )
-    for name in (
-        "cl_waiting_peak",
-        "maxwait_ms_peak",
-        "wait_ms_per_transaction",
-        "sv_active_peak",
-        "sv_idle_peak",
-    ):
+
+
+def _pgbouncer_medians(done: list[StrategyResult]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in _PGBOUNCER_PEAKS:
         found = [
             value
             for r in done
             if r.server and r.server.pgbouncer
             if (value := getattr(r.server.pgbouncer, name)) is not None
         ]
-        summary[f"pgbouncer_{name}"] = spread(found)["median"] if found else None
+        out[f"pgbouncer_{name}"] = spread(found)["median"] if found else None
+    return out
+
+
+def _breakdown_medians(done: list[StrategyResult]) -> dict[str, Any]:
     parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
     with_breakdown = [r.breakdown.model_dump() for r in done if r.breakdown]
-    summary["breakdown"] = (
-        {
-            name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
-            for name in parts
-        }
+    return {
+        name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]
+        for name in parts
         if with_breakdown
-        else {}
-    )
-    summary["failure"] = next((r.failure for r in runs if r.failure), None)
-    summary["warnings"] = _stability_warnings(summary, done) + _run_warnings(runs)
-    return VariantSummary.model_validate(summary)
+    }
 
 
 def _run_warnings(runs: list[StrategyResult]) -> list[str]:

@@ -40,9 +40,7 @@ from connbench.infra import procs, tempdirs
 from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
 from connbench.model.errors import ProcessError
 
-TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
 POOL_MODES = {"pgbouncer-transaction": "transaction", "pgbouncer-session": "session"}
-DEFAULT_POOL_SIZE = 20  # PgBouncer's own default_pool_size
 PSYCOPG_PREPARE_THRESHOLD = 5  # psycopg's default
 READY_TIMEOUT_S = 15.0
 INSTALL_HINT = "apt-get install pgbouncer"

@@ -28,20 +28,26 @@ import subprocess
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from connbench.infra import procs, tempdirs
+
+# Parsed in the model (a scenario validates --postgres); re-exported for the callers here.
+from connbench.model.backend import DEFAULT_DOCKER_IMAGE
+from connbench.model.backend import Backend as Backend
+from connbench.model.backend import parse_backend as parse_backend
+from connbench.model.dsn import redact as redact
 from connbench.model.errors import BadInput, MissingDependency, PostgresError, ProcessError
 
 READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
 DEFAULT_TABLE = "visits"
-DEFAULT_DOCKER_IMAGE = "postgres:16-alpine"
 APP_NAME = "connbench-app"  # application_name the apps use; the sampler counts by it
 SETTINGS_RECORDED = (
     "max_connections",
@@ -52,56 +58,6 @@ SETTINGS_RECORDED = (
     "max_wal_size",
     "password_encryption",
 )
-
-
-@dataclass(frozen=True)
-class Backend:
-    """A parsed ``--postgres`` value."""
-
-    kind: str  # embedded | local | docker | external
-    image: str | None = None
-    dsn: str | None = None
-
-    @property
-    def label(self) -> str:
-        if self.kind == "docker":
-            return f"docker:{self.image}"
-        if self.kind == "external":
-            return "external"
-        return self.kind
-
-
-def parse_backend(value: str) -> Backend:
-    """Parse a ``--postgres`` value; raises :class:`BadInput` with the accepted forms."""
-    value = value.strip()
-    if value in ("embedded", "local"):
-        return Backend(value)
-    if value == "docker" or value.startswith("docker:"):
-        image = value.partition(":")[2] or DEFAULT_DOCKER_IMAGE
-        return Backend("docker", image=image)
-    if value.startswith(("postgresql://", "postgres://")) or "=" in value:
-        try:
-            conninfo_to_dict(value)
-        except psycopg.ProgrammingError as exc:
-            raise BadInput(f"--postgres: not a valid connection string: {exc}") from None
-        return Backend("external", dsn=value)
-    raise BadInput(
-        f"--postgres: unknown backend {value!r}; expected embedded, local, docker[:IMAGE] "
-        "or a postgresql:// DSN"
-    )
-
-
-def redact(dsn: str) -> str:
-    """The DSN as ``postgresql://user@host:port/dbname``, without password or other secrets."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "postgresql://(unparseable)"
-    user = str(params.get("user") or "")
-    host = str(params.get("host") or "localhost")
-    port = str(params.get("port") or "5432")
-    db = str(params.get("dbname") or user)
-    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{db}"
 
 
 @dataclass
@@ -291,6 +247,8 @@ def _run_as(argv: list[str], user: str | None, what: str) -> None:
 def _cluster(
     kind: str, bindir: Path, settings: Mapping[str, str], workdir: Path | None
 ) -> Iterator[Postgres]:
+    """initdb in a private temp dir, then postgres on a free loopback port, run as an
+    unprivileged user when we are root. Raises PostgresError when it does not come up."""
     user = procs.unprivileged_user()
     with ExitStack() as stack:
         tmp = tempdirs.make_for_user("pg", user, stack, workdir)
@@ -300,46 +258,13 @@ def _cluster(
             bindir = _private_copy(bindir, tmp)
         if not _usable_by(bindir, user):
             raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
-
-        password = secrets.token_urlsafe(24)
-        pwfile = tempdirs.write_private(tmp / "pwfile", password + "\n", user)
         data = tmp / "data"
-        _run_as(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "connbench",
-                "--pwfile",
-                str(pwfile),
-                "--auth",
-                "scram-sha-256",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            user,
-            f"{kind}: initdb",
-        )
-        pwfile.unlink()
-
-        sockdir = tmp / "sock"
-        sockdir.mkdir()
-        if user is not None:
-            os.chown(sockdir, pwd.getpwnam(user).pw_uid, -1)
-        options = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(sockdir)}
-        options.update(settings)
-        argv = [str(bindir / "postgres"), "-D", str(data)]
+        password = _initdb(kind, bindir, data, tmp, user)
         port = procs.free_port()
-        argv += ["-p", str(port)]
-        for name, value in options.items():
-            argv += ["-c", f"{name}={value}"]
         log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
         server = stack.enter_context(
             procs.Child(
-                argv,
+                _postgres_argv(bindir, data, port, _socket_dir(tmp, user), settings),
                 name="postgres",
                 log_path=log_path,
                 env=procs.child_env({}),
@@ -352,42 +277,17 @@ def _cluster(
         admin_dsn = make_conninfo(
             host="127.0.0.1", port=port, user="connbench", password=password, dbname="postgres"
         )
-
-        def accepting() -> bool:
-            try:
-                psycopg.connect(admin_dsn, connect_timeout=1).close()
-            except psycopg.OperationalError:
-                return False
-            return True
-
+        what = f"{kind} postgres on 127.0.0.1:{port}"
         try:
             procs.wait_until(
-                accepting,
-                what=f"{kind} postgres on 127.0.0.1:{port}",
+                partial(_accepting, admin_dsn),
+                what=what,
                 timeout_s=READY_TIMEOUT_S,
                 proc=server.proc,
                 log_path=log_path,
             )
         except ProcessError as exc:
             raise PostgresError(str(exc)) from None
-
-        async def restart() -> None:
-            await server.stop_async()
-            proc = server.spawn()  # on the loop's thread, which is the main thread
-            try:
-                await procs.wait_until_async(
-                    # A refused or "starting up" connection fails at once; a thread keeps the
-                    # loop free if one ever takes its full connect_timeout.
-                    lambda: asyncio.to_thread(accepting),
-                    what=f"{kind} postgres on 127.0.0.1:{port} after a restart",
-                    timeout_s=READY_TIMEOUT_S,
-                    proc=proc,
-                    log_path=log_path,
-                )
-            except ProcessError as exc:
-                raise PostgresError(str(exc)) from None
-            pg.server_pid = proc.pid
-
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE connbench")
         pg = Postgres(
@@ -396,11 +296,92 @@ def _cluster(
             table=DEFAULT_TABLE,
             bindir=bindir,
             server_pid=server.proc.pid,
-            restarter=restart,
         )
+        pg.restarter = _restarter(pg, server, admin_dsn, what, log_path)
         _create_table(pg)
         pg.describe()
         yield pg
+
+
+def _initdb(kind: str, bindir: Path, data: Path, tmp: Path, user: str | None) -> str:
+    """A new cluster in ``data`` with SCRAM auth; returns the ``connbench`` role's password
+    (random, never printed; its file is gone once initdb has read it)."""
+    password = secrets.token_urlsafe(24)
+    pwfile = tempdirs.write_private(tmp / "pwfile", password + "\n", user)
+    _run_as(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "connbench",
+            "--pwfile",
+            str(pwfile),
+            "--auth",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        ],
+        user,
+        f"{kind}: initdb",
+    )
+    pwfile.unlink()
+    return password
+
+
+def _socket_dir(tmp: Path, user: str | None) -> Path:
+    sockdir = tmp / "sock"
+    sockdir.mkdir()
+    if user is not None:
+        os.chown(sockdir, pwd.getpwnam(user).pw_uid, -1)
+    return sockdir
+
+
+def _postgres_argv(
+    bindir: Path, data: Path, port: int, sockdir: Path, settings: Mapping[str, str]
+) -> list[str]:
+    """Loopback and a private socket directory only; the scenario's settings on top."""
+    options = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(sockdir)}
+    options.update(settings)
+    argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(port)]
+    for name, value in options.items():
+        argv += ["-c", f"{name}={value}"]
+    return argv
+
+
+def _accepting(dsn: str) -> bool:
+    try:
+        psycopg.connect(dsn, connect_timeout=1).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _restarter(
+    pg: Postgres, server: procs.Child, admin_dsn: str, what: str, log_path: Path
+) -> Callable[[], Awaitable[None]]:
+    """A fast shutdown and a start on the same port and data (the restart fault)."""
+
+    async def restart() -> None:
+        await server.stop_async()
+        proc = server.spawn()  # on the loop's thread, which is the main thread
+        try:
+            await procs.wait_until_async(
+                # A refused or "starting up" connection fails at once; a thread keeps the
+                # loop free if one ever takes its full connect_timeout.
+                lambda: asyncio.to_thread(_accepting, admin_dsn),
+                what=f"{what} after a restart",
+                timeout_s=READY_TIMEOUT_S,
+                proc=proc,
+                log_path=log_path,
+            )
+        except ProcessError as exc:
+            raise PostgresError(str(exc)) from None
+        pg.server_pid = proc.pid
+
+    return restart
 
 
 # --- docker --------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ LATENCY_DIGITS = 3
 SERIES_DIGITS = 2  # per-second histograms: coarser, they only feed the charts
 PROGRESS_INTERVAL_S = 0.25
 SWEEP_INTERVAL_S = 0.05
-ENGINES = ("httptools", "aiohttp", "httpx")
 
 
 def new_histogram(digits: int = LATENCY_DIGITS) -> HdrHistogram:
@@ -503,16 +502,6 @@ async def run(
         if on_edge is not None:
             on_edge(name)
 
-    async def report() -> None:
-        while on_progress is not None:
-            await asyncio.sleep(PROGRESS_INTERVAL_S)
-            now = window.clock()
-            phase = (
-                "warmup" if now < window.start_ns else "measure" if now < window.end_ns else "drain"
-            )
-            errors = sum(window.errors.values())
-            on_progress(Progress(phase, (now - window.t0) / 1e9, window.ok, errors))
-
     async def stopper() -> None:
         await stop.wait()
         window.cut()
@@ -524,7 +513,7 @@ async def run(
         loop.call_at(loop.time() + config.warmup_s, mark, "start"),
         loop.call_at(loop.time() + config.warmup_s + config.duration_s, mark, "end"),
     ]
-    helpers = [asyncio.create_task(report()), asyncio.create_task(stopper())]
+    helpers = [asyncio.create_task(_report(window, on_progress)), asyncio.create_task(stopper())]
     try:
         await _run_engine(url, config, window)
         # An open-model run can finish its last request before the window closes: the window
@@ -537,8 +526,28 @@ async def run(
             task.cancel()
         for timer in timers:
             timer.cancel()
+    return _raw(config, window, cpu_marks, interrupted=stop.is_set())
+
+
+async def _report(window: _Window, on_progress: Callable[[Progress], None] | None) -> None:
+    """Tell ``on_progress`` the phase and counts every PROGRESS_INTERVAL_S, until cancelled."""
+    while on_progress is not None:
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+        now = window.clock()
+        phase = "warmup" if now < window.start_ns else "measure" if now < window.end_ns else "drain"
+        errors = sum(window.errors.values())
+        on_progress(Progress(phase, (now - window.t0) / 1e9, window.ok, errors))
+
+
+def _raw(
+    config: LoadConfig,
+    window: _Window,
+    cpu_marks: dict[str, tuple[float, float]],
+    interrupted: bool,
+) -> RawLoad:
+    """What the window counted, with the generator's CPU between the window's edges."""
     raw = RawLoad(config=config, histogram=new_histogram())
-    raw.interrupted = stop.is_set()
+    raw.interrupted = interrupted
     raw.window_start_ns, raw.window_end_ns = window.start_ns, max(window.start_ns, window.end_ns)
     raw.window_s = (raw.window_end_ns - raw.window_start_ns) / 1e9
     if "start" in cpu_marks and "end" in cpu_marks:

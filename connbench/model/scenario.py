@@ -10,25 +10,35 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench.analyse import compare, limits
 from connbench.apps import STRATEGIES
-from connbench.infra.pgbouncer import DEFAULT_POOL_SIZE, TOPOLOGIES
-from connbench.infra.postgres import parse_backend, redact
-from connbench.measure import faults
-from connbench.measure.faults import Fault
-from connbench.measure.load import ENGINES
+from connbench.model import faults
+from connbench.model.backend import parse_backend
+from connbench.model.checks import CompleteError, Limit, parse_gate, parse_limit
+from connbench.model.dsn import redact
 from connbench.model.errors import ScenarioError
+from connbench.model.faults import Fault
+
+# How the app reaches the server: directly, or through PgBouncer in one of its pool modes
+# (connbench.infra.pgbouncer runs it).
+TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
+DEFAULT_POOL_SIZE = 20  # PgBouncer's own default_pool_size
+# The load generator's HTTP clients (connbench.measure.load implements them).
+ENGINES = ("httptools", "aiohttp", "httpx")
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
 # changes the story in a way the README explains).
 SERVER_SETTINGS = {"max_connections", "shared_buffers", "synchronous_commit", "fsync"}
+
+
+# The dimensions of a variant, as its key names them and ``compare --ignore`` can drop them.
+DIMENSIONS = ("strategy", "concurrency", "workers", "pool", "topology", "rate")
 
 
 @dataclass(frozen=True)
@@ -40,20 +50,53 @@ class Variant:
     workers: int
     pool_min: int | None  # None for strategies that hold no pool
     pool_max: int | None
-    rate: float | None = None  # open model: requests/s offered; None: closed loop
-    topology: str = "direct"  # direct, or through PgBouncer (see connbench.infra.pgbouncer)
+    # rate and topology are named, never positional: a topology once landed in `rate` so.
+    # open model: requests/s offered; None: closed loop
+    rate: float | None = field(default=None, kw_only=True)
+    # direct, or through PgBouncer (see connbench.infra.pgbouncer)
+    topology: str = field(default="direct", kw_only=True)
 
     @property
     def key(self) -> str:
-        """A stable, readable identity (compare matches results by it)."""
-        parts = [self.strategy, f"c={self.concurrency}", f"w={self.workers}"]
-        if self.pool_max is not None:
-            parts.append(f"pool={self.pool_min}..{self.pool_max}")
-        if self.topology != "direct":  # direct keys stay as they were before topologies
-            parts.append(f"via={self.topology}")
-        if self.rate is not None:
-            parts.append(f"rate={self.rate:g}")
-        return " ".join(parts)
+        """A stable, readable identity: runs, reports and compare all match variants by it."""
+        return self.key_without()
+
+    def key_without(self, ignore: Iterable[str] = ()) -> str:
+        """The key less the ``ignore``d :data:`DIMENSIONS` (``*`` when nothing is left):
+        what ``compare --ignore`` matches on. Every other part stays, via= and rate= too."""
+        dropped = set(ignore)
+        pool = None if self.pool_max is None else f"pool={self.pool_min}..{self.pool_max}"
+        parts = [
+            text
+            for dimension, text in (
+                ("strategy", self.strategy),
+                ("concurrency", f"c={self.concurrency}"),
+                ("workers", f"w={self.workers}"),
+                ("pool", pool),
+                # direct keys stay as they were before topologies
+                ("topology", None if self.topology == "direct" else f"via={self.topology}"),
+                ("rate", None if self.rate is None else f"rate={self.rate:g}"),
+            )
+            if text is not None and dimension not in dropped
+        ]
+        return " ".join(parts) or "*"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Variant | None:
+        """The variant a result recorded (:meth:`to_dict`); None when it was not recorded
+        whole (a hand-written or very old result: only its key can identify it)."""
+        try:
+            return cls(
+                strategy=str(data["strategy"]),
+                concurrency=int(data["concurrency"]),
+                workers=int(data["workers"]),
+                pool_min=None if data.get("pool_min") is None else int(data["pool_min"]),
+                pool_max=None if data.get("pool_max") is None else int(data["pool_max"]),
+                rate=None if data.get("rate") is None else float(data["rate"]),
+                topology=str(data.get("topology") or "direct"),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"key": self.key}
@@ -80,7 +123,7 @@ class Scenario:
     server: Mapping[str, str] = field(default_factory=dict)
     fault: Fault | None = None  # injected into every variant's measured window
     gate: Mapping[str, float] = field(default_factory=dict)  # metric: fraction, and alpha
-    fail_if: tuple[limits.Limit, ...] = ()
+    fail_if: tuple[Limit, ...] = ()
     source: str | None = None  # the scenario file, if any
     source_text: str | None = None  # its exact text, recorded in the result
 
@@ -141,9 +184,7 @@ class Scenario:
 
 # --- value parsers: each takes the raw value and returns it checked, or raises ValueError ---
 
-
-class _Complete(ValueError):
-    """A parser's message that already names the offending value."""
+_Complete = CompleteError  # a parser's message that already names the offending value
 
 
 def _positive_int(value: Any) -> int:
@@ -283,29 +324,12 @@ def _server(value: Any) -> dict[str, str]:
     return out
 
 
-def _gate(value: Any) -> dict[str, float]:
-    """``[gate]``: ``throughput = "10%"`` per metric compare gates on, and ``alpha``."""
-    if not isinstance(value, Mapping):
-        raise ValueError('expected a table such as [gate] throughput = "10%"')
-    out: dict[str, float] = {}
-    for key, setting in value.items():
-        try:
-            if key == "alpha":
-                out[key] = compare.parse_alpha(setting)
-            else:
-                out[compare.check_metric(key)] = compare.parse_percent(setting)
-        except ValueError as exc:
-            got = "" if str(exc).startswith("unknown") else f", got {setting!r}"
-            raise _Complete(f"{key}: {exc}{got}") from None
-    return out
-
-
-def _fail_if(value: Any) -> tuple[limits.Limit, ...]:
+def _fail_if(value: Any) -> tuple[Limit, ...]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(item, str) for item in items):
         raise ValueError("expected expressions such as 'p99_ms>50'")
     try:
-        return tuple(dict.fromkeys(limits.parse(item) for item in items))
+        return tuple(dict.fromkeys(parse_limit(item) for item in items))
     except ValueError as exc:
         raise _Complete(str(exc)) from None
 
@@ -329,7 +353,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "engine": _engine,
     "server": _server,
     "fault": faults.parse,
-    "gate": _gate,
+    "gate": parse_gate,
     "fail_if": _fail_if,
 }
 

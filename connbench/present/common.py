@@ -59,10 +59,6 @@ def num(value: float | None, fmt: str = ".1f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def listed(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
 WARNING = "[yellow]warning:[/yellow] "
 
 

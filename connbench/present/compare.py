@@ -9,7 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connbench.analyse.compare import METRICS, Comparison, MetricChange, VariantComparison
+from connbench.analyse import stats
+from connbench.analyse.compare import Comparison, MetricChange, VariantComparison
+from connbench.model import metrics
+from connbench.model.metrics import amount
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -20,12 +23,6 @@ from connbench.present.common import (
     rich_mark,
     sayer,
 )
-
-
-def _value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if unit == "req/s" or abs(value) >= 100 else f"{value:,.3g}"
 
 
 def _change_cell(change: MetricChange, failed: bool, mark: Mark) -> str:
@@ -44,9 +41,9 @@ def _p_cell(change: MetricChange) -> str:
 
 
 def _spread_cell(value: float | None, cv: float | None, unit: str, mark: Mark) -> str:
-    text = _value(value, unit)
+    text = amount(value, unit, show_unit=False)
     if cv is not None:
-        text += mark(f" ±{cv:.0%}", "warn" if cv >= 0.10 else "dim")
+        text += mark(f" ±{cv:.0%}", "warn" if cv >= stats.UNSTABLE_CV else "dim")
     return text
 
 
@@ -66,7 +63,7 @@ def _compare_rows(comparison: Comparison, mark: Mark) -> list[list[str]]:
     for variant in comparison.variants:
         failed = {v.metric for v in variant.verdicts if v.failed}
         for i, (name, change) in enumerate(variant.metrics.items()):
-            metric = METRICS[name]
+            metric = metrics.lookup(name)
             label = metric.label + (f" {metric.unit}" if metric.unit else "")
             rows.append(
                 [
@@ -91,8 +88,8 @@ def _gate_line(comparison: Comparison) -> str:
         )
     sources = sorted({t.source for t in gate.thresholds})
     limits = ", ".join(
-        f"{METRICS[t.metric].label} "
-        f"{'-' if METRICS[t.metric].higher_is_better else '+'}{t.fraction:.0%}"
+        f"{(m := metrics.lookup(t.metric)).label} "
+        f"{'-' if m.higher_is_better else '+'}{t.fraction:.0%}"
         for t in gate.thresholds
     )
     return (

@@ -10,13 +10,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connbench.analyse.compare import METRICS
 from connbench.analyse.paired import (
     PairedCheck,
     PairedComparison,
     PairedMetric,
     rounds_to_resolve,
 )
+from connbench.model import metrics
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -65,7 +65,7 @@ def _rows(comparison: PairedComparison, mark: Mark) -> list[list[str]]:
     checks = {c.metric: c for c in comparison.checks}
     rows = []
     for name, metric in comparison.metrics.items():
-        info = METRICS[name]
+        info = metrics.lookup(name)
         check = checks.get(name)
         rows.append(
             [
@@ -119,7 +119,7 @@ def power_lines(comparison: PairedComparison) -> list[str]:
     lines = []
     for name in names:
         metric = comparison.metrics[name]
-        label = METRICS[name].label
+        label = metrics.lookup(name).label
         if metric.detectable is None:
             if metric.ratio is not None:
                 lines.append(f"{label}: too few rounds for an interval")

@@ -10,9 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from connbench.analyse import stats
+from connbench.analyse.compare import shown
 from connbench.analyse.stats import MEASURED
+from connbench.apps import STRATEGIES
+from connbench.model import metrics
 from connbench.model.result_types import (
     Calibration,
     FaultOutcome,
@@ -28,7 +33,6 @@ from connbench.present.common import (
     Mark,
     csv_text,
     json_text,
-    listed,
     markdown_mark,
     md_table,
     num,
@@ -53,7 +57,7 @@ def _cv(spread: Spread, mark: Mark = rich_mark) -> str:
     if len(spread.values) < 2 or spread.cv is None:
         return ""
     text = f" ±{spread.cv:.0%}"
-    return mark(text, "warn" if spread.cv >= 0.10 else "dim")
+    return mark(text, "warn" if spread.cv >= stats.UNSTABLE_CV else "dim")
 
 
 def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
@@ -129,6 +133,12 @@ def _title(run: RunResult, mark: Mark) -> str:
     return title
 
 
+RUN_HEADERS = (
+    "req/s", "p50 ms", "p99 ms", "errors", "conns peak / pred.", "conns mean",
+    "sessions opened", "rows = 2xx", "app CPU", "pg CPU", "gen CPU",
+)  # fmt: skip
+
+
 def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     """Headers and one row of cells per variant (medians over repeats, ±CV when repeated)."""
     varying = [
@@ -137,19 +147,7 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
         if len(values := {_dimension(s.variant, key) for s in run.summary} - {None}) > 1
         or (key == "rate" and values)  # an open-model run always says its rate
     ]
-    headers = [
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "conns peak / pred.",
-        "conns mean",
-        "sessions opened",
-        "rows = 2xx",
-        "app CPU",
-        "pg CPU",
-        "gen CPU",
-    ]
+    headers = list(RUN_HEADERS)
     open_model = any(s.variant.rate for s in run.summary)
     if open_model:
         headers.insert(3, "p99 uncorr.")
@@ -160,42 +158,55 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
         by_key.setdefault(result.key, []).append(result)
     rows = []
     for summary in run.summary:
-        variant = summary.variant
-        dims = [_cell(variant, key) for key, _ in varying]
-        name = summary.strategy
-        if not summary.valid:
-            name += " " + mark("INVALID", "bad")
-        if summary.status == "interrupted":
-            name += " " + mark("(interrupted)", "bad")
+        dims = [_cell(summary.variant, key) for key, _ in varying]
+        name = _name_cell(summary, mark)
         if summary.status in ("failed", "unavailable"):
             status = mark("failed", "bad") if summary.status == "failed" else mark("n/a", "warn")
             rows.append([name, *dims, status, *["-"] * (len(headers) - 1)])
             continue
-        errors = summary.errors
-        gen_text = pct(summary.cpu_generator_percent)
-        if summary.generator_saturated:
-            gen_text = mark(f"{gen_text}!", "bad")
-        rps, p99 = summary.throughput_rps, summary.latency_ms.get("p99")
-        rows.append(
-            [
-                name,
-                *dims,
-                _median(rps, ",.0f") + _cv(rps, mark),
-                *([_ceiling(summary, run.calibration)] if run.calibration else []),
-                _median(summary.latency_ms.get("p50")),
-                _median(p99) + (_cv(p99, mark) if p99 else ""),
-                *([_median(summary.latency_uncorrected_ms.get("p99"))] if open_model else []),
-                mark(f"{errors:,}", "bad") if errors else "0",
-                _peak_and_predicted(summary, mark),
-                num(summary.connections_mean),
-                _sessions(summary),
-                _integrity(summary, by_key.get(summary.key, []), mark),
-                pct(summary.cpu_app_percent),
-                pct(summary.cpu_postgres_percent),
-                gen_text,
-            ]
-        )
+        runs = by_key.get(summary.key, [])
+        rows.append([name, *dims, *_measured_cells(summary, runs, run, open_model, mark)])
     return ["strategy", *(label for _, label in varying), *headers], rows
+
+
+def _name_cell(summary: VariantSummary, mark: Mark) -> str:
+    name = summary.strategy
+    if not summary.valid:
+        name += " " + mark("INVALID", "bad")
+    if summary.status == "interrupted":
+        name += " " + mark("(interrupted)", "bad")
+    return name
+
+
+def _measured_cells(
+    summary: VariantSummary,
+    runs: list[StrategyResult],
+    run: RunResult,
+    open_model: bool,
+    mark: Mark,
+) -> list[str]:
+    """A measured variant's cells, in the order of :data:`RUN_HEADERS` (with the ceiling and
+    the uncorrected p99 when the run has them)."""
+    errors = summary.errors
+    gen_text = pct(summary.cpu_generator_percent)
+    if summary.generator_saturated:
+        gen_text = mark(f"{gen_text}!", "bad")
+    rps, p99 = summary.throughput_rps, summary.latency_ms.get("p99")
+    return [
+        _median(rps, ",.0f") + _cv(rps, mark),
+        *([_ceiling(summary, run.calibration)] if run.calibration else []),
+        _median(summary.latency_ms.get("p50")),
+        _median(p99) + (_cv(p99, mark) if p99 else ""),
+        *([_median(summary.latency_uncorrected_ms.get("p99"))] if open_model else []),
+        mark(f"{errors:,}", "bad") if errors else "0",
+        _peak_and_predicted(summary, mark),
+        num(summary.connections_mean),
+        _sessions(summary),
+        _integrity(summary, runs, mark),
+        pct(summary.cpu_app_percent),
+        pct(summary.cpu_postgres_percent),
+        gen_text,
+    ]
 
 
 def results_table(run: RunResult) -> Table:
@@ -328,7 +339,9 @@ def render_calibration(console: Console, ceilings: Calibration) -> None:
 
 def _ceiling(summary: VariantSummary, calibration: Calibration) -> str:
     rps = summary.throughput_rps.median
-    pooled = summary.variant.pool_max is not None and summary.strategy != "pool-unused"
+    strategy = STRATEGIES.get(summary.strategy)
+    # Serves requests from held connections (pool-unused opens a pool yet connects each time).
+    pooled = strategy.pooled if strategy else summary.variant.pool_max is not None
     ceiling = calibration.pgbench_tps if pooled else calibration.pgbench_connect_tps
     if not rps or not ceiling:
         return "-"
@@ -490,28 +503,11 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         render_calibration(console, run.calibration)
     if charts and any(r.timeseries and r.timeseries.ok for r in run.results):
         console.print(timeline_table(run))
-    scenario, env = run.scenario, run.environment
-    pool_min, pool_max = scenario.pool_min_effective, scenario.pool_max_effective
-    pg = env.postgres
-
-    def listed(value: Any) -> str:
-        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-    topology = scenario.topology
-    via = f"via {listed(topology)}"
-    if topology != ["direct"]:
-        via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
-    console.print(
-        f"[dim]concurrency {listed(scenario.concurrency)} · "
-        f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
-        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.workers)} · "
-        f"{via} · {_server(pg)} · {env.cpu_count} CPUs · "
-        f"load generator: {scenario.engine}[/dim]",
-        highlight=False,
-    )
+    console.print(f"[dim]{escape(_context(run))}[/dim]", highlight=False)
     console.print(
         "[dim]CPU columns: % of one core during the measured window; the machine has "
-        f"{env.cpu_count} in all, shared by the app, PostgreSQL and the generator.[/dim]",
+        f"{run.environment.cpu_count} in all, shared by the app, PostgreSQL and the "
+        "generator.[/dim]",
         highlight=False,
     )
     console.print(
@@ -542,14 +538,18 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
 
 
 def _context(run: RunResult) -> str:
-    """What the numbers were measured with, in one line."""
+    """What the numbers were measured with, in one line (the table's and Markdown's)."""
     scenario, env = run.scenario, run.environment
     pool_min, pool_max = scenario.pool_min_effective, scenario.pool_max_effective
+    topology = scenario.topology
+    via = f"via {shown(topology)}"
+    if topology != ["direct"]:
+        via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
     return (
-        f"concurrency {listed(scenario.concurrency)} · "
+        f"concurrency {shown(scenario.concurrency)} · "
         f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
-        f"pool {pool_min}..{listed(pool_max)} · workers {listed(scenario.workers)} · "
-        f"{_server(env.postgres)} · {env.cpu_count} CPUs · "
+        f"pool {pool_min}..{shown(pool_max)} · workers {shown(scenario.workers)} · "
+        f"{via} · {_server(env.postgres)} · {env.cpu_count} CPUs · "
         f"load generator: {scenario.engine}"
     )
 
@@ -597,31 +597,27 @@ def run_markdown(run: RunResult) -> str:
 
 
 def run_csv(run: RunResult) -> str:
-    """One row per variant: the medians, their CV, and the limits it failed."""
+    """One row per variant: what it is, every registry metric's median (by its key, with its
+    unit), the CV of throughput and p99, the counts, and the limits it failed."""
     rows = []
     for summary in run.summary:
-        variant = summary.variant
-        latency = summary.latency_ms
+        variant, latency = summary.variant, summary.latency_ms
         row: dict[str, Any] = {
             "variant": summary.key,
             "strategy": summary.strategy,
             **{k: getattr(variant, k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
+            "topology": variant.topology,
+            "rate": variant.rate,
             "status": summary.status,
             "runs": summary.runs,
             "runs_measured": summary.runs_measured,
-            "throughput_rps": summary.throughput_rps.median,
+            **{metric.key: metric.recorded(summary) for metric in metrics.METRICS},
             "throughput_cv": summary.throughput_rps.cv,
-            **{f"{name}_ms": latency[name].median for name in latency},
             "p99_cv": latency["p99"].cv if "p99" in latency else None,
             "requests_total": summary.requests_total,
             "errors": summary.errors,
-            "error_rate": summary.error_rate,
+            "integrity_ok": summary.integrity_ok,
         }
-        for name in (
-            "connections_peak", "connections_mean", "sessions_opened", "sessions_per_ok_response",
-            "integrity_ok", "cpu_app_percent", "cpu_postgres_percent", "cpu_generator_percent",
-        ):  # fmt: skip
-            row[name] = getattr(summary, name)
         row["limits_failed"] = ";".join(
             v.limit for v in run.limits if v.failed and v.variant == summary.key
         )

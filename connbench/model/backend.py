@@ -1,0 +1,50 @@
+"""The ``--postgres`` value: which server to benchmark against, parsed and checked (starting it
+is :mod:`connbench.infra.postgres`' job)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from connbench.model.errors import BadInput
+
+DEFAULT_DOCKER_IMAGE = "postgres:16-alpine"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A parsed ``--postgres`` value."""
+
+    kind: str  # embedded | local | docker | external
+    image: str | None = None
+    dsn: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "docker":
+            return f"docker:{self.image}"
+        if self.kind == "external":
+            return "external"
+        return self.kind
+
+
+def parse_backend(value: str) -> Backend:
+    """Parse a ``--postgres`` value; raises :class:`BadInput` with the accepted forms."""
+    value = value.strip()
+    if value in ("embedded", "local"):
+        return Backend(value)
+    if value == "docker" or value.startswith("docker:"):
+        image = value.partition(":")[2] or DEFAULT_DOCKER_IMAGE
+        return Backend("docker", image=image)
+    if value.startswith(("postgresql://", "postgres://")) or "=" in value:
+        try:
+            conninfo_to_dict(value)
+        except psycopg.ProgrammingError as exc:
+            raise BadInput(f"--postgres: not a valid connection string: {exc}") from None
+        return Backend("external", dsn=value)
+    raise BadInput(
+        f"--postgres: unknown backend {value!r}; expected embedded, local, docker[:IMAGE] "
+        "or a postgresql:// DSN"
+    )
