@@ -38,6 +38,7 @@ strategies registered here, uvicorn given the knob by ``--env-file``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -125,17 +126,13 @@ def _register_knob_apps(workdir: Path) -> dict[str, Path]:
             out += ["--app-dir", str(HERE), "--env-file", strategy.env_file]
         return out
 
-    appserver.uvicorn_argv = argv  # type: ignore[assignment]
+    appserver.uvicorn_argv = argv
     return env_files
 
 
 def has_own_apps() -> bool:
     """Whether this connbench serves your own app (``--app``, ``[[app]]``)."""
-    try:
-        import connbench.model.appspec  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("connbench.model.appspec") is not None
 
 
 SETUP_SQL = (
@@ -219,7 +216,7 @@ def app_cpu_us_per_request(data: dict[str, Any]) -> float:
         for r in data["results"]
         if r["status"] == "ok" and r["throughput_rps"] and r["cpu_percent"].get("app")
     ]
-    return statistics.median(per_request)
+    return float(statistics.median(per_request))
 
 
 # --- judging ------------------------------------------------------------------------------------
@@ -241,7 +238,7 @@ def judge(path: Path, fail_on: list[str]) -> dict[str, Any]:
         return {"error": proc.stderr.strip() or f"exit {proc.returncode}"}
     data = json.loads(proc.stdout)
     checks = [c for comparison in data["comparisons"] for c in comparison.get("checks", [])]
-    throughput = next((c for c in checks if c.get("metric") == "throughput"), {})
+    throughput: dict[str, Any] = next((c for c in checks if c.get("metric") == "throughput"), {})
     environment = json.loads(path.read_text()).get("environment") or {}
     return {
         "load": environment.get("load_average_1m"),

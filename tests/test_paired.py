@@ -218,6 +218,7 @@ def test_a_consistent_loss_beyond_the_threshold_fails() -> None:
     assert throughput.ratios == pytest.approx([0.84, 0.86, 0.83, 0.85, 0.87, 0.82])
     assert throughput.rounds == [1, 2, 3, 4, 5, 6]
     logs = [math.log(r) for r in throughput.ratios]
+    assert throughput.ratio is not None
     assert throughput.ratio == pytest.approx(math.exp(paired.hodges_lehmann(logs)))
     assert (throughput.low, throughput.high) == pytest.approx((0.82, 0.87))
     assert throughput.p_value == pytest.approx(2 / 64)
@@ -255,6 +256,7 @@ def test_the_same_rounds_pass_and_show_what_they_could_have_detected() -> None:
     result = ab(ab_run(BASE, head))
     assert not result.failed
     throughput = result.metrics["throughput"]
+    assert throughput.ratio is not None
     assert throughput.detectable == pytest.approx(1 - throughput.ratio / 1.02)
     assert paired.rounds_to_resolve(throughput, 0.10, 0.05) is None  # finer than 10 %
 
