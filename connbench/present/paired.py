@@ -32,10 +32,7 @@ HEADERS = ("metric", "base", "head", "ratio", "interval", "p", "detectable", "ga
 
 
 def _amount(values: list[float], unit: str) -> str:
-    if not values:
-        return "-"
-    value = statistics.median(values)
-    return f"{value:,.0f}" if unit == "req/s" or abs(value) >= 100 else f"{value:,.3g}"
+    return metrics.amount(statistics.median(values) if values else None, unit, show_unit=False)
 
 
 def _ratio_cell(metric: PairedMetric, check: PairedCheck | None, mark: Mark) -> str:
