@@ -1,6 +1,7 @@
 """Fidelity: connbench's load generator against wrk, on the same apps, in the same run.
 
     python benchmarks/fidelity.py [--duration 8] [--repeat 7] [--concurrency 32]
+                                  [--locust-workers 1,2]
 
 The ``pool`` and ``connect`` apps run side by side on one embedded PostgreSQL. Each round
 measures every (app, client) pair once, the client order flipped every round, and the ratios
@@ -9,6 +10,10 @@ median. Targets (issue #2): connbench's pool throughput >= 0.95x wrk's, its pool
 within 1.25x of wrk's, and the pool/connect throughput ratio within 10 % of wrk's. It also
 runs the aiohttp and httpx engines once each, to show why they are not the default. Writes
 results/fidelity-*.json and exits 1 when a target is missed.
+
+With ``--locust-workers 1,2`` every round also measures the Locust engine with that many local
+worker processes (issue #12), reported for the record beside wrk: Locust's CPU per request is
+many times the default engine's, and on a 2-core machine that CPU is taken from the app.
 
 wrk runs with one thread (-t1): the same single core's worth of client that connbench's
 single event loop gets. Neither gets a warm-up inside its run (wrk has none), and every run
@@ -94,6 +99,34 @@ def run_connbench(url: str, concurrency: int, duration_s: float, engine: str) ->
     }
 
 
+def run_locust(url: str, concurrency: int, duration_s: float, workers: int) -> dict[str, float]:
+
+    from connbench.measure import locust_engine
+
+    config = load.LoadConfig(concurrency, duration_s, 0.0, 10.0, "locust")
+    options = locust_engine.LocustOptions(workers=workers)
+    with load.new_runner() as runner:
+        raw = runner.run(locust_engine.run(url, config, options=options))
+    h = raw.histogram
+    return {
+        "rps": raw.ok / raw.window_s,
+        "p50_ms": h.get_value_at_percentile(50) / 1000,
+        "p90_ms": h.get_value_at_percentile(90) / 1000,
+        "p99_ms": h.get_value_at_percentile(99) / 1000,
+        "errors": float(raw.errors),
+        "cpu_percent": raw.cpu_percent,  # master and workers together
+        "busiest_worker_cpu_percent": raw.loop_cpu_percent,
+    }
+
+
+def measure(tool: str, url: str, concurrency: int, duration_s: float) -> dict[str, float]:
+    if tool == "wrk":
+        return run_wrk(url, concurrency, duration_s)
+    if tool.startswith("locust-"):
+        return run_locust(url, concurrency, duration_s, int(tool.split("-")[1].rstrip("w")))
+    return run_connbench(url, concurrency, duration_s, "httptools")
+
+
 SETTLE_S = 2.0
 
 
@@ -126,7 +159,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--locust-workers",
+        default="",
+        help="also measure the Locust engine with these local worker counts, e.g. 1,2",
+    )
     args = parser.parse_args()
+    locust_tools = [f"locust-{int(n)}w" for n in args.locust_workers.split(",") if n.strip()]
     console = Console()
     if shutil.which("wrk") is None:
         console.print("wrk is not installed: run benchmarks/install-wrk.sh (or make fidelity)")
@@ -134,7 +173,7 @@ def main() -> int:
 
     names = ("pool", "connect")
     measured: dict[str, dict[str, list[dict[str, float]]]] = {
-        name: {"wrk": [], "connbench": []} for name in names
+        name: {tool: [] for tool in ("wrk", "connbench", *locust_tools)} for name in names
     }
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="connbench-fidelity-")))
@@ -153,14 +192,12 @@ def main() -> int:
             run_connbench(urls[name], args.concurrency, 2.0, "httptools")
         # Rounds: every (strategy, tool) once per round, the tool order flipped each round.
         for i in range(args.repeat):
-            tools = ("wrk", "connbench") if i % 2 == 0 else ("connbench", "wrk")
+            order = ["wrk", "connbench", *locust_tools]
+            tools = order if i % 2 == 0 else order[::-1]
             for name in names:
                 for tool in tools:
                     settle(pg)
-                    if tool == "wrk":
-                        r = run_wrk(urls[name], args.concurrency, args.duration)
-                    else:
-                        r = run_connbench(urls[name], args.concurrency, args.duration, "httptools")
+                    r = measure(tool, urls[name], args.concurrency, args.duration)
                     measured[name][tool].append(r)
                     console.print(
                         f"  round {i + 1}/{args.repeat} {name:8} {tool:9} {r['rps']:8.0f} req/s  "
@@ -220,6 +257,28 @@ def main() -> int:
         ),
         ("pool throughput, httpx engine / wrk", f"{httpx_ratio:.2f}x", "(for the record)", True),
     ]
+    for tool in locust_tools:
+        for name in names:
+            ratios = paired(measured[name][tool], measured[name]["wrk"], "rps")
+            p99s = paired(measured[name][tool], measured[name]["wrk"], "p99_ms")
+            checks.append(
+                (
+                    f"{name} throughput / p99, {tool} / wrk",
+                    f"{statistics.median(ratios):.2f}x / {statistics.median(p99s):.2f}x "
+                    f"(rounds {span(ratios, '.2f')})",
+                    "(for the record)",
+                    True,
+                )
+            )
+        spreads = paired(measured["pool"][tool], measured["connect"][tool], "rps")
+        checks.append(
+            (
+                f"pool/connect throughput ratio, {tool} vs wrk's",
+                f"{statistics.median(spreads):.2f} vs {statistics.median(wrk_spreads):.2f}",
+                "(for the record)",
+                True,
+            )
+        )
 
     table = Table(
         title=f"fidelity against wrk · median of {args.repeat} rounds · c={args.concurrency}"

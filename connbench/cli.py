@@ -169,7 +169,34 @@ MaxConnectionsOpt = Annotated[
     str | None, typer.Option(help="The throwaway server's max_connections (default: 100).")
 ]
 EngineOpt = Annotated[
-    str | None, typer.Option(help="Load generator: httptools (default), aiohttp or httpx.")
+    str | None,
+    typer.Option(
+        help="Load generator: httptools (default), aiohttp, httpx, or locust (Locust's "
+        "master and workers; pip install 'connbench[locust]')."
+    ),
+]
+LocustWorkersOpt = Annotated[
+    int | None,
+    typer.Option(help="--engine locust: local worker processes (default 1).", min=0),
+]
+ExpectWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="--engine locust: remote workers to wait for (connbench worker --master "
+        "HOST:PORT on each host; default 0).",
+        min=0,
+    ),
+]
+LocustBindOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="--engine locust: the address the master listens on for workers (default "
+        "127.0.0.1; give a reachable one for remote workers)."
+    ),
+]
+LocustPortOpt = Annotated[
+    int | None,
+    typer.Option(help="--engine locust: the master's port (default: a free one).", min=0),
 ]
 FaultOpt = Annotated[
     str | None,
@@ -220,6 +247,10 @@ def run(
     postgres_: PostgresOpt = None,
     max_connections: MaxConnectionsOpt = None,
     engine: EngineOpt = None,
+    locust_workers: LocustWorkersOpt = None,
+    expect_workers: ExpectWorkersOpt = None,
+    locust_bind: LocustBindOpt = None,
+    locust_port: LocustPortOpt = None,
     fault: FaultOpt = None,
     output: OutputOpt = None,
     charts: ChartsOpt = True,
@@ -245,6 +276,10 @@ def run(
             "rate": rate,
             "postgres": postgres_,
             "engine": engine,
+            "locust_workers": locust_workers,
+            "expect_workers": expect_workers,
+            "locust_bind": locust_bind,
+            "locust_port": locust_port,
             "fault": fault,
             "fail_if": fail_if or None,
         }
@@ -544,6 +579,73 @@ def _say_serving(pg: postgres.Postgres, route: pgbouncer.Route, served: appserve
         )
     console.print(f"serving {served.strategy.name} at {served.visit_url}")
     console.print("[dim]Ctrl-C to stop[/dim]")
+
+
+@app.command()
+def locustfile(
+    strategy: Annotated[
+        str, typer.Argument(help="The strategy (or variant) whose request the file sends.")
+    ] = "pool",
+    concurrency: Annotated[int, typer.Option(help="Users, to split --rate over.", min=1)] = 32,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Open model: requests per second over all users (default: closed loop)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 10.0,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the locustfile that --engine locust runs, for plain `locust --worker -f FILE`."""
+    from connbench.measure import locust_engine
+
+    with _domain_errors():
+        if strategy not in STRATEGIES:
+            raise BadInput(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+        if rate is not None and rate <= 0:
+            raise BadInput(f"--rate: expected a positive number, got {rate}")
+        text = locust_engine.locustfile(
+            locust_engine.Request(),
+            concurrency=concurrency,
+            timeout_s=timeout,
+            rate_rps=rate,
+            title=f"GET /visit/ on the {strategy} app",
+        )
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text)
+
+
+@app.command()
+def worker(
+    master: Annotated[
+        str,
+        typer.Option(
+            help="The master's HOST:PORT, as `connbench run --engine locust --expect-workers N "
+            "--locust-bind ADDRESS --locust-port PORT` listens on it."
+        ),
+    ],
+    processes: Annotated[
+        int, typer.Option(help="Worker processes to run here (one per core is usual).", min=1)
+    ] = 1,
+) -> None:
+    """Run Locust workers for a connbench run on another host; they fetch the locustfile from
+    the master and exit when its run ends."""
+    from connbench.measure import locust_engine
+
+    with _domain_errors():
+        locust_engine.require()
+        try:
+            argv = locust_engine.worker_argv(master)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        try:
+            codes = locust_engine.run_workers(argv, processes)
+        except KeyboardInterrupt:
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        if any(codes):
+            raise typer.Exit(EXIT_FAILED)
 
 
 def main() -> None:

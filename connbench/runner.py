@@ -29,7 +29,7 @@ import psycopg
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs
-from connbench.measure import calibrate, faults, load, sampler
+from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import results
 from connbench.model.errors import ProcessError
@@ -369,8 +369,8 @@ def _measure(
         injected = None
         try:
             config = _load_config(variant, run.scenario)
-            raw = await load.run(
-                app.visit_url, config, on_progress=run.on_progress, on_edge=edges.mark, stop=stop
+            raw = await _drive(
+                app.visit_url, config, run.scenario, run.on_progress, edges.mark, stop
             )
             if injector is not None:
                 injected = await injector.finish()
@@ -451,3 +451,25 @@ def _cpu_percent(
         else:
             out[label] = round(100 * (b - a) / wall, 1)
     return out
+
+
+async def _drive(
+    url: str,
+    config: LoadConfig,
+    scenario: Scenario,
+    on_progress: Callable[[Progress], None],
+    on_edge: Callable[[str], None],
+    stop: asyncio.Event,
+) -> load.RawLoad:
+    """The load itself: connbench's own engines, or Locust's master and workers."""
+    if config.engine != "locust":
+        return await load.run(url, config, on_progress=on_progress, on_edge=on_edge, stop=stop)
+    options = locust_engine.LocustOptions(
+        workers=scenario.locust_workers,
+        expect_workers=scenario.expect_workers,
+        bind_host=scenario.locust_bind,
+        port=scenario.locust_port,
+    )
+    return await locust_engine.run(
+        url, config, options=options, on_progress=on_progress, on_edge=on_edge, stop=stop
+    )

@@ -244,3 +244,15 @@ def test_the_schema_describes_what_connbench_saves(tmp_path: Path, path: Path) -
     saved["environment"]["postgres"]["settings"]["max_connections"] = "100"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(saved, schema)
+
+
+def test_a_field_name_with_a_newline_stays_on_one_line(tmp_path: Path) -> None:
+    document = json.loads((FIXTURES / "result-v5-fault-calibrate.json").read_text())
+    document["results"][0]["server"]["predicted"]["\nx" + "y" * 100] = 1
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ResultFileError) as raised:
+        results.load(path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "\\nx" in message and "..." in message

@@ -23,6 +23,7 @@ from connbench.model.result_types import (
     Generator,
     Integrity,
     Latency,
+    LocustInfo,
     OpenModel,
     Requests,
     Server,
@@ -195,12 +196,7 @@ def summarize(
         histogram=encode_histogram(raw.histogram),
         server=Server.model_validate(_server_side(measured, predicted, pgbouncer)),
         integrity=_integrity(raw, measured.rows_inserted),
-        generator=Generator(
-            engine=raw.config.engine,
-            cpu_percent=round(raw.cpu_percent, 1),
-            loop_cpu_percent=round(raw.loop_cpu_percent, 1),
-            saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
-        ),
+        generator=_generator(raw),
         cpu_percent=CpuPercent(**measured.cpu_percent),
         timeseries=timeseries(raw, measured.samples.samples),
         fault=(
@@ -446,10 +442,13 @@ def warnings(result: StrategyResult) -> list[str]:
         out.append(f"integrity: {rows} rows inserted for {ok} successful responses")
     generator = result.generator
     if generator is not None and generator.saturated:
+        busiest = "its busiest Locust worker at " if generator.locust else ""
         out.append(
-            f"load generator saturated ({generator.loop_cpu_percent:.0f}% of a core): "
-            "throughput is the generator's ceiling, not the app's"
+            f"load generator saturated ({busiest}{generator.loop_cpu_percent or 0:.0f}% of "
+            "a core): throughput is the generator's ceiling, not the app's"
         )
+    if generator is not None and generator.locust is not None:
+        out.extend(_lost_workers(generator.locust))
     requests = result.requests
     for name, needed in MIN_REQUESTS_FOR.items():
         if requests is not None and 0 < requests.ok < needed:
@@ -663,4 +662,32 @@ def _stability_warnings(summary: dict[str, Any], runs: list[StrategyResult]) -> 
                 f"first repeat is an outlier ({rps[0] / rest - 1:+.0%} against the others): "
                 "consider a longer warm-up"
             )
+    return out
+
+
+def _generator(raw: RawLoad) -> Generator:
+    """The generator's cost; Locust's version and workers when it ran the load."""
+    info = raw.engine_info.get("locust")
+    # Locust with remote workers only: their CPU is not ours to read.
+    known = info is None or info["local_workers"] > 0
+    return Generator(
+        engine=raw.config.engine,
+        cpu_percent=round(raw.cpu_percent, 1),
+        loop_cpu_percent=round(raw.loop_cpu_percent, 1) if known else None,
+        saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
+        locust=LocustInfo(**info) if info is not None else None,
+    )
+
+
+def _lost_workers(locust: LocustInfo) -> list[str]:
+    out = []
+    for worker in locust.workers:
+        if worker.lost_after_s is None:
+            continue
+        how = f"exited (code {worker.exit_code})" if worker.exit_code else "went missing"
+        out.append(
+            f"Locust worker {worker.id} (host {worker.host}, pid {worker.pid}) {how} "
+            f"{worker.lost_after_s} s after the users were spawned, having completed "
+            f"{worker.requests} requests; the run went on with the other workers and fewer users"
+        )
     return out

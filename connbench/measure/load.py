@@ -95,6 +95,8 @@ class RawLoad:
     # send time, i.e. corrected for coordinated omission), and what did not go to plan.
     uncorrected: HdrHistogram | None = None
     open_model: dict[str, Any] = field(default_factory=dict)
+    # What an engine run in other processes says of itself (Locust: version, workers).
+    engine_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def errors(self) -> int:

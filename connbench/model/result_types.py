@@ -97,6 +97,10 @@ class ScenarioRecord(Model):
     repeat: int
     postgres: str = Field(description="embedded, local, docker[:IMAGE] or a redacted DSN.")
     engine: str
+    locust_workers: int = 1
+    expect_workers: int = 0
+    locust_bind: str = "127.0.0.1"
+    locust_port: int = 0
     server: dict[str, str] = {}
     fault: FaultSpec | None = None
     gate: dict[str, float] = Field(default={}, description="metric: fraction, and alpha.")
@@ -203,11 +207,36 @@ class Integrity(Model):
     unacknowledged_writes: int | None = None
 
 
+class LocustWorker(Model):
+    """One Locust worker of a run (``--engine locust``) and what became of it."""
+
+    id: str
+    host: str | None = None
+    pid: int | None = None
+    local: bool  # started by connbench on this machine (its CPU is then known)
+    requests: int  # requests it completed over the whole run
+    cpu_percent: float | None = None  # % of one core over the measured window
+    exit_code: int | None = None  # a local worker that died before the run ended
+    lost_after_s: float | None = None  # died or went missing this long after the spawn
+
+
+class LocustInfo(Model):
+    version: str | None = None
+    local_workers: int
+    remote_workers: int
+    bind_host: str
+    workers_lost: int = 0
+    workers: list[LocustWorker] = Field(default_factory=list)
+
+
 class Generator(Model):
     engine: str
     cpu_percent: float
-    loop_cpu_percent: float
+    # The generator's bottleneck: the default engine's event loop, Locust's busiest local
+    # worker; null when unknown (Locust with remote workers only).
+    loop_cpu_percent: float | None
     saturated: bool
+    locust: LocustInfo | None = None
 
 
 class CpuPercent(Model):

@@ -82,7 +82,7 @@ SCHEMA_VERSION = 7  # bump on any change a reader must know about; add its step 
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
-    "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver",
+    "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver", "locust",
 )  # fmt: skip
 
 
@@ -246,12 +246,19 @@ _EXPECTED = {
 def describe(exc: ValidationError) -> str:
     """The first error as ``summary.0.throughput_rps.median: expected a number, got "abc"``."""
     error: ErrorDetails = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "the document"
+    where = ".".join(_name(part) for part in error["loc"]) or "the document"
     kind = error["type"]
     if kind in ("missing", "extra_forbidden"):
         return f"{where}: {_EXPECTED[kind]}"
     expected = _EXPECTED.get(kind) or _one_line(error["msg"]).replace("Input should be", "expected")
     return f"{where}: {expected}, got {_shown(error['input'])}"
+
+
+def _name(part: int | str) -> str:
+    """A path element as it can stand in one line: a field named with a newline, quotes or
+    control characters (a hostile file) is escaped, a very long one cut."""
+    text = json.dumps(part, ensure_ascii=False)[1:-1] if isinstance(part, str) else str(part)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _shown(value: Any) -> str:

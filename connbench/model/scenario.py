@@ -7,6 +7,7 @@ was given.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import tomllib
@@ -30,7 +31,7 @@ from connbench.model.faults import Fault
 TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
 DEFAULT_POOL_SIZE = 20  # PgBouncer's own default_pool_size
 # The load generator's HTTP clients (connbench.measure.load implements them).
-ENGINES = ("httptools", "aiohttp", "httpx")
+ENGINES = ("httptools", "aiohttp", "httpx", "locust")
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
 # changes the story in a way the README explains).
@@ -120,6 +121,11 @@ class Scenario:
     repeat: int = 1
     postgres: str = "embedded"
     engine: str = "httptools"
+    # The locust engine: local worker processes, remote ones to wait for, the master's address.
+    locust_workers: int = 1
+    expect_workers: int = 0
+    locust_bind: str = "127.0.0.1"
+    locust_port: int = 0
     server: Mapping[str, str] = field(default_factory=dict)
     fault: Fault | None = None  # injected into every variant's measured window
     gate: Mapping[str, float] = field(default_factory=dict)  # metric: fraction, and alpha
@@ -298,6 +304,13 @@ def _engine(value: Any) -> str:
     return str(value)
 
 
+def _port(value: Any) -> int:
+    port = _non_negative_int(value)
+    if port > 65535:
+        raise ValueError("expected a TCP port (0 for a free one)")
+    return port
+
+
 def _topology(value: Any) -> str:
     if value not in TOPOLOGIES:
         raise ValueError(f"expected one of {', '.join(TOPOLOGIES)}")
@@ -351,6 +364,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "rate": _list_of(_rate),
     "postgres": _backend,
     "engine": _engine,
+    "locust_workers": _non_negative_int,
+    "expect_workers": _non_negative_int,
+    "locust_bind": _text,
+    "locust_port": _port,
     "server": _server,
     "fault": faults.parse,
     "gate": parse_gate,
@@ -416,8 +433,9 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
     pool_min, pool_maxes = scenario.effective_pool
     if min(pool_maxes) < pool_min:
         raise ScenarioError(f"pool_max ({min(pool_maxes)}) must be >= pool_min ({pool_min})")
-    if scenario.rate and scenario.engine != "httptools":
-        raise ScenarioError("--rate (the open model) needs --engine httptools")
+    if scenario.rate and scenario.engine not in ("httptools", "locust"):
+        raise ScenarioError("--rate (the open model) needs --engine httptools or locust")
+    _check_locust(scenario)
     if scenario.timeout_s < 0.001:
         raise ScenarioError("timeout_s must be at least 1 ms")
     if scenario.fault is not None:
@@ -442,3 +460,15 @@ def _check_fault(scenario: Scenario, where: str) -> None:
             f"{where}: restart is only supported on the servers connbench starts (embedded, "
             f"local), not on {backend.label}"
         )
+
+
+LOCUST_INSTALL_HINT = "--engine locust needs Locust: pip install 'connbench[locust]'"
+
+
+def _check_locust(scenario: Scenario) -> None:
+    if scenario.engine != "locust":
+        return
+    if importlib.util.find_spec("locust") is None:
+        raise ScenarioError(LOCUST_INSTALL_HINT)
+    if scenario.locust_workers + scenario.expect_workers == 0:
+        raise ScenarioError("--engine locust needs --locust-workers or --expect-workers above 0")
