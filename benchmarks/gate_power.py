@@ -43,7 +43,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -223,32 +222,30 @@ def app_cpu_us_per_request(data: dict[str, Any]) -> float:
 
 
 def judge(path: Path, fail_on: list[str]) -> dict[str, Any]:
-    """``connbench compare`` on one trial's result: failed or not, the throughput check."""
-    args = [str(path), "--base", "base", "--head", "head", "--format", "json"]
-    for check in fail_on:
-        args += ["--fail-on", check]
-    proc = subprocess.run(
-        [sys.executable, "-m", "connbench", "compare", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if proc.returncode not in (0, 1):
-        return {"error": proc.stderr.strip() or f"exit {proc.returncode}"}
-    data = json.loads(proc.stdout)
-    checks = [c for comparison in data["comparisons"] for c in comparison.get("checks", [])]
-    throughput: dict[str, Any] = next((c for c in checks if c.get("metric") == "throughput"), {})
-    environment = json.loads(path.read_text()).get("environment") or {}
+    """What ``connbench compare RESULT --base base --head head --fail-on ...`` decides on one
+    trial's result (the functions that command calls, in this process: 70 interpreters
+    started on a busy machine would take minutes): failed or not, the throughput check."""
+    from connbench.analyse import compare, paired
+    from connbench.model import checks, results
+    from connbench.model.errors import ConnbenchError
+
+    try:
+        run = results.load(path)
+        thresholds = [checks.parse_fail_on(text) for text in fail_on]
+        gate = compare.resolve_gate(run, str(path), thresholds)
+        result = paired.compare_paired(run, base="base", head="head", gate=gate, label=path.name)
+    except (ConnbenchError, ValueError) as exc:
+        return {"error": str(exc)}
+    check = next((c for c in result.checks if c.metric == "throughput"), None)
     return {
-        "load": environment.get("load_average_1m"),
-        "failed": proc.returncode == 1,
-        "ratio": throughput.get("ratio"),
-        "low": throughput.get("low"),
-        "high": throughput.get("high"),
-        "detectable": throughput.get("detectable"),
-        "reason": throughput.get("reason"),
-        "ratios": data["comparisons"][0]["metrics"]["throughput"]["ratios"],
+        "load": run.environment.load_average_1m,
+        "failed": result.failed,
+        "ratio": check.ratio if check else None,
+        "low": check.low if check else None,
+        "high": check.high if check else None,
+        "detectable": check.detectable if check else None,
+        "reason": check.reason if check else "; ".join(result.missing),
+        "ratios": result.metrics["throughput"].ratios,
     }
 
 
