@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,locust]'
 	touch $(STAMP)
 
-## run: the quick scenario (every strategy, ~40 s) on the embedded PostgreSQL
+## run: the quick scenario (every strategy, ~40 s) on the embedded PostgreSQL; the result's
+## HTML report (charts, opens offline) is written beside it as results/NAME.html
 run: $(STAMP)
-	$(BIN)/connbench run scenarios/quick.toml
+	$(BIN)/connbench run scenarios/quick.toml --html
 
 CHECKED := connbench tests benchmarks scripts
 
@@ -26,14 +27,17 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict $(CHECKED)
 
 ## test: lint, then every test that needs no Docker engine (real Postgres, real uvicorn,
-## real PgBouncer: installed from the distribution when missing and we are root)
+## real PgBouncer and a real Chromium for the HTML report: installed from the distribution
+## when missing and we are root)
 test: lint
 	./scripts/install-pgbouncer.sh
+	./scripts/install-chromium.sh
 	$(BIN)/python -m pytest -m "not docker"
 
 ## test-all: lint, then every test, Docker and slow ones included (needs a Docker engine)
 test-all: lint
 	./scripts/install-pgbouncer.sh
+	./scripts/install-chromium.sh
 	$(BIN)/python -m pytest
 
 ## fidelity: connbench's load generator against wrk on the same apps (installs wrk if it can)

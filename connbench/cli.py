@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -104,8 +105,9 @@ FormatOpt = Annotated[
     str,
     typer.Option(
         "--format",
-        help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant) "
-        "or json. Progress and notes go to stderr for all but table.",
+        help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant), "
+        "json or html (a self-contained page with charts). Progress and notes go to stderr "
+        "for all but table.",
     ),
 ]
 
@@ -227,6 +229,10 @@ FailIfOpt = Annotated[
         "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
     ),
 ]
+HtmlOpt = Annotated[
+    bool,
+    typer.Option("--html", help="Also write an HTML report beside the result file (NAME.html)."),
+]
 
 
 @app.command()
@@ -256,9 +262,56 @@ def run(
     charts: ChartsOpt = True,
     calibrate_first: CalibrateFirstOpt = False,
     fail_if: FailIfOpt = None,
+    html_report: HtmlOpt = False,
     format_: FormatOpt = "table",
+    app_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--app",
+            help="Your own app as a variant: NAME=MODULE:ATTR, or NAME=MODULE:ATTR@DIR with DIR "
+            "on its import path (default: here). It gets DATABASE_URL and PG* for a database of "
+            "its own. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An app already running: NAME=URL. Nothing is started; needs --postgres DSN "
+            "(the database it uses). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    request_path: Annotated[
+        str | None,
+        typer.Option("--path", help="--app/--target: the path each request goes to (/visit/)."),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="--app/--target: the request's method (default: GET).")
+    ] = None,
+    body: Annotated[
+        str | None, typer.Option(help="--app/--target: a JSON body sent with each request.")
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="--app/--target: a request header, 'Name: value'. Repeatable."),
+    ] = None,
+    ready_path: Annotated[
+        str | None,
+        typer.Option(help="--app/--target: probed until 2xx before the load (default: --path)."),
+    ] = None,
+    count_sql: Annotated[
+        str | None,
+        typer.Option(
+            help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
+            "FROM items'): rows are checked against 2xx responses."
+        ),
+    ] = None,
+    setup_sql: Annotated[
+        str | None, typer.Option(help="--app/--target: SQL run on its database before it starts.")
+    ] = None,
 ) -> None:
-    """Benchmark strategies against a throwaway PostgreSQL and save a JSON result."""
+    """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
     with _domain_errors():
         fmt = _format(format_)
         overrides: dict[str, object] = {
@@ -282,6 +335,15 @@ def run(
             "locust_port": locust_port,
             "fault": fault,
             "fail_if": fail_if or None,
+            "app": app_ or None,
+            "target": target or None,
+            "path": request_path,
+            "method": method,
+            "body": body,
+            "headers": header or None,
+            "ready_path": ready_path,
+            "count_sql": count_sql,
+            "setup_sql": setup_sql,
         }
         if max_connections is not None:
             overrides["server"] = {"max_connections": max_connections}
@@ -290,8 +352,11 @@ def run(
         result, path = runner.execute(
             chosen, progress.ConsoleReporter(notes), output, calibrate_first=calibrate_first
         )
-        _show_run(result, fmt, charts)
+        _show_run(result, fmt, charts, label=str(path))
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
+        if html_report:
+            page = _write_html(path.with_suffix(".html"), [(str(path), result)])
+            notes.print(f"report: {page} (open it in a browser)", highlight=False)
         _exit_for(result)
 
 
@@ -310,11 +375,39 @@ def _exit_for(result: results.RunResult) -> None:
         raise typer.Exit(EXIT_LIMITS)
 
 
-def _show_run(result: results.RunResult, fmt: str, charts: bool = True) -> None:
+def _show_run(result: results.RunResult, fmt: str, charts: bool = True, label: str = "") -> None:
     if fmt == "table":
         run_view.render_run(console, result, charts=charts)
+    elif fmt == "html":
+        from connbench.present import html as html_view  # its charts' JS: only when asked
+
+        sys.stdout.write(html_view.report([(label, result)]))
     else:
         sys.stdout.write(run_view.format_run(result, fmt))
+
+
+def _write_html(
+    path: Path,
+    runs: list[tuple[str, results.RunResult]],
+    comparisons: list[compare.Comparison] | None = None,
+) -> Path:
+    """Write the HTML report of ``runs`` (and ``comparisons``) to ``path``, atomically."""
+    from connbench.present import html as html_view
+
+    page = html_view.report(runs, comparisons or [])
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Private like the result it shows (mkstemp: 0600), and whole or not there at all.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(page)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise BadInput(f"{path}: cannot write the report ({exc.strerror})") from None
+    return path
 
 
 @app.command(name="calibrate")
@@ -354,7 +447,7 @@ def show(
         fmt = _format(format_)
         run_result = results.load(result_file)
         run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
-        _show_run(run_result, fmt, charts)
+        _show_run(run_result, fmt, charts, label=str(result_file))
 
 
 @app.command()
@@ -454,9 +547,10 @@ def compare_results(
                 known = ", ".join(compare.DIMENSIONS)
                 raise BadInput(f"--ignore: expected one of {known}, got {name!r}")
         base = results.load(paths[0])
-        comparisons = []
+        comparisons, loaded = [], [(str(paths[0]), base)]
         for path in paths[1:]:
             new = results.load(path)
+            loaded.append((str(path), new))
             gate = compare.resolve_gate(new, str(path), thresholds, level)
             comparisons.append(
                 compare.compare(
@@ -471,6 +565,12 @@ def compare_results(
             )
         if fmt == "table":
             compare_view.render_compare(console, comparisons)
+        elif fmt == "html":
+            from connbench.present import html as html_view
+
+            for _, run_result in loaded:
+                run_result.summary = stats.aggregate(run_result.results)
+            sys.stdout.write(html_view.report(loaded, comparisons))
         else:
             sys.stdout.write(compare_view.format_compare(comparisons, fmt))
         if any(c.failed for c in comparisons):
@@ -505,6 +605,39 @@ def _compare_paired(
         sys.stdout.write(paired_view.format_paired(comparison, fmt))
     if comparison.failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def report(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="RESULT.json [MORE.json ...]", metavar="FILES", show_default=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The HTML file (default: the first result's, .html).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page (charts, tables; opens offline) for the results."""
+    with _domain_errors():
+        paths = files or []
+        if not paths:
+            raise BadInput("report needs at least one result file")
+        loaded = []
+        for path in paths:
+            run_result = results.load(path)
+            run_result.summary = stats.aggregate(run_result.results)
+            loaded.append((str(path), run_result))
+        page = _write_html(output or paths[0].with_suffix(".html"), loaded)
+        size = page.stat().st_size
+        console.print(
+            f"report: {page} ({size / 1e6:.1f} MB; open it in a browser)", highlight=False
+        )
 
 
 T = TypeVar("T")
@@ -578,6 +711,8 @@ def _say_serving(pg: postgres.Postgres, route: pgbouncer.Route, served: appserve
             highlight=False,
         )
     console.print(f"serving {served.strategy.name} at {served.visit_url}")
+    # For a --target run's count_sql: SELECT count(*) FROM <table>.
+    console.print(f"rows go to table {pg.table}", highlight=False, soft_wrap=True)
     console.print("[dim]Ctrl-C to stop[/dim]")
 
 

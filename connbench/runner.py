@@ -22,16 +22,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, pgbouncer, postgres, tempdirs
+from connbench.infra import appserver, pgbouncer, postgres, tempdirs, userapp
 from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import results
+from connbench.model.appspec import AppSpec
 from connbench.model.errors import ProcessError
 from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
 from connbench.model.results import RunResult, StrategyResult
@@ -121,7 +123,8 @@ def execute(
     run = results.new_run(scenario.to_dict())
     path = output or results.default_path(run)
     variants = scenario.variants()  # once: the plan, the warnings and the predictions
-    predictions = {v: _predict(v, scenario) for v in variants}
+    # An own app's pattern is its own: nothing to predict.
+    predictions = {v: _predict(v, scenario) for v in variants if v.kind == "strategy"}
     plan = round_plan(variants, scenario.repeat)
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
@@ -141,7 +144,11 @@ def execute(
                             label += f" #{repeat + 1}"
                         total_s = scenario.warmup_s + scenario.duration_s
                         reporter.strategy_started(label, index, len(plan), total_s)
-                        result = _run_variant(context, variant, repeat, predictions[variant])
+                        spec = scenario.own_app(variant.strategy)
+                        if variant.kind != "strategy" and spec is not None:
+                            result = _run_own_app(context, variant, spec, repeat)
+                        else:
+                            result = _run_variant(context, variant, repeat, predictions[variant])
                         result.position = position
                         run.results.append(result)
                         reporter.strategy_finished(result)
@@ -334,8 +341,8 @@ def _count_writes(
     return replace(measured, sessions_opened=opened, rows_inserted=pg.count_rows(control))
 
 
-def _load_config(variant: Variant, scenario: Scenario) -> LoadConfig:
-    return LoadConfig(
+def _load_config(variant: Variant, scenario: Scenario, spec: AppSpec | None) -> LoadConfig:
+    config = LoadConfig(
         concurrency=variant.concurrency,
         duration_s=scenario.duration_s,
         warmup_s=scenario.warmup_s,
@@ -343,16 +350,24 @@ def _load_config(variant: Variant, scenario: Scenario) -> LoadConfig:
         engine=scenario.engine,
         rate_rps=variant.rate,
     )
+    if spec is None:
+        return config
+    return replace(config, method=spec.method, headers=spec.headers, body=spec.body_bytes)
 
 
 def _measure(
-    app: appserver.App,
+    app: appserver.App | userapp.Served,
     bouncer: pgbouncer.PgBouncer | None,
     variant: Variant,
     run: _Run,
+    spec: AppSpec | None = None,
+    database: str | None = None,
 ) -> stats.Measurement:
     """Load the app for the scenario's window while the samplers watch the server (and
-    PgBouncer), the fault is injected and the edges of the window are marked."""
+    PgBouncer), the fault is injected and the edges of the window are marked.
+
+    An own app or target (``spec``) is sent its own requests, and its sessions are every
+    client session on ``database`` (see :mod:`connbench.infra.userapp`)."""
     pg, interrupts = run.pg, run.interrupts
     injector = faults.Injector(run.scenario.fault, pg) if run.scenario.fault else None
 
@@ -363,12 +378,12 @@ def _measure(
         pool_samples = sampler.PoolSamples() if bouncer is not None else None
         edges = _Edges(app, pg, bouncer, injector, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
         interrupts.attach(loop, stop)
-        watchers = [asyncio.create_task(sampler.watch(pg, samples))]
+        watchers = [asyncio.create_task(sampler.watch(pg, samples, database=database))]
         if bouncer is not None and pool_samples is not None:
             watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
         injected = None
         try:
-            config = _load_config(variant, run.scenario)
+            config = _load_config(variant, run.scenario, spec)
             raw = await _drive(
                 app.visit_url, config, run.scenario, run.on_progress, edges.mark, stop
             )
@@ -394,12 +409,76 @@ def _measure(
         return runner.run(main())
 
 
+def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> StrategyResult:
+    """One repeat of an own app or a target (see :mod:`connbench.infra.userapp`)."""
+    described = VariantRecord.model_validate(variant.to_dict() | {"app": spec.describe()})
+
+    def not_run(status: Status, why: str) -> StrategyResult:
+        return StrategyResult(
+            strategy=spec.name, variant=described, repeat=repeat, status=status, failure=why
+        )
+
+    if variant.topology != "direct":
+        return not_run(
+            "unavailable",
+            f"{spec.kind} {spec.name}: own apps and targets connect direct only "
+            f"(not via {variant.topology})",
+        )
+    pg, target = run.pg, spec.kind == "target"
+    log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
+    try:
+        with ExitStack() as stack:
+            db = (
+                userapp.target_database(pg)
+                if target
+                else stack.enter_context(userapp.own_database(pg, spec))
+            )
+            control = stack.enter_context(userapp.connect_as_app(db))
+            if spec.setup_sql:
+                userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+            with ExitStack() as app_stack:
+                if target:
+                    served = userapp.Served(spec, spec.url or "")
+                    userapp.probe(spec, served.base_url)
+                else:
+                    served = app_stack.enter_context(
+                        userapp.start(spec, db, variant.workers, log_path)
+                    )
+                # The probe's request may commit after its response: count once it has.
+                userapp.wait_until_idle(control, db.name)
+                rows_before = userapp.count(spec, control)
+                sessions_before = sampler.sessions_counter(control, db.name)
+                measured = _measure(served, None, variant, run, spec, db.name)
+                died, app_log = served.exit_code(), served.log_tail()
+            if target:
+                userapp.wait_until_idle(control, db.name)
+            else:  # stopped: every session it had is closed and counted
+                sampler.wait_for_app_sessions_to_end(control, database=db.name)
+            sessions_after = sampler.sessions_counter(control, db.name)
+            rows_after = userapp.count(spec, control)
+    except ProcessError as exc:
+        return not_run("failed", str(exc))
+    opened = None
+    if sessions_before is not None and sessions_after is not None:
+        # The sampler's own sessions land on the target's database, not on an own app's.
+        ours = measured.samples.connects if target else 0
+        opened = sessions_after - sessions_before - ours
+    rows = None if rows_before is None or rows_after is None else rows_after - rows_before
+    # A target is not ours to measure: its CPU is unknown, not 0.
+    cpu = measured.cpu_percent | ({"app": None} if target else {})
+    measured = replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
+    result = stats.summarize(spec.name, described, measured, repeat=repeat)
+    if died is not None:
+        result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+    return result
+
+
 @dataclass
 class _Edges:
     """Marks the measured window's edges as the load generator reaches them (on its loop):
     each process tree's CPU so far, a read of the app's timing totals, the fault armed."""
 
-    app: appserver.App
+    app: appserver.App | userapp.Served
     pg: postgres.Postgres
     bouncer: pgbouncer.PgBouncer | None
     injector: faults.Injector | None
@@ -470,6 +549,19 @@ async def _drive(
         bind_host=scenario.locust_bind,
         port=scenario.locust_port,
     )
+    parts = urlsplit(url)
+    request = locust_engine.Request(  # an own app's request, as for the default engine
+        path=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+        method=config.method,
+        body=config.body.decode() if config.body is not None else None,
+        headers=config.all_headers,
+    )
     return await locust_engine.run(
-        url, config, options=options, on_progress=on_progress, on_edge=on_edge, stop=stop
+        url,
+        config,
+        options=options,
+        request=request,
+        on_progress=on_progress,
+        on_edge=on_edge,
+        stop=stop,
     )

@@ -42,6 +42,12 @@ def predict(
         ("sync-connect", {"concurrency": 64, "workers": 2}, 64,
          "min(concurrency 64, 2 workers × 40 threads)"),
         ("pool-unused", {}, 36, "concurrency 32 + pool_max 4"),
+        # SQLAlchemy's QueuePool: 5 kept + 10 overflow, whatever --pool-max says.
+        ("sqlalchemy", {"pool_max": 50}, 15, "QueuePool 5 + overflow 10"),
+        ("sqlalchemy", {"workers": 2}, 30, "2 workers × QueuePool 5 + overflow 10"),
+        ("sqlmodel", {}, 15, "QueuePool 5 + overflow 10"),
+        ("sqlalchemy-nullpool", {}, 32, "concurrency 32"),
+        ("asyncpg-pool", {"pool_max": 6}, 6, "pool_max 6"),
     ],
 )  # fmt: skip
 def test_direct(strategy: str, kwargs: dict[str, Any], connections: int, basis: str) -> None:
@@ -62,6 +68,8 @@ def test_direct(strategy: str, kwargs: dict[str, Any], connections: int, basis: 
         ("pool-unused", {"topology": "pgbouncer-session", "concurrency": 8}, 12),
         ("pool", {"topology": "pgbouncer-session", "concurrency": 2}, 4),
         ("connect", {"topology": "pgbouncer-session", "pgbouncer_pool": 5}, 5),
+        ("sqlalchemy", {"topology": "pgbouncer-transaction", "concurrency": 8}, 8),
+        ("sqlmodel", {"topology": "pgbouncer-session", "concurrency": 64}, 15),
     ],
 )
 def test_through_pgbouncer(strategy: str, kwargs: dict[str, Any], connections: int) -> None:

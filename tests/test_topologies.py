@@ -131,3 +131,42 @@ def test_without_pgbouncer_its_variants_are_unavailable_and_the_run_goes_on(
     assert direct.status == "ok" and part(direct.requests).ok > 0
     assert bounced.status == "unavailable"
     assert bounced.failure == "pgbouncer is not installed (apt-get install pgbouncer)"
+
+
+LIBRARY_STRATEGIES = ["sqlalchemy", "sqlalchemy-nullpool", "asyncpg-pool", "sqlmodel"]
+
+
+@pytest.fixture(scope="module")
+def libraries_bounced(tmp_path_factory: pytest.TempPathFactory) -> results.RunResult:
+    if pgbouncer.binary() is None:
+        pytest.skip(f"pgbouncer is not installed ({pgbouncer.INSTALL_HINT}; make test does it)")
+    scenario = build(
+        None,
+        {
+            "strategies": [",".join(LIBRARY_STRATEGIES)],
+            "topology": "pgbouncer-transaction",
+            "concurrency": str(CONCURRENCY),
+            "duration_s": "1",
+            "warmup_s": "0.3",
+            "pool_min": "3",
+            "pgbouncer_pool_size": str(PGBOUNCER_POOL),
+        },
+    )
+    out = tmp_path_factory.mktemp("libraries") / "r.json"
+    runner.execute(scenario, RecordingReporter(), out)
+    return results.load(out)
+
+
+@pytest.mark.parametrize("strategy", LIBRARY_STRATEGIES)
+def test_library_strategies_serve_through_transaction_mode(
+    libraries_bounced: results.RunResult, strategy: str
+) -> None:
+    """Each runs its INSERT far more than 5 times a connection: in transaction mode that works
+    only with prepared statements off (psycopg) or asyncpg's statement cache off."""
+    result = next(r for r in libraries_bounced.results if r.strategy == strategy)
+    assert result.status == "ok", result.failure
+    requests = part(result.requests)
+    assert requests.ok > 5 * PGBOUNCER_POOL
+    assert requests.errors == 0, requests
+    assert part(result.integrity).ok is True
+    assert part(part(part(result.server).pgbouncer).sv_active_peak) <= PGBOUNCER_POOL

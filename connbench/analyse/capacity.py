@@ -3,7 +3,8 @@
 Pure functions. The prediction is an upper bound worked out from the strategy's pattern:
 
 - a pool holds up to ``pool_max`` sessions in *each* uvicorn worker (every worker imports the
-  app and opens its own pool);
+  app and opens its own pool); a pool the library sizes itself (SQLAlchemy's ``QueuePool``:
+  5 kept + 10 overflow) holds that many, whatever ``--pool-max`` says;
 - a per-request strategy holds one session per request in flight: up to ``concurrency``, and
   for a ``def`` app up to FastAPI's thread pool (40 threads) per worker;
 - through PgBouncer the server sees at most PgBouncer's pool of them. In session mode every
@@ -56,7 +57,12 @@ def _workers(variant: Variant) -> str:
     return f"{variant.workers} workers × " if variant.workers > 1 else ""
 
 
-def _pool(variant: Variant) -> Term:
+def _pool(strategy: Strategy, variant: Variant) -> Term:
+    if strategy.fixed_pool is not None:
+        return Term(
+            variant.workers * strategy.fixed_pool,
+            f"{_workers(variant)}{strategy.fixed_pool_basis}",
+        )
     pool_max = variant.pool_max or 0
     return Term(variant.workers * pool_max, f"{_workers(variant)}pool_max {pool_max}")
 
@@ -73,18 +79,18 @@ def _requests(strategy: Strategy, variant: Variant) -> Term:
 def app_sessions(strategy: Strategy, variant: Variant) -> Term:
     """Sessions the app itself can hold open at once, to the server or to PgBouncer."""
     if strategy.pooled:
-        return _pool(variant)
+        return _pool(strategy, variant)
     per_request = _requests(strategy, variant)
     if not strategy.uses_pool:
         return per_request
-    pool = _pool(variant)  # held idle beside the per-request sessions
+    pool = _pool(strategy, variant)  # held idle beside the per-request sessions
     return Term(per_request.value + pool.value, f"{per_request.label} + {pool.label}")
 
 
 def _in_transaction(strategy: Strategy, variant: Variant) -> Term:
     """Sessions that can be in a transaction at once."""
     if strategy.pooled:
-        return _least(_pool(variant), _requests(strategy, variant))
+        return _least(_pool(strategy, variant), _requests(strategy, variant))
     return _requests(strategy, variant)
 
 

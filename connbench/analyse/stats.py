@@ -247,7 +247,8 @@ def _integrity(raw: RawLoad, rows_inserted: int | None) -> Integrity:
         rows_inserted=rows_inserted,
         requests_sent=raw.all_sent,
         error_responses=dict(sorted(raw.all_errors_by_kind.items())),
-        ok=rows_inserted is not None and rows_inserted == raw.all_ok,
+        # None: not checked (an own app without count_sql).
+        ok=None if rows_inserted is None else rows_inserted == raw.all_ok,
         # 2xx without a row (an acknowledged write that is not there), and rows without a
         # 2xx (a write the client was told failed, or never heard back about). Counts
         # only: one of each would cancel out.
@@ -314,9 +315,9 @@ def breakdown(
     def mean(key: str) -> float:
         return (float(t1[key]) - float(t0[key])) / requests
 
-    if mean("queries") == 0 and mean("connects") == 0:
-        # No database call was timed (the sync strategies' psycopg calls are not
-        # instrumented): a breakdown would put all the time in "rest of app".
+    if mean("queries") == 0:
+        # No query was timed (the sync strategies' psycopg calls, SQLAlchemy's cursors and
+        # asyncpg are not instrumented): a breakdown would put them in "rest of app".
         return {}
 
     in_app = mean("until_response_ms")
@@ -436,7 +437,8 @@ def warnings(result: StrategyResult) -> list[str]:
     """What a careful reader should know before trusting this strategy's numbers."""
     out: list[str] = []
     integrity = result.integrity
-    if integrity is None or not integrity.ok:
+    # ok None: not checked (an own app without count_sql), so nothing to warn about.
+    if integrity is None or integrity.ok is False:
         rows = integrity.rows_inserted if integrity else None
         ok = integrity.ok_responses if integrity else None
         out.append(f"integrity: {rows} rows inserted for {ok} successful responses")
@@ -603,7 +605,7 @@ def _request_counts(runs: list[StrategyResult]) -> dict[str, Any]:
         # Over every request of every repeat, as k6 computes a rate: a median of per-repeat
         # rates would hide one repeat that failed badly.
         "error_rate": round(errors / total, 6) if total else None,
-        "integrity_ok": all(r.integrity is not None and r.integrity.ok for r in ran),
+        "integrity_ok": _integrity_ok(ran),
     }
 
 
@@ -628,6 +630,17 @@ def _breakdown_medians(done: list[StrategyResult]) -> dict[str, Any]:
         for name in parts
         if with_breakdown
     }
+
+
+def _integrity_ok(runs: Sequence[StrategyResult]) -> bool | None:
+    """Every checked run's rows matched its 2xx; None when runs were measured but none was
+    checked (an own app without count_sql)."""
+    checked = [r.integrity.ok for r in runs if r.integrity and r.integrity.ok is not None]
+    if not checked:
+        # Measured without a check (no count_sql): unknown. Nothing measured: nothing
+        # mismatched; measured with no integrity recorded: not ok.
+        return None if any(r.integrity for r in runs) else not runs
+    return all(checked)
 
 
 def _run_warnings(runs: list[StrategyResult]) -> list[str]:

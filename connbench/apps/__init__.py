@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 # Where an app serves its timing totals when connbench switches them on (see instrument.py).
 STATS_PATH = "/_connbench/stats"
+# SQLAlchemy's QueuePool defaults, which the sqlalchemy and sqlmodel apps keep.
+SQLALCHEMY_POOL_SIZE = 5
+SQLALCHEMY_MAX_OVERFLOW = 10
+SQLALCHEMY_POOL = f"QueuePool {SQLALCHEMY_POOL_SIZE} + overflow {SQLALCHEMY_MAX_OVERFLOW}"
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,10 @@ class Strategy:
     # Plain ``def`` path operations: FastAPI runs them in its thread pool, whose 40 threads
     # (per worker) bound how many requests are served at once.
     sync: bool = False
+    # A pool sized by the library's defaults rather than by --pool-min/--pool-max: the most
+    # connections it holds per worker, and how (SQLAlchemy's QueuePool: 5 kept + 10 overflow).
+    fixed_pool: int | None = None
+    fixed_pool_basis: str = ""
 
     @property
     def app_path(self) -> str:
@@ -96,6 +104,36 @@ STRATEGIES: dict[str, Strategy] = {
             pooled=True,
             uses_pool=True,
             sync=True,
+        ),
+        Strategy(
+            "sqlalchemy",
+            "sqlalchemy_",
+            "create_async_engine (psycopg) with its default QueuePool; AsyncSession dependency",
+            pooled=True,
+            fixed_pool=SQLALCHEMY_POOL_SIZE + SQLALCHEMY_MAX_OVERFLOW,
+            fixed_pool_basis=SQLALCHEMY_POOL,
+        ),
+        Strategy(
+            "sqlalchemy-nullpool",
+            "sqlalchemy_nullpool",
+            "`sqlalchemy` with NullPool: a new connection for every session",
+            pooled=False,
+        ),
+        Strategy(
+            "asyncpg-pool",
+            "asyncpg_pool",
+            "asyncpg.create_pool in the lifespan; a dependency acquires and opens a transaction",
+            pooled=True,
+            uses_pool=True,
+        ),
+        Strategy(
+            "sqlmodel",
+            "sqlmodel_",
+            "FastAPI's SQL databases tutorial: sync engine, Session dependency, def operations",
+            pooled=True,
+            sync=True,
+            fixed_pool=SQLALCHEMY_POOL_SIZE + SQLALCHEMY_MAX_OVERFLOW,
+            fixed_pool_basis=SQLALCHEMY_POOL,
         ),
     ]
 }

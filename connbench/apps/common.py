@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -43,8 +44,7 @@ def add_health_and_errors(app: FastAPI) -> None:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.exception_handler(psycopg.Error)
-    async def database_error(request: Request, exc: psycopg.Error) -> JSONResponse:
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
         sqlstate = sqlstate_of(exc)
         try:
             name = psycopg.errors.lookup(sqlstate).__name__ if sqlstate else type(exc).__name__
@@ -54,6 +54,23 @@ def add_health_and_errors(app: FastAPI) -> None:
             status_code=503,
             content={"error": "database", "sqlstate": sqlstate, "name": name},
         )
+
+    for error in _database_errors():
+        app.add_exception_handler(error, database_error)
+
+
+def _database_errors() -> list[type[Exception]]:
+    """The database errors of psycopg, and of SQLAlchemy and asyncpg where an app uses them."""
+    found: list[type[Exception]] = [psycopg.Error]
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import DBAPIError
+
+        found.append(DBAPIError)
+    if "asyncpg" in sys.modules:
+        import asyncpg
+
+        found.extend([asyncpg.PostgresError, asyncpg.InterfaceError])
+    return found
 
 
 # A failed or lost *connection* often carries no SQLSTATE in psycopg (the server's FATAL
@@ -72,9 +89,13 @@ _CONNECT_FAILURES = {
 }
 
 
-def sqlstate_of(exc: psycopg.Error) -> str | None:
-    if exc.sqlstate:
-        return exc.sqlstate
+def sqlstate_of(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    if isinstance(orig, BaseException):
+        exc = orig
+    sqlstate = getattr(exc, "sqlstate", None)  # psycopg and asyncpg alike
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate
     message = str(exc)
     for needle, sqlstate in _CONNECT_FAILURES.items():
         if needle in message:

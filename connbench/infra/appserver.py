@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
+from psycopg.conninfo import conninfo_to_dict
 
 from connbench.apps import STATS_PATH, Strategy
 from connbench.infra import procs
@@ -70,12 +72,52 @@ class App:
         return procs.log_tail(self.log_path)
 
 
-def uvicorn_argv(strategy: Strategy, port: int, workers: int) -> list[str]:
+# libpq's variables for what a DSN holds: an app that builds its own connection from them
+# (asyncpg and psycopg read them too) reaches the same database as DATABASE_URL.
+LIBPQ_ENV = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "dbname": "PGDATABASE",
+    "application_name": "PGAPPNAME",
+}
+_URL_PARTS = {"host", "port", "user", "password", "dbname"}
+
+
+def database_url(dsn: str) -> str:
+    """``dsn`` (a URL or ``key=value`` conninfo) as a ``postgresql://`` URL, the form every
+    client library takes (SQLAlchemy and asyncpg read no conninfo); other keys as a query."""
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    auth = quote(params.get("user", ""), safe="")
+    if "password" in params:
+        auth += ":" + quote(params["password"], safe="")
+    netloc = (auth + "@" if auth else "") + params.get("host", "")
+    if "port" in params:
+        netloc += f":{params['port']}"
+    query = urlencode({k: v for k, v in params.items() if k not in _URL_PARTS})
+    db = quote(params.get("dbname", ""), safe="")
+    return f"postgresql://{netloc}/{db}" + (f"?{query}" if query else "")
+
+
+def database_env(dsn: str) -> dict[str, str]:
+    """What an app is given to reach ``dsn``: ``DATABASE_URL`` and libpq's ``PG*`` variables.
+
+    Through the environment only, never the command line, where any local user can read it.
+    """
+    params = conninfo_to_dict(dsn)
+    env = {"DATABASE_URL": database_url(dsn)}
+    env.update({var: str(params[key]) for key, var in LIBPQ_ENV.items() if params.get(key)})
+    return env
+
+
+def uvicorn_argv(
+    app_path: str, port: int, workers: int, launcher: list[str] | None = None
+) -> list[str]:
+    """uvicorn's command line for ``app_path``; ``launcher`` replaces ``-m uvicorn APP``."""
     return [
         sys.executable,
-        "-m",
-        "uvicorn",
-        strategy.app_path,
+        *(launcher or ["-m", "uvicorn", app_path]),
         "--host",
         "127.0.0.1",
         "--port",
@@ -107,7 +149,7 @@ def start(
     threshold = config.prepare_threshold
     env = procs.child_env(
         {
-            "DATABASE_URL": dsn,
+            **database_env(dsn),
             "CONNBENCH_TABLE": table,
             "CONNBENCH_POOL_MIN": str(config.pool_min),
             "CONNBENCH_POOL_MAX": str(config.pool_max),
@@ -115,25 +157,41 @@ def start(
             "CONNBENCH_INSTRUMENT": "1" if config.instrument else "0",
         }
     )
+    with serve(
+        lambda port: uvicorn_argv(strategy.app_path, port, config.workers),
+        env,
+        f"uvicorn ({strategy.name})",
+        log_path,
+        lambda url, proc: _wait_healthy(url, strategy, proc, log_path),
+    ) as (url, proc):
+        yield App(strategy, url, proc, log_path, instrumented=config.instrument)
+
+
+@contextmanager
+def serve(
+    argv: Callable[[int], list[str]],
+    env: dict[str, str],
+    name: str,
+    log_path: Path,
+    wait_ready: Callable[[str, subprocess.Popen[bytes]], None],
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``argv(port)`` on a free port in its own process group until ``wait_ready(url,
+    proc)`` returns; yield the URL and process, stop the group on exit. A start that lost its
+    port to another process is retried on a new one; ``wait_ready``'s errors propagate."""
     for attempt in range(BIND_ATTEMPTS):
         port = procs.free_port()
         with procs.Child(
-            uvicorn_argv(strategy, port, config.workers),
-            name=f"uvicorn ({strategy.name})",
-            log_path=log_path,
-            env=env,
-            stop_timeout_s=STOP_TIMEOUT_S,
+            argv(port), name=name, log_path=log_path, env=env, stop_timeout_s=STOP_TIMEOUT_S
         ) as child:
-            proc = child.proc
             url = f"http://127.0.0.1:{port}"
             try:
-                _wait_healthy(url, strategy, proc, log_path)
+                wait_ready(url, child.proc)
             except ProcessError:
                 lost_port = "address already in use" in procs.log_tail(log_path).lower()
                 if lost_port and attempt + 1 < BIND_ATTEMPTS:
                     continue
                 raise
-            yield App(strategy, url, proc, log_path, instrumented=config.instrument)
+            yield url, child.proc
             return
 
 

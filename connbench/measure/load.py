@@ -58,6 +58,16 @@ class LoadConfig:
     timeout_s: float
     engine: str = "httptools"
     rate_rps: float | None = None  # open model: requests per second, None for closed loop
+    # What each request sends (own apps: --method, --header, --body as JSON).
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+    @property
+    def all_headers(self) -> dict[str, str]:
+        """The request's headers, with the JSON content type when there is a body."""
+        extra = {"Content-Type": "application/json"} if self.body is not None else {}
+        return extra | dict(self.headers)
 
 
 @dataclass
@@ -353,10 +363,7 @@ class _Slot:
 async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    payload = (
-        f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: connbench\r\n"
-        "Accept: */*\r\n\r\n"
-    ).encode()
+    payload = request_bytes(config.method, target, parts.netloc, config)
     address = (parts.hostname or "127.0.0.1", parts.port or 80)
     n = config.concurrency
     if config.rate_rps:
@@ -399,13 +406,24 @@ async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
             slot.drop()
 
 
+def request_bytes(method: str, target: str, host: str, config: LoadConfig) -> bytes:
+    """One HTTP/1.1 request as sent on the wire, the same every time."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "User-Agent: connbench", "Accept: */*"]
+    lines += [f"{name}: {value}" for name, value in config.all_headers.items()]
+    if config.body is not None:
+        lines.append(f"Content-Length: {len(config.body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (config.body or b"")
+
+
 # --- the coroutine engines: a worker task per slot around a shared client -------------------
 
 
-def _aiohttp_requester(session: aiohttp.ClientSession, url: str) -> Requester:
+def _aiohttp_requester(session: aiohttp.ClientSession, url: str, config: LoadConfig) -> Requester:
+    method, headers, body = config.method, config.all_headers, config.body
+
     async def request() -> tuple[int, bytes]:
         try:
-            async with session.get(url) as resp:
+            async with session.request(method, url, data=body, headers=headers) as resp:
                 return resp.status, await resp.read()
         except TimeoutError:
             raise _Aborted("timeout") from None
@@ -420,10 +438,12 @@ def _aiohttp_requester(session: aiohttp.ClientSession, url: str) -> Requester:
     return request
 
 
-def _httpx_requester(client: httpx.AsyncClient, url: str) -> Requester:
+def _httpx_requester(client: httpx.AsyncClient, url: str, config: LoadConfig) -> Requester:
+    method, headers, body = config.method, config.all_headers, config.body
+
     async def request() -> tuple[int, bytes]:
         try:
-            resp = await client.get(url)
+            resp = await client.request(method, url, content=body, headers=headers)
             return resp.status_code, resp.content
         except httpx.TimeoutException:
             raise _Aborted("timeout") from None
@@ -466,11 +486,11 @@ async def _run_engine(url: str, config: LoadConfig, window: _Window) -> None:
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=False
         ) as session:
-            await _run_workers(_aiohttp_requester(session, url), config, window)
+            await _run_workers(_aiohttp_requester(session, url, config), config, window)
     elif config.engine == "httpx":
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         async with httpx.AsyncClient(timeout=config.timeout_s, limits=limits) as client:
-            await _run_workers(_httpx_requester(client, url), config, window)
+            await _run_workers(_httpx_requester(client, url, config), config, window)
     else:
         raise ValueError(f"unknown load engine {config.engine!r}")
 

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 
 from connbench.infra import pgbouncer
 from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.infra.userapp import DATABASE_ACTIVITY_SQL, OWN_SESSIONS
 from connbench.model.errors import first_line
 
 SAMPLE_INTERVAL_S = 0.1
@@ -51,8 +52,16 @@ class Samples:
     last_error: str = ""
 
 
-async def watch(pg: Postgres, out: Samples, interval_s: float = SAMPLE_INTERVAL_S) -> None:
+async def watch(
+    pg: Postgres,
+    out: Samples,
+    interval_s: float = SAMPLE_INTERVAL_S,
+    database: str | None = None,
+) -> None:
     """Append a :class:`Sample` to ``out`` every ``interval_s`` until cancelled.
+
+    ``database``: count every client session on that database but connbench's own (own apps,
+    targets), instead of the sessions tagged ``connbench-app`` on ours.
 
     A failed poll is counted in ``out.failures`` and the connection is reopened; the sampler
     never stops the run.
@@ -69,7 +78,11 @@ async def watch(pg: Postgres, out: Samples, interval_s: float = SAMPLE_INTERVAL_
         return conn
 
     async def poll(conn: psycopg.AsyncConnection[Any]) -> None:
-        rows = await (await conn.execute(ACTIVITY_SQL, [APP_NAME])).fetchall()
+        if database is None:
+            rows = await (await conn.execute(ACTIVITY_SQL, [APP_NAME])).fetchall()
+        else:
+            query = DATABASE_ACTIVITY_SQL
+            rows = await (await conn.execute(query, [database, list(OWN_SESSIONS)])).fetchall()
         out.samples.append(Sample(time.perf_counter_ns(), {str(s): int(n) for s, n in rows}))
 
     await _poll_every(interval_s, connect, poll, out)
@@ -175,29 +188,41 @@ def _pool_sample(pools: list[dict[str, Any]], stats: list[dict[str, Any]]) -> Po
     )
 
 
-def sessions_counter(conn: psycopg.Connection[Any]) -> int | None:
-    """``pg_stat_database.sessions`` for our database (None before PostgreSQL 14).
+def sessions_counter(conn: psycopg.Connection[Any], database: str | None = None) -> int | None:
+    """``pg_stat_database.sessions`` for ``database`` (default: ours); None before PostgreSQL 14.
 
     The server counts a session when it starts, so read on a connection that is already open
     and subtract the sessions connbench itself opens in between (see ``Samples.connects``).
     """
     try:
         row = conn.execute(
-            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            "SELECT sessions FROM pg_stat_database"
+            " WHERE datname = coalesce(%s::text, current_database())",
+            [database],
         ).fetchone()
     except psycopg.errors.UndefinedColumn:
         return None
     return int(row[0]) if row and row[0] is not None else None
 
 
-def wait_for_app_sessions_to_end(conn: psycopg.Connection[Any], timeout_s: float = 5.0) -> int:
-    """Wait until no app session is left on the server; return how many still are."""
+def wait_for_app_sessions_to_end(
+    conn: psycopg.Connection[Any], timeout_s: float = 5.0, database: str | None = None
+) -> int:
+    """Wait until no app session is left on the server (on ``database``, if given: see
+    :data:`DATABASE_ACTIVITY_SQL`); return how many still are."""
     deadline = time.monotonic() + timeout_s
+    params: list[Any]
     while True:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [APP_NAME]
-        ).fetchone()
-        left = int(row[0]) if row else 0
+        if database is None:
+            query, params = (
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                [APP_NAME],
+            )
+        else:
+            query = f"SELECT sum(n) FROM ({DATABASE_ACTIVITY_SQL}) AS s(state, n)"
+            params = [database, list(OWN_SESSIONS)]
+        row = conn.execute(query, params).fetchone()
+        left = int(row[0]) if row and row[0] is not None else 0
         if left == 0 or time.monotonic() >= deadline:
             return left
         time.sleep(0.05)

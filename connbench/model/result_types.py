@@ -12,7 +12,7 @@ on load.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,6 +78,25 @@ class FaultSpec(Model):
     at_s: float
 
 
+class AppRecord(Model):
+    """An own app (``--app``, ``[[app]]``) or a target (``--target``), as a result records it:
+    header and environment *names* only, since their values may be secrets."""
+
+    kind: Literal["app", "target"]
+    name: str
+    app: str | None = Field(default=None, description="MODULE:ATTR (an own app).")
+    dir: str | None = Field(default=None, description="On its import path; null: the cwd.")
+    url: str | None = Field(default=None, description="scheme://host:port (a target).")
+    path: str
+    method: str
+    body: Any = Field(default=None, description="The JSON body each request sends, if any.")
+    headers: list[str] = []
+    env: list[str] = []
+    setup_sql: str | None = None
+    count_sql: str | None = None
+    ready_path: str | None = None
+
+
 class ScenarioRecord(Model):
     """The scenario as it ran (after flags), with its file's exact text."""
 
@@ -109,6 +128,8 @@ class ScenarioRecord(Model):
     source_text: str | None = None
     pool_min_effective: int
     pool_max_effective: list[int]
+    app: list[AppRecord] = []
+    target: list[AppRecord] = []
 
 
 # --- one run of one variant ---------------------------------------------------------------------
@@ -124,6 +145,8 @@ class VariantRecord(Model):
     pool_max: int | None
     rate: float | None = None
     topology: str = "direct"
+    kind: Literal["strategy", "app", "target"] = "strategy"
+    app: AppRecord | None = Field(default=None, description="What an own app or target is.")
     key: str
 
 
@@ -202,7 +225,7 @@ class Integrity(Model):
     rows_inserted: int | None
     requests_sent: int
     error_responses: dict[str, int]
-    ok: bool
+    ok: bool | None = Field(description="Null: not checked (an own app without count_sql).")
     lost_writes: int | None = None
     unacknowledged_writes: int | None = None
 
@@ -322,7 +345,7 @@ class StrategyResult(Model):
     position: int | None = Field(
         default=None,
         description="0-based place in its round (the order alternates every round); null "
-        "before version 7.",
+        "before version 8.",
     )
     requests: Requests | None = None
     throughput_rps: float = 0.0
@@ -376,7 +399,7 @@ class VariantSummary(Model):
     requests_ok: int
     requests_total: int = 0
     error_rate: float | None = None
-    integrity_ok: bool
+    integrity_ok: bool | None = Field(description="Null: measured, never checked (no count_sql).")
     generator_saturated: bool
     valid: bool = True
     connections_peak: float | None = None

@@ -42,7 +42,12 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    the window's start) and keeps the per-state connection series in ``connections_by_state``
    (by state name) instead of one ``connections_<state>`` key each. Unknown fields are refused.
    Versions 2 to 5 are migrated on load.
-7. Paired rounds: the order of the variants is reversed every other round (A B, B A, ...),
+7. Own apps and targets: ``variant.kind`` (``strategy``, ``app`` or ``target``) and
+   ``variant.app`` (what the app is: import string or URL, the request it was sent, its
+   ``count_sql``; header and environment names only); scenario ``app`` and ``target`` lists;
+   ``integrity.ok`` and the summary's ``integrity_ok`` are null when nothing was checked (an own
+   app without ``count_sql``). Version 6 files read as they are.
+8. Paired rounds: the order of the variants is reversed every other round (A B, B A, ...),
    and each run records its ``position`` in its round (0-based), so that ``compare --base
    --head`` can pair two variants round by round and say which ran first. Older files load
    with no position (null).
@@ -78,11 +83,12 @@ from connbench.model.result_types import (
 
 __all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
 
-SCHEMA_VERSION = 7  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_VERSION = 8  # bump on any change a reader must know about; add its step to MIGRATIONS
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
     "aiohttp", "httpx", "uvloop", "httptools", "pydantic", "pgserver", "locust",
+    "sqlalchemy", "asyncpg", "sqlmodel",
 )  # fmt: skip
 
 
@@ -357,7 +363,8 @@ MIGRATIONS: dict[int, Callable[[Document], Document]] = {
     3: _unchanged,  # 4 added faults and the breakdown: absent, they stay empty
     4: _unchanged,  # 5 added limits and requests_total / error_rate: absent, none
     5: _v5_to_v6,
-    6: _unchanged,  # 7 added each run's position in its round: absent, null
+    6: _unchanged,  # 7 added own apps and targets: a variant without a kind is a strategy
+    7: _unchanged,  # 8 added each run's position in its round: absent, null
 }
 
 

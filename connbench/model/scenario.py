@@ -19,7 +19,8 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from connbench.apps import STRATEGIES
-from connbench.model import faults
+from connbench.model import appspec, faults
+from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
 from connbench.model.checks import CompleteError, Limit, parse_gate, parse_limit
 from connbench.model.dsn import redact
@@ -56,6 +57,8 @@ class Variant:
     rate: float | None = field(default=None, kw_only=True)
     # direct, or through PgBouncer (see connbench.infra.pgbouncer)
     topology: str = field(default="direct", kw_only=True)
+    # strategy (built in), app (--app) or target (--target)
+    kind: str = field(default="strategy", kw_only=True)
 
     @property
     def key(self) -> str:
@@ -132,6 +135,15 @@ class Scenario:
     fail_if: tuple[Limit, ...] = ()
     source: str | None = None  # the scenario file, if any
     source_text: str | None = None  # its exact text, recorded in the result
+    app: tuple[AppSpec, ...] = ()  # own apps (--app, [[app]] tables)
+    target: tuple[AppSpec, ...] = ()  # apps already running (--target)
+
+    @property
+    def own_apps(self) -> tuple[AppSpec, ...]:
+        return self.app + self.target
+
+    def own_app(self, name: str) -> AppSpec | None:
+        return next((spec for spec in self.own_apps if spec.name == name), None)
 
     @property
     def effective_pool(self) -> tuple[int, tuple[int, ...]]:
@@ -167,6 +179,24 @@ class Scenario:
                         rate=rate,
                     )
                 )
+        for spec in self.own_apps:
+            # A target is not ours to start: its workers are whatever it was started with.
+            counts = self.workers if spec.kind == "app" else (1,)
+            for topology, n, concurrency, rate in itertools.product(
+                self.topology, counts, self.concurrency, self.rate or (None,)
+            ):
+                cells.append(
+                    Variant(
+                        strategy=spec.name,
+                        concurrency=concurrency,
+                        workers=n,
+                        pool_min=None,
+                        pool_max=None,
+                        rate=rate,
+                        topology=topology,
+                        kind=spec.kind,
+                    )
+                )
         return cells
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +208,13 @@ class Scenario:
             if password and self.source_text:
                 data["source_text"] = self.source_text.replace(password, "***")
         data["strategies"] = list(self.strategies)
+        # Header and environment values may be secrets: names only, and none in the file text.
+        data["app"] = [spec.describe() for spec in self.app]
+        data["target"] = [spec.describe() for spec in self.target]
+        for spec in self.own_apps:
+            for _, secret in (*spec.headers, *spec.env):
+                if len(secret) >= 4 and data.get("source_text"):
+                    data["source_text"] = data["source_text"].replace(secret, "***")
         for key in ("concurrency", "workers", "pool_max", "topology", "rate"):
             data[key] = list(data[key]) if data[key] is not None else None
         data["server"] = dict(self.server)
@@ -347,6 +384,27 @@ def _fail_if(value: Any) -> tuple[Limit, ...]:
         raise _Complete(str(exc)) from None
 
 
+def _own_apps(parse_flag: Callable[[Any], AppSpec]) -> Callable[[Any], tuple[AppSpec, ...]]:
+    """``[[app]]`` tables (a file) or ``NAME=...`` strings (repeatable flags)."""
+
+    def parse(value: Any) -> tuple[AppSpec, ...]:
+        items = value if isinstance(value, list) else [value]
+        try:
+            specs = tuple(
+                appspec.parse_table(item) if isinstance(item, Mapping) else parse_flag(item)
+                for item in items
+            )
+        except ValueError as exc:
+            raise _Complete(str(exc)) from None
+        names = [spec.name for spec in specs]
+        for name in names:
+            if names.count(name) > 1:
+                raise _Complete(f"app name {name!r} given twice")
+        return specs
+
+    return parse
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "name": _text,
     "description": _text,
@@ -372,6 +430,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "fault": faults.parse,
     "gate": parse_gate,
     "fail_if": _fail_if,
+    "app": _own_apps(appspec.parse_app),
+    "target": _own_apps(appspec.parse_target),
 }
 
 
@@ -396,6 +456,7 @@ _FLAGS = {
     "duration_s": "--duration",
     "warmup_s": "--warmup",
     "timeout_s": "--timeout",
+    "headers": "--header",
 }
 
 
@@ -425,10 +486,12 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
     """The scenario from ``path`` (if any) with command-line ``overrides`` (None = not given)."""
     values = load_file(path) if path is not None else {}
     given = {key: value for key, value in overrides.items() if value is not None}
+    request = {key: given.pop(key) for key in appspec.REQUEST_FIELDS if key in given}
     parsed = _parse_all(given, flag_name)
     if "server" in parsed:  # flags add to the file's server settings, key by key
         parsed["server"] = {**values.get("server", {}), **parsed["server"]}
     values.update(parsed)
+    _own_apps_given(values, request, explicit_strategies="strategies" in values)
     scenario = Scenario(**values)
     pool_min, pool_maxes = scenario.effective_pool
     if min(pool_maxes) < pool_min:
@@ -442,6 +505,43 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
         from_flag = given.get("fault") is not None
         _check_fault(scenario, flag_name("fault") if from_flag else f"{path}: fault")
     return scenario
+
+
+def _own_apps_given(
+    values: dict[str, Any], request: Mapping[str, Any], explicit_strategies: bool
+) -> None:
+    """Apply the request flags to every own app; check names; no default strategy beside them."""
+    for key in ("app", "target"):
+        try:
+            values[key] = tuple(appspec.with_request(s, request) for s in values.get(key, ()))
+        except ValueError as exc:
+            key, _, reason = str(exc).partition(": ")
+            raise ScenarioError(f"{flag_name(key)}: {reason}") from None
+    specs = (*values.get("app", ()), *values.get("target", ()))
+    if request and not specs:
+        raise ScenarioError(f"{flag_name(next(iter(request)))}: applies to --app and --target only")
+    names = [spec.name for spec in specs]
+    for name in names:
+        if name in STRATEGIES or name == "all" or names.count(name) > 1:
+            what = "a strategy's name" if name in STRATEGIES or name == "all" else "given twice"
+            raise ScenarioError(f"--app/--target: app name {name!r} is {what}")
+    if specs and not explicit_strategies:
+        values["strategies"] = ()  # --app alone runs the app alone
+    if specs and values.get("fault") is not None:
+        # Faults find the app's sessions by connbench's application_name, which own apps lack.
+        raise ScenarioError("--fault: not supported with --app or --target")
+    https = [s.name for s in specs if (s.url or "").startswith("https:")]
+    if https and values.get("engine", "httptools") == "httptools":
+        raise ScenarioError(
+            f"--target {https[0]}: an https:// URL needs --engine aiohttp or httpx "
+            "(httptools speaks plain HTTP)"
+        )
+    backend = parse_backend(values.get("postgres", "embedded"))
+    if values.get("target") and backend.kind != "external":
+        raise ScenarioError(
+            "--target: needs --postgres DSN (the database that app uses) for the server-side "
+            "figures"
+        )
 
 
 def _check_fault(scenario: Scenario, where: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json", "html")
 
 # A cell's meaning, styled per format: dim (context), warn (look twice), bad, good.
 Mark = Callable[[str, str], str]

@@ -61,7 +61,8 @@ def _cv(spread: Spread, mark: Mark = rich_mark) -> str:
 
 
 def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
-    checked = [r.integrity for r in runs if r.integrity]
+    # Not checked (an own app without count_sql): "-", neither good nor bad.
+    checked = [r.integrity for r in runs if r.integrity and r.integrity.ok is not None]
     if not checked:
         return "-"
     if len(checked) == 1:

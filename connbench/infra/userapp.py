@@ -1,0 +1,308 @@
+"""Own apps (``--app``) and running targets (``--target``): their database, process and probe.
+
+Attribution. Every own app gets a role and a database of its own, created for the variant and
+dropped after it: the server then tells its sessions apart by database, whatever client
+library the app uses and whether or not it sets ``application_name``. ``pg_stat_database``
+counts every session opened on that database (exactly, including ones too short for any
+sampler to see), and ``pg_stat_activity`` shows the ones open. A target uses the database
+``--postgres`` names, and counts as its sessions every client session there but connbench's.
+(A role per variant alone would not do: PostgreSQL keeps no per-role session counter, and
+``log_connections`` is a log to parse, on the servers connbench starts only.)
+
+On an external server connbench creates only that role and database (it needs CREATEROLE and
+CREATEDB there) and drops only them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from connbench.infra import appserver, procs
+from connbench.infra.launch import FAILED
+from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
+from connbench.model.appspec import AppSpec
+from connbench.model.errors import ProcessError, first_line
+
+CONTROL_APP = "connbench-control"  # excluded from the app's sessions (OWN_SESSIONS)
+# An own app or a target gets a database to itself (or is the one client of its database), so
+# its sessions are every client session there but connbench's own: whatever library it uses,
+# whatever application_name it sets or not.
+OWN_SESSIONS = ("connbench-control", "connbench-sampler", "connbench-fault")
+DATABASE_ACTIVITY_SQL = """
+SELECT coalesce(state, 'unknown'), count(*)
+FROM pg_stat_activity
+WHERE datname = %s AND backend_type = 'client backend'
+  AND coalesce(application_name, '') <> ALL(%s)
+GROUP BY 1
+"""
+
+PROBE_TIMEOUT_S = 5.0
+# Statuses that mean "not yet" (a proxy in front, a warming app); any other non-2xx is an answer.
+NOT_YET = (502, 503, 504)
+
+
+class AppFailed(ProcessError):
+    """An own app or target that cannot be measured; the message is one line naming it."""
+
+
+@dataclass(frozen=True)
+class AppDatabase:
+    """Where an own app (or target) keeps its data, and how connbench reaches it."""
+
+    name: str  # the database (and, for own apps, the role) name
+    dsn: str = field(repr=False)  # the app's: its role on its database (holds the password)
+    control_dsn: str = field(repr=False)  # connbench's on the same database
+
+
+@dataclass(frozen=True)
+class Served:
+    """An own app or a target, as the runner measures it."""
+
+    spec: AppSpec
+    base_url: str
+    proc: subprocess.Popen[bytes] | None = None  # None: a target, not ours
+    log_path: Path | None = None
+    instrumented: bool = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def visit_url(self) -> str:
+        return self.base_url + self.spec.path
+
+    async def read_stats(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
+        return None  # an own app keeps no timing totals for connbench
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def log_tail(self) -> str:
+        return procs.log_tail(self.log_path) if self.log_path else ""
+
+
+def _identifier(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9_]", "_", name.lower())[:24]
+    return f"connbench_app_{slug}_{secrets.token_hex(4)}"
+
+
+@contextmanager
+def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
+    """A role and a database for ``spec``'s app, dropped on the way out (and nothing else).
+
+    Raises :class:`AppFailed` when the server refuses to create them.
+    """
+    ident = _identifier(spec.name)
+    password = secrets.token_urlsafe(24)
+    role, db = sql.Identifier(ident), sql.Identifier(ident)
+    created: list[sql.Composed] = []
+    try:
+        with pg.connect(application_name=CONTROL_APP) as conn:
+            verifier = sql.Literal(scram_verifier(password))
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
+            created.append(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
+            created.append(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+            conn.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(db, role))
+        control_dsn = make_conninfo(pg.dsn, dbname=ident, application_name=CONTROL_APP)
+        with psycopg.connect(control_dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
+            # Since PostgreSQL 15 only the database owner may create in ``public``.
+            c.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
+    except psycopg.Error as exc:
+        _drop(pg, created)
+        raise AppFailed(
+            f"app {spec.name}: cannot create its role and database on {pg.display_dsn} "
+            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there"
+        ) from None
+    try:
+        yield AppDatabase(
+            ident, make_conninfo(pg.dsn, user=ident, password=password, dbname=ident), control_dsn
+        )
+    finally:
+        _drop(pg, created)
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 secret PostgreSQL stores for ``password`` (RFC 5802, 7677), worked out
+    here so that the password itself never reaches the server, nor a statement in its log."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    b64 = [base64.b64encode(part).decode() for part in (salt, stored_key, server_key)]
+    return f"SCRAM-SHA-256${iterations}:{b64[0]}${b64[1]}:{b64[2]}"
+
+
+def _drop(pg: Postgres, statements: list[sql.Composed]) -> None:
+    if not statements:
+        return
+    with pg.connect(application_name=CONTROL_APP) as conn:
+        for statement in reversed(statements):
+            conn.execute(statement)
+
+
+def target_database(pg: Postgres) -> AppDatabase:
+    """A target's database: the one ``--postgres`` names (its sessions are the app's)."""
+    with pg.connect(application_name=CONTROL_APP) as conn:
+        row = conn.execute("SELECT current_database()").fetchone()
+    name = str(row[0]) if row else ""
+    control = make_conninfo(pg.dsn, application_name=CONTROL_APP)
+    return AppDatabase(name, pg.dsn, control)
+
+
+def connect_as_app(db: AppDatabase) -> psycopg.Connection[Any]:
+    """connbench's connection to the app's database, as the app's role (so that it reads and
+    writes what the app owns), tagged so that it is not counted as the app's."""
+    return psycopg.connect(
+        make_conninfo(db.dsn, application_name=CONTROL_APP),
+        autocommit=True,
+        connect_timeout=CONNECT_TIMEOUT_S,
+    )
+
+
+def wait_until_idle(conn: psycopg.Connection[Any], database: str, timeout_s: float = 5.0) -> None:
+    """Wait until no session of a running target is busy: a ``yield`` dependency commits after
+    its response, so the last rows land a moment after the load has ended."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = conn.execute(DATABASE_ACTIVITY_SQL, [database, list(OWN_SESSIONS)]).fetchall()
+        if all(state == "idle" for state, _ in rows):
+            return
+        time.sleep(0.05)
+
+
+def count(spec: AppSpec, conn: psycopg.Connection[Any]) -> int | None:
+    """The rows ``count_sql`` counts now; None without one (integrity not checked)."""
+    return run_sql(spec, conn, "count_sql", spec.count_sql) if spec.count_sql else None
+
+
+def run_sql(spec: AppSpec, conn: psycopg.Connection[Any], what: str, query: str) -> int | None:
+    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number."""
+    try:
+        cur = conn.execute(query.encode())
+        row = cur.fetchone() if cur.description else None
+    except psycopg.Error as exc:
+        raise AppFailed(f"app {spec.name}: {what} failed: {first_line(exc)}") from None
+    if what == "count_sql":
+        if row is None or isinstance(row[0], bool) or not isinstance(row[0], int):
+            raise AppFailed(f"app {spec.name}: count_sql must return one number, got {row!r}")
+        return int(row[0])
+    return None
+
+
+@contextmanager
+def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Iterator[Served]:
+    """Serve ``spec.app`` with uvicorn, ``spec.dir`` on its path, until its path answers.
+
+    The app's environment: ``DATABASE_URL`` and libpq's ``PG*`` for its own role and database,
+    and ``spec.env``. Raises :class:`AppFailed` (one line) when the module does not import, the
+    attribute is not an ASGI app, the app exits, or the probe fails (see :func:`probe`).
+    """
+    assert spec.app is not None
+    app_dir = spec.dir or "."
+    env = procs.child_env({**appserver.database_env(db.dsn), **dict(spec.env)})
+    launcher = ["-m", "connbench.infra.launch", spec.app, app_dir]
+
+    def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+        probe(spec, url, proc=proc, log_path=log_path)
+
+    try:
+        with appserver.serve(
+            lambda port: appserver.uvicorn_argv(spec.app or "", port, workers, launcher),
+            env,
+            f"uvicorn ({spec.name})",
+            log_path,
+            ready,
+        ) as (url, proc):
+            yield Served(spec, url, proc, log_path)
+    except AppFailed:
+        raise
+    except ProcessError:
+        raise AppFailed(f"app {spec.name}: {start_failure(log_path)}") from None
+
+
+def start_failure(log_path: Path) -> str:
+    """The one line that says why an app did not start, from its log."""
+    lines = procs.log_tail(log_path, lines=200).splitlines()
+    for line in lines:
+        if line.startswith(FAILED):
+            return line.removeprefix(FAILED)
+    errors = [line.strip() for line in lines if re.match(r"^\s*[\w.]+(Error|Exception)\b", line)]
+    if errors:
+        return f"exited during start-up: {errors[-1]}"
+    last = lines[-1].strip() if lines else "(no output)"
+    return f"exited during start-up: {last}"
+
+
+def probe(
+    spec: AppSpec,
+    base_url: str,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+) -> None:
+    """Wait until the app answers: ``ready_path`` (if any) with a 2xx, then the request itself.
+
+    Connection errors and 502/503/504 mean "not yet" until ``spec.ready_timeout_s``; any other
+    non-2xx fails at once. Raises :class:`AppFailed` (one line) on either; a process that exits
+    meanwhile raises :class:`ProcessError`.
+    """
+    who = f"{spec.kind} {spec.name}"
+    checks = [("GET", spec.ready_path)] if spec.ready_path else []
+    checks.append((spec.method, spec.path))
+    deadline = time.monotonic() + spec.ready_timeout_s
+    with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
+        for method, path in checks:
+            url = base_url + path
+            last = "no answer"
+            while True:
+                if proc is not None and proc.poll() is not None:
+                    raise ProcessError(f"{who} exited (code {proc.returncode})")
+                try:
+                    body = spec.body_bytes if method == spec.method else None
+                    resp = client.request(method, url, content=body, headers=_headers(spec, body))
+                except httpx.HTTPError as exc:
+                    last = _reason(exc)
+                else:
+                    if 200 <= resp.status_code < 300:
+                        break
+                    last = f"{resp.status_code} {resp.reason_phrase}".strip()
+                    if resp.status_code not in NOT_YET:
+                        raise AppFailed(f"{who}: {method} {url} answered {last}")
+                if time.monotonic() >= deadline:
+                    raise AppFailed(
+                        f"{who}: {method} {url} did not answer within "
+                        f"{spec.ready_timeout_s:g} s ({last})"
+                    )
+                time.sleep(procs.POLL_INTERVAL_S * 5)
+
+
+def _headers(spec: AppSpec, body: bytes | None) -> dict[str, str]:
+    extra = {"Content-Type": "application/json"} if body is not None else {}
+    return extra | dict(spec.headers)
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused" if "refused" in str(exc).lower() else first_line(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no response within {PROBE_TIMEOUT_S:g} s"
+    return first_line(exc)

@@ -1,0 +1,249 @@
+"""Your own app as a variant, and a running target: real PostgreSQL, real uvicorn, short runs.
+
+The server-side figures must belong to the right variant whatever library the app uses and
+whether or not it sets application_name: the apps here use asyncpg and SQLAlchemy, one with a
+foreign application_name and one with none, run beside a built-in strategy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connbench import runner
+from connbench.infra import postgres
+from connbench.model import results
+from connbench.model.scenario import build
+
+from .conftest import ROOT, RecordingReporter, connbench_cmd, part, run_cli
+
+SHORT = {"duration_s": "1.5", "warmup_s": "0.5", "concurrency": "6"}
+
+
+@pytest.fixture(scope="module")
+def own_apps(tmp_path_factory: pytest.TempPathFactory, pg: postgres.Postgres) -> results.RunResult:
+    scenario_file = tmp_path_factory.mktemp("own") / "own.toml"
+    scenario_file.write_text(
+        """
+strategies = ["pool"]
+
+[[app]]
+name = "asyncpg-app"
+app = "tests.apps.asyncpg_app:app"
+count_sql = "SELECT count(*) FROM hits"
+env = { HITS_POOL_SIZE = "3" }
+
+[[app]]
+name = "sqlalchemy-app"
+app = "sqlalchemy_app:app"
+dir = "tests/apps"
+path = "/orders/"
+method = "POST"
+body = { qty = 2 }
+setup_sql = "CREATE TABLE orders (id bigserial PRIMARY KEY, qty int NOT NULL)"
+count_sql = "SELECT count(*) FROM orders WHERE qty = 2"
+"""
+    )
+    out = scenario_file.with_suffix(".json")
+    # On the session's server as a DSN: connbench creates its roles and databases there.
+    runner.execute(build(scenario_file, {**SHORT, "postgres": pg.dsn}), RecordingReporter(), out)
+    return results.load(out)
+
+
+def _result(run: results.RunResult, name: str) -> results.StrategyResult:
+    return next(r for r in run.results if r.strategy == name)
+
+
+def test_own_apps_run_beside_a_strategy_with_rows_matching_responses(
+    own_apps: results.RunResult,
+) -> None:
+    assert [r.strategy for r in own_apps.results] == ["pool", "asyncpg-app", "sqlalchemy-app"]
+    for result in own_apps.results:
+        assert result.status == "ok", result.failure
+        assert part(result.requests).ok > 0 and part(result.requests).errors == 0
+        assert part(result.integrity).ok is True, result.integrity
+        assert part(result.cpu_percent).app is not None
+    described = part(_result(own_apps, "sqlalchemy-app").variant.app)
+    assert (described.method, described.dir) == ("POST", "tests/apps")
+    assert part(_result(own_apps, "asyncpg-app").variant.app).env == ["HITS_POOL_SIZE"]
+
+
+def test_asyncpg_pool_is_attributed_despite_a_foreign_application_name(
+    own_apps: results.RunResult,
+) -> None:
+    server = part(_result(own_apps, "asyncpg-app").server)
+    assert server.connections_peak == 3  # its pool as its env sized it, and nobody else's
+    assert server.sessions_opened == 0  # opened at start-up, none while measured
+
+
+def test_sqlalchemy_nullpool_sessions_are_counted_one_per_request(
+    own_apps: results.RunResult,
+) -> None:
+    result = _result(own_apps, "sqlalchemy-app")
+    server = part(result.server)
+    # pg_stat_database counts every session, however short: exactly one per 2xx.
+    assert server.sessions_opened == part(result.integrity).ok_responses
+    assert 1 <= part(server.connections_peak) <= 6
+
+
+def test_the_builtin_strategy_beside_them_keeps_its_own_figures(
+    own_apps: results.RunResult,
+) -> None:
+    server = part(_result(own_apps, "pool").server)
+    assert server.connections_peak == 4 and server.sessions_opened == 4
+
+
+def test_roles_and_databases_are_dropped_afterwards(
+    own_apps: results.RunResult, pg: postgres.Postgres
+) -> None:
+    with pg.connect() as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'connbench_app_%' "
+            "UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE 'connbench_app_%'"
+        ).fetchall()
+    assert left == []
+
+
+def test_example_app_runs_from_the_repository_root(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    done = run_cli(
+        "run", "--strategy", "pool", "--app", "mine=examples.myapp.main:app",
+        "--duration", "1", "--warmup", "0.3", "--concurrency", "4", "--no-charts",
+        "--count-sql", "SELECT count(*) FROM items", "-o", str(out), cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    mine = next(r for r in results.load(out).results if r.strategy == "mine")
+    assert part(mine.integrity).ok is True
+    assert part(part(mine.server).connections_peak) >= 2 and part(mine.server).samples > 3
+
+
+# --- a target: an app somebody else started ---------------------------------------------------
+
+
+@pytest.fixture
+def served(pg: postgres.Postgres) -> Iterator[tuple[str, str]]:
+    """``connbench serve pool`` on the session's server: its URL and the table it writes."""
+    proc = subprocess.Popen(
+        connbench_cmd("serve", "pool", "--postgres", pg.dsn),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:
+            if line.startswith("serving pool at "):
+                url = line.split(" at ", 1)[1].strip()
+            found = re.match(r"rows go to table (\w+)", line)
+            if found:
+                yield url, found.group(1)
+                break
+        else:
+            pytest.fail("connbench serve did not say where it serves")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_target_run_against_connbench_serve(
+    served: tuple[str, str], pg: postgres.Postgres, tmp_path: Path
+) -> None:
+    url, table = served
+    out = tmp_path / "t.json"
+    done = run_cli(
+        "run", "--target", f"served={url}", "--postgres", pg.dsn,
+        "--count-sql", f"SELECT count(*) FROM {table}",
+        "--duration", "1.5", "--warmup", "0.3", "--concurrency", "6", "--format", "json",
+        "-o", str(out), cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = results.load(out).results[0]
+    assert result.status == "ok" and result.variant.kind == "target"
+    assert part(result.cpu_percent).app is None  # not ours: unknown, not 0
+    assert json.loads(done.stdout)["summary"][0]["cpu_app_percent"] is None
+    integrity = part(result.integrity)
+    assert integrity.ok is True and part(integrity.rows_inserted) > 0
+    assert part(result.server).connections_peak == 4  # serve's pool: psycopg_pool's 4
+    assert part(result.server).sessions_opened == 0
+    assert pg.dsn not in out.read_text() and pg.dsn not in done.stdout + done.stderr
+
+
+def test_target_that_does_not_answer_is_one_line(pg: postgres.Postgres, tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "--target", "gone=http://127.0.0.1:9/", "--postgres", pg.dsn,
+        "--duration", "1", "-o", str(tmp_path / "r.json"), cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "target gone: GET http://127.0.0.1:9/visit/ did not answer" in done.stdout
+    assert "connection refused" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+# --- bad apps: one line each, the others go on, exit 1 ----------------------------------------
+
+BAD_APPS = {
+    "nomod": ('app = "tests.apps.nowhere:app"', "module 'tests.apps.nowhere' does not import"),
+    "noattr": ('app = "tests.apps.bad_apps:nothing"', "has no attribute 'nothing'"),
+    "notasgi": ('app = "tests.apps.bad_apps:not_an_app"', "is not an ASGI app (it is a int)"),
+    "silent": (
+        'app = "tests.apps.bad_apps:silent"\nready_timeout_s = 2',
+        "GET http://127.0.0.1:",
+    ),
+    "missing": ('app = "tests.apps.bad_apps:ok_app"\npath = "/nope/"', "answered 404 Not Found"),
+    "broken": (
+        'app = "tests.apps.bad_apps:ok_app"\npath = "/boom/"',
+        "answered 500 Internal Server Error",
+    ),
+    "badcount": (
+        'app = "tests.apps.bad_apps:ok_app"\npath = "/ok/"\n'
+        'count_sql = "SELECT count(*) FROM nope"',
+        'count_sql failed: relation "nope" does not exist',
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    tmp = tmp_path_factory.mktemp("bad")
+    tables = "".join(
+        f'\n[[app]]\nname = "{name}"\n{body}\n' for name, (body, _) in BAD_APPS.items()
+    )
+    scenario = tmp / "bad.toml"
+    scenario.write_text(f'strategies = ["pool"]\nduration_s = 1\nwarmup_s = 0.2\n{tables}')
+    out = tmp / "r.json"
+    return run_cli("run", str(scenario), "--no-charts", "-o", str(out), cwd=ROOT), out
+
+
+@pytest.mark.parametrize("name", list(BAD_APPS))
+def test_bad_app_is_one_line_naming_it_and_the_cause(
+    bad_run: tuple[subprocess.CompletedProcess[str], Path], name: str
+) -> None:
+    done, out = bad_run
+    failure = next(r for r in results.load(out).results if r.strategy == name).failure or ""
+    assert "\n" not in failure
+    assert failure.startswith(f"app {name}: ") and BAD_APPS[name][1] in failure, failure
+    assert failure in done.stdout
+
+
+def test_bad_apps_fail_the_run_but_not_the_others(
+    bad_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, out = bad_run
+    assert done.returncode == 1
+    statuses = {r.strategy: r.status for r in results.load(out).results}
+    assert statuses == {"pool": "ok", **{name: "failed" for name in BAD_APPS}}
+    assert "Traceback" not in done.stdout + done.stderr
