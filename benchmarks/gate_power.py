@@ -30,15 +30,12 @@ directory, named in the output), and ``--judge DIR`` judges them again, e.g. wit
 least 19 of 20.
 
 The two variants are your own app twice (``[[app]]`` tables in a scenario written per trial,
-each with its ``env``), as a user's A/B run would serve two revisions. Where this connbench
-has no ``--app`` yet, they are served through the built-in app machinery instead (two
-strategies registered here, uvicorn given the knob by ``--env-file``).
+each with its ``env``), as a user's A/B run would serve two revisions.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -87,53 +84,6 @@ class _Quiet:
             log(f"  {result.key} #{result.repeat + 1}: {result.status}: {result.failure}")
 
 
-def _register_knob_apps(workdir: Path) -> dict[str, Path]:
-    """Serve knob_app as two strategies, ``base`` and ``head``, each with its own env file.
-
-    Stands in for ``--app NAME=knob_app:app@benchmarks`` until connbench has it.
-    """
-    from dataclasses import dataclass as frozen_dataclass
-
-    from connbench.apps import STRATEGIES, Strategy
-    from connbench.infra import appserver
-
-    @frozen_dataclass(frozen=True)
-    class KnobStrategy(Strategy):
-        env_file: str = ""
-
-        @property
-        def app_path(self) -> str:
-            return "knob_app:app"
-
-    env_files = {}
-    for name in ("base", "head"):
-        env_files[name] = workdir / f"{name}.env"
-        env_files[name].write_text(f"{KNOB}=0\n")
-        STRATEGIES[name] = KnobStrategy(
-            name,
-            "knob_app",
-            f"benchmarks/knob_app.py, {KNOB} from {env_files[name]}",
-            pooled=True,
-            uses_pool=True,
-            env_file=str(env_files[name]),
-        )
-    original = appserver.uvicorn_argv
-
-    def argv(strategy: Any, port: int, workers: int) -> list[str]:
-        out = original(strategy, port, workers)
-        if isinstance(strategy, KnobStrategy):
-            out += ["--app-dir", str(HERE), "--env-file", strategy.env_file]
-        return out
-
-    appserver.uvicorn_argv = argv
-    return env_files
-
-
-def has_own_apps() -> bool:
-    """Whether this connbench serves your own app (``--app``, ``[[app]]``)."""
-    return importlib.util.find_spec("connbench.model.appspec") is not None
-
-
 SETUP_SQL = (
     "CREATE TABLE IF NOT EXISTS visits "
     "(id bigserial PRIMARY KEY, timestamp timestamptz NOT NULL DEFAULT now())"
@@ -172,34 +122,14 @@ class Runner:
     warmup_s: float
     concurrency: int
 
-    def __post_init__(self) -> None:
-        self.own_apps = has_own_apps()
-        if not self.own_apps:
-            self.env_files = _register_knob_apps(self.workdir)
-
     def run(self, work_us: dict[str, float], out: Path) -> dict[str, Any]:
         """One A/B run: base and head with their extra work, ``rounds`` interleaved rounds."""
         from connbench import runner
         from connbench.model import results, scenario
 
-        if self.own_apps:
-            path = self.workdir / "scenario.toml"
-            path.write_text(scenario_toml(work_us, self))
-            chosen = scenario.build(path, {})
-        else:
-            for name, env_file in self.env_files.items():
-                env_file.write_text(f"{KNOB}={work_us[name]:.1f}\n")
-            chosen = scenario.build(
-                None,
-                {
-                    "name": "gate-power",
-                    "strategies": ["base", "head"],
-                    "concurrency": str(self.concurrency),
-                    "duration_s": str(self.duration_s),
-                    "warmup_s": str(self.warmup_s),
-                    "repeat": str(self.rounds),
-                },
-            )
+        path = self.workdir / "scenario.toml"
+        path.write_text(scenario_toml(work_us, self))
+        chosen = scenario.build(path, {})
         run, _ = runner.execute(chosen, _Quiet(), out)
         if run.interrupted:
             raise KeyboardInterrupt
