@@ -23,7 +23,8 @@ from connbench.analyse import compare, paired, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs
 from connbench.measure import calibrate
-from connbench.model import checks, metrics, results, scenario
+from connbench.model import checks, files, metrics, results, scenario
+from connbench.model.dsn import redact
 from connbench.model.errors import BadInput, ConnbenchError, MissingDependency
 from connbench.present import common as present_common
 from connbench.present import compare as compare_view
@@ -55,8 +56,13 @@ def _domain_errors() -> Iterator[None]:
         yield
     except ConnbenchError as exc:
         # Plain text, never wrapped: the first line must stand alone in a log.
-        typer.echo(f"connbench: error: {exc}", err=True)
+        typer.echo(f"connbench: error: {redact(str(exc))}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        # The machine, not connbench: a full disk, a read-only or forbidden directory.
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(f"connbench: error: {exc.strerror or exc}{where}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _version(value: bool) -> None:
@@ -209,7 +215,7 @@ FaultOpt = Annotated[
     ),
 ]
 OutputOpt = Annotated[
-    Path | None,
+    str | None,  # a str until checked: Path() would drop a trailing slash
     typer.Option("--output", "-o", help="Result file (default: results/NAME-TIME.json)."),
 ]
 ChartsOpt = Annotated[bool, typer.Option(help="Draw the per-second charts.")]
@@ -349,10 +355,20 @@ def run(
             overrides["server"] = {"max_connections": max_connections}
         chosen = scenario.build(scenario_file, overrides)
         notes = console if fmt == "table" else err_console
+        if output is not None and output.endswith("/"):
+            raise BadInput(f"--output: {output} names a directory; give a file name")
         result, path = runner.execute(
-            chosen, progress.ConsoleReporter(notes), output, calibrate_first=calibrate_first
+            chosen,
+            progress.ConsoleReporter(notes),
+            Path(output) if output is not None else None,
+            calibrate_first=calibrate_first,
         )
         _show_run(result, fmt, charts, label=str(path))
+        if path is None or files.is_fallback(path):
+            # Said above, with the reason; the last line says it again for scripts and logs.
+            where = f"saved to {path} instead" if path else "not saved"
+            typer.echo(f"connbench: error: the result was {where}", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED)
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
         if html_report:
             page = _write_html(path.with_suffix(".html"), [(str(path), result)])
@@ -791,7 +807,7 @@ def main() -> None:
         if os.environ.get("CONNBENCH_DEBUG"):
             raise
         typer.echo(
-            f"connbench: internal error: {type(exc).__name__}: {exc} "
+            f"connbench: internal error: {type(exc).__name__}: {redact(str(exc))} "
             "(set CONNBENCH_DEBUG=1 for the traceback)",
             err=True,
         )

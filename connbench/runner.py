@@ -32,9 +32,10 @@ from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, tempdirs, userapp
 from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
-from connbench.model import results
+from connbench.model import files, results
 from connbench.model.appspec import AppSpec
-from connbench.model.errors import ProcessError
+from connbench.model.dsn import redact
+from connbench.model.errors import BadInput, ProcessError
 from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
@@ -114,14 +115,18 @@ class _Run:
 
 def execute(
     scenario: Scenario, reporter: Reporter, output: Path | None, calibrate_first: bool = False
-) -> tuple[RunResult, Path]:
+) -> tuple[RunResult, Path | None]:
     """Run every strategy of ``scenario``, save the result, return it and where it went.
 
-    Raises the domain errors of :mod:`connbench.infra.postgres` when the server cannot be had;
-    an app that fails is recorded as failed and the run goes on.
+    Where it went: ``output`` (default ``results/NAME-TIME.json``); a fallback directory when
+    that cannot be written at the end (:func:`connbench.model.files.is_fallback` says so, and
+    the reporter was told why); None when nothing was measured and ``output`` already existed
+    (it is left as it was). Raises :class:`BadInput` before anything starts when ``output``
+    is no place for a result, and the domain errors of :mod:`connbench.infra.postgres` when the
+    server cannot be had; an app that fails is recorded as failed and the run goes on.
     """
     run = results.new_run(scenario.to_dict())
-    path = output or results.default_path(run)
+    path = _destination(output or results.default_path(run), scenario.source)
     variants = scenario.variants()  # once: the plan, the warnings and the predictions
     # An own app's pattern is its own: nothing to predict.
     predictions = {v: _predict(v, scenario) for v in variants if v.kind == "strategy"}
@@ -159,8 +164,41 @@ def execute(
     finally:
         run.summary = stats.aggregate(run.results)
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
-        results.save(run, path)
-    return run, path
+        saved = _save(run, path, reporter)
+    return run, saved
+
+
+def _destination(path: Path, scenario_file: str | None) -> Path:
+    """``path`` checked (and resolved) before anything starts: a run whose result has nowhere
+    to go is refused, not run; so is one that would overwrite its own scenario file."""
+    try:
+        checked = files.check_destination(path)
+    except files.OutputRefused as exc:
+        raise BadInput(f"--output: {exc}") from None
+    if scenario_file and checked.resolve() == Path(scenario_file).resolve():
+        raise BadInput(f"--output: {path} is the scenario file; the result would replace it")
+    return checked
+
+
+def measured(run: RunResult) -> bool:
+    """Whether any variant served a request: a result without one replaces no file."""
+    return any(r.requests is not None and r.requests.total for r in run.results)
+
+
+def _save(run: RunResult, path: Path, reporter: Reporter) -> Path | None:
+    """Save ``run`` at ``path``, or somewhere: what was measured is never lost."""
+    data = results.dump(run)
+    saved = files.save_or_fallback(path, data, replace_existing=measured(run))
+    if saved.problem is None:
+        return saved.path
+    if saved.path is not None:
+        reporter.warn(f"{saved.problem}; the result is in {saved.path}")
+    elif measured(run):  # no directory anywhere took it: the terminal is the last place left
+        reporter.warn(f"{saved.problem}, nor could any fallback directory; the result:")
+        reporter.note(data.decode())
+    else:
+        reporter.note(saved.problem)
+    return saved.path
 
 
 def round_plan(variants: list[Variant], rounds: int) -> list[tuple[int, int, Variant]]:
@@ -288,7 +326,7 @@ def _run_variant(
                 measured = _measure(app, route.bouncer, variant, run)
                 died, app_log = app.exit_code(), app.log_tail()
         except ProcessError as exc:
-            return _not_measured(variant, repeat, "failed", str(exc))
+            return _not_measured(variant, repeat, "failed", redact(str(exc)))
         connects = measured.samples.connects
         if measured.injected is not None:
             connects += measured.injected.connects
@@ -306,7 +344,9 @@ def _run_variant(
         pgbouncer=route.bouncer.describe() if route.bouncer else None,
     )
     if died is not None:
-        result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+        result.warnings.append(
+            f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
+        )
     return result
 
 
@@ -457,7 +497,7 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             sessions_after = sampler.sessions_counter(control, db.name)
             rows_after = userapp.count(spec, control)
     except ProcessError as exc:
-        return not_run("failed", str(exc))
+        return not_run("failed", redact(str(exc)))
     opened = None
     if sessions_before is not None and sessions_after is not None:
         # The sampler's own sessions land on the target's database, not on an own app's.

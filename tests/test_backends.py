@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from connbench.infra import postgres
+from connbench.model import dsn
 from connbench.model.errors import BadInput, MissingDependency
 
 
@@ -27,10 +28,10 @@ def test_parse_backend(value: str, kind: str) -> None:
     assert postgres.parse_backend("docker:postgres:15").image == "postgres:15"
 
 
-def test_redact_hides_password() -> None:
-    shown = postgres.redact("postgresql://bob:s3cret@db.example:6432/app?sslmode=require")
+def test_display_hides_password() -> None:
+    shown = dsn.display("postgresql://bob:s3cret@db.example:6432/app?sslmode=require")
     assert shown == "postgresql://bob@db.example:6432/app"
-    assert "s3cret" not in postgres.redact("host=h user=bob password=s3cret dbname=app")
+    assert "s3cret" not in dsn.display("host=h user=bob password=s3cret dbname=app")
 
 
 def test_embedded_server_is_loopback_only_and_settings_apply() -> None:

@@ -224,7 +224,7 @@ def start(
     secret, auth = _auth_secret(pg, password, conn)
     os_user = procs.unprivileged_user()
     with ExitStack() as stack:
-        tmp = tempdirs.make_for_user("pgbouncer", os_user, stack, mode=0o700)
+        tmp = tempdirs.make_for_user("pgbouncer", os_user, stack)
         port = procs.free_port()
         userlist = userlist_text(user, secret)
         auth_file = tempdirs.write_private(tmp / "userlist.txt", userlist, os_user)

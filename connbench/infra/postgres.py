@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -34,16 +33,23 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from connbench.infra import procs, tempdirs
+from connbench.model import files
 
 # Parsed in the model (a scenario validates --postgres); re-exported for the callers here.
 from connbench.model.backend import DEFAULT_DOCKER_IMAGE
 from connbench.model.backend import Backend as Backend
 from connbench.model.backend import parse_backend as parse_backend
-from connbench.model.dsn import redact as redact
-from connbench.model.errors import BadInput, MissingDependency, PostgresError, ProcessError
+from connbench.model.dsn import display, redact, remember_secret
+from connbench.model.errors import (
+    BadInput,
+    MissingDependency,
+    PostgresError,
+    ProcessError,
+    first_line,
+)
 
 READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
@@ -88,7 +94,7 @@ class Postgres:
 
     @property
     def display_dsn(self) -> str:
-        return redact(self.dsn)
+        return display(self.dsn)
 
     def app_dsn(self) -> str:
         """The DSN the apps use: tagged so the sampler can tell their sessions apart."""
@@ -239,8 +245,21 @@ def _private_copy(bindir: Path, tmp: Path) -> Path:
 def _run_as(argv: list[str], user: str | None, what: str) -> None:
     result = procs.run_to_end(argv, user=user)
     if result.returncode != 0:
-        tail = result.stdout.strip().splitlines()[-15:]
-        raise PostgresError(f"{what} failed (exit {result.returncode})\n" + "\n".join(tail))
+        tail = "\n".join(result.stdout.strip().splitlines()[-15:])
+        raise PostgresError(procs.with_cause(f"{what} failed (exit {result.returncode})", tail))
+
+
+@contextmanager
+def _setup_errors(kind: str, where: Path) -> Iterator[None]:
+    """An OSError while preparing the server's directory (no space, no permission) as one
+    :class:`PostgresError` whose first words are the cause."""
+    try:
+        yield
+    except shutil.Error as exc:  # copytree gathers (src, dst, why) for each file it missed
+        why = exc.args[0][0][2] if exc.args and exc.args[0] else str(exc)
+        raise PostgresError(f"{kind}: {why} (preparing {where})") from None
+    except OSError as exc:
+        raise PostgresError(f"{kind}: {exc.strerror} (preparing {where})") from None
 
 
 @contextmanager
@@ -252,19 +271,21 @@ def _cluster(
     user = procs.unprivileged_user()
     with ExitStack() as stack:
         tmp = tempdirs.make_for_user("pg", user, stack, workdir)
-        if user is not None and not _usable_by(bindir, user):
-            # The install sits where `user` cannot reach (a venv under /root, say):
-            # run a private copy instead of widening anyone's permissions.
-            bindir = _private_copy(bindir, tmp)
-        if not _usable_by(bindir, user):
-            raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
-        data = tmp / "data"
-        password = _initdb(kind, bindir, data, tmp, user)
-        port = procs.free_port()
-        log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
+        with _setup_errors(kind, tmp):
+            if user is not None and not _usable_by(bindir, user):
+                # The install sits where `user` cannot reach (a venv under /root, say):
+                # run a private copy instead of widening anyone's permissions.
+                bindir = _private_copy(bindir, tmp)
+            if not _usable_by(bindir, user):
+                raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
+            data = tmp / "data"
+            password = _initdb(kind, bindir, data, tmp, user)
+            port = procs.free_port()
+            log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
+            sockdir = files.private_subdir(tmp / "sock", tempdirs.owner_of(user))
         server = stack.enter_context(
             procs.Child(
-                _postgres_argv(bindir, data, port, _socket_dir(tmp, user), settings),
+                _postgres_argv(bindir, data, port, sockdir, settings),
                 name="postgres",
                 log_path=log_path,
                 env=procs.child_env({}),
@@ -329,14 +350,6 @@ def _initdb(kind: str, bindir: Path, data: Path, tmp: Path, user: str | None) ->
     )
     pwfile.unlink()
     return password
-
-
-def _socket_dir(tmp: Path, user: str | None) -> Path:
-    sockdir = tmp / "sock"
-    sockdir.mkdir()
-    if user is not None:
-        os.chown(sockdir, pwd.getpwnam(user).pw_uid, -1)
-    return sockdir
 
 
 def _postgres_argv(
@@ -450,6 +463,54 @@ def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
 # --- external ------------------------------------------------------------------------------
 
 
+# What a service file may add besides where and who (kept when the DSN itself did not say).
+_RESOLVED_EXTRAS = (
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "options",
+    "target_session_attrs", "gssencmode", "channel_binding",
+)  # fmt: skip
+
+
+def resolved_dsn(given: str, conn: psycopg.Connection[Any]) -> str:
+    """``given`` as libpq resolved it on ``conn``: host, port, user, database and password
+    from wherever libpq found them (``PGPASSWORD``, ``PGHOST``..., a service file, a password
+    file). A child (app, PgBouncer, pgbench) connects with it as we did, needing none of our
+    environment; it holds the password, so it goes to children privately (environment or a
+    0600 file), never on a command line. Only what the user gave or libpq resolved: not
+    connbench's own ``connect_timeout``, nor what a driver other than libpq would not know
+    (``hostaddr``, ``sslcertmode``).
+    """
+    params: dict[str, Any] = {
+        key: value
+        for key, value in conninfo_to_dict(given).items()
+        if key not in ("service", "passfile")  # applied: what they gave is below
+    }
+    found = conn.info.get_parameters()
+    params.update({k: found[k] for k in _RESOLVED_EXTRAS if k in found and k not in params})
+    info = conn.info
+    params.update(host=info.host, port=info.port, user=info.user, dbname=info.dbname)
+    if info.password:
+        remember_secret(info.password)
+        params["password"] = info.password
+    return make_conninfo("", **params)
+
+
+# Keywords a libpq program of another version (pgbench) understands, for its command line.
+_PORTABLE_KEYWORDS = (
+    "host", "hostaddr", "port", "user", "dbname", "options", "sslmode", "sslrootcert",
+    "sslcert", "sslkey", "sslcrl", "gssencmode", "target_session_attrs", "connect_timeout",
+)  # fmt: skip
+
+
+def for_libpq_program(dsn: str) -> tuple[str, dict[str, str]]:
+    """(a conninfo without secrets, for a libpq program's command line; the environment that
+    gives it the password): argv is readable by every local user, a process' environment
+    only by its owner."""
+    params = conninfo_to_dict(dsn)
+    password = str(params.get("password") or "")
+    shown = {k: v for k, v in params.items() if k in _PORTABLE_KEYWORDS and v is not None}
+    return make_conninfo("", **shown), ({"PGPASSWORD": password} if password else {})
+
+
 @contextmanager
 def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     if settings:
@@ -459,11 +520,21 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     table = f"connbench_visits_{secrets.token_hex(4)}"
     pg = Postgres(backend="external", dsn=dsn, table=table)
     try:
-        pg.connect().close()
-    except psycopg.OperationalError as exc:
+        with pg.connect() as conn:
+            # The apps, PgBouncer and pgbench must log in as we did: hand them what libpq found.
+            pg.dsn = resolved_dsn(dsn, conn)
+            user = conn.info.user
+    except psycopg.Error as exc:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise BadInput(f"cannot connect to {pg.display_dsn}: {reason}") from None
-    _create_table(pg)
+        raise BadInput(f"cannot connect to {pg.display_dsn}: {redact(reason)}") from None
+    try:
+        _create_table(pg)
+    except psycopg.Error as exc:
+        raise BadInput(
+            f"{pg.display_dsn}: user {user!r} may not create connbench's table ({first_line(exc)});"
+            f" connbench needs CREATE on a schema in its search_path, e.g. "
+            f"GRANT CREATE ON SCHEMA public TO {user}"
+        ) from None
     try:
         pg.describe()
         yield pg

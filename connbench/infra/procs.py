@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
+from connbench.model import files
 from connbench.model.errors import MissingDependency, ProcessError
 
 _PR_SET_PDEATHSIG = 1
@@ -43,6 +45,33 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return "(no log)"
     tail = text.strip().splitlines()[-lines:]
     return "\n".join(tail) if tail else "(log is empty)"
+
+
+# What a failing child's output says first about why, most telling first: an OS error names the
+# cause outright; PostgreSQL's and PgBouncer's FATAL/ERROR lines say what they were doing.
+_CAUSES = (
+    re.compile(
+        r"No space left on device|Disk quota exceeded|Permission denied|Read-only file system"
+        r"|Too many open files|Cannot allocate memory|Address already in use"
+    ),
+    re.compile(r"\b(FATAL|PANIC|ERROR|error|could not|cannot|invalid)\b"),
+)
+
+
+def cause(text: str) -> str | None:
+    """The line of a child's output that best says why it failed, or None."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for pattern in _CAUSES:
+        for line in lines:
+            if pattern.search(line):
+                return line
+    return None
+
+
+def with_cause(headline: str, tail: str) -> str:
+    """``headline: <cause>`` then the tail: the reason must be on the line a user reads."""
+    found = cause(tail)
+    return f"{headline}: {found}\n{tail}" if found else f"{headline}\n{tail}"
 
 
 def free_port() -> int:
@@ -147,25 +176,26 @@ class Child:
         """Start the program (again), in its own session, output appended to the log."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(f"{self.name}: child processes must be started on the main thread")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            try:
-                self._proc = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self.env,
-                    cwd=self.cwd,
-                    user=self.user,
-                    start_new_session=True,
-                    pass_fds=self.pass_fds,
-                    preexec_fn=_die_with_parent,
-                )
-            except OSError as exc:
-                raise ProcessError(
-                    f"could not start {self.name} ({self.argv[0]}): {exc.strerror}"
-                ) from None
+        log = files.open_log(self.log_path)  # 0600 if new: a log may quote a DSN
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                user=self.user,
+                start_new_session=True,
+                pass_fds=self.pass_fds,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            raise ProcessError(
+                f"could not start {self.name} ({self.argv[0]}): {exc.strerror}"
+            ) from None
+        finally:
+            os.close(log)
         return self._proc
 
     def stop(self) -> None:
@@ -205,6 +235,7 @@ def run_to_end(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=child_env({}),  # not ours: it may hold PGPASSWORD, and `user` is someone else
         user=user,
         start_new_session=True,
     )
@@ -236,10 +267,10 @@ class _Wait:
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise ProcessError(
-                f"{self.what}: process exited with code {self.proc.returncode} before it was "
-                f"ready\n{self._tail()}"
+            headline = (
+                f"{self.what}: process exited with code {self.proc.returncode} before it was ready"
             )
+            raise ProcessError(with_cause(headline, self._tail()))
 
     def check_deadline(self) -> None:
         if time.monotonic() >= self.deadline:
@@ -291,6 +322,7 @@ def unprivileged_user() -> str | None:
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "connbench"],
         capture_output=True,
         text=True,
+        env=child_env({}),
     )
     if result.returncode != 0:
         raise MissingDependency(

@@ -19,48 +19,62 @@ from pathlib import Path
 import psutil
 
 from connbench.infra import procs
+from connbench.model import files
 from connbench.model.errors import ConnbenchError
 
 OWNER_FILE = ".connbench-owner"
 PREFIX = "connbench-"
 
 
-def make(prefix: str, parent: str | Path | None = None) -> Path:
-    """A new ``connbench-<prefix>-*`` directory stamped with our PID."""
-    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{prefix}-", dir=parent))
-    (path / OWNER_FILE).write_text(f"{os.getpid()} {psutil.Process().create_time()}\n")
+def owner_of(user: str | None) -> files.Owner | None:
+    """(uid, gid) of OS user ``user``; None for us."""
+    if user is None:
+        return None
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def make(prefix: str, parent: str | Path | None = None, user: str | None = None) -> Path:
+    """A new ``connbench-<prefix>-*`` directory, 0700 from its creation and owned by ``user``
+    (None: us), stamped with our PID (a file only we can write, see :func:`remove_stale`)."""
+    path = files.private_dir(f"{PREFIX}{prefix}-", parent, owner_of(user))
+    try:
+        stamp = f"{os.getpid()} {psutil.Process().create_time()}\n"
+        files.write_secret(path / OWNER_FILE, stamp)
+    except BaseException:
+        remove(path)
+        raise
     return path
 
 
 def make_for_user(
-    prefix: str, user: str | None, stack: ExitStack, parent: Path | None = None, mode: int = 0o755
+    prefix: str, user: str | None, stack: ExitStack, parent: Path | None = None
 ) -> Path:
-    """A new directory (see :func:`make`) that ``user`` owns and can write to.
+    """A new private directory (see :func:`make`) that ``user`` owns and can write to.
 
     Its removal is registered on ``stack``. Under ``parent``, by default $TMPDIR, or under /tmp
     when $TMPDIR sits where ``user`` cannot reach (under a 0700 directory, say). Raises
-    :class:`ConnbenchError` when ``user`` can write to neither.
+    :class:`ConnbenchError` when ``user`` can write to neither, or a directory cannot be made
+    there at all (ENOSPC, EACCES: the cause first).
     """
     for where in (parent, "/tmp") if parent is None else (parent,):
-        path = make(prefix, where)
+        try:
+            path = make(prefix, where, user)
+        except OSError as exc:
+            raise ConnbenchError(
+                f"cannot create a temp directory in {where or tempfile.gettempdir()}: "
+                f"{exc.strerror}"
+            ) from None
         stack.callback(remove, path)
-        path.chmod(mode)
-        if user is None:
-            return path
-        entry = pwd.getpwnam(user)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-        if procs.writable_by(path, user):
+        if user is None or procs.writable_by(path, user):
             return path
     raise ConnbenchError(f"OS user {user!r} cannot write to {path}")
 
 
 def write_private(path: Path, text: str, user: str | None) -> Path:
-    """Write ``text`` to a file only its owner can read, owned by ``user`` (None: us)."""
-    path.write_text(text)
-    path.chmod(0o600)
-    if user is not None:
-        os.chown(path, pwd.getpwnam(user).pw_uid, -1)
-    return path
+    """Create ``path`` 0600 with ``text``, owned by ``user`` (None: us); see
+    :func:`connbench.model.files.write_secret`."""
+    return files.write_secret(path, text, owner_of(user))
 
 
 def remove(path: Path) -> None:
@@ -80,8 +94,11 @@ def _alive(pid: int, created: float | None) -> bool:
 
 
 def _owner_alive(path: Path) -> bool:
+    stamp = path / OWNER_FILE
     try:
-        fields = (path / OWNER_FILE).read_text().split()
+        if path.is_symlink() or stamp.is_symlink() or stamp.stat().st_uid != os.geteuid():
+            return True  # not made by a connbench of ours: never remove another user's files
+        fields = stamp.read_text().split()
         return _alive(int(fields[0]), float(fields[1]) if len(fields) > 1 else None)
     except (OSError, ValueError, IndexError):
         return True  # not ours to judge: leave it

@@ -37,6 +37,7 @@ from connbench.infra import appserver, procs
 from connbench.infra.launch import FAILED
 from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
 from connbench.model.appspec import AppSpec
+from connbench.model.dsn import remember_secret
 from connbench.model.errors import ProcessError, first_line
 
 CONTROL_APP = "connbench-control"  # excluded from the app's sessions (OWN_SESSIONS)
@@ -111,6 +112,7 @@ def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
     """
     ident = _identifier(spec.name)
     password = secrets.token_urlsafe(24)
+    remember_secret(password)  # masked wherever an app's log or error quotes it
     role, db = sql.Identifier(ident), sql.Identifier(ident)
     created: list[sql.Composed] = []
     try:

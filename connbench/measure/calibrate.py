@@ -15,17 +15,16 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, procs
-from connbench.infra.postgres import Postgres
+from connbench.infra import appserver, procs, tempdirs
+from connbench.infra.postgres import Postgres, for_libpq_program
 from connbench.measure import load
+from connbench.model.dsn import redact
 from connbench.model.errors import MissingDependency
 from connbench.model.result_types import Calibration
 
@@ -47,7 +46,7 @@ def pgbench_tps(
     binary = pgbench_path(pg)
     if binary is None:
         raise MissingDependency("calibrate: pgbench not found (it ships with the embedded server)")
-    params = conninfo_to_dict(pg.dsn)
+    conninfo, secret_env = for_libpq_program(pg.dsn)
     script = workdir / "insert.sql"
     with pg.connect() as conn:
         statement = sql.SQL("INSERT INTO {} DEFAULT VALUES;").format(sql.Identifier(pg.table))
@@ -56,18 +55,17 @@ def pgbench_tps(
         str(binary), "-n", "-f", str(script),
         "-c", str(concurrency), "-j", str(min(concurrency, os.cpu_count() or 1)),
         "-T", str(max(1, round(duration_s))),
-        "-h", str(params.get("host", "127.0.0.1")), "-p", str(params.get("port", 5432)),
-        "-U", str(params.get("user", "")), str(params.get("dbname", "")),
+        conninfo,  # pgbench takes a conninfo as its database name; no password in it
     ]  # fmt: skip
     if reconnect:
         argv.insert(1, "-C")
     # The password goes through the environment, never the command line.
-    env = procs.child_env({"PGPASSWORD": str(params.get("password") or "")})
+    env = procs.child_env(secret_env)
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration_s + 60)
     found = TPS.search(result.stdout)
     if result.returncode != 0 or found is None:
         tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        raise MissingDependency("calibrate: pgbench failed: " + " | ".join(tail))
+        raise MissingDependency("calibrate: pgbench failed: " + redact(" | ".join(tail)))
     pg.reset_table()
     return float(found.group(1))
 
@@ -79,6 +77,7 @@ def wrk_rps(url: str, concurrency: int, duration_s: float) -> float | None:
         ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s", url],
         capture_output=True,
         text=True,
+        env=procs.child_env({}),  # not ours, which may hold PGPASSWORD
         timeout=duration_s + 30,
     )
     found = WRK_RPS.search(result.stdout)
@@ -90,8 +89,8 @@ def measure(
 ) -> Calibration:
     """All ceilings at ``concurrency``, ``duration_s`` each. Takes about 4 x duration_s."""
     out: dict[str, Any] = {"concurrency": concurrency, "duration_s": duration_s}
-    with tempfile.TemporaryDirectory(prefix="connbench-calibrate-") as tmp:
-        workdir = Path(tmp)
+    workdir = tempdirs.make("calibrate")
+    try:
         config = appserver.AppConfig(pool_min=1, pool_max=1)
         with appserver.start(
             STRATEGIES["connect"], pg.app_dsn(), pg.table, config, workdir / "app.log"
@@ -106,4 +105,6 @@ def measure(
         out["pgbench_connect_tps"] = round(
             pgbench_tps(pg, concurrency, duration_s, True, workdir), 1
         )
+    finally:
+        tempdirs.remove(workdir)
     return Calibration.model_validate(out)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench.model.errors import BadInput
+from connbench.model.dsn import redact, remember
+from connbench.model.errors import BadInput, first_line
 
 DEFAULT_DOCKER_IMAGE = "postgres:16-alpine"
 
@@ -38,13 +39,18 @@ def parse_backend(value: str) -> Backend:
     if value == "docker" or value.startswith("docker:"):
         image = value.partition(":")[2] or DEFAULT_DOCKER_IMAGE
         return Backend("docker", image=image)
+    # Whatever else it is, it may be a DSN with a password (or a mistyped one): from here on
+    # no message, log or saved field shows that password.
+    remember(value)
     if value.startswith(("postgresql://", "postgres://")) or "=" in value:
         try:
             conninfo_to_dict(value)
         except psycopg.ProgrammingError as exc:
-            raise BadInput(f"--postgres: not a valid connection string: {exc}") from None
+            reason = redact(first_line(exc))
+            raise BadInput(f"--postgres: not a valid connection string: {reason}") from None
         return Backend("external", dsn=value)
+    hint = " (a postgresql:// DSN needs two slashes)" if value.startswith("postgres") else ""
     raise BadInput(
-        f"--postgres: unknown backend {value!r}; expected embedded, local, docker[:IMAGE] "
-        "or a postgresql:// DSN"
+        f"--postgres: unknown backend {redact(value)!r}{hint}; expected embedded, local, "
+        "docker[:IMAGE] or a postgresql:// DSN"
     )

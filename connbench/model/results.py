@@ -58,8 +58,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
@@ -71,6 +71,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from connbench import __version__
+from connbench.model import files
+from connbench.model.dsn import redact_all
 from connbench.model.errors import ResultFileError
 from connbench.model.result_types import (
     Environment,
@@ -173,29 +175,32 @@ def validated(run: RunResult, where: str = "result") -> RunResult:
         raise ResultFileError(f"{where}: {describe(exc)}") from None
 
 
+def dump(run: RunResult, where: str = "result") -> bytes:
+    """The document as saved: validated (raises :class:`ResultFileError` naming the field
+    that does not: a bug in connbench), then JSON with every string redacted (a DSN's
+    password, in any spelling, never reaches a file people commit)."""
+    document = redact_all(to_dict(validated(run, f"{where}: not saved")))
+    return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode()
+
+
 def save(run: RunResult, path: Path) -> Path:
-    """Validate ``run``, then write it to ``path`` atomically (temp file in the same
-    directory, then rename). Raises :class:`ResultFileError` naming the field that does not
-    validate (a bug in connbench: nothing is written)."""
-    document = to_dict(validated(run, f"{path}: not saved"))
+    """Validate ``run`` and write it to ``path`` atomically, only over a regular file (see
+    :func:`connbench.model.files.write_atomic`). Raises :class:`ResultFileError` when it does
+    not validate (nothing is written), OSError or
+    :class:`~connbench.model.files.OutputRefused` when it cannot be written."""
+    data = dump(run, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return files.write_atomic(path, data)
+
+
+NAME_BYTES = 120  # of the scenario name in a default file name: far below any NAME_MAX
 
 
 def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     stamp = run.created_at.replace(":", "").replace("-", "").replace("+0000", "Z")
-    name = (run.scenario.name or "run").replace("/", "_")
+    # The name is free text: keep what is safe in a file name, and not too much of it.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", run.scenario.name or "run")
+    name = name.lstrip(".-")[:NAME_BYTES] or "run"
     return directory / f"{name}-{stamp}.json"
 
 

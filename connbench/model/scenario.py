@@ -16,14 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict
-
 from connbench.apps import STRATEGIES
 from connbench.model import appspec, faults
 from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
 from connbench.model.checks import CompleteError, Limit, parse_gate, parse_limit
-from connbench.model.dsn import redact
+from connbench.model.dsn import display, redact
 from connbench.model.errors import ScenarioError
 from connbench.model.faults import Fault
 
@@ -201,12 +199,11 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        # A DSN may hold a password, in any spelling: keep it out of the result, file text too.
         if parse_backend(self.postgres).kind == "external":
-            # A DSN may hold a password: keep it out of the result, file text included.
-            data["postgres"] = redact(self.postgres)
-            password = str(conninfo_to_dict(self.postgres).get("password") or "")
-            if password and self.source_text:
-                data["source_text"] = self.source_text.replace(password, "***")
+            data["postgres"] = display(self.postgres)
+        if self.source_text:
+            data["source_text"] = redact(self.source_text)
         data["strategies"] = list(self.strategies)
         # Header and environment values may be secrets: names only, and none in the file text.
         data["app"] = [spec.describe() for spec in self.app]
