@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint fidelity gate-check clean
+.PHONY: run test test-all lint fidelity gate-check gate-power clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ fidelity: $(STAMP)
 ## gate-check: A/A comparisons must pass the CI gate, real regressions must fail it (~20 min)
 gate-check: $(STAMP)
 	$(BIN)/python benchmarks/gate_check.py
+
+## gate-power: the paired A/B gate on A/A and on 5-25 % injected loss (~1 h; a benchmark)
+gate-power: $(STAMP)
+	$(BIN)/python benchmarks/gate_power.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -301,7 +301,8 @@ def run(
             "--repeat",
             "-r",
             metavar=INT,
-            help="Run every variant N times, interleaved (default: 1).",
+            help="Run every variant in N rounds, interleaved, the order reversed every other "
+            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1).",
             show_default=False,
         ),
     ] = None,
@@ -701,6 +702,28 @@ def schema() -> None:
 # tests/test_cli_habits.py checks that it names every dimension.
 COMPARE_DIMENSIONS = "strategy, concurrency, workers, pool, topology, rate"
 
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        help="A/B inside one RESULT: the base variant (its key, or words only it has: "
+        "a --app name, 'connect', 'pool=1..1'). Judged round by round with --head.",
+        show_default=False,
+    ),
+]
+HeadOpt = Annotated[
+    str | None,
+    typer.Option("--head", help="A/B inside one RESULT: the head variant.", show_default=False),
+]
+AllowMissingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-missing",
+        help="A variant missing from NEW, or failed, unavailable or serving nothing (in a "
+        "round, for --base/--head) does not fail the gate; its rounds are left out.",
+    ),
+]
+
 
 @app.command("compare", epilog=EPILOG)
 def compare_results(
@@ -713,7 +736,8 @@ def compare_results(
         typer.Option(
             "--fail-on",
             metavar="METRIC:PERCENT",
-            help="Fail when this much worse and significant, e.g. throughput:10%, p99:25%. "
+            help="Fail when this much worse and significant (with --base/--head: its paired "
+            "interval excludes no change), e.g. throughput:10%, p99:25%. "
             f"Metrics: {metrics.known()}. Replaces, metric by metric, the gate recorded in "
             "the NEW result's scenario (its gate table). Repeatable.",
             show_default=False,
@@ -738,12 +762,17 @@ def compare_results(
         ),
     ] = None,
     summary: SummaryOpt = None,
+    base_name: BaseOpt = None,
+    head_name: HeadOpt = None,
+    allow_missing: AllowMissingOpt = False,
     format_: FormatOpt = "table",
 ) -> None:
     """Compare results variant by variant; exit 1 when the gate finds a regression.
 
     Each NEW (and MORE) file is compared with BASE. A gated metric fails only when it is worse
-    than its threshold and the difference is significant across repeats.
+    than its threshold and the difference is significant across repeats; a variant missing
+    from NEW, or failed in it, fails too. With --base and --head, two variants of ONE result
+    (an interleaved A/B run) are judged round by round instead.
     """
     from connbench.analyse import compare, stats
     from connbench.model import checks, results
@@ -752,10 +781,20 @@ def compare_results(
     with _domain_errors():
         fmt = _format(format_)
         paths = files or []
-        if len(paths) < 2:
-            raise BadInput("compare needs a BASE and at least one NEW result file")
         thresholds = [_parsed("--fail-on", checks.parse_fail_on, text) for text in fail_on or []]
         level = _parsed("--alpha", checks.parse_alpha, alpha) if alpha is not None else None
+        if base_name is not None or head_name is not None:
+            if ignore:
+                raise BadInput("--ignore matches variants across files; --base/--head name them")
+            _compare_paired(
+                paths, base_name, head_name, thresholds, level, allow_missing, fmt, summary
+            )
+            return
+        if len(paths) < 2:
+            raise BadInput(
+                "compare needs a BASE and at least one NEW result file (or one RESULT with "
+                "--base and --head)"
+            )
         for name in ignore or []:
             if name not in compare.DIMENSIONS:
                 known = ", ".join(compare.DIMENSIONS)
@@ -774,6 +813,7 @@ def compare_results(
                     ignore=ignore or (),
                     base_label=str(paths[0]),
                     new_label=str(path),
+                    allow_missing=allow_missing,
                 )
             )
         if fmt == "table":
@@ -789,6 +829,44 @@ def compare_results(
         _append_summary(summary, compare_view.format_compare(comparisons, "markdown"))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
+
+
+def _compare_paired(
+    paths: list[Path],
+    base_name: str | None,
+    head_name: str | None,
+    thresholds: list[tuple[str, float]],
+    level: float | None,
+    allow_missing: bool,
+    fmt: str,
+    summary: Path | None,
+) -> None:
+    from connbench.analyse import compare, paired
+    from connbench.model import results
+    from connbench.present import paired as paired_view
+
+    if base_name is None or head_name is None:
+        raise BadInput("--base and --head go together: name both variants of the A/B run")
+    if len(paths) != 1:
+        raise BadInput(f"--base/--head judge one RESULT file, got {len(paths)}")
+    if fmt == "html":
+        raise BadInput("--format html: the A/B verdict has no HTML page yet; use table or markdown")
+    run_result = results.load(paths[0])
+    comparison = paired.compare_paired(
+        run_result,
+        base=base_name,
+        head=head_name,
+        gate=compare.resolve_gate(run_result, str(paths[0]), thresholds, level),
+        label=str(paths[0]),
+        allow_missing=allow_missing,
+    )
+    if fmt == "table":
+        paired_view.render_paired(_console(), comparison)
+    else:
+        sys.stdout.write(paired_view.format_paired(comparison, fmt))
+    _append_summary(summary, paired_view.format_paired(comparison, "markdown"))
+    if comparison.failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

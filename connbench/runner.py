@@ -162,8 +162,7 @@ def execute(
     variants = scenario.variants()  # once: the plan, the warnings and the predictions
     # An own app's pattern is its own: nothing to predict.
     predictions = {v: _predict(v, scenario) for v in variants if v.kind == "strategy"}
-    # Interleaved (A B C A B C ...): drift over the run hits every variant alike.
-    plan = [(repeat, v) for repeat in range(scenario.repeat) for v in variants]
+    plan = round_plan(variants, scenario.repeat)
     procs.ensure_open_files(max(scenario.concurrency))
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
@@ -177,7 +176,7 @@ def execute(
                     if calibrate_first:
                         run.calibration = _calibrate(pg, scenario, reporter)
                     context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
-                    for index, (repeat, variant) in enumerate(plan, 1):
+                    for index, (repeat, position, variant) in enumerate(plan, 1):
                         _ensure_server(pg, reporter)
                         label = variant.key  # every progress line names its variant
                         if scenario.repeat > 1:
@@ -189,6 +188,7 @@ def execute(
                             result = _run_own_app(context, variant, spec, repeat)
                         else:
                             result = _run_variant(context, variant, repeat, predictions[variant])
+                        result.position = position
                         run.results.append(result)
                         reporter.strategy_finished(result)
                         if interrupts.count:
@@ -239,6 +239,21 @@ def _save(run: RunResult, path: Path, reporter: Reporter) -> Path | None:
     else:
         reporter.note(saved.problem)
     return saved.path
+
+
+def round_plan(variants: list[Variant], rounds: int) -> list[tuple[int, int, Variant]]:
+    """(round, position in the round, variant) in the order they run.
+
+    Interleaved, so that drift over the run hits every variant alike, and the order reversed
+    every other round (A B, B A, A B, ...), so that neither side of an A/B pair always runs
+    first: a paired comparison's rounds then cancel what the position costs (a warmer cache,
+    a neighbour that starts or stops between the two).
+    """
+    plan: list[tuple[int, int, Variant]] = []
+    for repeat in range(rounds):
+        order = variants if repeat % 2 == 0 else variants[::-1]
+        plan.extend((repeat, position, v) for position, v in enumerate(order))
+    return plan
 
 
 @contextmanager

@@ -171,16 +171,69 @@ def test_repeats_are_interleaved_and_summarized(tmp_path: Path) -> None:
          "concurrency": "4"},
     )  # fmt: skip
     run, path = runner.execute(scenario, RecordingReporter(), tmp_path / "r.json")
-    assert [(r.strategy, r.repeat) for r in run.results] == [
-        ("pool", 0), ("connect", 0), ("pool", 1), ("connect", 1),
+    # Interleaved, the order reversed every other round (A B, B A): neither always goes first.
+    assert [(r.strategy, r.repeat, r.position) for r in run.results] == [
+        ("pool", 0, 0), ("connect", 0, 1), ("connect", 1, 0), ("pool", 1, 1),
     ]  # fmt: skip
     assert path == tmp_path / "r.json"  # saved where asked (None: nothing measured)
     saved = results.load(path)
     assert [s.key for s in saved.summary] == ["pool c=4 w=1 pool=4..4", "connect c=4 w=1"]
+    assert [r.position for r in saved.results] == [0, 1, 0, 1]
     pool = saved.summary[0]
     assert pool.runs == 2
-    assert pool.throughput_rps.values == [r.throughput_rps for r in run.results[::2]]
+    pools = [r for r in run.results if r.strategy == "pool"]
+    assert pool.throughput_rps.values == [r.throughput_rps for r in pools]
     assert pool.integrity_ok is True
+
+
+def test_an_ab_run_is_judged_round_by_round(pg: object, tmp_path: Path) -> None:
+    """One short A/B run through the CLI: pool against connect in 4 alternating rounds, then
+    the paired gate on a figure that cannot flip with the machine's speed (sessions opened:
+    the pool's few against one per request)."""
+    from connbench.infra.postgres import Postgres
+
+    assert isinstance(pg, Postgres)
+    out = tmp_path / "ab.json"
+    proc = subprocess.run(
+        connbench_cmd(
+            "run", "--strategy", "pool,connect", "--repeat", "4", "--duration", "0.5",
+            "--warmup", "0", "--concurrency", "4", "--postgres", pg.dsn, "-o", str(out),
+            "--format", "json",
+        ),
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run = results.load(out)
+    assert [(r.strategy, r.repeat, r.position) for r in run.results] == [
+        ("pool", 0, 0), ("connect", 0, 1), ("connect", 1, 0), ("pool", 1, 1),
+        ("pool", 2, 0), ("connect", 2, 1), ("connect", 3, 0), ("pool", 3, 1),
+    ]  # fmt: skip
+
+    def gate(base: str, head: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            connbench_cmd(
+                "compare", str(out), "--base", base, "--head", head, "--fail-on",
+                "sessions_opened:25%", "--alpha", "0.125", "--format", "markdown",
+            ),
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    worse = gate("pool", "connect")
+    assert worse.returncode == 1, worse.stderr
+    assert "❌ **REGRESSION: 1 of 1 check failed**" in worse.stdout
+    assert "- ❌ **sessions opened ×" in worse.stdout
+    assert "87.5% interval" in worse.stdout  # 4 rounds at α=0.125: 1 - 2/16
+    assert "Order: base first in round 1, 3; head first in round 2, 4." in worse.stdout
+    better = gate("connect", "pool")
+    assert better.returncode == 0, better.stderr
+    assert "✅ **no regression (1 check passed)**" in better.stdout
+    too_few = subprocess.run(
+        connbench_cmd("compare", str(out), "--base", "pool", "--head", "connect",
+                      "--fail-on", "throughput:10%"),
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert too_few.returncode == 2
+    assert "4 rounds cannot reach α=0.05 with the signed-rank test" in too_few.stderr
 
 
 def test_app_that_never_starts_is_reported_and_the_run_goes_on(

@@ -241,6 +241,8 @@ class Comparison:
     only_in_new: list[str]
     environment: list[Difference]
     warnings: list[str]
+    missing: list[str] = field(default_factory=list)  # vanished, failed or served nothing in NEW
+    allow_missing: bool = False
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -252,8 +254,13 @@ class Comparison:
         return bool(self.gate.thresholds) and not self.variants
 
     @property
+    def missing_fails(self) -> bool:
+        """Under a gate, a variant BASE had and NEW lost (or could not serve) is a regression."""
+        return bool(self.gate.thresholds) and bool(self.missing) and not self.allow_missing
+
+    @property
     def failed(self) -> bool:
-        return self.nothing_matched or any(v.failed for v in self.verdicts)
+        return self.nothing_matched or self.missing_fails or any(v.failed for v in self.verdicts)
 
 
 def compare(
@@ -264,9 +271,14 @@ def compare(
     ignore: Sequence[str] = (),
     base_label: str = "BASE",
     new_label: str = "NEW",
+    allow_missing: bool = False,
 ) -> Comparison:
     """Match ``new``'s variants to ``base``'s (on ``variant.key``, less any ``ignore``d
     dimension), measure each metric's change and judge the gate's thresholds.
+
+    A variant of ``base`` that ``new`` lacks, or that failed, was unavailable or served
+    nothing in ``new``, is listed in ``missing``: under a gate that fails it, unless
+    ``allow_missing``.
 
     Raises :class:`BadInput` when ignoring dimensions makes two variants of one file the same.
     """
@@ -299,16 +311,26 @@ def compare(
         for label, status in ((base_label, variant.base_status), (new_label, variant.new_status)):
             if status != "ok":
                 warnings.append(f"{label}: {variant.key} {status}")
+    only_in_base = [runs[0].key for k, runs in base_groups.items() if k not in new_groups]
+    missing = [f"{key}: in BASE, missing from NEW" for key in only_in_base]
+    for variant in variants:
+        served = sum(r.requests.ok for r in stats.measured(new_groups[variant.key]) if r.requests)
+        if variant.new_status in ("failed", "unavailable"):
+            missing.append(f"{variant.new_key}: {variant.new_status} in NEW")
+        elif not served:
+            missing.append(f"{variant.new_key}: served nothing in NEW (no 2xx response)")
     return Comparison(
         base_label=base_label,
         new_label=new_label,
         gate=gate,
         ignored=tuple(ignore),
         variants=variants,
-        only_in_base=[runs[0].key for k, runs in base_groups.items() if k not in new_groups],
+        only_in_base=only_in_base,
         only_in_new=[runs[0].key for k, runs in new_groups.items() if k not in base_groups],
         environment=environment_differences(base, new),
         warnings=warnings,
+        missing=missing,
+        allow_missing=allow_missing,
     )
 
 

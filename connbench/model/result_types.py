@@ -342,6 +342,11 @@ class StrategyResult(Model):
     failure: str | None = None
     variant: VariantRecord
     repeat: int = Field(default=0, description="0-based round of an interleaved --repeat run.")
+    position: int | None = Field(
+        default=None,
+        description="0-based place in its round (the order alternates every round); null "
+        "before version 8.",
+    )
     requests: Requests | None = None
     throughput_rps: float = 0.0
     duration_s: float = 0.0

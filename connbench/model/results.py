@@ -49,6 +49,10 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    ``count_sql``; header and environment names only); scenario ``app`` and ``target`` lists;
    ``integrity.ok`` and the summary's ``integrity_ok`` are null when nothing was checked (an own
    app without ``count_sql``). Version 6 files read as they are.
+8. Paired rounds: the order of the variants is reversed every other round (A B, B A, ...),
+   and each run records its ``position`` in its round (0-based), so that ``compare --base
+   --head`` can pair two variants round by round and say which ran first. Older files load
+   with no position (null).
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ from connbench.model.result_types import (
 
 __all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
 
-SCHEMA_VERSION = 7  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_VERSION = 8  # bump on any change a reader must know about; add its step to MIGRATIONS
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
@@ -367,6 +371,7 @@ MIGRATIONS: dict[int, Callable[[Document], Document]] = {
     4: _unchanged,  # 5 added limits and requests_total / error_rate: absent, none
     5: _v5_to_v6,
     6: _unchanged,  # 7 added own apps and targets: a variant without a kind is a strategy
+    7: _unchanged,  # 8 added each run's position in its round: absent, null
 }
 
 

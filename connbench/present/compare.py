@@ -117,6 +117,9 @@ def _verdict_summary(comparison: Comparison) -> str:
     if comparison.nothing_matched:
         return "REGRESSION GATE FAILED: no variant in common, nothing could be checked"
     checks = f"{len(verdicts)} check" + ("s" if len(verdicts) != 1 else "")
+    if comparison.missing_fails:
+        lost = f"{len(comparison.missing)} variant(s) missing or failed in NEW"
+        return f"REGRESSION: {lost}" + (f", {failed} of {checks} failed" if failed else "")
     if failed:
         return f"REGRESSION: {failed} of {checks} failed"
     if not verdicts:
@@ -145,6 +148,8 @@ def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
                             ("only in NEW", comparison.only_in_new)):  # fmt: skip
             if keys:
                 say(f"[yellow]{label}:[/yellow] ", ", ".join(keys))
+        for line in comparison.missing:
+            say("[bold red]missing:[/bold red] " if comparison.missing_fails else WARNING, line)
         if comparison.environment:
             say(WARNING, environment_line(comparison))
         for warning in comparison.warnings:
@@ -180,6 +185,16 @@ def compare_markdown(comparisons: Sequence[Comparison]) -> str:
         icon = "❌" if comparison.failed else "✅"
         out.append(f"{icon} **{_verdict_summary(comparison)}**")
         out += ["", _gate_line(comparison)]
+        if comparison.missing:
+            verdict = (
+                "fails the gate"
+                if comparison.missing_fails
+                else "allowed by --allow-missing"
+                if comparison.allow_missing
+                else "no gate"
+            )
+            out += ["", f"**Missing or failed in NEW** ({verdict}):", ""]
+            out += [f"- ❌ {line}" for line in comparison.missing]
         verdicts = comparison.verdicts
         bad = [v for v in verdicts if v.failed]
         if bad:

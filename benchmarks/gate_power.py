@@ -1,0 +1,377 @@
+"""The paired A/B gate's power: how often it fails A/A (never should) and a known loss (should).
+
+    python benchmarks/gate_power.py [--rounds 6] [--duration 2] [--keep DIR]
+    python benchmarks/gate_power.py --judge DIR          # judge saved trials again
+
+A benchmark, not a test: it takes about an hour. Each trial is one ``connbench run`` of two
+variants of ``benchmarks/knob_app.py`` (the pool app with a knob that adds a fixed amount of
+CPU work to every request), base with no extra work and head with the work that costs the
+app a known share of its throughput, in interleaved rounds with the order alternating
+(``--repeat 6``, 2 s measured per side), then ``connbench compare RESULT --base base --head
+head --fail-on throughput:10%``:
+
+    level   injected loss   trials   should
+    A/A     0 %             20       pass (a failure is a false alarm)
+    5 %     5 %             10       reported (below the 10 % threshold: passing is right)
+    10 %    10 %            10       reported (at the threshold: a coin toss by design)
+    15 %    15 %            20       fail
+    25 %    25 %            10       fail
+
+The work is calibrated first: an A/A run measures the app's CPU per request ``c`` (its CPU
+share over the window / requests per second), and a loss ``L`` is injected as
+``w = c * L / (1 - L)`` µs of CPU more per request. That is exact where the app is the
+bottleneck; where the generator or PostgreSQL share the limit, the real loss is smaller, so
+the table shows the loss each trial actually measured (its paired ratio) beside the nominal.
+
+Trials run round-robin over the levels (A/A, 5, 10, 15, 25, A/A, ...), so a busy spell on
+the machine falls on every level alike. Every result file is kept (``--keep`` or a temporary
+directory, named in the output), and ``--judge DIR`` judges them again, e.g. with another
+``--fail-on``. Exits 1 when the goals are missed: A/A fails at most 1 of 20, 15 % fails at
+least 19 of 20.
+
+The two variants are your own app twice (``[[app]]`` tables in a scenario written per trial,
+each with its ``env``), as a user's A/B run would serve two revisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+LEVELS = {"A/A": 0.0, "5%": 0.05, "10%": 0.10, "15%": 0.15, "25%": 0.25}
+TRIALS = {"A/A": 20, "5%": 10, "10%": 10, "15%": 20, "25%": 10}
+GOALS = {"A/A": ("at most", 1), "15%": ("at least", 19)}  # failures out of TRIALS
+KNOB = "CONNBENCH_EXTRA_WORK_US"
+
+
+def log(message: str) -> None:
+    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", flush=True)
+
+
+# --- running a trial ---------------------------------------------------------------------------
+
+
+class _Quiet:
+    """A runner reporter that keeps to itself (the benchmark logs per trial)."""
+
+    def note(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def strategy_started(self, label: str, index: int, count: int, total_s: float) -> None:
+        pass
+
+    def progress(self, p: Any) -> None:
+        pass
+
+    def strategy_finished(self, result: Any) -> None:
+        if result.status != "ok":
+            log(f"  {result.key} #{result.repeat + 1}: {result.status}: {result.failure}")
+
+
+SETUP_SQL = (
+    "CREATE TABLE IF NOT EXISTS visits "
+    "(id bigserial PRIMARY KEY, timestamp timestamptz NOT NULL DEFAULT now())"
+)
+
+
+def scenario_toml(work_us: dict[str, float], runner: Runner) -> str:
+    """A scenario serving knob_app twice as your own app, each side with its own work."""
+    lines = [
+        'name = "gate-power"',
+        f"concurrency = {runner.concurrency}",
+        f"duration_s = {runner.duration_s}",
+        f"warmup_s = {runner.warmup_s}",
+        f"repeat = {runner.rounds}",
+    ]
+    for name, work in work_us.items():
+        lines += [
+            "",
+            "[[app]]",
+            f'name = "{name}"',
+            'app = "knob_app:app"',
+            f'dir = "{HERE}"',
+            f'env = {{ {KNOB} = "{work:.1f}" }}',
+            f'setup_sql = "{SETUP_SQL}"',
+            'count_sql = "SELECT count(*) FROM visits"',
+            'ready_path = "/health"',  # probing /visit/ itself would write a row
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Runner:
+    workdir: Path
+    rounds: int
+    duration_s: float
+    warmup_s: float
+    concurrency: int
+
+    def run(self, work_us: dict[str, float], out: Path) -> dict[str, Any]:
+        """One A/B run: base and head with their extra work, ``rounds`` interleaved rounds."""
+        from connbench import runner
+        from connbench.model import results, scenario
+
+        path = self.workdir / "scenario.toml"
+        path.write_text(scenario_toml(work_us, self))
+        chosen = scenario.build(path, {})
+        run, _ = runner.execute(chosen, _Quiet(), out)
+        if run.interrupted:
+            raise KeyboardInterrupt
+        with (self.workdir / "work.jsonl").open("a") as fh:
+            fh.write(json.dumps({"result": out.name, "work_us": work_us}) + "\n")
+        return results.to_dict(run)
+
+
+def app_cpu_us_per_request(data: dict[str, Any]) -> float:
+    """The app's CPU µs per request over every measured run of a result."""
+    per_request = [
+        r["cpu_percent"]["app"] / 100 / r["throughput_rps"] * 1e6
+        for r in data["results"]
+        if r["status"] == "ok" and r["throughput_rps"] and r["cpu_percent"].get("app")
+    ]
+    return float(statistics.median(per_request))
+
+
+# --- judging ------------------------------------------------------------------------------------
+
+
+def judge(path: Path, fail_on: list[str]) -> dict[str, Any]:
+    """What ``connbench compare RESULT --base base --head head --fail-on ...`` decides on one
+    trial's result (the functions that command calls, in this process: 70 interpreters
+    started on a busy machine would take minutes): failed or not, the throughput check."""
+    from connbench.analyse import compare, paired
+    from connbench.model import checks, results
+    from connbench.model.errors import ConnbenchError
+
+    try:
+        run = results.load(path)
+        thresholds = [checks.parse_fail_on(text) for text in fail_on]
+        gate = compare.resolve_gate(run, str(path), thresholds)
+        result = paired.compare_paired(run, base="base", head="head", gate=gate, label=path.name)
+    except (ConnbenchError, ValueError) as exc:
+        return {"error": str(exc)}
+    check = next((c for c in result.checks if c.metric == "throughput"), None)
+    return {
+        "load": run.environment.load_average_1m,
+        "failed": result.failed,
+        "ratio": check.ratio if check else None,
+        "low": check.low if check else None,
+        "high": check.high if check else None,
+        "detectable": check.detectable if check else None,
+        "reason": check.reason if check else "; ".join(result.missing),
+        "ratios": result.metrics["throughput"].ratios,
+    }
+
+
+def trial_files(workdir: Path) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {level: [] for level in LEVELS}
+    for path in sorted(workdir.glob("*.json")):
+        level = path.name.split("-trial")[0].replace("AA", "A/A").replace("pct", "%")
+        if level in found:
+            found[level].append(path)
+    return found
+
+
+def table(verdicts: dict[str, list[dict[str, Any]]], fail_on: list[str]) -> tuple[str, bool]:
+    lines = [
+        f"gate: {' '.join('--fail-on ' + f for f in fail_on)}",
+        "",
+        "| injected loss | trials | gate failed | measured throughput ratio, median (range) "
+        "| smallest detectable change, median | load average at start, median (range) |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    met = True
+    for level, found in verdicts.items():
+        judged = [v for v in found if "error" not in v]
+        if not found:
+            continue
+        failed = sum(v["failed"] for v in judged)
+        ratios = [v["ratio"] for v in judged if v.get("ratio") is not None]
+        detect = [v["detectable"] for v in judged if v.get("detectable") is not None]
+        ratio = (
+            f"{statistics.median(ratios):.3f} ({min(ratios):.3f}..{max(ratios):.3f})"
+            if ratios
+            else "-"
+        )
+        seen = f"{statistics.median(detect):.1%}" if detect else "-"
+        loads = [v["load"] for v in judged if v.get("load") is not None]
+        load = (
+            f"{statistics.median(loads):.1f} ({min(loads):.1f}..{max(loads):.1f})" if loads else "-"
+        )
+        goal = GOALS.get(level)
+        mark = ""
+        if goal:
+            direction, bound = goal
+            scaled = bound * len(judged) / TRIALS[level]
+            ok = failed <= scaled if direction == "at most" else failed >= scaled
+            met &= ok
+            mark = f" ({'goal met' if ok else 'GOAL MISSED'}: {direction} {bound}/{TRIALS[level]})"
+        errors = len(found) - len(judged)
+        lines.append(
+            f"| {level if level != 'A/A' else 'A/A (0 %)'} | {len(judged)}"
+            f"{f' (+{errors} not judged)' if errors else ''} | **{failed}**{mark} | {ratio} "
+            f"| {seen} | {load} |"
+        )
+    return "\n".join(lines), met
+
+
+def judge_all(workdir: Path, fail_on: list[str]) -> bool:
+    verdicts: dict[str, list[dict[str, Any]]] = {}
+    for level, paths in trial_files(workdir).items():
+        verdicts[level] = []
+        for path in paths:
+            verdict = judge(path, fail_on)
+            verdicts[level].append(verdict)
+            shown = (
+                "not judged: " + verdict["error"]
+                if "error" in verdict
+                else (f"{'FAIL' if verdict['failed'] else 'pass'} {verdict.get('reason') or ''}")
+            )
+            log(f"{path.name}: {shown}")
+    text, met = table(verdicts, fail_on)
+    print("\n" + text, flush=True)
+    aa = [r for v in verdicts.get("A/A", []) if "error" not in v for r in v["ratios"]]
+    throughput = next((f for f in fail_on if f.startswith("throughput:")), None)
+    if len(aa) >= 12 and throughput:
+        print("\n" + projection(aa, float(throughput.partition(":")[2].rstrip("%")) / 100))
+    return met
+
+
+def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> str:
+    """How many rounds the goals would take on this machine as it was: A/B trials resampled
+    from the A/A rounds' own per-round ratios (their noise, heavy tails and all), each loss
+    applied as a factor, judged by the same rule (seeded: the same rounds give the same
+    projection). A projection, not a measurement."""
+    import random
+
+    from connbench.analyse import paired
+
+    rng = random.Random(1)
+    logs = [math.log(r) for r in aa_ratios]
+    centre = statistics.median(logs)
+    noise = [d - centre for d in logs]  # A/A is no change: its spread is the noise
+    spread = 1.4826 * statistics.median(abs(d) for d in noise)
+
+    def fail_rate(loss: float, rounds: int) -> float:
+        failed = 0
+        for _ in range(sims):
+            d = [rng.choice(noise) + math.log(1 - loss) for _ in range(rounds)]
+            interval = paired.shift_interval(d, 0.05)
+            estimate = paired.hodges_lehmann(d)
+            failed += bool(interval and estimate < math.log(1 - threshold) and interval.high < 0)
+        return failed / sims
+
+    lines = [
+        f"projection from the {len(aa_ratios)} A/A rounds (per-round log-ratio spread "
+        f"{spread:.3f}, robust sd; resampled, {sims} simulated trials per cell):",
+        "",
+        "| rounds | A/A fails | 10 % fails | 15 % fails | 25 % fails |",
+        "|--:|--:|--:|--:|--:|",
+    ]
+    for rounds in (6, 10, 16, 24, 32):
+        cells = [f"{fail_rate(loss, rounds):.1%}" for loss in (0.0, 0.10, 0.15, 0.25)]
+        lines.append(f"| {rounds} | " + " | ".join(cells) + " |")
+    # And the other way round: the noise at which 6 rounds meet the 15 % goal.
+    met = 0.0
+    for sigma in (0.02, 0.04, 0.06, 0.08, 0.10, 0.15):
+        noise = [rng.gauss(0, sigma) for _ in range(2000)]
+        rate = fail_rate(0.15, 6)
+        if rate < 0.95:
+            lines.append(
+                f"\nwith normal noise, 6 rounds fail a 15 % loss at least 19 times in 20 up to a "
+                f"per-round log-ratio sd of about {met:.2f} (at {sigma:.2f}: {rate:.0%}); "
+                f"here it was {spread:.2f}"
+            )
+            break
+        met = sigma
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def schedule(trials: dict[str, int]) -> list[tuple[str, int]]:
+    """Round-robin over the levels, so that any busy spell hits every level alike."""
+    out = []
+    for i in range(max(trials.values())):
+        out += [(level, i) for level in trials if i < trials[level]]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per trial (--repeat)")
+    parser.add_argument("--duration", type=float, default=2.0, help="measured s per side")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up s per side")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every level's trials (0.2: a quick look)"
+    )
+    parser.add_argument(
+        "--fail-on", action="append", help="the gate (default: throughput:10%%)", default=None
+    )
+    parser.add_argument("--keep", type=Path, help="keep the trials' results in this directory")
+    parser.add_argument("--judge", type=Path, help="only judge the trials saved in this directory")
+    parser.add_argument(
+        "--work-us", type=float, help="the app's CPU µs per request (skip the calibration run)"
+    )
+    args = parser.parse_args()
+    fail_on = args.fail_on or ["throughput:10%"]
+    if args.judge:
+        return 0 if judge_all(args.judge, fail_on) else 1
+
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="gate-power-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(ROOT)
+    load = os.getloadavg()
+    log(f"results in {workdir}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    runner = Runner(workdir, args.rounds, args.duration, args.warmup, args.concurrency)
+    cost_us = args.work_us
+    if cost_us is None:
+        calibration = runner.run({"base": 0.0, "head": 0.0}, workdir / "calibration.run")
+        cost_us = app_cpu_us_per_request(calibration)
+    work = {level: cost_us * loss / (1 - loss) for level, loss in LEVELS.items()}
+    log(
+        f"app CPU per request {cost_us:.0f} µs; extra work per level: "
+        + ", ".join(f"{level} {w:.0f} µs" for level, w in work.items())
+    )
+    trials = {level: max(1, round(n * args.scale)) for level, n in TRIALS.items()}
+    plan = schedule(trials)
+    started = time.monotonic()
+    for done, (level, i) in enumerate(plan, 1):
+        name = level.replace("A/A", "AA").replace("%", "pct")
+        out = workdir / f"{name}-trial{i + 1:02d}.json"
+        t0 = time.monotonic()
+        runner.run({"base": 0.0, "head": work[level]}, out)
+        verdict = judge(out, fail_on)
+        shown = (
+            "not judged: " + verdict["error"]
+            if "error" in verdict
+            else (f"{'FAIL' if verdict['failed'] else 'pass'} {verdict.get('reason') or ''}")
+        )
+        log(
+            f"{done}/{len(plan)} {level} trial {i + 1} ({time.monotonic() - t0:.0f} s, "
+            f"load {os.getloadavg()[0]:.2f}): {shown}"
+        )
+    log(f"{len(plan)} trials in {(time.monotonic() - started) / 60:.1f} min; judging all")
+    return 0 if judge_all(workdir, fail_on) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
