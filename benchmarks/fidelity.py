@@ -88,6 +88,11 @@ def run_wrk(url: str, concurrency: int, duration_s: float) -> dict[str, float]:
 
 def run_connbench(url: str, concurrency: int, duration_s: float, engine: str) -> dict[str, float]:
     raw = load.run_sync(url, load.LoadConfig(concurrency, duration_s, 0.0, 10.0, engine))
+    return figures(raw)
+
+
+def figures(raw: load.RawLoad) -> dict[str, float]:
+    """Throughput, percentiles, errors and the client's CPU, as wrk reports them."""
     h = raw.histogram
     return {
         "rps": raw.ok / raw.window_s,
@@ -100,23 +105,14 @@ def run_connbench(url: str, concurrency: int, duration_s: float, engine: str) ->
 
 
 def run_locust(url: str, concurrency: int, duration_s: float, workers: int) -> dict[str, float]:
-
     from connbench.measure import locust_engine
 
     config = load.LoadConfig(concurrency, duration_s, 0.0, 10.0, "locust")
     options = locust_engine.LocustOptions(workers=workers)
     with load.new_runner() as runner:
         raw = runner.run(locust_engine.run(url, config, options=options))
-    h = raw.histogram
-    return {
-        "rps": raw.ok / raw.window_s,
-        "p50_ms": h.get_value_at_percentile(50) / 1000,
-        "p90_ms": h.get_value_at_percentile(90) / 1000,
-        "p99_ms": h.get_value_at_percentile(99) / 1000,
-        "errors": float(raw.errors),
-        "cpu_percent": raw.cpu_percent,  # master and workers together
-        "busiest_worker_cpu_percent": raw.loop_cpu_percent,
-    }
+    # cpu_percent is the master and the workers together; the busiest worker is the bottleneck.
+    return figures(raw) | {"busiest_worker_cpu_percent": raw.loop_cpu_percent}
 
 
 def measure(tool: str, url: str, concurrency: int, duration_s: float) -> dict[str, float]:
