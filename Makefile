@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,locust]'
 	touch $(STAMP)
 
-## run: the quick scenario (every strategy, 5 s of load each: ~2 minutes) on the embedded
+## run: the quick scenario (every strategy, 5 s of load each: ~1.5 minutes) on the embedded
 ## PostgreSQL; the result's HTML report (charts, opens offline) is written beside it as
 ## results/NAME.html
 run: $(STAMP)
