@@ -1000,7 +1000,10 @@ def serve(
             raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
         console = _console()
         try:
-            with ExitStack() as stack:
+            # SIGINT and SIGTERM both stop it and clean up, whatever it inherited: a shell
+            # starts background jobs with SIGINT ignored, which would leave Ctrl-C (or
+            # `kill -INT`) no way to stop a serve started by a script.
+            with runner.Interrupts(console.print), ExitStack() as stack:
                 logdir = tempdirs.make("serve")
                 stack.callback(tempdirs.remove, logdir)
                 backend = postgres.parse_backend(chosen.postgres)

@@ -506,7 +506,22 @@ def test_open_model_measures_from_the_intended_time_and_flags_an_unheld_rate(
     assert part(easy.integrity).ok and part(impossible.integrity).ok
 
 
-def test_serve_answers_until_ctrl_c(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:  # in the child: as a shell starts a background job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("stop", "inherited"),
+    [
+        (signal.SIGINT, "default"),
+        # Started in the background by a script: SIGINT arrives ignored, and Ctrl-C (kill -INT)
+        # must still stop it (it used to serve on, holding its PostgreSQL up with it).
+        (signal.SIGINT, "ignored"),
+        (signal.SIGTERM, "default"),
+    ],
+    ids=["sigint", "sigint-inherited-ignored", "sigterm"],
+)
+def test_serve_answers_until_ctrl_c(tmp_path: Path, stop: signal.Signals, inherited: str) -> None:
     import httpx
 
     proc = subprocess.Popen(
@@ -515,6 +530,7 @@ def test_serve_answers_until_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if inherited == "ignored" else None,
     )
     try:
         assert proc.stdout is not None
@@ -529,7 +545,9 @@ def test_serve_answers_until_ctrl_c(tmp_path: Path) -> None:
         assert response.status_code == 200
         assert response.json() == {"message": "Visit logged"}
         children = _descendants(proc.pid)
-        proc.send_signal(signal.SIGINT)
+        made = _temp_dirs_made_by(proc.pid, Path("/tmp"))
+        assert made
+        proc.send_signal(stop)
         proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -537,6 +555,7 @@ def test_serve_answers_until_ctrl_c(tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 130
     _wait_for(lambda: _all_gone(children), 10)
+    assert not {p for p in made if p.exists()}, "temp dirs left behind"
 
 
 def test_limits_exit_3_and_compare_reads_the_real_result(pg: object, tmp_path: Path) -> None:
