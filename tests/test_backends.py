@@ -146,3 +146,52 @@ def test_embedded_runs_from_a_private_copy_when_its_install_is_out_of_reach(
     with postgres.start(postgres.parse_backend("embedded")) as pg:
         assert pg.bindir is not None and pg.bindir != original
         assert pg.count_rows() == 0
+
+
+def test_a_server_whose_parent_is_killed_goes_even_with_a_client_connected() -> None:
+    """connbench killed with SIGKILL runs no cleanup: the kernel's parent-death signal must
+    stop its PostgreSQL, and SIGTERM would not (a "smart" shutdown waits for every client,
+    such as an app that is still connected)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = (
+        "import sys, time; from connbench.infra import postgres\n"
+        "with postgres.start(postgres.parse_backend('embedded')) as pg:\n"
+        "    print(pg.server_pid, flush=True); print(pg.dsn, flush=True); time.sleep(600)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    server_pid = 0
+    try:
+        assert owner.stdout is not None
+        server_pid = int(owner.stdout.readline())
+        client = psycopg.connect(owner.stdout.readline().strip(), autocommit=True)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(server_pid) and time.monotonic() < deadline:
+            try:
+                if psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+        gone = not psutil.pid_exists(server_pid) or (
+            psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+        )
+        client.close()
+        assert gone, "the orphaned PostgreSQL still runs while a client is connected"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+        if server_pid and psutil.pid_exists(server_pid):  # the failing case: do not leave it
+            os.kill(server_pid, signal.SIGINT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 import pwd
 import re
@@ -30,10 +31,13 @@ LOG_TAIL_LINES = 20
 POLL_INTERVAL_S = 0.02
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # in the child, between fork and exec
+    """Have the kernel send ``sig`` to this child when its parent thread dies. ``sig`` is the
+    child's own stop signal: SIGTERM is only a "smart" shutdown for PostgreSQL, which waits
+    for its clients, so an orphaned server with an app still connected would never go."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, sig)
     except Exception:  # noqa: BLE001 - best effort, Linux only
         pass
 
@@ -213,7 +217,7 @@ class Child:
                 user=self.user,
                 start_new_session=True,
                 pass_fds=self.pass_fds,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_die_with_parent, self.stop_signal),
             )
         except OSError as exc:
             raise ProcessError(
