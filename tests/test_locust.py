@@ -9,7 +9,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -20,17 +19,11 @@ from connbench.measure import locust_engine
 from connbench.model import results, scenario
 from connbench.model.errors import ScenarioError
 from tests.conftest import ROOT, connbench_cmd, run_cli
+from tests.test_end_to_end import _all_gone, _descendants, _wait_for
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("locust") is None, reason="Locust is not installed (make test does)"
 )
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
 
 
 def _locust_workers(pid: int) -> list[psutil.Process]:
@@ -51,27 +44,6 @@ def _users_connected(worker: psutil.Process) -> bool:
     except psutil.Error:
         return False
     return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED) > 1  # + the master
-
-
-def _wait_for(predicate: Any, timeout_s: float, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"connbench exited early: {proc.communicate()}")
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def _gone(processes: list[psutil.Process]) -> bool:
-    for proc in processes:
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
 
 
 # --- the generated locustfile ----------------------------------------------------------------
@@ -200,7 +172,7 @@ def test_a_worker_killed_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path)
             proc.communicate()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert _gone(everything), "a Locust process outlived the run"
+    assert _all_gone(everything), "a Locust process outlived the run"
     (run,) = results.load(out).results
     assert run.status == "ok"
     assert run.generator is not None and run.generator.locust is not None
