@@ -83,6 +83,7 @@ def test_follow_reads_whole_lines_only(tmp_path: Path) -> None:
     assert follow.spawned_at == 100.0
     assert follow.by_worker["w1"]["requests"] == 2
     assert len(follow.samples) == 2
+    assert follow.errors == 1  # the http_500
     with path.open("a") as f:
         f.write('ers", "t": 102.0, "states": {"w1": "missing"}}\n')
     follow.read()

@@ -131,6 +131,7 @@ class _Follow:
     spawned_at: float | None = None
     stopped_at: float | None = None
     samples: list[tuple[float, float, float | None, str | None]] = field(default_factory=list)
+    errors: int = 0  # of the samples, for progress without a pass over all of them
     by_worker: dict[str, dict[str, Any]] = field(default_factory=dict)
     lost: dict[str, float] = field(default_factory=dict)  # worker id -> when it went missing
 
@@ -166,6 +167,7 @@ class _Follow:
                 (float(t), float(rt), None if i is None else float(i), k)
                 for t, rt, i, k in record["samples"]
             )
+            self.errors += sum(1 for *_, kind in record["samples"] if kind is not None)
 
 
 class _Processes:
@@ -355,11 +357,11 @@ async def _drive(
             await master.stop_async()
             break
         if on_progress is not None:
-            ok = sum(1 for s in follow.samples if s[3] is None)
+            ok = len(follow.samples) - follow.errors
             phase = (
                 "warmup" if now < window.start_ns else "measure" if now < window.end_ns else "drain"
             )
-            on_progress(Progress(phase, (now - window.t0) / 1e9, ok, len(follow.samples) - ok))
+            on_progress(Progress(phase, (now - window.t0) / 1e9, ok, follow.errors))
         if now > window.end_ns and stop_deadline is None:
             stop_deadline = time.monotonic() + STOP_TIMEOUT_S + 2 * window_seconds(window)
         if stop_deadline is not None and time.monotonic() > stop_deadline:
