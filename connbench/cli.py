@@ -26,11 +26,13 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from connbench.analyse.compare import Comparison
+    from connbench.analyse.paired import PairedComparison
     from connbench.model.results import RunResult
 
 EXIT_FAILED = 1
 EXIT_LIMITS = 3
 EXIT_INVALID = 4
+EXIT_INCONCLUSIVE = 5
 EXIT_INTERRUPTED = 130
 # The one table of exit codes: --help shows it, the README repeats it (a test keeps them equal).
 EXIT_CODES = (
@@ -42,9 +44,10 @@ EXIT_CODES = (
     (2, "bad input: a flag, a scenario or result file, a DSN, a missing tool"),
     (EXIT_LIMITS, "a limit crossed: run --fail-if"),
     (EXIT_INVALID, "invalid measurement: open-model rate not held, or generator saturated"),
+    (EXIT_INCONCLUSIVE, "inconclusive: the A/B gate could not tell pass from fail (--base/--head)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); what was measured is saved"),
 )
-EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3 wins."
+EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3, 5 wins."
 # "\b" keeps click from rewrapping the table's lines.
 EPILOG = (
     "Exit codes:\n\n\b\n"
@@ -302,7 +305,54 @@ def run(
             "-r",
             metavar=INT,
             help="Run every variant in N rounds, interleaved, the order reversed every other "
-            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1).",
+            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1). "
+            "'auto': rounds until the --base/--head gate decides, at most --max-rounds.",
+            show_default=False,
+        ),
+    ] = None,
+    max_rounds: Annotated[
+        str | None,
+        typer.Option(
+            metavar=INT,
+            help="--repeat auto: the most rounds to run before the gate is called "
+            "inconclusive (default: 40).",
+            show_default=False,
+        ),
+    ] = None,
+    base_name: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            metavar="NAME",
+            help="A/B gate on this run: the base variant (its key, or words only it has). "
+            "With --head and --fail-on: exit 1 on a regression, 5 when inconclusive.",
+            show_default=False,
+        ),
+    ] = None,
+    head_name: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            metavar="NAME",
+            help="A/B gate on this run: the head variant.",
+            show_default=False,
+        ),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="METRIC:PERCENT",
+            help="A/B gate on this run (--base/--head): the change that matters, e.g. "
+            "throughput:10%. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="A/B gate on this run: its error rate (default: 0.05).",
             show_default=False,
         ),
     ] = None,
@@ -497,6 +547,11 @@ def run(
             "topology": topology,
             "pgbouncer_pool_size": pgbouncer_pool_size,
             "repeat": repeat,
+            "max_rounds": max_rounds,
+            "base": base_name,
+            "head": head_name,
+            "fail_on": fail_on or None,
+            "alpha": alpha,
             "rate": rate,
             "postgres": postgres_,
             "engine": engine,
@@ -530,6 +585,7 @@ def run(
             calibrate_first=calibrate_first,
         )
         _show_run(console, result, fmt, charts, label=str(path))
+        gate = _run_gate(console, result, fmt, label=str(path))
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
@@ -539,8 +595,35 @@ def run(
         if html_report:
             page = _write_html(path.with_suffix(".html"), [(str(path), result)])
             notes.print(f"report: {page} (open it in a browser)", highlight=False)
-        _append_summary(summary, run_view.format_run(result, "markdown"))
-        raise typer.Exit(_run_exit_code(result))
+        markdown = run_view.format_run(result, "markdown")
+        if gate is not None:
+            from connbench.present import paired as paired_view
+
+            markdown += "\n" + paired_view.format_paired(gate, "markdown")
+        _append_summary(summary, markdown)
+        raise typer.Exit(_run_exit_code(result, gate))
+
+
+def _run_gate(console: Console, result: RunResult, fmt: str, label: str) -> PairedComparison | None:
+    """The A/B gate the run was given (--base/--head), shown after the run; None without one.
+    A result it cannot judge (nothing paired) is said in one line and not gated."""
+    from connbench.analyse import paired
+    from connbench.present import paired as paired_view
+
+    if result.scenario.base is None:
+        return None
+    try:
+        comparison = paired.judge_run(result, label)
+    except BadInput as exc:
+        typer.echo(f"connbench: the A/B gate could not judge this run: {exc}", err=True)
+        return None
+    if comparison is None:
+        return None
+    if fmt == "table":
+        paired_view.render_paired(console, comparison)
+    elif fmt in ("markdown",):
+        sys.stdout.write("\n" + paired_view.format_paired(comparison, fmt))
+    return comparison
 
 
 def _progress_interval(text: str | None) -> float | None:
@@ -555,8 +638,9 @@ def _progress_interval(text: str | None) -> float | None:
         raise BadInput(f"--progress: {exc}, got {text!r}") from None
 
 
-def _run_exit_code(result: RunResult) -> int:
+def _run_exit_code(result: RunResult, gate: PairedComparison | None = None) -> int:
     """The exit code of a finished run (see EXIT_CODES), each reason said on stderr."""
+    from connbench.present import paired as paired_view
     from connbench.present import run as view
 
     if result.interrupted:
@@ -573,7 +657,13 @@ def _run_exit_code(result: RunResult) -> int:
             err=True,
         )
         return EXIT_FAILED
+    if gate is not None and gate.failed:
+        typer.echo(f"connbench: A/B gate: {paired_view.summary(gate)}", err=True)
+        return EXIT_FAILED
     code = 0
+    if gate is not None and gate.verdict == "inconclusive":
+        typer.echo(f"connbench: A/B gate: {paired_view.summary(gate)}", err=True)
+        code = EXIT_INCONCLUSIVE
     invalid = view.invalid_variants(result)
     crossed = view.limits_failed(result)
     if crossed:
@@ -867,6 +957,8 @@ def _compare_paired(
     _append_summary(summary, paired_view.format_paired(comparison, "markdown"))
     if comparison.failed:
         raise typer.Exit(EXIT_FAILED)
+    if comparison.verdict == "inconclusive":
+        raise typer.Exit(EXIT_INCONCLUSIVE)
 
 
 @app.command()

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
-from connbench.analyse import capacity, limits, stats
+from connbench.analyse import capacity, limits, paired, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import appserver, pgbouncer, postgres, procs, tempdirs, userapp
 from connbench.measure import calibrate, faults, load, locust_engine, sampler
@@ -163,6 +163,8 @@ def execute(
     # An own app's pattern is its own: nothing to predict.
     predictions = {v: _predict(v, scenario) for v in variants if v.kind == "strategy"}
     plan = round_plan(variants, scenario.repeat)
+    if scenario.sequential:
+        paired.check_budget(scenario.repeat, float(scenario.gate.get("alpha", 0.05)))
     procs.ensure_open_files(max(scenario.concurrency))
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
@@ -193,6 +195,9 @@ def execute(
                         reporter.strategy_finished(result)
                         if interrupts.count:
                             raise KeyboardInterrupt
+                        if scenario.sequential and position == len(variants) - 1:
+                            if _gate_decided(run, reporter):
+                                break
             except (KeyboardInterrupt, asyncio.CancelledError):
                 run.interrupted = True
             except psycopg.Error as exc:  # the server refused or went away between the steps
@@ -206,6 +211,22 @@ def execute(
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         saved = _save(run, path, reporter)
     return run, saved
+
+
+def _gate_decided(run: RunResult, reporter: Reporter) -> bool:
+    """After a round of ``--repeat auto``: judge the A/B gate on the rounds so far (with the
+    confidence sequence, valid however early it stops) and say whether it has decided."""
+    if run.results[-1].repeat < 1:  # one round: nothing to pair yet
+        return False
+    try:
+        comparison = paired.judge_run(run)
+    except BadInput as exc:  # not judgeable yet (e.g. one round): go on
+        reporter.note(f"A/B gate after round {run.results[-1].repeat + 1}: {exc}")
+        return False
+    if comparison is None:
+        return False
+    reporter.note(paired.round_line(comparison))
+    return paired.decided(comparison)
 
 
 def _destination(path: Path, scenario_file: str | None) -> Path:

@@ -130,6 +130,12 @@ class ScenarioRecord(Model):
     pool_max_effective: list[int]
     app: list[AppRecord] = []
     target: list[AppRecord] = []
+    base: str | None = Field(default=None, description="--base: the A/B gate's base variant.")
+    head: str | None = Field(default=None, description="--head: the A/B gate's head variant.")
+    sequential: bool = Field(
+        default=False,
+        description="--repeat auto: rounds added until the gate decided; repeat is the budget.",
+    )
 
 
 # --- one run of one variant ---------------------------------------------------------------------
