@@ -472,6 +472,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    app_python: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--app-python",
+            metavar="NAME=PATH",
+            help="Run the --app NAME under the interpreter PATH (e.g. its own virtualenv's "
+            "bin/python, with uvicorn[standard] installed there). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     target: Annotated[
         list[str] | None,
         typer.Option(
@@ -562,6 +572,7 @@ def run(
             "fault": fault,
             "fail_if": fail_if or None,
             "app": app_ or None,
+            "app_python": app_python or None,
             "target": target or None,
             "path": request_path,
             "method": method,

@@ -165,6 +165,10 @@ def execute(
     plan = round_plan(variants, scenario.repeat)
     if scenario.sequential:
         paired.check_budget(scenario.repeat, float(scenario.gate.get("alpha", 0.05)))
+    for own in scenario.app:
+        prefix = userapp.check_interpreter(own)
+        if prefix is not None:
+            reporter.note(f"app {own.name}: {own.python} (sys.prefix {prefix})")
     procs.ensure_open_files(max(scenario.concurrency))
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ class AppSpec:
     count_sql: str | None = None  # SELECT one number: the rows written (integrity check)
     ready_path: str | None = None  # probed until it answers; None: ``path`` itself
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    python: str | None = None  # the interpreter uvicorn runs under; None: connbench's own
 
     @property
     def kind(self) -> str:
@@ -72,6 +74,7 @@ class AppSpec:
             "setup_sql": self.setup_sql,
             "count_sql": self.count_sql,
             "ready_path": self.ready_path,
+            "python": self.python,
         }
 
 
@@ -124,6 +127,21 @@ def _url(text: str) -> tuple[str, str | None]:
     if path and parts.query:
         path += "?" + parts.query
     return f"{parts.scheme}://{parts.netloc}", path
+
+
+def parse_python(value: Any) -> str:
+    """An interpreter: a path (made absolute, symlinks kept: a virtualenv's ``bin/python`` is
+    one, and resolving it would leave the virtualenv) or a name looked up on ``PATH``."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise ValueError(f"expected the path of a Python interpreter, got {value!r}")
+    text = value.strip()
+    return os.path.abspath(os.path.expanduser(text)) if os.sep in text else text
+
+
+def parse_app_python(text: Any) -> tuple[str, str]:
+    """``NAME=PATH`` (--app-python): the own app NAME runs under the interpreter PATH."""
+    name, rest = _split(text, "NAME=PATH")
+    return name, parse_python(rest)
 
 
 def parse_path(value: Any) -> str:
@@ -198,7 +216,7 @@ REQUEST_FIELDS = {
     "ready_path": parse_path,
     "ready_timeout_s": _timeout,
 }
-_TABLE_KEYS = ("name", "app", "dir", "url", "env", *REQUEST_FIELDS)
+_TABLE_KEYS = ("name", "app", "dir", "url", "env", "python", *REQUEST_FIELDS)
 
 
 def parse_table(value: Any) -> AppSpec:
@@ -221,6 +239,13 @@ def parse_table(value: Any) -> AppSpec:
         spec = parse_target(f"{name}={value['url']}")
     if "env" in value:
         spec = replace(spec, env=_env(value["env"]))
+    if "python" in value:
+        if spec.kind != "app":
+            raise ValueError(f"app {name!r}: python applies to app = '...', not to a url")
+        try:
+            spec = replace(spec, python=parse_python(value["python"]))
+        except ValueError as exc:
+            raise ValueError(f"app {name!r}: python: {exc}") from None
     try:
         return with_request(spec, {k: v for k, v in value.items() if k in REQUEST_FIELDS})
     except ValueError as exc:

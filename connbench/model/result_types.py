@@ -95,6 +95,9 @@ class AppRecord(Model):
     setup_sql: str | None = None
     count_sql: str | None = None
     ready_path: str | None = None
+    python: str | None = Field(
+        default=None, description="The interpreter it ran under (--app-python); null: connbench's."
+    )
 
 
 class ScenarioRecord(Model):

@@ -12,7 +12,7 @@ import itertools
 import math
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -451,6 +451,14 @@ def _fail_if(value: Any) -> tuple[Limit, ...]:
         raise _Complete(str(exc)) from None
 
 
+def _app_pythons(value: Any) -> tuple[tuple[str, str], ...]:
+    items = value if isinstance(value, list) else [value]
+    try:
+        return tuple(appspec.parse_app_python(item) for item in items)
+    except ValueError as exc:
+        raise _Complete(str(exc)) from None
+
+
 def _repeat(value: Any) -> int | str:
     """A number of rounds, or ``auto``: rounds until the A/B gate decides (--max-rounds)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
@@ -537,6 +545,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "fail_if": _fail_if,
     "app": _own_apps(appspec.parse_app),
     "target": _own_apps(appspec.parse_target),
+    "app_python": _app_pythons,
 }
 
 
@@ -688,6 +697,15 @@ def _own_apps_given(
         except ValueError as exc:
             key, _, reason = str(exc).partition(": ")
             raise ScenarioError(f"{flag_name(key)}: {reason}") from None
+    pythons = values.pop("app_python", ())
+    apps = {spec.name: spec for spec in values.get("app", ())}
+    for name, python in pythons:
+        if name not in apps:
+            known = ", ".join(apps) or "none"
+            raise ScenarioError(f"--app-python {name}: no --app of that name (apps: {known})")
+        apps[name] = replace(apps[name], python=python)
+    if pythons:
+        values["app"] = tuple(apps.values())
     specs = (*values.get("app", ()), *values.get("target", ()))
     if request and not specs:
         raise ScenarioError(f"{flag_name(next(iter(request)))}: applies to --app and --target only")
