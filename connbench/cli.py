@@ -950,8 +950,6 @@ def _compare_paired(
         raise BadInput("--base and --head go together: name both variants of the A/B run")
     if len(paths) != 1:
         raise BadInput(f"--base/--head judge one RESULT file, got {len(paths)}")
-    if fmt == "html":
-        raise BadInput("--format html: the A/B verdict has no HTML page yet; use table or markdown")
     run_result = results.load(paths[0])
     comparison = paired.compare_paired(
         run_result,
@@ -963,6 +961,12 @@ def _compare_paired(
     )
     if fmt == "table":
         paired_view.render_paired(_console(), comparison)
+    elif fmt == "html":
+        from connbench.analyse import stats
+        from connbench.present import html as html_view  # its charts' JS: only when asked
+
+        run_result.summary = stats.aggregate(run_result.results)
+        sys.stdout.write(html_view.report([(str(paths[0]), run_result)], paired=[comparison]))
     else:
         sys.stdout.write(paired_view.format_paired(comparison, fmt))
     _append_summary(summary, paired_view.format_paired(comparison, "markdown"))

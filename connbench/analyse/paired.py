@@ -671,3 +671,38 @@ def round_line(comparison: PairedComparison) -> str:
     budget = f" of at most {comparison.max_rounds}" if comparison.max_rounds else ""
     missing = "; a side failed a round" if comparison.missing_fails else ""
     return f"A/B gate after round {comparison.rounds}{budget}: " + "; ".join(parts) + missing
+
+
+@dataclass(frozen=True)
+class Step:
+    """The estimate and interval of one metric over the first ``rounds`` rounds."""
+
+    rounds: int
+    ratio: float
+    low: float | None
+    high: float | None
+    verdict: str | None  # of the check on this metric, had the run stopped here
+
+
+def interval_path(
+    comparison: PairedComparison, metric_name: str, threshold: float | None = None
+) -> list[Step]:
+    """How the interval of ``metric_name`` narrowed round by round: the comparison's own
+    method on the first 2, 3, ... of its paired rounds. With the sequential method each step
+    is what the run saw when it judged after that round; with the signed-rank interval each
+    is a fixed-sample interval over that prefix (valid alone, not as a rule for stopping)."""
+    paired = comparison.metrics[metric_name]
+    metric = metrics.lookup(metric_name)
+    pairs = list(
+        zip((r - 1 for r in paired.rounds), paired.base_values, paired.head_values, strict=True)
+    )
+    steps = []
+    for n in range(2, len(pairs) + 1):
+        prefix = paired_metric(metric, pairs[:n], comparison.alpha, comparison.method)
+        if prefix.ratio is None:
+            break
+        verdict = None
+        if threshold is not None and prefix.low is not None and prefix.high is not None:
+            verdict = verdict_of(prefix.ratio, prefix.low, prefix.high, threshold, metric)
+        steps.append(Step(n, prefix.ratio, prefix.low, prefix.high, verdict))
+    return steps

@@ -65,7 +65,7 @@ def _gate_cell(check: PairedCheck | None, mark: Mark) -> str:
     return mark(f"pass {limit}", "good")
 
 
-def _rows(comparison: PairedComparison, mark: Mark) -> list[list[str]]:
+def table_rows(comparison: PairedComparison, mark: Mark) -> list[list[str]]:
     checks = {c.metric: c for c in comparison.checks}
     rows = []
     for name, metric in comparison.metrics.items():
@@ -196,7 +196,7 @@ def render_paired(console: Console, comparison: PairedComparison) -> None:
     table = Table(title=f"connbench compare · {title(comparison)}", title_justify="left")
     for header in HEADERS:
         table.add_column(header, justify="left" if header == "metric" else "right")
-    for row in _rows(comparison, rich_mark):
+    for row in table_rows(comparison, rich_mark):
         table.add_row(*row)
     console.print(table)
     say = sayer(console)
@@ -270,7 +270,7 @@ def paired_markdown(comparison: PairedComparison) -> str:
     if power:
         out += ["", "**Smallest change these rounds could have detected**", ""]
         out += [f"- {line}" for line in power]
-    out += ["", md_table(HEADERS, _rows(comparison, markdown_mark))]
+    out += ["", md_table(HEADERS, table_rows(comparison, markdown_mark))]
     if comparison.warnings:
         out += [""] + [f"- ⚠️ {w}" for w in comparison.warnings]
     return "\n".join(out) + "\n"
