@@ -44,7 +44,7 @@ EXIT_CODES = (
     (2, "bad input: a flag, a scenario or result file, a DSN, a missing tool"),
     (EXIT_LIMITS, "a limit crossed: run --fail-if"),
     (EXIT_INVALID, "invalid measurement: open-model rate not held, or generator saturated"),
-    (EXIT_INCONCLUSIVE, "inconclusive: the A/B gate could not tell pass from fail (--base/--head)"),
+    (EXIT_INCONCLUSIVE, "inconclusive: compare's gate could not tell a regression from noise"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); what was measured is saved"),
 )
 EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3, 5 wins."
@@ -930,6 +930,8 @@ def compare_results(
         _append_summary(summary, compare_view.format_compare(comparisons, "markdown"))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
+        if any(c.inconclusive for c in comparisons):
+            raise typer.Exit(EXIT_INCONCLUSIVE)
 
 
 def _compare_paired(

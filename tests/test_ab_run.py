@@ -80,3 +80,23 @@ def test_repeat_auto_stops_once_the_gate_decides(pg: Postgres, tmp_path: Path) -
         "compare", str(out), "--base", "connect", "--head", "pool", cwd=ROOT, timeout=60
     )
     assert flipped.returncode == 0, flipped.stderr
+
+
+def test_cross_file_compare_says_inconclusive_and_exits_5(tmp_path: Path) -> None:
+    """Across files: worse than the threshold but within the noise of the repeats is not a
+    pass any more."""
+    from .conftest import entry, run_of
+
+    base = run_of(*(entry(repeat=i, rps=v) for i, v in enumerate([1000, 700, 1300, 900, 1100])))
+    new = run_of(*(entry(repeat=i, rps=v) for i, v in enumerate([850, 1250, 650, 800, 1050])))
+    paths = [tmp_path / "base.json", tmp_path / "new.json"]
+    for path, run in zip(paths, (base, new), strict=True):
+        results.save(run, path)
+    out = cli.invoke(
+        app,
+        ["compare", *map(str, paths), "--fail-on", "throughput:10%", "--format", "markdown"],
+    )
+    assert out.exit_code == 5, out.output
+    assert out.stdout.startswith("## connbench compare: ⚠️ inconclusive")
+    assert "**Inconclusive checks**" in out.stdout
+    assert "within the noise of the repeats, so inconclusive" in out.stdout
