@@ -100,3 +100,20 @@ def test_cross_file_compare_says_inconclusive_and_exits_5(tmp_path: Path) -> Non
     assert out.stdout.startswith("## connbench compare: ⚠️ inconclusive")
     assert "**Inconclusive checks**" in out.stdout
     assert "within the noise of the repeats, so inconclusive" in out.stdout
+
+
+def test_a_scenario_file_can_give_the_run_its_gate(tmp_path: Path) -> None:
+    from connbench.model.scenario import build
+
+    path = tmp_path / "ab.toml"
+    path.write_text(
+        'strategies = ["pool", "connect"]\nrepeat = "auto"\nmax_rounds = 12\n'
+        'base = "pool"\nhead = "connect"\n[gate]\nthroughput = "10%"\n'
+    )
+    chosen = build(path, {})
+    assert chosen.sequential and chosen.repeat == 12
+    assert (chosen.base, chosen.head) == ("pool", "connect")
+    assert dict(chosen.gate) == {"throughput": 0.10}
+    default = build(path, {"max_rounds": None, "fail_on": ["p99:20%"], "alpha": "0.01"})
+    assert dict(default.gate) == {"throughput": 0.10, "p99": 0.20, "alpha": 0.01}
+    assert build(None, {"repeat": "6"}).sequential is False
