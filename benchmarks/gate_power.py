@@ -391,14 +391,19 @@ def spread_report(workdir: Path) -> str:
 
     every: list[float] = []
     later: list[float] = []
+    second: list[float] = []  # the log ratio when head ran second in its round, minus first
+    first: list[float] = []
     loads = []
     for path in trial_files(workdir)["A/A"]:
         run = results.load(path)
         loads.append(run.environment.load_average_1m)
         by_round: dict[int, dict[str, float]] = {}
+        head_first: dict[int, bool] = {}
         for r in run.results:
             if r.status == "ok" and r.throughput_rps:
                 by_round.setdefault(r.repeat, {})[r.strategy] = r.throughput_rps
+            if r.strategy == "head":
+                head_first[r.repeat] = r.position == 0
         logs = [
             (n, math.log(v["head"] / v["base"]))
             for n, v in sorted(by_round.items())
@@ -409,6 +414,8 @@ def spread_report(workdir: Path) -> str:
         centre = statistics.median(d for _, d in logs)
         every += [d - centre for _, d in logs]
         later += [d - centre for n, d in logs if n > 0]
+        first += [d for n, d in logs if head_first.get(n)]
+        second += [d for n, d in logs if not head_first.get(n)]
 
     def robust(values: list[float]) -> str:
         if len(values) < 3:
@@ -417,10 +424,14 @@ def spread_report(workdir: Path) -> str:
         return f"{robust_sd:.3f} (sd {statistics.stdev(values):.3f})"
 
     shown = [f"{x:.1f}" for x in loads if x is not None]
+    position = (
+        f"{statistics.mean(second) - statistics.mean(first):+.3f}" if first and second else "-"
+    )
     return (
         f"A/A per-round log-ratio spread, robust sd: every round {robust(every)} over "
-        f"{len(every)} rounds; without each trial's first round {robust(later)}; load average "
-        f"at the trials' start: {', '.join(shown) or '-'}"
+        f"{len(every)} rounds; without each trial's first round {robust(later)}; running "
+        f"second in a round moved the log ratio by {position} (mean); load average at the "
+        f"trials' start: {', '.join(shown) or '-'}"
     )
 
 
