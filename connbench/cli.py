@@ -303,7 +303,7 @@ def run(
         typer.Option(
             "--repeat",
             "-r",
-            metavar=INT,
+            metavar="N|auto",
             help="Run every variant in N rounds, interleaved, the order reversed every other "
             "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1). "
             "'auto': rounds until the --base/--head gate decides, at most --max-rounds.",

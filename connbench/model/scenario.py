@@ -463,7 +463,14 @@ def _repeat(value: Any) -> int | str:
     """A number of rounds, or ``auto``: rounds until the A/B gate decides (--max-rounds)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    return int(_bounded(_positive_int, "repeat")(value))
+    try:
+        return int(_bounded(_positive_int, "repeat")(value))
+    except _Complete:
+        raise
+    except ValueError as exc:
+        if "at most" in str(exc):
+            raise
+        raise ValueError(f"{exc}, or auto (rounds until the A/B gate decides)") from None
 
 
 def _fail_on(value: Any) -> tuple[tuple[str, float], ...]:
