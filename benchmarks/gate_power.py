@@ -317,8 +317,63 @@ def judge_all(workdir: Path, fail_on: list[str]) -> bool:
     aa = [r for v in verdicts.get("A/A", []) if "error" not in v for r in v["ratios"]]
     throughput = next((f for f in fail_on if f.startswith("throughput:")), None)
     if len(aa) >= 12 and throughput:
-        print("\n" + projection(aa, float(throughput.partition(":")[2].rstrip("%")) / 100))
+        threshold = float(throughput.partition(":")[2].rstrip("%")) / 100
+        print("\n" + projection(aa, threshold))
+        print("\n" + projection_auto(aa, threshold))
     return met
+
+
+def projection_auto(
+    aa_ratios: list[float], threshold: float, budget: int = 40, sims: int = 2000
+) -> str:
+    """What ``--repeat auto`` would decide with this machine's per-round noise: runs of up to
+    ``budget`` rounds resampled from the A/A rounds' centred log ratios, each loss applied
+    as a factor, judged after every round by the confidence sequence (seeded). A
+    projection, not a measurement."""
+    import random
+
+    from connbench.analyse import paired, sequential
+    from connbench.model import metrics
+
+    rng = random.Random(1)
+    logs = [math.log(r) for r in aa_ratios]
+    centre = statistics.median(logs)
+    noise = [d - centre for d in logs]
+    throughput = metrics.lookup("throughput")
+
+    def trial(loss: float) -> tuple[str, int]:
+        total = square = 0.0
+        for n in range(1, budget + 1):
+            d = rng.choice(noise) + math.log(1 - loss)
+            total += d
+            square += d * d
+            mean = total / n
+            half = sequential.half_width(n, max(0.0, square - n * mean * mean), 0.05)
+            if half is None:
+                continue
+            verdict = paired.verdict_of(
+                math.exp(mean), math.exp(mean - half), math.exp(mean + half), threshold, throughput
+            )
+            if verdict != paired.INCONCLUSIVE:
+                return verdict, n
+        return paired.INCONCLUSIVE, budget
+
+    lines = [
+        f"projection for --repeat auto (at most {budget} rounds) from the same A/A rounds, "
+        f"{sims} simulated runs per loss:",
+        "",
+        "| loss | fail | pass | inconclusive | rounds, median |",
+        "|--:|--:|--:|--:|--:|",
+    ]
+    for loss in (0.0, 0.05, 0.10, 0.15, 0.25):
+        runs = [trial(loss) for _ in range(sims)]
+        share = {v: sum(r[0] == v for r in runs) / sims for v in ("fail", "pass", "inconclusive")}
+        rounds = statistics.median(r[1] for r in runs)
+        lines.append(
+            f"| {loss:.0%} | {share['fail']:.1%} | {share['pass']:.1%} "
+            f"| {share['inconclusive']:.1%} | {rounds:g} |"
+        )
+    return "\n".join(lines)
 
 
 def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> str:
