@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,43 @@ from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The fast tier (`make test-fast`, the edit loop): every test that starts no process. A test
+# that asks for the session's PostgreSQL is integration by that alone; any other that starts a
+# process carries the mark itself, and the fast tier refuses the first process a test starts
+# without it (the guard below), so the tier cannot silently grow slow.
+FAST_TIER = os.environ.get("CONNBENCH_TEST_TIER") == "fast"
+INTEGRATION_FIXTURES = {"pg"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+class StartedAProcess(AssertionError):
+    """A fast-tier test started a process: it belongs to the integration tier."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_process_in_the_fast_tier() -> Iterator[None]:
+    """Session-wide, so that module and session fixtures are held to it too."""
+    if not FAST_TIER:
+        yield
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise StartedAProcess(
+            "this test starts a process: mark it `pytest.mark.integration` (fast tier)"
+        )
+
+    platform.platform()  # asks `uname -p` once and caches it: results record the platform
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse)
+        patch.setattr(os, "fork", refuse)
+        patch.setattr(os, "posix_spawn", refuse)
+        yield
 
 
 @pytest.fixture(scope="session")

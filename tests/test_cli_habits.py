@@ -123,6 +123,7 @@ def test_exit_codes_are_one_table_in_help_and_readme() -> None:
     assert cli.EXIT_PRECEDENCE in text and cli.EXIT_PRECEDENCE in readme
 
 
+@pytest.mark.integration
 def test_shell_completion_is_on() -> None:
     # What a shell's completion script asks (click's protocol), whatever shell runs the tests.
     binary = Path(sys.executable).parent / "connbench"
@@ -136,6 +137,7 @@ def test_shell_completion_is_on() -> None:
     assert "--install-completion" in runner.invoke(app, ["-h"]).stdout
 
 
+@pytest.mark.integration
 def test_importing_the_cli_pulls_in_no_heavy_module() -> None:
     # What `connbench --help` costs is importing connbench.cli; the heavy modules are
     # imported by the commands that use them.
@@ -219,6 +221,7 @@ def _rich_run() -> RunResult:
 
 
 @pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.integration
 def test_show_fits_the_width_and_never_cuts_a_name(tmp_path: Path, width: int) -> None:
     run = _rich_run()
     path = tmp_path / "wide.json"
@@ -236,6 +239,7 @@ def test_show_fits_the_width_and_never_cuts_a_name(tmp_path: Path, width: int) -
     assert f"left out at {width} columns" in out.stdout  # and it says what it dropped
 
 
+@pytest.mark.integration
 def test_piped_output_defaults_to_100_columns(tmp_path: Path) -> None:
     path = tmp_path / "wide.json"
     results.save(_rich_run(), path)
@@ -255,6 +259,7 @@ def test_sparklines_shrink_to_fit_keeping_spikes() -> None:
 # --- the run's footers, the breakdown, calibration ------------------------------------------------
 
 
+@pytest.mark.integration
 def test_footer_pool_only_when_a_pool_ran_and_limits_pluralised() -> None:
     run = run_of(entry("connect", pool=None))
     run.limits = [LimitRecord(limit="p99_ms>50", variant="connect c=32 w=1", value=20.0,
@@ -270,6 +275,7 @@ def test_footer_pool_only_when_a_pool_ran_and_limits_pluralised() -> None:
     assert "pool 4..4" in console.export_text()
 
 
+@pytest.mark.integration
 def test_the_breakdown_says_which_strategies_it_leaves_out() -> None:
     run = _rich_run()
     console = Console(width=200, record=True, file=io.StringIO())
@@ -292,6 +298,7 @@ def test_outside_app_is_never_negative() -> None:
     assert out["outside_app_ms"] == 0.0
 
 
+@pytest.mark.integration
 def test_calibration_is_read_at_the_variants_own_concurrency() -> None:
     run = _rich_run()
     by_key = {s.key: s for s in run.summary}
@@ -357,6 +364,7 @@ def _invalid(run: RunResult) -> RunResult:
     return run
 
 
+@pytest.mark.integration
 def test_exit_code_precedence() -> None:
     assert cli._run_exit_code(run_of(entry())) == 0
     crossed = run_of(entry())
@@ -373,6 +381,7 @@ def test_exit_code_precedence() -> None:
     assert cli._run_exit_code(saturated) == cli.EXIT_INVALID
 
 
+@pytest.mark.integration
 def test_an_open_model_run_that_cannot_hold_its_rate_exits_4(tmp_path: Path) -> None:
     # One connection cannot carry 20,000 requests a second: the rate is not held.
     out = run_cli("run", "-s", "pool", "-c", "1", "-R", "20000", "-d", "1500ms", "-w", "0",
@@ -382,6 +391,7 @@ def test_an_open_model_run_that_cannot_hold_its_rate_exits_4(tmp_path: Path) -> 
            "hold the offered rate" in out.stderr  # fmt: skip
 
 
+@pytest.mark.integration
 def test_summary_is_appended_whatever_the_exit_code(tmp_path: Path) -> None:
     base, slow = tmp_path / "base.json", tmp_path / "slow.json"
     results.save(run_of(*(entry(repeat=i, rps=1000 + i) for i in range(5))), base)
@@ -397,6 +407,7 @@ def test_summary_is_appended_whatever_the_exit_code(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--summary: cannot write" in bad.stderr
 
 
+@pytest.mark.integration
 def test_result_files_are_readable_by_others(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
@@ -406,6 +417,7 @@ def test_result_files_are_readable_by_others(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+@pytest.mark.integration
 def test_one_warning_says_what_differs_and_whether_it_matters() -> None:
     base, new = run_of(entry()), run_of(entry())
     new.environment = new.environment.model_copy(
@@ -426,6 +438,7 @@ def test_one_warning_says_what_differs_and_whether_it_matters() -> None:
 # --- serve --port ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_serve_on_a_fixed_port(tmp_path: Path) -> None:
     import signal
     import time

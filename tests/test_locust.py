@@ -114,6 +114,7 @@ def test_worker_needs_host_and_port() -> None:
 # --- real runs ---------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_two_local_workers_give_full_results(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     done = run_cli(
@@ -144,6 +145,7 @@ def test_two_local_workers_give_full_results(tmp_path: Path) -> None:
     assert connect.server.sessions_opened == connect.integrity.rows_inserted
 
 
+@pytest.mark.integration
 def test_a_worker_killed_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     proc = subprocess.Popen(

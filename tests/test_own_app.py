@@ -111,6 +111,7 @@ def test_roles_and_databases_are_dropped_afterwards(
     assert left == []
 
 
+@pytest.mark.integration
 def test_example_app_runs_from_the_repository_root(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     done = run_cli(
@@ -229,6 +230,7 @@ def bad_run(
 
 
 @pytest.mark.parametrize("name", list(BAD_APPS))
+@pytest.mark.integration
 def test_bad_app_is_one_line_naming_it_and_the_cause(
     bad_run: tuple[subprocess.CompletedProcess[str], Path], name: str
 ) -> None:
@@ -239,6 +241,7 @@ def test_bad_app_is_one_line_naming_it_and_the_cause(
     assert failure in done.stdout
 
 
+@pytest.mark.integration
 def test_bad_apps_fail_the_run_but_not_the_others(
     bad_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:

@@ -128,6 +128,7 @@ def test_every_pool_passes_the_prepare_threshold_on() -> None:
 @pytest.mark.skipif(
     pgbouncer.unavailable("pgbouncer-transaction") is not None, reason="pgbouncer missing"
 )
+@pytest.mark.integration
 def test_pool_nocheck_behind_a_transaction_pooler_has_no_prepared_statement_errors(
     tmp_path: Path,
 ) -> None:
