@@ -175,6 +175,12 @@ SummaryOpt = Annotated[
 ChartsOpt = Annotated[
     bool, typer.Option("--charts/--no-charts", help="Draw the per-second charts.")
 ]
+ExplainOpt = Annotated[
+    bool,
+    typer.Option(
+        "--explain", help="Say under each table what its columns mean (said once, not every run)."
+    ),
+]
 
 
 def _format(value: str) -> str:
@@ -373,6 +379,7 @@ def run(
         ),
     ] = None,
     charts: ChartsOpt = True,
+    explain: ExplainOpt = False,
     calibrate_first: Annotated[
         bool,
         typer.Option(
@@ -529,7 +536,7 @@ def run(
             Path(output) if output is not None else None,
             calibrate_first=calibrate_first,
         )
-        _show_run(console, result, fmt, charts, label=str(path))
+        _show_run(console, result, fmt, charts, label=str(path), explain=explain)
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
@@ -588,12 +595,20 @@ def _run_exit_code(result: RunResult) -> int:
 
 
 def _show_run(
-    console: Console, result: RunResult, fmt: str, charts: bool = True, label: str = ""
+    console: Console,
+    result: RunResult,
+    fmt: str,
+    charts: bool = True,
+    label: str = "",
+    explain: bool = False,
 ) -> None:
     from connbench.present import run as run_view
 
+    if fmt in ("csv", "json"):  # the data on stdout, what to know about it on stderr
+        for line in run_view.warning_lines(result, every_figure=True):
+            typer.echo(f"connbench: warning: {line}", err=True)
     if fmt == "table":
-        run_view.render_run(console, result, charts=charts)
+        run_view.render_run(console, result, charts=charts, explain=explain)
     elif fmt == "html":
         from connbench.present import html as html_view  # its charts' JS: only when asked
 
@@ -678,6 +693,7 @@ def show(
     result_file: Annotated[Path, typer.Argument(help="A result JSON file.", metavar="FILE")],
     charts: ChartsOpt = True,
     format_: FormatOpt = "table",
+    explain: ExplainOpt = False,
 ) -> None:
     """Show a saved result: its tables, per-second charts and limit verdicts as recorded."""
     from connbench.analyse import stats
@@ -687,7 +703,7 @@ def show(
         fmt = _format(format_)
         run_result = results.load(result_file)
         run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
-        _show_run(_console(), run_result, fmt, charts, label=str(result_file))
+        _show_run(_console(), run_result, fmt, charts, label=str(result_file), explain=explain)
 
 
 @app.command()

@@ -232,6 +232,9 @@ def test_show_fits_the_width_and_never_cuts_a_name(tmp_path: Path, width: int) -
     assert max(len(line) for line in lines) <= width
     assert "…" not in out.stdout
     rows = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    results_table = lines[: next(i for i, line in enumerate(lines) if line.startswith("└"))]
+    first_cells = [line.split("│")[1].strip() for line in results_table if line.startswith("│")]
+    assert "" not in first_cells  # no cell wrapped a row of the results onto a second line
     for summary in run.summary:  # every variant's name, whole, in the tables
         assert summary.strategy in rows
         if summary.status == "ok":  # and its label in the charts and the breakdown
@@ -279,7 +282,7 @@ def test_footer_pool_only_when_a_pool_ran_and_limits_pluralised() -> None:
 def test_the_breakdown_says_which_strategies_it_leaves_out() -> None:
     run = _rich_run()
     console = Console(width=200, record=True, file=io.StringIO())
-    run_view.render_run(console, run)
+    run_view.render_run(console, run, explain=True)
     text = " ".join(console.export_text().split())
     assert "Not broken down: sync-pool via=direct c=8, sync-pool via=pgb-txn c=8," in text
     assert "(sync strategies: their psycopg calls are not timed)" in text

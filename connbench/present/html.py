@@ -39,7 +39,7 @@ from connbench.present.run import (
     _run_rows,
     _title,
     _typical_run,
-    _warnings,
+    warning_lines,
 )
 
 # Colour-blind-friendly categorical hues (Tableau 10, then two more): one per variant, or per
@@ -1098,7 +1098,7 @@ def _warning_list(run: RunResult) -> str:
     for crossed, line in _limit_lines(run):
         mark = "bad" if crossed else "good"
         items.append(f'<li class="{mark}">{"✗" if crossed else "✓"} limit {esc(line)}</li>')
-    warnings = [f"<li>{esc(w)}</li>" for w in _warnings(run)]
+    warnings = [f"<li>{esc(w)}</li>" for w in warning_lines(run)]
     out = f'<ul class="warnings">{"".join(items)}</ul>' if items else ""
     out += _folded(warnings, "warning", "warn")
     return out or '<p class="muted">No warnings.</p>'
