@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from connbench import __version__
 from connbench.apps import STRATEGIES
@@ -45,14 +47,94 @@ EXIT_CODES = (
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); what was measured is saved"),
 )
 EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3 wins."
-# "\b" keeps click from rewrapping the table's lines.
+# "\b" keeps click from rewrapping the table's lines; each meaning is wrapped here instead, so
+# that the table fits 80 columns.
 EPILOG = (
     "Exit codes:\n\n\b\n"
-    + "\n".join(f"{code:>5}  {meaning}" for code, meaning in EXIT_CODES)
+    + "\n".join(
+        f"{code:>5}  " + "\n       ".join(textwrap.wrap(meaning, 70))
+        for code, meaning in EXIT_CODES
+    )
     + "\n\n"
     + EXIT_PRECEDENCE
 )
+
+
+def _examples(*lines: str) -> str:
+    """An epilog of examples (kept as written), then the exit codes."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + EPILOG
+
+
+RUN_EXAMPLES = _examples(
+    "# two strategies, 30 s each; then every one in a sweep, 3 interleaved rounds",
+    "connbench run -s pool,connect -d 30s",
+    "connbench run -s all -c 8,32,128 -r 3",
+    "# a scenario file, with an HTML report beside the result",
+    "connbench run scenarios/quick.toml --html",
+    "# your own app beside the pool strategy",
+    "connbench run -s pool --app mine=myapp.main:app --path /items/",
+)
+COMPARE_EXAMPLES = _examples(
+    "# two result files, failing on a real loss of throughput",
+    "connbench compare base.json new.json --fail-on throughput:10%",
+    "# two variants of one run, paired round by round",
+    "connbench compare r.json --base pool --head mine --fail-on p99:20%",
+)
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# `--help` in groups, by the option's long name: what runs, the load, pool and server, your
+# own app, Locust, the output, the gate. An option not named here is listed under "Options".
+HELP_GROUPS: dict[str, tuple[str, ...]] = {
+    "Load": (
+        "--strategy", "--concurrency", "--duration", "--warmup", "--timeout", "--rate",
+        "--repeat", "--engine", "--fault",
+    ),
+    "Pool and server": (
+        "--pool-min", "--pool-max", "--workers", "--topology", "--pgbouncer-pool-size",
+        "--postgres", "--max-connections", "--calibrate", "--port",
+    ),
+    "Your app or a running one": (
+        "--app", "--target", "--path", "--method", "--body", "--header", "--ready-path",
+        "--count-sql", "--setup-sql",
+    ),
+    "Locust (--engine locust)": (
+        "--locust-workers", "--expect-workers", "--locust-bind", "--locust-port",
+    ),
+    "Output": (
+        "--output", "--format", "--charts", "--explain", "--html", "--progress", "--summary",
+    ),
+    "Gate": ("--fail-if", "--fail-on", "--alpha", "--ignore", "--base", "--head",
+             "--allow-missing"),
+}  # fmt: skip
+_GROUP_OF = {flag: group for group, flags in HELP_GROUPS.items() for flag in flags}
+
+
+class GroupedHelp(TyperCommand):
+    """Plain click help (fast: no rich to import) with the options in :data:`HELP_GROUPS`."""
+
+    # Typed loosely: typer carries its own copy of click, whose types are private to it.
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments: list[tuple[str, str]] = []
+        groups: dict[str, list[tuple[str, str]]] = {name: [] for name in HELP_GROUPS}
+        groups["Options"] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append(record)
+            else:
+                long = max(param.opts, key=len)
+                groups[_GROUP_OF.get(long, "Options")].append(record)
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        for name, records in groups.items():
+            if records:
+                with formatter.section(name):
+                    formatter.write_dl(records)
+
+
 DEFAULT_WIDTH = 100  # for output that goes to no terminal, unless COLUMNS says otherwise
 
 app = typer.Typer(
@@ -119,7 +201,7 @@ def _root(
     """How should a FastAPI app hold its PostgreSQL connections, and what does each cost?"""
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def strategies() -> None:
     """List the connection strategies, one line each."""
     width = max(len(name) for name in STRATEGIES)
@@ -213,7 +295,7 @@ PostgresOpt = Annotated[
 ]
 
 
-@app.command(epilog=EPILOG)
+@app.command(cls=GroupedHelp, epilog=RUN_EXAMPLES)
 def run(
     scenario_file: Annotated[
         Path | None,
@@ -641,7 +723,7 @@ def _write_html(
     return path
 
 
-@app.command(name="calibrate")
+@app.command(name="calibrate", cls=GroupedHelp)
 def calibrate_cmd(
     postgres_: PostgresOpt = None,
     concurrency: Annotated[
@@ -688,7 +770,7 @@ def calibrate_cmd(
         run_view.render_calibration(console, ceilings)
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def show(
     result_file: Annotated[Path, typer.Argument(help="A result JSON file.", metavar="FILE")],
     charts: ChartsOpt = True,
@@ -706,7 +788,7 @@ def show(
         _show_run(_console(), run_result, fmt, charts, label=str(result_file), explain=explain)
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def schema() -> None:
     """Print the JSON Schema of a result file (the version this connbench writes)."""
     from connbench.model import results
@@ -741,7 +823,7 @@ AllowMissingOpt = Annotated[
 ]
 
 
-@app.command("compare", epilog=EPILOG)
+@app.command("compare", cls=GroupedHelp, epilog=COMPARE_EXAMPLES)
 def compare_results(
     files: Annotated[
         list[Path] | None,
@@ -885,7 +967,7 @@ def _compare_paired(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def report(
     files: Annotated[
         list[Path] | None,
@@ -944,7 +1026,7 @@ def _free(port: int) -> None:
             raise BadInput(f"--port: 127.0.0.1:{port} is not free ({exc.strerror})") from None
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def serve(
     strategy: Annotated[str, typer.Argument(help="The strategy to serve.", metavar="STRATEGY")],
     postgres_: PostgresOpt = None,
@@ -1047,7 +1129,7 @@ def serve(
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def locustfile(
     strategy: Annotated[
         str, typer.Argument(help="The strategy (or variant) whose request the file sends.")
@@ -1083,7 +1165,7 @@ def locustfile(
             output.write_text(text)
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def worker(
     master: Annotated[
         str,
