@@ -11,12 +11,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from connbench.analyse import advice, stats
+from connbench.analyse import advice, compare, stats
+from connbench.analyse.compare import Gate, Threshold
 from connbench.cli import app
 from connbench.model import results
 from connbench.model.results import RunResult
 from connbench.present import run as run_view
 from connbench.present.common import rich_mark
+from connbench.present.compare import render_compare
 from tests.conftest import entry, made, run_of
 
 runner = CliRunner()
@@ -126,3 +128,28 @@ def test_machine_formats_say_their_warnings_on_stderr(tmp_path: Path, fmt: str) 
     assert "connbench: warning" not in out.stdout  # the data stays clean
     if fmt == "json":
         json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_compare_fits_the_width_and_says_what_it_dropped(width: int) -> None:
+    def five(rps: float) -> RunResult:
+        kinds = ("pool", "connect", "sqlalchemy-nullpool")
+        return run_of(
+            *(
+                entry(s, repeat=i, rps=rps + i, p99=1234.5, concurrency=128, topology=via)
+                for s in kinds
+                for via in ("direct", "pgbouncer-transaction")
+                for i in range(5)
+            )
+        )
+
+    gate = Gate((Threshold("throughput", 0.10, "test"), Threshold("p99", 0.25, "test")))
+    comparison = compare.compare(five(1000.0), five(800.0), gate=gate)
+    console = Console(width=width, record=True, file=io.StringIO())
+    render_compare(console, [comparison])
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= width
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("└"))]
+    keys = [line.split("│")[1].strip() for line in table if line.startswith("│")]
+    assert {v.key for v in comparison.variants} <= set(keys)  # every key whole, on one line
+    assert f"compare: left out at {width} columns" in "\n".join(lines)
