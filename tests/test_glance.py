@@ -16,6 +16,8 @@ from connbench.analyse.compare import Gate, Threshold
 from connbench.cli import app
 from connbench.model import results
 from connbench.model.results import RunResult
+from connbench.model.scenario import Scenario
+from connbench.present import html
 from connbench.present import run as run_view
 from connbench.present.common import rich_mark
 from connbench.present.compare import render_compare
@@ -153,3 +155,24 @@ def test_compare_fits_the_width_and_says_what_it_dropped(width: int) -> None:
     keys = [line.split("│")[1].strip() for line in table if line.startswith("│")]
     assert {v.key for v in comparison.variants} <= set(keys)  # every key whole, on one line
     assert f"compare: left out at {width} columns" in "\n".join(lines)
+
+
+def test_twenty_variants_take_twenty_colours() -> None:
+    colours = html.Colours()
+    assert len({colours.of_series(f"s{i}") for i in range(20)}) == 20
+    every = [*ALL, "mine", "theirs"]
+    page = html.Colours()
+    assert len({page.of_series(name) for name in every}) == len(every)
+
+
+def test_the_scenario_block_shows_what_the_user_set_on_one_line_each() -> None:
+    scenario = Scenario(name="q", duration_s=4.0).to_dict()
+    scenario["app"] = [
+        {"name": "mine", "app": "x.main:app", "count_sql": "SELECT\n  count(*)", "env": {}}
+    ]
+    facts = dict(html.scenario_facts(scenario))
+    assert facts["duration_s"] == "4.0"
+    assert facts["app mine"] == "app: x.main:app · count_sql: SELECT count(*)"
+    for internal in ("locust_bind", "expect_workers", "pool_min_effective", "timeout_s"):
+        assert internal not in facts  # Locust did not run; the rest is the default
+    assert "\n" not in "".join(facts.values()) and "{" not in "".join(facts.values())

@@ -42,22 +42,15 @@ from connbench.present.run import (
     warning_lines,
 )
 
-# Colour-blind-friendly categorical hues (Tableau 10, then two more): one per variant, or per
-# series of a sweep, whose variants then take shades of it.
+# Categorical colours, one per variant or per series of a sweep (whose variants then take
+# shades of it): Tableau 20, its ten strong hues first and their light partners after, so up
+# to 20 variants are told apart (14 strategies took 12 colours, two pairs alike).
 PALETTE = (
-    "#4e79a7",
-    "#f28e2b",
-    "#59a14f",
-    "#b07aa1",
-    "#76b7b2",
-    "#edc948",
-    "#ff9da7",
-    "#9c755f",
-    "#e15759",
-    "#bab0ac",
-    "#17becf",
-    "#bcbd22",
-)
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
+    "#9c755f", "#499894", "#d37295", "#b6992d", "#79706e",
+    "#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#d4a6c8",
+    "#d7b5a6", "#86bcb6", "#fabfd2", "#f1ce63", "#bab0ac",
+)  # fmt: skip
 BAD, GOOD, NEUTRAL = "#c62828", "#2e7d32", "#6e7781"
 BREAKDOWN_COLOURS = ("#b07aa1", "#edc948", "#4e79a7", "#59a14f", "#bab0ac")
 WIDTH, HEIGHT = 560, 240
@@ -1066,18 +1059,56 @@ def _environment(run: RunResult) -> str:
     return _facts("Environment", facts)
 
 
+# Scenario fields a reader did not set and need not see: derived, or where it came from.
+_SCENARIO_INTERNAL = {"source", "source_text", "pool_min_effective", "pool_max_effective"}
+_LOCUST_ONLY = {"locust_workers", "expect_workers", "locust_bind", "locust_port"}
+
+
+@functools.cache
+def _scenario_defaults() -> dict[str, Any]:
+    from connbench.model.scenario import Scenario  # psycopg behind it: only for a page
+
+    return Scenario(name="").to_dict()
+
+
+def _fact_text(value: Any) -> str:
+    """A scenario value on one line: lists joined, tables as ``key: value · ...``."""
+    if isinstance(value, dict):
+        shown = {k: v for k, v in value.items() if v not in (None, "", [], {})}
+        return " · ".join(f"{k}: {_fact_text(v)}" for k, v in shown.items())
+    if isinstance(value, list):
+        return ", ".join(_fact_text(v) for v in value)
+    return " ".join(str(value).split())  # a newline in a value (SQL, a body) read as a space
+
+
+def scenario_facts(scenario: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) for what the user set: its name and description, the strategies, and
+    each field that differs from the default; Locust's only when Locust ran; own apps and
+    targets one line each."""
+    defaults = _scenario_defaults()
+    locust = scenario.get("engine") == "locust"
+    facts = [("name", _fact_text(scenario.get("name", ""))),
+             ("strategies", _fact_text(scenario.get("strategies", [])))]  # fmt: skip
+    for key, value in scenario.items():
+        if key in ("name", "strategies") or key in _SCENARIO_INTERNAL:
+            continue
+        if key in _LOCUST_ONLY and not locust:
+            continue
+        if value in (None, "", [], {}) or value == defaults.get(key):
+            continue
+        if key in ("app", "target") and isinstance(value, list):
+            for entry in value:
+                spec = dict(entry) if isinstance(entry, dict) else {"": entry}
+                name = spec.pop("name", "")
+                facts.append((f"{key} {name}".strip(), _fact_text(spec)))
+            continue
+        facts.append((key, _fact_text(value)))
+    return facts
+
+
 def _scenario(run: RunResult) -> str:
     scenario = _mapping(run.scenario)
-    shown = {
-        k: v for k, v in scenario.items() if k != "source_text" and v not in (None, "", [], {})
-    }
-    facts = [
-        (k, json.dumps(v) if isinstance(v, dict) else ", ".join(map(str, v)))
-        if isinstance(v, dict | list)
-        else (k, v)
-        for k, v in shown.items()
-    ]
-    out = _facts("Scenario", facts)
+    out = _facts("Scenario", scenario_facts(scenario))
     source = scenario.get("source_text")
     if isinstance(source, str) and source.strip():
         out += f"<details><summary>scenario file</summary><pre>{esc(source)}</pre></details>"
