@@ -983,8 +983,11 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write one self-contained HTML page (charts, tables; opens offline) for the results."""
-    from connbench.analyse import stats
+    """Write one self-contained HTML page (charts, tables; opens offline) for the results.
+
+    With several, each later result is first compared with the first, variant by variant
+    (the change and its interval, as `compare` judges it with the gate each recorded)."""
+    from connbench.analyse import compare, stats
     from connbench.model import results
 
     with _domain_errors():
@@ -996,7 +999,19 @@ def report(
             run_result = results.load(path)
             run_result.summary = stats.aggregate(run_result.results)
             loaded.append((str(path), run_result))
-        page = _write_html(output or paths[0].with_suffix(".html"), loaded)
+        (base_label, base), *later = loaded
+        comparisons = [
+            compare.compare(
+                base,
+                new,
+                gate=compare.resolve_gate(new, label),
+                base_label=base_label,
+                new_label=label,
+                allow_missing=True,
+            )
+            for label, new in later
+        ]
+        page = _write_html(output or paths[0].with_suffix(".html"), loaded, comparisons)
         size = page.stat().st_size
         _console().print(
             f"report: {page} ({size / 1e6:.1f} MB; open it in a browser)", highlight=False

@@ -333,3 +333,22 @@ def test_variants_are_named_by_what_varies_and_a_sweep_shades_one_hue() -> None:
     assert pool_c4 != pool_c16
     assert colours.of_series("pool") == html.PALETTE[0]
     assert colours.variants[names.keys[3]] == colours.of_series("connect") != html.PALETTE[0]
+
+
+def test_report_of_two_results_compares_them_before_showing_each(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from connbench.cli import app
+
+    base, new, _ = a_comparison()
+    results.save(base, tmp_path / "a.json")
+    results.save(new, tmp_path / "b.json")
+    out = tmp_path / "ab.html"
+    done = CliRunner().invoke(app, ["report", *(str(tmp_path / n) for n in ("a.json", "b.json")),
+                                    "-o", str(out)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    page = out.read_text()
+    compared = page.index(f"Compare: {tmp_path / 'a.json'} → {tmp_path / 'b.json'}")
+    assert compared < page.index(f'<p class="muted">{tmp_path / "a.json"} · ')  # it comes first
+    assert "Change of each metric, NEW against BASE" in page
+    assert "-49.0%" in page  # the change itself, in the comparison's table
