@@ -469,6 +469,7 @@ def warnings(result: StrategyResult) -> list[str]:
         )
     if generator is not None and generator.locust is not None:
         out.extend(_lost_workers(generator.locust))
+        out.extend(_refused_workers(generator.locust))
     requests = result.requests
     for name, needed in MIN_REQUESTS_FOR.items():
         if requests is not None and 0 < requests.ok < needed:
@@ -708,6 +709,14 @@ def _generator(raw: RawLoad) -> Generator:
         saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
         locust=LocustInfo(**info) if info is not None else None,
     )
+
+
+def _refused_workers(locust: LocustInfo) -> list[str]:
+    return [
+        f"Locust worker {worker.id} was refused ({worker.why}): {worker.messages} messages and "
+        f"{worker.samples} samples from it were not counted; workers need the run's token"
+        for worker in locust.refused
+    ]
 
 
 def _lost_workers(locust: LocustInfo) -> list[str]:
