@@ -562,25 +562,27 @@ def _locust_notes(notes: Console, chosen: Scenario) -> None:
     the run starts (a bad token file is exit 2)."""
     from connbench.measure import locust_engine
 
+    if not locust_engine.is_loopback(chosen.locust_bind):
+        notes.print(
+            f"warning: the Locust master listens on {locust_engine.printable(chosen.locust_bind)}"
+            ", beyond loopback: "
+            "anyone who can reach that address can download the locustfile (it holds no "
+            "request, header or body) and try to join as a worker; only workers holding the "
+            "run's token are counted, the others are refused and named in the result. "
+            "Locust's traffic is not encrypted: use it on a network you trust.",
+            highlight=False,
+            markup=False,
+        )
     if chosen.locust_token_file:
         try:
             locust_engine.token_file(Path(chosen.locust_token_file))
         except ValueError as exc:
             raise BadInput(f"--locust-token-file: {exc}") from None
         notes.print(
-            f"Locust: remote workers need the token in {chosen.locust_token_file}: copy it to "
+            "Locust: remote workers need the token in "
+            f"{locust_engine.printable(chosen.locust_token_file, 200)}: copy it to "
             "each worker host (readable by the worker's user alone) for `connbench worker "
             "--token-file FILE`",
-            highlight=False,
-            markup=False,
-        )
-    if not locust_engine.is_loopback(chosen.locust_bind):
-        notes.print(
-            f"warning: the Locust master listens on {chosen.locust_bind}, beyond loopback: "
-            "anyone who can reach that address can download the locustfile (it holds no "
-            "request, header or body) and try to join as a worker; only workers holding the "
-            "run's token are counted, the others are refused and named in the result. "
-            "Locust's traffic is not encrypted: use it on a network you trust.",
             highlight=False,
             markup=False,
         )

@@ -369,3 +369,148 @@ def test_a_worker_without_the_token_is_refused_and_named(tmp_path: Path) -> None
     assert refused.messages >= 1
     assert any("rogue-host_" in w and "refused" in w for w in result.warnings)
     assert "rogue-host_" in stdout + stderr
+
+
+# --- the token file, the bind warning, connbench worker ------------------------------------------
+
+
+def test_a_token_file_is_made_private_or_refused(tmp_path: Path) -> None:
+    made = tmp_path / "token"
+    token = locust_engine.token_file(made)
+    assert made.stat().st_mode & 0o777 == 0o600
+    assert locust_engine.token_file(made) == token  # read again, not replaced
+    assert len(token) >= locust_engine.TOKEN_MIN_CHARS
+    made.chmod(0o640)
+    with pytest.raises(ValueError, match="chmod 600"):
+        locust_engine.read_token(made)
+    link = tmp_path / "link"
+    link.symlink_to(made)
+    with pytest.raises(ValueError, match="cannot read"):
+        locust_engine.token_file(link)  # neither followed to write nor to read
+    short = tmp_path / "short"
+    short.write_text("abc")
+    short.chmod(0o600)
+    with pytest.raises(ValueError, match="no usable token"):
+        locust_engine.read_token(short)
+
+
+def test_a_master_beyond_loopback_is_announced_and_remote_workers_need_a_token(
+    tmp_path: Path,
+) -> None:
+    base = ["run", "--engine", "locust", "--locust-workers", "0", "--expect-workers", "1"]
+    missing = CliRunner().invoke(app, base)
+    assert missing.exit_code == 2
+    assert "--expect-workers needs --locust-token-file" in missing.output
+    shared = tmp_path / "token"
+    shared.write_text("x" * 32)
+    shared.chmod(0o644)  # others could read it, and join
+    outcome = CliRunner().invoke(
+        app, [*base, "--locust-bind", "0.0.0.0", "--locust-token-file", str(shared)]
+    )
+    assert outcome.exit_code == 2
+    flat = " ".join(outcome.output.split())
+    assert "listens on 0.0.0.0, beyond loopback" in flat
+    assert "only workers holding the run's token are counted" in flat
+    assert "--locust-token-file: the token file" in flat and "chmod 600" in flat
+    assert "Traceback" not in outcome.output
+    assert locust_engine.is_loopback("127.0.0.1") and locust_engine.is_loopback("::1")
+    assert locust_engine.is_loopback("localhost")
+    assert not locust_engine.is_loopback("0.0.0.0") and not locust_engine.is_loopback("*")
+    assert not locust_engine.is_loopback("10.0.0.5")
+
+
+ENV_DUMP = """
+import json, os, sys
+from locust import User, constant, task
+
+if "--worker" in sys.argv:
+    with open({path!r}, "w") as f:
+        json.dump(dict(os.environ), f)
+
+
+class Idle(User):
+    wait_time = constant(1)
+
+    @task
+    def nothing(self):
+        pass
+"""
+
+
+def test_connbench_worker_gives_the_masters_code_a_short_environment(tmp_path: Path) -> None:
+    """A plain Locust master serves a file that dumps its worker's environment: the caller's
+    secrets are not in it."""
+    dump = tmp_path / "env.json"
+    served = tmp_path / "served.py"
+    served.write_text(ENV_DUMP.format(path=str(dump)))
+    token = tmp_path / "token"
+    locust_engine.token_file(token)
+    port = procs.free_port()
+    master = subprocess.Popen(
+        [
+            sys.executable, "-m", "locust", "-f", str(served), "--master", "--headless",
+            "--skip-log-setup", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+            "--expect-workers", "1", "--users", "1", "--spawn-rate", "1", "--run-time", "2s",
+            "--host", "http://127.0.0.1:9",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    secrets_env = {"PGPASSWORD": "pg-s3cret", "AWS_SECRET_ACCESS_KEY": "aws-s3cret"}
+    try:
+        worker = run_cli(
+            "worker", "--master", f"127.0.0.1:{port}", "--token-file", str(token),
+            cwd=tmp_path, env_extra=secrets_env, timeout=120,
+        )  # fmt: skip
+    finally:
+        procs.stop_group(master, signal.SIGTERM, 5.0)
+    seen = json.loads(dump.read_text())
+    assert "PGPASSWORD" not in seen and not any(k.startswith("AWS_") for k in seen)
+    assert "pg-s3cret" not in dump.read_text() and "aws-s3cret" not in dump.read_text()
+    assert seen["PATH"] == os.environ["PATH"]
+    assert set(seen) - {"PWD", "LC_CTYPE", "_"} <= {
+        "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "TZ",
+        locust_engine.TOKEN_ENV,
+    }  # fmt: skip
+    assert "Traceback" not in worker.stderr
+
+
+def test_help_and_readme_say_the_worker_runs_the_masters_code() -> None:
+    shown = CliRunner().invoke(app, ["worker", "--help"], env={"COLUMNS": "200"})
+    flat = " ".join(shown.output.split())
+    assert "run the Python code the master sends them" in flat
+    assert "not yours" in flat
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "the workers download the locustfile from the master and run that Python code" in readme
+
+
+def test_remote_workers_with_the_token_file_join(tmp_path: Path) -> None:
+    """The remote path end to end: the master waits for `connbench worker --token-file`, whose
+    worker downloads the locustfile and proves the token before it is counted."""
+    out, token = tmp_path / "r.json", tmp_path / "token"
+    locust_engine.token_file(token)
+    port = procs.free_port()
+    worker = subprocess.Popen(
+        connbench_cmd(
+            "worker", "--master", f"127.0.0.1:{port}", "--token-file", str(token),
+        ),
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        done = run_cli(
+            "run", "--strategy", "pool", "--engine", "locust", "--locust-workers", "0",
+            "--expect-workers", "1", "--locust-port", str(port), "--locust-token-file",
+            str(token), "--duration", "2", "--warmup", "1", "--no-charts", "-o", str(out),
+            cwd=ROOT,
+        )  # fmt: skip
+        worker.communicate(timeout=60)  # it exits when the run ends
+    finally:
+        procs.stop_group(worker, signal.SIGTERM, 5.0)  # type: ignore[arg-type]
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "remote workers need the token in" in " ".join(done.stdout.split())
+    (result,) = results.load(out).results
+    assert result.status == "ok" and result.requests is not None and result.requests.ok > 0
+    locust = result.generator.locust if result.generator else None
+    assert locust is not None and not locust.refused
+    (remote,) = locust.workers
+    assert not remote.local and remote.requests > 0
