@@ -304,6 +304,26 @@ sys.stdout.write(client.recv().data["locustfiles"][0]["contents"])
 """
 
 
+GARBAGE = """
+import sys, time
+import msgpack, zmq
+
+socket = zmq.Context().socket(zmq.DEALER)
+socket.setsockopt(zmq.IDENTITY, sys.argv[2].encode("latin-1"))
+socket.connect("tcp://127.0.0.1:" + sys.argv[1])
+while True:  # until the test stops it
+    forged = [[time.time(), 0.01, None, None]] * 1000
+    for frame in (
+        b"\\xc1",  # not msgpack
+        msgpack.dumps(5),  # not a message
+        msgpack.dumps((1, 2, 3, 4, 5)),  # the wrong shape
+        msgpack.dumps(("stats", {"connbench": {"samples": forged}}, sys.argv[2])),
+    ):
+        socket.send(frame)
+    time.sleep(0.2)
+"""
+
+
 def test_a_worker_without_the_token_is_refused_and_named(tmp_path: Path) -> None:
     """Another local user downloads the locustfile from the master and joins as a plain Locust
     worker shipping fake samples: the file holds nothing of the request, none of her samples
@@ -311,6 +331,7 @@ def test_a_worker_without_the_token_is_refused_and_named(tmp_path: Path) -> None
     out, mark = tmp_path / "r.json", tmp_path / "mark"
     (tmp_path / "rogue.py").write_text(ROGUE)
     (tmp_path / "thief.py").write_text(THIEF)
+    (tmp_path / "garbage.py").write_text(GARBAGE)
     port = procs.free_port()
     run = subprocess.Popen(
         connbench_cmd(
@@ -336,6 +357,14 @@ def test_a_worker_without_the_token_is_refused_and_named(tmp_path: Path) -> None
             ],
             env=hostile_env | {"ROGUE_MARK": str(mark)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ),
+        *(
+            subprocess.Popen(
+                [sys.executable, str(tmp_path / "garbage.py"), str(port), identity],
+                env=hostile_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            for identity in ("garbage_1", "\xff\x1b]0;x\x07")  # not UTF-8; an escape
         ),
     ]  # fmt: skip
     try:
@@ -364,11 +393,13 @@ def test_a_worker_without_the_token_is_refused_and_named(tmp_path: Path) -> None
     (own,) = locust.workers
     assert own.local and own.requests > 0 and not own.id.startswith("rogue-host")
     assert result.requests is not None and result.requests.total <= own.requests
-    (refused,) = locust.refused
-    assert refused.id.startswith("rogue-host_") and refused.why == "no token"
-    assert refused.messages >= 1
+    by_id = {refused.id.split("_")[0]: refused for refused in locust.refused}
+    assert by_id.keys() == {"rogue-host", "garbage"}  # unreadable messages: dropped, unnamed
+    assert by_id["rogue-host"].why == "no token" and by_id["rogue-host"].messages >= 1
+    assert by_id["garbage"].id == "garbage_1" and by_id["garbage"].samples >= 1000
     assert any("rogue-host_" in w and "refused" in w for w in result.warnings)
     assert "rogue-host_" in stdout + stderr
+    assert "\x1b" not in stdout + stderr
 
 
 # --- the token file, the bind warning, connbench worker ------------------------------------------

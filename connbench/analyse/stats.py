@@ -711,11 +711,20 @@ def _generator(raw: RawLoad) -> Generator:
     )
 
 
-def _refused_workers(locust: LocustInfo) -> list[str]:
+def _refused_workers(locust: LocustInfo, shown: int = 5) -> list[str]:
+    """One warning naming the workers the master refused (all of them are in the result)."""
+    if not locust.refused:
+        return []
+    named = [
+        f"{w.id} ({w.why}: {w.messages} messages, {w.samples} samples)"
+        for w in locust.refused[:shown]
+    ]
+    more = len(locust.refused) - shown
+    if more > 0:
+        named.append(f"and {more} more")
     return [
-        f"Locust worker {worker.id} was refused ({worker.why}): {worker.messages} messages and "
-        f"{worker.samples} samples from it were not counted; workers need the run's token"
-        for worker in locust.refused
+        "Locust workers refused, nothing they sent counted (workers need the run's token): "
+        + ", ".join(named)
     ]
 
 
