@@ -545,3 +545,47 @@ def test_remote_workers_with_the_token_file_join(tmp_path: Path) -> None:
     assert locust is not None and not locust.refused
     (remote,) = locust.workers
     assert not remote.local and remote.requests > 0
+
+
+CORRUPT = """
+
+@events.report_to_master.add_listener
+def _corrupt(client_id, data, **kwargs):  # after _ship: a bug, or a hostile host with the token
+    shipped = data.get("connbench")
+    if shipped and shipped["samples"]:
+        shipped["samples"][0] = ["soon", "fast", None, None]
+"""
+
+
+def test_a_worker_with_the_token_sending_malformed_samples_fails_the_variant_by_name(
+    tmp_path: Path,
+) -> None:
+    out, token, corrupt = tmp_path / "r.json", tmp_path / "token", tmp_path / "corrupt.py"
+    locust_engine.token_file(token)
+    corrupt.write_text(locust_engine.locustfile(concurrency=32, timeout_s=10.0) + CORRUPT)
+    port = procs.free_port()
+    worker = subprocess.Popen(
+        [
+            sys.executable, "-m", "locust", "-f", str(corrupt), "--worker", "--skip-log-setup",
+            "--master-host", "127.0.0.1", "--master-port", str(port),
+        ],
+        env=procs.child_env({locust_engine.TOKEN_FILE_ENV: str(token)}),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        done = run_cli(
+            "run", "--strategy", "pool", "--engine", "locust", "--locust-workers", "0",
+            "--expect-workers", "1", "--locust-port", str(port), "--locust-token-file",
+            str(token), "--duration", "3", "--warmup", "1", "--no-charts", "-o", str(out),
+            cwd=ROOT,
+        )  # fmt: skip
+    finally:
+        procs.stop_group(worker, signal.SIGTERM, 5.0)
+    assert done.returncode == 1, done.stderr + done.stdout
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+    assert "malformed report (a sample's time is str, not a number)" in " ".join(
+        done.stderr.split()
+    )
+    (result,) = results.load(out).results  # the variant is there, failed, with its cause
+    assert result.status == "failed" and result.failure is not None
+    assert "Locust worker" in result.failure and "malformed" in result.failure
