@@ -364,7 +364,8 @@ def test_a_worker_without_the_token_is_refused_and_named(tmp_path: Path) -> None
                 env=hostile_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            for identity in ("garbage_1", "\xff\x1b]0;x\x07")  # not UTF-8; an escape
+            # Not UTF-8 (an escape in it); then Markdown and HTML in a readable one.
+            for identity in ("garbage_1", "\xff\x1b]0;x\x07", "garbage_<img src=x>**")
         ),
     ]  # fmt: skip
     try:
@@ -393,10 +394,12 @@ def test_a_worker_without_the_token_is_refused_and_named(tmp_path: Path) -> None
     (own,) = locust.workers
     assert own.local and own.requests > 0 and not own.id.startswith("rogue-host")
     assert result.requests is not None and result.requests.total <= own.requests
-    by_id = {refused.id.split("_")[0]: refused for refused in locust.refused}
-    assert by_id.keys() == {"rogue-host", "garbage"}  # unreadable messages: dropped, unnamed
-    assert by_id["rogue-host"].why == "no token" and by_id["rogue-host"].messages >= 1
-    assert by_id["garbage"].id == "garbage_1" and by_id["garbage"].samples >= 1000
+    by_id = {refused.id: refused for refused in locust.refused}
+    rogue_id = next(id for id in by_id if id.startswith("rogue-host_"))
+    # Unreadable messages are dropped, unnamed (the escape's sender).
+    assert by_id.keys() == {rogue_id, "garbage_1", "garbage_?img?src?x???"}
+    assert by_id[rogue_id].why == "no token" and by_id[rogue_id].messages >= 1
+    assert by_id["garbage_1"].samples >= 1000
     assert any("rogue-host_" in w and "refused" in w for w in result.warnings)
     assert "rogue-host_" in stdout + stderr
     assert "\x1b" not in stdout + stderr

@@ -85,6 +85,7 @@ MAX_RESPONSE_MS = 3_600_000.0
 MAX_ERROR_KINDS = 256
 _KIND = re.compile(r"[ -~]{1,100}")  # printable ASCII: kinds reach the terminal
 _NAME_CHARS = 80
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.:@-]")
 
 
 @dataclass(frozen=True)
@@ -194,9 +195,15 @@ def is_loopback(host: str) -> bool:
 
 
 def printable(text: object, limit: int = _NAME_CHARS) -> str:
-    """A name a worker chose, safe to show: printable ASCII, at most ``limit`` characters."""
+    """Text from outside, safe on a terminal: printable ASCII, at most ``limit`` characters."""
     out = "".join(c if " " <= c <= "~" else "?" for c in str(text))
     return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def name(text: object) -> str:
+    """A worker's id or host, as it chose it, safe anywhere it is shown (a terminal, Markdown,
+    HTML): letters, digits and ``_.:@-``, anything else ``?``."""
+    return printable(_UNSAFE_NAME.sub("?", str(text)))
 
 
 class _Malformed(Exception):
@@ -243,7 +250,7 @@ def _checked(data: object, now_s: float) -> tuple[int | None, str | None, list[S
         if kind is not None and not (isinstance(kind, str) and _KIND.fullmatch(kind)):
             raise _Malformed(f"an error kind is {printable(repr(kind), 40)}")
         out.append((end_s, response_ms, intended_s, kind))
-    return pid, None if host is None else printable(host), out
+    return pid, None if host is None else name(host), out
 
 
 @dataclass
@@ -313,7 +320,7 @@ class _Follow:
                 raise _Malformed(f"more than {MAX_ERROR_KINDS} kinds of error")
         except _Malformed as exc:
             raise ProcessError(
-                f"Locust worker {printable(worker)} (host {info.get('host')}, pid "
+                f"Locust worker {name(worker)} (host {info.get('host')}, pid "
                 f"{info.get('pid')}) sent a malformed report ({exc}); its figures cannot be "
                 "trusted, so the variant is not measured"
             ) from None
@@ -648,7 +655,7 @@ def _generator(
             lost_at = None  # went quiet while the run was being stopped: not lost
         listed.append(
             {
-                "id": worker_id,
+                "id": name(worker_id),
                 "host": info.get("host"),
                 "pid": info.get("pid"),
                 "local": child is not None,
@@ -684,7 +691,7 @@ def _refused(worker: str, info: object) -> dict[str, Any]:
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     return {
-        "id": printable(worker),
+        "id": name(worker),
         "why": printable(entry.get("why", "unknown"), 40),
         "messages": count("messages"),
         "samples": count("samples"),
