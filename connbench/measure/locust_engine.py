@@ -7,15 +7,21 @@ integrity, faults, compare).
 
 How a run goes:
 
-- connbench writes a locustfile for the variant's request (``locustfile.py.tmpl``), starts a
-  headless Locust master bound to loopback (or ``bind_host``) and either ``workers`` local
-  worker processes or none, waiting then for ``expect_workers`` remote ones
-  (``connbench worker --master HOST:PORT``, or plain ``locust --worker``).
+- connbench writes a locustfile (``locustfile.py.tmpl``) that holds nothing of the request,
+  since any worker that reaches the master can download it, starts a headless Locust master
+  bound to loopback (or ``bind_host``) and either ``workers`` local worker processes or none,
+  waiting then for ``expect_workers`` remote ones (``connbench worker --master HOST:PORT
+  --token-file F``, or plain ``locust --worker``).
+- Only workers holding the run's token join: each sends an HMAC of its ZeroMQ identity before
+  Locust's ``client_ready``; the master then sends it the request (host, method, path,
+  headers, body), and drops everything from any other worker, naming it as refused.
 - Every request is recorded on its worker by Locust's ``request`` event and shipped with the
-  worker's report to the master, which appends it to a JSON-lines file connbench follows. The
-  window (warm-up, measured seconds) starts when the master says every user is spawned, and
-  the same :class:`~connbench.measure.load.RawLoad` as the default engine's is built from the
-  samples, so histograms, series, errors and verdicts are computed the same way.
+  worker's report to the master, which appends it to a JSON-lines file connbench follows,
+  checks (a malformed report fails the variant, naming the worker) and folds into the window
+  as it comes, so nothing grows with the duration. The window (warm-up, measured seconds)
+  starts when the master says every user is spawned, and the same
+  :class:`~connbench.measure.load.RawLoad` as the default engine's is built from the samples,
+  so histograms, series, errors and verdicts are computed the same way.
 - Latencies are Locust's own response times (milliseconds as floats, not the rounded buckets
   of its statistics table). Sample times are the workers' wall clocks: remote workers need
   synchronised clocks (NTP) for the window to cut their samples in the right place.
