@@ -1155,7 +1155,13 @@ def worker(
             codes = locust_engine.run_workers(argv, processes, env)
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        if any(codes):
+        failed = [code for code in codes if code]
+        if failed:
+            typer.echo(
+                f"connbench: {len(failed)} of {len(codes)} workers failed (exit codes "
+                f"{', '.join(map(str, failed))})",
+                err=True,
+            )
             raise typer.Exit(EXIT_FAILED)
 
 

@@ -592,3 +592,31 @@ def test_a_worker_with_the_token_sending_malformed_samples_fails_the_variant_by_
     (result,) = results.load(out).results  # the variant is there, failed, with its cause
     assert result.status == "failed" and result.failure is not None
     assert "Locust worker" in result.failure and "malformed" in result.failure
+
+
+def test_a_worker_with_a_wrong_token_is_refused_and_says_so(tmp_path: Path) -> None:
+    out, wrong = tmp_path / "r.json", tmp_path / "wrong"
+    locust_engine.token_file(wrong)  # a token, not this run's
+    port = procs.free_port()
+    worker = subprocess.Popen(
+        connbench_cmd("worker", "--master", f"127.0.0.1:{port}", "--token-file", str(wrong)),
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        done = run_cli(
+            "run", "--strategy", "pool", "--engine", "locust", "--locust-port", str(port),
+            "--duration", "2", "--warmup", "1", "--no-charts", "-o", str(out), cwd=ROOT,
+        )  # fmt: skip
+        _, said = worker.communicate(timeout=60)  # it goes, rather than retry for minutes
+    finally:
+        procs.stop_group(worker, signal.SIGTERM, 5.0)  # type: ignore[arg-type]
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert worker.returncode == 1
+    assert "the Locust master refused this worker" in said
+    assert "1 of 1 workers failed" in said
+    (result,) = results.load(out).results
+    locust = result.generator.locust if result.generator else None
+    assert locust is not None and len(locust.workers) == 1
+    (refused,) = locust.refused
+    assert refused.why == "wrong token"
