@@ -421,6 +421,11 @@ def test_a_token_file_is_made_private_or_refused(tmp_path: Path) -> None:
     link.symlink_to(made)
     with pytest.raises(ValueError, match="cannot read"):
         locust_engine.token_file(link)  # neither followed to write nor to read
+    if os.getuid() == 0:  # root can give it away
+        made.chmod(0o600)
+        os.chown(made, 65534, -1)  # nobody's: whoever owns it could change it
+        with pytest.raises(ValueError, match="belongs to uid 65534"):
+            locust_engine.read_token(made)
     short = tmp_path / "short"
     short.write_text("abc")
     short.chmod(0o600)

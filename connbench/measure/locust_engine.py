@@ -165,9 +165,14 @@ def read_token(path: Path) -> str:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"the token file {path} is not a regular file")
-        if st.st_mode & 0o077 or st.st_uid != os.getuid():
+        if st.st_uid != os.getuid():
             raise ValueError(
-                f"the token file {path} must be yours and readable by you alone "
+                f"the token file {path} belongs to uid {st.st_uid}, not you: whoever owns it "
+                "could change the token"
+            )
+        if st.st_mode & 0o077:
+            raise ValueError(
+                f"the token file {path} must be readable by you alone "
                 f"(chmod 600; it is {stat.S_IMODE(st.st_mode):o})"
             )
         token = f.read(4096).strip()
