@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from connbench.analyse.compare import Comparison
     from connbench.model.results import RunResult
+    from connbench.model.scenario import Scenario
 
 EXIT_FAILED = 1
 EXIT_LIMITS = 3
@@ -441,6 +442,16 @@ def run(
             metavar="PORT", help="--engine locust: the master's port (default: a free one).", min=0
         ),
     ] = None,
+    locust_token_file: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="--engine locust: the token remote workers must hold to be counted (needed "
+            "with --expect-workers; created, readable by you alone, when FILE does not exist; "
+            "give it to `connbench worker --token-file`). Local workers get a fresh token each "
+            "run, privately.",
+        ),
+    ] = None,
     fault: Annotated[
         str | None,
         typer.Option(
@@ -593,6 +604,7 @@ def run(
             "expect_workers": expect_workers,
             "locust_bind": locust_bind,
             "locust_port": locust_port,
+            "locust_token_file": locust_token_file,
             "fault": fault,
             "fail_if": fail_if or None,
             "app": app_ or None,
@@ -612,6 +624,8 @@ def run(
         notes = console if fmt == "table" else _console(stderr=True)
         if output is not None and output.endswith("/"):
             raise BadInput(f"--output: {output} names a directory; give a file name")
+        if chosen.engine == "locust":
+            _locust_notes(notes, chosen)
         result, path = runner.execute(
             chosen,
             progress.ConsoleReporter(notes, every_s),
@@ -630,6 +644,37 @@ def run(
             notes.print(f"report: {page} (open it in a browser)", highlight=False)
         _append_summary(summary, run_view.format_run(result, "markdown"))
         raise typer.Exit(_run_exit_code(result))
+
+
+def _locust_notes(notes: Console, chosen: Scenario) -> None:
+    """The token file made or checked, and what a master beyond loopback exposes, said before
+    the run starts (a bad token file is exit 2)."""
+    from connbench.measure import locust_engine
+
+    if not locust_engine.is_loopback(chosen.locust_bind):
+        notes.print(
+            f"warning: the Locust master listens on {locust_engine.printable(chosen.locust_bind)}"
+            ", beyond loopback: "
+            "anyone who can reach that address can download the locustfile (it holds no "
+            "request, header or body) and try to join as a worker; only workers holding the "
+            "run's token are counted, the others are refused and named in the result. "
+            "Locust's traffic is not encrypted: use it on a network you trust.",
+            highlight=False,
+            markup=False,
+        )
+    if chosen.locust_token_file:
+        try:
+            locust_engine.token_file(Path(chosen.locust_token_file))
+        except ValueError as exc:
+            raise BadInput(f"--locust-token-file: {exc}") from None
+        notes.print(
+            "Locust: remote workers need the token in "
+            f"{locust_engine.printable(chosen.locust_token_file, 200)}: copy it to "
+            "each worker host (readable by the worker's user alone) for `connbench worker "
+            "--token-file FILE`",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _progress_interval(text: str | None) -> float | None:
@@ -1159,7 +1204,9 @@ def locustfile(
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
-    """Print the locustfile that --engine locust runs, for plain `locust --worker -f FILE`."""
+    """Print the locustfile that --engine locust runs, for plain `locust --worker -f FILE`
+    (with the run's token in $CONNBENCH_LOCUST_TOKEN_FILE). It holds no request: connbench's
+    master sends that to each worker holding the token."""
     from connbench.measure import locust_engine
 
     with _domain_errors():
@@ -1168,7 +1215,6 @@ def locustfile(
         if rate is not None and rate <= 0:
             raise BadInput(f"--rate: expected a positive number, got {rate}")
         text = locust_engine.locustfile(
-            locust_engine.Request(),
             concurrency=concurrency,
             timeout_s=timeout,
             rate_rps=rate,
@@ -1189,25 +1235,46 @@ def worker(
             "--locust-bind ADDRESS --locust-port PORT` listens on it."
         ),
     ],
+    token_file: Annotated[
+        Path,
+        typer.Option(
+            metavar="FILE",
+            help="The run's token (the master's --locust-token-file, copied here; readable by "
+            "you alone). Workers without it are refused.",
+        ),
+    ],
     processes: Annotated[
         int, typer.Option(help="Worker processes to run here (one per core is usual).", min=1)
     ] = 1,
 ) -> None:
-    """Run Locust workers for a connbench run on another host; they fetch the locustfile from
-    the master and exit when its run ends."""
+    """Run Locust workers for a connbench run on another host; they exit when its run ends.
+
+    The workers run the Python code the master sends them (its locustfile), as you, on this
+    host: point them only at a master you trust. That code gets a short environment (PATH,
+    HOME, LANG, LC_ALL, TMPDIR, TZ, VIRTUAL_ENV, PYTHONPATH and the token), not yours: no
+    PGPASSWORD, AWS_* or other secrets of your shell reach it."""
+    from connbench.infra import procs
     from connbench.measure import locust_engine
 
     with _domain_errors():
         locust_engine.require()
         try:
             argv = locust_engine.worker_argv(master)
+            token = locust_engine.read_token(token_file)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
+        env = procs.child_env({locust_engine.TOKEN_ENV: token})
         try:
-            codes = locust_engine.run_workers(argv, processes)
+            codes = locust_engine.run_workers(argv, processes, env)
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        if any(codes):
+        failed = [code for code in codes if code]
+        if failed:
+            typer.echo(
+                f"connbench: {len(failed)} of {len(codes)} workers failed (exit codes "
+                f"{', '.join(map(str, failed))})",
+                err=True,
+            )
             raise typer.Exit(EXIT_FAILED)
 
 

@@ -702,11 +702,18 @@ async def _drive(
     """The load itself: connbench's own engines, or Locust's master and workers."""
     if config.engine != "locust":
         return await load.run(url, config, on_progress=on_progress, on_edge=on_edge, stop=stop)
+    token = None
+    if scenario.locust_token_file:
+        try:
+            token = locust_engine.token_file(Path(scenario.locust_token_file))
+        except ValueError as exc:
+            raise ProcessError(str(exc)) from None
     options = locust_engine.LocustOptions(
         workers=scenario.locust_workers,
         expect_workers=scenario.expect_workers,
         bind_host=scenario.locust_bind,
         port=scenario.locust_port,
+        token=token,
     )
     parts = urlsplit(url)
     request = locust_engine.Request(  # an own app's request, as for the default engine

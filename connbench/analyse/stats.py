@@ -469,6 +469,7 @@ def warnings(result: StrategyResult) -> list[str]:
         )
     if generator is not None and generator.locust is not None:
         out.extend(_lost_workers(generator.locust))
+        out.extend(_refused_workers(generator.locust))
     requests = result.requests
     for name, needed in MIN_REQUESTS_FOR.items():
         if requests is not None and 0 < requests.ok < needed:
@@ -708,6 +709,23 @@ def _generator(raw: RawLoad) -> Generator:
         saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
         locust=LocustInfo(**info) if info is not None else None,
     )
+
+
+def _refused_workers(locust: LocustInfo, shown: int = 5) -> list[str]:
+    """One warning naming the workers the master refused (all of them are in the result)."""
+    if not locust.refused:
+        return []
+    named = [
+        f"{w.id} ({w.why}: {w.messages} messages, {w.samples} samples)"
+        for w in locust.refused[:shown]
+    ]
+    more = len(locust.refused) - shown
+    if more > 0:
+        named.append(f"and {more} more")
+    return [
+        "Locust workers refused, nothing they sent counted (workers need the run's token): "
+        + ", ".join(named)
+    ]
 
 
 def _lost_workers(locust: LocustInfo) -> list[str]:

@@ -120,6 +120,7 @@ class ScenarioRecord(Model):
     expect_workers: int = 0
     locust_bind: str = "127.0.0.1"
     locust_port: int = 0
+    locust_token_file: str | None = None  # where the token is, never the token
     server: dict[str, str] = {}
     fault: FaultSpec | None = None
     gate: dict[str, float] = Field(default={}, description="metric: fraction, and alpha.")
@@ -243,6 +244,15 @@ class LocustWorker(Model):
     lost_after_s: float | None = None  # died or went missing this long after the spawn
 
 
+class RefusedWorker(Model):
+    """A worker that reached the master without the run's token: nothing it sent was counted."""
+
+    id: str  # its ZeroMQ identity, as it chose it (Locust's: host_uuid)
+    why: str  # "no token", "wrong token", "forged id"
+    messages: int  # messages refused
+    samples: int  # samples in them, not counted
+
+
 class LocustInfo(Model):
     version: str | None = None
     local_workers: int
@@ -250,6 +260,7 @@ class LocustInfo(Model):
     bind_host: str
     workers_lost: int = 0
     workers: list[LocustWorker] = Field(default_factory=list)
+    refused: list[RefusedWorker] = Field(default_factory=list)
 
 
 class Generator(Model):

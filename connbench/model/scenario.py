@@ -152,6 +152,8 @@ class Scenario:
     expect_workers: int = 0
     locust_bind: str = "127.0.0.1"
     locust_port: int = 0
+    # The file holding the token remote workers need (created 0600 when missing).
+    locust_token_file: str | None = None
     server: Mapping[str, str] = field(default_factory=dict)
     fault: Fault | None = None  # injected into every variant's measured window
     gate: Mapping[str, float] = field(default_factory=dict)  # metric: fraction, and alpha
@@ -481,6 +483,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "expect_workers": _bounded(_non_negative_int, "expect_workers"),
     "locust_bind": _text,
     "locust_port": _port,
+    "locust_token_file": _text,
     "server": _server,
     "fault": faults.parse,
     "gate": parse_gate,
@@ -649,3 +652,8 @@ def _check_locust(scenario: Scenario) -> None:
         raise ScenarioError(LOCUST_INSTALL_HINT)
     if scenario.locust_workers + scenario.expect_workers == 0:
         raise ScenarioError("--engine locust needs --locust-workers or --expect-workers above 0")
+    if scenario.expect_workers and not scenario.locust_token_file:
+        raise ScenarioError(
+            "--expect-workers needs --locust-token-file FILE: the token remote workers must "
+            "hold to be counted (created, readable by you alone, when FILE does not exist)"
+        )
