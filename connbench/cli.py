@@ -100,6 +100,7 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "Locust (--engine locust)": (
         "--locust-workers", "--expect-workers", "--locust-bind", "--locust-port",
+        "--locust-token-file", "--token-file", "--master", "--processes",
     ),
     "Output": (
         "--output", "--format", "--charts", "--explain", "--html", "--progress", "--summary",
@@ -1231,8 +1232,9 @@ def worker(
     master: Annotated[
         str,
         typer.Option(
+            metavar="HOST:PORT",
             help="The master's HOST:PORT, as `connbench run --engine locust --expect-workers N "
-            "--locust-bind ADDRESS --locust-port PORT` listens on it."
+            "--locust-bind ADDRESS --locust-port PORT` listens on it.",
         ),
     ],
     token_file: Annotated[
@@ -1244,7 +1246,10 @@ def worker(
         ),
     ],
     processes: Annotated[
-        int, typer.Option(help="Worker processes to run here (one per core is usual).", min=1)
+        int,
+        typer.Option(
+            metavar="INTEGER", help="Worker processes to run here (one per core is usual).", min=1
+        ),
     ] = 1,
 ) -> None:
     """Run Locust workers for a connbench run on another host; they exit when its run ends.

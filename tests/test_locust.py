@@ -326,6 +326,7 @@ while True:  # until the test stops it
 """
 
 
+@pytest.mark.integration
 def test_a_worker_without_the_token_is_refused_and_named(tmp_path: Path) -> None:
     """Another local user downloads the locustfile from the master and joins as a plain Locust
     worker shipping fake samples: the file holds nothing of the request, none of her samples
@@ -478,6 +479,7 @@ class Idle(User):
 """
 
 
+@pytest.mark.integration
 def test_connbench_worker_gives_the_masters_code_a_short_environment(tmp_path: Path) -> None:
     """A plain Locust master serves a file that dumps its worker's environment: the caller's
     secrets are not in it."""
@@ -524,6 +526,7 @@ def test_help_and_readme_say_the_worker_runs_the_masters_code() -> None:
     assert "the workers download the locustfile from the master and run that Python code" in readme
 
 
+@pytest.mark.integration
 def test_remote_workers_with_the_token_file_join(tmp_path: Path) -> None:
     """The remote path end to end: the master waits for `connbench worker --token-file`, whose
     worker downloads the locustfile and proves the token before it is counted."""
@@ -567,6 +570,7 @@ def _corrupt(client_id, data, **kwargs):  # after _ship: a bug, or a hostile hos
 """
 
 
+@pytest.mark.integration
 def test_a_worker_with_the_token_sending_malformed_samples_fails_the_variant_by_name(
     tmp_path: Path,
 ) -> None:
@@ -601,6 +605,7 @@ def test_a_worker_with_the_token_sending_malformed_samples_fails_the_variant_by_
     assert "Locust worker" in result.failure and "malformed" in result.failure
 
 
+@pytest.mark.integration
 def test_a_worker_with_a_wrong_token_is_refused_and_says_so(tmp_path: Path) -> None:
     out, wrong = tmp_path / "r.json", tmp_path / "wrong"
     locust_engine.token_file(wrong)  # a token, not this run's
