@@ -478,7 +478,7 @@ def run(
         bool,
         typer.Option(
             "--calibrate",
-            help="First measure the references (generator ceiling, pgbench with and "
+            help="First measure the references (the generator's own rate, pgbench with and "
             "without -C at each concurrency) and show each strategy as a fraction of them.",
         ),
     ] = False,
@@ -793,7 +793,7 @@ def calibrate_cmd(
         ),
     ] = None,
 ) -> None:
-    """Measure the references: the load generator's ceiling on a no-database endpoint (and
+    """Measure the references: the load generator's own rate on a no-database endpoint (and
     wrk's), and pgbench's TPS on the same insert with and without a new connection per
     transaction, over the apps' own connection path."""
     from connbench.infra import postgres
@@ -810,10 +810,10 @@ def calibrate_cmd(
         console = _console()
         with postgres.start(backend, settings=chosen.server) as pg:
             console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
-            ceilings = calibrate.measure(
+            references = calibrate.measure(
                 pg, concurrency=chosen.concurrency, duration_s=chosen.duration_s
             )
-        run_view.render_calibration(console, ceilings)
+        run_view.render_calibration(console, references)
 
 
 @app.command(cls=GroupedHelp)

@@ -1,4 +1,6 @@
-"""Run a scenario: one throwaway Postgres, then each strategy in turn. Ctrl-C is handled here.
+"""Run a scenario: one throwaway Postgres, then every variant in interleaved rounds.
+
+Ctrl-C is handled here.
 
 Interrupts, in one place:
 

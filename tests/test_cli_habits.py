@@ -335,7 +335,7 @@ def test_calibration_is_read_at_the_variants_own_concurrency() -> None:
     assert calibration is not None
 
     def cell(key: str, calibration: Calibration) -> str:  # the "vs pgbench" cell, unstyled
-        return run_view._ceiling(by_key[key], calibration, lambda text, style: text)
+        return run_view._reference(by_key[key], calibration, lambda text, style: text)
 
     median = by_key["connect c=8 w=1"].throughput_rps.median  # 1,284.5
     assert median is not None

@@ -107,7 +107,7 @@ def _peak_and_predicted(summary: VariantSummary, mark: Mark = rich_mark) -> str:
     return text
 
 
-# Short names for the "via" column (the table is read at 160 columns in CI logs).
+# Short names for the "via" column (piped output and CI logs are 100 columns wide).
 VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
 
 
@@ -225,7 +225,7 @@ def _measured_cells(
     mark: Mark,
     tail: str = "p99",
 ) -> list[str]:
-    """A measured variant's cells, in the order of :data:`RUN_HEADERS` (with the ceiling and
+    """A measured variant's cells, in the order of :data:`RUN_HEADERS` (with the reference and
     the uncorrected p99 when the run has them)."""
     errors = summary.errors
     gen_text = pct(summary.cpu_generator_percent)
@@ -234,7 +234,7 @@ def _measured_cells(
     rps, p99 = summary.throughput_rps, summary.latency_ms.get(tail)
     return [
         _median(rps, ",.0f") + _cv(rps, mark),
-        *([_ceiling(summary, run.calibration, mark)] if run.calibration else []),
+        *([_reference(summary, run.calibration, mark)] if run.calibration else []),
         _median(summary.latency_ms.get("p50")),
         _median(p99) + (_cv(p99, mark) if p99 else ""),
         *([_median(summary.latency_uncorrected_ms.get("p99"))] if open_model else []),
@@ -391,27 +391,27 @@ CALIBRATION_NOTE = (
 )
 
 
-def _levels(ceilings: Calibration) -> dict[str, tuple[float | None, float | None]]:
+def _levels(references: Calibration) -> dict[str, tuple[float | None, float | None]]:
     """(pgbench, pgbench -C) by concurrency; a result from before by_concurrency has one."""
-    if ceilings.by_concurrency:
+    if references.by_concurrency:
         return {
             level: (figures.pgbench_tps, figures.pgbench_connect_tps)
-            for level, figures in ceilings.by_concurrency.items()
+            for level, figures in references.by_concurrency.items()
         }
-    return {str(ceilings.concurrency): (ceilings.pgbench_tps, ceilings.pgbench_connect_tps)}
+    return {str(references.concurrency): (references.pgbench_tps, references.pgbench_connect_tps)}
 
 
-def render_calibration(console: Console, ceilings: Calibration) -> None:
+def render_calibration(console: Console, references: Calibration) -> None:
     """The references of a session, as measured by calibrate."""
-    table = Table(title=f"references · {ceilings.duration_s} s each", title_justify="left")
+    table = Table(title=f"references · {references.duration_s} s each", title_justify="left")
     rows = [
-        (f"connbench generator, GET /health (no database), c={ceilings.concurrency}",
-         ceilings.generator_rps,
+        (f"connbench generator, GET /health (no database), c={references.concurrency}",
+         references.generator_rps,
          f"the most any strategy can show here (generator at "
-         f"{ceilings.generator_cpu_percent or 0:.0f}% of a core)"),
-        ("wrk, GET /health", ceilings.wrk_rps, "the same, with wrk (if installed)"),
+         f"{references.generator_cpu_percent or 0:.0f}% of a core)"),
+        ("wrk, GET /health", references.wrk_rps, "the same, with wrk (if installed)"),
     ]  # fmt: skip
-    for level, (tps, connect_tps) in _levels(ceilings).items():
+    for level, (tps, connect_tps) in _levels(references).items():
         rows += [
             (f"pgbench, persistent connections, c={level}", tps,
              "the insert without HTTP: pooled strategies' reference"),
@@ -427,7 +427,7 @@ def render_calibration(console: Console, ceilings: Calibration) -> None:
     console.print(f"[dim]{CALIBRATION_NOTE}[/dim]", highlight=False)
 
 
-def _ceiling(summary: VariantSummary, calibration: Calibration, mark: Mark = rich_mark) -> str:
+def _reference(summary: VariantSummary, calibration: Calibration, mark: Mark = rich_mark) -> str:
     """The variant's req/s as a fraction of pgbench's at its own concurrency (``-`` when
     pgbench was not measured at it: a reference from other conditions is no reference)."""
     rps = summary.throughput_rps.median
@@ -602,7 +602,7 @@ BREAKDOWN_NOTE = (
 def render_run(
     console: Console, run: RunResult, charts: bool = True, explain: bool = False
 ) -> None:
-    """The tables (results, PgBouncer's side, faults, where the time goes, ceilings, the
+    """The tables (results, PgBouncer's side, faults, where the time goes, references, the
     per-second charts), then the context a reader needs to trust them, then warnings, one line
     per kind. What each column means is said only when asked (``explain``): the same
     paragraphs on every run are read once and then skipped, and hide the warnings below."""
