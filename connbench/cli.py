@@ -158,8 +158,10 @@ FormatOpt = Annotated[
         "--format",
         metavar="FORMAT",
         help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant), "
-        "json or html (a self-contained page with charts). Progress and notes go to stderr "
-        "for all but table.",
+        "json, html (a self-contained page with charts), or for tracking tools: "
+        "github-action-benchmark (its customSmallerIsBetter array; "
+        "github-action-benchmark:bigger for customBiggerIsBetter: throughput) or bmf "
+        "(Bencher). Progress and notes go to stderr for all but table.",
     ),
 ]
 SummaryOpt = Annotated[
@@ -777,6 +779,7 @@ def compare_results(
     from connbench.analyse import compare, stats
     from connbench.model import checks, results
     from connbench.present import compare as compare_view
+    from connbench.present import tracking
 
     with _domain_errors():
         fmt = _format(format_)
@@ -818,6 +821,12 @@ def compare_results(
             )
         if fmt == "table":
             compare_view.render_compare(_console(), comparisons)
+        elif fmt in tracking.FORMATS:
+            # What a tracking tool charts over time is NEW's figures (the gate still decides
+            # the exit code): one NEW, or the names would collide.
+            if len(loaded) != 2:
+                raise BadInput(f"--format {fmt}: give one NEW result (got {len(loaded) - 1})")
+            sys.stdout.write(tracking.format_run(loaded[1][1], fmt))
         elif fmt == "html":
             from connbench.present import html as html_view
 
