@@ -608,11 +608,13 @@ def _write_html(
     path: Path,
     runs: list[tuple[str, RunResult]],
     comparisons: list[Comparison] | None = None,
+    trend: bool = False,
 ) -> Path:
-    """Write the HTML report of ``runs`` (and ``comparisons``) to ``path``, atomically."""
+    """Write the HTML report of ``runs`` (and ``comparisons``; or their trend) to ``path``,
+    atomically."""
     from connbench.present import html as html_view
 
-    page = html_view.report(runs, comparisons or [])
+    page = html_view.trend_report(runs) if trend else html_view.report(runs, comparisons or [])
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -889,10 +891,20 @@ def report(
         typer.Option(
             "--output",
             "-o",
-            help="The HTML file (default: the first result's, .html).",
+            help="The HTML file (default: the first result's, .html; with --trend, "
+            "trend.html beside it).",
             show_default=False,
         ),
     ] = None,
+    trend: Annotated[
+        bool,
+        typer.Option(
+            "--trend",
+            help="One chart per metric over the results, in date order, labelled by the "
+            "commit each recorded: the repeats' min..max as bars, red where a gate failed "
+            "(a --fail-if limit, or the scenario's gate against the result before).",
+        ),
+    ] = False,
 ) -> None:
     """Write one self-contained HTML page (charts, tables; opens offline) for the results."""
     from connbench.analyse import stats
@@ -907,7 +919,10 @@ def report(
             run_result = results.load(path)
             run_result.summary = stats.aggregate(run_result.results)
             loaded.append((str(path), run_result))
-        page = _write_html(output or paths[0].with_suffix(".html"), loaded)
+        if trend:
+            page = _write_html(output or paths[0].with_name("trend.html"), loaded, trend=True)
+        else:
+            page = _write_html(output or paths[0].with_suffix(".html"), loaded)
         size = page.stat().st_size
         _console().print(
             f"report: {page} ({size / 1e6:.1f} MB; open it in a browser)", highlight=False

@@ -134,7 +134,7 @@ def test_bmf_has_every_tracked_metric_with_the_repeats_interval() -> None:
     jsonschema.validate(document, BMF_SCHEMA)
     assert list(document) == [KEY]
     measures = document[KEY]
-    assert list(measures) == [m.key for m in tracking.TRACKED]
+    assert list(measures) == [m.key for m in metrics.TRACKED]
     assert measures["throughput_rps"] == {"value": 900, "lower_value": 800, "upper_value": 1000}
     assert measures["p99_ms"] == {"value": 40, "lower_value": 35, "upper_value": 50}
     assert measures["connections_peak"] == {"value": 4, "lower_value": 4, "upper_value": 5}

@@ -214,6 +214,16 @@ BY_SPELLING: dict[str, Metric] = {
     spelling: metric for metric in METRICS for spelling in metric.spellings
 }
 COMPARED: tuple[Metric, ...] = tuple(m for m in METRICS if m.compared)
+# What is followed over time (tracking-tool exports, `report --trend`): throughput, the latency
+# percentiles, errors, and the server-side figures only connbench sees.
+TRACKED: tuple[Metric, ...] = tuple(
+    BY_SPELLING[name]
+    for name in (
+        "throughput", "p50", "p90", "p99", "p999", "error_rate", "connections_peak",
+        "connections_mean", "sessions_opened", "sessions_per_ok_response", "cpu_app",
+        "cpu_postgres",
+    )
+)  # fmt: skip
 
 
 def known() -> str:

@@ -18,12 +18,11 @@ metric's head/base ratio with its paired interval.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connbench.analyse import stats
+from connbench.analyse import trend
 from connbench.analyse.paired import PairedComparison
 from connbench.model import metrics
 from connbench.model.metrics import Metric
@@ -34,17 +33,6 @@ GITHUB_ACTION_BENCHMARK = "github-action-benchmark"
 BMF = "bmf"
 SMALLER, BIGGER = f"{GITHUB_ACTION_BENCHMARK}:smaller", f"{GITHUB_ACTION_BENCHMARK}:bigger"
 FORMATS = (GITHUB_ACTION_BENCHMARK, SMALLER, BIGGER, BMF)
-
-# What a tracking tool charts per variant: throughput, the latency percentiles, errors, and the
-# server-side figures only connbench sees. Names, units and directions come from the registry.
-TRACKED: tuple[Metric, ...] = tuple(
-    metrics.lookup(name)
-    for name in (
-        "throughput", "p50", "p90", "p99", "p999", "error_rate", "connections_peak",
-        "connections_mean", "sessions_opened", "sessions_per_ok_response", "cpu_app",
-        "cpu_postgres",
-    )
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,33 +59,22 @@ def _checkout(run: RunResult) -> str:
 
 def run_points(run: RunResult) -> Iterator[Point]:
     """Every tracked metric of every variant that measured it (median and min..max)."""
-    by_key: dict[str, list[Any]] = {}
-    for result in run.results:
-        by_key.setdefault(result.key, []).append(result)
     context = "; ".join(t for t in (_checkout(run), f"at {run.created_at}") if t)
-    for summary in stats.aggregate(run.results):
-        runs = by_key[summary.key]
-        for metric in TRACKED:
-            values = stats.values(runs, metric)
-            if not values:
-                continue
-            # error_rate is errors over all requests, as a limit reads it; the others medians.
-            total = metric.summary_value(summary) if metric.name == "error_rate" else None
-            value = total if total is not None else statistics.median(values)
-            lower, upper = (min(values), max(values)) if len(values) > 1 else (None, None)
-            what = "errors over all requests" if total is not None else "median"
-            span = f"{lower:.6g}..{upper:.6g}" if lower is not None and upper is not None else ""
-            yield Point(
-                benchmark=summary.key,
-                metric=metric,
-                measure=metric.key,
-                unit=metric.unit_stated,
-                value=value,
-                lower=lower,
-                upper=upper,
-                range_text=f"{span} (min..max of {len(values)} repeats)" if span else "",
-                extra=f"{what} of {len(values)} repeat(s); {context}",
-            )
+    for figure in trend.figures(run):
+        metric, low, high = figure.metric, figure.low, figure.high
+        what = "errors over all requests" if metric.name == "error_rate" else "median"
+        span = f"{low:.6g}..{high:.6g}" if low is not None and high is not None else ""
+        yield Point(
+            benchmark=figure.variant,
+            metric=metric,
+            measure=metric.key,
+            unit=metric.unit_stated,
+            value=figure.value,
+            lower=low,
+            upper=high,
+            range_text=f"{span} (min..max of {figure.repeats} repeats)" if span else "",
+            extra=f"{what} of {figure.repeats} repeat(s); {context}",
+        )
 
 
 def paired_points(comparison: PairedComparison) -> Iterator[Point]:
