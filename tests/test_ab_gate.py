@@ -225,7 +225,49 @@ def test_the_workflow_that_uses_the_action_is_read_only() -> None:
             assert uses == "./" or pinned, uses
 
 
-def test_the_readme_recipe_names_the_script_and_the_example() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert "examples/orders/scenario.toml" in readme
-    assert "scripts/ab-gate.sh" in readme
+def readme_block(after: str, kind: str) -> str:
+    """The first ``kind`` code block of the README after the line ``after``."""
+    text = (ROOT / "README.md").read_text()
+    text = text[text.index(after) :]
+    text = text[text.index(f"```{kind}\n") + len(kind) + 4 :]
+    return text[: text.index("```")]
+
+
+def test_the_readme_shows_the_scenario_file_as_committed() -> None:
+    shown = tomllib.loads(readme_block("**The app's scenario file**", "toml"))
+    committed = tomllib.loads((ORDERS / "scenario.toml").read_text())
+    committed.pop("description")
+    assert shown == committed
+
+
+def test_the_readme_recipe_runs_as_written(tmp_path: Path, pg: postgres.Postgres) -> None:
+    """The long form's commands, line by line, in a clone-like repository whose branch opens a
+    connection per request: every line succeeds but the compare, which finds the regression.
+    The first two lines (install connbench into a virtualenv, put it on PATH) are this test's
+    own environment; the rounds are cut to 2, the scenario's gate to connections at α 0.5."""
+    lines = readme_block("### The recipe, long form", "sh").splitlines()
+    assert lines[0].startswith("python3 -m venv") and lines[1].startswith("export PATH=")
+    repo = orders_repo(tmp_path, pg.dsn, connections_gate(0.5))
+    (repo / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "ab_scenario.py", repo / "scripts")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "the scenario helper")
+    git(repo, "checkout", "-q", "-b", "change")
+    commit_change(repo, POOLED, PER_REQUEST, "connect per request")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    codes = [line.replace("ROUNDS=10", "ROUNDS=2") for line in lines[2:]]
+    done = subprocess.run(  # one shell, so ROUNDS carries over; each line's exit code said
+        ["bash", "-c", "".join(f'{line}\necho "__code $?"\n' for line in codes)],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    found = [int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("__code")]
+    compare = next(i for i, line in enumerate(codes) if line.startswith("connbench compare"))
+    expected = [1 if i == compare else 0 for i in range(len(codes))]
+    assert found == expected, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "conns peak" in done.stdout
+    assert (repo / "ab.html").exists()
+    assert not (tmp_path / "orders-base").exists()
