@@ -15,7 +15,8 @@
 #    (the sequential gate ran out of rounds), 2 bad input, anything else: connbench's error.
 #
 # Inputs (environment; the action maps its inputs onto these, never into the script's text):
-#   CB_SCENARIO   the app's scenario file (one [[app]]: request, SQL, [gate]), from the root
+#   CB_SCENARIO   the app's scenario file (one [[app]]: request, SQL, [gate]), from the root;
+#                 read from the base's checkout (from the head's when the base has none)
 #   CB_BASE_REF   the base: a commit, branch or tag (fetched from origin when not present)
 #   CB_APP        optional: which [[app]] of the scenario (when it has several)
 #   CB_IMPORT     optional: MODULE:ATTR overriding the scenario's app
@@ -131,8 +132,15 @@ if [[ "$install" == auto ]]; then
 fi
 
 # --- 3. both sides in one run, and the verdict ----------------------------------------------
+# The scenario (and so the gate) is the base's: a pull request is judged by the gate already
+# merged, not by one it brings. A scenario new in the pull request is read from the head.
+judged_by="$base_root/$scenario"
+if [[ ! -f "$judged_by" ]]; then
+    echo "ab-gate: $scenario is new in the head: its gate is the head's" >&2
+    judged_by="$scenario"
+fi
 ab_toml="$work/ab.toml"
-ab_args=("$scenario" "$base_root" "$head_root" "$ab_toml" "${python_args[@]}")
+ab_args=("$judged_by" "$base_root" "$head_root" "$ab_toml" "${python_args[@]}")
 [[ -n "${CB_APP:-}" ]] && ab_args+=(--app "$CB_APP")
 [[ -n "${CB_IMPORT:-}" ]] && ab_args+=(--import "$CB_IMPORT")
 "$connbench_python" "$here/ab_scenario.py" "${ab_args[@]}"
