@@ -107,7 +107,7 @@ connbench_python="$(dirname "$(command -v "$connbench")")/python"
 [[ -x "$connbench_python" ]] || connbench_python=python3
 
 # The seam with the sequential gate: used when this connbench has it.
-run_help="$("$connbench" run --help 2>/dev/null || true)"
+run_help="$(COLUMNS=300 "$connbench" run --help 2>/dev/null || true)"
 has_app_python=0
 has_sequential=0
 [[ "$run_help" == *--app-python* ]] && has_app_python=1

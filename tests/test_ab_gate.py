@@ -221,6 +221,18 @@ def test_the_action_pins_what_it_uses_and_passes_inputs_through_the_environment(
     assert "github.token" not in text and "secrets." not in text  # least privilege
 
 
+def test_the_actions_shell_steps_pass_shellcheck(tmp_path: Path) -> None:
+    # actionlint checks the workflows' run: steps, not a composite action's: ShellCheck here.
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    steps = [s for s in action()["runs"]["steps"] if "run" in s]  # type: ignore[index]
+    assert steps
+    for n, step in enumerate(steps):
+        script = tmp_path / f"step{n}.sh"
+        script.write_text("#!/usr/bin/env bash\n" + step["run"])
+        done = subprocess.run([str(shellcheck), str(script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
+
+
 def test_the_workflow_that_uses_the_action_is_read_only() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ab-gate.yml").read_text())
     assert workflow["permissions"] == {"contents": "read"}
