@@ -24,7 +24,7 @@
 #                 replacing the scenario's [gate] entry for its metric
 #   CB_ROUNDS     the round budget (default 10; 6 is the fewest that can reach alpha 0.05)
 #   CB_REQUIREMENTS  each side's requirements file, from its root (default requirements.txt;
-#                 a pyproject.toml or setup.py at the root is installed instead when present)
+#                 without one, the root's pyproject.toml or setup.py is installed)
 #   CB_INSTALL    auto (default) or none: use the connbench on PATH (or CB_CONNBENCH) and the
 #                 environment it runs in, install nothing (a local run, the tests)
 #   CB_CONNBENCH  optional: the connbench command to use (else installed from CB_SOURCE)
@@ -85,10 +85,10 @@ echo "ab-gate: base ${base_commit:0:12} ($base_ref), head ${head_commit:0:12}" >
 # --- 2. connbench, and each side's environment ----------------------------------------------
 install_side() { # venv_python side_root: the side's own requirements into that interpreter
     local python="$1" root="$2"
-    if [[ -f "$root/pyproject.toml" || -f "$root/setup.py" ]]; then
-        "$python" -m pip install --quiet "$root"
-    elif [[ -f "$root/$requirements" ]]; then
+    if [[ -f "$root/$requirements" ]]; then
         "$python" -m pip install --quiet -r "$root/$requirements"
+    elif [[ -f "$root/pyproject.toml" || -f "$root/setup.py" ]]; then
+        "$python" -m pip install --quiet "$root"
     else
         echo "ab-gate: $root has no $requirements, pyproject.toml or setup.py: nothing installed" >&2
     fi
