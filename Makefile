@@ -21,11 +21,15 @@ run: $(STAMP)
 
 CHECKED := connbench tests benchmarks scripts
 
-## lint: ruff's rules, ruff's formatting and strict mypy over the package, tests and benchmarks
+## lint: ruff's rules, ruff's formatting and strict mypy over the package, tests and benchmarks;
+## actionlint over the workflows (and through them the action, action.yml), ShellCheck over
+## the action's script
 lint: $(STAMP)
 	$(BIN)/ruff check $(CHECKED)
 	$(BIN)/ruff format --check $(CHECKED)
 	$(BIN)/mypy --strict $(CHECKED)
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck .github/workflows/*.yml
+	$(BIN)/shellcheck scripts/ab-gate.sh
 
 ## test: lint, then every test that needs no Docker engine (real Postgres, real uvicorn,
 ## real PgBouncer and a real Chromium for the HTML report: installed from the distribution

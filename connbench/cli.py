@@ -104,6 +104,7 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "Output": (
         "--output", "--format", "--charts", "--explain", "--html", "--progress", "--summary",
+        "--trend",
     ),
     "Gate": ("--fail-if", "--fail-on", "--alpha", "--ignore", "--base", "--head",
              "--allow-missing"),
@@ -242,8 +243,10 @@ FormatOpt = Annotated[
         "--format",
         metavar="FORMAT",
         help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant), "
-        "json or html (a self-contained page with charts). Progress and notes go to stderr "
-        "for all but table.",
+        "json, html (a self-contained page with charts), or for tracking tools: "
+        "github-action-benchmark (its customSmallerIsBetter array; "
+        "github-action-benchmark:bigger for customBiggerIsBetter: throughput) or bmf "
+        "(Bencher). Progress and notes go to stderr for all but table.",
     ),
 ]
 SummaryOpt = Annotated[
@@ -749,11 +752,13 @@ def _write_html(
     path: Path,
     runs: list[tuple[str, RunResult]],
     comparisons: list[Comparison] | None = None,
+    trend: bool = False,
 ) -> Path:
-    """Write the HTML report of ``runs`` (and ``comparisons``) to ``path``, atomically."""
+    """Write the HTML report of ``runs`` (and ``comparisons``; or their trend) to ``path``,
+    atomically."""
     from connbench.present import html as html_view
 
-    page = html_view.report(runs, comparisons or [])
+    page = html_view.trend_report(runs) if trend else html_view.report(runs, comparisons or [])
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -921,6 +926,7 @@ def compare_results(
     from connbench.analyse import compare, stats
     from connbench.model import checks, results
     from connbench.present import compare as compare_view
+    from connbench.present import tracking
 
     with _domain_errors():
         fmt = _format(format_)
@@ -962,6 +968,12 @@ def compare_results(
             )
         if fmt == "table":
             compare_view.render_compare(_console(), comparisons)
+        elif fmt in tracking.FORMATS:
+            # What a tracking tool charts over time is NEW's figures (the gate still decides
+            # the exit code): one NEW, or the names would collide.
+            if len(loaded) != 2:
+                raise BadInput(f"--format {fmt}: give one NEW result (got {len(loaded) - 1})")
+            sys.stdout.write(tracking.format_run(loaded[1][1], fmt))
         elif fmt == "html":
             from connbench.present import html as html_view
 
@@ -1024,10 +1036,20 @@ def report(
         typer.Option(
             "--output",
             "-o",
-            help="The HTML file (default: the first result's, .html).",
+            help="The HTML file (default: the first result's, .html; with --trend, "
+            "trend.html beside it).",
             show_default=False,
         ),
     ] = None,
+    trend: Annotated[
+        bool,
+        typer.Option(
+            "--trend",
+            help="One chart per metric over the results, in date order, labelled by the "
+            "commit each recorded: the repeats' min..max as bars, red where a gate failed "
+            "(a --fail-if limit, or the scenario's gate against the result before).",
+        ),
+    ] = False,
 ) -> None:
     """Write one self-contained HTML page (charts, tables; opens offline) for the results.
 
@@ -1045,19 +1067,22 @@ def report(
             run_result = results.load(path)
             run_result.summary = stats.aggregate(run_result.results)
             loaded.append((str(path), run_result))
-        (base_label, base), *later = loaded
-        comparisons = [
-            compare.compare(
-                base,
-                new,
-                gate=compare.resolve_gate(new, label),
-                base_label=base_label,
-                new_label=label,
-                allow_missing=True,
-            )
-            for label, new in later
-        ]
-        page = _write_html(output or paths[0].with_suffix(".html"), loaded, comparisons)
+        if trend:
+            page = _write_html(output or paths[0].with_name("trend.html"), loaded, trend=True)
+        else:
+            (base_label, base), *later = loaded
+            comparisons = [
+                compare.compare(
+                    base,
+                    new,
+                    gate=compare.resolve_gate(new, label),
+                    base_label=base_label,
+                    new_label=label,
+                    allow_missing=True,
+                )
+                for label, new in later
+            ]
+            page = _write_html(output or paths[0].with_suffix(".html"), loaded, comparisons)
         size = page.stat().st_size
         _console().print(
             f"report: {page} ({size / 1e6:.1f} MB; open it in a browser)", highlight=False

@@ -38,14 +38,20 @@ import psycopg
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, pgbouncer, postgres, procs, tempdirs, userapp
+from connbench.infra import appserver, gitinfo, pgbouncer, postgres, procs, tempdirs, userapp
 from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
 from connbench.model.dsn import redact
 from connbench.model.errors import BadInput, PostgresError, ProcessError, first_line
-from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
+from connbench.model.result_types import (
+    Calibration,
+    GitCheckout,
+    LimitRecord,
+    Status,
+    VariantRecord,
+)
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -160,6 +166,7 @@ def execute(
     server cannot be had; an app that fails is recorded as failed and the run goes on.
     """
     run = results.new_run(scenario.to_dict())
+    app_commits = _record_commits(run)
     path = _destination(output or results.default_path(run), scenario.source)
     variants = scenario.variants()  # once: the plan, the warnings and the predictions
     # An own app's pattern is its own: nothing to predict.
@@ -188,6 +195,8 @@ def execute(
                         spec = scenario.own_app(variant.strategy)
                         if variant.kind != "strategy" and spec is not None:
                             result = _run_own_app(context, variant, spec, repeat)
+                            if result.variant.app is not None:
+                                result.variant.app.git = app_commits.get(spec.name)
                         else:
                             result = _run_variant(context, variant, repeat, predictions[variant])
                         result.position = position
@@ -566,6 +575,18 @@ async def _watch_children(
                 stop.set()
                 break
         await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+def _record_commits(run: RunResult) -> dict[str, GitCheckout]:
+    """Record the commit of the working directory and of each own app's ``dir`` in ``run``
+    (where they are git checkouts); return the apps' by name."""
+    run.environment.git = gitinfo.checkout(Path.cwd())
+    found: dict[str, GitCheckout] = {}
+    for record in run.scenario.app:
+        checked = gitinfo.checkout(Path(record.dir)) if record.dir else run.environment.git
+        if checked is not None:
+            record.git = found[record.name] = checked
+    return found
 
 
 def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> StrategyResult:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
@@ -91,6 +93,15 @@ class RecordingReporter:
 @pytest.fixture
 def reporter() -> RecordingReporter:
     return RecordingReporter()
+
+
+def script_module(name: str) -> ModuleType:
+    """A module of scripts/ (not a package: the scripts run on their own), imported."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def connbench_cmd(*args: str) -> list[str]:

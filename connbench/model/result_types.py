@@ -52,6 +52,15 @@ class PostgresInfo(Model):
     dsn: str = Field(description="Without its password.")
 
 
+class GitCheckout(Model):
+    """The git commit a directory was checked out at when the run started."""
+
+    commit: str = Field(description="The full hash of HEAD.")
+    dirty: bool | None = Field(
+        default=None, description="Tracked files differ from HEAD; null: not known."
+    )
+
+
 class Environment(Model):
     """Where the numbers come from: interpreter, packages, machine, server."""
 
@@ -67,6 +76,9 @@ class Environment(Model):
     packages: dict[str, str | None] = Field(description="Installed version, null if missing.")
     postgres: PostgresInfo | None = Field(
         default=None, description="Null when the run stopped before the server started."
+    )
+    git: GitCheckout | None = Field(
+        default=None, description="The working directory's checkout; null: not one."
     )
 
 
@@ -95,6 +107,9 @@ class AppRecord(Model):
     setup_sql: str | None = None
     count_sql: str | None = None
     ready_path: str | None = None
+    git: GitCheckout | None = Field(
+        default=None, description="Its dir's checkout (an own app whose dir is one)."
+    )
 
 
 class ScenarioRecord(Model):

@@ -53,6 +53,9 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    and each run records its ``position`` in its round (0-based), so that ``compare --base
    --head`` can pair two variants round by round and say which ran first. Older files load
    with no position (null).
+9. The measured code's commit: ``environment.git`` (``commit``, ``dirty``) when connbench ran
+   inside a git checkout, and ``git`` on an own app whose ``dir`` is one (``scenario.app``),
+   so results can be laid out over commits (``report --trend``). Older files load without.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ from connbench.model.result_types import (
 
 __all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
 
-SCHEMA_VERSION = 8  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_VERSION = 9  # bump on any change a reader must know about; add its step to MIGRATIONS
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
@@ -372,6 +375,7 @@ MIGRATIONS: dict[int, Callable[[Document], Document]] = {
     5: _v5_to_v6,
     6: _unchanged,  # 7 added own apps and targets: a variant without a kind is a strategy
     7: _unchanged,  # 8 added each run's position in its round: absent, null
+    8: _unchanged,  # 9 added the git commit of the checkout and of own apps: absent, null
 }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import vl_convert
 
 from connbench import __version__
-from connbench.analyse import charts
+from connbench.analyse import charts, trend
 from connbench.analyse.compare import Comparison
 from connbench.analyse.stats import MEASURED
 from connbench.model import metrics
@@ -1270,10 +1270,15 @@ def report(runs: Sequence[tuple[str, RunResult]], comparisons: Sequence[Comparis
         compare_section(page, comparison)
     for label, run in runs:
         run_section(page, label, run)
-    template = Template(resources.files("connbench.present").joinpath("report.html").read_text())
     title = "connbench · " + " · ".join(
         str(_mapping(run.scenario).get("name", "")) for _, run in runs
     )
+    return _document(title, page)
+
+
+def _document(title: str, page: Page) -> str:
+    """The whole HTML document of ``page``: the template with its parts, specs and Vega."""
+    template = Template(resources.files("connbench.present").joinpath("report.html").read_text())
     return template.substitute(
         title=esc(title),
         version=esc(__version__),
@@ -1281,3 +1286,165 @@ def report(runs: Sequence[tuple[str, RunResult]], comparisons: Sequence[Comparis
         specs=_inline_json(page.specs),
         bundle=_bundle(),
     )
+
+
+# --- the trend over many results ----------------------------------------------------------------
+
+
+def _at(point: trend.TrendPoint) -> str:
+    """A point's place on the x axis: its number, and its commit or else its date."""
+    where = point.commit[:8] + ("+" if point.dirty else "") if point.commit else None
+    return f"{point.index} · {where or point.created_at[:16].replace('T', ' ')}"
+
+
+def trend_chart(
+    metric: metrics.Metric,
+    points: Sequence[trend.TrendPoint],
+    variants: Variants,
+    order: Sequence[str],
+) -> Chart:
+    """One metric over the results (``order``: every result's place, so a result that did
+    not measure it leaves a gap): a line per variant, the repeats' min..max as an error bar,
+    a red diamond where a gate failed."""
+    rows = [
+        {
+            "at": _at(p),
+            "variant": variants.names.label[p.figure.variant],
+            "value": p.figure.value,
+            "low": p.figure.low,
+            "high": p.figure.high,
+            "repeats": p.figure.repeats,
+            "commit": p.commit or "-",
+            "date": p.created_at,
+            "file": p.label,
+            "failed": "; ".join(p.failed),
+        }
+        for p in points
+    ]
+    unit = metric.unit_stated
+    x = {
+        "field": "at",
+        "type": "ordinal",
+        "sort": list(order),
+        "scale": {"domain": list(order)},
+        "title": "result (commit, or date)",
+        "axis": {"labelAngle": -30, "labelLimit": 160},
+    }
+    y_title = f"{metric.label} ({unit})" if unit else metric.label
+    tooltip = [
+        {"field": "variant", "type": "nominal"},
+        {"field": "value", "type": "quantitative", "format": ",.4~g"},
+        {"field": "low", "type": "quantitative", "format": ",.4~g", "title": "min"},
+        {"field": "high", "type": "quantitative", "format": ",.4~g", "title": "max"},
+        {"field": "repeats", "type": "quantitative"},
+        {"field": "commit", "type": "nominal"},
+        {"field": "date", "type": "nominal"},
+        {"field": "file", "type": "nominal"},
+        {"field": "failed", "type": "nominal", "title": "gate failed"},
+    ]
+    layers: list[dict[str, Any]] = [
+        {
+            "mark": {"type": "line", "point": {"filled": True, "size": 40}},
+            "encoding": {
+                "x": x,
+                "y": {
+                    "field": "value",
+                    "type": "quantitative",
+                    "title": y_title,
+                    # Counts from 0 (a flat 4 then reads as 4); times and rates zoom in.
+                    "scale": {"zero": not metric.unit},
+                },
+                "color": variants.colour(),
+                "tooltip": tooltip,
+            },
+        }
+    ]
+    if any(row["low"] is not None for row in rows):
+        layers.append(
+            {
+                "transform": [{"filter": "isValid(datum.low)"}],
+                "mark": {"type": "errorbar", "ticks": True, "opacity": 0.7},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "low", "type": "quantitative", "title": y_title},
+                    "y2": {"field": "high"},
+                    "color": variants.colour(legend=False),
+                },
+            }
+        )
+    if any(row["failed"] for row in rows):
+        layers.append(
+            {
+                "transform": [{"filter": "datum.failed != ''"}],
+                "mark": {
+                    "type": "point",
+                    "shape": "diamond",
+                    "size": 260,
+                    "filled": True,
+                    "color": BAD,
+                    "stroke": "#ffffff",
+                    "strokeWidth": 1,
+                },
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "value", "type": "quantitative"},
+                    "tooltip": tooltip,
+                },
+            }
+        )
+    better = "higher" if metric.higher_is_better else "lower"
+    subtitle = f"{better} is better; median over repeats, bar: min..max; red: a gate failed"
+    title = metric.description[:1].upper() + metric.description[1:]
+    spec = _spec(title, subtitle, width=WIDTH, height=HEIGHT, data={"values": rows}, layer=layers)
+    return Chart(spec)
+
+
+def trend_report(runs: Sequence[tuple[str, RunResult]]) -> str:
+    """One page: each tracked metric over the results (by date, labelled by commit)."""
+    points = trend.trend(runs)
+    page = Page()
+    page.add("<header><h1>connbench trend</h1>")
+    page.add(
+        f'<p class="lead">{len(runs)} results · made by connbench {esc(__version__)}</p></header>'
+    )
+    seen: dict[str, dict[str, Any]] = {}
+    for _, run in sorted(runs, key=lambda item: item[1].created_at):
+        for summary in _summaries(run):
+            seen.setdefault(str(summary.get("key")), summary)
+    names = Names(list(seen.values()))
+    page.colours.assign(names)
+    variants = Variants(names.keys, names, page.colours)
+    rows, done = [], set()
+    for p in points:
+        if p.index in done:
+            continue
+        done.add(p.index)
+        failed = sum(1 for q in points if q.index == p.index and q.failed)
+        rows.append(
+            [
+                str(p.index),
+                p.created_at,
+                (p.commit or "-") + (" (with local changes)" if p.dirty else ""),
+                p.label,
+                html_mark(f"{failed} failed", "bad") if failed else "-",
+            ]
+        )
+    page.add(html_table(["#", "date", "commit", "file", "gate"], rows))
+    failures = [
+        f'<li class="bad">{esc(_at(p))} {esc(p.figure.variant)} {esc(p.figure.metric.name)}: '
+        f"{esc(reason)}</li>"
+        for p in points
+        for reason in p.failed
+    ]
+    if failures:
+        page.add(f'<ul class="warnings">{"".join(failures)}</ul>')
+    by_metric = [
+        (metric, [p for p in points if p.figure.metric is metric]) for metric in metrics.TRACKED
+    ]
+    order = list(dict.fromkeys(_at(p) for p in points))  # points come in date order
+    page.charts(
+        "Over the results",
+        [trend_chart(metric, found, variants, order) for metric, found in by_metric if found],
+        "One line per variant, results in date order; hover a point for its commit and file.",
+    )
+    return _document("connbench trend", page)
