@@ -151,6 +151,7 @@ def test_the_gate_as_the_recipe_runs_it(tmp_path: Path, pg: postgres.Postgres) -
     check_fails(repo, tmp_path / "fail", rounds=6)
 
 
+@pytest.mark.integration
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     repo = tmp_path / "app"
     repo.mkdir()
@@ -221,6 +222,7 @@ def test_the_action_pins_what_it_uses_and_passes_inputs_through_the_environment(
     assert "github.token" not in text and "secrets." not in text  # least privilege
 
 
+@pytest.mark.integration
 def test_the_actions_shell_steps_pass_shellcheck(tmp_path: Path) -> None:
     # actionlint checks the workflows' run: steps, not a composite action's: ShellCheck here.
     shellcheck = Path(sys.executable).parent / "shellcheck"

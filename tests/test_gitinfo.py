@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from connbench.infra import gitinfo
 
 
@@ -27,6 +29,7 @@ def make_repo(directory: Path) -> str:
     return git(directory, "rev-parse", "HEAD")
 
 
+@pytest.mark.integration
 def test_a_checkout_gives_its_commit_and_whether_it_changed(tmp_path: Path) -> None:
     commit = make_repo(tmp_path / "repo")
     found = gitinfo.checkout(tmp_path / "repo")
@@ -39,6 +42,7 @@ def test_a_checkout_gives_its_commit_and_whether_it_changed(tmp_path: Path) -> N
     assert sub is not None and sub.commit == commit
 
 
+@pytest.mark.integration
 def test_not_a_checkout_gives_none(tmp_path: Path) -> None:
     assert gitinfo.checkout(tmp_path) is None
     assert gitinfo.checkout(tmp_path / "missing") is None
@@ -47,6 +51,7 @@ def test_not_a_checkout_gives_none(tmp_path: Path) -> None:
     assert gitinfo.checkout(tmp_path / "empty") is None
 
 
+@pytest.mark.integration
 def test_a_checkouts_config_runs_nothing(tmp_path: Path) -> None:
     # core.fsmonitor names a command git runs on `status`: a checkout must not get to run it.
     make_repo(tmp_path / "repo")

@@ -86,6 +86,7 @@ def test_trend_page_escapes_what_results_hold() -> None:
     assert "<img src=x" not in page and "<script>alert" not in page
 
 
+@pytest.mark.integration
 def test_report_trend_command_writes_the_page(tmp_path: Path) -> None:
     for n in range(2):
         results.save(dated(five(4), n), tmp_path / f"r{n}.json")
