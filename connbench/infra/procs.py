@@ -28,6 +28,9 @@ from connbench.model.errors import BadInput, MissingDependency, ProcessError
 
 _PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
+# The most of a log read for its tail, from its end: a child that wrote a gigabyte of log
+# costs connbench these bytes, not the gigabyte (one line longer than this is cut).
+LOG_TAIL_BYTES = 64 * 1024
 POLL_INTERVAL_S = 0.02
 
 
@@ -42,13 +45,20 @@ def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # in the child, betwee
         pass
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log file, or a note that there is none."""
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> str:
+    """The last ``lines`` lines of a log file, or a note that there is none. At most
+    ``max_bytes`` are read, from the end (the log may be huge, or still growing)."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - max_bytes))
+            data = log.read(max_bytes)
     except OSError:
         return "(no log)"
-    tail = text.strip().splitlines()[-lines:]
+    if size > max_bytes:
+        # Not from a line's start: drop the partial first line, unless it is the only one.
+        data = data.split(b"\n", 1)[-1] if b"\n" in data.rstrip(b"\n") else data
+    tail = data.decode(errors="replace").strip().splitlines()[-lines:]
     return "\n".join(tail) if tail else "(log is empty)"
 
 
