@@ -20,6 +20,7 @@ import typer
 from connbench import __version__
 from connbench.apps import STRATEGIES
 from connbench.model import metrics
+from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
 from connbench.model.errors import BadInput, ConnbenchError
 
 if TYPE_CHECKING:
@@ -466,13 +467,16 @@ def run(
         typer.Option(
             metavar="SQL",
             help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
-            "FROM items'): rows are checked against 2xx responses.",
+            "FROM items'): rows are checked against 2xx responses. Runs under a "
+            f"{COUNT_SQL_TIMEOUT_S:g} s statement timeout.",
         ),
     ] = None,
     setup_sql: Annotated[
         str | None,
         typer.Option(
-            metavar="SQL", help="--app/--target: SQL run on its database before it starts."
+            metavar="SQL",
+            help="--app/--target: SQL run on its database before it starts, under a "
+            f"{SETUP_SQL_TIMEOUT_S:g} s statement timeout.",
         ),
     ] = None,
 ) -> None:

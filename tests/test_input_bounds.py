@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,14 +16,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from connbench import runner
 from connbench.cli import app
-from connbench.infra import procs
+from connbench.infra import postgres, procs, userapp
 from connbench.measure import load
-from connbench.model import appspec
+from connbench.model import appspec, results
 from connbench.model.errors import ScenarioError
 from connbench.model.scenario import build
 
-from .conftest import serving_in_thread
+from .conftest import RecordingReporter, serving_in_thread
 from .test_cli import assert_one_line_exit_2
 
 cli = CliRunner()
@@ -182,3 +186,171 @@ def test_a_body_cut_short_by_close_is_still_an_error(engine: str) -> None:
     with _serving(_Truncated) as url:
         raw = load.run_sync(url, load.LoadConfig(**{**CONFIG.__dict__, "engine": engine}))
     assert raw.all_ok == 0 and sum(raw.all_errors_by_kind.values()) > 0
+
+
+# --- an app's process tree: nothing of it outlives it ------------------------------------------
+
+DAEMON = """
+import os, sys, time
+middle = os.fork()
+if middle == 0:
+    {detach}
+    sleeper = os.fork()
+    if sleeper == 0:
+        os.execve({sleep!r}, ["sleep", "300"], {env})
+    with open(sys.argv[1], "w") as f:
+        f.write(str(sleeper))
+    os._exit(0)
+os.waitpid(middle, 0)
+time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for init is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+def _pid_in(path: Path) -> int:
+    procs.wait_until(
+        lambda: path.exists() and path.read_text() != "", what="a daemon", timeout_s=30
+    )
+    return int(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("detach", "env"),
+    [("os.setsid()", "os.environ"), ("os.setpgid(0, 0)", "{}")],
+    ids=["new-session-same-environment", "new-group-empty-environment"],
+)
+def test_a_childs_daemon_is_killed_and_named_when_it_stops(
+    tmp_path: Path, detach: str, env: str
+) -> None:
+    script = DAEMON.format(detach=detach, env=env, sleep=shutil.which("sleep"))
+    pid_file, strays = tmp_path / "pid", list[str]()
+    child = procs.Child(
+        [sys.executable, "-c", script, str(pid_file)],
+        name="app x",
+        log_path=tmp_path / "log",
+        env=procs.child_env({}),
+        strays=strays,
+    )
+    sleeper = None
+    try:
+        with child:
+            sleeper = _pid_in(pid_file)
+            assert _running(sleeper) and os.getpgid(sleeper) != child.proc.pid
+        assert not _running(sleeper)
+        assert strays == [
+            "app x left 1 process(es) running after it stopped, outside its process group; "
+            f"killed: pid {sleeper} (sleep)"
+        ]
+    finally:
+        if sleeper is not None and _running(sleeper):
+            os.kill(sleeper, signal.SIGKILL)
+
+
+def test_a_child_that_leaves_nothing_behind_is_not_warned_about(tmp_path: Path) -> None:
+    strays: list[str] = []
+    with procs.Child(
+        ["sleep", "60"], name="s", log_path=tmp_path / "log", env=procs.child_env({}), strays=strays
+    ):
+        pass
+    assert strays == []
+
+
+def test_an_own_app_that_daemonizes_leaves_nothing_running(
+    tmp_path: Path, pg: postgres.Postgres
+) -> None:
+    pid_file = tmp_path / "stray.pid"
+    scenario_file = tmp_path / "s.toml"
+    scenario_file.write_text(
+        f"""
+[[app]]
+name = "daemonizing"
+app = "tests.apps.bad_apps:daemonizing_app"
+path = "/ok/"
+env = {{ STRAY_PID_FILE = "{pid_file}" }}
+"""
+    )
+    out = tmp_path / "r.json"
+    short = {"duration_s": "1", "warmup_s": "0.2", "concurrency": "2", "postgres": pg.dsn}
+    sleeper = None
+    try:
+        runner.execute(build(scenario_file, short), RecordingReporter(), out)
+        sleeper = int(pid_file.read_text())
+        assert not _running(sleeper)
+        [result] = results.load(out).results
+        assert result.status == "ok", result.failure
+        assert f"killed: pid {sleeper} (sleep)" in "\n".join(result.warnings)
+    finally:
+        if sleeper is not None and _running(sleeper):
+            os.kill(sleeper, signal.SIGKILL)
+
+
+# --- setup_sql and count_sql: under a statement timeout ----------------------------------------
+
+
+@pytest.fixture
+def short_sql_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(userapp, "SQL_TIMEOUTS_S", {"setup_sql": 0.5, "count_sql": 0.5})
+    monkeypatch.setattr(userapp, "CANCEL_GRACE_S", 0.5)
+
+
+@pytest.mark.usefixtures("short_sql_timeouts")
+@pytest.mark.parametrize(
+    "query",
+    ["SELECT pg_sleep(20)", "SET statement_timeout = 0; SELECT pg_sleep(20)"],
+    ids=["sleep", "lifts-the-timeout"],
+)
+def test_sql_that_runs_too_long_fails_in_one_line(pg: postgres.Postgres, query: str) -> None:
+    spec = appspec.parse_app("a=m:x")
+    with pg.connect() as conn:
+        with pytest.raises(userapp.AppFailed) as caught:
+            userapp.run_sql(spec, conn, "count_sql", query)
+        assert str(caught.value) == (
+            "app a: count_sql did not finish within 0.5 s (connbench's statement timeout)"
+        )
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the connection goes on
+
+
+@pytest.mark.usefixtures("short_sql_timeouts")
+def test_a_hanging_count_sql_fails_the_variant_not_the_run(
+    tmp_path: Path, pg: postgres.Postgres
+) -> None:
+    scenario = build(
+        None,
+        {
+            "app": ["a=tests.apps.bad_apps:ok_app"],
+            "path": "/ok/",
+            "count_sql": "SELECT pg_sleep(3600)",
+            "duration_s": "1",
+            "warmup_s": "0",
+            "concurrency": "2",
+            "postgres": pg.dsn,
+        },
+    )
+    out = tmp_path / "r.json"
+    runner.execute(scenario, RecordingReporter(), out)
+    [result] = results.load(out).results
+    assert (result.status, result.failure) == (
+        "failed",
+        "app a: count_sql did not finish within 0.5 s (connbench's statement timeout)",
+    )
+
+
+# --- a result file over the bound: refused, not read -------------------------------------------
+
+
+def test_show_refuses_a_huge_result_without_reading_it(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as f:
+        f.truncate(results.MAX_RESULT_BYTES + 1)  # sparse: no disk
+    before = _bytes_read()
+    result = cli.invoke(app, ["show", str(huge)])
+    assert _bytes_read() - before < 1 << 20
+    assert_one_line_exit_2(result, "larger than 64 MiB, connbench's bound on a result file")

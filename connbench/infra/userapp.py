@@ -21,6 +21,7 @@ import hmac
 import re
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from psycopg.conninfo import make_conninfo
 from connbench.infra import appserver, procs
 from connbench.infra.launch import FAILED
 from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
-from connbench.model.appspec import AppSpec
+from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec
 from connbench.model.dsn import remember_secret
 from connbench.model.errors import ProcessError, first_line
 
@@ -80,6 +81,8 @@ class Served:
     proc: subprocess.Popen[bytes] | None = None  # None: a target, not ours
     log_path: Path | None = None
     instrumented: bool = False
+    # Once stopped: processes it left running outside its group, killed or not (one line each).
+    strays: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -196,13 +199,33 @@ def count(spec: AppSpec, conn: psycopg.Connection[Any]) -> int | None:
     return run_sql(spec, conn, "count_sql", spec.count_sql) if spec.count_sql else None
 
 
+SQL_TIMEOUTS_S = {"setup_sql": SETUP_SQL_TIMEOUT_S, "count_sql": COUNT_SQL_TIMEOUT_S}
+CANCEL_GRACE_S = 2.0  # past the statement timeout, connbench cancels the query itself
+
+
 def run_sql(spec: AppSpec, conn: psycopg.Connection[Any], what: str, query: str) -> int | None:
-    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number."""
+    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number.
+
+    Each has :data:`SQL_TIMEOUTS_S` to finish: PostgreSQL's ``statement_timeout`` ends it, and
+    a cancel from here ``CANCEL_GRACE_S`` later ends SQL that set the timeout off. Raises
+    :class:`AppFailed` (one line) when it fails or runs out of time.
+    """
+    timeout_s = SQL_TIMEOUTS_S[what]
+    watchdog = threading.Timer(timeout_s + CANCEL_GRACE_S, conn.cancel_safe)
     try:
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(round(timeout_s * 1000)))
+        watchdog.start()
         cur = conn.execute(query.encode())
         row = cur.fetchone() if cur.description else None
+    except psycopg.errors.QueryCanceled:
+        raise AppFailed(
+            f"app {spec.name}: {what} did not finish within {timeout_s:g} s "
+            "(connbench's statement timeout)"
+        ) from None
     except psycopg.Error as exc:
         raise AppFailed(f"app {spec.name}: {what} failed: {first_line(exc)}") from None
+    finally:
+        watchdog.cancel()
     if what == "count_sql":
         if row is None or isinstance(row[0], bool) or not isinstance(row[0], int):
             raise AppFailed(f"app {spec.name}: count_sql must return one number, got {row!r}")
@@ -226,15 +249,17 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
     def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
         probe(spec, url, proc=proc, log_path=log_path)
 
+    strays: list[str] = []
     try:
         with appserver.serve(
             lambda port: appserver.uvicorn_argv(spec.app or "", port, workers, launcher),
             env,
-            f"uvicorn ({spec.name})",
+            f"app {spec.name}",
             log_path,
             ready,
+            strays=strays,
         ) as (url, proc):
-            yield Served(spec, url, proc, log_path)
+            yield Served(spec, url, proc, log_path, strays=strays)
     except AppFailed:
         raise
     except ProcessError:
