@@ -24,7 +24,7 @@ from connbench.model import appspec, results
 from connbench.model.errors import ScenarioError
 from connbench.model.scenario import build
 
-from .conftest import RecordingReporter, serving_in_thread
+from .conftest import RecordingReporter, run_cli, serving_in_thread
 from .test_cli import assert_one_line_exit_2
 
 cli = CliRunner()
@@ -81,6 +81,21 @@ def test_a_target_url_with_a_newline_is_refused_without_quoting_its_password() -
     )
     assert_one_line_exit_2(result, "a URL may not hold spaces or control characters")
     assert "pw" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://h:1/a#frag", "#fragment is never sent"),
+        ("http://h<x>:1/a", "bad host 'h<x>'"),
+        ("http://h:1/a%g1", "a bad percent-escape"),
+        ("http://h:1/a\tb", "found '\\t'"),
+    ],
+)
+def test_target_urls_are_checked_as_paths_are(url: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        appspec.parse_target(f"t={url}")
+    assert message in str(caught.value)
 
 
 def test_query_strings_and_percent_escapes_are_kept_as_written() -> None:
@@ -354,3 +369,15 @@ def test_show_refuses_a_huge_result_without_reading_it(tmp_path: Path) -> None:
     result = cli.invoke(app, ["show", str(huge)])
     assert _bytes_read() - before < 1 << 20
     assert_one_line_exit_2(result, "larger than 64 MiB, connbench's bound on a result file")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_show_of_a_pipe_or_a_device_ends_in_one_line(tmp_path: Path, kind: str) -> None:
+    """A FIFO nobody writes to is read as empty (not waited on); /dev/zero is cut at the bound."""
+    path = Path("/dev/zero")
+    if kind == "fifo":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    done = run_cli("show", str(path), cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr

@@ -133,6 +133,8 @@ def _url(text: str) -> tuple[str, str | None]:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    if "#" in text:
+        raise ValueError("a URL's #fragment is never sent: leave it out, or percent-encode '#'")
     if not _HOST.fullmatch(parts.hostname):
         raise ValueError(f"bad host {_quoted(parts.hostname)}: expected a name or an IP address")
     try:

@@ -220,7 +220,10 @@ def load(path: Path) -> RunResult:
     first field that does not validate (``summary.0.status: ...``).
     """
     try:
-        with path.open("rb") as f:
+        # Opened without waiting: a FIFO with no writer is read as empty, not waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(fd, True)
+        with open(fd, "rb") as f:
             # A regular file by its size; a device or a pipe by a bounded read.
             too_big = os.fstat(f.fileno()).st_size > MAX_RESULT_BYTES
             raw = b"" if too_big else f.read(MAX_RESULT_BYTES + 1)
