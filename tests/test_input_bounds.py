@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -194,6 +195,33 @@ def test_a_body_ended_by_close_is_a_complete_response(engine: str) -> None:
     with _serving(_Http10) as url:
         raw = load.run_sync(url, load.LoadConfig(**{**CONFIG.__dict__, "engine": engine}))
     assert raw.all_ok > 0 and not raw.all_errors_by_kind, (raw.all_ok, raw.all_errors_by_kind)
+
+
+class _Huge(_Http10):
+    """A 32 MiB body behind a Content-Length, HTTP/1.1 keep-alive."""
+
+    protocol_version = "HTTP/1.1"
+    body = b"x" * (32 << 20)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+
+@pytest.mark.parametrize("engine", ["httptools", "aiohttp", "httpx"])
+def test_a_huge_body_is_read_not_kept(engine: str) -> None:
+    config = load.LoadConfig(1, duration_s=0.5, warmup_s=0.0, timeout_s=30.0, engine=engine)
+    with _serving(_Huge) as url:
+        tracemalloc.start()
+        try:
+            raw = load.run_sync(url, config)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert raw.all_ok > 0 and not raw.all_errors_by_kind
+    assert peak < 16 << 20, f"{peak:,} bytes at the peak for 32 MiB bodies"
 
 
 @pytest.mark.parametrize("engine", ["httptools", "aiohttp", "httpx"])

@@ -31,7 +31,7 @@ import math
 import time
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -594,6 +594,16 @@ def request_bytes(method: str, target: str, host: str, config: LoadConfig) -> by
 # --- the coroutine engines: a worker task per slot around a shared client -------------------
 
 
+async def _kept(chunks: AsyncIterator[bytes]) -> bytes:
+    """A reply's body read to its end, only its first ``BODY_KEPT_BYTES`` kept: a huge or
+    endless body costs connbench a buffer, never its size."""
+    kept = bytearray()
+    async for chunk in chunks:
+        if len(kept) < BODY_KEPT_BYTES:
+            kept += chunk[: BODY_KEPT_BYTES - len(kept)]
+    return bytes(kept)
+
+
 def _aiohttp_requester(session: aiohttp.ClientSession, url: str, config: LoadConfig) -> Requester:
     method, headers, body = config.method, config.all_headers, config.body
     target = yarl.URL(url, encoded=True)  # sent as written: yarl would decode %41 to A
@@ -601,7 +611,7 @@ def _aiohttp_requester(session: aiohttp.ClientSession, url: str, config: LoadCon
     async def request() -> tuple[int, bytes]:
         try:
             async with session.request(method, target, data=body, headers=headers) as resp:
-                return resp.status, await resp.read()
+                return resp.status, await _kept(resp.content.iter_any())
         except TimeoutError:
             raise _Aborted("timeout") from None
         except aiohttp.ClientConnectorError as exc:
@@ -620,8 +630,8 @@ def _httpx_requester(client: httpx.AsyncClient, url: str, config: LoadConfig) ->
 
     async def request() -> tuple[int, bytes]:
         try:
-            resp = await client.request(method, url, content=body, headers=headers)
-            return resp.status_code, resp.content
+            async with client.stream(method, url, content=body, headers=headers) as resp:
+                return resp.status_code, await _kept(resp.aiter_raw())
         except httpx.TimeoutException:
             raise _Aborted("timeout") from None
         except httpx.ConnectError:
