@@ -65,6 +65,10 @@ def test_request_targets_and_headers_with_control_characters_exit_2(
         ('headers = { "X-A" = "b\\r\\nC: d" }', "header X-A: its value may hold only"),
         ('headers = { "X-A:B" = "c" }', "bad header name 'X-A:B'"),
         ('env = { "A=B" = "c" }', "a name without '='"),
+        ('env = { A = "x\\u0000y" }', "a value without NUL"),
+        ('env = { A = ["x"] }', "env: 'A': expected a string value"),
+        ("headers = { X-A = { b = 1 } }", "header 'X-A': expected a string value"),
+        ('count_sql = "SELECT 1\\u0000"', "may not hold a NUL character"),
     ],
 )
 def test_the_same_rules_hold_in_a_scenario_file(tmp_path: Path, table: str, message: str) -> None:

@@ -206,6 +206,8 @@ def parse_header(value: Any) -> tuple[str, str]:
 def header(name: Any, value: Any) -> tuple[str, str]:
     """A header checked: the name an RFC 9110 token, the value visible ASCII, spaces and tabs
     (a CR or LF would start a header of its own). Surrounding blanks are dropped."""
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"header {_quoted(str(name))}: expected a string value")
     name, text = str(name).strip(), str(value).strip(" \t")
     if not _HEADER.fullmatch(name):
         raise ValueError(
@@ -232,6 +234,8 @@ def _env(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, Mapping):
         raise ValueError("expected a table of environment variables")
     for key, text in value.items():
+        if not isinstance(text, str | int | float):
+            raise ValueError(f"env: {_quoted(str(key))}: expected a string value")
         # execve takes neither: a NUL ends the string, '=' ends the name.
         if not str(key) or "=" in str(key) or "\0" in str(key) or "\0" in str(text):
             raise ValueError(
@@ -242,7 +246,9 @@ def _env(value: Any) -> tuple[tuple[str, str], ...]:
 
 def _sql(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected an SQL statement, got {value!r}")
+        raise ValueError(f"expected an SQL statement, got {_quoted(str(value))}")
+    if "\0" in value:  # libpq takes C strings: it would end the query there
+        raise ValueError("an SQL statement may not hold a NUL character")
     return value
 
 
