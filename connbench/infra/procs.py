@@ -350,7 +350,7 @@ class Child:
         _signal_group(proc.pid, signal.SIGKILL)
         while proc.poll() is None:
             await asyncio.sleep(POLL_INTERVAL_S)
-        self._kill_strays()
+        await asyncio.to_thread(self._kill_strays)  # a /proc sweep: not on the loop
 
 
 def describe_exit(returncode: int) -> str:
