@@ -228,6 +228,18 @@ def test_a_huge_body_is_read_not_kept(engine: str) -> None:
     assert peak < 16 << 20, f"{peak:,} bytes at the peak for 32 MiB bodies"
 
 
+def test_the_readiness_probe_reads_the_status_not_the_body() -> None:
+    with _serving(_Huge) as url:
+        spec = appspec.parse_target(f"t={url}")
+        tracemalloc.start()
+        try:
+            userapp.probe(spec, spec.url or "")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 16 << 20, f"{peak:,} bytes at the peak for a 32 MiB body"
+
+
 @pytest.mark.parametrize("engine", ["httptools", "aiohttp", "httpx"])
 def test_a_body_cut_short_by_close_is_still_an_error(engine: str) -> None:
     with _serving(_Truncated) as url:

@@ -305,7 +305,9 @@ def probe(
                     raise ProcessError(f"{who} exited (code {proc.returncode})")
                 try:
                     body = spec.body_bytes if method == spec.method else None
-                    resp = client.request(method, url, content=body, headers=_headers(spec, body))
+                    headers = _headers(spec, body)
+                    with client.stream(method, url, content=body, headers=headers) as resp:
+                        pass  # the status is the answer: the body, however large, is not read
                 except httpx.HTTPError as exc:
                     last = _reason(exc)
                 else:
