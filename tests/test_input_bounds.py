@@ -425,3 +425,24 @@ def test_show_of_a_pipe_or_a_device_ends_in_one_line(tmp_path: Path, kind: str) 
     done = run_cli("show", str(path), cwd=tmp_path, timeout=60)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _peak_rss_since_reset() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) << 10
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+def test_count_sql_fetches_its_first_row_only(pg: postgres.Postgres) -> None:
+    """5 million rows would cost about 190 MB fetched whole; the first row is all it needs."""
+    spec = appspec.parse_app("a=m:x")
+    with pg.connect() as conn:
+        Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from here
+        before = _peak_rss_since_reset()
+        got = userapp.run_sql(spec, conn, "count_sql", "SELECT generate_series(7, 5000000)")
+        grown = _peak_rss_since_reset() - before
+        assert got == 7 and conn.execute("SELECT 1").fetchone() == (1,)
+        # Several statements cannot be streamed: run whole, as before (the first result).
+        assert userapp.run_sql(spec, conn, "count_sql", "SELECT 41; SELECT 42") == 41
+    assert grown < 64 << 20, f"the peak grew by {grown:,} bytes"

@@ -23,11 +23,11 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
@@ -215,8 +215,7 @@ def run_sql(spec: AppSpec, conn: psycopg.Connection[Any], what: str, query: str)
     try:
         conn.execute(sql.SQL("SET statement_timeout = {}").format(round(timeout_s * 1000)))
         watchdog.start()
-        cur = conn.execute(query.encode())
-        row = cur.fetchone() if cur.description else None
+        row = _first_row(conn, query) if what == "count_sql" else _run(conn, query)
     except psycopg.errors.QueryCanceled:
         raise AppFailed(
             f"app {spec.name}: {what} did not finish within {timeout_s:g} s "
@@ -231,6 +230,26 @@ def run_sql(spec: AppSpec, conn: psycopg.Connection[Any], what: str, query: str)
             raise AppFailed(f"app {spec.name}: count_sql must return one number, got {row!r}")
         return int(row[0])
     return None
+
+
+def _run(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...] | None:
+    """The first row of ``query``'s last statement: every row is fetched (several statements)."""
+    cur = conn.execute(query.encode())
+    return cur.fetchone() if cur.description else None
+
+
+def _first_row(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...] | None:
+    """``query``'s first row, the rest never fetched (a count_sql of 10^8 rows costs one);
+    several statements cannot be streamed, and are run as :func:`_run` does."""
+    rows = cast(Generator[tuple[Any, ...], None, None], conn.cursor().stream(query.encode()))
+    try:
+        return next(rows, None)
+    except psycopg.errors.SyntaxError as exc:
+        if "multiple commands" not in str(exc):
+            raise
+    finally:
+        rows.close()  # cancels the query and drops what it had still to send
+    return _run(conn, query)
 
 
 @contextmanager
