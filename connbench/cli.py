@@ -437,7 +437,8 @@ def run(
         typer.Option(
             "--path",
             metavar="PATH",
-            help="--app/--target: the path each request goes to (/visit/).",
+            help="--app/--target: the path each request goes to (/visit/), a query string "
+            "included, sent as written (percent-encode spaces and control characters).",
         ),
     ] = None,
     method: Annotated[
@@ -452,7 +453,7 @@ def run(
         list[str] | None,
         typer.Option(
             metavar="'NAME: VALUE'",
-            help="--app/--target: a request header, 'Name: value'. Repeatable.",
+            help="--app/--target: a request header, 'Name: value' (printable ASCII). Repeatable.",
         ),
     ] = None,
     ready_path: Annotated[
