@@ -22,6 +22,7 @@ from typer.core import TyperCommand
 from connbench import __version__
 from connbench.apps import STRATEGIES
 from connbench.model import metrics
+from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
 from connbench.model.errors import BadInput, ConnbenchError
 
 if TYPE_CHECKING:
@@ -540,7 +541,8 @@ def run(
         typer.Option(
             "--path",
             metavar="PATH",
-            help="--app/--target: the path each request goes to (/visit/).",
+            help="--app/--target: the path each request goes to (/visit/), a query string "
+            "included, sent as written (percent-encode spaces and control characters).",
         ),
     ] = None,
     method: Annotated[
@@ -555,7 +557,7 @@ def run(
         list[str] | None,
         typer.Option(
             metavar="'NAME: VALUE'",
-            help="--app/--target: a request header, 'Name: value'. Repeatable.",
+            help="--app/--target: a request header, 'Name: value' (printable ASCII). Repeatable.",
         ),
     ] = None,
     ready_path: Annotated[
@@ -570,13 +572,16 @@ def run(
         typer.Option(
             metavar="SQL",
             help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
-            "FROM items'): rows are checked against 2xx responses.",
+            "FROM items'): rows are checked against 2xx responses. Runs under a "
+            f"{COUNT_SQL_TIMEOUT_S:g} s statement timeout.",
         ),
     ] = None,
     setup_sql: Annotated[
         str | None,
         typer.Option(
-            metavar="SQL", help="--app/--target: SQL run on its database before it starts."
+            metavar="SQL",
+            help="--app/--target: SQL run on its database before it starts, under a "
+            f"{SETUP_SQL_TIMEOUT_S:g} s statement timeout.",
         ),
     ] = None,
 ) -> None:

@@ -652,6 +652,7 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
         result.status, result.failure = "failed", str(death)
     if died is not None:
         result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+    result.warnings.extend(served.strays)
     return result
 
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import platform
+import socketserver
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -225,3 +228,17 @@ def run_of(*entries: StrategyResult, **scenario: Any) -> RunResult:
     run.results.extend(entries)
     run.summary = stats.aggregate(run.results)
     return run
+
+
+@contextlib.contextmanager
+def serving_in_thread(server: socketserver.TCPServer) -> Iterator[str]:
+    """Serve ``server`` (bound to 127.0.0.1:0) from a thread; yield its ``/visit/`` URL, and
+    shut it down on the way out."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/visit/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

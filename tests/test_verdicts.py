@@ -10,7 +10,6 @@ import ast
 import asyncio
 import contextlib
 import socketserver
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from connbench.model.result_types import StrategyResult, VariantRecord
 from connbench.model.scenario import build
 from connbench.present import run as run_view
 
-from .conftest import RecordingReporter, run_of, variant_of
+from .conftest import RecordingReporter, run_of, serving_in_thread, variant_of
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -47,14 +46,8 @@ def http_server(answer: bool) -> Iterator[str]:
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/visit/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving_in_thread(server) as url:
+        yield url
 
 
 def summarize(raw: RawLoad) -> StrategyResult:

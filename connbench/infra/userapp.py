@@ -21,12 +21,13 @@ import hmac
 import re
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
@@ -36,7 +37,7 @@ from psycopg.conninfo import make_conninfo
 from connbench.infra import appserver, procs
 from connbench.infra.launch import FAILED
 from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
-from connbench.model.appspec import AppSpec
+from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec
 from connbench.model.dsn import remember_secret
 from connbench.model.errors import ProcessError, first_line
 
@@ -80,6 +81,8 @@ class Served:
     proc: subprocess.Popen[bytes] | None = None  # None: a target, not ours
     log_path: Path | None = None
     instrumented: bool = False
+    # Once stopped: processes it left running outside its group, killed or not (one line each).
+    strays: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -196,18 +199,57 @@ def count(spec: AppSpec, conn: psycopg.Connection[Any]) -> int | None:
     return run_sql(spec, conn, "count_sql", spec.count_sql) if spec.count_sql else None
 
 
+SQL_TIMEOUTS_S = {"setup_sql": SETUP_SQL_TIMEOUT_S, "count_sql": COUNT_SQL_TIMEOUT_S}
+CANCEL_GRACE_S = 2.0  # past the statement timeout, connbench cancels the query itself
+
+
 def run_sql(spec: AppSpec, conn: psycopg.Connection[Any], what: str, query: str) -> int | None:
-    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number."""
+    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number.
+
+    Each has :data:`SQL_TIMEOUTS_S` to finish: PostgreSQL's ``statement_timeout`` ends it, and
+    a cancel from here ``CANCEL_GRACE_S`` later ends SQL that set the timeout off. Raises
+    :class:`AppFailed` (one line) when it fails or runs out of time.
+    """
+    timeout_s = SQL_TIMEOUTS_S[what]
+    watchdog = threading.Timer(timeout_s + CANCEL_GRACE_S, conn.cancel_safe)
     try:
-        cur = conn.execute(query.encode())
-        row = cur.fetchone() if cur.description else None
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(round(timeout_s * 1000)))
+        watchdog.start()
+        row = _first_row(conn, query) if what == "count_sql" else _run(conn, query)
+    except psycopg.errors.QueryCanceled:
+        raise AppFailed(
+            f"app {spec.name}: {what} did not finish within {timeout_s:g} s "
+            "(connbench's statement timeout)"
+        ) from None
     except psycopg.Error as exc:
         raise AppFailed(f"app {spec.name}: {what} failed: {first_line(exc)}") from None
+    finally:
+        watchdog.cancel()
     if what == "count_sql":
         if row is None or isinstance(row[0], bool) or not isinstance(row[0], int):
             raise AppFailed(f"app {spec.name}: count_sql must return one number, got {row!r}")
         return int(row[0])
     return None
+
+
+def _run(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...] | None:
+    """The first row of ``query``'s last statement: every row is fetched (several statements)."""
+    cur = conn.execute(query.encode())
+    return cur.fetchone() if cur.description else None
+
+
+def _first_row(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...] | None:
+    """``query``'s first row, the rest never fetched (a count_sql of 10^8 rows costs one);
+    several statements cannot be streamed, and are run as :func:`_run` does."""
+    rows = cast(Generator[tuple[Any, ...], None, None], conn.cursor().stream(query.encode()))
+    try:
+        return next(rows, None)
+    except psycopg.errors.SyntaxError as exc:
+        if "multiple commands" not in str(exc):
+            raise
+    finally:
+        rows.close()  # cancels the query and drops what it had still to send
+    return _run(conn, query)
 
 
 @contextmanager
@@ -226,15 +268,17 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
     def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
         probe(spec, url, proc=proc, log_path=log_path)
 
+    strays: list[str] = []
     try:
         with appserver.serve(
             lambda port: appserver.uvicorn_argv(spec.app or "", port, workers, launcher),
             env,
-            f"uvicorn ({spec.name})",
+            f"app {spec.name}",
             log_path,
             ready,
+            strays=strays,
         ) as (url, proc):
-            yield Served(spec, url, proc, log_path)
+            yield Served(spec, url, proc, log_path, strays=strays)
     except AppFailed:
         raise
     except ProcessError:
@@ -280,7 +324,9 @@ def probe(
                     raise ProcessError(f"{who} exited (code {proc.returncode})")
                 try:
                     body = spec.body_bytes if method == spec.method else None
-                    resp = client.request(method, url, content=body, headers=_headers(spec, body))
+                    headers = _headers(spec, body)
+                    with client.stream(method, url, content=body, headers=headers) as resp:
+                        pass  # the status is the answer: the body, however large, is not read
                 except httpx.HTTPError as exc:
                     last = _reason(exc)
                 else:

@@ -24,10 +24,23 @@ from urllib.parse import urlsplit
 DEFAULT_PATH = "/visit/"
 DEFAULT_READY_TIMEOUT_S = 30.0  # an app connbench starts: imports, lifespan, pool
 TARGET_READY_TIMEOUT_S = 5.0  # a running app answers now or is not there
+# How long setup_sql and count_sql may run (a statement timeout on the server, and a cancel
+# from connbench a moment later for SQL that lifts it): a hung query fails its variant, never
+# the whole run.
+SETUP_SQL_TIMEOUT_S = 30.0
+COUNT_SQL_TIMEOUT_S = 10.0
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 _IMPORT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+# What a request target may hold as written (RFC 3986 path and query characters): every engine
+# and the probe then send the very same bytes. Percent-escapes are kept as the user wrote them.
+_TARGET = re.compile(r"^/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*$")
+# A header value: visible ASCII, spaces and tabs (RFC 9110 field-value, without obs-text,
+# which clients encode differently).
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
+_HOST = re.compile(r"^[A-Za-z0-9._~-]+$|^[0-9A-Fa-f:.]+$")  # a name, IPv4 or IPv6 (no brackets)
+MAX_BODY_BYTES = 1 << 20  # a request body, as JSON: far above any visit's, far below harm
 
 
 @dataclass(frozen=True)
@@ -113,9 +126,17 @@ def _import_string(text: str) -> str:
 
 
 def _url(text: str) -> tuple[str, str | None]:
+    # urlsplit drops tabs, CRs and LFs silently (bpo-43882): refuse them before it sees them.
+    bad = [char for char in text.strip() if not char.isprintable() or char.isspace()]
+    if bad:  # named, not the URL quoted: its userinfo may hold a password
+        raise ValueError(f"a URL may not hold spaces or control characters, found {bad[0]!r}")
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    if "#" in text:
+        raise ValueError("a URL's #fragment is never sent: leave it out, or percent-encode '#'")
+    if not _HOST.fullmatch(parts.hostname):
+        raise ValueError(f"bad host {_quoted(parts.hostname)}: expected a name or an IP address")
     try:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
@@ -123,12 +144,33 @@ def _url(text: str) -> tuple[str, str | None]:
     path = parts.path if parts.path not in ("", "/") else None
     if path and parts.query:
         path += "?" + parts.query
-    return f"{parts.scheme}://{parts.netloc}", path
+    return f"{parts.scheme}://{parts.netloc}", parse_path(path) if path else None
+
+
+def _quoted(text: str) -> str:
+    """``text`` quoted with control characters escaped, cut short (a message is one line)."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def parse_path(value: Any) -> str:
+    """A request target: ``/path`` with an optional ``?query``, sent exactly as written.
+
+    Spaces, control characters (a CR/LF would end the request line), non-ASCII characters,
+    a ``#fragment`` and a ``%`` not starting an escape are refused: percent-encode them.
+    """
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError(f"expected a path starting with '/', got {value!r}")
+        raise ValueError(f"expected a path starting with '/', got {_quoted(str(value))}")
+    if not _TARGET.fullmatch(value):
+        bad = next(
+            (c for c in value if not _TARGET.fullmatch("/" + c) and c != "%"),
+            "%",  # every character allowed: a '%' not followed by two hex digits
+        )
+        what = "a bad percent-escape" if bad == "%" else f"the character {bad!r}"
+        raise ValueError(
+            f"a path may hold only URL characters (percent-encode the rest), {_quoted(value)} "
+            f"has {what}"
+        )
     return value
 
 
@@ -140,29 +182,50 @@ def parse_method(value: Any) -> str:
 
 
 def parse_body(value: Any) -> Any:
-    """A JSON document given as text (a flag) or a TOML value (a file)."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError as exc:
-        raise ValueError(f"expected JSON ({exc.args[0]}), got {value!r}") from None
+    """A JSON document given as text (a flag) or a TOML value (a file), of at most
+    :data:`MAX_BODY_BYTES` as JSON."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"expected JSON ({exc.args[0]}), got {_quoted(value)}") from None
+    size = len(json.dumps(value).encode())
+    if size > MAX_BODY_BYTES:
+        raise ValueError(f"at most {MAX_BODY_BYTES:,} bytes as JSON, got {size:,}")
+    return value
 
 
 def parse_header(value: Any) -> tuple[str, str]:
     """``Name: value``."""
     if not isinstance(value, str) or ":" not in value:
-        raise ValueError(f"expected 'Name: value', got {value!r}")
+        raise ValueError(f"expected 'Name: value', got {_quoted(str(value))}")
     name, _, text = value.partition(":")
-    if not _HEADER.match(name.strip()):
-        raise ValueError(f"bad header name {name.strip()!r}")
-    return name.strip(), text.strip()
+    return header(name, text)
+
+
+def header(name: Any, value: Any) -> tuple[str, str]:
+    """A header checked: the name an RFC 9110 token, the value visible ASCII, spaces and tabs
+    (a CR or LF would start a header of its own). Surrounding blanks are dropped."""
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"header {_quoted(str(name))}: expected a string value")
+    name, text = str(name).strip(), str(value).strip(" \t")
+    if not _HEADER.fullmatch(name):
+        raise ValueError(
+            f"bad header name {_quoted(name)}: expected letters, digits or !#$%&'*+-.^_`|~"
+        )
+    if not _HEADER_VALUE.fullmatch(text):
+        bad = next(c for c in text if not _HEADER_VALUE.fullmatch(c))
+        raise ValueError(
+            f"header {name}: its value may hold only printable ASCII, spaces and tabs, "
+            f"found {bad!r}"
+        )
+    return name, text
 
 
 def parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
     """A table ``{Name = "value"}`` (a file) or a list of ``Name: value`` (flags)."""
     if isinstance(value, Mapping):
-        return tuple(parse_header(f"{k}: {v}") for k, v in value.items())
+        return tuple(header(k, v) for k, v in value.items())
     items = value if isinstance(value, list) else [value]
     return tuple(parse_header(item) for item in items)
 
@@ -170,12 +233,22 @@ def parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
 def _env(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, Mapping):
         raise ValueError("expected a table of environment variables")
+    for key, text in value.items():
+        if not isinstance(text, str | int | float):
+            raise ValueError(f"env: {_quoted(str(key))}: expected a string value")
+        # execve takes neither: a NUL ends the string, '=' ends the name.
+        if not str(key) or "=" in str(key) or "\0" in str(key) or "\0" in str(text):
+            raise ValueError(
+                f"env: {_quoted(str(key))}: expected a name without '=' or NUL, a value without NUL"
+            )
     return tuple((str(k), str(v)) for k, v in value.items())
 
 
 def _sql(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected an SQL statement, got {value!r}")
+        raise ValueError(f"expected an SQL statement, got {_quoted(str(value))}")
+    if "\0" in value:  # libpq takes C strings: it would end the query there
+        raise ValueError("an SQL statement may not hold a NUL character")
     return value
 
 
@@ -219,9 +292,9 @@ def parse_table(value: Any) -> AppSpec:
             spec = replace(spec, dir=str(value["dir"]))
     else:
         spec = parse_target(f"{name}={value['url']}")
-    if "env" in value:
-        spec = replace(spec, env=_env(value["env"]))
     try:
+        if "env" in value:
+            spec = replace(spec, env=_env(value["env"]))
         return with_request(spec, {k: v for k, v in value.items() if k in REQUEST_FIELDS})
     except ValueError as exc:
         raise ValueError(f"app {name!r}: {exc}") from None

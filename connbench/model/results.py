@@ -209,14 +209,33 @@ def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     return directory / f"{name}-{stamp}.json"
 
 
+# The largest result file read (show, compare, report): about 8 days of measured seconds in one
+# result (each second of each series is a line of its own), and 30 s of parsing and checking
+# on a loaded 2-core machine. Anything bigger is refused, not read.
+MAX_RESULT_BYTES = 64 << 20
+
+
 def load(path: Path) -> RunResult:
     """Read a result file of any readable version, migrated to this one.
 
-    Raises :class:`ResultFileError` with one line naming what is wrong: unreadable, not JSON,
-    an unknown version, or the first field that does not validate (``summary.0.status: ...``).
+    Raises :class:`ResultFileError` with one line naming what is wrong: unreadable, larger
+    than :data:`MAX_RESULT_BYTES` (never read whole), not JSON, an unknown version, or the
+    first field that does not validate (``summary.0.status: ...``).
     """
     try:
-        data = json.loads(path.read_bytes())
+        # Opened without waiting: a FIFO with no writer is read as empty, not waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(fd, True)
+        with open(fd, "rb") as f:
+            # A regular file by its size; a device or a pipe by a bounded read.
+            too_big = os.fstat(f.fileno()).st_size > MAX_RESULT_BYTES
+            raw = b"" if too_big else f.read(MAX_RESULT_BYTES + 1)
+        if too_big or len(raw) > MAX_RESULT_BYTES:
+            raise ResultFileError(
+                f"{path}: larger than {MAX_RESULT_BYTES >> 20} MiB, connbench's bound on a "
+                "result file: not read"
+            )
+        data = json.loads(raw)
     except OSError as exc:
         raise ResultFileError(f"{path}: cannot read result file ({exc.strerror})") from None
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both

@@ -598,6 +598,12 @@ def _own_apps_given(
             key, _, reason = str(exc).partition(": ")
             raise ScenarioError(f"{flag_name(key)}: {reason}") from None
     specs = (*values.get("app", ()), *values.get("target", ()))
+    for spec in specs:
+        if spec.dir is not None and not Path(spec.dir).is_dir():
+            raise ScenarioError(
+                f"app {spec.name}: directory {spec.dir!r} does not exist (the DIR its module is "
+                "imported from, relative to the working directory)"
+            )
     if request and not specs:
         raise ScenarioError(f"{flag_name(next(iter(request)))}: applies to --app and --target only")
     names = [spec.name for spec in specs]
