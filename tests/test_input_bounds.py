@@ -286,6 +286,7 @@ def _pid_in(path: Path) -> int:
     [("os.setsid()", "os.environ"), ("os.setpgid(0, 0)", "{}")],
     ids=["new-session-same-environment", "new-group-empty-environment"],
 )
+@pytest.mark.integration
 def test_a_childs_daemon_is_killed_and_named_when_it_stops(
     tmp_path: Path, detach: str, env: str
 ) -> None:
@@ -313,6 +314,7 @@ def test_a_childs_daemon_is_killed_and_named_when_it_stops(
             os.kill(sleeper, signal.SIGKILL)
 
 
+@pytest.mark.integration
 def test_a_child_that_leaves_nothing_behind_is_not_warned_about(tmp_path: Path) -> None:
     strays: list[str] = []
     with procs.Child(
@@ -416,6 +418,7 @@ def test_show_refuses_a_huge_result_without_reading_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.integration
 def test_show_of_a_pipe_or_a_device_ends_in_one_line(tmp_path: Path, kind: str) -> None:
     """A FIFO nobody writes to is read as empty (not waited on); /dev/zero is cut at the bound."""
     path = Path("/dev/zero")
