@@ -272,7 +272,7 @@ def test_kill_9_mid_own_app_run_then_the_next_run_reports_and_cleanup_removes_on
         time.sleep(0.5)  # under load
         children = _descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)
         _wait_for(lambda: _all_gone(children), 30)
     finally:
         for child in children:  # whatever outlived its parent: not this test's subject
@@ -282,7 +282,7 @@ def test_kill_9_mid_own_app_run_then_the_next_run_reports_and_cleanup_removes_on
                 pass
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     left = sorted(_ours_left(server))
     assert sorted({kind for kind, _ in left}) == ["database", "role", "table"]
     killed = [obj for obj in left if obj not in USERS_OWN]

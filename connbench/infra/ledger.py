@@ -217,22 +217,34 @@ def drop(connect: Callable[[], psycopg.Connection[Any]], objects: list[Marked]) 
         conn = connect()
     except psycopg.Error as exc:
         return [f"{o.kind} {o.name}: not dropped ({first_line(exc)})" for o in objects]
+    interrupted: BaseException | None = None
     with conn:
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(DROP_LOCK_TIMEOUT)))
         for obj in objects:
-            try:
-                if not _still_marked(conn, obj):
-                    continue  # gone, or no longer ours
-                statements = _drop_statements(obj)
-                for statement in statements[:-1]:
-                    try:
-                        conn.execute(statement)
-                    except psycopg.Error:
-                        pass  # the last statement's refusal says why, if it matters
-                conn.execute(statements[-1])
-            except psycopg.Error as exc:
-                problems.append(f"{obj.kind} {obj.name}: not dropped ({_why(exc)})")
+            for _ in range(2):  # once more if a Ctrl-C cancelled it: the rest goes too
+                try:
+                    _drop_one(conn, obj)
+                except psycopg.Error as exc:
+                    problems.append(f"{obj.kind} {obj.name}: not dropped ({_why(exc)})")
+                except KeyboardInterrupt as exc:
+                    interrupted = exc
+                    continue
+                break
+    if interrupted is not None:
+        raise interrupted  # after the drops: the caller unwinds as it would have
     return problems
+
+
+def _drop_one(conn: psycopg.Connection[Any], obj: Marked) -> None:
+    if not _still_marked(conn, obj):
+        return  # gone, or not ours
+    statements = _drop_statements(obj)
+    for statement in statements[:-1]:
+        try:
+            conn.execute(statement)
+        except psycopg.Error:
+            pass  # the last statement's refusal says why, if it matters
+    conn.execute(statements[-1])
 
 
 def _why(exc: psycopg.Error) -> str:

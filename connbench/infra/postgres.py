@@ -568,22 +568,23 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise BadInput(f"cannot connect to {pg.display_dsn}: {redact(reason)}") from None
     with ledger.hold(lambda: pg.connect(application_name=CONTROL_APP), run_id):
-        try:
-            _create_table(pg)
-        except psycopg.errors.DuplicateTable:
-            raise BadInput(
-                f"{pg.display_dsn}: a table named {pg.table} exists already; connbench leaves "
-                "it alone and creates only tables of its own"
-            ) from None
-        except psycopg.Error as exc:
-            raise BadInput(
-                f"{pg.display_dsn}: user {user!r} may not create connbench's table "
-                f"({first_line(exc)}); connbench needs CREATE on a schema in its search_path, "
-                f"e.g. GRANT CREATE ON SCHEMA public TO {user}"
-            ) from None
-        # Only what we created, and only while it bears our marker, is dropped on the way out.
+        # Recorded before it is created; dropped on the way out only if it bears our marker
+        # (a table of that name that was there before does not).
         ours = [ledger.Marked("table", sql.Identifier(pg.table).as_string(), run_id, "")]
         try:
+            try:
+                _create_table(pg)
+            except psycopg.errors.DuplicateTable:
+                raise BadInput(
+                    f"{pg.display_dsn}: a table named {pg.table} exists already; connbench "
+                    "leaves it alone and creates only tables of its own"
+                ) from None
+            except psycopg.Error as exc:
+                raise BadInput(
+                    f"{pg.display_dsn}: user {user!r} may not create connbench's table "
+                    f"({first_line(exc)}); connbench needs CREATE on a schema in its "
+                    f"search_path, e.g. GRANT CREATE ON SCHEMA public TO {user}"
+                ) from None
             with pg.connect() as conn:
                 ours = [replace(ours[0], name=ledger.qualified(conn, pg.table))]
             pg.describe()

@@ -127,10 +127,12 @@ def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
     try:
         with pg.connect(application_name=CONTROL_APP) as conn:
             verifier = sql.Literal(scram_verifier(password))
+            # Dropped on the way out only if it bears our marker: not a role of that name
+            # that was there before.
+            created.append(ledger.Marked("role", ident, pg.run_id, mark))
             with conn.transaction():  # the role and its marker, or neither
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
                 conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(mark)))
-            created.append(ledger.Marked("role", ident, pg.run_id, mark))
             # Marked by its role until its own comment is set (no transaction can hold both).
             created.append(ledger.Marked("database", ident, pg.run_id, mark, unmarked_ok=True))
             try:
@@ -145,10 +147,10 @@ def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
             # Since PostgreSQL 15 only the database owner may create in ``public``.
             c.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
     except psycopg.Error as exc:
-        _drop(pg, created)
+        left = "".join(f"; {problem}" for problem in _drop(pg, created))
         raise AppFailed(
             f"app {spec.name}: cannot create its role and database on {pg.display_dsn} "
-            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there"
+            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there{left}"
         ) from None
     except BaseException:  # Ctrl-C, SIGTERM: what was created goes before the run unwinds
         _drop(pg, created)
