@@ -551,7 +551,8 @@ def _measure(
         injected = None
 
         def progress(p: Progress) -> None:  # with the server's side at the last sample
-            seen = samples.samples[-1].total if samples.samples else None
+            # Unknown while the server hides the sessions' state: not the ones left visible.
+            seen = samples.samples[-1].total if samples.samples and not samples.hidden else None
             run.on_progress(replace(p, connections=seen))
 
         try:

@@ -9,6 +9,7 @@ One throwaway server for the module plays the external one, with roles made for 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -96,6 +97,27 @@ def test_default_names_never_collide_and_a_report_is_its_results(tmp_path: Path)
     assert results.load(part(first)).interrupted is False  # not replaced
     assert results.load(part(second)).interrupted is True
     assert [saved for saved, _ in written] == [first, second]  # each beside its own
+
+
+def test_a_report_is_written_under_the_lock_its_result_was(tmp_path: Path) -> None:
+    """Two runs given the same ``-o`` and ``--html``: each writes both files holding the
+    directory's lock, so the pair left is one run's, never a JSON of one and an HTML of the
+    other."""
+    run = results.new_run(scenario_of())
+    held: list[bool] = []
+
+    def beside(saved: Path, _: object) -> None:
+        fd = os.open(saved.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.append(True)  # another writer waits until both files are written
+        finally:
+            os.close(fd)
+
+    for name in ("a.json", "b.json"):
+        assert runner._save(run, tmp_path / name, RecordingReporter(), beside=beside)
+    assert held == [True, True]
 
 
 def test_write_new_claims_a_name_whole(tmp_path: Path) -> None:
