@@ -417,3 +417,29 @@ def test_hidden_session_state_is_unknown_with_the_grant_named(
     assert part(seen.server).connections_peak == 3
     assert not [w for w in seen.warnings if "pg_read_all_stats" in w]
     assert _ours_left(server) == []
+
+
+def test_a_database_killed_before_its_comment_is_found_through_its_role(
+    server: postgres.Postgres,
+) -> None:
+    from connbench.infra import ledger
+
+    name, bare = "connbench_app_0dead000_1_mine", "connbench_app_0dead000_2_mine"
+    with server.connect() as conn:
+        conn.execute(f"CREATE ROLE {name}")
+        conn.execute(f"COMMENT ON ROLE {name} IS 'connbench run 0dead000 pid 1 host h started x'")
+        conn.execute(f"CREATE DATABASE {name}")  # the run was killed before its COMMENT
+        conn.execute(f"CREATE DATABASE {bare}")  # unmarked, and no marked role names it
+    try:
+        with server.connect() as conn:
+            found = [(o.kind, o.name) for o in ledger.find(conn)]
+        assert found == [("database", name), ("role", name)]
+        with server.connect() as conn:
+            assert ledger.drop(server.connect, ledger.find(conn)) == []
+        left = "SELECT datname FROM pg_database WHERE datname LIKE 'connbench\\_app%'"
+        assert _rows(server, left) == [(bare,)]
+    finally:
+        with server.connect() as conn:
+            for database in (name, bare):
+                conn.execute(f"DROP DATABASE IF EXISTS {database}")
+            conn.execute(f"DROP ROLE IF EXISTS {name}")
