@@ -371,6 +371,9 @@ def test_two_runs_on_one_server_count_and_cut_only_their_own_sessions(
     assert part(cut.server).connections_peak == 4
     assert part(spared.requests).errors == 0, spared.requests
     assert part(spared.server).connections_peak == 4
+    # The other run's sessions went into the database's session counter: unknown, not wrong.
+    assert part(spared.server).sessions_opened is None
+    assert any(w.startswith("sessions opened unknown: other clients") for w in spared.warnings)
 
 
 # --- 8. figures that cannot be read are unknown, not 0 -----------------------------------------

@@ -224,6 +224,12 @@ def summarize(
     result.warnings = warnings(result)
     if measured.samples.hidden:
         result.warnings.append(hidden_warning(measured.samples.user))
+    if measured.samples.foreign:
+        result.warnings.append(
+            f"sessions opened unknown: other clients opened sessions on the database during the "
+            f"run (up to {measured.samples.foreign} seen at once), and PostgreSQL counts "
+            "sessions per database; give the run a database of its own to count them"
+        )
     return result
 
 
@@ -241,6 +247,8 @@ def _server_side(
 ) -> dict[str, Any]:
     """The server's side of the window: sessions, the prediction, and PgBouncer's view."""
     raw, opened = measured.raw, measured.sessions_opened
+    if measured.samples.foreign:  # the database's counter counted other clients' too
+        opened = None
     server = connection_summary(measured.samples.between(raw.window_start_ns, raw.window_end_ns))
     if measured.samples.hidden:  # what was counted is the sessions left visible: not a figure
         server.update(connections_peak=None, connections_mean=None)

@@ -43,6 +43,16 @@ GROUP BY 1
 """
 
 
+# Client sessions on our database that are neither the run's apps' nor connbench's own, started
+# since the sampler began (or whose start the server hides): on a server shared with other
+# clients, each adds to pg_stat_database.sessions, so the app's count is not the counter's.
+FOREIGN_SQL = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND coalesce(backend_type, 'client backend') = 'client backend'
+  AND coalesce(application_name, '') <> ALL(%s) AND (backend_start IS NULL OR backend_start >= %s)
+"""
+
+
 @dataclass(frozen=True)
 class Sample:
     t_ns: int  # time.perf_counter_ns(), comparable with the load generator's clock
@@ -66,6 +76,7 @@ class Samples:
         self.last_error = ""
         self.hidden = 0  # polls that found sessions whose state the server hid from us
         self.user = ""  # whom it hid them from (the role that needs pg_read_all_stats)
+        self.foreign = 0  # most other clients' sessions seen that started during the run
         for sample in samples:
             self.append(sample)
 
@@ -106,6 +117,8 @@ async def watch(
     never stops the run.
     """
 
+    since: list[Any] = []  # the server's time at the first connection
+
     async def connect() -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(
             pg.dsn,
@@ -114,6 +127,9 @@ async def watch(
             application_name="connbench-sampler",
         )
         out.connects += 1
+        if not since:
+            row = await (await conn.execute("SELECT now()")).fetchone()
+            since.append(row[0] if row else None)
         return conn
 
     async def poll(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -122,6 +138,10 @@ async def watch(
         else:
             query = DATABASE_ACTIVITY_SQL
             rows = await (await conn.execute(query, [database, list(OWN_SESSIONS)])).fetchall()
+        if database is None and pg.shared:  # others may open sessions on this database
+            ours = [pg.app_name, *OWN_SESSIONS]
+            row = await (await conn.execute(FOREIGN_SQL, [ours, since[0]])).fetchone()
+            out.foreign = max(out.foreign, int(row[0]) if row else 0)
         if any(state is None for state, _ in rows):
             out.hidden += 1
             out.user = conn.info.user
