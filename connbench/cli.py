@@ -635,11 +635,20 @@ def run(
             raise BadInput(f"--output: {output} names a directory; give a file name")
         if chosen.engine == "locust":
             _locust_notes(notes, chosen)
+        html_written: list[Path | BadInput] = []  # the report, written beside the result
+
+        def write_html(saved: Path, run: RunResult) -> None:
+            try:
+                html_written.append(_write_html(saved.with_suffix(".html"), [(str(saved), run)]))
+            except BadInput as exc:
+                html_written.append(exc)
+
         result, path = runner.execute(
             chosen,
             progress.ConsoleReporter(notes, every_s),
             Path(output) if output is not None else None,
             calibrate_first=calibrate_first,
+            beside=write_html if html_report else None,
         )
         _show_run(console, result, fmt, charts, label=str(path), explain=explain)
         if path is None or files.is_fallback(path):
@@ -648,8 +657,9 @@ def run(
             typer.echo(f"connbench: error: the result was {where}", err=True)
             raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED)
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
-        if html_report:
-            page = _write_html(path.with_suffix(".html"), [(str(path), result)])
+        for page in html_written:
+            if isinstance(page, BadInput):
+                raise page
             notes.print(f"report: {page} (open it in a browser)", highlight=False)
         _append_summary(summary, run_view.format_run(result, "markdown"))
         raise typer.Exit(_run_exit_code(result))
@@ -824,6 +834,37 @@ def calibrate_cmd(
                 pg, concurrency=chosen.concurrency, duration_s=chosen.duration_s
             )
         run_view.render_calibration(console, references)
+
+
+@app.command(cls=GroupedHelp)
+def cleanup(
+    postgres_: PostgresOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Drop what is listed (without it: list only).")
+    ] = False,
+) -> None:
+    """List what connbench runs that were killed left on a server you gave as --postgres DSN:
+    roles, databases and tables that bear connbench's name and marker, whose run is gone and
+    that the DSN's user owns. With --yes, drop them; nothing else is touched."""
+    from connbench.infra import postgres
+
+    with _domain_errors():
+        if postgres_ is None:
+            raise BadInput("--postgres: give the DSN of the server to clean up")
+        where, found, problems = postgres.leftovers(postgres.parse_backend(postgres_), drop=yes)
+        if not found:
+            typer.echo(f"nothing left by connbench on {where}")
+            return
+        for obj in found:
+            typer.echo(str(obj))
+        if not yes:
+            typer.echo(f"{len(found)} left on {where}; --yes drops them")
+            return
+        for problem in problems:
+            typer.echo(f"connbench: error: {_redacted(problem)}", err=True)
+        typer.echo(f"dropped {len(found) - len(problems)} of {len(found)} on {where}")
+        if problems:
+            raise typer.Exit(EXIT_FAILED)
 
 
 @app.command(cls=GroupedHelp)

@@ -38,7 +38,16 @@ import psycopg
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, gitinfo, pgbouncer, postgres, procs, tempdirs, userapp
+from connbench.infra import (
+    appserver,
+    gitinfo,
+    ledger,
+    pgbouncer,
+    postgres,
+    procs,
+    tempdirs,
+    userapp,
+)
 from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import files, results
@@ -154,16 +163,23 @@ class _Run:
 
 
 def execute(
-    scenario: Scenario, reporter: Reporter, output: Path | None, calibrate_first: bool = False
+    scenario: Scenario,
+    reporter: Reporter,
+    output: Path | None,
+    calibrate_first: bool = False,
+    beside: Callable[[Path, RunResult], None] | None = None,
 ) -> tuple[RunResult, Path | None]:
     """Run every strategy of ``scenario``, save the result, return it and where it went.
 
-    Where it went: ``output`` (default ``results/NAME-TIME.json``); a fallback directory when
+    Where it went: ``output``, or by default ``results/NAME-TIME.json``, never replacing a
+    file (``NAME-TIME-2.json`` when another run took that name); a fallback directory when
     that cannot be written at the end (:func:`connbench.model.files.is_fallback` says so, and
     the reporter was told why); None when nothing was measured and ``output`` already existed
     (it is left as it was). Raises :class:`BadInput` before anything starts when ``output``
     is no place for a result, and the domain errors of :mod:`connbench.infra.postgres` when the
     server cannot be had; an app that fails is recorded as failed and the run goes on.
+    ``beside`` writes what goes beside the result (its HTML report), under the same lock on
+    the directory, so that the two files are one run's even when runs share ``output``.
     """
     run = results.new_run(scenario.to_dict())
     app_commits = _record_commits(run)
@@ -215,7 +231,7 @@ def execute(
     finally:
         run.summary = stats.aggregate(run.results)
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
-        saved = _save(run, path, reporter)
+        saved = _save(run, path, reporter, new_name=output is None, beside=beside)
     return run, saved
 
 
@@ -236,10 +252,23 @@ def measured(run: RunResult) -> bool:
     return any(r.requests is not None and r.requests.total for r in run.results)
 
 
-def _save(run: RunResult, path: Path, reporter: Reporter) -> Path | None:
-    """Save ``run`` at ``path``, or somewhere: what was measured is never lost."""
+def _save(
+    run: RunResult,
+    path: Path,
+    reporter: Reporter,
+    *,
+    new_name: bool = False,
+    beside: Callable[[Path, RunResult], None] | None = None,
+) -> Path | None:
+    """Save ``run`` at ``path`` (with ``new_name``, at a name no other file has), or
+    somewhere: what was measured is never lost. ``beside``: see :func:`execute`."""
     data = results.dump(run)
-    saved = files.save_or_fallback(path, data, replace_existing=measured(run))
+    with files.locked(path.parent):
+        saved = files.save_or_fallback(
+            path, data, replace_existing=measured(run), new_name=new_name
+        )
+        if saved.problem is None and saved.path is not None and beside is not None:
+            beside(saved.path, run)
     if saved.problem is None:
         return saved.path
     if saved.path is not None:
@@ -272,12 +301,36 @@ def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[
     """The scenario's PostgreSQL, recorded in ``run``'s environment."""
     backend = postgres.parse_backend(scenario.postgres)
     reporter.note(f"starting PostgreSQL ({backend.label}) ...")
-    with postgres.start(backend, settings=scenario.server) as pg:
-        run.environment.postgres = results.postgres_info(
-            pg.backend, pg.version, pg.settings, pg.display_dsn
+    problems: list[str] = []  # filled as the server is left (what could not be dropped)
+    try:
+        with postgres.start(backend, settings=scenario.server) as pg:
+            problems = pg.cleanup_problems
+            run.environment.postgres = results.postgres_info(
+                pg.backend, pg.version, pg.settings, pg.display_dsn
+            )
+            reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
+            if pg.shared:
+                _warn_leftovers(pg, reporter)
+            yield pg
+    finally:
+        for problem in problems:
+            reporter.warn(f"connbench could not drop its {problem}")
+
+
+def _warn_leftovers(pg: postgres.Postgres, reporter: Reporter) -> None:
+    """One warning naming what runs that were killed left on this server, and the cure."""
+    try:
+        with pg.connect(application_name=CONTROL_APP) as conn:
+            found = ledger.find(conn)
+    except psycopg.Error as exc:
+        reporter.warn(f"could not look for what killed connbench runs left: {first_line(exc)}")
+        return
+    if found:
+        names = ", ".join(f"{o.kind} {o.name}" for o in found)
+        reporter.warn(
+            f"connbench runs that were killed left {len(found)} objects on this server ({names}); "
+            "`connbench cleanup --postgres DSN` lists them, with --yes drops them"
         )
-        reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
-        yield pg
 
 
 def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) -> Calibration:
@@ -462,7 +515,7 @@ def _count_writes(
 ) -> stats.Measurement:
     """``measured`` with the sessions the app opened (``ours`` discounted) and its rows,
     once its sessions have ended."""
-    sampler.wait_for_app_sessions_to_end(control)
+    sampler.wait_for_app_sessions_to_end(control, app_name=pg.app_name)
     sessions_after = sampler.sessions_counter(control)
     opened = None
     if sessions_before is not None and sessions_after is not None:
@@ -518,7 +571,8 @@ def _measure(
         injected = None
 
         def progress(p: Progress) -> None:  # with the server's side at the last sample
-            seen = samples.samples[-1].total if samples.samples else None
+            # Unknown while the server hides the sessions' state: not the ones left visible.
+            seen = samples.samples[-1].total if samples.samples and not samples.hidden else None
             run.on_progress(replace(p, connections=seen))
 
         try:
@@ -606,13 +660,14 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
         )
     pg, target = run.pg, spec.kind == "target"
     log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
+    left: list[str] = []  # what could not be dropped afterwards: said, never fatal
     try:
         with ExitStack() as stack:
-            db = (
-                userapp.target_database(pg)
-                if target
-                else stack.enter_context(userapp.own_database(pg, spec))
-            )
+            if target:
+                db = userapp.target_database(pg)
+            else:
+                db = stack.enter_context(userapp.own_database(pg, spec))
+                left = db.problems  # filled as the stack closes
             control = stack.enter_context(userapp.connect_as_app(db))
             if spec.setup_sql:
                 userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
@@ -637,7 +692,9 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             sessions_after = sampler.sessions_counter(control, db.name)
             rows_after = userapp.count(spec, control)
     except ProcessError as exc:
-        return not_run("failed", redact(str(exc)))
+        failed = not_run("failed", redact(str(exc)))
+        failed.warnings += _not_dropped(left, pg.shared)
+        return failed
     opened = None
     if sessions_before is not None and sessions_after is not None:
         # The sampler's own sessions land on the target's database, not on an own app's.
@@ -653,7 +710,20 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     if died is not None:
         result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
     result.warnings.extend(served.strays)
+    result.warnings += _not_dropped(left, pg.shared)
     return result
+
+
+def _not_dropped(problems: list[str], shared: bool) -> list[str]:
+    """The warning for what connbench created and could not drop (none: no warning)."""
+    if not problems:
+        return []
+    then = (
+        ". Remove what it names, then `connbench cleanup --postgres DSN --yes` drops the rest"
+        if shared
+        else " (the server is removed at the end of the run, and they with it)"
+    )
+    return ["connbench could not drop what it created for this app: " + "; ".join(problems) + then]
 
 
 @dataclass

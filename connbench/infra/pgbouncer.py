@@ -136,12 +136,13 @@ def config_text(
     max_client_conn: int,
     auth_file: Path,
     admin_user: str,
+    app_name: str = APP_NAME,
 ) -> str:
     """pgbouncer.ini for one server. ``server`` holds host, port, dbname (no password)."""
     target = " ".join(f"{key}={_quote(value)}" for key, value in server.items())
     return f"""\
 [databases]
-{DATABASE} = {target} application_name={APP_NAME}
+{DATABASE} = {target} application_name={app_name}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -240,6 +241,7 @@ def start(
                 max_client_conn=max_client_conn,
                 auth_file=auth_file,
                 admin_user=user,
+                app_name=pg.app_name,
             ),
             os_user,
         )
@@ -264,7 +266,7 @@ def start(
             pid=proc.pid,
             version=version,
             auth=auth,
-            dsn=make_conninfo(client, dbname=DATABASE, application_name=APP_NAME),
+            dsn=make_conninfo(client, dbname=DATABASE, application_name=pg.app_name),
             admin_dsn=admin_dsn,
             exit_code=proc.poll,
         )

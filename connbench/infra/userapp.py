@@ -10,7 +10,8 @@ sampler to see), and ``pg_stat_activity`` shows the ones open. A target uses the
 ``log_connections`` is a log to parse, on the servers connbench starts only.)
 
 On an external server connbench creates only that role and database (it needs CREATEROLE and
-CREATEDB there) and drops only them.
+CREATEDB there), named and marked as the run's (:mod:`connbench.infra.ledger`), and drops only
+them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 import subprocess
@@ -34,22 +36,23 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from connbench.infra import appserver, procs
+from connbench.infra import appserver, ledger, procs
 from connbench.infra.launch import FAILED
-from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
+from connbench.infra.postgres import CONNECT_TIMEOUT_S, CONTROL_APP, Postgres
 from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec
 from connbench.model.dsn import remember_secret
 from connbench.model.errors import ProcessError, first_line
 
-CONTROL_APP = "connbench-control"  # excluded from the app's sessions (OWN_SESSIONS)
 # An own app or a target gets a database to itself (or is the one client of its database), so
 # its sessions are every client session there but connbench's own: whatever library it uses,
 # whatever application_name it sets or not.
 OWN_SESSIONS = ("connbench-control", "connbench-sampler", "connbench-fault")
+# A session of a role whose activity the server hides from ours (no pg_read_all_stats) has a
+# null backend_type and state: its state is then null here, not a guess (see the sampler).
 DATABASE_ACTIVITY_SQL = """
-SELECT coalesce(state, 'unknown'), count(*)
+SELECT CASE WHEN backend_type IS NOT NULL THEN coalesce(state, 'unknown') END, count(*)
 FROM pg_stat_activity
-WHERE datname = %s AND backend_type = 'client backend'
+WHERE datname = %s AND coalesce(backend_type, 'client backend') = 'client backend'
   AND coalesce(application_name, '') <> ALL(%s)
 GROUP BY 1
 """
@@ -70,6 +73,8 @@ class AppDatabase:
     name: str  # the database (and, for own apps, the role) name
     dsn: str = field(repr=False)  # the app's: its role on its database (holds the password)
     control_dsn: str = field(repr=False)  # connbench's on the same database
+    # What could not be dropped on the way out (one line each), filled as the block ends.
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -102,46 +107,67 @@ class Served:
         return procs.log_tail(self.log_path) if self.log_path else ""
 
 
-def _identifier(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9_]", "_", name.lower())[:24]
-    return f"connbench_app_{slug}_{secrets.token_hex(4)}"
+_SERIAL = itertools.count(1)  # own databases of this process' run: never two of one name
 
 
 @contextmanager
 def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
     """A role and a database for ``spec``'s app, dropped on the way out (and nothing else).
 
+    Both are named and marked as this run's (see :mod:`connbench.infra.ledger`), the database
+    in its role's marker before it is created, so that whatever ends the run (Ctrl-C while
+    ``CREATE DATABASE`` waits on a lock included) they are dropped or, after a ``kill -9``,
+    found by the next run. What cannot be dropped is said in ``problems``, never raised.
     Raises :class:`AppFailed` when the server refuses to create them.
     """
-    ident = _identifier(spec.name)
+    ident = ledger.app_name(pg.run_id, next(_SERIAL), spec.name)
     password = secrets.token_urlsafe(24)
     remember_secret(password)  # masked wherever an app's log or error quotes it
     role, db = sql.Identifier(ident), sql.Identifier(ident)
-    created: list[sql.Composed] = []
+    mark = ledger.marker(pg.run_id)
+    created: list[ledger.Marked] = []  # what to drop: recorded before each creation
+    problems: list[str] = []
     try:
         with pg.connect(application_name=CONTROL_APP) as conn:
             verifier = sql.Literal(scram_verifier(password))
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
-            created.append(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
-            created.append(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+            # Dropped on the way out only if it bears our marker: not a role of that name
+            # that was there before.
+            created.append(ledger.Marked("role", ident, pg.run_id, mark))
+            with conn.transaction():  # the role and its marker, or neither
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
+                conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(mark)))
+            # Marked by its role until its own comment is set (no transaction can hold both).
+            created.append(ledger.Marked("database", ident, pg.run_id, mark, unmarked_ok=True))
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
+            except psycopg.Error:
+                created.pop()  # refused: nothing of ours by that name
+                raise
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(mark)))
             conn.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(db, role))
         control_dsn = make_conninfo(pg.dsn, dbname=ident, application_name=CONTROL_APP)
         with psycopg.connect(control_dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
             # Since PostgreSQL 15 only the database owner may create in ``public``.
             c.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
     except psycopg.Error as exc:
-        _drop(pg, created)
+        left = "".join(f"; {problem}" for problem in _drop(pg, created))
         raise AppFailed(
             f"app {spec.name}: cannot create its role and database on {pg.display_dsn} "
-            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there"
+            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there{left}"
         ) from None
-    try:
-        yield AppDatabase(
-            ident, make_conninfo(pg.dsn, user=ident, password=password, dbname=ident), control_dsn
-        )
-    finally:
+    except BaseException:  # Ctrl-C, SIGTERM: what was created goes before the run unwinds
         _drop(pg, created)
+        raise
+    database = AppDatabase(
+        ident,
+        make_conninfo(pg.dsn, user=ident, password=password, dbname=ident),
+        control_dsn,
+        problems,
+    )
+    try:
+        yield database
+    finally:
+        problems += _drop(pg, created)
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -156,12 +182,9 @@ def scram_verifier(password: str, iterations: int = 4096) -> str:
     return f"SCRAM-SHA-256${iterations}:{b64[0]}${b64[1]}:{b64[2]}"
 
 
-def _drop(pg: Postgres, statements: list[sql.Composed]) -> None:
-    if not statements:
-        return
-    with pg.connect(application_name=CONTROL_APP) as conn:
-        for statement in reversed(statements):
-            conn.execute(statement)
+def _drop(pg: Postgres, created: list[ledger.Marked]) -> list[str]:
+    """Drop ``created`` (the database before its role); one line per refusal, never raised."""
+    return ledger.drop(lambda: pg.connect(application_name=CONTROL_APP), created[::-1])
 
 
 def target_database(pg: Postgres) -> AppDatabase:
