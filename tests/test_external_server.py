@@ -37,11 +37,11 @@ Popen = subprocess.Popen[str]
 QUICK = ("--duration", "1", "--warmup", "0.2", "--concurrency", "4", "--no-charts")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[postgres.Postgres]:
-    """A server of the module's own, handed to connbench as a DSN (superuser)."""
-    with postgres.start(postgres.parse_backend("embedded")) as pg:
-        yield pg
+@pytest.fixture
+def server(pg: postgres.Postgres) -> postgres.Postgres:
+    """The session's server, handed to connbench as a DSN (superuser): a server with other
+    tests' data in it, which connbench must leave as it found it."""
+    return pg
 
 
 def _rows(pg: postgres.Postgres, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -333,6 +333,7 @@ def test_kill_9_mid_own_app_run_then_the_next_run_reports_and_cleanup_removes_on
     assert again.returncode == 0 and "nothing left by connbench" in again.stdout
 
 
+@pytest.mark.integration
 def test_cleanup_needs_a_dsn() -> None:
     done = run_cli("cleanup", "--postgres", "embedded", cwd=ROOT)
     assert done.returncode == 2 and "cleanup needs a DSN" in done.stderr
