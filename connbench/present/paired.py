@@ -17,6 +17,7 @@ from connbench.analyse.paired import (
     rounds_to_resolve,
 )
 from connbench.model import metrics
+from connbench.present import sink
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -261,4 +262,4 @@ def paired_json(comparison: PairedComparison) -> str:
 def format_paired(comparison: PairedComparison, fmt: str) -> str:
     """The comparison as Markdown, CSV or JSON text (``table`` goes through render_paired)."""
     formats = {"markdown": paired_markdown, "csv": paired_csv, "json": paired_json}
-    return formats[fmt](comparison)
+    return formats[fmt](sink.safe(comparison, markdown=fmt == "markdown"))

@@ -28,6 +28,7 @@ from connbench.model.result_types import (
     VariantSummary,
 )
 from connbench.model.results import RunResult, StrategyResult
+from connbench.present import sink
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -777,4 +778,5 @@ def run_json(run: RunResult) -> str:
 
 def format_run(run: RunResult, fmt: str) -> str:
     """A run as Markdown, CSV or JSON text (``table`` goes through :func:`render_run`)."""
+    run = sink.safe(run, markdown=fmt == "markdown")
     return {"markdown": run_markdown, "csv": run_csv, "json": run_json}[fmt](run)
