@@ -40,6 +40,9 @@ MIN_SECRET_LEN = 4
 # string in a JSON, Python or libpq message, and masking must never cross one; brackets hold
 # an IPv6 host, or "[@DIR]" in a usage line).
 _TOKEN = re.compile(r"[^\s'\"\[\]]+")
+# ... one holding an "@", matched from its first character only (the lookbehind): a token
+# without "@" is scanned once, not once per character as an unanchored search would.
+_AT_TOKEN = re.compile(r"(?<![^\s'\"\[\]])[^\s'\"\[\]@]*@[^\s'\"\[\]]*")
 # password=..., sslpassword=..., PGPASSWORD=...: bare, 'single' or "double" quoted
 # (with backslash escapes, as libpq reads them), also inside a URI query string. (No "\w*"
 # before "password": on a long run of letters it would backtrack at every position.)
@@ -64,7 +67,7 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     if "@" in text:
-        text = _TOKEN.sub(_masked_token, text)
+        text = _AT_TOKEN.sub(_masked_token, text)
     if "assword" in text or "ASSWORD" in text:
         text = _KEYWORD.sub(lambda m: f"{m['key']}{MASK}", text)
     return text

@@ -115,6 +115,9 @@ def map_strings(value: Any, fn: Callable[[str], str]) -> Any:
         }
         return dataclasses.replace(value, **changes)
     if isinstance(value, list):
+        # A result's series and histograms: lists of numbers, as typed (no string among them).
+        if value and isinstance(value[0], int | float) and not isinstance(value[0], bool):
+            return value
         return [map_strings(item, fn) for item in value]
     if isinstance(value, tuple):
         items = [map_strings(item, fn) for item in value]
