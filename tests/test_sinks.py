@@ -167,6 +167,40 @@ def test_target_userinfo_is_a_basic_header_and_shown_nowhere(
     )
 
 
+class _Hostile(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_response(500, "Oops \x1b]0;pwned\x07\x1b[2J\x9b31m")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_target_reason_phrase_reaches_no_terminal_raw(
+    pg: postgres.Postgres, tmp_path: Path
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        done = run_cli(
+            "run", "--target", f"t=http://127.0.0.1:{server.server_address[1]}/",
+            "--postgres", pg.dsn, "--duration", "1", "-o", str(tmp_path / "r.json"), cwd=ROOT,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert done.returncode == 1, done.stderr
+    assert "answered 500 Oops" in done.stdout and "pwned" in done.stderr
+    for text in (done.stdout, done.stderr):
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", text), text
+
+
 def test_target_userinfo_is_parsed_out_of_the_url() -> None:
     spec = appspec.parse_target("t=http://al%40ice:p%3Aw@h.example:81/x")
     assert spec.url == "http://h.example:81" and spec.path == "/x"
