@@ -219,31 +219,35 @@ def redact_toml(text: str, values: Iterable[str] = ()) -> str:
     return redact("".join(out))
 
 
+# TOML's four kinds of string literal. Each alternative starts with its own character, so a
+# literal is matched in one pass, never by backtracking. Up to two quotes just before a
+# multi-line string's delimiter belong to it ("""a"""" is a"").
+_TOML_STRINGS = (
+    ('"""', re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*""""{0,2}', re.DOTALL)),
+    ("'''", re.compile(r"'''(?:[^']|'(?!''))*''''{0,2}")),
+    ('"', re.compile(r'"(?:[^"\\\n]|\\.)*"')),
+    ("'", re.compile(r"'[^'\n]*'")),
+)
+
+
 def _toml_string_end(text: str, start: int) -> int:
-    """The end of the TOML string literal opening at ``start`` (basic strings have escapes)."""
-    quote_char = text[start]
-    closing = quote_char * 3 if text.startswith(quote_char * 3, start) else quote_char
-    i = start + len(closing)
-    while i < len(text):
-        if quote_char == '"' and text[i] == "\\":
-            i += 2
-        elif text.startswith(closing, i):
-            i += len(closing)
-            # """a"""" is a"": up to two quotes just before the delimiter belong to the string
-            extra = 0
-            while len(closing) == 3 and extra < 2 and text.startswith(quote_char, i):
-                i, extra = i + 1, extra + 1
-            return i
-        elif len(closing) == 1 and text[i] == "\n":
-            return i
-        else:
-            i += 1
-    return len(text)
+    """The end of the TOML string literal opening at ``start`` (or of its line, if it is
+    not one: the file was parsed by tomllib, so that does not happen)."""
+    for opening, pattern in _TOML_STRINGS:
+        if text.startswith(opening, start):
+            match = pattern.match(text, start)
+            if match is not None:
+                return match.end()
+    newline = text.find("\n", start)
+    return len(text) if newline < 0 else newline
 
 
 def _toml_string_value(literal: str) -> str | None:
     import tomllib
 
+    one_line = len(literal) >= 2 and literal[:2] not in ('""', "''")
+    if one_line and (literal[0] == "'" or "\\" not in literal):
+        return literal[1:-1]  # as written: no escape (a body of a megabyte is not parsed)
     try:
         value = tomllib.loads(f"v = {literal}")["v"]
     except (ValueError, RecursionError):
