@@ -18,7 +18,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -51,7 +51,7 @@ class AppSpec:
     ready_path: str | None = None  # probed until it answers; None: ``path`` itself
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
     # The target URL's user:password, base64 as HTTP Basic sends it (never shown).
-    basic_auth: str | None = None
+    basic_auth: str | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> str:
@@ -67,7 +67,8 @@ class AppSpec:
 
     def secrets(self) -> list[str]:
         """Values no output may show: every ``env`` value, the secret-looking headers'
-        values (see :func:`connbench.model.dsn.secret_header`), the URL's credentials."""
+        values (see :func:`connbench.model.dsn.secret_header`) and the part after their
+        scheme (``Bearer``, ``Basic``: a log may show it alone), the URL's credentials."""
         found = [value for _, value in self.env]
         for name, value in self.request_headers:
             if dsn.secret_header(name):

@@ -142,22 +142,9 @@ def secret_header(name: str) -> bool:
     return bool(_SECRET_HEADER.search(name))
 
 
-def remember_header(name: str, value: str) -> None:
-    """Record a request header's value if its name says it is a credential; the part after
-    an auth scheme (``Bearer``, ``Basic``) too, as a log may show it alone."""
-    if secret_header(name):
-        scheme, _, credentials = value.strip().partition(" ")
-        remember_secret(value, credentials.strip() if credentials else scheme)
-
-
 def forget_all() -> None:
     """Drop every remembered secret (for tests)."""
     _known.clear()
-
-
-def known_secrets() -> frozenset[str]:
-    """The secrets :func:`redact` masks wherever they appear (every spelling)."""
-    return frozenset(_known)
 
 
 def _spellings(secret: str) -> Iterable[str]:
