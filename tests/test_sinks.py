@@ -232,6 +232,12 @@ def test_secret_looking_headers_are_masked_and_others_are_not(tmp_path: Path) ->
     assert out.endswith("as application/json */*")
 
 
+def test_a_header_without_its_colon_is_not_echoed_whole() -> None:
+    with pytest.raises(ValueError) as caught:
+        appspec.parse_header("Authorization Bearer tOkEn123")
+    assert "tOkEn123" not in str(caught.value) and "'Authorization'..." in str(caught.value)
+
+
 def test_env_values_in_any_toml_spelling_leave_the_saved_file_text(tmp_path: Path) -> None:
     scenario = tmp_path / "s.toml"
     scenario.write_text(

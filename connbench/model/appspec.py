@@ -195,7 +195,9 @@ def parse_body(value: Any) -> Any:
 def parse_header(value: Any) -> tuple[str, str]:
     """``Name: value``."""
     if not isinstance(value, str) or ":" not in value:
-        raise ValueError(f"expected 'Name: value', got {value!r}")
+        # Its first word only: the rest may be a credential written without its colon.
+        shown = f"{value.split()[0]!r}..." if isinstance(value, str) and value.split() else ""
+        raise ValueError(f"expected 'Name: value', got {shown or repr(value)}")
     name, _, text = value.partition(":")
     if not _HEADER.match(name.strip()):
         raise ValueError(f"bad header name {name.strip()!r}")
