@@ -155,13 +155,26 @@ app = typer.Typer(
 
 def _console(stderr: bool = False) -> Console:
     """A console for stdout (or stderr) as it is now: a terminal's own width; in a pipe or a
-    CI log, ``COLUMNS`` when set (rich reads it), otherwise ``DEFAULT_WIDTH``."""
-    from rich.console import Console
+    CI log, ``COLUMNS`` when set (rich reads it), otherwise ``DEFAULT_WIDTH``. It redacts
+    and escapes what it prints (see :mod:`connbench.present.sink`)."""
+    from connbench.present import sink
 
-    console = Console(stderr=stderr)
-    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
-        console = Console(stderr=stderr, width=DEFAULT_WIDTH)
-    return console
+    return sink.console(stderr, DEFAULT_WIDTH)
+
+
+def _echo(message: str, err: bool = True) -> None:
+    """One plain line on stderr (or stdout), redacted and escaped like every output (the
+    sink is imported here: it brings rich and psycopg, which a plain --help does not need)."""
+    from connbench.present import sink
+
+    sink.echo(message, err=err)
+
+
+def _write(text: str, fmt: str = "text") -> None:
+    """A whole report (or document) on stdout, through the sink like every output."""
+    from connbench.present import sink
+
+    sink.write(text, fmt)
 
 
 @contextmanager
@@ -170,26 +183,18 @@ def _domain_errors() -> Iterator[None]:
         yield
     except ConnbenchError as exc:
         # Plain text, never wrapped: the first line must stand alone in a log.
-        typer.echo(f"connbench: error: {_redacted(str(exc))}", err=True)
+        _echo(f"connbench: error: {exc}")
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:
         # The machine, not connbench: a full disk, a read-only or forbidden directory.
         where = f" ({exc.filename})" if exc.filename else ""
-        typer.echo(f"connbench: error: {exc.strerror or exc}{where}", err=True)
+        _echo(f"connbench: error: {exc.strerror or exc}{where}")
         raise typer.Exit(EXIT_FAILED) from None
-
-
-def _redacted(text: str) -> str:
-    """``text`` with every password connbench has seen masked (imported here: the DSN
-    parser brings psycopg, which a plain --help does not need)."""
-    from connbench.model.dsn import redact
-
-    return redact(text)
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"connbench {__version__}")
+        _echo(f"connbench {__version__}", err=False)
         raise typer.Exit()
 
 
@@ -210,7 +215,7 @@ def strategies() -> None:
     """List the connection strategies, one line each."""
     width = max(len(name) for name in STRATEGIES)
     for strategy in STRATEGIES.values():
-        typer.echo(f"{strategy.name:<{width}}  {strategy.summary}")
+        _echo(f"{strategy.name:<{width}}  {strategy.summary}", err=False)
 
 
 # Metavars that say what a flag takes (typer would show <str> for every number, because a
@@ -281,11 +286,13 @@ def _format(value: str) -> str:
 
 def _append_summary(path: Path | None, markdown: str) -> None:
     """Append ``markdown`` to ``path`` (a CI step summary): a blank line keeps reports apart."""
+    from connbench.present import sink
+
     if path is None:
         return
     try:
         with path.open("a", encoding="utf-8") as fh:
-            fh.write(markdown + "\n")
+            fh.write(sink.text(markdown) + "\n")
     except OSError as exc:
         raise BadInput(f"--summary: cannot write {path} ({exc.strerror})") from None
 
@@ -654,7 +661,7 @@ def run(
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
-            typer.echo(f"connbench: error: the result was {where}", err=True)
+            _echo(f"connbench: error: the result was {where}")
             raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED)
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
         for page in html_written:
@@ -713,29 +720,26 @@ def _run_exit_code(result: RunResult) -> int:
     from connbench.present import run as view
 
     if result.interrupted:
-        typer.echo("connbench: interrupted; partial result saved", err=True)
+        _echo("connbench: interrupted; partial result saved")
         return EXIT_INTERRUPTED
     # An unavailable variant (PgBouncer not installed) was said and is no failure.
     failed = [r for r in result.results if r.status == "failed"]
     if failed:
         first = failed[0]
         cause = (first.failure or "failed").strip().splitlines()[0]
-        typer.echo(
-            f"connbench: {len(failed)} of {len(result.results)} runs failed; "
-            f"{first.key}: {_redacted(cause)}",
-            err=True,
-        )
+        count = f"{len(failed)} of {len(result.results)}"
+        _echo(f"connbench: {count} runs failed; {first.key}: {cause}")
         return EXIT_FAILED
     code = 0
     invalid = view.invalid_variants(result)
     crossed = view.limits_failed(result)
     if crossed:
         names = ", ".join(dict.fromkeys(v.limit for v in crossed))
-        typer.echo(f"connbench: limits crossed: {names}", err=True)
+        _echo(f"connbench: limits crossed: {names}")
         code = EXIT_LIMITS
     if invalid:
         for key, reason in invalid:
-            typer.echo(f"connbench: invalid measurement: {key}: {reason}", err=True)
+            _echo(f"connbench: invalid measurement: {key}: {reason}")
         code = EXIT_INVALID
     return code
 
@@ -752,15 +756,15 @@ def _show_run(
 
     if fmt in ("csv", "json"):  # the data on stdout, what to know about it on stderr
         for line in run_view.warning_lines(result, every_figure=True):
-            typer.echo(f"connbench: warning: {line}", err=True)
+            _echo(f"connbench: warning: {line}")
     if fmt == "table":
         run_view.render_run(console, result, charts=charts, explain=explain)
     elif fmt == "html":
         from connbench.present import html as html_view  # its charts' JS: only when asked
 
-        sys.stdout.write(html_view.report([(label, result)]))
+        _write(html_view.report([(label, result)]), fmt)
     else:
-        sys.stdout.write(run_view.format_run(result, fmt))
+        _write(run_view.format_run(result, fmt), fmt)
 
 
 def _write_html(
@@ -780,7 +784,7 @@ def _write_html(
         # Private like the result it shows (mkstemp: 0600), and whole or not there at all.
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w") as fh:
-            fh.write(page)
+            fh.write(page)  # redacted by html_view.report, all but Vega's own JavaScript
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:
@@ -853,16 +857,16 @@ def cleanup(
             raise BadInput("--postgres: give the DSN of the server to clean up")
         where, found, problems = postgres.leftovers(postgres.parse_backend(postgres_), drop=yes)
         if not found:
-            typer.echo(f"nothing left by connbench on {where}")
+            _echo(f"nothing left by connbench on {where}", err=False)
             return
         for obj in found:
-            typer.echo(str(obj))
+            _echo(str(obj), err=False)
         if not yes:
-            typer.echo(f"{len(found)} left on {where}; --yes drops them")
+            _echo(f"{len(found)} left on {where}; --yes drops them", err=False)
             return
         for problem in problems:
-            typer.echo(f"connbench: error: {_redacted(problem)}", err=True)
-        typer.echo(f"dropped {len(found) - len(problems)} of {len(found)} on {where}")
+            _echo(f"connbench: error: {problem}")
+        _echo(f"dropped {len(found) - len(problems)} of {len(found)} on {where}", err=False)
         if problems:
             raise typer.Exit(EXIT_FAILED)
 
@@ -890,7 +894,7 @@ def schema() -> None:
     """Print the JSON Schema of a result file (the version this connbench writes)."""
     from connbench.model import results
 
-    sys.stdout.write(results.json_schema_text())
+    _write(results.json_schema_text())
 
 
 # Written out rather than read from connbench.model.scenario, whose import pulls in psycopg:
@@ -1025,9 +1029,9 @@ def compare_results(
 
             for _, run_result in loaded:
                 run_result.summary = stats.aggregate(run_result.results)
-            sys.stdout.write(html_view.report(loaded, comparisons))
+            _write(html_view.report(loaded, comparisons), fmt)
         else:
-            sys.stdout.write(compare_view.format_compare(comparisons, fmt))
+            _write(compare_view.format_compare(comparisons, fmt), fmt)
         _append_summary(summary, compare_view.format_compare(comparisons, "markdown"))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
@@ -1065,7 +1069,7 @@ def _compare_paired(
     if fmt == "table":
         paired_view.render_paired(_console(), comparison)
     else:
-        sys.stdout.write(paired_view.format_paired(comparison, fmt))
+        _write(paired_view.format_paired(comparison, fmt), fmt)
     _append_summary(summary, paired_view.format_paired(comparison, "markdown"))
     if comparison.failed:
         raise typer.Exit(EXIT_FAILED)
@@ -1293,7 +1297,7 @@ def locustfile(
             title=f"GET /visit/ on the {strategy} app",
         )
         if output is None:
-            sys.stdout.write(text)
+            sys.stdout.write(text)  # code, not a report: it holds no result string
         else:
             output.write_text(text)
 
@@ -1346,10 +1350,9 @@ def worker(
             raise typer.Exit(EXIT_INTERRUPTED) from None
         failed = [code for code in codes if code]
         if failed:
-            typer.echo(
+            _echo(
                 f"connbench: {len(failed)} of {len(codes)} workers failed (exit codes "
-                f"{', '.join(map(str, failed))})",
-                err=True,
+                f"{', '.join(map(str, failed))})"
             )
             raise typer.Exit(EXIT_FAILED)
 
@@ -1361,9 +1364,8 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: never a traceback for users
         if os.environ.get("CONNBENCH_DEBUG"):
             raise
-        typer.echo(
-            f"connbench: internal error: {type(exc).__name__}: {_redacted(str(exc))} "
-            "(set CONNBENCH_DEBUG=1 for the traceback)",
-            err=True,
+        _echo(
+            f"connbench: internal error: {type(exc).__name__}: {exc} "
+            "(set CONNBENCH_DEBUG=1 for the traceback)"
         )
         sys.exit(1)

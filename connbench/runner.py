@@ -534,7 +534,7 @@ def _load_config(variant: Variant, scenario: Scenario, spec: AppSpec | None) -> 
     )
     if spec is None:
         return config
-    return replace(config, method=spec.method, headers=spec.headers, body=spec.body_bytes)
+    return replace(config, method=spec.method, headers=spec.request_headers, body=spec.body_bytes)
 
 
 def _measure(
@@ -708,7 +708,9 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     if death is not None:
         result.status, result.failure = "failed", str(death)
     if died is not None:
-        result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+        result.warnings.append(
+            f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
+        )
     result.warnings.extend(served.strays)
     result.warnings += _not_dropped(left, pg.shared)
     return result

@@ -368,7 +368,7 @@ def probe(
 
 def _headers(spec: AppSpec, body: bytes | None) -> dict[str, str]:
     extra = {"Content-Type": "application/json"} if body is not None else {}
-    return extra | dict(spec.headers)
+    return extra | dict(spec.request_headers)
 
 
 def _reason(exc: httpx.HTTPError) -> str:

@@ -539,7 +539,8 @@ class _Slot:
 async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    payload = request_bytes(config.method, target, parts.netloc, config)
+    # Host is host:port only: userinfo never goes on the wire (it is an Authorization header).
+    payload = request_bytes(config.method, target, parts.netloc.rpartition("@")[2], config)
     address = (parts.hostname or "127.0.0.1", parts.port or 80)
     n = config.concurrency
     if config.rate_rps:

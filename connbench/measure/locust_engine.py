@@ -442,7 +442,7 @@ async def run(
     options = options or LocustOptions()
     stop = stop or asyncio.Event()
     parts = urlsplit(url)
-    host = f"{parts.scheme}://{parts.netloc}"
+    host = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # userinfo: a header
     request = request or Request(path=parts.path or "/")
     tmp = tempdirs.make("locust")
     try:

@@ -13,13 +13,16 @@ names the value; the scenario prefixes where it came from.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from connbench.model import dsn
 
 DEFAULT_PATH = "/visit/"
 DEFAULT_READY_TIMEOUT_S = 30.0  # an app connbench starts: imports, lifespan, pool
@@ -50,7 +53,7 @@ class AppSpec:
     name: str
     app: str | None = None  # MODULE:ATTR
     dir: str | None = None  # on the import path; None: the working directory
-    url: str | None = None  # scheme://host:port of a running app
+    url: str | None = None  # scheme://host:port of a running app (never its userinfo)
     path: str = DEFAULT_PATH
     method: str = "GET"
     body: Any = None  # a JSON value, sent as application/json; None: no body
@@ -60,10 +63,35 @@ class AppSpec:
     count_sql: str | None = None  # SELECT one number: the rows written (integrity check)
     ready_path: str | None = None  # probed until it answers; None: ``path`` itself
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    # The target URL's user:password, base64 as HTTP Basic sends it (never shown).
+    basic_auth: str | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> str:
         return "target" if self.url is not None else "app"
+
+    @property
+    def request_headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers each request sends: a target URL's userinfo as ``Authorization:
+        Basic`` (as aiohttp and httpx send it), then ``headers``."""
+        if self.basic_auth is None:
+            return self.headers
+        return (("Authorization", f"Basic {self.basic_auth}"), *self.headers)
+
+    def secrets(self) -> list[str]:
+        """Values no output may show: every ``env`` value, the secret-looking headers'
+        values (see :func:`connbench.model.dsn.secret_header`) and the part after their
+        scheme (``Bearer``, ``Basic``: a log may show it alone), the URL's credentials."""
+        found = [value for _, value in self.env]
+        for name, value in self.request_headers:
+            if dsn.secret_header(name):
+                scheme, _, credentials = value.strip().partition(" ")
+                found += [value, credentials.strip() or scheme]
+        return found
+
+    def remember_secrets(self) -> None:
+        """Have :func:`connbench.model.dsn.redact` mask :meth:`secrets` wherever they appear."""
+        dsn.remember_secret(*self.secrets())
 
     @property
     def body_bytes(self) -> bytes | None:
@@ -113,9 +141,13 @@ def parse_app(text: Any) -> AppSpec:
 def parse_target(text: Any) -> AppSpec:
     """``NAME=URL``; a path in the URL is the path each request goes to."""
     name, rest = _split(text, "NAME=URL")
-    base, path = _url(rest)
+    base, path, basic = _url(rest)
     return AppSpec(
-        name=name, url=base, path=path or DEFAULT_PATH, ready_timeout_s=TARGET_READY_TIMEOUT_S
+        name=name,
+        url=base,
+        path=path or DEFAULT_PATH,
+        ready_timeout_s=TARGET_READY_TIMEOUT_S,
+        basic_auth=basic,
     )
 
 
@@ -125,14 +157,19 @@ def _import_string(text: str) -> str:
     return text.strip()
 
 
-def _url(text: str) -> tuple[str, str | None]:
+def _url(text: str) -> tuple[str, str | None, str | None]:
+    """(scheme://host:port, the path or None, the userinfo as HTTP Basic credentials or None).
+    The userinfo is remembered as a secret and kept out of the URL: it goes on the wire as
+    an ``Authorization`` header (as aiohttp and httpx send it), never as part of ``Host``."""
     # urlsplit drops tabs, CRs and LFs silently (bpo-43882): refuse them before it sees them.
     bad = [char for char in text.strip() if not char.isprintable() or char.isspace()]
     if bad:  # named, not the URL quoted: its userinfo may hold a password
         raise ValueError(f"a URL may not hold spaces or control characters, found {bad[0]!r}")
     parts = urlsplit(text.strip())
+    if parts.username is not None or parts.password is not None:
+        dsn.remember_secret(parts.password or "", parts.netloc.rpartition("@")[0])
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+        raise ValueError(f"expected an http:// or https:// URL, got {dsn.redact(repr(text))}")
     if "#" in text:
         raise ValueError("a URL's #fragment is never sent: leave it out, or percent-encode '#'")
     if not _HOST.fullmatch(parts.hostname):
@@ -140,11 +177,17 @@ def _url(text: str) -> tuple[str, str | None]:
     try:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
-        raise ValueError(f"bad port in {text!r}") from None
+        raise ValueError(f"bad port in {dsn.redact(repr(text))}") from None
     path = parts.path if parts.path not in ("", "/") else None
     if path and parts.query:
         path += "?" + parts.query
-    return f"{parts.scheme}://{parts.netloc}", parse_path(path) if path else None
+    host = parts.netloc.rpartition("@")[2]
+    basic = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        basic = base64.b64encode(credentials.encode()).decode("ascii")
+        dsn.remember_secret(basic)
+    return f"{parts.scheme}://{host}", parse_path(path) if path else None, basic
 
 
 def _quoted(text: str) -> str:
@@ -198,7 +241,9 @@ def parse_body(value: Any) -> Any:
 def parse_header(value: Any) -> tuple[str, str]:
     """``Name: value``."""
     if not isinstance(value, str) or ":" not in value:
-        raise ValueError(f"expected 'Name: value', got {_quoted(str(value))}")
+        # Its first word only: the rest may be a credential written without its colon.
+        shown = f"{value.split()[0]!r}..." if isinstance(value, str) and value.split() else ""
+        raise ValueError(f"expected 'Name: value', got {shown or _quoted(str(value))}")
     name, _, text = value.partition(":")
     return header(name, text)
 

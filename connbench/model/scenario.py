@@ -21,7 +21,7 @@ from connbench.model import appspec, faults
 from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
 from connbench.model.checks import CompleteError, Limit, parse_gate, parse_limit
-from connbench.model.dsn import display, redact
+from connbench.model.dsn import display, redact_toml
 from connbench.model.errors import ScenarioError, first_line
 from connbench.model.faults import Fault
 from connbench.model.units import parse_duration
@@ -229,16 +229,14 @@ class Scenario:
         # A DSN may hold a password, in any spelling: keep it out of the result, file text too.
         if parse_backend(self.postgres).kind == "external":
             data["postgres"] = display(self.postgres)
+        # Header and environment values may be secrets: names only, and none in the file
+        # text, however the file spells them.
         if self.source_text:
-            data["source_text"] = redact(self.source_text)
+            values = [value for spec in self.own_apps for value in spec.secrets()]
+            data["source_text"] = redact_toml(self.source_text, values)
         data["strategies"] = list(self.strategies)
-        # Header and environment values may be secrets: names only, and none in the file text.
         data["app"] = [spec.describe() for spec in self.app]
         data["target"] = [spec.describe() for spec in self.target]
-        for spec in self.own_apps:
-            for _, secret in (*spec.headers, *spec.env):
-                if len(secret) >= 4 and data.get("source_text"):
-                    data["source_text"] = data["source_text"].replace(secret, "***")
         for key in ("concurrency", "workers", "pool_max", "topology", "rate"):
             data[key] = list(data[key]) if data[key] is not None else None
         data["server"] = dict(self.server)
@@ -599,6 +597,7 @@ def _own_apps_given(
             raise ScenarioError(f"{flag_name(key)}: {reason}") from None
     specs = (*values.get("app", ()), *values.get("target", ()))
     for spec in specs:
+        spec.remember_secrets()  # masked in every output from here on
         if spec.dir is not None and not Path(spec.dir).is_dir():
             raise ScenarioError(
                 f"app {spec.name}: directory {spec.dir!r} does not exist (the DIR its module is "

@@ -18,6 +18,7 @@ from connbench.analyse.compare import (
 )
 from connbench.model import metrics
 from connbench.model.metrics import amount
+from connbench.present import sink
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -275,4 +276,4 @@ def compare_json(comparisons: Sequence[Comparison]) -> str:
 def format_compare(comparisons: Sequence[Comparison], fmt: str) -> str:
     """Comparisons as Markdown, CSV or JSON text (``table`` goes through render_compare)."""
     formats = {"markdown": compare_markdown, "csv": compare_csv, "json": compare_json}
-    return formats[fmt](comparisons)
+    return formats[fmt](sink.safe(list(comparisons), markdown=fmt == "markdown"))

@@ -29,6 +29,7 @@ from connbench.analyse.compare import Comparison
 from connbench.analyse.stats import MEASURED
 from connbench.model import metrics
 from connbench.model.results import RunResult, StrategyResult
+from connbench.present import sink
 from connbench.present.compare import COMPARE_HEADERS, _compare_rows
 from connbench.present.run import (
     BREAKDOWN_NOTE,
@@ -1261,7 +1262,11 @@ def _inline_json(data: Any) -> str:
 
 
 def report(runs: Sequence[tuple[str, RunResult]], comparisons: Sequence[Comparison] = ()) -> str:
-    """The page: each comparison, then each result (labelled, e.g. by its file name)."""
+    """The page: each comparison, then each result (labelled, e.g. by its file name). Every
+    string from them is redacted (:func:`connbench.present.sink.safe`), and so is every part
+    of the page but Vega's own JavaScript."""
+    runs = [(sink.text(label), sink.safe(run)) for label, run in runs]
+    comparisons = sink.safe(list(comparisons))
     page = Page()
     names = ", ".join(label for label, _ in runs)
     page.add("<header><h1>connbench report</h1>")
@@ -1280,10 +1285,10 @@ def _document(title: str, page: Page) -> str:
     """The whole HTML document of ``page``: the template with its parts, specs and Vega."""
     template = Template(resources.files("connbench.present").joinpath("report.html").read_text())
     return template.substitute(
-        title=esc(title),
+        title=sink.text(esc(title)),
         version=esc(__version__),
-        body="\n".join(page.parts),
-        specs=_inline_json(page.specs),
+        body=sink.text("\n".join(page.parts)),
+        specs=sink.text(_inline_json(page.specs)),
         bundle=_bundle(),
     )
 

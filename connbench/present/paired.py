@@ -17,7 +17,7 @@ from connbench.analyse.paired import (
     rounds_to_resolve,
 )
 from connbench.model import metrics
-from connbench.present import tracking
+from connbench.present import sink, tracking
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -265,4 +265,4 @@ def format_paired(comparison: PairedComparison, fmt: str) -> str:
     if fmt in tracking.FORMATS:
         return tracking.format_paired(comparison, fmt)
     formats = {"markdown": paired_markdown, "csv": paired_csv, "json": paired_json}
-    return formats[fmt](comparison)
+    return formats[fmt](sink.safe(comparison, markdown=fmt == "markdown"))

@@ -28,7 +28,7 @@ from connbench.model.result_types import (
     VariantSummary,
 )
 from connbench.model.results import RunResult, StrategyResult
-from connbench.present import tracking
+from connbench.present import sink, tracking
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -833,6 +833,7 @@ def run_json(run: RunResult) -> str:
 def format_run(run: RunResult, fmt: str) -> str:
     """A run as Markdown, CSV or JSON text, or for a tracking tool (``table`` goes through
     :func:`render_run`)."""
+    run = sink.safe(run, markdown=fmt == "markdown")
     if fmt in tracking.FORMATS:
         return tracking.format_run(run, fmt)
     return {"markdown": run_markdown, "csv": run_csv, "json": run_json}[fmt](run)
