@@ -1023,7 +1023,7 @@ def compare_results(
             # the exit code): one NEW, or the names would collide.
             if len(loaded) != 2:
                 raise BadInput(f"--format {fmt}: give one NEW result (got {len(loaded) - 1})")
-            sys.stdout.write(tracking.format_run(loaded[1][1], fmt))
+            _write(tracking.format_run(loaded[1][1], fmt), fmt)
         elif fmt == "html":
             from connbench.present import html as html_view
 

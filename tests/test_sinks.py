@@ -270,6 +270,7 @@ def test_a_dsn_without_a_password_and_urls_are_left_alone() -> None:
     )
 
 
+@pytest.mark.integration
 def test_redaction_is_linear_on_a_megabyte_of_pathological_text() -> None:
     # The benchmark's inputs, in a child with a deadline: the quadratic redaction took 40 s
     # on 40 KB of them, hours on a megabyte. (Its timings are printed, not judged here.)
@@ -320,6 +321,7 @@ def hostile_results(tmp_path: Path) -> tuple[Path, Path]:
         ("compare", "{a}", "{b}", "--format", "csv"),
     ],
 )
+@pytest.mark.integration
 def test_result_strings_reach_no_terminal_raw(
     hostile_results: tuple[Path, Path], args: tuple[str, ...]
 ) -> None:
@@ -389,3 +391,9 @@ def test_every_output_goes_through_the_sink() -> None:
                 if not any(name == n and allowed in line for n, allowed in ALLOWED):
                     found.append(f"{name}: {line.strip()}")
     assert not found, "\n".join(found)
+
+
+def test_the_sinks_json_formats_are_the_tracking_formats() -> None:
+    from connbench.present import sink, tracking
+
+    assert set(sink.JSON_FORMATS) == set(tracking.FORMATS)

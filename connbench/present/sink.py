@@ -80,12 +80,17 @@ def csv_document(content: str) -> str:
     return buffer.getvalue()
 
 
+# The tracking tools' formats (present/tracking.py) are JSON documents too.
+JSON_FORMATS = ("github-action-benchmark", "github-action-benchmark:smaller",
+                "github-action-benchmark:bigger", "bmf")  # fmt: skip
+
+
 def write(content: str, fmt: str = "text", stream: IO[str] | None = None) -> None:
     """Write ``content`` (a whole report in format ``fmt``) to stdout, through :func:`text`
     (JSON and CSV as documents; an HTML page as it is: ``html.report`` made every
     part of it safe but Vega's own JavaScript, which no redaction may touch)."""
     out = stream if stream is not None else sys.stdout
-    if fmt == "json":
+    if fmt == "json" or fmt in JSON_FORMATS:
         content = json_document(content)
     elif fmt == "csv":
         content = csv_document(content)
