@@ -30,6 +30,7 @@ from connbench.model import files, results
 from connbench.model.errors import BadInput
 from connbench.model.scenario import build
 
+from .apps.other_database_app import OTHER_DB
 from .conftest import ROOT, RecordingReporter, connbench_cmd, part, run_cli, scenario_of
 from .test_end_to_end import _all_gone, _descendants, _wait_for
 
@@ -133,12 +134,12 @@ def test_write_new_claims_a_name_whole(tmp_path: Path) -> None:
 def other_database(server: postgres.Postgres) -> Iterator[str]:
     """A database where every role may create tables: an app's role leaves one there."""
     with server.connect() as conn:
-        conn.execute("CREATE DATABASE other_db")
-    with psycopg.connect(make_conninfo(server.dsn, dbname="other_db"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(OTHER_DB)))
+    with psycopg.connect(make_conninfo(server.dsn, dbname=OTHER_DB), autocommit=True) as conn:
         conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
-    yield "other_db"
+    yield OTHER_DB
     with server.connect() as conn:
-        conn.execute("DROP DATABASE other_db WITH (FORCE)")
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(OTHER_DB)))
         for (role,) in conn.execute(
             "SELECT rolname FROM pg_roles WHERE rolname LIKE 'connbench\\_app\\_%'"
         ).fetchall():
@@ -150,16 +151,15 @@ def test_a_role_that_cannot_be_dropped_keeps_the_numbers_and_the_run_goes_on(
 ) -> None:
     scenario = _scenario(
         tmp_path,
-        f"""
+        """
 [[app]]
 name = "leaves"
 app = "tests.apps.other_database_app:app"
-env = {{ OTHER_DB = "{other_database}" }}
 
 [[app]]
 name = "after"
 app = "tests.apps.asyncpg_app:app"
-env = {{ HITS_POOL_SIZE = "2" }}
+env = { HITS_POOL_SIZE = "2" }
 count_sql = "SELECT count(*) FROM hits"
 """,
     )
