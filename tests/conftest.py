@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,27 @@ from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCKER_ENGINE_ENV = ROOT / ".docker-engine.env"
+
+
+def _docker_engine_env() -> None:
+    """What `make docker-engine` wrote for a shell to export (the engine's address, the image,
+    or why there is none), for the variables the environment does not set already: `make
+    test` and a bare `pytest` then run the docker tests the same way."""
+    try:
+        text = DOCKER_ENGINE_ENV.read_text()
+    except OSError:
+        return
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "export":
+            words = words[1:]
+        if len(words) == 1 and "=" in words[0]:
+            key, _, value = words[0].partition("=")
+            os.environ.setdefault(key, value)
+
+
+_docker_engine_env()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import pytest
 
 from connbench.infra import postgres
 from connbench.model import dsn
+from connbench.model.backend import DEFAULT_DOCKER_IMAGE, DOCKER_IMAGE_ENV
 from connbench.model.errors import BadInput, MissingDependency
 
 
@@ -116,13 +117,14 @@ def test_external_rejects_server_settings(pg: postgres.Postgres) -> None:
         pass
 
 
-@pytest.mark.docker
-def test_docker_backend() -> None:
-    if not postgres.docker_available():
-        pytest.skip("no Docker engine answers here")
-    with postgres.start(postgres.parse_backend("docker:postgres:16-alpine")) as pg:
-        assert pg.version.startswith("16")
-        assert pg.count_rows() == 0
+def test_bare_docker_uses_the_image_make_docker_engine_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(DOCKER_IMAGE_ENV, "localhost/postgres:15-local")
+    assert postgres.parse_backend("docker").image == "localhost/postgres:15-local"
+    assert postgres.parse_backend("docker:postgres:17").image == "postgres:17"
+    monkeypatch.delenv(DOCKER_IMAGE_ENV)
+    assert postgres.parse_backend("docker").image == DEFAULT_DOCKER_IMAGE
 
 
 def test_docker_without_engine_is_one_clear_error() -> None:

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -39,8 +40,8 @@ from connbench.infra import procs, tempdirs
 from connbench.model import files
 
 # Parsed in the model (a scenario validates --postgres); re-exported for the callers here.
-from connbench.model.backend import DEFAULT_DOCKER_IMAGE
 from connbench.model.backend import Backend as Backend
+from connbench.model.backend import docker_image
 from connbench.model.backend import parse_backend as parse_backend
 from connbench.model.dsn import display, redact, remember_secret
 from connbench.model.errors import (
@@ -83,6 +84,9 @@ class Postgres:
     # connbench starts itself; None for the others, whose processes it cannot watch.
     exit_code: Callable[[], int | None] | None = field(default=None, repr=False)
     restarting: bool = False  # a restart is stopping it on purpose
+    # CPU seconds the server has used so far, where it is not a process tree of ours to read
+    # (a container: its cgroup); None where server_pid is what to read.
+    cpu_s: Callable[[], float | None] | None = field(default=None, repr=False)
 
     def died(self) -> int | None:
         """The postmaster's exit code if it stopped while not being restarted, else None."""
@@ -176,7 +180,7 @@ def start(
             yield pg
         return
     if backend.kind == "docker":
-        with _docker(backend.image or DEFAULT_DOCKER_IMAGE, settings) as pg:
+        with _docker(backend.image or docker_image(), settings) as pg:
             yield pg
         return
     bindir = embedded_bindir() if backend.kind == "embedded" else local_bindir()
@@ -436,43 +440,223 @@ def docker_available() -> bool:
     return True
 
 
+DOCKER_PORT = 5432
+
+
 @contextmanager
 def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
+    """A container of ``image`` through testcontainers, published on 127.0.0.1 only (a random
+    port), removed on the way out however that happens (Ctrl-C included).
+
+    ``image`` must keep the official postgres image's contract: ``POSTGRES_USER``,
+    ``POSTGRES_PASSWORD`` and ``POSTGRES_DB`` honoured, ``postgres -c name=value ...`` as its
+    command, port 5432. Raises :class:`MissingDependency` when no engine answers and
+    :class:`PostgresError` (one line) when the image is missing and cannot be pulled, the
+    container exits, or PostgreSQL does not accept connections within ``READY_TIMEOUT_S``.
+    """
     if not docker_available():
         raise MissingDependency(
             "docker: no Docker engine answers; start one or use --postgres embedded"
+            " (without Docker: make docker-engine, see the README)"
         )
-    try:  # testcontainers >= 4.14 moved the module
-        from testcontainers.community.postgres import PostgresContainer
-    except ImportError:  # pragma: no cover
-        from testcontainers.postgres import PostgresContainer
+    from testcontainers.core.container import DockerContainer
+
     password = secrets.token_urlsafe(24)
-    command = "postgres " + " ".join(f"-c {k}={v}" for k, v in settings.items())
-    container = PostgresContainer(
-        image, username="connbench", password=password, dbname="connbench", driver=None
+    remember_secret(password)
+    # A name of our own: a container created while we were interrupted (no id came back yet)
+    # can still be found and removed.
+    name = f"connbench-{secrets.token_hex(6)}"
+    command = ["postgres"]
+    for key, value in settings.items():
+        command += ["-c", f"{key}={value}"]
+    container = (
+        DockerContainer(image)
+        .with_name(name)
+        .with_env("POSTGRES_USER", "connbench")
+        .with_env("POSTGRES_PASSWORD", password)
+        .with_env("POSTGRES_DB", "connbench")
+        .with_command(command)
     )
-    container.with_command(command.strip())
-    # Publish on loopback only, never on all interfaces.
-    container.with_kwargs(ports={"5432/tcp": ("127.0.0.1", None)})
+    # Published on loopback only, on a port the engine picks. testcontainers' with_bind_ports
+    # takes no address (it would publish on every interface); its port map goes to docker-py
+    # as given, where (address, None) means "this address, any free port".
+    ports: dict[str, Any] = container.ports
+    ports[f"{DOCKER_PORT}/tcp"] = ("127.0.0.1", None)
+    client = container.get_docker_client().client
     try:
-        container.start()
-    except Exception as exc:  # noqa: BLE001
-        container.stop()
-        raise PostgresError(f"docker: {image} did not start: {exc}") from None
-    try:
-        dsn = make_conninfo(
-            host="127.0.0.1",
-            port=container.get_exposed_port(5432),
-            user="connbench",
-            password=password,
-            dbname="connbench",
+        _have_image(client, image)
+        try:
+            container.start()
+        except Exception as exc:  # noqa: BLE001 - the engine's, docker-py's or testcontainers'
+            raise PostgresError(f"docker: {image} did not start: {_engine_reason(exc)}") from None
+        port, reader = _wait_for_container(container, image, password)
+        pg = Postgres(
+            backend=f"docker:{image}",
+            dsn=make_conninfo(
+                host="127.0.0.1",
+                port=port,
+                user="connbench",
+                password=password,
+                dbname="connbench",
+            ),
+            table=DEFAULT_TABLE,
+            cpu_s=reader,
         )
-        pg = Postgres(backend=f"docker:{image}", dsn=dsn, table=DEFAULT_TABLE)
         _create_table(pg)
         pg.describe()
         yield pg
     finally:
-        container.stop()
+        _remove_container(client, name)
+
+
+def _have_image(client: Any, image: str) -> None:
+    """Pull ``image`` unless the engine has it. Raises :class:`PostgresError` (one line) when
+    it is not there and cannot be pulled."""
+    import docker.errors
+
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except docker.errors.DockerException as exc:
+        raise PostgresError(
+            f"docker: image {image!r} is not in the engine and cannot be pulled: "
+            f"{_engine_reason(exc)}"
+        ) from None
+
+
+def _engine_reason(exc: BaseException) -> str:
+    """The engine's own words for a failed call, on one line."""
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation) if explanation else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _wait_for_container(
+    container: Any, image: str, password: str
+) -> tuple[int, Callable[[], float | None] | None]:
+    """Wait until PostgreSQL in ``container`` accepts connections on its published port;
+    return the port and a reader of the container's CPU seconds (None where its cgroup cannot
+    be read). Raises :class:`PostgresError` (one line, with the container's last log line) when
+    the container exits first or the deadline passes."""
+    import docker.errors
+
+    wrapped = container.get_wrapped_container()
+    started = time.monotonic()
+    deadline = started + READY_TIMEOUT_S
+    port: int | None = None
+    while True:
+        try:
+            wrapped.reload()
+        except docker.errors.DockerException as exc:
+            raise PostgresError(f"docker: {image}: {_engine_reason(exc)}") from None
+        state = wrapped.attrs.get("State", {})
+        if state.get("Status") in ("exited", "dead"):
+            raise PostgresError(
+                f"docker: {image}: the container exited with code {state.get('ExitCode')} "
+                f"before PostgreSQL was ready{_last_log_line(wrapped)}"
+            )
+        if port is None:
+            port = _published_port(wrapped.attrs)
+        if port is not None:
+            dsn = make_conninfo(
+                host="127.0.0.1", port=port, user="connbench", password=password,
+                dbname="connbench",
+            )  # fmt: skip
+            if _accepting(dsn):
+                return port, container_cpu_reader(state.get("Pid"), wrapped.id)
+        if time.monotonic() >= deadline:
+            raise PostgresError(
+                f"docker: {image}: PostgreSQL not ready after "
+                f"{time.monotonic() - started:.1f} s{_last_log_line(wrapped)}"
+            )
+        time.sleep(0.2)
+
+
+def _published_port(attrs: Mapping[str, Any]) -> int | None:
+    bindings = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    for binding in bindings.get(f"{DOCKER_PORT}/tcp") or []:
+        if binding.get("HostIp") == "127.0.0.1" and str(binding.get("HostPort", "")).isdigit():
+            return int(binding["HostPort"])
+    return None
+
+
+def _last_log_line(wrapped: Any) -> str:
+    try:
+        lines = wrapped.logs(tail=20).decode(errors="replace").strip().splitlines()
+    except Exception:  # noqa: BLE001 - the log is a courtesy; the error stands without it
+        return ""
+    found = procs.cause("\n".join(lines)) or (lines[-1].strip() if lines else "")
+    return f" (its log: {found})" if found else " (its log is empty)"
+
+
+def _remove_container(client: Any, name: str) -> None:
+    """Remove the container ``name`` (and its anonymous volumes) if it exists; close the
+    client. Never raises: it runs on the way out of everything else."""
+    import docker.errors
+
+    try:
+        client.containers.get(name).remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except Exception:  # noqa: BLE001 - the engine went away: nothing more can be done
+        pass
+    finally:
+        client.close()
+
+
+def container_cpu_reader(pid: Any, container_id: str) -> Callable[[], float | None] | None:
+    """A function returning the CPU seconds the container has used so far, read from its
+    cgroup (cgroup v2 ``cpu.stat``, or v1 ``cpuacct.usage``); None when the engine runs
+    elsewhere (a VM: its PID means nothing here) or the cgroup is out of reach.
+
+    The cgroup is found through the container's first process and kept only if its path
+    names the container, so a PID reused by another process can never be read instead.
+    """
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if container_id not in path:
+            continue
+        if controllers == "":  # v2, or its part of a hybrid hierarchy
+            candidates = [
+                (Path("/sys/fs/cgroup") / mount / path.lstrip("/") / "cpu.stat", "v2")
+                for mount in ("", "unified")
+            ]
+        elif "cpuacct" in controllers.split(","):
+            candidates = [
+                (Path("/sys/fs/cgroup") / mount / path.lstrip("/") / "cpuacct.usage", "v1")
+                for mount in ("cpu,cpuacct", "cpuacct", "cpuacct,cpu")
+            ]
+        else:
+            continue
+        for file, version in candidates:
+            reader = partial(_read_cgroup_cpu_s, file, version)
+            if reader() is not None:
+                return reader
+    return None
+
+
+def _read_cgroup_cpu_s(file: Path, version: str) -> float | None:
+    try:
+        text = file.read_text()
+    except OSError:
+        return None
+    if version == "v1":
+        return int(text.strip()) / 1e9
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) / 1e6
+    return None
 
 
 # --- external ------------------------------------------------------------------------------

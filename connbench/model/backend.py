@@ -3,6 +3,7 @@ is :mod:`connbench.infra.postgres`' job)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import psycopg
@@ -12,6 +13,14 @@ from connbench.model.dsn import redact, remember
 from connbench.model.errors import BadInput, first_line
 
 DEFAULT_DOCKER_IMAGE = "postgres:16-alpine"
+# The image `--postgres docker` uses when none is named (make docker-engine prints it).
+DOCKER_IMAGE_ENV = "CONNBENCH_DOCKER_IMAGE"
+
+
+def docker_image() -> str:
+    """The image of a bare ``--postgres docker``: ``$CONNBENCH_DOCKER_IMAGE``, else
+    ``DEFAULT_DOCKER_IMAGE``."""
+    return os.environ.get(DOCKER_IMAGE_ENV, "").strip() or DEFAULT_DOCKER_IMAGE
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ def parse_backend(value: str) -> Backend:
     if value in ("embedded", "local"):
         return Backend(value)
     if value == "docker" or value.startswith("docker:"):
-        image = value.partition(":")[2] or DEFAULT_DOCKER_IMAGE
+        image = value.partition(":")[2] or docker_image()
         return Backend("docker", image=image)
     # Whatever else it is, it may be a DSN with a password (or a mistyped one): from here on
     # no message, log or saved field shows that password.
