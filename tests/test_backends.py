@@ -125,6 +125,25 @@ def test_bare_docker_uses_the_image_make_docker_engine_names(
     assert postgres.parse_backend("docker:postgres:17").image == "postgres:17"
     monkeypatch.delenv(DOCKER_IMAGE_ENV)
     assert postgres.parse_backend("docker").image == DEFAULT_DOCKER_IMAGE
+    monkeypatch.setenv(DOCKER_IMAGE_ENV, "Not An/Image")
+    with pytest.raises(BadInput, match=f"^{DOCKER_IMAGE_ENV}: 'Not An/Image' is not an image"):
+        postgres.parse_backend("docker")
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["postgres", "localhost/postgres:15-local", "ghcr.io/org/pg:16.2", "localhost:5000/a/b_c:x",
+     "postgres@sha256:" + "0" * 64],
+)  # fmt: skip
+def test_docker_image_references(image: str) -> None:
+    assert postgres.parse_backend(f"docker:{image}").image == image
+
+
+@pytest.mark.parametrize("image", ["Bad:Image", "../x", "a b", "x:", "-x", "x@sha256:00"])
+def test_docker_bad_image_reference_is_one_line_before_any_engine(image: str) -> None:
+    # The engine's answer to these would be a 404 on a rewritten URL, or worse: say it here.
+    with pytest.raises(BadInput, match="^--postgres docker:IMAGE: '.*' is not an image"):
+        postgres.parse_backend(f"docker:{image}")
 
 
 def test_docker_without_engine_is_one_clear_error() -> None:

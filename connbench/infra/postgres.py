@@ -421,23 +421,32 @@ def _restarter(
 
 def docker_available() -> bool:
     """Whether a Docker engine answers a ping."""
+    return docker_api_version() is not None
+
+
+def docker_api_version() -> str | None:
+    """The API version the engine and docker-py agree on, None when no engine answers.
+
+    Asked once per run and handed to the clients made after: the negotiation is a ``/version``
+    call, which Podman can take seconds to answer.
+    """
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
-        return False  # the usual case here; docker-py would leak sockets finding that out
+        return None  # the usual case here; docker-py would leak sockets finding that out
     try:
         import docker
     except ImportError:  # pragma: no cover - testcontainers brings it
-        return False
+        return None
     try:
         client = docker.from_env()
     except Exception:  # noqa: BLE001 - any failure means "no engine here"
-        return False
+        return None
     try:
         client.ping()
+        return str(client.api.api_version)
     except Exception:  # noqa: BLE001
-        return False
+        return None
     finally:
         client.close()
-    return True
 
 
 DOCKER_PORT = 5432
@@ -454,7 +463,8 @@ def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     :class:`PostgresError` (one line) when the image is missing and cannot be pulled, the
     container exits, or PostgreSQL does not accept connections within ``READY_TIMEOUT_S``.
     """
-    if not docker_available():
+    api_version = docker_api_version()
+    if api_version is None:
         raise MissingDependency(
             "docker: no Docker engine answers; start one or use --postgres embedded"
             " (without Docker: make docker-engine, see the README)"
@@ -470,7 +480,7 @@ def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     for key, value in settings.items():
         command += ["-c", f"{key}={value}"]
     container = (
-        DockerContainer(image)
+        DockerContainer(image, docker_client_kw={"version": api_version})
         .with_name(name)
         .with_env("POSTGRES_USER", "connbench")
         .with_env("POSTGRES_PASSWORD", password)
@@ -519,13 +529,22 @@ def _have_image(client: Any, image: str) -> None:
         return
     except docker.errors.ImageNotFound:
         pass
+    except docker.errors.DockerException as exc:  # a name the engine refuses, say
+        raise PostgresError(f"docker: image {image!r}: {_engine_reason(exc)}") from None
+    why = ""
     try:
-        client.images.pull(image)
+        # The pull's own log says why it failed; images.pull() drops it.
+        for event in client.api.pull(image, stream=True, decode=True):
+            why = str(event.get("error") or why) if isinstance(event, dict) else why
+        client.images.get(image)
     except docker.errors.DockerException as exc:
-        raise PostgresError(
-            f"docker: image {image!r} is not in the engine and cannot be pulled: "
-            f"{_engine_reason(exc)}"
-        ) from None
+        why = why or _engine_reason(exc)
+    else:
+        return
+    raise PostgresError(
+        f"docker: image {image!r} is not in the engine and cannot be pulled: "
+        + " ".join(why.split())
+    )
 
 
 def _engine_reason(exc: BaseException) -> str:
