@@ -176,6 +176,14 @@ fi
 
 # --- the image -------------------------------------------------------------------------------
 if ! image_current; then
+    # Said before minutes of debootstrap: the version must be one the distribution ships.
+    if ! apt-cache show "postgresql-$major" >/dev/null 2>&1; then
+        apt-get update -qq
+        apt-cache show "postgresql-$major" >/dev/null 2>&1 || {
+            say "no package postgresql-$major in this machine's apt sources (apt-cache search --names-only '^postgresql-[0-9]+\$' lists those there)"
+            exit 1
+        }
+    fi
     "$here/postgres-image/build.sh" "$major" "$image" "$recipe"
 fi
 

@@ -485,6 +485,8 @@ def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
         .with_env("POSTGRES_USER", "connbench")
         .with_env("POSTGRES_PASSWORD", password)
         .with_env("POSTGRES_DB", "connbench")
+        # A throwaway cluster, as the embedded and local ones: no fsync of initdb's files.
+        .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
         .with_command(command)
     )
     # Published on loopback only, on a port the engine picks. testcontainers' with_bind_ports
