@@ -10,7 +10,7 @@ import pytest
 from connbench.infra import postgres
 from connbench.model import dsn
 from connbench.model.backend import DEFAULT_DOCKER_IMAGE, DOCKER_IMAGE_ENV
-from connbench.model.errors import BadInput, MissingDependency
+from connbench.model.errors import BadInput, MissingDependency, PostgresError
 
 
 @pytest.mark.parametrize(
@@ -216,3 +216,22 @@ def test_a_server_whose_parent_is_killed_goes_even_with_a_client_connected() -> 
             owner.stdout.close()
         if server_pid and psutil.pid_exists(server_pid):  # the failing case: do not leave it
             os.kill(server_pid, signal.SIGINT)
+
+
+def test_container_cpu_is_read_only_from_that_containers_cgroup() -> None:
+    # This process is no container's: whatever its cgroup, it must not be read as one.
+    assert postgres.container_cpu_reader(os.getpid(), "0123456789abcdef") is None
+    assert postgres.container_cpu_reader(None, "0123456789abcdef") is None
+    assert postgres.container_cpu_reader(2**22 + 1, "0123456789abcdef") is None  # no such pid
+
+
+def test_a_container_published_beyond_loopback_is_refused() -> None:
+    def attrs(*ips: str) -> dict[str, object]:
+        ports = [{"HostIp": ip, "HostPort": "5999"} for ip in ips]
+        return {"NetworkSettings": {"Ports": {"5432/tcp": ports}}}
+
+    assert postgres._published_port(attrs("127.0.0.1"), "img") == 5999
+    assert postgres._published_port({"NetworkSettings": {"Ports": {}}}, "img") is None
+    for ips in (("0.0.0.0",), ("127.0.0.1", "::"), ("",)):
+        with pytest.raises(PostgresError, match="not on 127.0.0.1 only"):
+            postgres._published_port(attrs(*ips), "img")

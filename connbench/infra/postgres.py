@@ -581,7 +581,7 @@ def _wait_for_container(
                 f"before PostgreSQL was ready{_last_log_line(wrapped)}"
             )
         if port is None:
-            port = _published_port(wrapped.attrs)
+            port = _published_port(wrapped.attrs, image)
         if port is not None:
             dsn = make_conninfo(
                 host="127.0.0.1", port=port, user="connbench", password=password,
@@ -597,10 +597,20 @@ def _wait_for_container(
         time.sleep(0.2)
 
 
-def _published_port(attrs: Mapping[str, Any]) -> int | None:
+def _published_port(attrs: Mapping[str, Any], image: str) -> int | None:
+    """The host port of 5432 once the engine has published it (None before). Raises
+    :class:`PostgresError` if it is published anywhere but on 127.0.0.1: the server would be
+    reachable from other machines."""
     bindings = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
-    for binding in bindings.get(f"{DOCKER_PORT}/tcp") or []:
-        if binding.get("HostIp") == "127.0.0.1" and str(binding.get("HostPort", "")).isdigit():
+    published = bindings.get(f"{DOCKER_PORT}/tcp") or []
+    elsewhere = sorted({str(b.get("HostIp")) for b in published} - {"127.0.0.1"})
+    if elsewhere:
+        raise PostgresError(
+            f"docker: {image}: the engine published PostgreSQL on {', '.join(elsewhere)}, "
+            "not on 127.0.0.1 only; refusing to run on it"
+        )
+    for binding in published:
+        if str(binding.get("HostPort", "")).isdigit():
             return int(binding["HostPort"])
     return None
 
@@ -644,8 +654,9 @@ def container_cpu_reader(pid: Any, container_id: str) -> Callable[[], float | No
     except OSError:
         return None
     for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if container_id not in path:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if not container_id or container_id not in path:
             continue
         if controllers == "":  # v2, or its part of a hybrid hierarchy
             candidates = [
@@ -669,14 +680,14 @@ def container_cpu_reader(pid: Any, container_id: str) -> Callable[[], float | No
 def _read_cgroup_cpu_s(file: Path, version: str) -> float | None:
     try:
         text = file.read_text()
-    except OSError:
+        if version == "v1":
+            return int(text.strip()) / 1e9
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+    except (OSError, ValueError):  # gone with the container, or not what we know
         return None
-    if version == "v1":
-        return int(text.strip()) / 1e9
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "usage_usec":
-            return int(value) / 1e6
     return None
 
 
