@@ -21,7 +21,7 @@ from connbench.infra import postgres
 from connbench.model import results
 from connbench.model.backend import docker_image
 from tests.conftest import ROOT, connbench_cmd, part, run_cli
-from tests.test_end_to_end import _running, _wait_for
+from tests.test_end_to_end import _connected_to, _wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -106,11 +106,11 @@ def test_ctrl_c_mid_run_removes_the_container(engine: Any, tmp_path: Path) -> No
         text=True,
     )  # fmt: skip
     try:
-        # Mid-run: the container is up and the app serves the load.
+        # Mid-run: the container is up and the load reaches the app.
         _wait_for(
             lambda: (
                 bool({c.id for c in _ours(engine)} - before)
-                and _running("connbench.apps.pool", proc.pid)
+                and _connected_to("connbench.apps.pool", proc.pid)
             ),
             120,
             proc,
@@ -122,12 +122,22 @@ def test_ctrl_c_mid_run_removes_the_container(engine: Any, tmp_path: Path) -> No
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _stop(proc)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert {c.id for c in _ours(engine)} - before == set()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Stop a run the test gave up on as a user would (SIGTERM: it removes its container),
+    SIGKILL only if that fails."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
 
 
 @pytest.fixture
