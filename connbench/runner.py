@@ -751,6 +751,8 @@ class _Edges:
     def mark(self, name: str) -> None:
         pids = self.processes()
         cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
+        if self.pg.cpu_s is not None:  # a container: its cgroup, not a process tree of ours
+            cpu["postgres"] = self.pg.cpu_s()
         self.seen[name] = _Edge(cpu, pids, time.perf_counter())
         if self.app.instrumented:  # the app's timing totals at this edge, read meanwhile
             self.reads[name] = asyncio.get_running_loop().create_task(

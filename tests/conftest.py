@@ -4,6 +4,7 @@ import contextlib
 import importlib.util
 import os
 import platform
+import shlex
 import socketserver
 import subprocess
 import sys
@@ -23,6 +24,27 @@ from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCKER_ENGINE_ENV = ROOT / ".docker-engine.env"
+
+
+def _docker_engine_env() -> None:
+    """What `make docker-engine` wrote for a shell to export (the engine's address, the image,
+    or why there is none), for the variables the environment does not set already: `make
+    test` and a bare `pytest` then run the docker tests the same way."""
+    try:
+        text = DOCKER_ENGINE_ENV.read_text()
+    except OSError:
+        return
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "export":
+            words = words[1:]
+        if len(words) == 1 and "=" in words[0]:
+            key, _, value = words[0].partition("=")
+            os.environ.setdefault(key, value)
+
+
+_docker_engine_env()
 
 # The fast tier (`make test-fast`, the edit loop): every test that starts no process. A test
 # that asks for the session's PostgreSQL is integration by that alone; any other that starts a
