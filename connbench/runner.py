@@ -42,7 +42,13 @@ from connbench.measure.load import LoadConfig, Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
 from connbench.model.dsn import redact
-from connbench.model.errors import BadInput, PostgresError, ProcessError, first_line
+from connbench.model.errors import (
+    BadInput,
+    ConnbenchError,
+    PostgresError,
+    ProcessError,
+    first_line,
+)
 from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
@@ -55,6 +61,10 @@ WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
 
 class ServerLost(PostgresError):
     """PostgreSQL went away and connbench cannot start it again (an external server)."""
+
+
+class CheckFailed(ConnbenchError):
+    """An own app or target failed its check: nothing was measured. Exit code 1."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,9 @@ def execute(
                     if calibrate_first:
                         run.calibration = _calibrate(pg, scenario, reporter)
                     context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
+                    failures = check_apps(context, reporter)
+                    if failures:
+                        raise CheckFailed(_check_failed(failures))
                     for index, (repeat, position, variant) in enumerate(plan, 1):
                         _ensure_server(pg, reporter)
                         label = variant.key  # every progress line names its variant
@@ -206,6 +219,77 @@ def execute(
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         saved = _save(run, path, reporter)
     return run, saved
+
+
+def check(scenario: Scenario, reporter: Reporter) -> None:
+    """``run --check``: start PostgreSQL, then every own app and target, and send each one
+    request of each kind of its mix; measure nothing, save nothing. Raises
+    :class:`CheckFailed` naming every one that failed (and where its log is kept)."""
+    with Interrupts(reporter.note) as interrupts, ExitStack() as stack:
+        tmp = tempdirs.make("check")
+        stack.callback(tempdirs.remove, tmp)
+        with _server(scenario, results.new_run(scenario.to_dict()), reporter) as pg:
+            context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
+            failures = check_apps(context, reporter)
+    if failures:
+        raise CheckFailed(_check_failed(failures))
+
+
+def _check_failed(failures: list[str]) -> str:
+    what = "1 app" if len(failures) == 1 else f"{len(failures)} apps"
+    return f"{what} failed the check, nothing was measured:\n" + "\n".join(failures)
+
+
+def check_apps(run: _Run, reporter: Reporter) -> list[str]:
+    """Start each own app (one worker) and target, send it one request of each kind and run
+    its ``setup_sql`` and ``count_sql``, before any variant is measured: a mistake then costs
+    seconds, not the built-in strategies' minutes first. Each that passes is said in a line;
+    the failures are returned (the first line names the app and the request, then the
+    response's first lines and the app's log tail; where its log is kept)."""
+    failures = []
+    for spec in run.scenario.own_apps:
+        reporter.note(f"checking {spec.kind} {spec.name}: {spec.sent} ...")
+        try:
+            answers = _check_one(run, spec)
+        except ProcessError as exc:
+            failures.append(redact(str(exc)))
+        else:
+            reporter.note(f"checked {spec.kind} {spec.name}: {', '.join(answers)}")
+    return failures
+
+
+def _check_one(run: _Run, spec: AppSpec) -> list[str]:
+    pg, target = run.pg, spec.kind == "target"
+    log_path = run.tmp / f"check-{spec.name}.log"
+    with ExitStack() as stack:
+        db, control = _app_database(stack, pg, spec)
+        try:
+            if target:
+                answers = userapp.probe(spec, spec.url or "")
+            else:
+                with userapp.start(spec, db, 1, log_path) as served:
+                    answers = list(served.answers)
+        except ProcessError as exc:  # the app has stopped: its log is whole
+            details = userapp.failure_details(None if target else log_path)
+            raise type(exc)(f"{exc}{details}") from None
+        userapp.wait_until_idle(control, db.name)
+        userapp.count(spec, control)
+    return answers
+
+
+def _app_database(
+    stack: ExitStack, pg: postgres.Postgres, spec: AppSpec
+) -> tuple[userapp.AppDatabase, psycopg.Connection[Any]]:
+    """An own app's database (a target's: the one it uses) and connbench's connection to it,
+    both closed by ``stack``; ``setup_sql`` run there."""
+    if spec.kind == "target":
+        db = userapp.target_database(pg)
+    else:
+        db = stack.enter_context(userapp.own_database(pg, spec))
+    control = stack.enter_context(userapp.connect_as_app(db))
+    if spec.setup_sql:
+        userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+    return db, control
 
 
 def _destination(path: Path, scenario_file: str | None) -> Path:
@@ -470,7 +554,9 @@ def _load_config(variant: Variant, scenario: Scenario, spec: AppSpec | None) -> 
     )
     if spec is None:
         return config
-    return replace(config, method=spec.method, headers=spec.headers, body=spec.body_bytes)
+    first = spec.mix[0]  # Locust's one request (a mix needs connbench's own engines)
+    body = first.body.encode() if first.body is not None else None
+    return replace(config, method=first.method, headers=first.headers, body=body, mix=spec.mix)
 
 
 def _measure(
@@ -585,14 +671,7 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
     try:
         with ExitStack() as stack:
-            db = (
-                userapp.target_database(pg)
-                if target
-                else stack.enter_context(userapp.own_database(pg, spec))
-            )
-            control = stack.enter_context(userapp.connect_as_app(db))
-            if spec.setup_sql:
-                userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+            db, control = _app_database(stack, pg, spec)
             with ExitStack() as app_stack:
                 if target:
                     served = userapp.Served(spec, spec.url or "")
@@ -614,7 +693,8 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             sessions_after = sampler.sessions_counter(control, db.name)
             rows_after = userapp.count(spec, control)
     except ProcessError as exc:
-        return not_run("failed", redact(str(exc)))
+        details = userapp.failure_details(None if target else log_path)
+        return not_run("failed", redact(str(exc)) + details)
     opened = None
     if sessions_before is not None and sessions_after is not None:
         # The sampler's own sessions land on the target's database, not on an own app's.
@@ -628,7 +708,13 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     if death is not None:
         result.status, result.failure = "failed", str(death)
     if died is not None:
-        result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+        result.warnings.append(
+            f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
+        )
+    if death is not None or died is not None:
+        kept = userapp.keep_log(None if target else log_path)
+        if kept is not None:
+            result.warnings.append(f"the app's whole log is kept in {kept}")
     return result
 
 

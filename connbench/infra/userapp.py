@@ -36,8 +36,9 @@ from psycopg.conninfo import make_conninfo
 from connbench.infra import appserver, procs
 from connbench.infra.launch import FAILED
 from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
-from connbench.model.appspec import AppSpec
-from connbench.model.dsn import remember_secret
+from connbench.model import files
+from connbench.model.appspec import AppSpec, Compiled
+from connbench.model.dsn import redact, remember_secret
 from connbench.model.errors import ProcessError, first_line
 
 CONTROL_APP = "connbench-control"  # excluded from the app's sessions (OWN_SESSIONS)
@@ -54,6 +55,9 @@ GROUP BY 1
 """
 
 PROBE_TIMEOUT_S = 5.0
+BODY_LINES = 5  # of a failing response, in its message
+BODY_LINE_CHARS = 200
+APP_LOG_LINES = 20  # of the app's log, in a failing check's message
 # Statuses that mean "not yet" (a proxy in front, a warming app); any other non-2xx is an answer.
 NOT_YET = (502, 503, 504)
 
@@ -80,6 +84,7 @@ class Served:
     proc: subprocess.Popen[bytes] | None = None  # None: a target, not ours
     log_path: Path | None = None
     instrumented: bool = False
+    answers: tuple[str, ...] = ()  # the probe's: one request of each kind, answered 2xx
 
     @property
     def pid(self) -> int | None:
@@ -223,8 +228,10 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
     env = procs.child_env({**appserver.database_env(db.dsn), **dict(spec.env)})
     launcher = ["-m", "connbench.infra.launch", spec.app, app_dir]
 
+    answers: list[str] = []
+
     def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-        probe(spec, url, proc=proc, log_path=log_path)
+        answers.extend(probe(spec, url, proc=proc, log_path=log_path))
 
     try:
         with appserver.serve(
@@ -234,11 +241,27 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
             log_path,
             ready,
         ) as (url, proc):
-            yield Served(spec, url, proc, log_path)
+            yield Served(spec, url, proc, log_path, answers=tuple(answers))
     except AppFailed:
         raise
     except ProcessError:
         raise AppFailed(f"app {spec.name}: {start_failure(log_path)}") from None
+
+
+KEPT_LOG_PREFIX = "connbench_applog-"  # not connbench-*: tempdirs.remove_stale leaves it
+
+
+def keep_log(log_path: Path | None) -> Path | None:
+    """A copy of an app's log (passwords masked) in a new private directory that outlives the
+    run, for a failure to point at; None when there is no log or it cannot be kept."""
+    if log_path is None:
+        return None
+    try:
+        text = log_path.read_text(errors="replace")
+        kept = files.private_dir(KEPT_LOG_PREFIX) / log_path.name
+        return files.write_secret(kept, redact(text))
+    except OSError:
+        return None
 
 
 def start_failure(log_path: Path) -> str:
@@ -260,46 +283,82 @@ def probe(
     *,
     proc: subprocess.Popen[bytes] | None = None,
     log_path: Path | None = None,
-) -> None:
-    """Wait until the app answers: ``ready_path`` (if any) with a 2xx, then the request itself.
+) -> list[str]:
+    """Wait until the app answers: ``ready_path`` (if any) with a 2xx, then one request of
+    each kind of its mix; return each answer (``POST /orders/ 201``).
 
     Connection errors and 502/503/504 mean "not yet" until ``spec.ready_timeout_s``; any other
-    non-2xx fails at once. Raises :class:`AppFailed` (one line) on either; a process that exits
-    meanwhile raises :class:`ProcessError`.
+    non-2xx fails at once. Raises :class:`AppFailed` on either: its first line names the app,
+    the request and the status, the next ones the response's first lines and the app's log
+    tail; a process that exits meanwhile raises :class:`ProcessError`.
     """
     who = f"{spec.kind} {spec.name}"
-    checks = [("GET", spec.ready_path)] if spec.ready_path else []
-    checks.append((spec.method, spec.path))
+    checks: list[tuple[str, str, list[tuple[str, str]], bytes | None]] = []
+    if spec.ready_path:
+        checks.append(("GET", spec.ready_path, [], None))
+    for request in spec.mix:  # one of each kind, each with its values filled in
+        path, headers, body = Compiled(request).render()
+        checks.append((request.method, path, headers, body))
+    answers = []
     deadline = time.monotonic() + spec.ready_timeout_s
     with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
-        for method, path in checks:
+        for method, path, headers, body in checks:
             url = base_url + path
             last = "no answer"
             while True:
                 if proc is not None and proc.poll() is not None:
                     raise ProcessError(f"{who} exited (code {proc.returncode})")
                 try:
-                    body = spec.body_bytes if method == spec.method else None
-                    resp = client.request(method, url, content=body, headers=_headers(spec, body))
+                    resp = client.request(method, url, content=body, headers=headers)
                 except httpx.HTTPError as exc:
                     last = _reason(exc)
                 else:
-                    if 200 <= resp.status_code < 300:
-                        break
                     last = f"{resp.status_code} {resp.reason_phrase}".strip()
+                    if 200 <= resp.status_code < 300:
+                        answers.append(f"{method} {path} {resp.status_code}")
+                        break
                     if resp.status_code not in NOT_YET:
-                        raise AppFailed(f"{who}: {method} {url} answered {last}")
+                        raise AppFailed(
+                            f"{who}: {method} {url} answered {last}" + _response(resp.content)
+                        )
                 if time.monotonic() >= deadline:
                     raise AppFailed(
                         f"{who}: {method} {url} did not answer within "
                         f"{spec.ready_timeout_s:g} s ({last})"
                     )
                 time.sleep(procs.POLL_INTERVAL_S * 5)
+    return answers
 
 
-def _headers(spec: AppSpec, body: bytes | None) -> dict[str, str]:
-    extra = {"Content-Type": "application/json"} if body is not None else {}
-    return extra | dict(spec.headers)
+def _response(body: bytes) -> str:
+    """The line under a failed request's: the response's first lines (passwords masked,
+    control characters shown escaped)."""
+    lines = [line for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return redact(
+        "\n  response: "
+        + "\n            ".join(_printable(line)[:BODY_LINE_CHARS] for line in lines[:BODY_LINES])
+    )
+
+
+def failure_details(log_path: Path | None) -> str:
+    """What goes under an own app's failure once it has stopped (its log complete): the log's
+    last lines, and where a copy of the whole of it is kept (see :func:`keep_log`)."""
+    if log_path is None or not log_path.exists():
+        return ""
+    tail = procs.log_tail(log_path, lines=APP_LOG_LINES).splitlines()
+    out = "\n  the app's log, last lines:\n" + "\n".join(
+        "    " + _printable(line)[: BODY_LINE_CHARS * 2] for line in tail
+    )
+    kept = keep_log(log_path)
+    if kept is not None:
+        out += f"\n  its whole log is kept in {kept}"
+    return redact(out)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _reason(exc: httpx.HTTPError) -> str:

@@ -53,6 +53,10 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    and each run records its ``position`` in its round (0-based), so that ``compare --base
    --head`` can pair two variants round by round and say which ran first. Older files load
    with no position (null).
+9. Request mixes: ``variant.app.requests`` (each kind's name, weight, method, path, header
+   names and body text, placeholders unfilled) and, per run of a mix of more than one kind,
+   ``by_request`` (each kind's sent, ok, errors by kind, req/s and latency). Older files load
+   with neither (null): they sent one request.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ from connbench.model.result_types import (
 
 __all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
 
-SCHEMA_VERSION = 8  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_VERSION = 9  # bump on any change a reader must know about; add its step to MIGRATIONS
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
@@ -372,6 +376,7 @@ MIGRATIONS: dict[int, Callable[[Document], Document]] = {
     5: _v5_to_v6,
     6: _unchanged,  # 7 added own apps and targets: a variant without a kind is a strategy
     7: _unchanged,  # 8 added each run's position in its round: absent, null
+    8: _unchanged,  # 9 added request mixes: absent, one request
 }
 
 

@@ -65,6 +65,8 @@ def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark =
     if len(checked) == 1:
         integrity = checked[0]
         rows, ok = integrity.rows_inserted, integrity.ok_responses
+        if integrity.write_responses is not None:  # a mix: the 2xx of the kinds that write
+            ok = integrity.write_responses
         if integrity.ok and rows is not None:
             return mark(f"{rows:,} = {ok:,}", "good")
         return mark(f"{rows} rows ≠ {ok} 2xx", "bad")
@@ -186,11 +188,12 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
             cells = [status, *["-"] * (len(headers) - 1)]
             if summary.errors:  # what a failed run saw (every request timed out, say)
                 cells[headers.index("errors")] = mark(f"{summary.errors:,}", "bad")
-            rows.append([name, *dims, *cells])
+            rows.append([name, *dims, summary.variant.sent, *cells])
             continue
         runs = by_key.get(summary.key, [])
-        rows.append([name, *dims, *_measured_cells(summary, runs, run, open_model, mark)])
-    return ["strategy", *(label for _, label in varying), *headers], rows
+        cells = _measured_cells(summary, runs, run, open_model, mark)
+        rows.append([name, *dims, summary.variant.sent, *cells])
+    return ["strategy", *(label for _, label in varying), "sent", *headers], rows
 
 
 def _name_cell(summary: VariantSummary, mark: Mark) -> str:
@@ -240,7 +243,7 @@ RESULTS_DROP = (
     "sessions opened", "vs pgbench",
 )  # fmt: skip
 # Cells that read well on two lines ("4" over "(0.00/2xx)"), rather than be dropped.
-RESULTS_WRAP = ("sessions opened", "vs pgbench", "conns peak / pred.")
+RESULTS_WRAP = ("sent", "sessions opened", "vs pgbench", "conns peak / pred.")
 
 
 def results_table(run: RunResult) -> Table:
@@ -249,7 +252,7 @@ def results_table(run: RunResult) -> Table:
     table = Table(title=_title(run, rich_mark), title_justify="left")
     name_column(table, headers[0], [row[0] for row in rows], style="bold")
     for header in headers[1:]:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="left" if header == "sent" else "right")
     previous = None
     for summary, row in zip(run.summary, rows, strict=True):
         if previous is not None and previous != summary.strategy:
@@ -318,6 +321,49 @@ def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> Strateg
     if not measured or median is None:
         return measured[0] if measured else None
     return min(measured, key=lambda r: abs(r.throughput_rps - median))
+
+
+REQUEST_HEADERS = ("request", "weight", "req/s", "p50 ms", "p99 ms", "errors")
+
+
+def _request_rows(run: RunResult, mark: Mark) -> list[list[str]]:
+    """One row per kind of request of each variant that sent a mix (its typical repeat)."""
+    rows = []
+    for summary in run.summary:
+        runs = [r for r in run.results if r.key == summary.key]
+        typical = _typical_run(summary, runs)
+        if typical is None or not typical.by_request:
+            continue
+        total = sum(kind.weight for kind in typical.by_request)
+        for kind in typical.by_request:
+            latency = kind.latency_ms
+            errors = ", ".join(f"{k} {v:,}" for k, v in kind.errors_by_kind.items())
+            rows.append(
+                [
+                    row_label(run, summary.variant),
+                    kind.name,
+                    f"{kind.weight} ({100 * kind.weight / total:.0f}%)",
+                    f"{kind.throughput_rps:,.0f}",
+                    num(latency.p50) if latency else "-",
+                    num(latency.p99) if latency else "-",
+                    mark(errors, "bad") if errors else "0",
+                ]
+            )
+    return rows
+
+
+def requests_table(run: RunResult) -> Table | None:
+    """Each kind of request of a mix: its share, req/s, latency and errors (None: no mix)."""
+    rows = _request_rows(run, rich_mark)
+    if not rows:
+        return None
+    table = Table(title="by kind of request", title_justify="left")
+    name_column(table, "strategy", [row[0] for row in rows], style="bold")
+    for header in REQUEST_HEADERS:
+        table.add_column(header, justify="left" if header == "request" else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 TIMELINE = ("req/s", "p99 ms", "server conns", "errors")
@@ -584,6 +630,9 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
     """The tables (results, PgBouncer's side, faults, where the time goes, ceilings, the
     per-second charts), then the context a reader needs to trust them, then warnings."""
     _fitted(console, results_table(run), "results", RESULTS_DROP, RESULTS_WRAP)
+    kinds = requests_table(run)
+    if kinds is not None:
+        _fitted(console, kinds, "by kind of request", ("p50 ms", "weight"), wrap=("request",))
     bouncer = pgbouncer_table(run)
     if bouncer is not None:
         _fitted(console, bouncer, "PgBouncer", ("pgb CPU", "sv_idle peak", "wait ms/xact"))
@@ -727,7 +776,12 @@ def limits_failed(run: RunResult) -> list[LimitRecord]:
 
 def run_markdown(run: RunResult) -> str:
     headers, rows = _run_rows(run, markdown_mark)
-    out = [f"### {_title(run, markdown_mark)}", "", md_table(headers, rows), "", _context(run)]
+    table = md_table(headers, rows, left=headers.index("sent") + 1)
+    out = [f"### {_title(run, markdown_mark)}", "", table, "", _context(run)]
+    kinds = _request_rows(run, markdown_mark)
+    if kinds:
+        table = md_table(["strategy", *REQUEST_HEADERS], kinds, left=2)
+        out += ["", "**By kind of request**", "", table]
     if run.limits:
         failed = len(limits_failed(run))
         verdict = f"❌ {failed} of {len(run.limits)} failed" if failed else "✅ all passed"
@@ -751,6 +805,7 @@ def run_csv(run: RunResult) -> str:
             **{k: getattr(variant, k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
             "topology": variant.topology,
             "rate": variant.rate,
+            "sent": variant.sent,
             "status": summary.status,
             "runs": summary.runs,
             "runs_measured": summary.runs_measured,

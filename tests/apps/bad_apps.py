@@ -30,3 +30,9 @@ async def silent(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "lifespan.shutdown.complete"})
         return
     await asyncio.sleep(3600)
+
+
+@ok_app.post("/crash/")
+async def crash() -> dict[str, str]:
+    """An unhandled exception: a 500 whose cause is only in the app's log."""
+    raise RuntimeError("the orders table is missing")
