@@ -53,6 +53,8 @@ async def visit(request: Request) -> dict[str, str]:
 @app.post("/items/", status_code=201)
 async def create_item(item: Item, request: Request) -> dict[str, int | str]:
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute("INSERT INTO items (name) VALUES (%s) RETURNING id", [item.name])
+        cur = await conn.execute(
+            "INSERT INTO items (name) VALUES (%s) RETURNING id", [item.name]
+        )
         row = await cur.fetchone()
     return {"id": row[0] if row else 0, "name": item.name}
