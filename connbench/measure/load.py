@@ -252,14 +252,31 @@ class _Kind(Compiled):
         super().__init__(request)
         self.host = host
         self.payload = b""
-        self.payload = self.wire() if self.static else b""
+        if self.static:
+            path, headers, body = self.render()
+            self.payload = wire_bytes(request.method, path, host, headers, body)
+        # A templated one: the bytes around its values, laid out once (static headers first).
+        self.head = f"{request.method} ".encode()
+        fixed = [(n, t.render(0, 0)) for n, t in self.headers if t.static]
+        if self.body is not None and not self.typed:
+            fixed.insert(0, ("Content-Type", "application/json"))
+        self.varying = [(f"{n}: ", t) for n, t in self.headers if not t.static]
+        lines = [f"Host: {host}", "User-Agent: connbench", "Accept: */*"]
+        lines += [f"{name}: {value}" for name, value in fixed]
+        self.middle = (" HTTP/1.1\r\n" + "".join(f"{line}\r\n" for line in lines)).encode()
 
     def wire(self) -> bytes:
         """The next request as sent on the wire (the same bytes each time for a static one)."""
-        if self.static and self.payload:
+        if self.static:
             return self.payload
-        path, headers, body = self.render()
-        return wire_bytes(self.request.method, path, self.host, headers, body)
+        seq, count = template.next_seq(), next(self.count)
+        out = self.head + self.path.render(seq, count).encode() + self.middle
+        for name, value in self.varying:
+            out += f"{name}{value.render(seq, count)}\r\n".encode()
+        if self.body is None:
+            return out + b"\r\n"
+        body = self.body.render(seq, count).encode()
+        return out + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 class Mix:
