@@ -58,6 +58,10 @@ PROBE_TIMEOUT_S = 5.0
 BODY_LINES = 5  # of a failing response, in its message
 BODY_LINE_CHARS = 200
 APP_LOG_LINES = 20  # of the app's log, in a failing check's message
+LOG_SCAN_LINES = 400  # searched for the last exception
+# A traceback's last line: a dotted exception name (psycopg.errors.UndefinedTable: ...) or a
+# bare ...Error / ...Exception; not a log line's "INFO: ".
+_EXCEPTION = re.compile(r"^\s*(?:(?:[A-Za-z_]\w*\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception)): ")
 # Statuses that mean "not yet" (a proxy in front, a warming app); any other non-2xx is an answer.
 NOT_YET = (502, 503, 504)
 
@@ -347,8 +351,11 @@ def failure_details(log_path: Path | None) -> str:
     last lines, and where a copy of the whole of it is kept (see :func:`keep_log`)."""
     if log_path is None or not log_path.exists():
         return ""
-    tail = procs.log_tail(log_path, lines=APP_LOG_LINES).splitlines()
-    out = "\n  the app's log, last lines:\n" + "\n".join(
+    whole = procs.log_tail(log_path, lines=LOG_SCAN_LINES).splitlines()
+    errors = [line.strip() for line in whole if _EXCEPTION.match(line)]
+    out = f"\n  cause in the app's log: {_printable(errors[-1])[:BODY_LINE_CHARS]}" if errors else ""
+    tail = whole[-APP_LOG_LINES:]
+    out += "\n  the app's log, last lines:\n" + "\n".join(
         "    " + _printable(line)[: BODY_LINE_CHARS * 2] for line in tail
     )
     kept = keep_log(log_path)
