@@ -353,7 +353,9 @@ def failure_details(log_path: Path | None) -> str:
         return ""
     whole = procs.log_tail(log_path, lines=LOG_SCAN_LINES).splitlines()
     errors = [line.strip() for line in whole if _EXCEPTION.match(line)]
-    out = f"\n  cause in the app's log: {_printable(errors[-1])[:BODY_LINE_CHARS]}" if errors else ""
+    out = (
+        f"\n  cause in the app's log: {_printable(errors[-1])[:BODY_LINE_CHARS]}" if errors else ""
+    )
     tail = whole[-APP_LOG_LINES:]
     out += "\n  the app's log, last lines:\n" + "\n".join(
         "    " + _printable(line)[: BODY_LINE_CHARS * 2] for line in tail
