@@ -24,7 +24,7 @@ from typing import Any
 import vl_convert
 
 from connbench import __version__
-from connbench.analyse import charts
+from connbench.analyse import charts, findings
 from connbench.analyse.compare import Comparison
 from connbench.analyse.stats import MEASURED
 from connbench.model import metrics
@@ -1130,6 +1130,10 @@ def run_section(page: Page, label: str, run: RunResult) -> None:
     variants = Variants(names.keys, names, page.colours)
     page.add(f"<section><h2>{cell(_title(run, html_mark))}</h2>")
     page.add(f'<p class="muted">{esc(label)} · {esc(_context(run))}</p>')
+    found = findings.findings(run)
+    if found:
+        items = "".join(f'<li class="{esc(f.severity)}">{esc(f.text)}</li>' for f in found)
+        page.add(f'<div class="findings"><h3>Findings</h3><ul>{items}</ul></div>')
     headers, rows = _run_rows(run, html_mark)
     page.add(html_table(headers, rows))
     page.add(_warning_list(run))

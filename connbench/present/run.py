@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from connbench.analyse import stats
+from connbench.analyse import findings, stats
 from connbench.analyse.compare import shown
 from connbench.analyse.stats import MEASURED
 from connbench.apps import STRATEGIES
@@ -35,6 +35,7 @@ from connbench.present.common import (
     fit,
     json_text,
     markdown_mark,
+    md_cell,
     md_table,
     name_column,
     num,
@@ -323,6 +324,7 @@ def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> Strateg
     return min(measured, key=lambda r: abs(r.throughput_rps - median))
 
 
+FINDING_MARKS = {"info": "  • ", "warn": "  [yellow]•[/yellow] ", "bad": "  [red]•[/red] "}
 REQUEST_HEADERS = ("request", "weight", "req/s", "p50 ms", "p99 ms", "errors")
 
 
@@ -628,7 +630,14 @@ BREAKDOWN_NOTE = (
 
 def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
     """The tables (results, PgBouncer's side, faults, where the time goes, ceilings, the
-    per-second charts), then the context a reader needs to trust them, then warnings."""
+    per-second charts), then the context a reader needs to trust them, then warnings; the
+    findings in plain words first."""
+    found = findings.findings(run)
+    if found:
+        console.print("[bold]Findings[/bold]", highlight=False)
+        say = sayer(console)
+        for finding in found:
+            say(FINDING_MARKS[finding.severity], finding.text)
     _fitted(console, results_table(run), "results", RESULTS_DROP, RESULTS_WRAP)
     kinds = requests_table(run)
     if kinds is not None:
@@ -777,7 +786,11 @@ def limits_failed(run: RunResult) -> list[LimitRecord]:
 def run_markdown(run: RunResult) -> str:
     headers, rows = _run_rows(run, markdown_mark)
     table = md_table(headers, rows, left=headers.index("sent") + 1)
-    out = [f"### {_title(run, markdown_mark)}", "", table, "", _context(run)]
+    out = [f"### {_title(run, markdown_mark)}", ""]
+    found = findings.findings(run)
+    if found:
+        out += ["**Findings**", "", *(f"- {md_cell(f.text)}" for f in found), ""]
+    out += [table, "", _context(run)]
     kinds = _request_rows(run, markdown_mark)
     if kinds:
         table = md_table(["strategy", *REQUEST_HEADERS], kinds, left=2)
