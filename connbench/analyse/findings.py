@@ -103,8 +103,7 @@ def session_per_request(run: RunResult) -> list[Finding]:
         per = summary.sessions_per_ok_response
         if per is None or per < PER_REQUEST:
             continue
-        idle = _state_mean(run, summary, "idle")
-        if idle is not None and idle >= 1.0:
+        if _beyond_in_flight(summary) > 0:
             continue  # said by pool_unused, with what it holds
         out.append(
             Finding(
@@ -118,19 +117,30 @@ def session_per_request(run: RunResult) -> list[Finding]:
     return out
 
 
+def _beyond_in_flight(summary: VariantSummary) -> float:
+    """Sessions at peak beyond one per request in flight (concurrency x workers' share)."""
+    peak, in_flight = summary.connections_peak, summary.variant.concurrency
+    return 0.0 if peak is None else peak - in_flight
+
+
 def pool_unused(run: RunResult) -> list[Finding]:
-    """Idle sessions held (a pool) while a new session is opened per request anyway."""
+    """A new session per request, and more sessions open at peak than requests in flight: the
+    extra ones are held (a pool opened at start-up) and not used. (Idle sessions alone do
+    not tell: a session opened per request idles too, between its statements, on a busy
+    machine.)"""
     out = []
     for summary in _measured(run):
         per = summary.sessions_per_ok_response
-        idle = _state_mean(run, summary, "idle")
-        if per is None or per < PER_REQUEST or idle is None or idle < 1.0:
+        extra = _beyond_in_flight(summary)
+        if per is None or per < PER_REQUEST or extra <= 0:
             continue
         out.append(
             Finding(
                 "pool_unused",
-                f"{_label(run, summary)} holds {idle:.1f} idle server sessions on average yet "
-                f"opens a new one per request ({per:.2f} per 2xx): a pool opened but not used.",
+                f"{_label(run, summary)} held {summary.connections_peak:g} server sessions at "
+                f"peak for {summary.variant.concurrency} requests in flight, yet opens a new one "
+                f"per request ({per:.2f} per 2xx): {extra:g} sessions held and not used, a "
+                "pool opened but unused.",
                 "bad",
             )
         )
