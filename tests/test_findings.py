@@ -156,3 +156,24 @@ def test_an_own_app_next_to_the_best_builtin() -> None:
     assert "20 server sessions at peak against 4 (not the same requests" in text
     alone = run_of(result("api", kind="app"))
     assert "own_app" not in rules(alone)
+
+
+def test_every_variant_that_connects_per_request_in_one_sentence() -> None:
+    run = run_of(
+        result("connect", opened=448, ok=448, peak=32, rps=88),
+        result("yield", opened=408, ok=408, peak=31, rps=76),
+        result("pool", rps=557),
+    )
+    [text] = rules(run)["session_per_request"]
+    assert text.startswith(
+        "connect and yield open a server session per request (1.00 sessions per 2xx response each)"
+    )
+
+
+def test_the_leaders_within_noise_of_each_other_lead_together() -> None:
+    run = run_of(
+        result("pool", rps=557), result("pool-nocheck", rps=578), result("sync-pool", rps=436)
+    )
+    [text] = rules(run)["most_served"]
+    assert text.startswith("pool-nocheck and pool serve most, alike (578 and 557 req/s")
+    assert "1.3× the next, sync-pool (436 req/s" in text

@@ -72,49 +72,77 @@ def _sessions(summary: VariantSummary) -> str:
 
 
 def most_served(run: RunResult) -> list[Finding]:
-    """Which variant serves most, and at what cost in server sessions, against the next."""
+    """Which variant serves most (with those within ``CLEAR_LEAD`` of it: alike), and at what
+    cost in server sessions, against the next one."""
     measured = sorted(_measured(run), key=lambda s: s.throughput_rps.median or 0, reverse=True)
     if len(measured) < 2:
         return []
-    best, second = measured[0], measured[1]
-    best_rps, second_rps = best.throughput_rps.median or 0, second.throughput_rps.median or 0
-    if second_rps <= 0 or best_rps < CLEAR_LEAD * second_rps:
+    top = measured[0].throughput_rps.median or 0
+    leaders = [s for s in measured if (s.throughput_rps.median or 0) * CLEAR_LEAD > top]
+    rest = measured[len(leaders) :]
+    rps = [f"{s.throughput_rps.median or 0:,.0f}" for s in leaders]
+    names = _names([_label(run, s) for s in leaders])
+    if not rest:
         return [
             Finding(
                 "most_served",
-                f"{_label(run, best)} and {_label(run, second)} serve alike: {best_rps:,.0f} "
-                f"and {second_rps:,.0f} req/s (within {100 * (CLEAR_LEAD - 1):.0f} %).",
+                f"{names} serve alike: {_names(rps)} req/s "
+                f"(within {100 * (CLEAR_LEAD - 1):.0f} %).",
             )
         ]
+    best, second = leaders[0], rest[0]
+    second_rps = second.throughput_rps.median or 0
+    what = (
+        f"{names} serves most: {rps[0]} req/s, {_p99(best)}, with {_sessions(best)}"
+        if len(leaders) == 1
+        else f"{names} serve most, alike ({_names(rps)} req/s, within "
+        f"{100 * (CLEAR_LEAD - 1):.0f} %); {_label(run, best)}: {_p99(best)}, {_sessions(best)}"
+    )
+    ratio = f"{top / second_rps:.1f}× the next" if second_rps > 0 else "the next"
     return [
         Finding(
             "most_served",
-            f"{_label(run, best)} serves most: {best_rps:,.0f} req/s, {_p99(best)}, with "
-            f"{_sessions(best)}; {best_rps / second_rps:.1f}× the next, {_label(run, second)} "
-            f"({second_rps:,.0f} req/s, {_p99(second)}, {_sessions(second)}).",
+            f"{what}; {ratio}, {_label(run, second)} ({second_rps:,.0f} req/s, "
+            f"{_p99(second)}, {_sessions(second)}).",
         )
     ]
 
 
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
 def session_per_request(run: RunResult) -> list[Finding]:
-    """A variant that opens a server session for (nearly) every request: it does not pool."""
-    out = []
-    for summary in _measured(run):
-        per = summary.sessions_per_ok_response
-        if per is None or per < PER_REQUEST:
-            continue
-        if _beyond_in_flight(summary) > 0:
-            continue  # said by pool_unused, with what it holds
-        out.append(
-            Finding(
-                "session_per_request",
-                f"{_label(run, summary)} opens a server session per request "
-                f"({summary.sessions_opened or 0:,.0f} sessions, {per:.2f} per 2xx response): "
-                "it does not pool, and each request pays PostgreSQL's connection start-up.",
-                "warn",
-            )
+    """Variants that open a server session for (nearly) every request: they do not pool.
+    One sentence for all of them (a run of every strategy has six)."""
+    found = [
+        s
+        for s in _measured(run)
+        if s.sessions_per_ok_response is not None
+        and s.sessions_per_ok_response >= PER_REQUEST
+        and _beyond_in_flight(s) <= 0  # else said by pool_unused, with what it holds
+    ]
+    if not found:
+        return []
+    who = _names([_label(run, s) for s in found])
+    pers = [s.sessions_per_ok_response or 0 for s in found]
+    opened = [s.sessions_opened or 0 for s in found]
+    figures = (
+        f"{opened[0]:,.0f} sessions, {pers[0]:.2f} per 2xx response"
+        if len(found) == 1
+        else f"{min(pers):.2f} sessions per 2xx response each"
+        if f"{min(pers):.2f}" == f"{max(pers):.2f}"
+        else f"{min(pers):.2f} to {max(pers):.2f} sessions per 2xx response"
+    )
+    verb = "opens" if len(found) == 1 else "open"
+    return [
+        Finding(
+            "session_per_request",
+            f"{who} {verb} a server session per request ({figures}): no pooling, and each "
+            "request pays PostgreSQL's connection start-up.",
+            "warn",
         )
-    return out
+    ]
 
 
 def _beyond_in_flight(summary: VariantSummary) -> float:
