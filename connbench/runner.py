@@ -24,7 +24,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
@@ -275,6 +276,27 @@ def _check_one(run: _Run, spec: AppSpec) -> list[str]:
         userapp.wait_until_idle(control, db.name)
         userapp.count(spec, control)
     return answers
+
+
+def _app_bouncer(
+    run: _Run, variant: Variant, db: userapp.AppDatabase
+) -> AbstractContextManager[pgbouncer.PgBouncer]:
+    """A PgBouncer for an own app's variant: its role (SCRAM secret in the auth file) on its
+    database, in the variant's pool mode."""
+    params = conninfo_to_dict(db.dsn)
+    login = pgbouncer.Login(
+        user=str(params.get("user") or db.name),
+        password=str(params.get("password") or ""),
+        secret=db.secret or "",
+        dbname=db.name,
+    )
+    return pgbouncer.start(
+        run.pg,
+        pgbouncer.POOL_MODES[variant.topology],
+        pool_size=run.scenario.pgbouncer_pool_size,
+        max_client_conn=max(100, variant.concurrency * variant.workers + capacity.CLIENT_HEADROOM),
+        login=login,
+    )
 
 
 def _app_database(
@@ -661,13 +683,17 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             strategy=spec.name, variant=described, repeat=repeat, status=status, failure=why
         )
 
-    if variant.topology != "direct":
+    if variant.topology != "direct" and spec.kind == "target":
         return not_run(
             "unavailable",
-            f"{spec.kind} {spec.name}: own apps and targets connect direct only "
+            f"target {spec.name}: a running app connects where it was started to "
             f"(not via {variant.topology})",
         )
+    reason = pgbouncer.unavailable(variant.topology)
+    if reason:
+        return not_run("unavailable", reason)
     pg, target = run.pg, spec.kind == "target"
+    bouncer = None
     log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
     try:
         with ExitStack() as stack:
@@ -677,14 +703,18 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
                     served = userapp.Served(spec, spec.url or "")
                     userapp.probe(spec, served.base_url)
                 else:
+                    app_db = db
+                    if variant.topology != "direct":  # stops after the app, before the count
+                        bouncer = app_stack.enter_context(_app_bouncer(run, variant, db))
+                        app_db = replace(db, dsn=bouncer.dsn)
                     served = app_stack.enter_context(
-                        userapp.start(spec, db, variant.workers, log_path)
+                        userapp.start(spec, app_db, variant.workers, log_path)
                     )
                 # The probe's request may commit after its response: count once it has.
                 userapp.wait_until_idle(control, db.name)
                 rows_before = userapp.count(spec, control)
                 sessions_before = sampler.sessions_counter(control, db.name)
-                measured, death = _measure(served, None, variant, run, spec, db.name)
+                measured, death = _measure(served, bouncer, variant, run, spec, db.name)
                 died, app_log = served.exit_code(), served.log_tail()
             if target:
                 userapp.wait_until_idle(control, db.name)
@@ -704,7 +734,15 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     # A target is not ours to measure: its CPU is unknown, not 0.
     cpu = measured.cpu_percent | ({"app": None} if target else {})
     measured = replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
-    result = stats.summarize(spec.name, described, measured, repeat=repeat)
+    result = stats.summarize(
+        spec.name,
+        described,
+        measured,
+        repeat=repeat,
+        pgbouncer=bouncer.describe() if bouncer is not None else None,
+    )
+    if not target:
+        result.warnings.extend(userapp.known_failures(log_path, variant.topology))
     if death is not None:
         result.status, result.failure = "failed", str(death)
     if died is not None:

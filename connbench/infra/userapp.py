@@ -77,6 +77,7 @@ class AppDatabase:
     name: str  # the database (and, for own apps, the role) name
     dsn: str = field(repr=False)  # the app's: its role on its database (holds the password)
     control_dsn: str = field(repr=False)  # connbench's on the same database
+    secret: str | None = field(default=None, repr=False)  # its role's SCRAM verifier (own apps)
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,9 @@ def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
     role, db = sql.Identifier(ident), sql.Identifier(ident)
     created: list[sql.Composed] = []
     try:
+        secret = scram_verifier(password)
         with pg.connect(application_name=CONTROL_APP) as conn:
-            verifier = sql.Literal(scram_verifier(password))
+            verifier = sql.Literal(secret)
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
             created.append(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
@@ -144,7 +146,10 @@ def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
         ) from None
     try:
         yield AppDatabase(
-            ident, make_conninfo(pg.dsn, user=ident, password=password, dbname=ident), control_dsn
+            ident,
+            make_conninfo(pg.dsn, user=ident, password=password, dbname=ident),
+            control_dsn,
+            secret,
         )
     finally:
         _drop(pg, created)
@@ -250,6 +255,34 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
         raise
     except ProcessError:
         raise AppFailed(f"app {spec.name}: {start_failure(log_path)}") from None
+
+
+# Failures with a known cause, as the app's log words them: (pattern, what it means).
+KNOWN_FAILURES = (
+    (
+        re.compile(r'prepared statement "[^"]*" (does not exist|already exists)'),
+        "{topology} shares server connections between clients, and the app's prepared "
+        "statements do not follow it from one to the next ({match}, {count:,} times in its "
+        "log): turn its statement cache off (asyncpg: statement_cache_size=0; psycopg: "
+        "prepare_threshold=None; SQLAlchemy+asyncpg: prepared_statement_cache_size=0)",
+    ),
+)
+
+
+def known_failures(log_path: Path, topology: str) -> list[str]:
+    """Each known failure the app's log shows, named with its cause and its remedy."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    out = []
+    for pattern, meaning in KNOWN_FAILURES:
+        found = pattern.findall(text)
+        if found:
+            first = pattern.search(text)
+            match = first.group(0) if first else ""
+            out.append(meaning.format(topology=topology, match=match, count=len(found)))
+    return out
 
 
 KEPT_LOG_PREFIX = "connbench_applog-"  # not connbench-*: tempdirs.remove_stale leaves it
