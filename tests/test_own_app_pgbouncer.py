@@ -4,7 +4,6 @@ transaction mode, with the cause named; with statement_cache_size=0 it passes.""
 
 from __future__ import annotations
 
-
 import pytest
 
 from connbench import runner
