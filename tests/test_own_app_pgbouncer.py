@@ -73,6 +73,8 @@ def test_what_pgbouncer_allows_passes_through_it(
     assert part(result.requests).errors == 0 and part(result.integrity).ok is True
     server = part(result.server)
     assert server.pgbouncer is not None and server.pgbouncer.mode == topology.split("-")[1]
-    # The app's sessions are PgBouncer's server connections to its database, at most its pool.
+    # The app's sessions are PgBouncer's server connections to its database, at most its pool,
+    # and PgBouncer's own view is of the app's pool.
     assert 1 <= part(server.connections_peak) <= 20
+    assert (server.pgbouncer.samples or 0) > 3 and server.pgbouncer.transactions
     assert not [w for w in result.warnings if "prepared statement" in w]

@@ -63,6 +63,7 @@ class PgBouncer:
     admin_dsn: str = field(repr=False)  # the admin console; holds the password
     # Its exit code once it has stopped, None while it runs.
     exit_code: Callable[[], int | None] = field(default=lambda: None, repr=False, compare=False)
+    database: str = DATABASE  # the name its clients connect to (its pools are named so)
 
     def describe(self) -> dict[str, Any]:
         """What a result records about it (no secrets)."""
@@ -297,6 +298,7 @@ def start(
             dsn=dsn,
             admin_dsn=admin_dsn,
             exit_code=proc.poll,
+            database=login.dbname if login is not None else DATABASE,
         )
 
 
