@@ -154,6 +154,8 @@ class _Run:
     interrupts: Interrupts
     tmp: Path
     on_progress: Callable[[Progress], None]
+    # Targets whose setup_sql has run (their database outlives the variants: once is enough).
+    set_up: set[str] = field(default_factory=set)
 
 
 def execute(
@@ -260,10 +262,10 @@ def check_apps(run: _Run, reporter: Reporter) -> list[str]:
 
 
 def _check_one(run: _Run, spec: AppSpec) -> list[str]:
-    pg, target = run.pg, spec.kind == "target"
+    target = spec.kind == "target"
     log_path = run.tmp / f"check-{spec.name}.log"
     with ExitStack() as stack:
-        db, control = _app_database(stack, pg, spec)
+        db, control = _app_database(stack, run, spec)
         try:
             if target:
                 answers = userapp.probe(spec, spec.url or "")
@@ -300,17 +302,20 @@ def _app_bouncer(
 
 
 def _app_database(
-    stack: ExitStack, pg: postgres.Postgres, spec: AppSpec
+    stack: ExitStack, run: _Run, spec: AppSpec
 ) -> tuple[userapp.AppDatabase, psycopg.Connection[Any]]:
     """An own app's database (a target's: the one it uses) and connbench's connection to it,
-    both closed by ``stack``; ``setup_sql`` run there."""
-    if spec.kind == "target":
-        db = userapp.target_database(pg)
+    both closed by ``stack``; ``setup_sql`` run there (on a target's, once per run)."""
+    target = spec.kind == "target"
+    if target:
+        db = userapp.target_database(run.pg)
     else:
-        db = stack.enter_context(userapp.own_database(pg, spec))
+        db = stack.enter_context(userapp.own_database(run.pg, spec))
     control = stack.enter_context(userapp.connect_as_app(db))
-    if spec.setup_sql:
+    if spec.setup_sql and not (target and spec.name in run.set_up):
         userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+        if target:
+            run.set_up.add(spec.name)
     return db, control
 
 
@@ -692,12 +697,12 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     reason = pgbouncer.unavailable(variant.topology)
     if reason:
         return not_run("unavailable", reason)
-    pg, target = run.pg, spec.kind == "target"
+    target = spec.kind == "target"
     bouncer = None
     log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
     try:
         with ExitStack() as stack:
-            db, control = _app_database(stack, pg, spec)
+            db, control = _app_database(stack, run, spec)
             with ExitStack() as app_stack:
                 if target:
                     served = userapp.Served(spec, spec.url or "")
