@@ -255,10 +255,12 @@ def results_table(run: RunResult) -> Table:
     for header in headers[1:]:
         table.add_column(header, justify="left" if header == "sent" else "right")
     previous = None
+    sent = headers.index("sent")
     for summary, row in zip(run.summary, rows, strict=True):
         if previous is not None and previous != summary.strategy:
             table.add_section()
         previous = summary.strategy
+        row[sent] = escape(row[sent])  # the user's path: text, not markup
         table.add_row(*row)
     return table
 
@@ -364,7 +366,7 @@ def requests_table(run: RunResult) -> Table | None:
     for header in REQUEST_HEADERS:
         table.add_column(header, justify="left" if header == "request" else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(row[0], escape(row[1]), *row[2:])  # a request's name is the user's
     return table
 
 
