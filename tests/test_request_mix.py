@@ -222,6 +222,16 @@ def test_every_row_says_what_it_sent(example_run: tuple[str, results.RunResult])
 
     csv_rows = view.run_csv(run).splitlines()
     assert any(",POST /orders/ (mix of 3)," in row for row in csv_rows)
+    from connbench.present import html
+
+    page = html.report([("r.json", run)])
+    assert "<td>POST /orders/ (mix of 3)</td>" in page and "<td>GET /visit/</td>" in page
+    assert "<h3>By kind of request</h3>" in page and "<td>GET /health</td>" in page
+    from connbench.analyse import findings
+
+    for finding in findings.findings(run):  # (a busy machine may serve too few to say any)
+        assert '<div class="findings"><h3>Findings</h3>' in page and finding.rule
+        assert f"- {finding.text}" in markdown
 
 
 def test_check_alone_sends_one_of_each_and_measures_nothing(tmp_path: Path) -> None:

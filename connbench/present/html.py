@@ -33,9 +33,11 @@ from connbench.present.compare import COMPARE_HEADERS, _compare_rows
 from connbench.present.run import (
     BREAKDOWN_NOTE,
     BREAKDOWN_SEGMENTS,
+    REQUEST_HEADERS,
     VIA_LABELS,
     _context,
     _limit_lines,
+    _request_rows,
     _run_rows,
     _title,
     _typical_run,
@@ -1136,6 +1138,9 @@ def run_section(page: Page, label: str, run: RunResult) -> None:
         page.add(f'<div class="findings"><h3>Findings</h3><ul>{items}</ul></div>')
     headers, rows = _run_rows(run, html_mark)
     page.add(html_table(headers, rows))
+    kinds = _request_rows(run, html_mark)
+    if kinds:
+        page.add("<h3>By kind of request</h3>" + html_table(["strategy", *REQUEST_HEADERS], kinds))
     page.add(_warning_list(run))
     page.add(f'<div class="facts">{_scenario(run)}{_environment(run)}</div>')
     page.charts(
