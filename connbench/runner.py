@@ -186,12 +186,12 @@ def execute(
             try:
                 with _server(scenario, run, reporter) as pg:
                     _warn_before(scenario, predictions, pg, reporter)
-                    if calibrate_first:
-                        run.calibration = _calibrate(pg, scenario, reporter)
                     context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
-                    failures = check_apps(context, reporter)
+                    failures = check_apps(context, reporter)  # before any minute is spent
                     if failures:
                         raise CheckFailed(_check_failed(failures))
+                    if calibrate_first:
+                        run.calibration = _calibrate(pg, scenario, reporter)
                     for index, (repeat, position, variant) in enumerate(plan, 1):
                         _ensure_server(pg, reporter)
                         label = variant.key  # every progress line names its variant
