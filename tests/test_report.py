@@ -89,7 +89,7 @@ def test_the_ceiling_follows_the_strategy_not_its_name(monkeypatch: pytest.Monke
     run = run_of(entry("pool", rps=800), entry("pool-unused", rps=400), entry("pool-idle", rps=400))
     run.calibration = CEILINGS
     rows = {
-        cells[1].strip(): cells[4].strip()  # after the name and what it sent
+        cells[1].strip(): cells[3].strip()
         for cells in (line.split("|") for line in run_view.run_markdown(run).splitlines())
         if len(cells) > 3 and cells[1].strip().startswith("pool")
     }

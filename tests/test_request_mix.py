@@ -256,3 +256,13 @@ def test_a_wrong_token_fails_the_check_with_the_response(tmp_path: Path) -> None
     assert 'response: {"detail":"bad or missing bearer token"}' in done.stderr
     assert "nothing was measured" in done.stderr
     assert "pool c=" not in done.stdout  # no strategy ran before the check failed
+
+
+def test_rows_that_all_sent_the_same_say_it_once() -> None:
+    from connbench.present import run as view
+
+    from .conftest import entry, run_of
+
+    markdown = view.run_markdown(run_of(entry("pool"), entry("connect", pool=None)))
+    assert "| sent |" not in markdown
+    assert "load generator: httptools · each request GET /visit/" in markdown

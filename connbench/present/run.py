@@ -180,6 +180,12 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
         by_key.setdefault(result.key, []).append(result)
+    # What each row sent, in a column when the rows differ (else in the context line).
+    sent_header = ["sent"] if _one_sent(run) is None else []
+
+    def sent(summary: VariantSummary) -> list[str]:
+        return [summary.variant.sent] if sent_header else []
+
     rows = []
     for summary in run.summary:
         dims = [_cell(summary.variant, key) for key, _ in varying]
@@ -189,12 +195,19 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
             cells = [status, *["-"] * (len(headers) - 1)]
             if summary.errors:  # what a failed run saw (every request timed out, say)
                 cells[headers.index("errors")] = mark(f"{summary.errors:,}", "bad")
-            rows.append([name, *dims, summary.variant.sent, *cells])
+            rows.append([name, *dims, *sent(summary), *cells])
             continue
         runs = by_key.get(summary.key, [])
         cells = _measured_cells(summary, runs, run, open_model, mark)
-        rows.append([name, *dims, summary.variant.sent, *cells])
-    return ["strategy", *(label for _, label in varying), "sent", *headers], rows
+        rows.append([name, *dims, *sent(summary), *cells])
+    return ["strategy", *(label for _, label in varying), *sent_header, *headers], rows
+
+
+def _one_sent(run: RunResult) -> str | None:
+    """What every row sent, when they all sent the same (the context line says it, and the
+    table has no column for it); None when they differ."""
+    sent = {s.variant.sent for s in run.summary}
+    return next(iter(sent)) if len(sent) == 1 else None
 
 
 def _name_cell(summary: VariantSummary, mark: Mark) -> str:
@@ -241,7 +254,7 @@ def _measured_cells(
 # the JSON keep them all).
 RESULTS_DROP = (
     "gen CPU", "pg CPU", "conns mean", "app CPU", "p50 ms", "p99 uncorr.", "rows = 2xx",
-    "sessions opened", "vs pgbench",
+    "sessions opened", "vs pgbench", "sent",
 )  # fmt: skip
 # Cells that read well on two lines ("4" over "(0.00/2xx)"), rather than be dropped.
 RESULTS_WRAP = ("sent", "sessions opened", "vs pgbench", "conns peak / pred.")
@@ -255,12 +268,13 @@ def results_table(run: RunResult) -> Table:
     for header in headers[1:]:
         table.add_column(header, justify="left" if header == "sent" else "right")
     previous = None
-    sent = headers.index("sent")
+    sent = headers.index("sent") if "sent" in headers else None
     for summary, row in zip(run.summary, rows, strict=True):
         if previous is not None and previous != summary.strategy:
             table.add_section()
         previous = summary.strategy
-        row[sent] = escape(row[sent])  # the user's path: text, not markup
+        if sent is not None:
+            row[sent] = escape(row[sent])  # the user's path: text, not markup
         table.add_row(*row)
     return table
 
@@ -713,12 +727,13 @@ def _context(run: RunResult) -> str:
     via = f"via {shown(topology)}"
     if topology != ["direct"]:
         via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
+    one = _one_sent(run)
     return (
         f"concurrency {shown(scenario.concurrency)} · "
         f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
         f"{_pool(run)}workers {shown(scenario.workers)} · "
         f"{via} · {_server(env.postgres)} · {env.cpu_count} CPUs · "
-        f"load generator: {scenario.engine}"
+        f"load generator: {scenario.engine}" + (f" · each request {one}" if one else "")
     )
 
 
@@ -787,7 +802,7 @@ def limits_failed(run: RunResult) -> list[LimitRecord]:
 
 def run_markdown(run: RunResult) -> str:
     headers, rows = _run_rows(run, markdown_mark)
-    table = md_table(headers, rows, left=headers.index("sent") + 1)
+    table = md_table(headers, rows, left=headers.index("sent") + 1 if "sent" in headers else 1)
     out = [f"### {_title(run, markdown_mark)}", ""]
     found = findings.findings(run)
     if found:
