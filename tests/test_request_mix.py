@@ -179,7 +179,7 @@ def test_a_mix_sends_each_kind_with_its_own_values() -> None:
 
 # --- the example, end to end -------------------------------------------------------------------
 
-EXAMPLE = ROOT / "examples" / "orders" / "scenario.toml"
+EXAMPLE = ROOT / "examples" / "shop" / "scenario.toml"
 SHORT = ("--duration", "1.5", "--warmup", "0.5", "--concurrency", "4", "--no-charts")
 
 

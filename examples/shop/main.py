@@ -5,7 +5,7 @@ table, a unique ``ref``), ``GET /customers/{id}/orders`` reads, ``GET /health`` 
 database. Its tables come from ``seed.sql`` (connbench runs it as ``setup_sql`` before the app
 starts). From the repository's root::
 
-    connbench run examples/orders/scenario.toml
+    connbench run examples/shop/scenario.toml
 """
 
 import os
