@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint fidelity gate-check gate-power clean
+.PHONY: run test test-fast test-all lint fidelity gate-check gate-power clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,15 @@ run: $(STAMP)
 
 CHECKED := connbench tests benchmarks scripts
 
-## lint: ruff's rules, ruff's formatting and strict mypy over the package, tests and benchmarks
+## lint: ruff's rules, ruff's formatting and strict mypy over the package, tests and benchmarks;
+## actionlint over the workflows (and through them the action, action.yml), ShellCheck over
+## the action's script
 lint: $(STAMP)
 	$(BIN)/ruff check $(CHECKED)
 	$(BIN)/ruff format --check $(CHECKED)
 	$(BIN)/mypy --strict $(CHECKED)
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck .github/workflows/*.yml
+	$(BIN)/shellcheck scripts/ab-gate.sh
 
 ## test: lint, then every test that needs no Docker engine (real Postgres, real uvicorn,
 ## real PgBouncer and a real Chromium for the HTML report: installed from the distribution
@@ -34,6 +38,11 @@ test: lint
 	./scripts/install-pgbouncer.sh
 	./scripts/install-chromium.sh
 	$(BIN)/python -m pytest -m "not docker and not slow"
+
+## test-fast: the edit loop: every test that starts no process and no server (under a minute
+## on a quiet machine); a test that starts one without the `integration` mark fails here
+test-fast: $(STAMP)
+	CONNBENCH_TEST_TIER=fast $(BIN)/python -m pytest -q -m "not docker and not slow and not integration"
 
 ## test-all: lint, then every test, Docker and slow ones included (needs a Docker engine;
 ## the slow ones run the README's commands as written, about 10 more minutes)

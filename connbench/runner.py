@@ -1,4 +1,6 @@
-"""Run a scenario: one throwaway Postgres, then each strategy in turn. Ctrl-C is handled here.
+"""Run a scenario: one throwaway Postgres, then every variant in interleaved rounds.
+
+Ctrl-C is handled here.
 
 Interrupts, in one place:
 
@@ -37,7 +39,16 @@ from psycopg.conninfo import conninfo_to_dict
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, pgbouncer, postgres, procs, tempdirs, userapp
+from connbench.infra import (
+    appserver,
+    gitinfo,
+    ledger,
+    pgbouncer,
+    postgres,
+    procs,
+    tempdirs,
+    userapp,
+)
 from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import files, results
@@ -50,7 +61,13 @@ from connbench.model.errors import (
     ProcessError,
     first_line,
 )
-from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
+from connbench.model.result_types import (
+    Calibration,
+    GitCheckout,
+    LimitRecord,
+    Status,
+    VariantRecord,
+)
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -159,18 +176,26 @@ class _Run:
 
 
 def execute(
-    scenario: Scenario, reporter: Reporter, output: Path | None, calibrate_first: bool = False
+    scenario: Scenario,
+    reporter: Reporter,
+    output: Path | None,
+    calibrate_first: bool = False,
+    beside: Callable[[Path, RunResult], None] | None = None,
 ) -> tuple[RunResult, Path | None]:
     """Run every strategy of ``scenario``, save the result, return it and where it went.
 
-    Where it went: ``output`` (default ``results/NAME-TIME.json``); a fallback directory when
+    Where it went: ``output``, or by default ``results/NAME-TIME.json``, never replacing a
+    file (``NAME-TIME-2.json`` when another run took that name); a fallback directory when
     that cannot be written at the end (:func:`connbench.model.files.is_fallback` says so, and
     the reporter was told why); None when nothing was measured and ``output`` already existed
     (it is left as it was). Raises :class:`BadInput` before anything starts when ``output``
     is no place for a result, and the domain errors of :mod:`connbench.infra.postgres` when the
     server cannot be had; an app that fails is recorded as failed and the run goes on.
+    ``beside`` writes what goes beside the result (its HTML report), under the same lock on
+    the directory, so that the two files are one run's even when runs share ``output``.
     """
     run = results.new_run(scenario.to_dict())
+    app_commits = _record_commits(run)
     path = _destination(output or results.default_path(run), scenario.source)
     variants = scenario.variants()  # once: the plan, the warnings and the predictions
     # An own app's pattern is its own: nothing to predict.
@@ -202,6 +227,8 @@ def execute(
                         spec = scenario.own_app(variant.strategy)
                         if variant.kind != "strategy" and spec is not None:
                             result = _run_own_app(context, variant, spec, repeat)
+                            if result.variant.app is not None:
+                                result.variant.app.git = app_commits.get(spec.name)
                         else:
                             result = _run_variant(context, variant, repeat, predictions[variant])
                         result.position = position
@@ -220,7 +247,7 @@ def execute(
     finally:
         run.summary = stats.aggregate(run.results)
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
-        saved = _save(run, path, reporter)
+        saved = _save(run, path, reporter, new_name=output is None, beside=beside)
     return run, saved
 
 
@@ -336,10 +363,23 @@ def measured(run: RunResult) -> bool:
     return any(r.requests is not None and r.requests.total for r in run.results)
 
 
-def _save(run: RunResult, path: Path, reporter: Reporter) -> Path | None:
-    """Save ``run`` at ``path``, or somewhere: what was measured is never lost."""
+def _save(
+    run: RunResult,
+    path: Path,
+    reporter: Reporter,
+    *,
+    new_name: bool = False,
+    beside: Callable[[Path, RunResult], None] | None = None,
+) -> Path | None:
+    """Save ``run`` at ``path`` (with ``new_name``, at a name no other file has), or
+    somewhere: what was measured is never lost. ``beside``: see :func:`execute`."""
     data = results.dump(run)
-    saved = files.save_or_fallback(path, data, replace_existing=measured(run))
+    with files.locked(path.parent):
+        saved = files.save_or_fallback(
+            path, data, replace_existing=measured(run), new_name=new_name
+        )
+        if saved.problem is None and saved.path is not None and beside is not None:
+            beside(saved.path, run)
     if saved.problem is None:
         return saved.path
     if saved.path is not None:
@@ -372,12 +412,36 @@ def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[
     """The scenario's PostgreSQL, recorded in ``run``'s environment."""
     backend = postgres.parse_backend(scenario.postgres)
     reporter.note(f"starting PostgreSQL ({backend.label}) ...")
-    with postgres.start(backend, settings=scenario.server) as pg:
-        run.environment.postgres = results.postgres_info(
-            pg.backend, pg.version, pg.settings, pg.display_dsn
+    problems: list[str] = []  # filled as the server is left (what could not be dropped)
+    try:
+        with postgres.start(backend, settings=scenario.server) as pg:
+            problems = pg.cleanup_problems
+            run.environment.postgres = results.postgres_info(
+                pg.backend, pg.version, pg.settings, pg.display_dsn
+            )
+            reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
+            if pg.shared:
+                _warn_leftovers(pg, reporter)
+            yield pg
+    finally:
+        for problem in problems:
+            reporter.warn(f"connbench could not drop its {problem}")
+
+
+def _warn_leftovers(pg: postgres.Postgres, reporter: Reporter) -> None:
+    """One warning naming what runs that were killed left on this server, and the cure."""
+    try:
+        with pg.connect(application_name=CONTROL_APP) as conn:
+            found = ledger.find(conn)
+    except psycopg.Error as exc:
+        reporter.warn(f"could not look for what killed connbench runs left: {first_line(exc)}")
+        return
+    if found:
+        names = ", ".join(f"{o.kind} {o.name}" for o in found)
+        reporter.warn(
+            f"connbench runs that were killed left {len(found)} objects on this server ({names}); "
+            "`connbench cleanup --postgres DSN` lists them, with --yes drops them"
         )
-        reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
-        yield pg
 
 
 def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) -> Calibration:
@@ -562,7 +626,7 @@ def _count_writes(
 ) -> stats.Measurement:
     """``measured`` with the sessions the app opened (``ours`` discounted) and its rows,
     once its sessions have ended."""
-    sampler.wait_for_app_sessions_to_end(control)
+    sampler.wait_for_app_sessions_to_end(control, app_name=pg.app_name)
     sessions_after = sampler.sessions_counter(control)
     opened = None
     if sessions_before is not None and sessions_after is not None:
@@ -620,7 +684,8 @@ def _measure(
         injected = None
 
         def progress(p: Progress) -> None:  # with the server's side at the last sample
-            seen = samples.samples[-1].total if samples.samples else None
+            # Unknown while the server hides the sessions' state: not the ones left visible.
+            seen = samples.samples[-1].total if samples.samples and not samples.hidden else None
             run.on_progress(replace(p, connections=seen))
 
         try:
@@ -679,6 +744,18 @@ async def _watch_children(
         await asyncio.sleep(WATCH_INTERVAL_S)
 
 
+def _record_commits(run: RunResult) -> dict[str, GitCheckout]:
+    """Record the commit of the working directory and of each own app's ``dir`` in ``run``
+    (where they are git checkouts); return the apps' by name."""
+    run.environment.git = gitinfo.checkout(Path.cwd())
+    found: dict[str, GitCheckout] = {}
+    for record in run.scenario.app:
+        checked = gitinfo.checkout(Path(record.dir)) if record.dir else run.environment.git
+        if checked is not None:
+            record.git = found[record.name] = checked
+    return found
+
+
 def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> StrategyResult:
     """One repeat of an own app or a target (see :mod:`connbench.infra.userapp`)."""
     described = VariantRecord.model_validate(variant.to_dict() | {"app": spec.describe()})
@@ -700,9 +777,11 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     target = spec.kind == "target"
     bouncer = None
     log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
+    left: list[str] = []  # what could not be dropped afterwards: said, never fatal
     try:
         with ExitStack() as stack:
             db, control = _app_database(stack, run, spec)
+            left = db.problems  # filled as the stack closes
             with ExitStack() as app_stack:
                 if target:
                     served = userapp.Served(spec, spec.url or "")
@@ -729,7 +808,9 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             rows_after = userapp.count(spec, control)
     except ProcessError as exc:
         details = userapp.failure_details(None if target else log_path)
-        return not_run("failed", redact(str(exc)) + details)
+        failed = not_run("failed", redact(str(exc)) + details)
+        failed.warnings += _not_dropped(left, run.pg.shared)
+        return failed
     opened = None
     if sessions_before is not None and sessions_after is not None:
         # The sampler's own sessions land on the target's database, not on an own app's.
@@ -758,7 +839,21 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
         kept = userapp.keep_log(None if target else log_path)
         if kept is not None:
             result.warnings.append(f"the app's whole log is kept in {kept}")
+    result.warnings.extend(served.strays)
+    result.warnings += _not_dropped(left, run.pg.shared)
     return result
+
+
+def _not_dropped(problems: list[str], shared: bool) -> list[str]:
+    """The warning for what connbench created and could not drop (none: no warning)."""
+    if not problems:
+        return []
+    then = (
+        ". Remove what it names, then `connbench cleanup --postgres DSN --yes` drops the rest"
+        if shared
+        else " (the server is removed at the end of the run, and they with it)"
+    )
+    return ["connbench could not drop what it created for this app: " + "; ".join(problems) + then]
 
 
 @dataclass
@@ -831,11 +926,18 @@ async def _drive(
     """The load itself: connbench's own engines, or Locust's master and workers."""
     if config.engine != "locust":
         return await load.run(url, config, on_progress=on_progress, on_edge=on_edge, stop=stop)
+    token = None
+    if scenario.locust_token_file:
+        try:
+            token = locust_engine.token_file(Path(scenario.locust_token_file))
+        except ValueError as exc:
+            raise ProcessError(str(exc)) from None
     options = locust_engine.LocustOptions(
         workers=scenario.locust_workers,
         expect_workers=scenario.expect_workers,
         bind_host=scenario.locust_bind,
         port=scenario.locust_port,
+        token=token,
     )
     parts = urlsplit(url)
     request = locust_engine.Request(  # an own app's request, as for the default engine

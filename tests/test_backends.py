@@ -34,6 +34,7 @@ def test_display_hides_password() -> None:
     assert "s3cret" not in dsn.display("host=h user=bob password=s3cret dbname=app")
 
 
+@pytest.mark.integration
 def test_embedded_server_is_loopback_only_and_settings_apply() -> None:
     with postgres.start(
         postgres.parse_backend("embedded"), settings={"max_connections": "25"}
@@ -53,6 +54,7 @@ def test_embedded_server_is_loopback_only_and_settings_apply() -> None:
         os.kill(pid, 0)
 
 
+@pytest.mark.integration
 def test_local_backend_uses_binaries_on_path() -> None:
     try:
         postgres.local_bindir()
@@ -133,6 +135,7 @@ def test_docker_without_engine_is_one_clear_error() -> None:
             pass
 
 
+@pytest.mark.integration
 def test_embedded_runs_from_a_private_copy_when_its_install_is_out_of_reach(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -148,6 +151,7 @@ def test_embedded_runs_from_a_private_copy_when_its_install_is_out_of_reach(
         assert pg.count_rows() == 0
 
 
+@pytest.mark.integration
 def test_a_server_whose_parent_is_killed_goes_even_with_a_client_connected() -> None:
     """connbench killed with SIGKILL runs no cleanup: the kernel's parent-death signal must
     stop its PostgreSQL, and SIGTERM would not (a "smart" shutdown waits for every client,

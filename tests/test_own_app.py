@@ -111,6 +111,7 @@ def test_roles_and_databases_are_dropped_afterwards(
     assert left == []
 
 
+@pytest.mark.integration
 def test_example_app_runs_from_the_repository_root(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     done = run_cli(
@@ -240,6 +241,7 @@ def bad_run(
 
 
 @pytest.mark.parametrize("name", list(BAD_APPS))
+@pytest.mark.integration
 def test_bad_app_is_named_with_the_cause(
     bad_run: tuple[subprocess.CompletedProcess[str], Path], name: str
 ) -> None:
@@ -248,6 +250,7 @@ def test_bad_app_is_named_with_the_cause(
     assert BAD_APPS[name][1] in line, line
 
 
+@pytest.mark.integration
 def test_bad_apps_are_checked_before_anything_is_measured(
     bad_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:

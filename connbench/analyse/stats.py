@@ -116,8 +116,9 @@ def pgbouncer_summary(samples: Sequence[PoolSample], start_ns: int, end_ns: int)
     return out
 
 
-def timeseries(raw: RawLoad, samples: Samples) -> Timeseries:
-    """Per-second series over the measured window, each value at its offset ``t_s``."""
+def timeseries(raw: RawLoad, samples: Samples, known: bool = True) -> Timeseries:
+    """Per-second series over the measured window, each value at its offset ``t_s``; no
+    connection series when they are not ``known`` (the server hid the sessions' state)."""
     ok, errors, p50, p99, conns = [], [], [], [], []
     seconds_samples: list[list[Sample]] = []
     for i, second in enumerate(raw.seconds):
@@ -146,8 +147,8 @@ def timeseries(raw: RawLoad, samples: Samples) -> Timeseries:
         errors=errors,
         p50_ms=p50,
         p99_ms=p99,
-        connections=conns,
-        connections_by_state=by_state,
+        connections=conns if known else [],
+        connections_by_state=by_state if known else {},
     )
 
 
@@ -209,7 +210,7 @@ def summarize(
         integrity=_integrity(raw, measured.rows_inserted),
         generator=_generator(raw),
         cpu_percent=CpuPercent(**measured.cpu_percent),
-        timeseries=timeseries(raw, measured.samples),
+        timeseries=timeseries(raw, measured.samples, known=not measured.samples.hidden),
         fault=(
             FaultOutcome(**fault_outcome(raw, measured.injected))
             if measured.injected is not None
@@ -224,6 +225,14 @@ def summarize(
     if raw.by_request:
         result.by_request = by_request(raw)
     result.warnings = warnings(result)
+    if measured.samples.hidden:
+        result.warnings.append(hidden_warning(measured.samples.user))
+    if measured.samples.foreign:
+        result.warnings.append(
+            f"sessions opened unknown: other clients opened sessions on the database during the "
+            f"run (up to {measured.samples.foreign} seen at once), and PostgreSQL counts "
+            "sessions per database; give the run a database of its own to count them"
+        )
     return result
 
 
@@ -250,12 +259,27 @@ def by_request(raw: RawLoad) -> list[RequestKind]:
     return out
 
 
+def hidden_warning(user: str) -> str:
+    """Why the server's session figures are unknown, and the grant that makes them readable."""
+    return (
+        f"server connections unknown: PostgreSQL hides other roles' session state from "
+        f"{user or 'this user'}; GRANT pg_read_all_stats TO {user or '<user>'} (or run as a "
+        "superuser) to measure them"
+    )
+
+
 def _server_side(
     measured: Measurement, predicted: dict[str, Any] | None, pgbouncer: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The server's side of the window: sessions, the prediction, and PgBouncer's view."""
     raw, opened = measured.raw, measured.sessions_opened
+    if measured.samples.foreign:  # the database's counter counted other clients' too
+        opened = None
     server = connection_summary(measured.samples.between(raw.window_start_ns, raw.window_end_ns))
+    if measured.samples.hidden:  # what was counted is the sessions left visible: not a figure
+        server.update(connections_peak=None, connections_mean=None)
+        server.pop("by_state_peak", None)
+        server.pop("by_state_mean", None)
     if predicted is not None:
         server["predicted"] = predicted
     server["sessions_opened"] = opened
@@ -498,6 +522,7 @@ def warnings(result: StrategyResult) -> list[str]:
         )
     if generator is not None and generator.locust is not None:
         out.extend(_lost_workers(generator.locust))
+        out.extend(_refused_workers(generator.locust))
     requests = result.requests
     for name, needed in MIN_REQUESTS_FOR.items():
         if requests is not None and 0 < requests.ok < needed:
@@ -737,6 +762,23 @@ def _generator(raw: RawLoad) -> Generator:
         saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
         locust=LocustInfo(**info) if info is not None else None,
     )
+
+
+def _refused_workers(locust: LocustInfo, shown: int = 5) -> list[str]:
+    """One warning naming the workers the master refused (all of them are in the result)."""
+    if not locust.refused:
+        return []
+    named = [
+        f"{w.id} ({w.why}: {w.messages} messages, {w.samples} samples)"
+        for w in locust.refused[:shown]
+    ]
+    more = len(locust.refused) - shown
+    if more > 0:
+        named.append(f"and {more} more")
+    return [
+        "Locust workers refused, nothing they sent counted (workers need the run's token): "
+        + ", ".join(named)
+    ]
 
 
 def _lost_workers(locust: LocustInfo) -> list[str]:

@@ -149,13 +149,14 @@ def config_text(
     auth_file: Path,
     admin_user: str,
     database: str = DATABASE,
+    app_name: str = APP_NAME,
 ) -> str:
     """pgbouncer.ini for one server. ``server`` holds host, port, dbname (no password);
     clients reach it as ``database``."""
     target = " ".join(f"{key}={_quote(value)}" for key, value in server.items())
     return f"""\
 [databases]
-{_quote(database)} = {target} application_name={APP_NAME}
+{_quote(database)} = {target} application_name={app_name}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -262,6 +263,7 @@ def start(
                 auth_file=auth_file,
                 admin_user=user,
                 database=login.dbname if login is not None else DATABASE,
+                app_name=pg.app_name,
             ),
             os_user,
         )
@@ -279,7 +281,7 @@ def start(
         client = make_conninfo(host="127.0.0.1", port=port, user=user, password=password)
         admin_dsn = make_conninfo(client, dbname=ADMIN_DATABASE)
         version = _wait_ready(admin_dsn, port, proc, log_path)
-        dsn = make_conninfo(client, dbname=DATABASE, application_name=APP_NAME)
+        dsn = make_conninfo(client, dbname=DATABASE, application_name=pg.app_name)
         if login is not None:
             dsn = make_conninfo(
                 host="127.0.0.1",

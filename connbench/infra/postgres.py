@@ -6,8 +6,10 @@ Backends (the ``--postgres`` value):
   machine needs.
 - ``local``: ``initdb``/``postgres`` found on PATH or in the usual install directories.
 - ``docker[:IMAGE]``: a container through testcontainers, when a Docker engine answers.
-- ``postgresql://...``: an existing server. connbench creates its own uniquely named table
-  there, touches nothing else, and drops that table on the way out.
+- ``postgresql://...``: an existing server. connbench creates its own table there (named and
+  marked with the run's id, see :mod:`connbench.infra.ledger`), touches nothing else, and drops
+  that table on the way out; its apps' sessions carry the run's id in ``application_name``, so
+  that runs sharing the server tell theirs apart.
 
 Throwaway servers (embedded, local) live in a temp directory that is removed afterwards and
 listen on 127.0.0.1 (and a socket in that directory) only, with SCRAM password auth and a random
@@ -26,7 +28,7 @@ import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from connbench.infra import procs, tempdirs
+from connbench.infra import ledger, procs, tempdirs
 from connbench.model import files
 
 # Parsed in the model (a scenario validates --postgres); re-exported for the callers here.
@@ -55,6 +57,7 @@ READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
 DEFAULT_TABLE = "visits"
 APP_NAME = "connbench-app"  # application_name the apps use; the sampler counts by it
+CONTROL_APP = "connbench-control"  # connbench's own sessions (never counted as the app's)
 SETTINGS_RECORDED = (
     "max_connections",
     "shared_buffers",
@@ -83,6 +86,16 @@ class Postgres:
     # connbench starts itself; None for the others, whose processes it cannot watch.
     exit_code: Callable[[], int | None] | None = field(default=None, repr=False)
     restarting: bool = False  # a restart is stopping it on purpose
+    # Names what this run creates on the server, and tags its apps' sessions (app_name).
+    run_id: str = field(default_factory=ledger.new_run_id)
+    app_name: str = APP_NAME  # an external server's carries the run id
+    # What could not be dropped on the way out, one line each (said by the runner).
+    cleanup_problems: list[str] = field(default_factory=list)
+
+    @property
+    def shared(self) -> bool:
+        """A server connbench does not own: what it creates there is marked and recorded."""
+        return self.backend == "external"
 
     def died(self) -> int | None:
         """The postmaster's exit code if it stopped while not being restarted, else None."""
@@ -112,7 +125,7 @@ class Postgres:
 
     def app_dsn(self) -> str:
         """The DSN the apps use: tagged so the sampler can tell their sessions apart."""
-        return make_conninfo(self.dsn, application_name=APP_NAME)
+        return make_conninfo(self.dsn, application_name=self.app_name)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -149,13 +162,19 @@ class Postgres:
 
 
 def _create_table(pg: Postgres) -> None:
-    with pg.connect() as conn:
+    """The visits table: a new one (plain CREATE TABLE, failing if the name is taken), marked
+    as this run's in the same transaction on a server connbench does not own."""
+    with pg.connect() as conn, conn.transaction():
+        table = sql.Identifier(pg.table)
         conn.execute(
             sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
+                "CREATE TABLE {} ("
                 "id bigserial PRIMARY KEY, timestamp timestamptz NOT NULL DEFAULT now())"
-            ).format(sql.Identifier(pg.table))
+            ).format(table)
         )
+        if pg.shared:
+            mark = sql.Literal(ledger.marker(pg.run_id))
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, mark))
 
 
 @contextmanager
@@ -532,8 +551,14 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
         raise BadInput(
             "server settings (" + ", ".join(settings) + ") cannot be changed on an external server"
         )
-    table = f"connbench_visits_{secrets.token_hex(4)}"
-    pg = Postgres(backend="external", dsn=dsn, table=table)
+    run_id = ledger.new_run_id()
+    pg = Postgres(
+        backend="external",
+        dsn=dsn,
+        table=ledger.table_name(run_id),
+        run_id=run_id,
+        app_name=f"{APP_NAME}-{run_id}",
+    )
     try:
         with pg.connect() as conn:
             # The apps, PgBouncer and pgbench must log in as we did: hand them what libpq found.
@@ -542,21 +567,51 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     except psycopg.Error as exc:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise BadInput(f"cannot connect to {pg.display_dsn}: {redact(reason)}") from None
-    try:
-        _create_table(pg)
-    except psycopg.Error as exc:
-        raise BadInput(
-            f"{pg.display_dsn}: user {user!r} may not create connbench's table ({first_line(exc)});"
-            f" connbench needs CREATE on a schema in its search_path, e.g. "
-            f"GRANT CREATE ON SCHEMA public TO {user}"
-        ) from None
-    try:
-        pg.describe()
-        yield pg
-    finally:
-        # Only what we created; never anything else in the user's database.
+    with ledger.hold(lambda: pg.connect(application_name=CONTROL_APP), run_id):
+        # Recorded before it is created; dropped on the way out only if it bears our marker
+        # (a table of that name that was there before does not).
+        ours = [ledger.Marked("table", sql.Identifier(pg.table).as_string(), run_id, "")]
         try:
+            try:
+                _create_table(pg)
+            except psycopg.errors.DuplicateTable:
+                raise BadInput(
+                    f"{pg.display_dsn}: a table named {pg.table} exists already; connbench "
+                    "leaves it alone and creates only tables of its own"
+                ) from None
+            except psycopg.Error as exc:
+                raise BadInput(
+                    f"{pg.display_dsn}: user {user!r} may not create connbench's table "
+                    f"({first_line(exc)}); connbench needs CREATE on a schema in its "
+                    f"search_path, e.g. GRANT CREATE ON SCHEMA public TO {user}"
+                ) from None
             with pg.connect() as conn:
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-        except psycopg.OperationalError:
-            pass  # the server went away (the run says so): there is nothing to drop it on
+                ours = [replace(ours[0], name=ledger.qualified(conn, pg.table))]
+            pg.describe()
+            yield pg
+        finally:
+            pg.cleanup_problems += ledger.drop(pg.connect, ours)
+
+
+def leftovers(backend: Backend, *, drop: bool) -> tuple[str, list[ledger.Marked], list[str]]:
+    """What killed connbench runs left on an external server (see :mod:`connbench.infra.ledger`):
+    (the server as shown, what was found, what could not be dropped). With ``drop``, drop what
+    was found. Raises :class:`BadInput` for a backend that is no DSN or a server that does not
+    answer."""
+    if backend.kind != "external" or backend.dsn is None:
+        raise BadInput(
+            "--postgres: cleanup needs a DSN (the servers connbench starts are removed whole)"
+        )
+    pg = Postgres(backend="external", dsn=backend.dsn, table="")
+
+    def connect() -> psycopg.Connection[Any]:
+        return pg.connect(application_name=CONTROL_APP)
+
+    try:
+        with connect() as conn:
+            found = ledger.find(conn)
+            where = f"{pg.display_dsn} (tables: in database {conn.info.dbname} only)"
+    except psycopg.Error as exc:
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise BadInput(f"cannot connect to {pg.display_dsn}: {redact(reason)}") from None
+    return where, found, ledger.drop(connect, found) if drop else []

@@ -10,7 +10,8 @@ sampler to see), and ``pg_stat_activity`` shows the ones open. A target uses the
 ``log_connections`` is a log to parse, on the servers connbench starts only.)
 
 On an external server connbench creates only that role and database (it needs CREATEROLE and
-CREATEDB there) and drops only them.
+CREATEDB there), named and marked as the run's (:mod:`connbench.infra.ledger`), and drops only
+them.
 """
 
 from __future__ import annotations
@@ -18,44 +19,48 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from connbench.infra import appserver, procs
+from connbench.infra import appserver, ledger, procs
 from connbench.infra.launch import FAILED
-from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
+from connbench.infra.postgres import CONNECT_TIMEOUT_S, CONTROL_APP, Postgres
 from connbench.model import files
-from connbench.model.appspec import AppSpec, Compiled
+from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec, Compiled
 from connbench.model.dsn import redact, remember_secret
 from connbench.model.errors import ProcessError, first_line
 
-CONTROL_APP = "connbench-control"  # excluded from the app's sessions (OWN_SESSIONS)
 # An own app or a target gets a database to itself (or is the one client of its database), so
 # its sessions are every client session there but connbench's own: whatever library it uses,
 # whatever application_name it sets or not.
 OWN_SESSIONS = ("connbench-control", "connbench-sampler", "connbench-fault")
+# A session of a role whose activity the server hides from ours (no pg_read_all_stats) has a
+# null backend_type and state: its state is then null here, not a guess (see the sampler).
 DATABASE_ACTIVITY_SQL = """
-SELECT coalesce(state, 'unknown'), count(*)
+SELECT CASE WHEN backend_type IS NOT NULL THEN coalesce(state, 'unknown') END, count(*)
 FROM pg_stat_activity
-WHERE datname = %s AND backend_type = 'client backend'
+WHERE datname = %s AND coalesce(backend_type, 'client backend') = 'client backend'
   AND coalesce(application_name, '') <> ALL(%s)
 GROUP BY 1
 """
 
 PROBE_TIMEOUT_S = 5.0
 BODY_LINES = 5  # of a failing response, in its message
+BODY_READ_BYTES = 8192  # of a failed answer's body: enough for its first lines
 BODY_LINE_CHARS = 200
 APP_LOG_LINES = 20  # of the app's log, in a failing check's message
 LOG_SCAN_LINES = 400  # searched for the last exception
@@ -77,6 +82,8 @@ class AppDatabase:
     name: str  # the database (and, for own apps, the role) name
     dsn: str = field(repr=False)  # the app's: its role on its database (holds the password)
     control_dsn: str = field(repr=False)  # connbench's on the same database
+    # What could not be dropped on the way out (one line each), filled as the block ends.
+    problems: list[str] = field(default_factory=list)
     secret: str | None = field(default=None, repr=False)  # its role's SCRAM verifier (own apps)
 
 
@@ -90,6 +97,8 @@ class Served:
     log_path: Path | None = None
     instrumented: bool = False
     answers: tuple[str, ...] = ()  # the probe's: one request of each kind, answered 2xx
+    # Once stopped: processes it left running outside its group, killed or not (one line each).
+    strays: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -109,50 +118,69 @@ class Served:
         return procs.log_tail(self.log_path) if self.log_path else ""
 
 
-def _identifier(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9_]", "_", name.lower())[:24]
-    return f"connbench_app_{slug}_{secrets.token_hex(4)}"
+_SERIAL = itertools.count(1)  # own databases of this process' run: never two of one name
 
 
 @contextmanager
 def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
     """A role and a database for ``spec``'s app, dropped on the way out (and nothing else).
 
+    Both are named and marked as this run's (see :mod:`connbench.infra.ledger`), the database
+    in its role's marker before it is created, so that whatever ends the run (Ctrl-C while
+    ``CREATE DATABASE`` waits on a lock included) they are dropped or, after a ``kill -9``,
+    found by the next run. What cannot be dropped is said in ``problems``, never raised.
     Raises :class:`AppFailed` when the server refuses to create them.
     """
-    ident = _identifier(spec.name)
+    ident = ledger.app_name(pg.run_id, next(_SERIAL), spec.name)
     password = secrets.token_urlsafe(24)
     remember_secret(password)  # masked wherever an app's log or error quotes it
     role, db = sql.Identifier(ident), sql.Identifier(ident)
-    created: list[sql.Composed] = []
+    mark = ledger.marker(pg.run_id)
+    created: list[ledger.Marked] = []  # what to drop: recorded before each creation
+    problems: list[str] = []
     try:
         secret = scram_verifier(password)
         with pg.connect(application_name=CONTROL_APP) as conn:
             verifier = sql.Literal(secret)
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
-            created.append(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
-            created.append(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+            # Dropped on the way out only if it bears our marker: not a role of that name
+            # that was there before.
+            created.append(ledger.Marked("role", ident, pg.run_id, mark))
+            with conn.transaction():  # the role and its marker, or neither
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
+                conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(mark)))
+            # Marked by its role until its own comment is set (no transaction can hold both).
+            created.append(ledger.Marked("database", ident, pg.run_id, mark, unmarked_ok=True))
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
+            except psycopg.Error:
+                created.pop()  # refused: nothing of ours by that name
+                raise
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(mark)))
             conn.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(db, role))
         control_dsn = make_conninfo(pg.dsn, dbname=ident, application_name=CONTROL_APP)
         with psycopg.connect(control_dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
             # Since PostgreSQL 15 only the database owner may create in ``public``.
             c.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
     except psycopg.Error as exc:
-        _drop(pg, created)
+        left = "".join(f"; {problem}" for problem in _drop(pg, created))
         raise AppFailed(
             f"app {spec.name}: cannot create its role and database on {pg.display_dsn} "
-            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there"
+            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there{left}"
         ) from None
-    try:
-        yield AppDatabase(
-            ident,
-            make_conninfo(pg.dsn, user=ident, password=password, dbname=ident),
-            control_dsn,
-            secret,
-        )
-    finally:
+    except BaseException:  # Ctrl-C, SIGTERM: what was created goes before the run unwinds
         _drop(pg, created)
+        raise
+    database = AppDatabase(
+        ident,
+        make_conninfo(pg.dsn, user=ident, password=password, dbname=ident),
+        control_dsn,
+        problems,
+        secret,
+    )
+    try:
+        yield database
+    finally:
+        problems += _drop(pg, created)
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -167,12 +195,9 @@ def scram_verifier(password: str, iterations: int = 4096) -> str:
     return f"SCRAM-SHA-256${iterations}:{b64[0]}${b64[1]}:{b64[2]}"
 
 
-def _drop(pg: Postgres, statements: list[sql.Composed]) -> None:
-    if not statements:
-        return
-    with pg.connect(application_name=CONTROL_APP) as conn:
-        for statement in reversed(statements):
-            conn.execute(statement)
+def _drop(pg: Postgres, created: list[ledger.Marked]) -> list[str]:
+    """Drop ``created`` (the database before its role); one line per refusal, never raised."""
+    return ledger.drop(lambda: pg.connect(application_name=CONTROL_APP), created[::-1])
 
 
 def target_database(pg: Postgres) -> AppDatabase:
@@ -210,18 +235,57 @@ def count(spec: AppSpec, conn: psycopg.Connection[Any]) -> int | None:
     return run_sql(spec, conn, "count_sql", spec.count_sql) if spec.count_sql else None
 
 
+SQL_TIMEOUTS_S = {"setup_sql": SETUP_SQL_TIMEOUT_S, "count_sql": COUNT_SQL_TIMEOUT_S}
+CANCEL_GRACE_S = 2.0  # past the statement timeout, connbench cancels the query itself
+
+
 def run_sql(spec: AppSpec, conn: psycopg.Connection[Any], what: str, query: str) -> int | None:
-    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number."""
+    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number.
+
+    Each has :data:`SQL_TIMEOUTS_S` to finish: PostgreSQL's ``statement_timeout`` ends it, and
+    a cancel from here ``CANCEL_GRACE_S`` later ends SQL that set the timeout off. Raises
+    :class:`AppFailed` (one line) when it fails or runs out of time.
+    """
+    timeout_s = SQL_TIMEOUTS_S[what]
+    watchdog = threading.Timer(timeout_s + CANCEL_GRACE_S, conn.cancel_safe)
     try:
-        cur = conn.execute(query.encode())
-        row = cur.fetchone() if cur.description else None
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(round(timeout_s * 1000)))
+        watchdog.start()
+        row = _first_row(conn, query) if what == "count_sql" else _run(conn, query)
+    except psycopg.errors.QueryCanceled:
+        raise AppFailed(
+            f"app {spec.name}: {what} did not finish within {timeout_s:g} s "
+            "(connbench's statement timeout)"
+        ) from None
     except psycopg.Error as exc:
         raise AppFailed(f"app {spec.name}: {what} failed: {first_line(exc)}") from None
+    finally:
+        watchdog.cancel()
     if what == "count_sql":
         if row is None or isinstance(row[0], bool) or not isinstance(row[0], int):
             raise AppFailed(f"app {spec.name}: count_sql must return one number, got {row!r}")
         return int(row[0])
     return None
+
+
+def _run(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...] | None:
+    """The first row of ``query``'s last statement: every row is fetched (several statements)."""
+    cur = conn.execute(query.encode())
+    return cur.fetchone() if cur.description else None
+
+
+def _first_row(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...] | None:
+    """``query``'s first row, the rest never fetched (a count_sql of 10^8 rows costs one);
+    several statements cannot be streamed, and are run as :func:`_run` does."""
+    rows = cast(Generator[tuple[Any, ...], None, None], conn.cursor().stream(query.encode()))
+    try:
+        return next(rows, None)
+    except psycopg.errors.SyntaxError as exc:
+        if "multiple commands" not in str(exc):
+            raise
+    finally:
+        rows.close()  # cancels the query and drops what it had still to send
+    return _run(conn, query)
 
 
 @contextmanager
@@ -242,15 +306,17 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
     def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
         answers.extend(probe(spec, url, proc=proc, log_path=log_path))
 
+    strays: list[str] = []
     try:
         with appserver.serve(
             lambda port: appserver.uvicorn_argv(spec.app or "", port, workers, launcher),
             env,
-            f"uvicorn ({spec.name})",
+            f"app {spec.name}",
             log_path,
             ready,
+            strays=strays,
         ) as (url, proc):
-            yield Served(spec, url, proc, log_path, answers=tuple(answers))
+            yield Served(spec, url, proc, log_path, answers=tuple(answers), strays=strays)
     except AppFailed:
         raise
     except ProcessError:
@@ -346,18 +412,20 @@ def probe(
                 if proc is not None and proc.poll() is not None:
                     raise ProcessError(f"{who} exited (code {proc.returncode})")
                 try:
-                    resp = client.request(method, url, content=body, headers=headers)
+                    with client.stream(method, url, content=body, headers=headers) as resp:
+                        # the status is the answer; of a failure's body, its start (however
+                        # large the body is)
+                        ok = 200 <= resp.status_code < 300
+                        start = b"" if ok else _first_bytes(resp)
                 except httpx.HTTPError as exc:
                     last = _reason(exc)
                 else:
                     last = f"{resp.status_code} {resp.reason_phrase}".strip()
-                    if 200 <= resp.status_code < 300:
+                    if ok:
                         answers.append(f"{method} {path} {resp.status_code}")
                         break
                     if resp.status_code not in NOT_YET:
-                        raise AppFailed(
-                            f"{who}: {method} {url} answered {last}" + _response(resp.content)
-                        )
+                        raise AppFailed(f"{who}: {method} {url} answered {last}" + _response(start))
                 if time.monotonic() >= deadline:
                     raise AppFailed(
                         f"{who}: {method} {url} did not answer within "
@@ -365,6 +433,16 @@ def probe(
                     )
                 time.sleep(procs.POLL_INTERVAL_S * 5)
     return answers
+
+
+def _first_bytes(resp: httpx.Response, limit: int = BODY_READ_BYTES) -> bytes:
+    """The first ``limit`` bytes of a streamed response's body, the rest left unread."""
+    out = bytearray()
+    for chunk in resp.iter_bytes():
+        out += chunk
+        if len(out) >= limit:
+            break
+    return bytes(out[:limit])
 
 
 def _response(body: bytes) -> str:

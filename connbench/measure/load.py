@@ -31,7 +31,7 @@ import math
 import time
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import httptools
 import httpx
+import yarl
 from hdrh.histogram import HdrHistogram
 
 from connbench.model import template
@@ -51,6 +52,8 @@ SERIES_DIGITS = 2  # per-second histograms: coarser, they only feed the charts
 PROGRESS_INTERVAL_S = 0.25
 FOLD_INTERVAL_S = 0.25
 SWEEP_INTERVAL_S = 0.05
+HEAD_MAX_BYTES = 64 * 1024  # of a reply kept to read its head (see _Connection.connection_lost)
+BODY_KEPT_BYTES = 64 * 1024  # of a reply's body kept: classify() reads a short JSON error
 BUCKET_NS = 10_000_000  # 10 ms: the resolution of the counts the fault analysis reads
 _SECOND_NS = 1_000_000_000
 
@@ -300,18 +303,19 @@ class Mix:
 def _mix_for(url: str, config: LoadConfig) -> Mix:
     """The run's mix: ``config.mix``, or the one request ``config`` describes to ``url``."""
     parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]  # userinfo never on the wire: it is a header
     requests = config.mix
     if not requests:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         body = config.body.decode() if config.body is not None else None
         # Not a template: its text is sent as it is.
         requests = (Request(config.method, target, config.headers, None),)
-        mix = Mix(requests, parts.netloc)
+        mix = Mix(requests, host)
         kind = mix.kinds[0]
         kind.body = template.Template(body, (body,)) if body is not None else None
-        kind.payload = request_bytes(config.method, target, parts.netloc, config)
+        kind.payload = request_bytes(config.method, target, host, config)
         return mix
-    return Mix(requests, parts.netloc)
+    return Mix(requests, host)
 
 
 Requester = Callable[[str, str, list[tuple[str, str]], bytes | None], Awaitable[tuple[int, bytes]]]
@@ -462,26 +466,39 @@ class _Connection(asyncio.Protocol):
         self.slot = slot
         self.parser = httptools.HttpResponseParser(self)
         self.body = bytearray()
+        # The reply's first bytes, kept until it completes: should the server end the body by
+        # closing (HTTP/1.0, no Content-Length), its head says whether that was the whole reply.
+        self.head: list[bytes] = []
+        self.head_bytes = 0
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if self.head_bytes < HEAD_MAX_BYTES:
+            self.head.append(data)
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.slot.failed(self, "protocol_error")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # httptools has no "end of input": a body delimited by the close is completed here.
+        if exc is None and self.head and ends_at_close(b"".join(self.head)):
+            self.on_message_complete()
         self.slot.failed(self, "disconnected")
 
     def on_body(self, body: bytes) -> None:
-        self.body += body
+        if len(self.body) < BODY_KEPT_BYTES:  # enough to classify an error; never the stream
+            self.body += body
 
     def on_message_complete(self) -> None:
         body = bytes(self.body)
         self.body.clear()
+        self.head.clear()
+        self.head_bytes = 0
         self.slot.replied(
             self, self.parser.get_status_code(), body, self.parser.should_keep_alive()
         )
@@ -489,6 +506,22 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def ends_at_close(received: bytes) -> bool:
+    """Whether a reply whose connection closed after ``received`` was complete: its head is
+    whole and gives neither Content-Length nor Transfer-Encoding, so its body is "until the
+    close" (RFC 9112 6.3), as for HTTP/1.0 servers. A body cut short of its stated length, or
+    a head cut short, is not."""
+    head, whole, _ = received.partition(b"\r\n\r\n")
+    if not whole:
+        return False
+    status_line, *fields = head.split(b"\r\n")
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[1].isdigit() or int(parts[1]) < 200:
+        return False
+    names = {field.partition(b":")[0].strip().lower() for field in fields}
+    return not names & {b"content-length", b"transfer-encoding"}
 
 
 class _Slot:
@@ -702,13 +735,24 @@ def _tally(window: _Window, mix: Mix) -> None:
 # --- the coroutine engines: a worker task per slot around a shared client -------------------
 
 
+async def _kept(chunks: AsyncIterator[bytes]) -> bytes:
+    """A reply's body read to its end, only its first ``BODY_KEPT_BYTES`` kept: a huge or
+    endless body costs connbench a buffer, never its size."""
+    kept = bytearray()
+    async for chunk in chunks:
+        if len(kept) < BODY_KEPT_BYTES:
+            kept += chunk[: BODY_KEPT_BYTES - len(kept)]
+    return bytes(kept)
+
+
 def _aiohttp_requester(session: aiohttp.ClientSession) -> Requester:
     async def request(
         method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> tuple[int, bytes]:
+        target = yarl.URL(url, encoded=True)  # sent as written: yarl would decode %41 to A
         try:
-            async with session.request(method, url, data=body, headers=headers) as resp:
-                return resp.status, await resp.read()
+            async with session.request(method, target, data=body, headers=headers) as resp:
+                return resp.status, await _kept(resp.content.iter_any())
         except TimeoutError:
             raise _Aborted("timeout") from None
         except aiohttp.ClientConnectorError as exc:
@@ -727,8 +771,8 @@ def _httpx_requester(client: httpx.AsyncClient) -> Requester:
         method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> tuple[int, bytes]:
         try:
-            resp = await client.request(method, url, content=body, headers=headers)
-            return resp.status_code, resp.content
+            async with client.stream(method, url, content=body, headers=headers) as resp:
+                return resp.status_code, await _kept(resp.aiter_raw())
         except httpx.TimeoutException:
             raise _Aborted("timeout") from None
         except httpx.ConnectError:

@@ -16,21 +16,27 @@ names the value; the scenario prefixes where it came from.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from connbench.model import files, template
+from connbench.model import dsn, files, template
 
 DEFAULT_PATH = "/visit/"
 DEFAULT_READY_TIMEOUT_S = 30.0  # an app connbench starts: imports, lifespan, pool
 TARGET_READY_TIMEOUT_S = 5.0  # a running app answers now or is not there
+# How long setup_sql and count_sql may run (a statement timeout on the server, and a cancel
+# from connbench a moment later for SQL that lifts it): a hung query fails its variant, never
+# the whole run.
+SETUP_SQL_TIMEOUT_S = 30.0
+COUNT_SQL_TIMEOUT_S = 10.0
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 _IMPORT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -94,6 +100,16 @@ class Request:
         }
 
 
+# What a request target may hold as written (RFC 3986 path and query characters): every engine
+# and the probe then send the very same bytes. Percent-escapes are kept as the user wrote them.
+_TARGET = re.compile(r"^/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*$")
+# A header value: visible ASCII, spaces and tabs (RFC 9110 field-value, without obs-text,
+# which clients encode differently).
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
+_HOST = re.compile(r"^[A-Za-z0-9._~-]+$|^[0-9A-Fa-f:.]+$")  # a name, IPv4 or IPv6 (no brackets)
+MAX_BODY_BYTES = 1 << 20  # a request body, as JSON: far above any visit's, far below harm
+
+
 @dataclass(frozen=True)
 class AppSpec:
     """One own app (``app`` set) or running target (``url`` set)."""
@@ -101,7 +117,7 @@ class AppSpec:
     name: str
     app: str | None = None  # MODULE:ATTR
     dir: str | None = None  # on the import path; None: the working directory
-    url: str | None = None  # scheme://host:port of a running app
+    url: str | None = None  # scheme://host:port of a running app (never its userinfo)
     path: str = DEFAULT_PATH
     method: str = "GET"
     body: Any = None  # a JSON value, sent as application/json; None: no body
@@ -112,10 +128,36 @@ class AppSpec:
     ready_path: str | None = None  # probed until it answers; None: ``path`` itself
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
     requests: tuple[Request, ...] = ()  # a mix (request tables); () : the one request above
+    # The target URL's user:password, base64 as HTTP Basic sends it (never shown).
+    basic_auth: str | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> str:
         return "target" if self.url is not None else "app"
+
+    @property
+    def request_headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers each request sends: a target URL's userinfo as ``Authorization:
+        Basic`` (as aiohttp and httpx send it), then ``headers``."""
+        if self.basic_auth is None:
+            return self.headers
+        return (("Authorization", f"Basic {self.basic_auth}"), *self.headers)
+
+    def secrets(self) -> list[str]:
+        """Values no output may show: every ``env`` value, the secret-looking headers'
+        values (see :func:`connbench.model.dsn.secret_header`) and the part after their
+        scheme (``Bearer``, ``Basic``: a log may show it alone), the URL's credentials."""
+        found = [value for _, value in self.env]
+        every = [*self.request_headers, *(h for r in self.requests for h in r.headers)]
+        for name, value in every:
+            if dsn.secret_header(name):
+                scheme, _, credentials = value.strip().partition(" ")
+                found += [value, credentials.strip() or scheme]
+        return found
+
+    def remember_secrets(self) -> None:
+        """Have :func:`connbench.model.dsn.redact` mask :meth:`secrets` wherever they appear."""
+        dsn.remember_secret(*self.secrets())
 
     @property
     def body_bytes(self) -> bytes | None:
@@ -126,9 +168,10 @@ class AppSpec:
     @property
     def mix(self) -> tuple[Request, ...]:
         """Every kind of request sent, with the app's headers (before each request's own)."""
+        common = self.request_headers  # the URL's credentials too, as every engine sends them
         if not self.requests:
-            return (Request(self.method, self.path, self.headers, body_text(self.body)),)
-        return tuple(replace(r, headers=self.headers + r.headers) for r in self.requests)
+            return (Request(self.method, self.path, common, body_text(self.body)),)
+        return tuple(replace(r, headers=common + r.headers) for r in self.requests)
 
     @property
     def sent(self) -> str:
@@ -215,9 +258,13 @@ def parse_app(text: Any) -> AppSpec:
 def parse_target(text: Any) -> AppSpec:
     """``NAME=URL``; a path in the URL is the path each request goes to."""
     name, rest = _split(text, "NAME=URL")
-    base, path = _url(rest)
+    base, path, basic = _url(rest)
     return AppSpec(
-        name=name, url=base, path=path or DEFAULT_PATH, ready_timeout_s=TARGET_READY_TIMEOUT_S
+        name=name,
+        url=base,
+        path=path or DEFAULT_PATH,
+        ready_timeout_s=TARGET_READY_TIMEOUT_S,
+        basic_auth=basic,
     )
 
 
@@ -227,26 +274,64 @@ def _import_string(text: str) -> str:
     return text.strip()
 
 
-def _url(text: str) -> tuple[str, str | None]:
+def _url(text: str) -> tuple[str, str | None, str | None]:
+    """(scheme://host:port, the path or None, the userinfo as HTTP Basic credentials or None).
+    The userinfo is remembered as a secret and kept out of the URL: it goes on the wire as
+    an ``Authorization`` header (as aiohttp and httpx send it), never as part of ``Host``."""
+    # urlsplit drops tabs, CRs and LFs silently (bpo-43882): refuse them before it sees them.
+    bad = [char for char in text.strip() if not char.isprintable() or char.isspace()]
+    if bad:  # named, not the URL quoted: its userinfo may hold a password
+        raise ValueError(f"a URL may not hold spaces or control characters, found {bad[0]!r}")
     parts = urlsplit(text.strip())
+    if parts.username is not None or parts.password is not None:
+        dsn.remember_secret(parts.password or "", parts.netloc.rpartition("@")[0])
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+        raise ValueError(f"expected an http:// or https:// URL, got {dsn.redact(repr(text))}")
+    if "#" in text:
+        raise ValueError("a URL's #fragment is never sent: leave it out, or percent-encode '#'")
+    if not _HOST.fullmatch(parts.hostname):
+        raise ValueError(f"bad host {_quoted(parts.hostname)}: expected a name or an IP address")
     try:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
-        raise ValueError(f"bad port in {text!r}") from None
+        raise ValueError(f"bad port in {dsn.redact(repr(text))}") from None
     path = parts.path if parts.path not in ("", "/") else None
     if path and parts.query:
         path += "?" + parts.query
-    return f"{parts.scheme}://{parts.netloc}", path
+    host = parts.netloc.rpartition("@")[2]
+    basic = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        basic = base64.b64encode(credentials.encode()).decode("ascii")
+        dsn.remember_secret(basic)
+    return f"{parts.scheme}://{host}", parse_path(path) if path else None, basic
+
+
+def _quoted(text: str) -> str:
+    """``text`` quoted with control characters escaped, cut short (a message is one line)."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def parse_path(value: Any) -> str:
+    """A request target: ``/path`` with an optional ``?query``, sent exactly as written.
+
+    Spaces, control characters (a CR/LF would end the request line), non-ASCII characters,
+    a ``#fragment`` and a ``%`` not starting an escape are refused: percent-encode them.
+    """
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError(f"expected a path starting with '/', got {value!r}")
-    sample = _sample(value, "path")
-    if any(c.isspace() or not c.isprintable() for c in sample):
-        raise ValueError(f"a path cannot hold spaces or control characters, got {value!r}")
+        raise ValueError(f"expected a path starting with '/', got {_quoted(str(value))}")
+    sample = _sample(value, "path")  # its placeholders filled in: what is sent
+    if not _TARGET.fullmatch(sample):
+        bad = next(
+            (c for c in sample if not _TARGET.fullmatch("/" + c) and c != "%"),
+            "%",  # every character allowed: a '%' not followed by two hex digits
+        )
+        what = "a bad percent-escape" if bad == "%" else f"the character {bad!r}"
+        raise ValueError(
+            f"a path may hold only URL characters (percent-encode the rest), {_quoted(value)} "
+            f"has {what}"
+        )
     return value
 
 
@@ -265,19 +350,27 @@ def parse_method(value: Any) -> str:
 
 
 def parse_body(value: Any) -> Any:
-    """A JSON document given as text (a flag) or a TOML value (a file)."""
-    if not isinstance(value, str):
+    """A JSON document given as text (a flag) or a TOML value (a file), of at most
+    :data:`MAX_BODY_BYTES` as JSON; text with placeholders stays text, checked to be JSON
+    once they are filled in."""
+    if isinstance(value, str):
+        if template.has_placeholder(value):
+            _json_sample(value)
+            if len(value.encode()) > MAX_BODY_BYTES:
+                raise ValueError(f"at most {MAX_BODY_BYTES:,} bytes, got {len(value.encode()):,}")
+            return Templated(value)
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"expected JSON ({exc.args[0]}), got {_quoted(value)}") from None
+    else:
         text = body_text(value)
         if text is not None and template.has_placeholder(text):
             _json_sample(text)
-        return value
-    if template.has_placeholder(value):
-        _json_sample(value)
-        return Templated(value)
-    try:
-        return json.loads(value)
-    except ValueError as exc:
-        raise ValueError(f"expected JSON ({exc.args[0]}), got {value!r}") from None
+    size = len(json.dumps(value).encode())
+    if size > MAX_BODY_BYTES:
+        raise ValueError(f"at most {MAX_BODY_BYTES:,} bytes as JSON, got {size:,}")
+    return value
 
 
 def _json_sample(text: str) -> None:
@@ -293,18 +386,38 @@ def _json_sample(text: str) -> None:
 def parse_header(value: Any) -> tuple[str, str]:
     """``Name: value``."""
     if not isinstance(value, str) or ":" not in value:
-        raise ValueError(f"expected 'Name: value', got {value!r}")
+        # Its first word only: the rest may be a credential written without its colon.
+        shown = f"{value.split()[0]!r}..." if isinstance(value, str) and value.split() else ""
+        raise ValueError(f"expected 'Name: value', got {shown or _quoted(str(value))}")
     name, _, text = value.partition(":")
-    if not _HEADER.match(name.strip()):
-        raise ValueError(f"bad header name {name.strip()!r}")
-    _sample(text.strip(), "header")
-    return name.strip(), text.strip()
+    return header(name, text)
+
+
+def header(name: Any, value: Any) -> tuple[str, str]:
+    """A header checked: the name an RFC 9110 token, the value visible ASCII, spaces and tabs
+    (a CR or LF would start a header of its own), its placeholders filled in too. Surrounding
+    blanks are dropped."""
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"header {_quoted(str(name))}: expected a string value")
+    name, text = str(name).strip(), str(value).strip(" \t")
+    if not _HEADER.fullmatch(name):
+        raise ValueError(
+            f"bad header name {_quoted(name)}: expected letters, digits or !#$%&'*+-.^_`|~"
+        )
+    sample = _sample(text, "header")
+    if not _HEADER_VALUE.fullmatch(sample):
+        bad = next(c for c in sample if not _HEADER_VALUE.fullmatch(c))
+        raise ValueError(
+            f"header {name}: its value may hold only printable ASCII, spaces and tabs, "
+            f"found {bad!r}"
+        )
+    return name, text
 
 
 def parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
     """A table ``{Name = "value"}`` (a file) or a list of ``Name: value`` (flags)."""
     if isinstance(value, Mapping):
-        return tuple(parse_header(f"{k}: {v}") for k, v in value.items())
+        return tuple(header(k, v) for k, v in value.items())
     items = value if isinstance(value, list) else [value]
     return tuple(parse_header(item) for item in items)
 
@@ -312,18 +425,28 @@ def parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
 def _env(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, Mapping):
         raise ValueError("expected a table of environment variables")
+    for key, text in value.items():
+        if not isinstance(text, str | int | float):
+            raise ValueError(f"env: {_quoted(str(key))}: expected a string value")
+        # execve takes neither: a NUL ends the string, '=' ends the name.
+        if not str(key) or "=" in str(key) or "\0" in str(key) or "\0" in str(text):
+            raise ValueError(
+                f"env: {_quoted(str(key))}: expected a name without '=' or NUL, a value without NUL"
+            )
     return tuple((str(k), str(v)) for k, v in value.items())
 
 
 def _sql(value: Any) -> str:
     """SQL text, or ``@FILE``: the text of that file (as pgbench's ``-f``)."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected an SQL statement or @FILE, got {value!r}")
+        raise ValueError(f"expected an SQL statement or @FILE, got {_quoted(str(value))}")
     if value.startswith("@"):
         path = Path(value[1:])
         value = files.read_text(path, MAX_SQL_FILE_BYTES)
         if not value.strip():
             raise ValueError(f"{path} is empty")
+    if "\0" in value:  # libpq takes C strings: it would end the query there
+        raise ValueError("an SQL statement may not hold a NUL character")
     return str(value)
 
 
@@ -437,9 +560,9 @@ def parse_table(value: Any) -> AppSpec:
             spec = replace(spec, dir=str(value["dir"]))
     else:
         spec = parse_target(f"{name}={value['url']}")
-    if "env" in value:
-        spec = replace(spec, env=_env(value["env"]))
     try:
+        if "env" in value:
+            spec = replace(spec, env=_env(value["env"]))
         return with_request(spec, {k: v for k, v in value.items() if k in REQUEST_FIELDS})
     except ValueError as exc:
         raise ValueError(f"app {name!r}: {exc}") from None

@@ -52,6 +52,15 @@ class PostgresInfo(Model):
     dsn: str = Field(description="Without its password.")
 
 
+class GitCheckout(Model):
+    """The git commit a directory was checked out at when the run started."""
+
+    commit: str = Field(description="The full hash of HEAD.")
+    dirty: bool | None = Field(
+        default=None, description="Tracked files differ from HEAD; null: not known."
+    )
+
+
 class Environment(Model):
     """Where the numbers come from: interpreter, packages, machine, server."""
 
@@ -67,6 +76,9 @@ class Environment(Model):
     packages: dict[str, str | None] = Field(description="Installed version, null if missing.")
     postgres: PostgresInfo | None = Field(
         default=None, description="Null when the run stopped before the server started."
+    )
+    git: GitCheckout | None = Field(
+        default=None, description="The working directory's checkout; null: not one."
     )
 
 
@@ -110,6 +122,9 @@ class AppRecord(Model):
     requests: list[RequestRecord] | None = Field(
         default=None, description="The mix (request tables); null: the one request above."
     )
+    git: GitCheckout | None = Field(
+        default=None, description="Its dir's checkout (an own app whose dir is one)."
+    )
 
 
 class ScenarioRecord(Model):
@@ -135,6 +150,7 @@ class ScenarioRecord(Model):
     expect_workers: int = 0
     locust_bind: str = "127.0.0.1"
     locust_port: int = 0
+    locust_token_file: str | None = None  # where the token is, never the token
     server: dict[str, str] = {}
     fault: FaultSpec | None = None
     gate: dict[str, float] = Field(default={}, description="metric: fraction, and alpha.")
@@ -274,6 +290,15 @@ class LocustWorker(Model):
     lost_after_s: float | None = None  # died or went missing this long after the spawn
 
 
+class RefusedWorker(Model):
+    """A worker that reached the master without the run's token: nothing it sent was counted."""
+
+    id: str  # its ZeroMQ identity, as it chose it (Locust's: host_uuid)
+    why: str  # "no token", "wrong token", "forged id"
+    messages: int  # messages refused
+    samples: int  # samples in them, not counted
+
+
 class LocustInfo(Model):
     version: str | None = None
     local_workers: int
@@ -281,6 +306,7 @@ class LocustInfo(Model):
     bind_host: str
     workers_lost: int = 0
     workers: list[LocustWorker] = Field(default_factory=list)
+    refused: list[RefusedWorker] = Field(default_factory=list)
 
 
 class Generator(Model):

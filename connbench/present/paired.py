@@ -17,6 +17,7 @@ from connbench.analyse.paired import (
     rounds_to_resolve,
 )
 from connbench.model import metrics
+from connbench.present import sink, tracking
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -259,6 +260,9 @@ def paired_json(comparison: PairedComparison) -> str:
 
 
 def format_paired(comparison: PairedComparison, fmt: str) -> str:
-    """The comparison as Markdown, CSV or JSON text (``table`` goes through render_paired)."""
+    """The comparison as Markdown, CSV or JSON text, or each metric's ratio for a tracking
+    tool (``table`` goes through render_paired)."""
+    if fmt in tracking.FORMATS:
+        return tracking.format_paired(comparison, fmt)
     formats = {"markdown": paired_markdown, "csv": paired_csv, "json": paired_json}
-    return formats[fmt](comparison)
+    return formats[fmt](sink.safe(comparison, markdown=fmt == "markdown"))
