@@ -3,6 +3,7 @@ to end (real PostgreSQL, real uvicorn, short windows)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import uuid
 from pathlib import Path
@@ -120,8 +121,10 @@ def test_request_flags_replace_path_method_and_body_not_beside_them() -> None:
     assert scenario.app[0].sent == "GET /a/ (mix of 2)"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="Locust not installed")
 def test_a_mix_is_refused_by_locust() -> None:
-    pytest.importorskip("locust")
+    # Not importorskip: importing locust has gevent monkey-patch this whole test process (its
+    # threads, then uvloop's idea of the main thread and every signal handler after it).
     with pytest.raises(ScenarioError, match="--engine locust: app a sends a request mix"):
         build(None, {"app": ["a=m:x"], "request": ["GET /a/", "GET /b/"], "engine": "locust"})
 
