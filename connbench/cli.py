@@ -556,6 +556,26 @@ def run(
         str | None,
         typer.Option(metavar="METHOD", help="--app/--target: the request's method (default: GET)."),
     ] = None,
+    request_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--request",
+            metavar="'[WEIGHT] METHOD PATH [JSON]'",
+            help="--app/--target: one kind of request of a mix, sent WEIGHT times (default 1) "
+            'per sum of the weights, e.g. \'3 POST /orders/ {"customer_id": {{randint 1 '
+            "100}}}'; placeholders {{randint A B}}, {{uuid}}, {{seq}}, {{csv FILE COLUMN}}. "
+            "Repeatable; instead of --path/--method/--body.",
+            show_default=False,
+        ),
+    ] = None,
+    check_only: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Only check: start each --app/--target, send it one request of each kind, "
+            "run its setup_sql and count_sql; measure nothing (exit 1 if one fails).",
+        ),
+    ] = False,
     body: Annotated[
         str | None,
         typer.Option(metavar="JSON", help="--app/--target: a JSON body sent with each request."),
@@ -579,7 +599,7 @@ def run(
         typer.Option(
             metavar="SQL",
             help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
-            "FROM items'): rows are checked against 2xx responses. Runs under a "
+            "FROM items'), or @FILE: rows are checked against 2xx responses. Runs under a "
             f"{COUNT_SQL_TIMEOUT_S:g} s statement timeout.",
         ),
     ] = None,
@@ -587,8 +607,8 @@ def run(
         str | None,
         typer.Option(
             metavar="SQL",
-            help="--app/--target: SQL run on its database before it starts, under a "
-            f"{SETUP_SQL_TIMEOUT_S:g} s statement timeout.",
+            help="--app/--target: SQL (or @FILE) run on its database before it starts, under "
+            f"a {SETUP_SQL_TIMEOUT_S:g} s statement timeout.",
         ),
     ] = None,
 ) -> None:
@@ -627,6 +647,7 @@ def run(
             "target": target or None,
             "path": request_path,
             "method": method,
+            "request": request_ or None,
             "body": body,
             "headers": header or None,
             "ready_path": ready_path,
@@ -638,6 +659,12 @@ def run(
         chosen = scenario.build(scenario_file, overrides)
         console = _console()
         notes = console if fmt == "table" else _console(stderr=True)
+        if check_only:
+            if not chosen.own_apps:
+                raise BadInput("--check: checks --app and --target (and [[app]] tables) only")
+            runner.check(chosen, progress.ConsoleReporter(notes, every_s))
+            notes.print("every app answered every kind of request: checks passed")
+            raise typer.Exit(0)
         if output is not None and output.endswith("/"):
             raise BadInput(f"--output: {output} names a directory; give a file name")
         if chosen.engine == "locust":

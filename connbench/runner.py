@@ -26,7 +26,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from connbench.analyse import capacity, limits, stats
 from connbench.apps import STRATEGIES
@@ -53,7 +54,13 @@ from connbench.measure.load import LoadConfig, Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
 from connbench.model.dsn import redact
-from connbench.model.errors import BadInput, PostgresError, ProcessError, first_line
+from connbench.model.errors import (
+    BadInput,
+    ConnbenchError,
+    PostgresError,
+    ProcessError,
+    first_line,
+)
 from connbench.model.result_types import (
     Calibration,
     GitCheckout,
@@ -72,6 +79,10 @@ WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
 
 class ServerLost(PostgresError):
     """PostgreSQL went away and connbench cannot start it again (an external server)."""
+
+
+class CheckFailed(ConnbenchError):
+    """An own app or target failed its check: nothing was measured. Exit code 1."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,8 @@ class _Run:
     interrupts: Interrupts
     tmp: Path
     on_progress: Callable[[Progress], None]
+    # Targets whose setup_sql has run (their database outlives the variants: once is enough).
+    set_up: set[str] = field(default_factory=set)
 
 
 def execute(
@@ -198,9 +211,12 @@ def execute(
             try:
                 with _server(scenario, run, reporter) as pg:
                     _warn_before(scenario, predictions, pg, reporter)
+                    context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
+                    failures = check_apps(context, reporter)  # before any minute is spent
+                    if failures:
+                        raise CheckFailed(_check_failed(failures))
                     if calibrate_first:
                         run.calibration = _calibrate(pg, scenario, reporter)
-                    context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
                     for index, (repeat, position, variant) in enumerate(plan, 1):
                         _ensure_server(pg, reporter)
                         label = variant.key  # every progress line names its variant
@@ -233,6 +249,101 @@ def execute(
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         saved = _save(run, path, reporter, new_name=output is None, beside=beside)
     return run, saved
+
+
+def check(scenario: Scenario, reporter: Reporter) -> None:
+    """``run --check``: start PostgreSQL, then every own app and target, and send each one
+    request of each kind of its mix; measure nothing, save nothing. Raises
+    :class:`CheckFailed` naming every one that failed (and where its log is kept)."""
+    with Interrupts(reporter.note) as interrupts, ExitStack() as stack:
+        tmp = tempdirs.make("check")
+        stack.callback(tempdirs.remove, tmp)
+        with _server(scenario, results.new_run(scenario.to_dict()), reporter) as pg:
+            context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
+            failures = check_apps(context, reporter)
+    if failures:
+        raise CheckFailed(_check_failed(failures))
+
+
+def _check_failed(failures: list[str]) -> str:
+    what = "1 app" if len(failures) == 1 else f"{len(failures)} apps"
+    return f"{what} failed the check, nothing was measured:\n" + "\n".join(failures)
+
+
+def check_apps(run: _Run, reporter: Reporter) -> list[str]:
+    """Start each own app (one worker) and target, send it one request of each kind and run
+    its ``setup_sql`` and ``count_sql``, before any variant is measured: a mistake then costs
+    seconds, not the built-in strategies' minutes first. Each that passes is said in a line;
+    the failures are returned (the first line names the app and the request, then the
+    response's first lines and the app's log tail; where its log is kept)."""
+    failures = []
+    for spec in run.scenario.own_apps:
+        reporter.note(f"checking {spec.kind} {spec.name}: {spec.sent} ...")
+        try:
+            answers = _check_one(run, spec)
+        except ProcessError as exc:
+            failures.append(redact(str(exc)))
+        else:
+            reporter.note(f"checked {spec.kind} {spec.name}: {', '.join(answers)}")
+    return failures
+
+
+def _check_one(run: _Run, spec: AppSpec) -> list[str]:
+    target = spec.kind == "target"
+    log_path = run.tmp / f"check-{spec.name}.log"
+    with ExitStack() as stack:
+        db, control = _app_database(stack, run, spec)
+        try:
+            if target:
+                answers = userapp.probe(spec, spec.url or "")
+            else:
+                with userapp.start(spec, db, 1, log_path) as served:
+                    answers = list(served.answers)
+        except ProcessError as exc:  # the app has stopped: its log is whole
+            details = userapp.failure_details(None if target else log_path)
+            raise type(exc)(f"{exc}{details}") from None
+        userapp.wait_until_idle(control, db.name)
+        userapp.count(spec, control)
+    return answers
+
+
+def _app_bouncer(
+    run: _Run, variant: Variant, db: userapp.AppDatabase
+) -> AbstractContextManager[pgbouncer.PgBouncer]:
+    """A PgBouncer for an own app's variant: its role (SCRAM secret in the auth file) on its
+    database, in the variant's pool mode."""
+    params = conninfo_to_dict(db.dsn)
+    login = pgbouncer.Login(
+        user=str(params.get("user") or db.name),
+        password=str(params.get("password") or ""),
+        secret=db.secret or "",
+        dbname=db.name,
+    )
+    return pgbouncer.start(
+        run.pg,
+        pgbouncer.POOL_MODES[variant.topology],
+        pool_size=run.scenario.pgbouncer_pool_size,
+        max_client_conn=max(100, variant.concurrency * variant.workers + capacity.CLIENT_HEADROOM),
+        login=login,
+    )
+
+
+def _app_database(
+    stack: ExitStack, run: _Run, spec: AppSpec
+) -> tuple[userapp.AppDatabase, psycopg.Connection[Any]]:
+    """An own app's database (a target's: the one it uses) and connbench's connection to it,
+    both closed by ``stack``; ``setup_sql`` run there (on a target's, once per run)."""
+    target = spec.kind == "target"
+    if target:
+        db = userapp.target_database(run.pg)
+    else:
+        db = stack.enter_context(userapp.own_database(run.pg, spec))
+    control = stack.enter_context(userapp.connect_as_app(db))
+    if spec.setup_sql and not (target and spec.name in run.set_up):
+        userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+        if target:
+            run.set_up.add(spec.name)
+    return db, control
 
 
 def _destination(path: Path, scenario_file: str | None) -> Path:
@@ -534,7 +645,9 @@ def _load_config(variant: Variant, scenario: Scenario, spec: AppSpec | None) -> 
     )
     if spec is None:
         return config
-    return replace(config, method=spec.method, headers=spec.request_headers, body=spec.body_bytes)
+    first = spec.mix[0]  # Locust's one request (a mix needs connbench's own engines)
+    body = first.body.encode() if first.body is not None else None
+    return replace(config, method=first.method, headers=first.headers, body=body, mix=spec.mix)
 
 
 def _measure(
@@ -652,38 +765,40 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             strategy=spec.name, variant=described, repeat=repeat, status=status, failure=why
         )
 
-    if variant.topology != "direct":
+    if variant.topology != "direct" and spec.kind == "target":
         return not_run(
             "unavailable",
-            f"{spec.kind} {spec.name}: own apps and targets connect direct only "
+            f"target {spec.name}: a running app connects where it was started to "
             f"(not via {variant.topology})",
         )
-    pg, target = run.pg, spec.kind == "target"
+    reason = pgbouncer.unavailable(variant.topology)
+    if reason:
+        return not_run("unavailable", reason)
+    target = spec.kind == "target"
+    bouncer = None
     log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
     left: list[str] = []  # what could not be dropped afterwards: said, never fatal
     try:
         with ExitStack() as stack:
-            if target:
-                db = userapp.target_database(pg)
-            else:
-                db = stack.enter_context(userapp.own_database(pg, spec))
-                left = db.problems  # filled as the stack closes
-            control = stack.enter_context(userapp.connect_as_app(db))
-            if spec.setup_sql:
-                userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+            db, control = _app_database(stack, run, spec)
+            left = db.problems  # filled as the stack closes
             with ExitStack() as app_stack:
                 if target:
                     served = userapp.Served(spec, spec.url or "")
                     userapp.probe(spec, served.base_url)
                 else:
+                    app_db = db
+                    if variant.topology != "direct":  # stops after the app, before the count
+                        bouncer = app_stack.enter_context(_app_bouncer(run, variant, db))
+                        app_db = replace(db, dsn=bouncer.dsn)
                     served = app_stack.enter_context(
-                        userapp.start(spec, db, variant.workers, log_path)
+                        userapp.start(spec, app_db, variant.workers, log_path)
                     )
                 # The probe's request may commit after its response: count once it has.
                 userapp.wait_until_idle(control, db.name)
                 rows_before = userapp.count(spec, control)
                 sessions_before = sampler.sessions_counter(control, db.name)
-                measured, death = _measure(served, None, variant, run, spec, db.name)
+                measured, death = _measure(served, bouncer, variant, run, spec, db.name)
                 died, app_log = served.exit_code(), served.log_tail()
             if target:
                 userapp.wait_until_idle(control, db.name)
@@ -692,8 +807,9 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             sessions_after = sampler.sessions_counter(control, db.name)
             rows_after = userapp.count(spec, control)
     except ProcessError as exc:
-        failed = not_run("failed", redact(str(exc)))
-        failed.warnings += _not_dropped(left, pg.shared)
+        details = userapp.failure_details(None if target else log_path)
+        failed = not_run("failed", redact(str(exc)) + details)
+        failed.warnings += _not_dropped(left, run.pg.shared)
         return failed
     opened = None
     if sessions_before is not None and sessions_after is not None:
@@ -704,15 +820,27 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     # A target is not ours to measure: its CPU is unknown, not 0.
     cpu = measured.cpu_percent | ({"app": None} if target else {})
     measured = replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
-    result = stats.summarize(spec.name, described, measured, repeat=repeat)
+    result = stats.summarize(
+        spec.name,
+        described,
+        measured,
+        repeat=repeat,
+        pgbouncer=bouncer.describe() if bouncer is not None else None,
+    )
+    if not target:
+        result.warnings.extend(userapp.known_failures(log_path, variant.topology))
     if death is not None:
         result.status, result.failure = "failed", str(death)
     if died is not None:
         result.warnings.append(
             f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
         )
+    if death is not None or died is not None:
+        kept = userapp.keep_log(None if target else log_path)
+        if kept is not None:
+            result.warnings.append(f"the app's whole log is kept in {kept}")
     result.warnings.extend(served.strays)
-    result.warnings += _not_dropped(left, pg.shared)
+    result.warnings += _not_dropped(left, run.pg.shared)
     return result
 
 

@@ -24,6 +24,7 @@ from connbench.model.result_types import (
     Latency,
     LocustInfo,
     OpenModel,
+    RequestKind,
     Requests,
     Server,
     Status,
@@ -221,6 +222,8 @@ def summarize(
     mean_ms = result.latency_ms.mean if result.latency_ms else None
     parts = breakdown(*measured.app_stats, latency_mean_ms=mean_ms)
     result.breakdown = Breakdown(**parts) if parts else None
+    if raw.by_request:
+        result.by_request = by_request(raw)
     result.warnings = warnings(result)
     if measured.samples.hidden:
         result.warnings.append(hidden_warning(measured.samples.user))
@@ -231,6 +234,29 @@ def summarize(
             "sessions per database; give the run a database of its own to count them"
         )
     return result
+
+
+def by_request(raw: RawLoad) -> list[RequestKind]:
+    """Each kind of a mix over the window: its counts, req/s and latency."""
+    out = []
+    for tally in raw.by_request:
+        latency = latency_summary(tally.histogram)
+        request = tally.request
+        out.append(
+            RequestKind(
+                name=request.label,
+                method=request.method,
+                path=request.path,
+                weight=request.weight,
+                sent=tally.sent,
+                ok=tally.ok,
+                errors=sum(tally.errors_by_kind.values()),
+                errors_by_kind=dict(sorted(tally.errors_by_kind.items())),
+                throughput_rps=round(tally.ok / raw.window_s, 2) if raw.window_s else 0.0,
+                latency_ms=Latency(**latency) if latency else None,
+            )
+        )
+    return out
 
 
 def hidden_warning(user: str) -> str:
@@ -285,19 +311,22 @@ def served_nothing(raw: RawLoad) -> str:
 
 def _integrity(raw: RawLoad, rows_inserted: int | None) -> Integrity:
     """Rows in the table against 2xx responses, over the whole run (warm-up included)."""
+    # A mix: only the kinds that write add rows.
+    writes = raw.all_ok if raw.write_ok is None else raw.write_ok
     return Integrity(
         ok_responses=raw.all_ok,
         rows_inserted=rows_inserted,
         requests_sent=raw.all_sent,
         error_responses=dict(sorted(raw.all_errors_by_kind.items())),
         # None: not checked (an own app without count_sql).
-        ok=None if rows_inserted is None else rows_inserted == raw.all_ok,
+        ok=None if rows_inserted is None else rows_inserted == writes,
+        write_responses=raw.write_ok,
         # 2xx without a row (an acknowledged write that is not there), and rows without a
         # 2xx (a write the client was told failed, or never heard back about). Counts
         # only: one of each would cancel out.
-        lost_writes=max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None,
+        lost_writes=max(0, writes - rows_inserted) if rows_inserted is not None else None,
         unacknowledged_writes=(
-            max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
+            max(0, rows_inserted - writes) if rows_inserted is not None else None
         ),
     )
 

@@ -39,8 +39,9 @@ from psycopg.conninfo import make_conninfo
 from connbench.infra import appserver, ledger, procs
 from connbench.infra.launch import FAILED
 from connbench.infra.postgres import CONNECT_TIMEOUT_S, CONTROL_APP, Postgres
-from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec
-from connbench.model.dsn import remember_secret
+from connbench.model import files
+from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec, Compiled
+from connbench.model.dsn import redact, remember_secret
 from connbench.model.errors import ProcessError, first_line
 
 # An own app or a target gets a database to itself (or is the one client of its database), so
@@ -58,6 +59,14 @@ GROUP BY 1
 """
 
 PROBE_TIMEOUT_S = 5.0
+BODY_LINES = 5  # of a failing response, in its message
+BODY_READ_BYTES = 8192  # of a failed answer's body: enough for its first lines
+BODY_LINE_CHARS = 200
+APP_LOG_LINES = 20  # of the app's log, in a failing check's message
+LOG_SCAN_LINES = 400  # searched for the last exception
+# A traceback's last line: a dotted exception name (psycopg.errors.UndefinedTable: ...) or a
+# bare ...Error / ...Exception; not a log line's "INFO: ".
+_EXCEPTION = re.compile(r"^\s*(?:(?:[A-Za-z_]\w*\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception)): ")
 # Statuses that mean "not yet" (a proxy in front, a warming app); any other non-2xx is an answer.
 NOT_YET = (502, 503, 504)
 
@@ -75,6 +84,7 @@ class AppDatabase:
     control_dsn: str = field(repr=False)  # connbench's on the same database
     # What could not be dropped on the way out (one line each), filled as the block ends.
     problems: list[str] = field(default_factory=list)
+    secret: str | None = field(default=None, repr=False)  # its role's SCRAM verifier (own apps)
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,7 @@ class Served:
     proc: subprocess.Popen[bytes] | None = None  # None: a target, not ours
     log_path: Path | None = None
     instrumented: bool = False
+    answers: tuple[str, ...] = ()  # the probe's: one request of each kind, answered 2xx
     # Once stopped: processes it left running outside its group, killed or not (one line each).
     strays: list[str] = field(default_factory=list)
 
@@ -128,8 +139,9 @@ def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
     created: list[ledger.Marked] = []  # what to drop: recorded before each creation
     problems: list[str] = []
     try:
+        secret = scram_verifier(password)
         with pg.connect(application_name=CONTROL_APP) as conn:
-            verifier = sql.Literal(scram_verifier(password))
+            verifier = sql.Literal(secret)
             # Dropped on the way out only if it bears our marker: not a role of that name
             # that was there before.
             created.append(ledger.Marked("role", ident, pg.run_id, mark))
@@ -163,6 +175,7 @@ def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
         make_conninfo(pg.dsn, user=ident, password=password, dbname=ident),
         control_dsn,
         problems,
+        secret,
     )
     try:
         yield database
@@ -288,8 +301,10 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
     env = procs.child_env({**appserver.database_env(db.dsn), **dict(spec.env)})
     launcher = ["-m", "connbench.infra.launch", spec.app, app_dir]
 
+    answers: list[str] = []
+
     def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-        probe(spec, url, proc=proc, log_path=log_path)
+        answers.extend(probe(spec, url, proc=proc, log_path=log_path))
 
     strays: list[str] = []
     try:
@@ -301,11 +316,55 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
             ready,
             strays=strays,
         ) as (url, proc):
-            yield Served(spec, url, proc, log_path, strays=strays)
+            yield Served(spec, url, proc, log_path, answers=tuple(answers), strays=strays)
     except AppFailed:
         raise
     except ProcessError:
         raise AppFailed(f"app {spec.name}: {start_failure(log_path)}") from None
+
+
+# Failures with a known cause, as the app's log words them: (pattern, what it means).
+KNOWN_FAILURES = (
+    (
+        re.compile(r'prepared statement "[^"]*" (does not exist|already exists)'),
+        "{topology} shares server connections between clients, and the app's prepared "
+        "statements do not follow it from one to the next ({match}, {count:,} times in its "
+        "log): turn its statement cache off (asyncpg: statement_cache_size=0; psycopg: "
+        "prepare_threshold=None; SQLAlchemy+asyncpg: prepared_statement_cache_size=0)",
+    ),
+)
+
+
+def known_failures(log_path: Path, topology: str) -> list[str]:
+    """Each known failure the app's log shows, named with its cause and its remedy."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    out = []
+    for pattern, meaning in KNOWN_FAILURES:
+        found = pattern.findall(text)
+        if found:
+            first = pattern.search(text)
+            match = first.group(0) if first else ""
+            out.append(meaning.format(topology=topology, match=match, count=len(found)))
+    return out
+
+
+KEPT_LOG_PREFIX = "connbench_applog-"  # not connbench-*: tempdirs.remove_stale leaves it
+
+
+def keep_log(log_path: Path | None) -> Path | None:
+    """A copy of an app's log (passwords masked) in a new private directory that outlives the
+    run, for a failure to point at; None when there is no log or it cannot be kept."""
+    if log_path is None:
+        return None
+    try:
+        text = log_path.read_text(errors="replace")
+        kept = files.private_dir(KEPT_LOG_PREFIX) / log_path.name
+        return files.write_secret(kept, redact(text))
+    except OSError:
+        return None
 
 
 def start_failure(log_path: Path) -> str:
@@ -327,48 +386,99 @@ def probe(
     *,
     proc: subprocess.Popen[bytes] | None = None,
     log_path: Path | None = None,
-) -> None:
-    """Wait until the app answers: ``ready_path`` (if any) with a 2xx, then the request itself.
+) -> list[str]:
+    """Wait until the app answers: ``ready_path`` (if any) with a 2xx, then one request of
+    each kind of its mix; return each answer (``POST /orders/ 201``).
 
     Connection errors and 502/503/504 mean "not yet" until ``spec.ready_timeout_s``; any other
-    non-2xx fails at once. Raises :class:`AppFailed` (one line) on either; a process that exits
-    meanwhile raises :class:`ProcessError`.
+    non-2xx fails at once. Raises :class:`AppFailed` on either: its first line names the app,
+    the request and the status, the next ones the response's first lines and the app's log
+    tail; a process that exits meanwhile raises :class:`ProcessError`.
     """
     who = f"{spec.kind} {spec.name}"
-    checks = [("GET", spec.ready_path)] if spec.ready_path else []
-    checks.append((spec.method, spec.path))
+    checks: list[tuple[str, str, list[tuple[str, str]], bytes | None]] = []
+    if spec.ready_path:
+        checks.append(("GET", spec.ready_path, [], None))
+    for request in spec.mix:  # one of each kind, each with its values filled in
+        path, headers, body = Compiled(request).render()
+        checks.append((request.method, path, headers, body))
+    answers = []
     deadline = time.monotonic() + spec.ready_timeout_s
     with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
-        for method, path in checks:
+        for method, path, headers, body in checks:
             url = base_url + path
             last = "no answer"
             while True:
                 if proc is not None and proc.poll() is not None:
                     raise ProcessError(f"{who} exited (code {proc.returncode})")
                 try:
-                    body = spec.body_bytes if method == spec.method else None
-                    headers = _headers(spec, body)
                     with client.stream(method, url, content=body, headers=headers) as resp:
-                        pass  # the status is the answer: the body, however large, is not read
+                        # the status is the answer; of a failure's body, its start (however
+                        # large the body is)
+                        ok = 200 <= resp.status_code < 300
+                        start = b"" if ok else _first_bytes(resp)
                 except httpx.HTTPError as exc:
                     last = _reason(exc)
                 else:
-                    if 200 <= resp.status_code < 300:
-                        break
                     last = f"{resp.status_code} {resp.reason_phrase}".strip()
+                    if ok:
+                        answers.append(f"{method} {path} {resp.status_code}")
+                        break
                     if resp.status_code not in NOT_YET:
-                        raise AppFailed(f"{who}: {method} {url} answered {last}")
+                        raise AppFailed(f"{who}: {method} {url} answered {last}" + _response(start))
                 if time.monotonic() >= deadline:
                     raise AppFailed(
                         f"{who}: {method} {url} did not answer within "
                         f"{spec.ready_timeout_s:g} s ({last})"
                     )
                 time.sleep(procs.POLL_INTERVAL_S * 5)
+    return answers
 
 
-def _headers(spec: AppSpec, body: bytes | None) -> dict[str, str]:
-    extra = {"Content-Type": "application/json"} if body is not None else {}
-    return extra | dict(spec.request_headers)
+def _first_bytes(resp: httpx.Response, limit: int = BODY_READ_BYTES) -> bytes:
+    """The first ``limit`` bytes of a streamed response's body, the rest left unread."""
+    out = bytearray()
+    for chunk in resp.iter_bytes():
+        out += chunk
+        if len(out) >= limit:
+            break
+    return bytes(out[:limit])
+
+
+def _response(body: bytes) -> str:
+    """The line under a failed request's: the response's first lines (passwords masked,
+    control characters shown escaped)."""
+    lines = [line for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return redact(
+        "\n  response: "
+        + "\n            ".join(_printable(line)[:BODY_LINE_CHARS] for line in lines[:BODY_LINES])
+    )
+
+
+def failure_details(log_path: Path | None) -> str:
+    """What goes under an own app's failure once it has stopped (its log complete): the log's
+    last lines, and where a copy of the whole of it is kept (see :func:`keep_log`)."""
+    if log_path is None or not log_path.exists():
+        return ""
+    whole = procs.log_tail(log_path, lines=LOG_SCAN_LINES).splitlines()
+    errors = [line.strip() for line in whole if _EXCEPTION.match(line)]
+    out = (
+        f"\n  cause in the app's log: {_printable(errors[-1])[:BODY_LINE_CHARS]}" if errors else ""
+    )
+    tail = whole[-APP_LOG_LINES:]
+    out += "\n  the app's log, last lines:\n" + "\n".join(
+        "    " + _printable(line)[: BODY_LINE_CHARS * 2] for line in tail
+    )
+    kept = keep_log(log_path)
+    if kept is not None:
+        out += f"\n  its whole log is kept in {kept}"
+    return redact(out)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _reason(exc: httpx.HTTPError) -> str:

@@ -230,19 +230,21 @@ async def watch_pgbouncer(
     async def poll(conn: psycopg.AsyncConnection[Any]) -> None:
         pools = await (await conn.execute("SHOW POOLS")).fetchall()
         stats = await (await conn.execute("SHOW STATS")).fetchall()
-        out.samples.append(_pool_sample(pools, stats))
+        out.samples.append(_pool_sample(pools, stats, bouncer.database))
 
     await _poll_every(interval_s, connect, poll, out)
 
 
-def _pool_sample(pools: list[dict[str, Any]], stats: list[dict[str, Any]]) -> PoolSample:
-    ours = [row for row in pools if row.get("database") == pgbouncer.DATABASE]
+def _pool_sample(
+    pools: list[dict[str, Any]], stats: list[dict[str, Any]], database: str = pgbouncer.DATABASE
+) -> PoolSample:
+    ours = [row for row in pools if row.get("database") == database]
     # maxwait is whole seconds, maxwait_us the microseconds beyond them (PgBouncer >= 1.8).
     maxwait = max(
         (int(r.get("maxwait") or 0) * 1_000_000 + int(r.get("maxwait_us") or 0) for r in ours),
         default=0,
     )
-    totals = next((row for row in stats if row.get("database") == pgbouncer.DATABASE), {})
+    totals = next((row for row in stats if row.get("database") == database), {})
     return PoolSample(
         t_ns=time.perf_counter_ns(),
         pools={name: sum(int(r.get(name) or 0) for r in ours) for name in POOL_GAUGES},

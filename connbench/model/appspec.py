@@ -4,8 +4,11 @@
   (default: the working directory) on its import path, against a database of its own.
 - ``--target NAME=URL``: an app already running at ``URL``; nothing is booted.
 
-Each request the load sends is ``method`` ``path`` with ``headers`` and a JSON ``body``.
-``count_sql`` (one number: the rows the app wrote) turns the integrity check on.
+Each request the load sends is ``method`` ``path`` with ``headers`` and a JSON ``body``; or,
+with ``request`` tables (``--request``), one of several such requests, by weight (a mix), their
+values templated per request (:mod:`connbench.model.template`). ``count_sql`` (one number: the
+rows the app wrote) turns the integrity check on; ``setup_sql`` and ``count_sql`` may be
+``@FILE`` (the file's text, as pgbench's ``-f``).
 
 Pure parsing: values are checked here and errors raised as ``ValueError`` with a message that
 names the value; the scenario prefixes where it came from.
@@ -14,15 +17,17 @@ names the value; the scenario prefixes where it came from.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from connbench.model import dsn
+from connbench.model import dsn, files, template
 
 DEFAULT_PATH = "/visit/"
 DEFAULT_READY_TIMEOUT_S = 30.0  # an app connbench starts: imports, lifespan, pool
@@ -36,6 +41,65 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 _IMPORT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+MAX_REQUESTS = 100  # kinds in one mix
+MAX_WEIGHT = 1000
+MAX_SQL_FILE_BYTES = 1024 * 1024
+# ``[WEIGHT] METHOD PATH [BODY]``: a path is one word, but a placeholder in it may hold spaces.
+_REQUEST_FLAG = re.compile(
+    r"^\s*(?:(?P<weight>\d+)\s+)?(?P<method>[A-Za-z]+)\s+(?P<path>(?:\{\{.*?\}\}|\S)+)"
+    r"(?:\s+(?P<body>.*\S))?\s*$",
+    re.DOTALL,
+)
+
+
+class Templated(str):
+    """A JSON body given as text with placeholders: JSON once they are filled in."""
+
+
+def body_text(value: Any) -> str | None:
+    """The JSON text a body sends (placeholders left in, to fill per request)."""
+    if value is None:
+        return None
+    if isinstance(value, Templated):
+        return str(value)
+    return template.unquote_numbers(json.dumps(value))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One kind of request of a mix: what it sends and how often (``weight`` against the
+    others' weights)."""
+
+    method: str = "GET"
+    path: str = DEFAULT_PATH
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None  # JSON text, placeholders in; None: no body
+    weight: int = 1
+    name: str | None = None
+    writes: bool | None = None  # each 2xx adds one row to count_sql; None: a POST does
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.method} {self.path}"
+
+    @property
+    def counted(self) -> bool:
+        """Whether each of its 2xx should add a row to what ``count_sql`` counts."""
+        return self.method == "POST" if self.writes is None else self.writes
+
+    def describe(self) -> dict[str, Any]:
+        """As a result records it: header names only (their values may be secrets)."""
+        return {
+            "name": self.label,
+            "weight": self.weight,
+            "method": self.method,
+            "path": self.path,
+            "headers": [name for name, _ in self.headers],
+            "body": self.body,
+            "writes": self.counted,
+        }
+
+
 # What a request target may hold as written (RFC 3986 path and query characters): every engine
 # and the probe then send the very same bytes. Percent-escapes are kept as the user wrote them.
 _TARGET = re.compile(r"^/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*$")
@@ -63,6 +127,7 @@ class AppSpec:
     count_sql: str | None = None  # SELECT one number: the rows written (integrity check)
     ready_path: str | None = None  # probed until it answers; None: ``path`` itself
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    requests: tuple[Request, ...] = ()  # a mix (request tables); () : the one request above
     # The target URL's user:password, base64 as HTTP Basic sends it (never shown).
     basic_auth: str | None = field(default=None, repr=False)
 
@@ -83,7 +148,8 @@ class AppSpec:
         values (see :func:`connbench.model.dsn.secret_header`) and the part after their
         scheme (``Bearer``, ``Basic``: a log may show it alone), the URL's credentials."""
         found = [value for _, value in self.env]
-        for name, value in self.request_headers:
+        every = [*self.request_headers, *(h for r in self.requests for h in r.headers)]
+        for name, value in every:
             if dsn.secret_header(name):
                 scheme, _, credentials = value.strip().partition(" ")
                 found += [value, credentials.strip() or scheme]
@@ -95,7 +161,22 @@ class AppSpec:
 
     @property
     def body_bytes(self) -> bytes | None:
-        return None if self.body is None else json.dumps(self.body).encode()
+        """The one request's body as sent (placeholders unfilled)."""
+        text = body_text(self.body)
+        return None if text is None else text.encode()
+
+    @property
+    def mix(self) -> tuple[Request, ...]:
+        """Every kind of request sent, with the app's headers (before each request's own)."""
+        common = self.request_headers  # the URL's credentials too, as every engine sends them
+        if not self.requests:
+            return (Request(self.method, self.path, common, body_text(self.body)),)
+        return tuple(replace(r, headers=common + r.headers) for r in self.requests)
+
+    @property
+    def sent(self) -> str:
+        """What it is sent, in a few words: ``GET /visit/``, ``POST /orders/ (mix of 3)``."""
+        return sent_label(self.mix)
 
     def describe(self) -> dict[str, Any]:
         """What a result records: header and environment *names* only (they may hold secrets)."""
@@ -113,7 +194,43 @@ class AppSpec:
             "setup_sql": self.setup_sql,
             "count_sql": self.count_sql,
             "ready_path": self.ready_path,
+            "requests": [r.describe() for r in self.mix] if self.requests else None,
         }
+
+
+class Compiled:
+    """A request with its placeholders compiled once: each :meth:`render` fills in the next
+    values (a static request renders the same every time, and draws no sequence number)."""
+
+    def __init__(self, request: Request) -> None:
+        compile_ = template.compile_template
+        self.request = request
+        self.path = compile_(request.path, "path")
+        self.headers = [(name, compile_(value, "header")) for name, value in request.headers]
+        self.body = compile_(request.body, "body") if request.body is not None else None
+        self.static = self.path.static and all(t.static for _, t in self.headers)
+        self.static = self.static and (self.body is None or self.body.static)
+        self.typed = any(name.lower() == "content-type" for name, _ in request.headers)
+        self.count = itertools.count()
+
+    def render(self) -> tuple[str, list[tuple[str, str]], bytes | None]:
+        """(path, headers, body) of the next request of this kind, its values filled in; a
+        body comes with ``Content-Type: application/json`` unless the request sets one."""
+        seq, count = (0, 0) if self.static else (template.next_seq(), next(self.count))
+        headers = [(name, value.render(seq, count)) for name, value in self.headers]
+        body = self.body.render(seq, count).encode() if self.body is not None else None
+        if body is not None and not self.typed:
+            headers.insert(0, ("Content-Type", "application/json"))
+        return self.path.render(seq, count), headers, body
+
+
+def sent_label(mix: tuple[Request, ...]) -> str:
+    """The heaviest request (the first of equals), and how many kinds the mix has."""
+    if not mix:
+        return f"GET {DEFAULT_PATH}"
+    first = max(mix, key=lambda r: r.weight)
+    label = f"{first.method} {first.path}"
+    return label if len(mix) == 1 else f"{label} (mix of {len(mix)})"
 
 
 def _name(text: str) -> str:
@@ -204,9 +321,10 @@ def parse_path(value: Any) -> str:
     """
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError(f"expected a path starting with '/', got {_quoted(str(value))}")
-    if not _TARGET.fullmatch(value):
+    sample = _sample(value, "path")  # its placeholders filled in: what is sent
+    if not _TARGET.fullmatch(sample):
         bad = next(
-            (c for c in value if not _TARGET.fullmatch("/" + c) and c != "%"),
+            (c for c in sample if not _TARGET.fullmatch("/" + c) and c != "%"),
             "%",  # every character allowed: a '%' not followed by two hex digits
         )
         what = "a bad percent-escape" if bad == "%" else f"the character {bad!r}"
@@ -215,6 +333,13 @@ def parse_path(value: Any) -> str:
             f"has {what}"
         )
     return value
+
+
+def _sample(text: str, where: str) -> str:
+    """``text`` with its placeholders filled once (checked, not sent)."""
+    if not template.has_placeholder(text):
+        return text
+    return template.compile_template(text, where).render(0, 0)
 
 
 def parse_method(value: Any) -> str:
@@ -226,16 +351,36 @@ def parse_method(value: Any) -> str:
 
 def parse_body(value: Any) -> Any:
     """A JSON document given as text (a flag) or a TOML value (a file), of at most
-    :data:`MAX_BODY_BYTES` as JSON."""
+    :data:`MAX_BODY_BYTES` as JSON; text with placeholders stays text, checked to be JSON
+    once they are filled in."""
     if isinstance(value, str):
+        if template.has_placeholder(value):
+            _json_sample(value)
+            if len(value.encode()) > MAX_BODY_BYTES:
+                raise ValueError(f"at most {MAX_BODY_BYTES:,} bytes, got {len(value.encode()):,}")
+            return Templated(value)
         try:
             value = json.loads(value)
         except ValueError as exc:
             raise ValueError(f"expected JSON ({exc.args[0]}), got {_quoted(value)}") from None
+    else:
+        text = body_text(value)
+        if text is not None and template.has_placeholder(text):
+            _json_sample(text)
     size = len(json.dumps(value).encode())
     if size > MAX_BODY_BYTES:
         raise ValueError(f"at most {MAX_BODY_BYTES:,} bytes as JSON, got {size:,}")
     return value
+
+
+def _json_sample(text: str) -> None:
+    sample = _sample(text, "body")
+    try:
+        json.loads(sample)
+    except ValueError as exc:
+        raise ValueError(
+            f"expected JSON once its placeholders are filled in ({exc.args[0]}), got {text!r}"
+        ) from None
 
 
 def parse_header(value: Any) -> tuple[str, str]:
@@ -250,7 +395,8 @@ def parse_header(value: Any) -> tuple[str, str]:
 
 def header(name: Any, value: Any) -> tuple[str, str]:
     """A header checked: the name an RFC 9110 token, the value visible ASCII, spaces and tabs
-    (a CR or LF would start a header of its own). Surrounding blanks are dropped."""
+    (a CR or LF would start a header of its own), its placeholders filled in too. Surrounding
+    blanks are dropped."""
     if not isinstance(value, str | int | float):
         raise ValueError(f"header {_quoted(str(name))}: expected a string value")
     name, text = str(name).strip(), str(value).strip(" \t")
@@ -258,8 +404,9 @@ def header(name: Any, value: Any) -> tuple[str, str]:
         raise ValueError(
             f"bad header name {_quoted(name)}: expected letters, digits or !#$%&'*+-.^_`|~"
         )
-    if not _HEADER_VALUE.fullmatch(text):
-        bad = next(c for c in text if not _HEADER_VALUE.fullmatch(c))
+    sample = _sample(text, "header")
+    if not _HEADER_VALUE.fullmatch(sample):
+        bad = next(c for c in sample if not _HEADER_VALUE.fullmatch(c))
         raise ValueError(
             f"header {name}: its value may hold only printable ASCII, spaces and tabs, "
             f"found {bad!r}"
@@ -290,11 +437,84 @@ def _env(value: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _sql(value: Any) -> str:
+    """SQL text, or ``@FILE``: the text of that file (as pgbench's ``-f``)."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected an SQL statement, got {_quoted(str(value))}")
+        raise ValueError(f"expected an SQL statement or @FILE, got {_quoted(str(value))}")
+    if value.startswith("@"):
+        path = Path(value[1:])
+        value = files.read_text(path, MAX_SQL_FILE_BYTES)
+        if not value.strip():
+            raise ValueError(f"{path} is empty")
     if "\0" in value:  # libpq takes C strings: it would end the query there
         raise ValueError("an SQL statement may not hold a NUL character")
+    return str(value)
+
+
+def _weight(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WEIGHT:
+        raise ValueError(f"expected a weight from 1 to {MAX_WEIGHT}, got {value!r}")
     return value
+
+
+_REQUEST_KEYS = ("name", "weight", "method", "path", "headers", "body", "writes")
+
+
+def parse_request(value: Any) -> Request:
+    """One request of a mix: a table (a file) or ``[WEIGHT] METHOD PATH [BODY]`` (a flag)."""
+    if isinstance(value, str):
+        match = _REQUEST_FLAG.match(value)
+        if match is None:
+            raise ValueError(f"expected '[WEIGHT] METHOD PATH [JSON BODY]', got {value!r}")
+        fields = {k: v for k, v in match.groupdict().items() if v is not None}
+        if "weight" in fields:
+            fields["weight"] = int(fields["weight"])
+    elif isinstance(value, Mapping):
+        unknown = [key for key in value if key not in _REQUEST_KEYS]
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r} (known: {', '.join(_REQUEST_KEYS)})")
+        fields = dict(value)
+    else:
+        raise ValueError(
+            f"expected [[app.request]] tables or '[WEIGHT] METHOD PATH', got {value!r}"
+        )
+    name = fields.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 80):
+        raise ValueError(f"name: expected a short text, got {name!r}")
+    method = parse_method(fields.get("method", "GET"))
+    path = parse_path(fields.get("path", DEFAULT_PATH))
+    body = parse_body(fields["body"]) if "body" in fields else None
+    return Request(
+        method=method,
+        path=path,
+        headers=parse_headers(fields["headers"]) if "headers" in fields else (),
+        body=body_text(body),
+        weight=_weight(fields.get("weight", 1)),
+        name=name.strip() if isinstance(name, str) else None,
+        writes=_writes(fields.get("writes")),
+    )
+
+
+def _writes(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"writes: expected true or false, got {value!r}")
+    return value
+
+
+def parse_requests(value: Any) -> tuple[Request, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items or len(items) > MAX_REQUESTS:
+        raise ValueError(f"expected 1 to {MAX_REQUESTS} requests, got {len(items)}")
+    out = []
+    for i, item in enumerate(items, 1):
+        try:
+            out.append(parse_request(item))
+        except ValueError as exc:
+            raise ValueError(f"#{i}: {exc}") from None
+    labels = [r.label for r in out]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise ValueError(f"two requests are both {label!r}: give them a name each")
+    return tuple(out)
 
 
 def _timeout(value: Any) -> float:
@@ -315,7 +535,10 @@ REQUEST_FIELDS = {
     "count_sql": _sql,
     "ready_path": parse_path,
     "ready_timeout_s": _timeout,
+    "request": parse_requests,
 }
+_FIELD = {"request": "requests"}  # a key whose AppSpec field is named otherwise
+_ONE_REQUEST = ("path", "method", "body")  # what a mix's requests say each for itself
 _TABLE_KEYS = ("name", "app", "dir", "url", "env", *REQUEST_FIELDS)
 
 
@@ -350,7 +573,14 @@ def with_request(spec: AppSpec, values: Mapping[str, Any]) -> AppSpec:
     changes = {}
     for key, raw in values.items():
         try:
-            changes[key] = REQUEST_FIELDS[key](raw)
+            changes[_FIELD.get(key, key)] = REQUEST_FIELDS[key](raw)
         except ValueError as exc:
             raise ValueError(f"{key}: {exc}") from None
+    mixed = "requests" in changes or spec.requests
+    single = [key for key in _ONE_REQUEST if key in values]
+    if mixed and single:
+        raise ValueError(
+            f"request: give each request its {single[0]} in its own request table "
+            f"(--request), not {single[0]} beside them"
+        )
     return replace(spec, **changes)

@@ -43,6 +43,22 @@ class OutputRefused(ValueError):
 Owner = tuple[int, int]  # (uid, gid)
 
 
+def read_text(path: Path, max_bytes: int) -> str:
+    """A UTF-8 file the user named (an SQL or CSV file), read whole up to ``max_bytes``.
+    Raises ValueError naming the file and what is wrong (unreadable, too large, not UTF-8)."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} ({exc.strerror})") from None
+    if len(raw) > max_bytes:
+        raise ValueError(f"{path}: larger than {max_bytes:,} bytes")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+
+
 def private_dir(prefix: str, parent: str | Path | None = None, owner: Owner | None = None) -> Path:
     """A new directory ``<parent>/<prefix>XXXXXXXX`` that only its owner can enter.
 

@@ -90,6 +90,18 @@ class FaultSpec(Model):
     at_s: float
 
 
+class RequestRecord(Model):
+    """One kind of request of a mix, as sent (header names only)."""
+
+    name: str
+    weight: int
+    method: str
+    path: str
+    headers: list[str] = []
+    body: str | None = Field(default=None, description="JSON text, placeholders unfilled.")
+    writes: bool = Field(default=True, description="Its 2xx count against count_sql's rows.")
+
+
 class AppRecord(Model):
     """An own app (``--app``, ``[[app]]``) or a target (``--target``), as a result records it:
     header and environment *names* only, since their values may be secrets."""
@@ -107,6 +119,9 @@ class AppRecord(Model):
     setup_sql: str | None = None
     count_sql: str | None = None
     ready_path: str | None = None
+    requests: list[RequestRecord] | None = Field(
+        default=None, description="The mix (request tables); null: the one request above."
+    )
     git: GitCheckout | None = Field(
         default=None, description="Its dir's checkout (an own app whose dir is one)."
     )
@@ -164,6 +179,17 @@ class VariantRecord(Model):
     kind: Literal["strategy", "app", "target"] = "strategy"
     app: AppRecord | None = Field(default=None, description="What an own app or target is.")
     key: str
+
+    @property
+    def sent(self) -> str:
+        """What each request was, in a few words: ``GET /visit/``, ``POST /o/ (mix of 3)``."""
+        app = self.app
+        if app is None:
+            return "GET /visit/"  # every built-in strategy's one request
+        if not app.requests:
+            return f"{app.method} {app.path}"
+        first = max(app.requests, key=lambda r: r.weight)
+        return f"{first.method} {first.path} (mix of {len(app.requests)})"
 
 
 class Requests(Model):
@@ -242,6 +268,11 @@ class Integrity(Model):
     requests_sent: int
     error_responses: dict[str, int]
     ok: bool | None = Field(description="Null: not checked (an own app without count_sql).")
+    write_responses: int | None = Field(
+        default=None,
+        description="A mix: the 2xx of the kinds that write, which the rows must equal; "
+        "null: every 2xx.",
+    )
     lost_writes: int | None = None
     unacknowledged_writes: int | None = None
 
@@ -360,6 +391,21 @@ class Breakdown(Model):
     )
 
 
+class RequestKind(Model):
+    """One kind of request of a mix over the measured window."""
+
+    name: str
+    method: str
+    path: str
+    weight: int
+    sent: int = Field(description="Over the whole run, warm-up and drain included.")
+    ok: int
+    errors: int
+    errors_by_kind: dict[str, int]
+    throughput_rps: float
+    latency_ms: Latency | None
+
+
 class StrategyResult(Model):
     """One run of one variant (one repeat). Parts it did not measure are null."""
 
@@ -388,6 +434,9 @@ class StrategyResult(Model):
     open_model: OpenModel | None = None
     fault: FaultOutcome | None = None
     breakdown: Breakdown | None = None
+    by_request: list[RequestKind] | None = Field(
+        default=None, description="A mix of more than one kind: each kind's own figures."
+    )
     warnings: list[str] = []
 
     @property

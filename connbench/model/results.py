@@ -56,6 +56,10 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
 9. The measured code's commit: ``environment.git`` (``commit``, ``dirty``) when connbench ran
    inside a git checkout, and ``git`` on an own app whose ``dir`` is one (``scenario.app``),
    so results can be laid out over commits (``report --trend``). Older files load without.
+10. Request mixes: ``variant.app.requests`` (each kind's name, weight, method, path, header
+    names and body text, placeholders unfilled) and, per run of a mix of more than one kind,
+    ``by_request`` (each kind's sent, ok, errors by kind, req/s and latency). Older files load
+    with neither (null): they sent one request.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ from connbench.model.result_types import (
 
 __all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
 
-SCHEMA_VERSION = 9  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_VERSION = 10  # bump on any change a reader must know about; add its step to MIGRATIONS
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
@@ -395,6 +399,7 @@ MIGRATIONS: dict[int, Callable[[Document], Document]] = {
     6: _unchanged,  # 7 added own apps and targets: a variant without a kind is a strategy
     7: _unchanged,  # 8 added each run's position in its round: absent, null
     8: _unchanged,  # 9 added the git commit of the checkout and of own apps: absent, null
+    9: _unchanged,  # 10 added request mixes: absent, one request
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from connbench.apps import STRATEGIES
-from connbench.model import appspec, faults
+from connbench.model import appspec, faults, template
 from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
 from connbench.model.checks import CompleteError, Limit, parse_gate, parse_limit
@@ -653,6 +653,17 @@ LOCUST_INSTALL_HINT = "--engine locust needs Locust: pip install 'connbench[locu
 def _check_locust(scenario: Scenario) -> None:
     if scenario.engine != "locust":
         return
+    for spec in scenario.own_apps:
+        templated = any(
+            template.has_placeholder(text)
+            for r in spec.mix
+            for text in (r.path, r.body or "", *(v for _, v in r.headers))
+        )
+        if spec.requests or templated:
+            raise ScenarioError(
+                f"--engine locust: app {spec.name} sends a request mix or templated values; "
+                "use --engine httptools, aiohttp or httpx"
+            )
     if importlib.util.find_spec("locust") is None:
         raise ScenarioError(LOCUST_INSTALL_HINT)
     if scenario.locust_workers + scenario.expect_workers == 0:

@@ -24,7 +24,7 @@ from typing import Any
 import vl_convert
 
 from connbench import __version__
-from connbench.analyse import charts, trend
+from connbench.analyse import charts, findings, trend
 from connbench.analyse.compare import Comparison
 from connbench.analyse.stats import MEASURED
 from connbench.model import metrics
@@ -34,9 +34,11 @@ from connbench.present.compare import COMPARE_HEADERS, _compare_rows
 from connbench.present.run import (
     BREAKDOWN_NOTE,
     BREAKDOWN_SEGMENTS,
+    REQUEST_HEADERS,
     VIA_LABELS,
     _context,
     _limit_lines,
+    _request_rows,
     _run_rows,
     _title,
     _typical_run,
@@ -1162,8 +1164,15 @@ def run_section(page: Page, label: str, run: RunResult) -> None:
     variants = Variants(names.keys, names, page.colours)
     page.add(f"<section><h2>{cell(_title(run, html_mark))}</h2>")
     page.add(f'<p class="muted">{esc(label)} · {esc(_context(run))}</p>')
+    found = findings.findings(run)
+    if found:
+        items = "".join(f'<li class="{esc(f.severity)}">{esc(f.text)}</li>' for f in found)
+        page.add(f'<div class="findings"><h3>Findings</h3><ul>{items}</ul></div>')
     headers, rows = _run_rows(run, html_mark)
     page.add(html_table(headers, rows))
+    kinds = _request_rows(run, html_mark)
+    if kinds:
+        page.add("<h3>By kind of request</h3>" + html_table(["strategy", *REQUEST_HEADERS], kinds))
     page.add(_warning_list(run))
     page.add(f'<div class="facts">{_scenario(run)}{_environment(run)}</div>')
     page.charts(

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from connbench.analyse import advice, stats
+from connbench.analyse import advice, findings, stats
 from connbench.analyse.compare import shown
 from connbench.analyse.stats import MEASURED
 from connbench.apps import STRATEGIES
@@ -36,6 +36,7 @@ from connbench.present.common import (
     fit,
     json_text,
     markdown_mark,
+    md_cell,
     md_table,
     name_column,
     num,
@@ -66,6 +67,8 @@ def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark =
     if len(checked) == 1:
         integrity = checked[0]
         rows, ok = integrity.rows_inserted, integrity.ok_responses
+        if integrity.write_responses is not None:  # a mix: the 2xx of the kinds that write
+            ok = integrity.write_responses
         if integrity.ok and rows is not None:
             return mark(f"{rows:,} = {ok:,}", "good")
         return mark(f"{rows} rows ≠ {ok} 2xx", "bad")
@@ -192,6 +195,12 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
         by_key.setdefault(result.key, []).append(result)
+    # What each row sent, in a column when the rows differ (else in the context line).
+    sent_header = ["sent"] if _one_sent(run) is None else []
+
+    def sent(summary: VariantSummary) -> list[str]:
+        return [summary.variant.sent] if sent_header else []
+
     rows = []
     for summary in run.summary:
         dims = [_cell(summary.variant, key) for key, _ in varying]
@@ -201,12 +210,19 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
             cells = [status, *["-"] * (len(headers) - 1)]
             if summary.errors:  # what a failed run saw (every request timed out, say)
                 cells[headers.index("errors")] = mark(f"{summary.errors:,}", "bad")
-            rows.append([name, *dims, *cells])
+            rows.append([name, *dims, *sent(summary), *cells])
             continue
         runs = by_key.get(summary.key, [])
         cells = _measured_cells(summary, runs, run, open_model, mark, tail)
-        rows.append([name, *dims, *cells])
-    return ["strategy", *(label for _, label in varying), *headers], rows
+        rows.append([name, *dims, *sent(summary), *cells])
+    return ["strategy", *(label for _, label in varying), *sent_header, *headers], rows
+
+
+def _one_sent(run: RunResult) -> str | None:
+    """What every row sent, when they all sent the same (the context line says it, and the
+    table has no column for it); None when they differ."""
+    sent = {s.variant.sent for s in run.summary}
+    return next(iter(sent)) if len(sent) == 1 else None
 
 
 def _name_cell(summary: VariantSummary, mark: Mark) -> str:
@@ -255,7 +271,7 @@ def _measured_cells(
 # the JSON keep them all).
 RESULTS_DROP = (
     "gen CPU", "pg CPU", "conns mean", "app CPU", "p50 ms", "p99 uncorr.", "sessions opened",
-    "rows = 2xx", "vs pgbench", "sessions/2xx",
+    "rows = 2xx", "vs pgbench", "sent", "sessions/2xx",
 )  # fmt: skip
 # No cell wraps: a row is one line, and a column that does not fit is dropped (and named).
 RESULTS_WRAP: tuple[str, ...] = ()
@@ -267,14 +283,17 @@ def results_table(run: RunResult) -> Table:
     table = Table(title=_title(run, rich_mark), title_justify="left")
     name_column(table, headers[0], [row[0] for row in rows], style="bold")
     for header in headers[1:]:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="left" if header == "sent" else "right")
     # A rule between strategies only where one has several rows (a sweep): it groups them.
     grouped = len({s.strategy for s in run.summary}) < len(run.summary)
     previous = None
+    sent = headers.index("sent") if "sent" in headers else None
     for summary, row in zip(run.summary, rows, strict=True):
         if grouped and previous is not None and previous != summary.strategy:
             table.add_section()
         previous = summary.strategy
+        if sent is not None:
+            row[sent] = escape(row[sent])  # the user's path: text, not markup
         table.add_row(*row)
     return table
 
@@ -338,6 +357,50 @@ def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> Strateg
     if not measured or median is None:
         return measured[0] if measured else None
     return min(measured, key=lambda r: abs(r.throughput_rps - median))
+
+
+FINDING_MARKS = {"info": "  • ", "warn": "  [yellow]•[/yellow] ", "bad": "  [red]•[/red] "}
+REQUEST_HEADERS = ("request", "weight", "req/s", "p50 ms", "p99 ms", "errors")
+
+
+def _request_rows(run: RunResult, mark: Mark) -> list[list[str]]:
+    """One row per kind of request of each variant that sent a mix (its typical repeat)."""
+    rows = []
+    for summary in run.summary:
+        runs = [r for r in run.results if r.key == summary.key]
+        typical = _typical_run(summary, runs)
+        if typical is None or not typical.by_request:
+            continue
+        total = sum(kind.weight for kind in typical.by_request)
+        for kind in typical.by_request:
+            latency = kind.latency_ms
+            errors = ", ".join(f"{k} {v:,}" for k, v in kind.errors_by_kind.items())
+            rows.append(
+                [
+                    row_label(run, summary.variant),
+                    kind.name,
+                    f"{kind.weight} ({100 * kind.weight / total:.0f}%)",
+                    f"{kind.throughput_rps:,.0f}",
+                    num(latency.p50) if latency else "-",
+                    num(latency.p99) if latency else "-",
+                    mark(errors, "bad") if errors else "0",
+                ]
+            )
+    return rows
+
+
+def requests_table(run: RunResult) -> Table | None:
+    """Each kind of request of a mix: its share, req/s, latency and errors (None: no mix)."""
+    rows = _request_rows(run, rich_mark)
+    if not rows:
+        return None
+    table = Table(title="by kind of request", title_justify="left")
+    name_column(table, "strategy", [row[0] for row in rows], style="bold")
+    for header in REQUEST_HEADERS:
+        table.add_column(header, justify="left" if header == "request" else "right")
+    for row in rows:
+        table.add_row(row[0], escape(row[1]), *row[2:])  # a request's name is the user's
+    return table
 
 
 TIMELINE = ("req/s", "p99 ms", "server conns", "errors")
@@ -603,14 +666,24 @@ BREAKDOWN_NOTE = (
 def render_run(
     console: Console, run: RunResult, charts: bool = True, explain: bool = False
 ) -> None:
-    """The tables (results, PgBouncer's side, faults, where the time goes, references, the
-    per-second charts), then the context a reader needs to trust them, then warnings, one line
-    per kind. What each column means is said only when asked (``explain``): the same
-    paragraphs on every run are read once and then skipped, and hide the warnings below."""
+    """The findings in plain words, then the tables (results, by kind of request, PgBouncer's
+    side, faults, where the time goes, references, the per-second charts), then the context a
+    reader needs to trust them, then warnings, one line per kind. What each column means is
+    said only when asked (``explain``): the same paragraphs on every run are read once and
+    then skipped, and hide the warnings below."""
+    found = findings.findings(run)
+    if found:
+        console.print("[bold]Findings[/bold]", highlight=False)
+        say = sayer(console)
+        for finding in found:
+            say(FINDING_MARKS[finding.severity], finding.text)
     _fitted(console, results_table(run), "results", RESULTS_DROP, RESULTS_WRAP)
     note = tail_note(run)
     if note:
         console.print(f"[dim]{escape(note)}[/dim]", highlight=False)
+    kinds = requests_table(run)
+    if kinds is not None:
+        _fitted(console, kinds, "by kind of request", ("p50 ms", "weight"), wrap=("request",))
     bouncer = pgbouncer_table(run)
     if bouncer is not None:
         _fitted(console, bouncer, "PgBouncer", ("pgb CPU", "sv_idle peak", "wait ms/xact"))
@@ -688,12 +761,13 @@ def _context(run: RunResult) -> str:
     via = f"via {shown(topology)}"
     if topology != ["direct"]:
         via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
+    one = _one_sent(run)
     return (
         f"concurrency {shown(scenario.concurrency)} · "
         f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
         f"{_pool(run)}workers {shown(scenario.workers)} · "
         f"{via} · {_server(env.postgres)} · {env.cpu_count} CPUs · "
-        f"load generator: {scenario.engine}"
+        f"load generator: {scenario.engine}" + (f" · each request {one}" if one else "")
     )
 
 
@@ -779,10 +853,19 @@ def limits_failed(run: RunResult) -> list[LimitRecord]:
 
 def run_markdown(run: RunResult) -> str:
     headers, rows = _run_rows(run, markdown_mark)
-    out = [f"### {_title(run, markdown_mark)}", "", md_table(headers, rows), "", _context(run)]
+    table = md_table(headers, rows, left=headers.index("sent") + 1 if "sent" in headers else 1)
+    out = [f"### {_title(run, markdown_mark)}", ""]
+    found = findings.findings(run)
+    if found:
+        out += ["**Findings**", "", *(f"- {md_cell(f.text)}" for f in found), ""]
+    out += [table, "", _context(run)]
     note = tail_note(run)
     if note:
         out += ["", note]
+    kinds = _request_rows(run, markdown_mark)
+    if kinds:
+        table = md_table(["strategy", *REQUEST_HEADERS], kinds, left=2)
+        out += ["", "**By kind of request**", "", table]
     if run.limits:
         failed = len(limits_failed(run))
         verdict = f"❌ {failed} of {len(run.limits)} failed" if failed else "✅ all passed"
@@ -806,6 +889,7 @@ def run_csv(run: RunResult) -> str:
             **{k: getattr(variant, k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
             "topology": variant.topology,
             "rate": variant.rate,
+            "sent": variant.sent,
             "status": summary.status,
             "runs": summary.runs,
             "runs_measured": summary.runs_measured,

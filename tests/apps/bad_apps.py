@@ -35,6 +35,12 @@ async def silent(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await asyncio.sleep(3600)
 
 
+@ok_app.post("/crash/")
+async def crash() -> dict[str, str]:
+    """An unhandled exception: a 500 whose cause is only in the app's log."""
+    raise RuntimeError("the orders table is missing")
+
+
 def _daemon(pid_file: str) -> None:
     """Start ``sleep`` as a daemon does (fork, setsid, fork) and write its pid to ``pid_file``."""
     middle = os.fork()
