@@ -262,6 +262,7 @@ def test_bad_apps_are_checked_before_anything_is_measured(
     assert not [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Tr")]
 
 
+@pytest.mark.integration
 def test_a_failed_check_shows_the_response_and_keeps_the_log(
     bad_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:

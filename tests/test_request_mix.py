@@ -194,6 +194,7 @@ def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, results.
     return done.stdout, results.load(out)
 
 
+@pytest.mark.integration
 def test_the_example_mix_runs_from_its_scenario_file(
     example_run: tuple[str, results.RunResult],
 ) -> None:
@@ -216,6 +217,7 @@ def test_the_example_mix_runs_from_its_scenario_file(
     assert app is not None and app.requests and app.requests[0].headers == ["Authorization"]
 
 
+@pytest.mark.integration
 def test_every_row_says_what_it_sent(example_run: tuple[str, results.RunResult]) -> None:
     markdown, run = example_run
     assert "| orders | POST /orders/ (mix of 3) |" in markdown
@@ -237,6 +239,7 @@ def test_every_row_says_what_it_sent(example_run: tuple[str, results.RunResult])
         assert f"- {finding.text}" in markdown
 
 
+@pytest.mark.integration
 def test_check_alone_sends_one_of_each_and_measures_nothing(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     done = run_cli("run", str(EXAMPLE), "--check", "-o", str(out), cwd=ROOT)
@@ -246,6 +249,7 @@ def test_check_alone_sends_one_of_each_and_measures_nothing(tmp_path: Path) -> N
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_a_wrong_token_fails_the_check_with_the_response(tmp_path: Path) -> None:
     scenario = tmp_path / "wrong.toml"
     scenario.write_text(
