@@ -10,16 +10,19 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from connbench import __version__
 from connbench.apps import STRATEGIES
 from connbench.model import metrics
+from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
 from connbench.model.errors import BadInput, ConnbenchError
 
 if TYPE_CHECKING:
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from connbench.analyse.compare import Comparison
     from connbench.analyse.paired import PairedComparison
     from connbench.model.results import RunResult
+    from connbench.model.scenario import Scenario
 
 EXIT_FAILED = 1
 EXIT_LIMITS = 3
@@ -48,14 +52,96 @@ EXIT_CODES = (
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); what was measured is saved"),
 )
 EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3, 5 wins."
-# "\b" keeps click from rewrapping the table's lines.
+# "\b" keeps click from rewrapping the table's lines; each meaning is wrapped here instead, so
+# that the table fits 80 columns.
 EPILOG = (
     "Exit codes:\n\n\b\n"
-    + "\n".join(f"{code:>5}  {meaning}" for code, meaning in EXIT_CODES)
+    + "\n".join(
+        f"{code:>5}  " + "\n       ".join(textwrap.wrap(meaning, 70))
+        for code, meaning in EXIT_CODES
+    )
     + "\n\n"
     + EXIT_PRECEDENCE
 )
+
+
+def _examples(*lines: str) -> str:
+    """An epilog of examples (kept as written), then the exit codes."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + EPILOG
+
+
+RUN_EXAMPLES = _examples(
+    "# two strategies, 30 s each; then every one in a sweep, 3 interleaved rounds",
+    "connbench run -s pool,connect -d 30s",
+    "connbench run -s all -c 8,32,128 -r 3",
+    "# a scenario file, with an HTML report beside the result",
+    "connbench run scenarios/quick.toml --html",
+    "# your own app beside the pool strategy",
+    "connbench run -s pool --app mine=myapp.main:app --path /items/",
+)
+COMPARE_EXAMPLES = _examples(
+    "# two result files, failing on a real loss of throughput",
+    "connbench compare base.json new.json --fail-on throughput:10%",
+    "# two variants of one run, paired round by round",
+    "connbench compare r.json --base pool --head mine --fail-on p99:20%",
+)
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# `--help` in groups, by the option's long name: what runs, the load, pool and server, your
+# own app, Locust, the output, the gate. An option not named here is listed under "Options".
+HELP_GROUPS: dict[str, tuple[str, ...]] = {
+    "Load": (
+        "--strategy", "--concurrency", "--duration", "--warmup", "--timeout", "--rate",
+        "--repeat", "--engine", "--fault",
+    ),
+    "Pool and server": (
+        "--pool-min", "--pool-max", "--workers", "--topology", "--pgbouncer-pool-size",
+        "--postgres", "--max-connections", "--calibrate", "--port",
+    ),
+    "Your app or a running one": (
+        "--app", "--target", "--path", "--method", "--body", "--header", "--ready-path",
+        "--count-sql", "--setup-sql",
+    ),
+    "Locust (--engine locust)": (
+        "--locust-workers", "--expect-workers", "--locust-bind", "--locust-port",
+        "--locust-token-file", "--token-file", "--master", "--processes",
+    ),
+    "Output": (
+        "--output", "--format", "--charts", "--explain", "--html", "--progress", "--summary",
+        "--trend",
+    ),
+    "Gate": ("--fail-if", "--fail-on", "--alpha", "--ignore", "--base", "--head",
+             "--allow-missing"),
+}  # fmt: skip
+_GROUP_OF = {flag: group for group, flags in HELP_GROUPS.items() for flag in flags}
+
+
+class GroupedHelp(TyperCommand):
+    """Plain click help (fast: no rich to import) with the options in :data:`HELP_GROUPS`."""
+
+    # Typed loosely: typer carries its own copy of click, whose types are private to it.
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments: list[tuple[str, str]] = []
+        groups: dict[str, list[tuple[str, str]]] = {name: [] for name in HELP_GROUPS}
+        groups["Options"] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append(record)
+            else:
+                long = max(param.opts, key=len)
+                groups[_GROUP_OF.get(long, "Options")].append(record)
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        for name, records in groups.items():
+            if records:
+                with formatter.section(name):
+                    formatter.write_dl(records)
+
+
 DEFAULT_WIDTH = 100  # for output that goes to no terminal, unless COLUMNS says otherwise
 
 app = typer.Typer(
@@ -72,13 +158,26 @@ app = typer.Typer(
 
 def _console(stderr: bool = False) -> Console:
     """A console for stdout (or stderr) as it is now: a terminal's own width; in a pipe or a
-    CI log, ``COLUMNS`` when set (rich reads it), otherwise ``DEFAULT_WIDTH``."""
-    from rich.console import Console
+    CI log, ``COLUMNS`` when set (rich reads it), otherwise ``DEFAULT_WIDTH``. It redacts
+    and escapes what it prints (see :mod:`connbench.present.sink`)."""
+    from connbench.present import sink
 
-    console = Console(stderr=stderr)
-    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
-        console = Console(stderr=stderr, width=DEFAULT_WIDTH)
-    return console
+    return sink.console(stderr, DEFAULT_WIDTH)
+
+
+def _echo(message: str, err: bool = True) -> None:
+    """One plain line on stderr (or stdout), redacted and escaped like every output (the
+    sink is imported here: it brings rich and psycopg, which a plain --help does not need)."""
+    from connbench.present import sink
+
+    sink.echo(message, err=err)
+
+
+def _write(text: str, fmt: str = "text") -> None:
+    """A whole report (or document) on stdout, through the sink like every output."""
+    from connbench.present import sink
+
+    sink.write(text, fmt)
 
 
 @contextmanager
@@ -87,26 +186,18 @@ def _domain_errors() -> Iterator[None]:
         yield
     except ConnbenchError as exc:
         # Plain text, never wrapped: the first line must stand alone in a log.
-        typer.echo(f"connbench: error: {_redacted(str(exc))}", err=True)
+        _echo(f"connbench: error: {exc}")
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:
         # The machine, not connbench: a full disk, a read-only or forbidden directory.
         where = f" ({exc.filename})" if exc.filename else ""
-        typer.echo(f"connbench: error: {exc.strerror or exc}{where}", err=True)
+        _echo(f"connbench: error: {exc.strerror or exc}{where}")
         raise typer.Exit(EXIT_FAILED) from None
-
-
-def _redacted(text: str) -> str:
-    """``text`` with every password connbench has seen masked (imported here: the DSN
-    parser brings psycopg, which a plain --help does not need)."""
-    from connbench.model.dsn import redact
-
-    return redact(text)
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"connbench {__version__}")
+        _echo(f"connbench {__version__}", err=False)
         raise typer.Exit()
 
 
@@ -122,12 +213,12 @@ def _root(
     """How should a FastAPI app hold its PostgreSQL connections, and what does each cost?"""
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def strategies() -> None:
     """List the connection strategies, one line each."""
     width = max(len(name) for name in STRATEGIES)
     for strategy in STRATEGIES.values():
-        typer.echo(f"{strategy.name:<{width}}  {strategy.summary}")
+        _echo(f"{strategy.name:<{width}}  {strategy.summary}", err=False)
 
 
 # Metavars that say what a flag takes (typer would show <str> for every number, because a
@@ -161,8 +252,10 @@ FormatOpt = Annotated[
         "--format",
         metavar="FORMAT",
         help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant), "
-        "json or html (a self-contained page with charts). Progress and notes go to stderr "
-        "for all but table.",
+        "json, html (a self-contained page with charts), or for tracking tools: "
+        "github-action-benchmark (its customSmallerIsBetter array; "
+        "github-action-benchmark:bigger for customBiggerIsBetter: throughput) or bmf "
+        "(Bencher). Progress and notes go to stderr for all but table.",
     ),
 ]
 SummaryOpt = Annotated[
@@ -178,6 +271,12 @@ SummaryOpt = Annotated[
 ChartsOpt = Annotated[
     bool, typer.Option("--charts/--no-charts", help="Draw the per-second charts.")
 ]
+ExplainOpt = Annotated[
+    bool,
+    typer.Option(
+        "--explain", help="Say under each table what its columns mean (said once, not every run)."
+    ),
+]
 
 
 def _format(value: str) -> str:
@@ -190,11 +289,13 @@ def _format(value: str) -> str:
 
 def _append_summary(path: Path | None, markdown: str) -> None:
     """Append ``markdown`` to ``path`` (a CI step summary): a blank line keeps reports apart."""
+    from connbench.present import sink
+
     if path is None:
         return
     try:
         with path.open("a", encoding="utf-8") as fh:
-            fh.write(markdown + "\n")
+            fh.write(sink.text(markdown) + "\n")
     except OSError as exc:
         raise BadInput(f"--summary: cannot write {path} ({exc.strerror})") from None
 
@@ -210,7 +311,7 @@ PostgresOpt = Annotated[
 ]
 
 
-@app.command(epilog=EPILOG)
+@app.command(cls=GroupedHelp, epilog=RUN_EXAMPLES)
 def run(
     scenario_file: Annotated[
         Path | None,
@@ -403,6 +504,16 @@ def run(
             metavar="PORT", help="--engine locust: the master's port (default: a free one).", min=0
         ),
     ] = None,
+    locust_token_file: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="--engine locust: the token remote workers must hold to be counted (needed "
+            "with --expect-workers; created, readable by you alone, when FILE does not exist; "
+            "give it to `connbench worker --token-file`). Local workers get a fresh token each "
+            "run, privately.",
+        ),
+    ] = None,
     fault: Annotated[
         str | None,
         typer.Option(
@@ -423,11 +534,12 @@ def run(
         ),
     ] = None,
     charts: ChartsOpt = True,
+    explain: ExplainOpt = False,
     calibrate_first: Annotated[
         bool,
         typer.Option(
             "--calibrate",
-            help="First measure the references (generator ceiling, pgbench with and "
+            help="First measure the references (the generator's own rate, pgbench with and "
             "without -C at each concurrency) and show each strategy as a fraction of them.",
         ),
     ] = False,
@@ -496,13 +608,34 @@ def run(
         typer.Option(
             "--path",
             metavar="PATH",
-            help="--app/--target: the path each request goes to (/visit/).",
+            help="--app/--target: the path each request goes to (/visit/), a query string "
+            "included, sent as written (percent-encode spaces and control characters).",
         ),
     ] = None,
     method: Annotated[
         str | None,
         typer.Option(metavar="METHOD", help="--app/--target: the request's method (default: GET)."),
     ] = None,
+    request_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--request",
+            metavar="'[WEIGHT] METHOD PATH [JSON]'",
+            help="--app/--target: one kind of request of a mix, sent WEIGHT times (default 1) "
+            'per sum of the weights, e.g. \'3 POST /orders/ {"customer_id": {{randint 1 '
+            "100}}}'; placeholders {{randint A B}}, {{uuid}}, {{seq}}, {{csv FILE COLUMN}}. "
+            "Repeatable; instead of --path/--method/--body.",
+            show_default=False,
+        ),
+    ] = None,
+    check_only: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Only check: start each --app/--target, send it one request of each kind, "
+            "run its setup_sql and count_sql; measure nothing (exit 1 if one fails).",
+        ),
+    ] = False,
     body: Annotated[
         str | None,
         typer.Option(metavar="JSON", help="--app/--target: a JSON body sent with each request."),
@@ -511,7 +644,7 @@ def run(
         list[str] | None,
         typer.Option(
             metavar="'NAME: VALUE'",
-            help="--app/--target: a request header, 'Name: value'. Repeatable.",
+            help="--app/--target: a request header, 'Name: value' (printable ASCII). Repeatable.",
         ),
     ] = None,
     ready_path: Annotated[
@@ -526,13 +659,16 @@ def run(
         typer.Option(
             metavar="SQL",
             help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
-            "FROM items'): rows are checked against 2xx responses.",
+            "FROM items'), or @FILE: rows are checked against 2xx responses. Runs under a "
+            f"{COUNT_SQL_TIMEOUT_S:g} s statement timeout.",
         ),
     ] = None,
     setup_sql: Annotated[
         str | None,
         typer.Option(
-            metavar="SQL", help="--app/--target: SQL run on its database before it starts."
+            metavar="SQL",
+            help="--app/--target: SQL (or @FILE) run on its database before it starts, under "
+            f"a {SETUP_SQL_TIMEOUT_S:g} s statement timeout.",
         ),
     ] = None,
 ) -> None:
@@ -569,6 +705,7 @@ def run(
             "expect_workers": expect_workers,
             "locust_bind": locust_bind,
             "locust_port": locust_port,
+            "locust_token_file": locust_token_file,
             "fault": fault,
             "fail_if": fail_if or None,
             "app": app_ or None,
@@ -576,6 +713,7 @@ def run(
             "target": target or None,
             "path": request_path,
             "method": method,
+            "request": request_ or None,
             "body": body,
             "headers": header or None,
             "ready_path": ready_path,
@@ -587,24 +725,42 @@ def run(
         chosen = scenario.build(scenario_file, overrides)
         console = _console()
         notes = console if fmt == "table" else _console(stderr=True)
+        if check_only:
+            if not chosen.own_apps:
+                raise BadInput("--check: checks --app and --target (and [[app]] tables) only")
+            runner.check(chosen, progress.ConsoleReporter(notes, every_s))
+            notes.print("every app answered every kind of request: checks passed")
+            raise typer.Exit(0)
         if output is not None and output.endswith("/"):
             raise BadInput(f"--output: {output} names a directory; give a file name")
+        if chosen.engine == "locust":
+            _locust_notes(notes, chosen)
+        html_written: list[Path | BadInput] = []  # the report, written beside the result
+
+        def write_html(saved: Path, run: RunResult) -> None:
+            try:
+                html_written.append(_write_html(saved.with_suffix(".html"), [(str(saved), run)]))
+            except BadInput as exc:
+                html_written.append(exc)
+
         result, path = runner.execute(
             chosen,
             progress.ConsoleReporter(notes, every_s),
             Path(output) if output is not None else None,
             calibrate_first=calibrate_first,
+            beside=write_html if html_report else None,
         )
-        _show_run(console, result, fmt, charts, label=str(path))
+        _show_run(console, result, fmt, charts, label=str(path), explain=explain)
         gate = _run_gate(console, result, fmt, label=str(path))
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
-            typer.echo(f"connbench: error: the result was {where}", err=True)
+            _echo(f"connbench: error: the result was {where}")
             raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED)
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
-        if html_report:
-            page = _write_html(path.with_suffix(".html"), [(str(path), result)])
+        for page in html_written:
+            if isinstance(page, BadInput):
+                raise page
             notes.print(f"report: {page} (open it in a browser)", highlight=False)
         markdown = run_view.format_run(result, "markdown")
         if gate is not None:
@@ -637,6 +793,37 @@ def _run_gate(console: Console, result: RunResult, fmt: str, label: str) -> Pair
     return comparison
 
 
+def _locust_notes(notes: Console, chosen: Scenario) -> None:
+    """The token file made or checked, and what a master beyond loopback exposes, said before
+    the run starts (a bad token file is exit 2)."""
+    from connbench.measure import locust_engine
+
+    if not locust_engine.is_loopback(chosen.locust_bind):
+        notes.print(
+            f"warning: the Locust master listens on {locust_engine.printable(chosen.locust_bind)}"
+            ", beyond loopback: "
+            "anyone who can reach that address can download the locustfile (it holds no "
+            "request, header or body) and try to join as a worker; only workers holding the "
+            "run's token are counted, the others are refused and named in the result. "
+            "Locust's traffic is not encrypted: use it on a network you trust.",
+            highlight=False,
+            markup=False,
+        )
+    if chosen.locust_token_file:
+        try:
+            locust_engine.token_file(Path(chosen.locust_token_file))
+        except ValueError as exc:
+            raise BadInput(f"--locust-token-file: {exc}") from None
+        notes.print(
+            "Locust: remote workers need the token in "
+            f"{locust_engine.printable(chosen.locust_token_file, 200)}: copy it to "
+            "each worker host (readable by the worker's user alone) for `connbench worker "
+            "--token-file FILE`",
+            highlight=False,
+            markup=False,
+        )
+
+
 def _progress_interval(text: str | None) -> float | None:
     """--progress: None for the default (bar or 10 s lines), 0 for none, else seconds."""
     from connbench.model.units import parse_duration
@@ -655,18 +842,15 @@ def _run_exit_code(result: RunResult, gate: PairedComparison | None = None) -> i
     from connbench.present import run as view
 
     if result.interrupted:
-        typer.echo("connbench: interrupted; partial result saved", err=True)
+        _echo("connbench: interrupted; partial result saved")
         return EXIT_INTERRUPTED
     # An unavailable variant (PgBouncer not installed) was said and is no failure.
     failed = [r for r in result.results if r.status == "failed"]
     if failed:
         first = failed[0]
         cause = (first.failure or "failed").strip().splitlines()[0]
-        typer.echo(
-            f"connbench: {len(failed)} of {len(result.results)} runs failed; "
-            f"{first.key}: {_redacted(cause)}",
-            err=True,
-        )
+        count = f"{len(failed)} of {len(result.results)}"
+        _echo(f"connbench: {count} runs failed; {first.key}: {cause}")
         return EXIT_FAILED
     if gate is not None and gate.failed:
         typer.echo(f"connbench: A/B gate: {paired_view.summary(gate)}", err=True)
@@ -679,46 +863,56 @@ def _run_exit_code(result: RunResult, gate: PairedComparison | None = None) -> i
     crossed = view.limits_failed(result)
     if crossed:
         names = ", ".join(dict.fromkeys(v.limit for v in crossed))
-        typer.echo(f"connbench: limits crossed: {names}", err=True)
+        _echo(f"connbench: limits crossed: {names}")
         code = EXIT_LIMITS
     if invalid:
         for key, reason in invalid:
-            typer.echo(f"connbench: invalid measurement: {key}: {reason}", err=True)
+            _echo(f"connbench: invalid measurement: {key}: {reason}")
         code = EXIT_INVALID
     return code
 
 
 def _show_run(
-    console: Console, result: RunResult, fmt: str, charts: bool = True, label: str = ""
+    console: Console,
+    result: RunResult,
+    fmt: str,
+    charts: bool = True,
+    label: str = "",
+    explain: bool = False,
 ) -> None:
     from connbench.present import run as run_view
 
+    if fmt in ("csv", "json"):  # the data on stdout, what to know about it on stderr
+        for line in run_view.warning_lines(result, every_figure=True):
+            _echo(f"connbench: warning: {line}")
     if fmt == "table":
-        run_view.render_run(console, result, charts=charts)
+        run_view.render_run(console, result, charts=charts, explain=explain)
     elif fmt == "html":
         from connbench.present import html as html_view  # its charts' JS: only when asked
 
-        sys.stdout.write(html_view.report([(label, result)]))
+        _write(html_view.report([(label, result)]), fmt)
     else:
-        sys.stdout.write(run_view.format_run(result, fmt))
+        _write(run_view.format_run(result, fmt), fmt)
 
 
 def _write_html(
     path: Path,
     runs: list[tuple[str, RunResult]],
     comparisons: list[Comparison] | None = None,
+    trend: bool = False,
 ) -> Path:
-    """Write the HTML report of ``runs`` (and ``comparisons``) to ``path``, atomically."""
+    """Write the HTML report of ``runs`` (and ``comparisons``; or their trend) to ``path``,
+    atomically."""
     from connbench.present import html as html_view
 
-    page = html_view.report(runs, comparisons or [])
+    page = html_view.trend_report(runs) if trend else html_view.report(runs, comparisons or [])
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Private like the result it shows (mkstemp: 0600), and whole or not there at all.
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w") as fh:
-            fh.write(page)
+            fh.write(page)  # redacted by html_view.report, all but Vega's own JavaScript
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:
@@ -727,7 +921,7 @@ def _write_html(
     return path
 
 
-@app.command(name="calibrate")
+@app.command(name="calibrate", cls=GroupedHelp)
 def calibrate_cmd(
     postgres_: PostgresOpt = None,
     concurrency: Annotated[
@@ -751,7 +945,7 @@ def calibrate_cmd(
         ),
     ] = None,
 ) -> None:
-    """Measure the references: the load generator's ceiling on a no-database endpoint (and
+    """Measure the references: the load generator's own rate on a no-database endpoint (and
     wrk's), and pgbench's TPS on the same insert with and without a new connection per
     transaction, over the apps' own connection path."""
     from connbench.infra import postgres
@@ -768,17 +962,49 @@ def calibrate_cmd(
         console = _console()
         with postgres.start(backend, settings=chosen.server) as pg:
             console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
-            ceilings = calibrate.measure(
+            references = calibrate.measure(
                 pg, concurrency=chosen.concurrency, duration_s=chosen.duration_s
             )
-        run_view.render_calibration(console, ceilings)
+        run_view.render_calibration(console, references)
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
+def cleanup(
+    postgres_: PostgresOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Drop what is listed (without it: list only).")
+    ] = False,
+) -> None:
+    """List what connbench runs that were killed left on a server you gave as --postgres DSN:
+    roles, databases and tables that bear connbench's name and marker, whose run is gone and
+    that the DSN's user owns. With --yes, drop them; nothing else is touched."""
+    from connbench.infra import postgres
+
+    with _domain_errors():
+        if postgres_ is None:
+            raise BadInput("--postgres: give the DSN of the server to clean up")
+        where, found, problems = postgres.leftovers(postgres.parse_backend(postgres_), drop=yes)
+        if not found:
+            _echo(f"nothing left by connbench on {where}", err=False)
+            return
+        for obj in found:
+            _echo(str(obj), err=False)
+        if not yes:
+            _echo(f"{len(found)} left on {where}; --yes drops them", err=False)
+            return
+        for problem in problems:
+            _echo(f"connbench: error: {problem}")
+        _echo(f"dropped {len(found) - len(problems)} of {len(found)} on {where}", err=False)
+        if problems:
+            raise typer.Exit(EXIT_FAILED)
+
+
+@app.command(cls=GroupedHelp)
 def show(
     result_file: Annotated[Path, typer.Argument(help="A result JSON file.", metavar="FILE")],
     charts: ChartsOpt = True,
     format_: FormatOpt = "table",
+    explain: ExplainOpt = False,
 ) -> None:
     """Show a saved result: its tables, per-second charts and limit verdicts as recorded."""
     from connbench.analyse import stats
@@ -788,15 +1014,15 @@ def show(
         fmt = _format(format_)
         run_result = results.load(result_file)
         run_result.summary = stats.aggregate(run_result.results)  # derived: always recomputed
-        _show_run(_console(), run_result, fmt, charts, label=str(result_file))
+        _show_run(_console(), run_result, fmt, charts, label=str(result_file), explain=explain)
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def schema() -> None:
     """Print the JSON Schema of a result file (the version this connbench writes)."""
     from connbench.model import results
 
-    sys.stdout.write(results.json_schema_text())
+    _write(results.json_schema_text())
 
 
 # Written out rather than read from connbench.model.scenario, whose import pulls in psycopg:
@@ -826,7 +1052,7 @@ AllowMissingOpt = Annotated[
 ]
 
 
-@app.command("compare", epilog=EPILOG)
+@app.command("compare", cls=GroupedHelp, epilog=COMPARE_EXAMPLES)
 def compare_results(
     files: Annotated[
         list[Path] | None,
@@ -878,6 +1104,7 @@ def compare_results(
     from connbench.analyse import compare, stats
     from connbench.model import checks, results
     from connbench.present import compare as compare_view
+    from connbench.present import tracking
 
     with _domain_errors():
         fmt = _format(format_)
@@ -919,14 +1146,20 @@ def compare_results(
             )
         if fmt == "table":
             compare_view.render_compare(_console(), comparisons)
+        elif fmt in tracking.FORMATS:
+            # What a tracking tool charts over time is NEW's figures (the gate still decides
+            # the exit code): one NEW, or the names would collide.
+            if len(loaded) != 2:
+                raise BadInput(f"--format {fmt}: give one NEW result (got {len(loaded) - 1})")
+            _write(tracking.format_run(loaded[1][1], fmt), fmt)
         elif fmt == "html":
             from connbench.present import html as html_view
 
             for _, run_result in loaded:
                 run_result.summary = stats.aggregate(run_result.results)
-            sys.stdout.write(html_view.report(loaded, comparisons))
+            _write(html_view.report(loaded, comparisons), fmt)
         else:
-            sys.stdout.write(compare_view.format_compare(comparisons, fmt))
+            _write(compare_view.format_compare(comparisons, fmt), fmt)
         _append_summary(summary, compare_view.format_compare(comparisons, "markdown"))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
@@ -970,7 +1203,7 @@ def _compare_paired(
         run_result.summary = stats.aggregate(run_result.results)
         sys.stdout.write(html_view.report([(str(paths[0]), run_result)], paired=[comparison]))
     else:
-        sys.stdout.write(paired_view.format_paired(comparison, fmt))
+        _write(paired_view.format_paired(comparison, fmt), fmt)
     _append_summary(summary, paired_view.format_paired(comparison, "markdown"))
     if comparison.failed:
         raise typer.Exit(EXIT_FAILED)
@@ -978,7 +1211,7 @@ def _compare_paired(
         raise typer.Exit(EXIT_INCONCLUSIVE)
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def report(
     files: Annotated[
         list[Path] | None,
@@ -989,13 +1222,26 @@ def report(
         typer.Option(
             "--output",
             "-o",
-            help="The HTML file (default: the first result's, .html).",
+            help="The HTML file (default: the first result's, .html; with --trend, "
+            "trend.html beside it).",
             show_default=False,
         ),
     ] = None,
+    trend: Annotated[
+        bool,
+        typer.Option(
+            "--trend",
+            help="One chart per metric over the results, in date order, labelled by the "
+            "commit each recorded: the repeats' min..max as bars, red where a gate failed "
+            "(a --fail-if limit, or the scenario's gate against the result before).",
+        ),
+    ] = False,
 ) -> None:
-    """Write one self-contained HTML page (charts, tables; opens offline) for the results."""
-    from connbench.analyse import stats
+    """Write one self-contained HTML page (charts, tables; opens offline) for the results.
+
+    With several, each later result is first compared with the first, variant by variant
+    (the change and its interval, as `compare` judges it with the gate each recorded)."""
+    from connbench.analyse import compare, stats
     from connbench.model import results
 
     with _domain_errors():
@@ -1007,7 +1253,22 @@ def report(
             run_result = results.load(path)
             run_result.summary = stats.aggregate(run_result.results)
             loaded.append((str(path), run_result))
-        page = _write_html(output or paths[0].with_suffix(".html"), loaded)
+        if trend:
+            page = _write_html(output or paths[0].with_name("trend.html"), loaded, trend=True)
+        else:
+            (base_label, base), *later = loaded
+            comparisons = [
+                compare.compare(
+                    base,
+                    new,
+                    gate=compare.resolve_gate(new, label),
+                    base_label=base_label,
+                    new_label=label,
+                    allow_missing=True,
+                )
+                for label, new in later
+            ]
+            page = _write_html(output or paths[0].with_suffix(".html"), loaded, comparisons)
         size = page.stat().st_size
         _console().print(
             f"report: {page} ({size / 1e6:.1f} MB; open it in a browser)", highlight=False
@@ -1037,7 +1298,7 @@ def _free(port: int) -> None:
             raise BadInput(f"--port: 127.0.0.1:{port} is not free ({exc.strerror})") from None
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def serve(
     strategy: Annotated[str, typer.Argument(help="The strategy to serve.", metavar="STRATEGY")],
     postgres_: PostgresOpt = None,
@@ -1140,7 +1401,7 @@ def serve(
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def locustfile(
     strategy: Annotated[
         str, typer.Argument(help="The strategy (or variant) whose request the file sends.")
@@ -1155,7 +1416,9 @@ def locustfile(
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
-    """Print the locustfile that --engine locust runs, for plain `locust --worker -f FILE`."""
+    """Print the locustfile that --engine locust runs, for plain `locust --worker -f FILE`
+    (with the run's token in $CONNBENCH_LOCUST_TOKEN_FILE). It holds no request: connbench's
+    master sends that to each worker holding the token."""
     from connbench.measure import locust_engine
 
     with _domain_errors():
@@ -1164,46 +1427,69 @@ def locustfile(
         if rate is not None and rate <= 0:
             raise BadInput(f"--rate: expected a positive number, got {rate}")
         text = locust_engine.locustfile(
-            locust_engine.Request(),
             concurrency=concurrency,
             timeout_s=timeout,
             rate_rps=rate,
             title=f"GET /visit/ on the {strategy} app",
         )
         if output is None:
-            sys.stdout.write(text)
+            sys.stdout.write(text)  # code, not a report: it holds no result string
         else:
             output.write_text(text)
 
 
-@app.command()
+@app.command(cls=GroupedHelp)
 def worker(
     master: Annotated[
         str,
         typer.Option(
+            metavar="HOST:PORT",
             help="The master's HOST:PORT, as `connbench run --engine locust --expect-workers N "
-            "--locust-bind ADDRESS --locust-port PORT` listens on it."
+            "--locust-bind ADDRESS --locust-port PORT` listens on it.",
+        ),
+    ],
+    token_file: Annotated[
+        Path,
+        typer.Option(
+            metavar="FILE",
+            help="The run's token (the master's --locust-token-file, copied here; readable by "
+            "you alone). Workers without it are refused.",
         ),
     ],
     processes: Annotated[
-        int, typer.Option(help="Worker processes to run here (one per core is usual).", min=1)
+        int,
+        typer.Option(
+            metavar="INTEGER", help="Worker processes to run here (one per core is usual).", min=1
+        ),
     ] = 1,
 ) -> None:
-    """Run Locust workers for a connbench run on another host; they fetch the locustfile from
-    the master and exit when its run ends."""
+    """Run Locust workers for a connbench run on another host; they exit when its run ends.
+
+    The workers run the Python code the master sends them (its locustfile), as you, on this
+    host: point them only at a master you trust. That code gets a short environment (PATH,
+    HOME, LANG, LC_ALL, TMPDIR, TZ, VIRTUAL_ENV, PYTHONPATH and the token), not yours: no
+    PGPASSWORD, AWS_* or other secrets of your shell reach it."""
+    from connbench.infra import procs
     from connbench.measure import locust_engine
 
     with _domain_errors():
         locust_engine.require()
         try:
             argv = locust_engine.worker_argv(master)
+            token = locust_engine.read_token(token_file)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
+        env = procs.child_env({locust_engine.TOKEN_ENV: token})
         try:
-            codes = locust_engine.run_workers(argv, processes)
+            codes = locust_engine.run_workers(argv, processes, env)
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        if any(codes):
+        failed = [code for code in codes if code]
+        if failed:
+            _echo(
+                f"connbench: {len(failed)} of {len(codes)} workers failed (exit codes "
+                f"{', '.join(map(str, failed))})"
+            )
             raise typer.Exit(EXIT_FAILED)
 
 
@@ -1214,9 +1500,8 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: never a traceback for users
         if os.environ.get("CONNBENCH_DEBUG"):
             raise
-        typer.echo(
-            f"connbench: internal error: {type(exc).__name__}: {_redacted(str(exc))} "
-            "(set CONNBENCH_DEBUG=1 for the traceback)",
-            err=True,
+        _echo(
+            f"connbench: internal error: {type(exc).__name__}: {exc} "
+            "(set CONNBENCH_DEBUG=1 for the traceback)"
         )
         sys.exit(1)

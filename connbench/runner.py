@@ -1,4 +1,6 @@
-"""Run a scenario: one throwaway Postgres, then each strategy in turn. Ctrl-C is handled here.
+"""Run a scenario: one throwaway Postgres, then every variant in interleaved rounds.
+
+Ctrl-C is handled here.
 
 Interrupts, in one place:
 
@@ -24,7 +26,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -33,17 +35,39 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from connbench.analyse import capacity, limits, paired, stats
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, pgbouncer, postgres, procs, tempdirs, userapp
+from connbench.infra import (
+    appserver,
+    gitinfo,
+    ledger,
+    pgbouncer,
+    postgres,
+    procs,
+    tempdirs,
+    userapp,
+)
 from connbench.measure import calibrate, faults, load, locust_engine, sampler
 from connbench.measure.load import LoadConfig, Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
 from connbench.model.dsn import redact
-from connbench.model.errors import BadInput, PostgresError, ProcessError, first_line
-from connbench.model.result_types import Calibration, LimitRecord, Status, VariantRecord
+from connbench.model.errors import (
+    BadInput,
+    ConnbenchError,
+    PostgresError,
+    ProcessError,
+    first_line,
+)
+from connbench.model.result_types import (
+    Calibration,
+    GitCheckout,
+    LimitRecord,
+    Status,
+    VariantRecord,
+)
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -55,6 +79,10 @@ WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
 
 class ServerLost(PostgresError):
     """PostgreSQL went away and connbench cannot start it again (an external server)."""
+
+
+class CheckFailed(ConnbenchError):
+    """An own app or target failed its check: nothing was measured. Exit code 1."""
 
 
 @dataclass(frozen=True)
@@ -143,21 +171,31 @@ class _Run:
     interrupts: Interrupts
     tmp: Path
     on_progress: Callable[[Progress], None]
+    # Targets whose setup_sql has run (their database outlives the variants: once is enough).
+    set_up: set[str] = field(default_factory=set)
 
 
 def execute(
-    scenario: Scenario, reporter: Reporter, output: Path | None, calibrate_first: bool = False
+    scenario: Scenario,
+    reporter: Reporter,
+    output: Path | None,
+    calibrate_first: bool = False,
+    beside: Callable[[Path, RunResult], None] | None = None,
 ) -> tuple[RunResult, Path | None]:
     """Run every strategy of ``scenario``, save the result, return it and where it went.
 
-    Where it went: ``output`` (default ``results/NAME-TIME.json``); a fallback directory when
+    Where it went: ``output``, or by default ``results/NAME-TIME.json``, never replacing a
+    file (``NAME-TIME-2.json`` when another run took that name); a fallback directory when
     that cannot be written at the end (:func:`connbench.model.files.is_fallback` says so, and
     the reporter was told why); None when nothing was measured and ``output`` already existed
     (it is left as it was). Raises :class:`BadInput` before anything starts when ``output``
     is no place for a result, and the domain errors of :mod:`connbench.infra.postgres` when the
     server cannot be had; an app that fails is recorded as failed and the run goes on.
+    ``beside`` writes what goes beside the result (its HTML report), under the same lock on
+    the directory, so that the two files are one run's even when runs share ``output``.
     """
     run = results.new_run(scenario.to_dict())
+    app_commits = _record_commits(run)
     path = _destination(output or results.default_path(run), scenario.source)
     variants = scenario.variants()  # once: the plan, the warnings and the predictions
     # An own app's pattern is its own: nothing to predict.
@@ -179,9 +217,12 @@ def execute(
             try:
                 with _server(scenario, run, reporter) as pg:
                     _warn_before(scenario, predictions, pg, reporter)
+                    context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
+                    failures = check_apps(context, reporter)  # before any minute is spent
+                    if failures:
+                        raise CheckFailed(_check_failed(failures))
                     if calibrate_first:
                         run.calibration = _calibrate(pg, scenario, reporter)
-                    context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
                     for index, (repeat, position, variant) in enumerate(plan, 1):
                         _ensure_server(pg, reporter)
                         label = variant.key  # every progress line names its variant
@@ -192,6 +233,8 @@ def execute(
                         spec = scenario.own_app(variant.strategy)
                         if variant.kind != "strategy" and spec is not None:
                             result = _run_own_app(context, variant, spec, repeat)
+                            if result.variant.app is not None:
+                                result.variant.app.git = app_commits.get(spec.name)
                         else:
                             result = _run_variant(context, variant, repeat, predictions[variant])
                         result.position = position
@@ -213,7 +256,7 @@ def execute(
     finally:
         run.summary = stats.aggregate(run.results)
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
-        saved = _save(run, path, reporter)
+        saved = _save(run, path, reporter, new_name=output is None, beside=beside)
     return run, saved
 
 
@@ -233,6 +276,101 @@ def _gate_decided(run: RunResult, reporter: Reporter) -> bool:
     return paired.decided(comparison)
 
 
+def check(scenario: Scenario, reporter: Reporter) -> None:
+    """``run --check``: start PostgreSQL, then every own app and target, and send each one
+    request of each kind of its mix; measure nothing, save nothing. Raises
+    :class:`CheckFailed` naming every one that failed (and where its log is kept)."""
+    with Interrupts(reporter.note) as interrupts, ExitStack() as stack:
+        tmp = tempdirs.make("check")
+        stack.callback(tempdirs.remove, tmp)
+        with _server(scenario, results.new_run(scenario.to_dict()), reporter) as pg:
+            context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
+            failures = check_apps(context, reporter)
+    if failures:
+        raise CheckFailed(_check_failed(failures))
+
+
+def _check_failed(failures: list[str]) -> str:
+    what = "1 app" if len(failures) == 1 else f"{len(failures)} apps"
+    return f"{what} failed the check, nothing was measured:\n" + "\n".join(failures)
+
+
+def check_apps(run: _Run, reporter: Reporter) -> list[str]:
+    """Start each own app (one worker) and target, send it one request of each kind and run
+    its ``setup_sql`` and ``count_sql``, before any variant is measured: a mistake then costs
+    seconds, not the built-in strategies' minutes first. Each that passes is said in a line;
+    the failures are returned (the first line names the app and the request, then the
+    response's first lines and the app's log tail; where its log is kept)."""
+    failures = []
+    for spec in run.scenario.own_apps:
+        reporter.note(f"checking {spec.kind} {spec.name}: {spec.sent} ...")
+        try:
+            answers = _check_one(run, spec)
+        except ProcessError as exc:
+            failures.append(redact(str(exc)))
+        else:
+            reporter.note(f"checked {spec.kind} {spec.name}: {', '.join(answers)}")
+    return failures
+
+
+def _check_one(run: _Run, spec: AppSpec) -> list[str]:
+    target = spec.kind == "target"
+    log_path = run.tmp / f"check-{spec.name}.log"
+    with ExitStack() as stack:
+        db, control = _app_database(stack, run, spec)
+        try:
+            if target:
+                answers = userapp.probe(spec, spec.url or "")
+            else:
+                with userapp.start(spec, db, 1, log_path) as served:
+                    answers = list(served.answers)
+        except ProcessError as exc:  # the app has stopped: its log is whole
+            details = userapp.failure_details(None if target else log_path)
+            raise type(exc)(f"{exc}{details}") from None
+        userapp.wait_until_idle(control, db.name)
+        userapp.count(spec, control)
+    return answers
+
+
+def _app_bouncer(
+    run: _Run, variant: Variant, db: userapp.AppDatabase
+) -> AbstractContextManager[pgbouncer.PgBouncer]:
+    """A PgBouncer for an own app's variant: its role (SCRAM secret in the auth file) on its
+    database, in the variant's pool mode."""
+    params = conninfo_to_dict(db.dsn)
+    login = pgbouncer.Login(
+        user=str(params.get("user") or db.name),
+        password=str(params.get("password") or ""),
+        secret=db.secret or "",
+        dbname=db.name,
+    )
+    return pgbouncer.start(
+        run.pg,
+        pgbouncer.POOL_MODES[variant.topology],
+        pool_size=run.scenario.pgbouncer_pool_size,
+        max_client_conn=max(100, variant.concurrency * variant.workers + capacity.CLIENT_HEADROOM),
+        login=login,
+    )
+
+
+def _app_database(
+    stack: ExitStack, run: _Run, spec: AppSpec
+) -> tuple[userapp.AppDatabase, psycopg.Connection[Any]]:
+    """An own app's database (a target's: the one it uses) and connbench's connection to it,
+    both closed by ``stack``; ``setup_sql`` run there (on a target's, once per run)."""
+    target = spec.kind == "target"
+    if target:
+        db = userapp.target_database(run.pg)
+    else:
+        db = stack.enter_context(userapp.own_database(run.pg, spec))
+    control = stack.enter_context(userapp.connect_as_app(db))
+    if spec.setup_sql and not (target and spec.name in run.set_up):
+        userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+        if target:
+            run.set_up.add(spec.name)
+    return db, control
+
+
 def _destination(path: Path, scenario_file: str | None) -> Path:
     """``path`` checked (and resolved) before anything starts: a run whose result has nowhere
     to go is refused, not run; so is one that would overwrite its own scenario file."""
@@ -250,10 +388,23 @@ def measured(run: RunResult) -> bool:
     return any(r.requests is not None and r.requests.total for r in run.results)
 
 
-def _save(run: RunResult, path: Path, reporter: Reporter) -> Path | None:
-    """Save ``run`` at ``path``, or somewhere: what was measured is never lost."""
+def _save(
+    run: RunResult,
+    path: Path,
+    reporter: Reporter,
+    *,
+    new_name: bool = False,
+    beside: Callable[[Path, RunResult], None] | None = None,
+) -> Path | None:
+    """Save ``run`` at ``path`` (with ``new_name``, at a name no other file has), or
+    somewhere: what was measured is never lost. ``beside``: see :func:`execute`."""
     data = results.dump(run)
-    saved = files.save_or_fallback(path, data, replace_existing=measured(run))
+    with files.locked(path.parent):
+        saved = files.save_or_fallback(
+            path, data, replace_existing=measured(run), new_name=new_name
+        )
+        if saved.problem is None and saved.path is not None and beside is not None:
+            beside(saved.path, run)
     if saved.problem is None:
         return saved.path
     if saved.path is not None:
@@ -286,12 +437,36 @@ def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[
     """The scenario's PostgreSQL, recorded in ``run``'s environment."""
     backend = postgres.parse_backend(scenario.postgres)
     reporter.note(f"starting PostgreSQL ({backend.label}) ...")
-    with postgres.start(backend, settings=scenario.server) as pg:
-        run.environment.postgres = results.postgres_info(
-            pg.backend, pg.version, pg.settings, pg.display_dsn
+    problems: list[str] = []  # filled as the server is left (what could not be dropped)
+    try:
+        with postgres.start(backend, settings=scenario.server) as pg:
+            problems = pg.cleanup_problems
+            run.environment.postgres = results.postgres_info(
+                pg.backend, pg.version, pg.settings, pg.display_dsn
+            )
+            reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
+            if pg.shared:
+                _warn_leftovers(pg, reporter)
+            yield pg
+    finally:
+        for problem in problems:
+            reporter.warn(f"connbench could not drop its {problem}")
+
+
+def _warn_leftovers(pg: postgres.Postgres, reporter: Reporter) -> None:
+    """One warning naming what runs that were killed left on this server, and the cure."""
+    try:
+        with pg.connect(application_name=CONTROL_APP) as conn:
+            found = ledger.find(conn)
+    except psycopg.Error as exc:
+        reporter.warn(f"could not look for what killed connbench runs left: {first_line(exc)}")
+        return
+    if found:
+        names = ", ".join(f"{o.kind} {o.name}" for o in found)
+        reporter.warn(
+            f"connbench runs that were killed left {len(found)} objects on this server ({names}); "
+            "`connbench cleanup --postgres DSN` lists them, with --yes drops them"
         )
-        reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
-        yield pg
 
 
 def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) -> Calibration:
@@ -476,7 +651,7 @@ def _count_writes(
 ) -> stats.Measurement:
     """``measured`` with the sessions the app opened (``ours`` discounted) and its rows,
     once its sessions have ended."""
-    sampler.wait_for_app_sessions_to_end(control)
+    sampler.wait_for_app_sessions_to_end(control, app_name=pg.app_name)
     sessions_after = sampler.sessions_counter(control)
     opened = None
     if sessions_before is not None and sessions_after is not None:
@@ -495,7 +670,9 @@ def _load_config(variant: Variant, scenario: Scenario, spec: AppSpec | None) -> 
     )
     if spec is None:
         return config
-    return replace(config, method=spec.method, headers=spec.headers, body=spec.body_bytes)
+    first = spec.mix[0]  # Locust's one request (a mix needs connbench's own engines)
+    body = first.body.encode() if first.body is not None else None
+    return replace(config, method=first.method, headers=first.headers, body=body, mix=spec.mix)
 
 
 def _measure(
@@ -532,7 +709,8 @@ def _measure(
         injected = None
 
         def progress(p: Progress) -> None:  # with the server's side at the last sample
-            seen = samples.samples[-1].total if samples.samples else None
+            # Unknown while the server hides the sessions' state: not the ones left visible.
+            seen = samples.samples[-1].total if samples.samples and not samples.hidden else None
             run.on_progress(replace(p, connections=seen))
 
         try:
@@ -591,6 +769,18 @@ async def _watch_children(
         await asyncio.sleep(WATCH_INTERVAL_S)
 
 
+def _record_commits(run: RunResult) -> dict[str, GitCheckout]:
+    """Record the commit of the working directory and of each own app's ``dir`` in ``run``
+    (where they are git checkouts); return the apps' by name."""
+    run.environment.git = gitinfo.checkout(Path.cwd())
+    found: dict[str, GitCheckout] = {}
+    for record in run.scenario.app:
+        checked = gitinfo.checkout(Path(record.dir)) if record.dir else run.environment.git
+        if checked is not None:
+            record.git = found[record.name] = checked
+    return found
+
+
 def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> StrategyResult:
     """One repeat of an own app or a target (see :mod:`connbench.infra.userapp`)."""
     described = VariantRecord.model_validate(variant.to_dict() | {"app": spec.describe()})
@@ -600,37 +790,40 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             strategy=spec.name, variant=described, repeat=repeat, status=status, failure=why
         )
 
-    if variant.topology != "direct":
+    if variant.topology != "direct" and spec.kind == "target":
         return not_run(
             "unavailable",
-            f"{spec.kind} {spec.name}: own apps and targets connect direct only "
+            f"target {spec.name}: a running app connects where it was started to "
             f"(not via {variant.topology})",
         )
-    pg, target = run.pg, spec.kind == "target"
+    reason = pgbouncer.unavailable(variant.topology)
+    if reason:
+        return not_run("unavailable", reason)
+    target = spec.kind == "target"
+    bouncer = None
     log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
+    left: list[str] = []  # what could not be dropped afterwards: said, never fatal
     try:
         with ExitStack() as stack:
-            db = (
-                userapp.target_database(pg)
-                if target
-                else stack.enter_context(userapp.own_database(pg, spec))
-            )
-            control = stack.enter_context(userapp.connect_as_app(db))
-            if spec.setup_sql:
-                userapp.run_sql(spec, control, "setup_sql", spec.setup_sql)
+            db, control = _app_database(stack, run, spec)
+            left = db.problems  # filled as the stack closes
             with ExitStack() as app_stack:
                 if target:
                     served = userapp.Served(spec, spec.url or "")
                     userapp.probe(spec, served.base_url)
                 else:
+                    app_db = db
+                    if variant.topology != "direct":  # stops after the app, before the count
+                        bouncer = app_stack.enter_context(_app_bouncer(run, variant, db))
+                        app_db = replace(db, dsn=bouncer.dsn)
                     served = app_stack.enter_context(
-                        userapp.start(spec, db, variant.workers, log_path)
+                        userapp.start(spec, app_db, variant.workers, log_path)
                     )
                 # The probe's request may commit after its response: count once it has.
                 userapp.wait_until_idle(control, db.name)
                 rows_before = userapp.count(spec, control)
                 sessions_before = sampler.sessions_counter(control, db.name)
-                measured, death = _measure(served, None, variant, run, spec, db.name)
+                measured, death = _measure(served, bouncer, variant, run, spec, db.name)
                 died, app_log = served.exit_code(), served.log_tail()
             if target:
                 userapp.wait_until_idle(control, db.name)
@@ -639,7 +832,10 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
             sessions_after = sampler.sessions_counter(control, db.name)
             rows_after = userapp.count(spec, control)
     except ProcessError as exc:
-        return not_run("failed", redact(str(exc)))
+        details = userapp.failure_details(None if target else log_path)
+        failed = not_run("failed", redact(str(exc)) + details)
+        failed.warnings += _not_dropped(left, run.pg.shared)
+        return failed
     opened = None
     if sessions_before is not None and sessions_after is not None:
         # The sampler's own sessions land on the target's database, not on an own app's.
@@ -649,12 +845,40 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     # A target is not ours to measure: its CPU is unknown, not 0.
     cpu = measured.cpu_percent | ({"app": None} if target else {})
     measured = replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
-    result = stats.summarize(spec.name, described, measured, repeat=repeat)
+    result = stats.summarize(
+        spec.name,
+        described,
+        measured,
+        repeat=repeat,
+        pgbouncer=bouncer.describe() if bouncer is not None else None,
+    )
+    if not target:
+        result.warnings.extend(userapp.known_failures(log_path, variant.topology))
     if death is not None:
         result.status, result.failure = "failed", str(death)
     if died is not None:
-        result.warnings.append(f"the app exited during the run (code {died}); its log:\n{app_log}")
+        result.warnings.append(
+            f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
+        )
+    if death is not None or died is not None:
+        kept = userapp.keep_log(None if target else log_path)
+        if kept is not None:
+            result.warnings.append(f"the app's whole log is kept in {kept}")
+    result.warnings.extend(served.strays)
+    result.warnings += _not_dropped(left, run.pg.shared)
     return result
+
+
+def _not_dropped(problems: list[str], shared: bool) -> list[str]:
+    """The warning for what connbench created and could not drop (none: no warning)."""
+    if not problems:
+        return []
+    then = (
+        ". Remove what it names, then `connbench cleanup --postgres DSN --yes` drops the rest"
+        if shared
+        else " (the server is removed at the end of the run, and they with it)"
+    )
+    return ["connbench could not drop what it created for this app: " + "; ".join(problems) + then]
 
 
 @dataclass
@@ -680,6 +904,8 @@ class _Edges:
     def mark(self, name: str) -> None:
         pids = self.processes()
         cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
+        if self.pg.cpu_s is not None:  # a container: its cgroup, not a process tree of ours
+            cpu["postgres"] = self.pg.cpu_s()
         self.seen[name] = _Edge(cpu, pids, time.perf_counter())
         if self.app.instrumented:  # the app's timing totals at this edge, read meanwhile
             self.reads[name] = asyncio.get_running_loop().create_task(
@@ -727,11 +953,18 @@ async def _drive(
     """The load itself: connbench's own engines, or Locust's master and workers."""
     if config.engine != "locust":
         return await load.run(url, config, on_progress=on_progress, on_edge=on_edge, stop=stop)
+    token = None
+    if scenario.locust_token_file:
+        try:
+            token = locust_engine.token_file(Path(scenario.locust_token_file))
+        except ValueError as exc:
+            raise ProcessError(str(exc)) from None
     options = locust_engine.LocustOptions(
         workers=scenario.locust_workers,
         expect_workers=scenario.expect_workers,
         bind_host=scenario.locust_bind,
         port=scenario.locust_port,
+        token=token,
     )
     parts = urlsplit(url)
     request = locust_engine.Request(  # an own app's request, as for the default engine

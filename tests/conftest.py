@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import platform
+import shlex
+import socketserver
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
@@ -17,6 +24,64 @@ from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCKER_ENGINE_ENV = ROOT / ".docker-engine.env"
+
+
+def _docker_engine_env() -> None:
+    """What `make docker-engine` wrote for a shell to export (the engine's address, the image,
+    or why there is none), for the variables the environment does not set already: `make
+    test` and a bare `pytest` then run the docker tests the same way."""
+    try:
+        text = DOCKER_ENGINE_ENV.read_text()
+    except OSError:
+        return
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "export":
+            words = words[1:]
+        if len(words) == 1 and "=" in words[0]:
+            key, _, value = words[0].partition("=")
+            os.environ.setdefault(key, value)
+
+
+_docker_engine_env()
+
+# The fast tier (`make test-fast`, the edit loop): every test that starts no process. A test
+# that asks for the session's PostgreSQL is integration by that alone; any other that starts a
+# process carries the mark itself, and the fast tier refuses the first process a test starts
+# without it (the guard below), so the tier cannot silently grow slow.
+FAST_TIER = os.environ.get("CONNBENCH_TEST_TIER") == "fast"
+INTEGRATION_FIXTURES = {"pg"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+class StartedAProcess(AssertionError):
+    """A fast-tier test started a process: it belongs to the integration tier."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_process_in_the_fast_tier() -> Iterator[None]:
+    """Session-wide, so that module and session fixtures are held to it too."""
+    if not FAST_TIER:
+        yield
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise StartedAProcess(
+            "this test starts a process: mark it `pytest.mark.integration` (fast tier)"
+        )
+
+    platform.platform()  # asks `uname -p` once and caches it: results record the platform
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse)
+        patch.setattr(os, "fork", refuse)
+        patch.setattr(os, "posix_spawn", refuse)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +118,15 @@ class RecordingReporter:
 @pytest.fixture
 def reporter() -> RecordingReporter:
     return RecordingReporter()
+
+
+def script_module(name: str) -> ModuleType:
+    """A module of scripts/ (not a package: the scripts run on their own), imported."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def connbench_cmd(*args: str) -> list[str]:
@@ -176,3 +250,17 @@ def run_of(*entries: StrategyResult, **scenario: Any) -> RunResult:
     run.results.extend(entries)
     run.summary = stats.aggregate(run.results)
     return run
+
+
+@contextlib.contextmanager
+def serving_in_thread(server: socketserver.TCPServer) -> Iterator[str]:
+    """Serve ``server`` (bound to 127.0.0.1:0) from a thread; yield its ``/visit/`` URL, and
+    shut it down on the way out."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/visit/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

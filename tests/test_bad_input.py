@@ -6,7 +6,6 @@ cover what we thought of, and a bound per number that sizes memory, processes or
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from connbench.model import scenario
 from connbench.model.errors import BadInput
 from connbench.model.scenario import BOUNDS, MAX_RUNS, MAX_SWEEP, build
 
-from .conftest import run_cli
+from .conftest import run_cli, script_module
 from .test_cli import assert_one_line_exit_2
 
 cli = CliRunner()
@@ -113,25 +112,8 @@ def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 values = st.recursive(scalars, _containers, max_leaves=8)
 
 
-def toml_value(value: Any) -> str:
-    """A minimal TOML writer for the generated values (inline tables and arrays)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # JSON's escapes are TOML's basic-string escapes
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+# The A/B action's TOML writer (it writes scenario files): inline tables and arrays.
+toml_value = script_module("ab_scenario").toml_value
 
 
 @FAST

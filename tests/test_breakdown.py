@@ -85,6 +85,7 @@ def test_bar_stacks_the_parts_in_order_and_keeps_the_total() -> None:
     assert bar.index("magenta") < bar.index("cyan") < bar.index("bright_black")
 
 
+@pytest.mark.integration
 def test_summary_and_table_carry_the_median_breakdown(tmp_path: Path) -> None:
     def run(repeat: int, connect_ms: float) -> StrategyResult:
         return made(

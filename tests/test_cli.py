@@ -108,6 +108,7 @@ def test_malformed_result_file(tmp_path: Path) -> None:
     assert "missing" in result.stderr
 
 
+@pytest.mark.integration
 def test_unreachable_dsn_through_the_real_entry_point(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -145,6 +146,7 @@ def files(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.integration
 def test_compare_passes_the_same_and_fails_a_regression(files: dict[str, str]) -> None:
     same = runner.invoke(app, ["compare", files["base"], files["same"]])
     assert same.exit_code == 0, same.output
@@ -161,6 +163,7 @@ def test_compare_passes_the_same_and_fails_a_regression(files: dict[str, str]) -
     assert "| pool c=32 w=1 pool=4..4 | throughput req/s | 1,000 ±1% | 500 ±2% |" in text
 
 
+@pytest.mark.integration
 def test_compare_several_files_and_the_fail_on_override(files: dict[str, str]) -> None:
     out = runner.invoke(
         app,
@@ -175,6 +178,7 @@ def test_compare_several_files_and_the_fail_on_override(files: dict[str, str]) -
     assert verdict["metric"] == "throughput" and verdict["threshold_source"] == "--fail-on"
 
 
+@pytest.mark.integration
 def test_compare_csv_is_one_row_per_variant(files: dict[str, str]) -> None:
     out = runner.invoke(app, ["compare", files["base"], files["slow"], "--format", "csv"])
     assert out.exit_code == 1
@@ -184,6 +188,7 @@ def test_compare_csv_is_one_row_per_variant(files: dict[str, str]) -> None:
     assert float(rows[0]["throughput_change"]) == pytest.approx(-0.5)
 
 
+@pytest.mark.integration
 def test_show_in_every_format(files: dict[str, str]) -> None:
     for fmt in ("table", "markdown", "csv", "json"):
         out = runner.invoke(app, ["show", files["base"], "--format", fmt])
@@ -209,6 +214,7 @@ def test_show_in_every_format(files: dict[str, str]) -> None:
         (["run", "--fail-if", "latency>5"], "--fail-if: 'latency>5': unknown metric 'latency'"),
     ],
 )
+@pytest.mark.integration
 def test_bad_compare_and_limit_input_is_one_line_exit_2(
     files: dict[str, str], args: list[str], message: str
 ) -> None:
@@ -216,6 +222,7 @@ def test_bad_compare_and_limit_input_is_one_line_exit_2(
     assert_one_line_exit_2(runner.invoke(app, args), message)
 
 
+@pytest.mark.integration
 def test_brackets_in_reasons_survive_the_table(files: dict[str, str]) -> None:
     # The gate's source reads "ci.toml [gate]": rich must print it, not take it for a tag.
     out = runner.invoke(app, ["compare", files["base"], files["same"]])

@@ -88,7 +88,8 @@ def test_h_and_V() -> None:
 
 
 def _options(help_text: str) -> str:
-    return help_text[help_text.index("Options:") :]
+    """The option groups of a command's help (everything below its description)."""
+    return help_text[help_text.index("\n\n", help_text.index("Usage:")) :]
 
 
 def test_help_says_what_each_flag_takes() -> None:
@@ -117,12 +118,38 @@ def test_compare_help_names_every_metric_and_dimension_without_a_doubled_word() 
 def test_exit_codes_are_one_table_in_help_and_readme() -> None:
     text = runner.invoke(app, ["-h"]).stdout
     readme = (ROOT / "README.md").read_text()
+    flat = " ".join(text.split())  # a long meaning is wrapped under itself
     for code, meaning in cli.EXIT_CODES:
-        assert re.search(rf"^\s+{code}  {re.escape(meaning)}$", text, re.MULTILINE), code
+        assert f" {code} {meaning}" in flat, code
         assert f"| {code} | {meaning} |" in readme, code
     assert cli.EXIT_PRECEDENCE in text and cli.EXIT_PRECEDENCE in readme
 
 
+@pytest.mark.parametrize(
+    "command", ["", "run", "compare", "show", "report", "serve", "calibrate", "worker"]
+)
+def test_help_fits_80_columns(command: str) -> None:
+    text = runner.invoke(app, [*command.split(), "-h"], env={"COLUMNS": "80"}).stdout
+    assert "Usage:" in text
+    too_long = [line for line in text.splitlines() if len(line) > 80]
+    assert not too_long, too_long
+
+
+def test_run_help_is_in_groups_and_has_examples() -> None:
+    text = runner.invoke(app, ["run", "-h"], env={"COLUMNS": "80"}).stdout
+    sections = re.findall(r"^(\S[^:]*):$", text, re.MULTILINE)
+    assert sections[:8] == [
+        "Arguments", "Load", "Pool and server", "Your app or a running one",
+        "Locust (--engine locust)", "Output", "Gate", "Options",
+    ]  # fmt: skip
+    # every flag of run is in a group of its own kind, none left in the catch-all
+    catch_all = text[text.index("\nOptions:") : text.index("Examples:")]
+    assert catch_all.split() == ["Options:", "-h,", "--help", "Show", "this", "message", "and",
+                                 "exit."]  # fmt: skip
+    assert "connbench run -s pool,connect -d 30s" in text
+
+
+@pytest.mark.integration
 def test_shell_completion_is_on() -> None:
     # What a shell's completion script asks (click's protocol), whatever shell runs the tests.
     binary = Path(sys.executable).parent / "connbench"
@@ -136,6 +163,7 @@ def test_shell_completion_is_on() -> None:
     assert "--install-completion" in runner.invoke(app, ["-h"]).stdout
 
 
+@pytest.mark.integration
 def test_importing_the_cli_pulls_in_no_heavy_module() -> None:
     # What `connbench --help` costs is importing connbench.cli; the heavy modules are
     # imported by the commands that use them.
@@ -219,6 +247,7 @@ def _rich_run() -> RunResult:
 
 
 @pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.integration
 def test_show_fits_the_width_and_never_cuts_a_name(tmp_path: Path, width: int) -> None:
     run = _rich_run()
     path = tmp_path / "wide.json"
@@ -229,6 +258,9 @@ def test_show_fits_the_width_and_never_cuts_a_name(tmp_path: Path, width: int) -
     assert max(len(line) for line in lines) <= width
     assert "…" not in out.stdout
     rows = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    results_table = lines[: next(i for i, line in enumerate(lines) if line.startswith("└"))]
+    first_cells = [line.split("│")[1].strip() for line in results_table if line.startswith("│")]
+    assert "" not in first_cells  # no cell wrapped a row of the results onto a second line
     for summary in run.summary:  # every variant's name, whole, in the tables
         assert summary.strategy in rows
         if summary.status == "ok":  # and its label in the charts and the breakdown
@@ -236,6 +268,7 @@ def test_show_fits_the_width_and_never_cuts_a_name(tmp_path: Path, width: int) -
     assert f"left out at {width} columns" in out.stdout  # and it says what it dropped
 
 
+@pytest.mark.integration
 def test_piped_output_defaults_to_100_columns(tmp_path: Path) -> None:
     path = tmp_path / "wide.json"
     results.save(_rich_run(), path)
@@ -255,6 +288,7 @@ def test_sparklines_shrink_to_fit_keeping_spikes() -> None:
 # --- the run's footers, the breakdown, calibration ------------------------------------------------
 
 
+@pytest.mark.integration
 def test_footer_pool_only_when_a_pool_ran_and_limits_pluralised() -> None:
     run = run_of(entry("connect", pool=None))
     run.limits = [LimitRecord(limit="p99_ms>50", variant="connect c=32 w=1", value=20.0,
@@ -270,10 +304,11 @@ def test_footer_pool_only_when_a_pool_ran_and_limits_pluralised() -> None:
     assert "pool 4..4" in console.export_text()
 
 
+@pytest.mark.integration
 def test_the_breakdown_says_which_strategies_it_leaves_out() -> None:
     run = _rich_run()
     console = Console(width=200, record=True, file=io.StringIO())
-    run_view.render_run(console, run)
+    run_view.render_run(console, run, explain=True)
     text = " ".join(console.export_text().split())
     assert "Not broken down: sync-pool via=direct c=8, sync-pool via=pgb-txn c=8," in text
     assert "(sync strategies: their psycopg calls are not timed)" in text
@@ -292,6 +327,7 @@ def test_outside_app_is_never_negative() -> None:
     assert out["outside_app_ms"] == 0.0
 
 
+@pytest.mark.integration
 def test_calibration_is_read_at_the_variants_own_concurrency() -> None:
     run = _rich_run()
     by_key = {s.key: s for s in run.summary}
@@ -299,7 +335,7 @@ def test_calibration_is_read_at_the_variants_own_concurrency() -> None:
     assert calibration is not None
 
     def cell(key: str, calibration: Calibration) -> str:  # the "vs pgbench" cell, unstyled
-        return run_view._ceiling(by_key[key], calibration, lambda text, style: text)
+        return run_view._reference(by_key[key], calibration, lambda text, style: text)
 
     median = by_key["connect c=8 w=1"].throughput_rps.median  # 1,284.5
     assert median is not None
@@ -357,6 +393,7 @@ def _invalid(run: RunResult) -> RunResult:
     return run
 
 
+@pytest.mark.integration
 def test_exit_code_precedence() -> None:
     assert cli._run_exit_code(run_of(entry())) == 0
     crossed = run_of(entry())
@@ -373,6 +410,7 @@ def test_exit_code_precedence() -> None:
     assert cli._run_exit_code(saturated) == cli.EXIT_INVALID
 
 
+@pytest.mark.integration
 def test_an_open_model_run_that_cannot_hold_its_rate_exits_4(tmp_path: Path) -> None:
     # One connection cannot carry 20,000 requests a second: the rate is not held.
     out = run_cli("run", "-s", "pool", "-c", "1", "-R", "20000", "-d", "1500ms", "-w", "0",
@@ -382,6 +420,7 @@ def test_an_open_model_run_that_cannot_hold_its_rate_exits_4(tmp_path: Path) -> 
            "hold the offered rate" in out.stderr  # fmt: skip
 
 
+@pytest.mark.integration
 def test_summary_is_appended_whatever_the_exit_code(tmp_path: Path) -> None:
     base, slow = tmp_path / "base.json", tmp_path / "slow.json"
     results.save(run_of(*(entry(repeat=i, rps=1000 + i) for i in range(5))), base)
@@ -397,6 +436,7 @@ def test_summary_is_appended_whatever_the_exit_code(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--summary: cannot write" in bad.stderr
 
 
+@pytest.mark.integration
 def test_result_files_are_readable_by_others(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
@@ -406,6 +446,7 @@ def test_result_files_are_readable_by_others(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+@pytest.mark.integration
 def test_one_warning_says_what_differs_and_whether_it_matters() -> None:
     base, new = run_of(entry()), run_of(entry())
     new.environment = new.environment.model_copy(
@@ -426,6 +467,7 @@ def test_one_warning_says_what_differs_and_whether_it_matters() -> None:
 # --- serve --port ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_serve_on_a_fixed_port(tmp_path: Path) -> None:
     import signal
     import time

@@ -94,6 +94,7 @@ def test_large_samples_use_the_normal_approximation_close_to_exact() -> None:
 # --- verdicts ----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_same_numbers_pass() -> None:
     base = repeats([1000, 1010, 990, 1005, 995])
     v = verdict(base, base)
@@ -102,6 +103,7 @@ def test_same_numbers_pass() -> None:
     assert "no worse" in v.reason
 
 
+@pytest.mark.integration
 def test_a_real_regression_fails_and_says_why() -> None:
     base = repeats([1000, 1010, 990, 1005, 995])
     new = repeats([500, 510, 490, 505, 495])
@@ -122,12 +124,14 @@ def test_beyond_the_threshold_but_within_the_noise_is_inconclusive() -> None:
     assert "within the noise of the repeats, so inconclusive" in v.reason
 
 
+@pytest.mark.integration
 def test_significant_but_within_the_threshold_passes() -> None:
     v = verdict(repeats([1000, 1001, 1002, 1003, 1004]), repeats([950, 951, 952, 953, 954]))
     assert not v.failed and v.significance == "significant"
     assert "within the 10% threshold" in v.reason
 
 
+@pytest.mark.integration
 def test_direction_matters() -> None:
     base = repeats([1000] * 5, [40, 41, 42, 43, 44])
     faster = repeats([2000, 2001, 2002, 2003, 2004], [20, 21, 22, 23, 24])
@@ -138,6 +142,7 @@ def test_direction_matters() -> None:
     assert p99.failed and p99.reason.startswith("p99 +95.2% (42 → 82 ms)")
 
 
+@pytest.mark.integration
 def test_single_runs_apply_the_threshold_alone_and_say_so() -> None:
     v = verdict(repeats([1000]), repeats([800]))
     assert v.failed and v.significance == "not judged"
@@ -146,12 +151,14 @@ def test_single_runs_apply_the_threshold_alone_and_say_so() -> None:
     assert not verdict(repeats([1000]), repeats([950])).failed
 
 
+@pytest.mark.integration
 def test_three_repeats_cannot_reach_alpha_and_say_how_many_can() -> None:
     v = verdict(repeats([1000, 1010, 990]), repeats([800, 810, 790]))
     assert v.failed and v.significance == "not judged"
     assert "the smallest possible p is 0.1 > α=0.05; 4+ repeats a side can reach it" in v.reason
 
 
+@pytest.mark.integration
 def test_ties_not_sample_size_are_named_when_they_stop_the_test() -> None:
     base = run_of(*(entry(repeat=i, peak=4) for i in range(5)))
     gate = Gate((Threshold("connections_peak", 0.25, "test"),))
@@ -166,6 +173,7 @@ def test_ties_not_sample_size_are_named_when_they_stop_the_test() -> None:
     assert not tied.failed  # the median did not move
 
 
+@pytest.mark.integration
 def test_a_variant_that_failed_in_new_fails_the_gate() -> None:
     base = repeats([1000, 1000])
     new = run_of(entry(status="failed"), entry(repeat=1, status="failed"))
@@ -175,6 +183,7 @@ def test_a_variant_that_failed_in_new_fails_the_gate() -> None:
     assert "NEW measured nothing" in variant.verdicts[0].reason
 
 
+@pytest.mark.integration
 def test_unmatched_variants_are_listed_and_no_match_at_all_fails_a_gate() -> None:
     base = run_of(entry("pool"), entry("connect", pool=None))
     new = run_of(entry("pool"), entry("yield", pool=None))
@@ -187,6 +196,7 @@ def test_unmatched_variants_are_listed_and_no_match_at_all_fails_a_gate() -> Non
     assert not compare.compare(base, other, gate=Gate()).failed  # no gate: nothing to fail
 
 
+@pytest.mark.integration
 def test_ignore_matches_across_pool_sizes_and_strategies() -> None:
     base = run_of(*(entry(repeat=i, rps=1000, pool=4) for i in range(5)))
     small = run_of(*(entry(repeat=i, rps=400, pool=1) for i in range(5)))
@@ -203,12 +213,14 @@ def test_ignore_matches_across_pool_sizes_and_strategies() -> None:
     assert variant.key == "c=32 w=1" and variant.failed
 
 
+@pytest.mark.integration
 def test_ignoring_too_much_is_bad_input() -> None:
     base = run_of(entry("pool"), entry("connect", pool=None))
     with pytest.raises(BadInput, match="are the same variant once strategy, pool is ignored"):
         compare.compare(base, base, gate=GATE, ignore=["strategy", "pool"])
 
 
+@pytest.mark.integration
 def test_ignore_keeps_the_topology_and_rate_in_the_key() -> None:
     """--ignore workers must not merge a direct and a PgBouncer variant (nor two rates): the
     key matched on is Variant.key less the ignored dimension, via= and rate= included."""
@@ -235,6 +247,7 @@ def test_ignore_keeps_the_topology_and_rate_in_the_key() -> None:
     assert not result.only_in_base and not result.only_in_new
 
 
+@pytest.mark.integration
 def test_ignore_topology_matches_direct_with_pgbouncer() -> None:
     base = run_of(entry("pool"))
     new = run_of(entry("pool", topology="pgbouncer-session"))
@@ -259,6 +272,7 @@ def test_one_variant_key_everywhere(variant: Variant) -> None:
     assert compare.match_key(recorded, ["concurrency"]) == variant.key.replace(" c=8", "")
 
 
+@pytest.mark.integration
 def test_environment_and_scenario_differences_are_listed() -> None:
     base, new = repeats([1000]), repeats([1000], duration_s=20)
     new.environment.cpu_count, new.environment.cpu_model = 64, "Other CPU"
@@ -293,6 +307,7 @@ def test_bad_fail_on(text: str, message: str) -> None:
         compare.parse_fail_on(text)
 
 
+@pytest.mark.integration
 def test_gate_from_the_result_with_command_line_overrides() -> None:
     new = repeats([1000], gate={"throughput": 0.1, "p99": 0.5, "alpha": 0.01}, source="ci.toml")
     gate = compare.resolve_gate(new, "new.json", [("p99", 0.2), ("p50", 0.3)])
@@ -306,6 +321,7 @@ def test_gate_from_the_result_with_command_line_overrides() -> None:
     assert compare.resolve_gate(repeats([1]), "x").thresholds == ()
 
 
+@pytest.mark.integration
 def test_a_bad_recorded_gate_names_the_file_and_key() -> None:
     new = repeats([1000], gate={"throughput": -0.1})
     with pytest.raises(ResultFileError, match="new.json: scenario.gate.throughput"):

@@ -87,6 +87,7 @@ def _one_failure_line(stderr: str) -> str:
         ("PgBouncer", "pgbouncer.ini", "pgbouncer-transaction"),
     ],
 )
+@pytest.mark.integration
 def test_a_child_killed_mid_run_fails_its_variant_and_the_run_goes_on(
     tmp_path: Path, victim: str, name_part: str, topology: str
 ) -> None:
@@ -120,6 +121,7 @@ def test_a_child_killed_mid_run_fails_its_variant_and_the_run_goes_on(
     assert saved.interrupted is False
 
 
+@pytest.mark.integration
 def test_an_external_server_that_dies_stops_the_run_cleanly(tmp_path: Path) -> None:
     # A server of our own, handed to connbench as a DSN: connbench cannot start it again.
     with postgres.start(postgres.parse_backend("embedded")) as external:

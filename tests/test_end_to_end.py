@@ -47,6 +47,7 @@ def all_strategies(tmp_path_factory: pytest.TempPathFactory) -> results.RunResul
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
+@pytest.mark.integration
 def test_strategy_serves_and_rows_match_responses(
     all_strategies: results.RunResult, name: str
 ) -> None:
@@ -70,6 +71,7 @@ def test_strategy_serves_and_rows_match_responses(
 
 
 @pytest.mark.parametrize("name", PER_REQUEST)
+@pytest.mark.integration
 def test_per_request_strategies_open_a_session_per_response(
     all_strategies: results.RunResult, name: str
 ) -> None:
@@ -82,6 +84,7 @@ def test_per_request_strategies_open_a_session_per_response(
 @pytest.mark.parametrize(
     "name", [name for name, s in STRATEGIES.items() if s.pooled and s.fixed_pool is None]
 )
+@pytest.mark.integration
 def test_pool_stays_within_its_size(all_strategies: results.RunResult, name: str) -> None:
     result = next(r for r in all_strategies.results if r.strategy == name)
     assert 2 <= part(part(result.server).connections_peak) <= 3
@@ -90,6 +93,7 @@ def test_pool_stays_within_its_size(all_strategies: results.RunResult, name: str
 
 
 @pytest.mark.parametrize("name", [name for name, s in STRATEGIES.items() if s.fixed_pool])
+@pytest.mark.integration
 def test_library_sized_pool_stays_within_its_defaults(
     all_strategies: results.RunResult, name: str
 ) -> None:
@@ -111,12 +115,14 @@ UNTIMED_QUERIES = [
 
 
 @pytest.mark.parametrize("name", UNTIMED_QUERIES)
+@pytest.mark.integration
 def test_sync_strategies_have_no_breakdown_rather_than_a_wrong_one(
     all_strategies: results.RunResult, name: str
 ) -> None:
     assert next(r for r in all_strategies.results if r.strategy == name).breakdown is None
 
 
+@pytest.mark.integration
 def test_pool_unused_keeps_its_idle_pool(all_strategies: results.RunResult) -> None:
     result = next(r for r in all_strategies.results if r.strategy == "pool-unused")
     assert part(result.server).by_state_peak.get("idle", 0) >= 2
@@ -131,6 +137,7 @@ QUERIES_BEFORE_RESPONSE = {
 
 
 @pytest.mark.parametrize("name", list(QUERIES_BEFORE_RESPONSE))
+@pytest.mark.integration
 def test_breakdown_says_where_each_strategy_spends_its_time(
     all_strategies: results.RunResult, name: str
 ) -> None:
@@ -153,6 +160,7 @@ def test_breakdown_says_where_each_strategy_spends_its_time(
         assert parts.pool is None
 
 
+@pytest.mark.integration
 def test_result_records_environment_and_scenario(all_strategies: results.RunResult) -> None:
     server = part(all_strategies.environment.postgres)
     assert server.backend == "embedded"
@@ -164,6 +172,7 @@ def test_result_records_environment_and_scenario(all_strategies: results.RunResu
     assert all_strategies.interrupted is False
 
 
+@pytest.mark.integration
 def test_repeats_are_interleaved_and_summarized(tmp_path: Path) -> None:
     scenario = build(
         None,
@@ -236,6 +245,7 @@ def test_an_ab_run_is_judged_round_by_round(pg: object, tmp_path: Path) -> None:
     assert "4 rounds cannot reach α=0.05 with the signed-rank test" in too_few.stderr
 
 
+@pytest.mark.integration
 def test_app_that_never_starts_is_reported_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,6 +260,7 @@ def test_app_that_never_starts_is_reported_and_the_run_goes_on(
     assert ok.status == "ok" and part(ok.requests).ok > 0
 
 
+@pytest.mark.integration
 def test_too_many_clients_is_counted_as_the_database_error(tmp_path: Path) -> None:
     scenario = build(
         None,
@@ -280,6 +291,7 @@ def test_too_many_clients_is_counted_as_the_database_error(tmp_path: Path) -> No
     assert part(part(result.server).connections_peak) <= 8
 
 
+@pytest.mark.integration
 def test_workers_each_hold_a_pool_and_the_prediction_says_so(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     proc = run_cli(
@@ -382,6 +394,7 @@ def _postmasters(pid: int) -> set[int]:
 
 
 @pytest.mark.parametrize("moment", ["measuring", "starting", "after-restart"])
+@pytest.mark.integration
 def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
     tmp_path: Path, moment: str
 ) -> None:
@@ -474,6 +487,7 @@ def test_cli_run_against_a_dsn_never_shows_the_password(pg: object, tmp_path: Pa
     assert part(saved.environment.postgres).backend == "external"
 
 
+@pytest.mark.integration
 def test_open_model_measures_from_the_intended_time_and_flags_an_unheld_rate(
     tmp_path: Path,
 ) -> None:
@@ -521,6 +535,7 @@ def _ignore_sigint() -> None:  # in the child: as a shell starts a background jo
     ],
     ids=["sigint", "sigint-inherited-ignored", "sigterm"],
 )
+@pytest.mark.integration
 def test_serve_answers_until_ctrl_c(tmp_path: Path, stop: signal.Signals, inherited: str) -> None:
     import httpx
 

@@ -49,6 +49,7 @@ def terminated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StrategyRe
 
 
 @pytest.mark.parametrize("name", ["pool", "pool-nocheck", "connect"])
+@pytest.mark.integration
 def test_terminate_is_injected_and_every_strategy_serves_again(
     terminated: dict[str, StrategyResult], name: str
 ) -> None:
@@ -65,6 +66,7 @@ def test_terminate_is_injected_and_every_strategy_serves_again(
 
 
 @pytest.mark.parametrize("name", ["pool", "pool-nocheck"])
+@pytest.mark.integration
 def test_pools_replace_the_sessions_that_were_cut(
     terminated: dict[str, StrategyResult], name: str
 ) -> None:
@@ -73,6 +75,7 @@ def test_pools_replace_the_sessions_that_were_cut(
     assert part(part(result.server).sessions_opened) >= 4
 
 
+@pytest.mark.integration
 def test_a_pool_without_check_lends_dead_connections(
     terminated: dict[str, StrategyResult],
 ) -> None:
@@ -80,6 +83,7 @@ def test_a_pool_without_check_lends_dead_connections(
     assert part(terminated["pool-nocheck"].fault).errors >= 1
 
 
+@pytest.mark.integration
 def test_committing_before_the_response_loses_no_write(
     terminated: dict[str, StrategyResult],
 ) -> None:
@@ -88,6 +92,7 @@ def test_committing_before_the_response_loses_no_write(
     assert part(connect.integrity).ok is True
 
 
+@pytest.mark.integration
 def test_restart_brings_the_server_back_and_the_apps_with_it(tmp_path: Path) -> None:
     runs = _run(tmp_path, strategies="pool,connect", duration_s="5", fault="restart@1")
     for name, result in runs.items():

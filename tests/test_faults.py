@@ -50,7 +50,7 @@ def test_parse_rejects(text: object) -> None:
         ({"fault": "restart@5", "duration_s": "5"}, "--fault: restart@5 is not inside the"),
         ({"fault": "restart@0.5"}, "--fault: restart@0.5 is not inside the measured window"),
         (
-            {"fault": "restart@2", "postgres": "docker"},
+            {"fault": "restart@2", "postgres": "docker:postgres:16-alpine"},
             "--fault: restart is only supported on the servers connbench starts (embedded, "
             "local), not on docker:postgres:16-alpine",
         ),

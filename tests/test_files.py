@@ -113,6 +113,7 @@ def test_secret_is_never_written_through_a_planted_file_or_symlink(tmp_path: Pat
     assert (tmp_path / "planted").read_text() == ""
 
 
+@pytest.mark.integration
 def test_child_logs_are_created_0600(tmp_path: Path) -> None:
     """A child's log may quote its DSN: only its owner reads it, whatever the umask."""
     with _umask(0), procs.Child(["true"], name="t", log_path=tmp_path / "t.log", env={}):
@@ -194,6 +195,7 @@ def test_default_path_of_a_long_or_odd_name_fits(tmp_path: Path) -> None:
 
 
 @ROOT_ONLY
+@pytest.mark.integration
 def test_read_only_directory_is_refused(tmp_path: Path) -> None:
     with mounted_tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
         with pytest.raises(files.OutputRefused, match="Read-only file system"):
@@ -238,6 +240,7 @@ def test_nothing_measured_never_replaces_an_existing_file(tmp_path: Path) -> Non
 
 
 @ROOT_ONLY
+@pytest.mark.integration
 def test_full_disk_at_save_time_falls_back(tmp_path: Path) -> None:
     with mounted_tmpfs(tmp_path / "small", "size=64k") as small:
         target = small / "r.json"

@@ -80,6 +80,7 @@ def data_rows(spec: object) -> list[object]:
 # --- as text -----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_report_is_one_small_file_that_names_no_other_host(
     real_run: tuple[Path, RunResult],
 ) -> None:
@@ -112,6 +113,7 @@ def test_report_is_one_small_file_that_names_no_other_host(
         assert title in titles
 
 
+@pytest.mark.integration
 def test_a_variant_keeps_its_colour_across_charts(real_run: tuple[Path, RunResult]) -> None:
     _, run = real_run
     page = html.report([("r", run)])
@@ -137,6 +139,7 @@ def test_a_variant_keeps_its_colour_across_charts(real_run: tuple[Path, RunResul
     assert len({next(iter(c)) for c in seen.values()}) == 4  # and no two share one
 
 
+@pytest.mark.integration
 def test_markup_from_a_result_is_shown_as_text(real_run: tuple[Path, RunResult]) -> None:
     _, run = real_run
     base, new, comparison = a_comparison()
@@ -147,6 +150,7 @@ def test_markup_from_a_result_is_shown_as_text(real_run: tuple[Path, RunResult])
     assert page.count("<script") == 2  # the chart specs and the bundled charting code
 
 
+@pytest.mark.integration
 def test_percentile_curve_runs_from_p50_to_where_the_counts_end(
     real_run: tuple[Path, RunResult],
 ) -> None:
@@ -173,6 +177,7 @@ def test_change_interval_spans_every_pairing_of_repeats() -> None:
 # --- the commands ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_report_command_writes_the_page_and_says_where(
     real_run: tuple[Path, RunResult], tmp_path: Path
 ) -> None:
@@ -186,6 +191,7 @@ def test_report_command_writes_the_page_and_says_where(
     assert shown.returncode == 0 and shown.stdout.startswith("<!doctype html>")
 
 
+@pytest.mark.integration
 def test_run_html_writes_the_report_beside_the_result_and_says_where(tmp_path: Path) -> None:
     out = tmp_path / "results" / "quick.json"
     done = run_cli(
@@ -198,6 +204,7 @@ def test_run_html_writes_the_report_beside_the_result_and_says_where(tmp_path: P
     assert "Throughput per second" in page.read_text()
 
 
+@pytest.mark.integration
 def test_report_of_a_bad_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{")
@@ -207,6 +214,7 @@ def test_report_of_a_bad_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.html").exists()
 
 
+@pytest.mark.integration
 def test_compare_as_html_fails_like_the_table(tmp_path: Path) -> None:
     base, new, _ = a_comparison()
     results.save(base, tmp_path / "base.json")
@@ -268,6 +276,7 @@ def open_in_chromium(page: str, tmp_path: Path, name: str) -> tuple[browser.Visi
 
 
 @needs_chromium
+@pytest.mark.integration
 def test_run_report_draws_every_chart_offline(
     real_run: tuple[Path, RunResult], tmp_path: Path
 ) -> None:
@@ -280,6 +289,7 @@ def test_run_report_draws_every_chart_offline(
 
 
 @needs_chromium
+@pytest.mark.integration
 def test_compare_report_shows_the_failed_check_in_red(tmp_path: Path) -> None:
     base, new, comparison = a_comparison()
     page = html.report([("base.json", base), ("new.json", new)], [comparison])
@@ -291,6 +301,7 @@ def test_compare_report_shows_the_failed_check_in_red(tmp_path: Path) -> None:
 
 
 @needs_chromium
+@pytest.mark.integration
 def test_hostile_result_runs_no_script_and_loads_nothing(
     real_run: tuple[Path, RunResult], tmp_path: Path
 ) -> None:
@@ -322,3 +333,22 @@ def test_variants_are_named_by_what_varies_and_a_sweep_shades_one_hue() -> None:
     assert pool_c4 != pool_c16
     assert colours.of_series("pool") == html.PALETTE[0]
     assert colours.variants[names.keys[3]] == colours.of_series("connect") != html.PALETTE[0]
+
+
+def test_report_of_two_results_compares_them_before_showing_each(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from connbench.cli import app
+
+    base, new, _ = a_comparison()
+    results.save(base, tmp_path / "a.json")
+    results.save(new, tmp_path / "b.json")
+    out = tmp_path / "ab.html"
+    done = CliRunner().invoke(app, ["report", *(str(tmp_path / n) for n in ("a.json", "b.json")),
+                                    "-o", str(out)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    page = out.read_text()
+    compared = page.index(f"Compare: {tmp_path / 'a.json'} → {tmp_path / 'b.json'}")
+    assert compared < page.index(f'<p class="muted">{tmp_path / "a.json"} · ')  # it comes first
+    assert "Change of each metric, NEW against BASE" in page
+    assert "-49.0%" in page  # the change itself, in the comparison's table

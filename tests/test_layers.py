@@ -10,6 +10,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. A module may import its own layer and the layers below it.
@@ -32,6 +34,7 @@ def _layer(module: str) -> int:
     return -1 if top in BOTTOM else LAYERS.index(top)
 
 
+@pytest.mark.integration
 def test_imports_go_down_only() -> None:
     structure = _structure()
     edges = structure.graph(structure._sources_from_tree(ROOT))

@@ -111,6 +111,7 @@ def test_roles_and_databases_are_dropped_afterwards(
     assert left == []
 
 
+@pytest.mark.integration
 def test_example_app_runs_from_the_repository_root(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     done = run_cli(
@@ -186,12 +187,13 @@ def test_target_that_does_not_answer_is_one_line(pg: postgres.Postgres, tmp_path
         "--duration", "1", "-o", str(tmp_path / "r.json"), cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 1
-    assert "target gone: GET http://127.0.0.1:9/visit/ did not answer" in done.stdout
-    assert "connection refused" in done.stdout
+    # Checked before anything is measured: the run stops there, said on stderr.
+    assert "target gone: GET http://127.0.0.1:9/visit/ did not answer" in done.stderr
+    assert "connection refused" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
 
 
-# --- bad apps: one line each, the others go on, exit 1 ----------------------------------------
+# --- bad apps: checked before anything is measured, each named with its cause, exit 1 ---------
 
 BAD_APPS = {
     "nomod": ('app = "tests.apps.nowhere:app"', "module 'tests.apps.nowhere' does not import"),
@@ -205,6 +207,11 @@ BAD_APPS = {
     "broken": (
         'app = "tests.apps.bad_apps:ok_app"\npath = "/boom/"',
         "answered 500 Internal Server Error",
+    ),
+    "crashing": (
+        'app = "tests.apps.bad_apps:ok_app"\n'
+        '[[app.request]]\npath = "/ok/"\n[[app.request]]\nmethod = "POST"\npath = "/crash/"',
+        "POST http://127.0.0.1:",
     ),
     "badcount": (
         'app = "tests.apps.bad_apps:ok_app"\npath = "/ok/"\n'
@@ -225,25 +232,49 @@ def bad_run(
     scenario = tmp / "bad.toml"
     scenario.write_text(f'strategies = ["pool"]\nduration_s = 1\nwarmup_s = 0.2\n{tables}')
     out = tmp / "r.json"
-    return run_cli("run", str(scenario), "--no-charts", "-o", str(out), cwd=ROOT), out
+    # The logs kept for the failures go to TMPDIR: the test's own directory.
+    done = run_cli(
+        "run", str(scenario), "--no-charts", "-o", str(out), cwd=ROOT,
+        env_extra={"TMPDIR": str(tmp)},
+    )  # fmt: skip
+    return done, out
 
 
 @pytest.mark.parametrize("name", list(BAD_APPS))
-def test_bad_app_is_one_line_naming_it_and_the_cause(
+@pytest.mark.integration
+def test_bad_app_is_named_with_the_cause(
     bad_run: tuple[subprocess.CompletedProcess[str], Path], name: str
 ) -> None:
-    done, out = bad_run
-    failure = next(r for r in results.load(out).results if r.strategy == name).failure or ""
-    assert "\n" not in failure
-    assert failure.startswith(f"app {name}: ") and BAD_APPS[name][1] in failure, failure
-    assert failure in done.stdout
+    done, _ = bad_run
+    [line] = [line for line in done.stderr.splitlines() if line.startswith(f"app {name}: ")]
+    assert BAD_APPS[name][1] in line, line
 
 
-def test_bad_apps_fail_the_run_but_not_the_others(
+@pytest.mark.integration
+def test_bad_apps_are_checked_before_anything_is_measured(
     bad_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
     done, out = bad_run
     assert done.returncode == 1
-    statuses = {r.strategy: r.status for r in results.load(out).results}
-    assert statuses == {"pool": "ok", **{name: "failed" for name in BAD_APPS}}
-    assert "Traceback" not in done.stdout + done.stderr
+    assert f"{len(BAD_APPS)} apps failed the check, nothing was measured" in done.stderr
+    assert not results.load(out).results  # not even the built-in strategy
+    # connbench's own traceback, that is: an app's log tail (indented) may hold the app's.
+    assert not [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Tr")]
+
+
+@pytest.mark.integration
+def test_a_failed_check_shows_the_response_and_keeps_the_log(
+    bad_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, _ = bad_run
+    section = done.stderr.split("app broken: ", 1)[1].split("\napp ", 1)[0]
+    assert 'response: {"detail":"boom"}' in section
+    # The second kind of a mix is checked too, and its traceback is in the app's log.
+    section = done.stderr.split("app crashing: ", 1)[1].split("\napp ", 1)[0]
+    assert "/crash/ answered 500 Internal Server Error" in section
+    assert "response: Internal Server Error" in section
+    assert "the app's log, last lines:" in section
+    assert "RuntimeError: the orders table is missing" in section
+    kept = Path(re.findall(r"its whole log is kept in (\S+)", section)[0])
+    assert (kept.stat().st_mode & 0o777) == 0o600 and (kept.parent.stat().st_mode & 0o777) == 0o700
+    assert "RuntimeError: the orders table is missing" in kept.read_text()

@@ -126,6 +126,7 @@ def test_config_is_loopback_only_and_holds_no_secret() -> None:
     )
 
 
+@pytest.mark.integration
 def test_serve_runs_the_runners_variant_through_pgbouncer(tmp_path: Path) -> None:
     """`serve` reuses the runner's per-variant step: PgBouncer, then the app behind it."""
     env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")

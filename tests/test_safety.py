@@ -161,6 +161,7 @@ def _os_user(name: str) -> str:
 
 
 @ROOT_ONLY
+@pytest.mark.integration
 def test_another_local_user_sees_nothing_of_a_running_setup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -210,6 +211,7 @@ def _refused(tmp_path: Path, output: str, *extra: str, cwd: Path | None = None) 
 
 
 @ROOT_ONLY
+@pytest.mark.integration
 def test_output_to_a_device_node_is_refused_before_the_run(tmp_path: Path) -> None:
     device = tmp_path / "full"
     os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # a copy of /dev/full
@@ -217,6 +219,7 @@ def test_output_to_a_device_node_is_refused_before_the_run(tmp_path: Path) -> No
     assert stat.S_ISCHR(os.lstat(device).st_mode)
 
 
+@pytest.mark.integration
 def test_output_that_is_no_place_for_a_result_is_refused(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     os.mkfifo(tmp_path / "fifo")
@@ -233,6 +236,7 @@ def test_output_that_is_no_place_for_a_result_is_refused(tmp_path: Path) -> None
 
 
 @ROOT_ONLY
+@pytest.mark.integration
 def test_read_only_destination_or_working_directory_is_refused(tmp_path: Path) -> None:
     with mounted_tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
         assert "Read-only file system" in _refused(tmp_path, str(ro / "r.json"))
@@ -241,6 +245,7 @@ def test_read_only_destination_or_working_directory_is_refused(tmp_path: Path) -
         assert "results: cannot create directory" in _assert_one_error_line(done, 2)
 
 
+@pytest.mark.integration
 def test_run_that_measured_nothing_leaves_an_existing_result_alone(tmp_path: Path) -> None:
     baseline = tmp_path / "baseline.json"
     baseline.write_text('{"committed": true}\n')
@@ -329,6 +334,7 @@ def test_no_password_in_output_files_or_command_lines(tmp_path: Path, role: dict
         f"postgresql://bob:{quote(PASSWORD)}@127.0.0.1:1/x",  # nothing listens: libpq's error
     ],
 )
+@pytest.mark.integration
 def test_bad_dsn_errors_do_not_echo_the_password(tmp_path: Path, value: str) -> None:
     done = run_cli("run", *QUICK, "--postgres", value, cwd=tmp_path, timeout=60)
     line = _assert_one_error_line(done, 2)
@@ -419,6 +425,7 @@ def test_user_who_may_not_create_a_table_gets_one_line(
 
 
 @ROOT_ONLY
+@pytest.mark.integration
 def test_full_temp_dir_names_the_cause_first(tmp_path: Path) -> None:
     # Where the server's OS user can reach it, or connbench would rightly go to /tmp instead.
     reachable = Path(tempfile.mkdtemp(prefix="cb-small-", dir="/tmp"))
@@ -435,6 +442,7 @@ def test_full_temp_dir_names_the_cause_first(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.integration
 def test_sigterm_during_a_run_leaves_no_private_dir_behind(tmp_path: Path) -> None:
     """Our temp dirs go when the run ends, by Ctrl-C or SIGTERM too."""
     shared = tmp_path / "tmp"

@@ -2,9 +2,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from connbench.infra import tempdirs
 
 
+@pytest.mark.integration
 def test_live_owner_keeps_its_directory(tmp_path: Path) -> None:
     mine = tempdirs.make("run", tmp_path)
     assert tempdirs.remove_stale((tmp_path,)) == []
@@ -13,6 +16,7 @@ def test_live_owner_keeps_its_directory(tmp_path: Path) -> None:
     assert not mine.exists()
 
 
+@pytest.mark.integration
 def test_directory_of_a_killed_connbench_is_removed(tmp_path: Path) -> None:
     # A real process makes the directory and is killed without cleaning up.
     code = (

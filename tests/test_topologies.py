@@ -115,6 +115,7 @@ def test_the_password_is_nowhere_in_the_result(
     assert run.scenario.pgbouncer_pool_size == PGBOUNCER_POOL
 
 
+@pytest.mark.integration
 def test_without_pgbouncer_its_variants_are_unavailable_and_the_run_goes_on(
     tmp_path: Path,
 ) -> None:
@@ -158,6 +159,7 @@ def libraries_bounced(tmp_path_factory: pytest.TempPathFactory) -> results.RunRe
 
 
 @pytest.mark.parametrize("strategy", LIBRARY_STRATEGIES)
+@pytest.mark.integration
 def test_library_strategies_serve_through_transaction_mode(
     libraries_bounced: results.RunResult, strategy: str
 ) -> None:

@@ -10,7 +10,6 @@ import ast
 import asyncio
 import contextlib
 import socketserver
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from connbench.model.result_types import StrategyResult, VariantRecord
 from connbench.model.scenario import build
 from connbench.present import run as run_view
 
-from .conftest import RecordingReporter, run_of, variant_of
+from .conftest import RecordingReporter, run_of, serving_in_thread, variant_of
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -47,14 +46,8 @@ def http_server(answer: bool) -> Iterator[str]:
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/visit/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving_in_thread(server) as url:
+        yield url
 
 
 def summarize(raw: RawLoad) -> StrategyResult:
@@ -128,6 +121,7 @@ def test_every_pool_passes_the_prepare_threshold_on() -> None:
 @pytest.mark.skipif(
     pgbouncer.unavailable("pgbouncer-transaction") is not None, reason="pgbouncer missing"
 )
+@pytest.mark.integration
 def test_pool_nocheck_behind_a_transaction_pooler_has_no_prepared_statement_errors(
     tmp_path: Path,
 ) -> None:

@@ -24,6 +24,7 @@ from connbench.model.result_types import (
     Latency,
     LocustInfo,
     OpenModel,
+    RequestKind,
     Requests,
     Server,
     Status,
@@ -115,8 +116,9 @@ def pgbouncer_summary(samples: Sequence[PoolSample], start_ns: int, end_ns: int)
     return out
 
 
-def timeseries(raw: RawLoad, samples: Samples) -> Timeseries:
-    """Per-second series over the measured window, each value at its offset ``t_s``."""
+def timeseries(raw: RawLoad, samples: Samples, known: bool = True) -> Timeseries:
+    """Per-second series over the measured window, each value at its offset ``t_s``; no
+    connection series when they are not ``known`` (the server hid the sessions' state)."""
     ok, errors, p50, p99, conns = [], [], [], [], []
     seconds_samples: list[list[Sample]] = []
     for i, second in enumerate(raw.seconds):
@@ -145,8 +147,8 @@ def timeseries(raw: RawLoad, samples: Samples) -> Timeseries:
         errors=errors,
         p50_ms=p50,
         p99_ms=p99,
-        connections=conns,
-        connections_by_state=by_state,
+        connections=conns if known else [],
+        connections_by_state=by_state if known else {},
     )
 
 
@@ -208,7 +210,7 @@ def summarize(
         integrity=_integrity(raw, measured.rows_inserted),
         generator=_generator(raw),
         cpu_percent=CpuPercent(**measured.cpu_percent),
-        timeseries=timeseries(raw, measured.samples),
+        timeseries=timeseries(raw, measured.samples, known=not measured.samples.hidden),
         fault=(
             FaultOutcome(**fault_outcome(raw, measured.injected))
             if measured.injected is not None
@@ -220,8 +222,50 @@ def summarize(
     mean_ms = result.latency_ms.mean if result.latency_ms else None
     parts = breakdown(*measured.app_stats, latency_mean_ms=mean_ms)
     result.breakdown = Breakdown(**parts) if parts else None
+    if raw.by_request:
+        result.by_request = by_request(raw)
     result.warnings = warnings(result)
+    if measured.samples.hidden:
+        result.warnings.append(hidden_warning(measured.samples.user))
+    if measured.samples.foreign:
+        result.warnings.append(
+            f"sessions opened unknown: other clients opened sessions on the database during the "
+            f"run (up to {measured.samples.foreign} seen at once), and PostgreSQL counts "
+            "sessions per database; give the run a database of its own to count them"
+        )
     return result
+
+
+def by_request(raw: RawLoad) -> list[RequestKind]:
+    """Each kind of a mix over the window: its counts, req/s and latency."""
+    out = []
+    for tally in raw.by_request:
+        latency = latency_summary(tally.histogram)
+        request = tally.request
+        out.append(
+            RequestKind(
+                name=request.label,
+                method=request.method,
+                path=request.path,
+                weight=request.weight,
+                sent=tally.sent,
+                ok=tally.ok,
+                errors=sum(tally.errors_by_kind.values()),
+                errors_by_kind=dict(sorted(tally.errors_by_kind.items())),
+                throughput_rps=round(tally.ok / raw.window_s, 2) if raw.window_s else 0.0,
+                latency_ms=Latency(**latency) if latency else None,
+            )
+        )
+    return out
+
+
+def hidden_warning(user: str) -> str:
+    """Why the server's session figures are unknown, and the grant that makes them readable."""
+    return (
+        f"server connections unknown: PostgreSQL hides other roles' session state from "
+        f"{user or 'this user'}; GRANT pg_read_all_stats TO {user or '<user>'} (or run as a "
+        "superuser) to measure them"
+    )
 
 
 def _server_side(
@@ -229,7 +273,13 @@ def _server_side(
 ) -> dict[str, Any]:
     """The server's side of the window: sessions, the prediction, and PgBouncer's view."""
     raw, opened = measured.raw, measured.sessions_opened
+    if measured.samples.foreign:  # the database's counter counted other clients' too
+        opened = None
     server = connection_summary(measured.samples.between(raw.window_start_ns, raw.window_end_ns))
+    if measured.samples.hidden:  # what was counted is the sessions left visible: not a figure
+        server.update(connections_peak=None, connections_mean=None)
+        server.pop("by_state_peak", None)
+        server.pop("by_state_mean", None)
     if predicted is not None:
         server["predicted"] = predicted
     server["sessions_opened"] = opened
@@ -261,19 +311,22 @@ def served_nothing(raw: RawLoad) -> str:
 
 def _integrity(raw: RawLoad, rows_inserted: int | None) -> Integrity:
     """Rows in the table against 2xx responses, over the whole run (warm-up included)."""
+    # A mix: only the kinds that write add rows.
+    writes = raw.all_ok if raw.write_ok is None else raw.write_ok
     return Integrity(
         ok_responses=raw.all_ok,
         rows_inserted=rows_inserted,
         requests_sent=raw.all_sent,
         error_responses=dict(sorted(raw.all_errors_by_kind.items())),
         # None: not checked (an own app without count_sql).
-        ok=None if rows_inserted is None else rows_inserted == raw.all_ok,
+        ok=None if rows_inserted is None else rows_inserted == writes,
+        write_responses=raw.write_ok,
         # 2xx without a row (an acknowledged write that is not there), and rows without a
         # 2xx (a write the client was told failed, or never heard back about). Counts
         # only: one of each would cancel out.
-        lost_writes=max(0, raw.all_ok - rows_inserted) if rows_inserted is not None else None,
+        lost_writes=max(0, writes - rows_inserted) if rows_inserted is not None else None,
         unacknowledged_writes=(
-            max(0, rows_inserted - raw.all_ok) if rows_inserted is not None else None
+            max(0, rows_inserted - writes) if rows_inserted is not None else None
         ),
     )
 
@@ -469,6 +522,7 @@ def warnings(result: StrategyResult) -> list[str]:
         )
     if generator is not None and generator.locust is not None:
         out.extend(_lost_workers(generator.locust))
+        out.extend(_refused_workers(generator.locust))
     requests = result.requests
     for name, needed in MIN_REQUESTS_FOR.items():
         if requests is not None and 0 < requests.ok < needed:
@@ -708,6 +762,23 @@ def _generator(raw: RawLoad) -> Generator:
         saturated=raw.loop_cpu_percent >= GENERATOR_SATURATED_PERCENT,
         locust=LocustInfo(**info) if info is not None else None,
     )
+
+
+def _refused_workers(locust: LocustInfo, shown: int = 5) -> list[str]:
+    """One warning naming the workers the master refused (all of them are in the result)."""
+    if not locust.refused:
+        return []
+    named = [
+        f"{w.id} ({w.why}: {w.messages} messages, {w.samples} samples)"
+        for w in locust.refused[:shown]
+    ]
+    more = len(locust.refused) - shown
+    if more > 0:
+        named.append(f"and {more} more")
+    return [
+        "Locust workers refused, nothing they sent counted (workers need the run's token): "
+        + ", ".join(named)
+    ]
 
 
 def _lost_workers(locust: LocustInfo) -> list[str]:

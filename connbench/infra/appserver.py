@@ -182,18 +182,24 @@ def serve(
     log_path: Path,
     wait_ready: Callable[[str, subprocess.Popen[bytes]], None],
     port: int | None = None,
+    strays: list[str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run ``argv(port)`` on ``port`` (default: a free one) in its own process group until
-    ``wait_ready(url, proc)`` returns; yield the URL and process, stop the group on exit. A
-    start that lost a free port to another process is retried on a new one; ``wait_ready``'s
-    errors propagate."""
+    ``wait_ready(url, proc)`` returns; yield the URL and process, stop the group on exit (and
+    what it left outside, named in ``strays``: see :class:`procs.Child`). A start that lost a
+    free port to another process is retried on a new one; ``wait_ready``'s errors propagate."""
     # A fixed port gets one attempt: retrying would not free it.
     attempts = BIND_ATTEMPTS if port is None else 1
     fixed = port
     for attempt in range(attempts):
         port = fixed or procs.free_port()
         with procs.Child(
-            argv(port), name=name, log_path=log_path, env=env, stop_timeout_s=STOP_TIMEOUT_S
+            argv(port),
+            name=name,
+            log_path=log_path,
+            env=env,
+            stop_timeout_s=STOP_TIMEOUT_S,
+            strays=strays,
         ) as child:
             url = f"http://127.0.0.1:{port}"
             try:

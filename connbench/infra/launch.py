@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -48,6 +49,8 @@ def load(target: str) -> Any:
 
 def main() -> None:
     target, app_dir, *options = sys.argv[1:]
+    if not os.path.isdir(app_dir):  # else the import fails as "No module named ..."
+        _fail(f"directory {app_dir!r} does not exist (DIR of MODULE:ATTR@DIR)")
     sys.path.insert(0, app_dir)
     load(target)
     import uvicorn

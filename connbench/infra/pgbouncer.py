@@ -63,6 +63,7 @@ class PgBouncer:
     admin_dsn: str = field(repr=False)  # the admin console; holds the password
     # Its exit code once it has stopped, None while it runs.
     exit_code: Callable[[], int | None] = field(default=lambda: None, repr=False, compare=False)
+    database: str = DATABASE  # the name its clients connect to (its pools are named so)
 
     def describe(self) -> dict[str, Any]:
         """What a result records about it (no secrets)."""
@@ -72,6 +73,17 @@ class PgBouncer:
             "pool_size": self.pool_size,
             "auth": self.auth,
         }
+
+
+@dataclass(frozen=True)
+class Login:
+    """An own app's role and database, for PgBouncer to let it in and map it (its SCRAM secret
+    in the auth file, so that PgBouncer logs in to the server with the client's proof)."""
+
+    user: str
+    password: str = field(repr=False)
+    secret: str = field(repr=False)  # the SCRAM verifier the server stores for it
+    dbname: str
 
 
 @dataclass(frozen=True)
@@ -136,12 +148,15 @@ def config_text(
     max_client_conn: int,
     auth_file: Path,
     admin_user: str,
+    database: str = DATABASE,
+    app_name: str = APP_NAME,
 ) -> str:
-    """pgbouncer.ini for one server. ``server`` holds host, port, dbname (no password)."""
+    """pgbouncer.ini for one server. ``server`` holds host, port, dbname (no password);
+    clients reach it as ``database``."""
     target = " ".join(f"{key}={_quote(value)}" for key, value in server.items())
     return f"""\
 [databases]
-{DATABASE} = {target} application_name={APP_NAME}
+{_quote(database)} = {target} application_name={app_name}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -207,8 +222,12 @@ def start(
     pool_size: int,
     max_client_conn: int,
     conn: psycopg.Connection[Any] | None = None,
+    login: Login | None = None,
 ) -> Iterator[PgBouncer]:
     """Start PgBouncer in ``mode`` in front of ``pg``, wait until its console answers, yield.
+
+    With ``login`` (an own app), its clients are that role on that database (which they reach
+    by its own name), and ``dsn`` is theirs; the admin console stays connbench's.
 
     Stops it (SIGTERM: immediate shutdown) and removes its temp dir on exit. Raises
     :class:`ProcessError` with its log tail when it exits or does not answer within
@@ -229,6 +248,9 @@ def start(
         tmp = tempdirs.make_for_user("pgbouncer", os_user, stack)
         port = procs.free_port()
         userlist = userlist_text(user, secret)
+        if login is not None:
+            server["dbname"] = login.dbname
+            userlist += userlist_text(login.user, login.secret)
         auth_file = tempdirs.write_private(tmp / "userlist.txt", userlist, os_user)
         config = tempdirs.write_private(
             tmp / "pgbouncer.ini",
@@ -240,6 +262,8 @@ def start(
                 max_client_conn=max_client_conn,
                 auth_file=auth_file,
                 admin_user=user,
+                database=login.dbname if login is not None else DATABASE,
+                app_name=pg.app_name,
             ),
             os_user,
         )
@@ -257,6 +281,15 @@ def start(
         client = make_conninfo(host="127.0.0.1", port=port, user=user, password=password)
         admin_dsn = make_conninfo(client, dbname=ADMIN_DATABASE)
         version = _wait_ready(admin_dsn, port, proc, log_path)
+        dsn = make_conninfo(client, dbname=DATABASE, application_name=pg.app_name)
+        if login is not None:
+            dsn = make_conninfo(
+                host="127.0.0.1",
+                port=port,
+                user=login.user,
+                password=login.password,
+                dbname=login.dbname,
+            )
         yield PgBouncer(
             mode=mode,
             pool_size=pool_size,
@@ -264,9 +297,10 @@ def start(
             pid=proc.pid,
             version=version,
             auth=auth,
-            dsn=make_conninfo(client, dbname=DATABASE, application_name=APP_NAME),
+            dsn=dsn,
             admin_dsn=admin_dsn,
             exit_code=proc.poll,
+            database=login.dbname if login is not None else DATABASE,
         )
 
 

@@ -6,8 +6,10 @@ Backends (the ``--postgres`` value):
   machine needs.
 - ``local``: ``initdb``/``postgres`` found on PATH or in the usual install directories.
 - ``docker[:IMAGE]``: a container through testcontainers, when a Docker engine answers.
-- ``postgresql://...``: an existing server. connbench creates its own uniquely named table
-  there, touches nothing else, and drops that table on the way out.
+- ``postgresql://...``: an existing server. connbench creates its own table there (named and
+  marked with the run's id, see :mod:`connbench.infra.ledger`), touches nothing else, and drops
+  that table on the way out; its apps' sessions carry the run's id in ``application_name``, so
+  that runs sharing the server tell theirs apart.
 
 Throwaway servers (embedded, local) live in a temp directory that is removed afterwards and
 listen on 127.0.0.1 (and a socket in that directory) only, with SCRAM password auth and a random
@@ -24,9 +26,10 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,12 +38,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from connbench.infra import procs, tempdirs
+from connbench.infra import ledger, procs, tempdirs
 from connbench.model import files
 
 # Parsed in the model (a scenario validates --postgres); re-exported for the callers here.
-from connbench.model.backend import DEFAULT_DOCKER_IMAGE
 from connbench.model.backend import Backend as Backend
+from connbench.model.backend import docker_image
 from connbench.model.backend import parse_backend as parse_backend
 from connbench.model.dsn import display, redact, remember_secret
 from connbench.model.errors import (
@@ -55,6 +58,7 @@ READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
 DEFAULT_TABLE = "visits"
 APP_NAME = "connbench-app"  # application_name the apps use; the sampler counts by it
+CONTROL_APP = "connbench-control"  # connbench's own sessions (never counted as the app's)
 SETTINGS_RECORDED = (
     "max_connections",
     "shared_buffers",
@@ -83,6 +87,20 @@ class Postgres:
     # connbench starts itself; None for the others, whose processes it cannot watch.
     exit_code: Callable[[], int | None] | None = field(default=None, repr=False)
     restarting: bool = False  # a restart is stopping it on purpose
+    # Names what this run creates on the server, and tags its apps' sessions (app_name).
+    run_id: str = field(default_factory=ledger.new_run_id)
+    app_name: str = APP_NAME  # an external server's carries the run id
+    # What could not be dropped on the way out, one line each (said by the runner).
+    cleanup_problems: list[str] = field(default_factory=list)
+
+    @property
+    def shared(self) -> bool:
+        """A server connbench does not own: what it creates there is marked and recorded."""
+        return self.backend == "external"
+
+    # CPU seconds the server has used so far, where it is not a process tree of ours to read
+    # (a container: its cgroup); None where server_pid is what to read.
+    cpu_s: Callable[[], float | None] | None = field(default=None, repr=False)
 
     def died(self) -> int | None:
         """The postmaster's exit code if it stopped while not being restarted, else None."""
@@ -112,7 +130,7 @@ class Postgres:
 
     def app_dsn(self) -> str:
         """The DSN the apps use: tagged so the sampler can tell their sessions apart."""
-        return make_conninfo(self.dsn, application_name=APP_NAME)
+        return make_conninfo(self.dsn, application_name=self.app_name)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -149,13 +167,19 @@ class Postgres:
 
 
 def _create_table(pg: Postgres) -> None:
-    with pg.connect() as conn:
+    """The visits table: a new one (plain CREATE TABLE, failing if the name is taken), marked
+    as this run's in the same transaction on a server connbench does not own."""
+    with pg.connect() as conn, conn.transaction():
+        table = sql.Identifier(pg.table)
         conn.execute(
             sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
+                "CREATE TABLE {} ("
                 "id bigserial PRIMARY KEY, timestamp timestamptz NOT NULL DEFAULT now())"
-            ).format(sql.Identifier(pg.table))
+            ).format(table)
         )
+        if pg.shared:
+            mark = sql.Literal(ledger.marker(pg.run_id))
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, mark))
 
 
 @contextmanager
@@ -176,7 +200,7 @@ def start(
             yield pg
         return
     if backend.kind == "docker":
-        with _docker(backend.image or DEFAULT_DOCKER_IMAGE, settings) as pg:
+        with _docker(backend.image or docker_image(), settings) as pg:
             yield pg
         return
     bindir = embedded_bindir() if backend.kind == "embedded" else local_bindir()
@@ -417,62 +441,274 @@ def _restarter(
 
 def docker_available() -> bool:
     """Whether a Docker engine answers a ping."""
+    return docker_api_version() is not None
+
+
+def docker_api_version() -> str | None:
+    """The API version the engine and docker-py agree on, None when no engine answers.
+
+    Asked once per run and handed to the clients made after: the negotiation is a ``/version``
+    call, which Podman can take seconds to answer.
+    """
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
-        return False  # the usual case here; docker-py would leak sockets finding that out
+        return None  # the usual case here; docker-py would leak sockets finding that out
     try:
         import docker
     except ImportError:  # pragma: no cover - testcontainers brings it
-        return False
+        return None
     try:
         client = docker.from_env()
     except Exception:  # noqa: BLE001 - any failure means "no engine here"
-        return False
+        return None
     try:
         client.ping()
+        return str(client.api.api_version)
     except Exception:  # noqa: BLE001
-        return False
+        return None
     finally:
         client.close()
-    return True
+
+
+DOCKER_PORT = 5432
 
 
 @contextmanager
 def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
-    if not docker_available():
+    """A container of ``image`` through testcontainers, published on 127.0.0.1 only (a random
+    port), removed on the way out however that happens (Ctrl-C included).
+
+    ``image`` must keep the official postgres image's contract: ``POSTGRES_USER``,
+    ``POSTGRES_PASSWORD`` and ``POSTGRES_DB`` honoured, ``postgres -c name=value ...`` as its
+    command, port 5432. Raises :class:`MissingDependency` when no engine answers and
+    :class:`PostgresError` (one line) when the image is missing and cannot be pulled, the
+    container exits, or PostgreSQL does not accept connections within ``READY_TIMEOUT_S``.
+    """
+    api_version = docker_api_version()
+    if api_version is None:
         raise MissingDependency(
             "docker: no Docker engine answers; start one or use --postgres embedded"
+            " (without Docker: make docker-engine, see the README)"
         )
-    try:  # testcontainers >= 4.14 moved the module
-        from testcontainers.community.postgres import PostgresContainer
-    except ImportError:  # pragma: no cover
-        from testcontainers.postgres import PostgresContainer
+    from testcontainers.core.container import DockerContainer
+
     password = secrets.token_urlsafe(24)
-    command = "postgres " + " ".join(f"-c {k}={v}" for k, v in settings.items())
-    container = PostgresContainer(
-        image, username="connbench", password=password, dbname="connbench", driver=None
+    remember_secret(password)
+    # A name of our own: a container created while we were interrupted (no id came back yet)
+    # can still be found and removed.
+    name = f"connbench-{secrets.token_hex(6)}"
+    command = ["postgres"]
+    for key, value in settings.items():
+        command += ["-c", f"{key}={value}"]
+    container = (
+        DockerContainer(image, docker_client_kw={"version": api_version})
+        .with_name(name)
+        .with_env("POSTGRES_USER", "connbench")
+        .with_env("POSTGRES_PASSWORD", password)
+        .with_env("POSTGRES_DB", "connbench")
+        # A throwaway cluster, as the embedded and local ones: no fsync of initdb's files.
+        .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
+        .with_command(command)
     )
-    container.with_command(command.strip())
-    # Publish on loopback only, never on all interfaces.
-    container.with_kwargs(ports={"5432/tcp": ("127.0.0.1", None)})
+    # Published on loopback only, on a port the engine picks. testcontainers' with_bind_ports
+    # takes no address (it would publish on every interface); its port map goes to docker-py
+    # as given, where (address, None) means "this address, any free port".
+    ports: dict[str, Any] = container.ports
+    ports[f"{DOCKER_PORT}/tcp"] = ("127.0.0.1", None)
+    client = container.get_docker_client().client
     try:
-        container.start()
-    except Exception as exc:  # noqa: BLE001
-        container.stop()
-        raise PostgresError(f"docker: {image} did not start: {exc}") from None
-    try:
-        dsn = make_conninfo(
-            host="127.0.0.1",
-            port=container.get_exposed_port(5432),
-            user="connbench",
-            password=password,
-            dbname="connbench",
+        _have_image(client, image)
+        try:
+            container.start()
+        except Exception as exc:  # noqa: BLE001 - the engine's, docker-py's or testcontainers'
+            raise PostgresError(f"docker: {image} did not start: {_engine_reason(exc)}") from None
+        port, reader = _wait_for_container(container, image, password)
+        pg = Postgres(
+            backend=f"docker:{image}",
+            dsn=make_conninfo(
+                host="127.0.0.1",
+                port=port,
+                user="connbench",
+                password=password,
+                dbname="connbench",
+            ),
+            table=DEFAULT_TABLE,
+            cpu_s=reader,
         )
-        pg = Postgres(backend=f"docker:{image}", dsn=dsn, table=DEFAULT_TABLE)
         _create_table(pg)
         pg.describe()
         yield pg
     finally:
-        container.stop()
+        _remove_container(client, name)
+
+
+def _have_image(client: Any, image: str) -> None:
+    """Pull ``image`` unless the engine has it. Raises :class:`PostgresError` (one line) when
+    it is not there and cannot be pulled."""
+    import docker.errors
+
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.DockerException as exc:  # a name the engine refuses, say
+        raise PostgresError(f"docker: image {image!r}: {_engine_reason(exc)}") from None
+    why = ""
+    try:
+        # The pull's own log says why it failed; images.pull() drops it.
+        for event in client.api.pull(image, stream=True, decode=True):
+            why = str(event.get("error") or why) if isinstance(event, dict) else why
+        client.images.get(image)
+    except docker.errors.DockerException as exc:
+        why = why or _engine_reason(exc)
+    else:
+        return
+    raise PostgresError(
+        f"docker: image {image!r} is not in the engine and cannot be pulled: "
+        + " ".join(why.split())
+    )
+
+
+def _engine_reason(exc: BaseException) -> str:
+    """The engine's own words for a failed call, on one line."""
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation) if explanation else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _wait_for_container(
+    container: Any, image: str, password: str
+) -> tuple[int, Callable[[], float | None] | None]:
+    """Wait until PostgreSQL in ``container`` accepts connections on its published port;
+    return the port and a reader of the container's CPU seconds (None where its cgroup cannot
+    be read). Raises :class:`PostgresError` (one line, with the container's last log line) when
+    the container exits first or the deadline passes."""
+    import docker.errors
+
+    wrapped = container.get_wrapped_container()
+    started = time.monotonic()
+    deadline = started + READY_TIMEOUT_S
+    port: int | None = None
+    while True:
+        try:
+            wrapped.reload()
+        except docker.errors.DockerException as exc:
+            raise PostgresError(f"docker: {image}: {_engine_reason(exc)}") from None
+        state = wrapped.attrs.get("State", {})
+        if state.get("Status") in ("exited", "dead"):
+            raise PostgresError(
+                f"docker: {image}: the container exited with code {state.get('ExitCode')} "
+                f"before PostgreSQL was ready{_last_log_line(wrapped)}"
+            )
+        if port is None:
+            port = _published_port(wrapped.attrs, image)
+        if port is not None:
+            dsn = make_conninfo(
+                host="127.0.0.1", port=port, user="connbench", password=password,
+                dbname="connbench",
+            )  # fmt: skip
+            if _accepting(dsn):
+                return port, container_cpu_reader(state.get("Pid"), wrapped.id)
+        if time.monotonic() >= deadline:
+            raise PostgresError(
+                f"docker: {image}: PostgreSQL not ready after "
+                f"{time.monotonic() - started:.1f} s{_last_log_line(wrapped)}"
+            )
+        time.sleep(0.2)
+
+
+def _published_port(attrs: Mapping[str, Any], image: str) -> int | None:
+    """The host port of 5432 once the engine has published it (None before). Raises
+    :class:`PostgresError` if it is published anywhere but on 127.0.0.1: the server would be
+    reachable from other machines."""
+    bindings = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    published = bindings.get(f"{DOCKER_PORT}/tcp") or []
+    elsewhere = sorted({str(b.get("HostIp")) for b in published} - {"127.0.0.1"})
+    if elsewhere:
+        raise PostgresError(
+            f"docker: {image}: the engine published PostgreSQL on {', '.join(elsewhere)}, "
+            "not on 127.0.0.1 only; refusing to run on it"
+        )
+    for binding in published:
+        if str(binding.get("HostPort", "")).isdigit():
+            return int(binding["HostPort"])
+    return None
+
+
+def _last_log_line(wrapped: Any) -> str:
+    try:
+        lines = wrapped.logs(tail=20).decode(errors="replace").strip().splitlines()
+    except Exception:  # noqa: BLE001 - the log is a courtesy; the error stands without it
+        return ""
+    found = procs.cause("\n".join(lines)) or (lines[-1].strip() if lines else "")
+    return f" (its log: {found})" if found else " (its log is empty)"
+
+
+def _remove_container(client: Any, name: str) -> None:
+    """Remove the container ``name`` (and its anonymous volumes) if it exists; close the
+    client. Never raises: it runs on the way out of everything else."""
+    import docker.errors
+
+    try:
+        client.containers.get(name).remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except Exception:  # noqa: BLE001 - the engine went away: nothing more can be done
+        pass
+    finally:
+        client.close()
+
+
+def container_cpu_reader(pid: Any, container_id: str) -> Callable[[], float | None] | None:
+    """A function returning the CPU seconds the container has used so far, read from its
+    cgroup (cgroup v2 ``cpu.stat``, or v1 ``cpuacct.usage``); None when the engine runs
+    elsewhere (a VM: its PID means nothing here) or the cgroup is out of reach.
+
+    The cgroup is found through the container's first process and kept only if its path
+    names the container, so a PID reused by another process can never be read instead.
+    """
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if not container_id or container_id not in path:
+            continue
+        if controllers == "":  # v2, or its part of a hybrid hierarchy
+            candidates = [
+                (Path("/sys/fs/cgroup") / mount / path.lstrip("/") / "cpu.stat", "v2")
+                for mount in ("", "unified")
+            ]
+        elif "cpuacct" in controllers.split(","):
+            candidates = [
+                (Path("/sys/fs/cgroup") / mount / path.lstrip("/") / "cpuacct.usage", "v1")
+                for mount in ("cpu,cpuacct", "cpuacct", "cpuacct,cpu")
+            ]
+        else:
+            continue
+        for file, version in candidates:
+            reader = partial(_read_cgroup_cpu_s, file, version)
+            if reader() is not None:
+                return reader
+    return None
+
+
+def _read_cgroup_cpu_s(file: Path, version: str) -> float | None:
+    try:
+        text = file.read_text()
+        if version == "v1":
+            return int(text.strip()) / 1e9
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+    except (OSError, ValueError):  # gone with the container, or not what we know
+        return None
+    return None
 
 
 # --- external ------------------------------------------------------------------------------
@@ -532,8 +768,14 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
         raise BadInput(
             "server settings (" + ", ".join(settings) + ") cannot be changed on an external server"
         )
-    table = f"connbench_visits_{secrets.token_hex(4)}"
-    pg = Postgres(backend="external", dsn=dsn, table=table)
+    run_id = ledger.new_run_id()
+    pg = Postgres(
+        backend="external",
+        dsn=dsn,
+        table=ledger.table_name(run_id),
+        run_id=run_id,
+        app_name=f"{APP_NAME}-{run_id}",
+    )
     try:
         with pg.connect() as conn:
             # The apps, PgBouncer and pgbench must log in as we did: hand them what libpq found.
@@ -542,21 +784,51 @@ def _external(dsn: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     except psycopg.Error as exc:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise BadInput(f"cannot connect to {pg.display_dsn}: {redact(reason)}") from None
-    try:
-        _create_table(pg)
-    except psycopg.Error as exc:
-        raise BadInput(
-            f"{pg.display_dsn}: user {user!r} may not create connbench's table ({first_line(exc)});"
-            f" connbench needs CREATE on a schema in its search_path, e.g. "
-            f"GRANT CREATE ON SCHEMA public TO {user}"
-        ) from None
-    try:
-        pg.describe()
-        yield pg
-    finally:
-        # Only what we created; never anything else in the user's database.
+    with ledger.hold(lambda: pg.connect(application_name=CONTROL_APP), run_id):
+        # Recorded before it is created; dropped on the way out only if it bears our marker
+        # (a table of that name that was there before does not).
+        ours = [ledger.Marked("table", sql.Identifier(pg.table).as_string(), run_id, "")]
         try:
+            try:
+                _create_table(pg)
+            except psycopg.errors.DuplicateTable:
+                raise BadInput(
+                    f"{pg.display_dsn}: a table named {pg.table} exists already; connbench "
+                    "leaves it alone and creates only tables of its own"
+                ) from None
+            except psycopg.Error as exc:
+                raise BadInput(
+                    f"{pg.display_dsn}: user {user!r} may not create connbench's table "
+                    f"({first_line(exc)}); connbench needs CREATE on a schema in its "
+                    f"search_path, e.g. GRANT CREATE ON SCHEMA public TO {user}"
+                ) from None
             with pg.connect() as conn:
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-        except psycopg.OperationalError:
-            pass  # the server went away (the run says so): there is nothing to drop it on
+                ours = [replace(ours[0], name=ledger.qualified(conn, pg.table))]
+            pg.describe()
+            yield pg
+        finally:
+            pg.cleanup_problems += ledger.drop(pg.connect, ours)
+
+
+def leftovers(backend: Backend, *, drop: bool) -> tuple[str, list[ledger.Marked], list[str]]:
+    """What killed connbench runs left on an external server (see :mod:`connbench.infra.ledger`):
+    (the server as shown, what was found, what could not be dropped). With ``drop``, drop what
+    was found. Raises :class:`BadInput` for a backend that is no DSN or a server that does not
+    answer."""
+    if backend.kind != "external" or backend.dsn is None:
+        raise BadInput(
+            "--postgres: cleanup needs a DSN (the servers connbench starts are removed whole)"
+        )
+    pg = Postgres(backend="external", dsn=backend.dsn, table="")
+
+    def connect() -> psycopg.Connection[Any]:
+        return pg.connect(application_name=CONTROL_APP)
+
+    try:
+        with connect() as conn:
+            found = ledger.find(conn)
+            where = f"{pg.display_dsn} (tables: in database {conn.info.dbname} only)"
+    except psycopg.Error as exc:
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise BadInput(f"cannot connect to {pg.display_dsn}: {redact(reason)}") from None
+    return where, found, ledger.drop(connect, found) if drop else []

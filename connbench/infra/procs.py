@@ -15,6 +15,7 @@ import os
 import pwd
 import re
 import resource
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +29,9 @@ from connbench.model.errors import BadInput, MissingDependency, ProcessError
 
 _PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
+# The most of a log read for its tail, from its end: a child that wrote a gigabyte of log
+# costs connbench these bytes, not the gigabyte (one line longer than this is cut).
+LOG_TAIL_BYTES = 64 * 1024
 POLL_INTERVAL_S = 0.02
 
 
@@ -42,13 +46,20 @@ def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # in the child, betwee
         pass
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log file, or a note that there is none."""
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> str:
+    """The last ``lines`` lines of a log file, or a note that there is none. At most
+    ``max_bytes`` are read, from the end (the log may be huge, or still growing)."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - max_bytes))
+            data = log.read(max_bytes)
     except OSError:
         return "(no log)"
-    tail = text.strip().splitlines()[-lines:]
+    if size > max_bytes:
+        # Not from a line's start: drop the partial first line, unless it is the only one.
+        data = data.split(b"\n", 1)[-1] if b"\n" in data.rstrip(b"\n") else data
+    tail = data.decode(errors="replace").strip().splitlines()[-lines:]
     return "\n".join(tail) if tail else "(log is empty)"
 
 
@@ -152,6 +163,80 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+# Every child carries its own tag in its environment, and so does everything it starts: a
+# process that left the child's process group (a double fork, setsid: a daemon) still has it,
+# and is found in /proc by it when the child is stopped.
+TAG_ENV = "CONNBENCH_CHILD_TAG"
+STRAY_ROUNDS = 5  # a process forking as fast as it is killed gets this many sweeps
+STRAY_WAIT_S = 2.0
+
+
+def _stat(pid: int) -> tuple[str, str, int] | None:
+    """(name, state, session id) of ``pid`` from /proc, or None when it is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # "pid (comm) S ppid pgrp session ...": comm may hold spaces and parentheses.
+    name = data[data.find(b"(") + 1 : data.rfind(b")")].decode(errors="replace")
+    fields = data[data.rfind(b")") + 2 :].split()
+    return name, fields[0].decode(), int(fields[3])
+
+
+def _carries(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return marker in b"\0" + f.read()
+    except OSError:  # gone, or not ours to read
+        return False
+
+
+def strays(tag: str, session: int | None) -> list[int]:
+    """Live processes (zombies aside) carrying ``tag`` in their environment, or in
+    ``session``: what is left of a child that should have stopped."""
+    marker = f"\0{TAG_ENV}={tag}\0".encode()
+    me, found = os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        stat = _stat(pid)
+        if stat is None or stat[1] in "ZX":
+            continue
+        # Its session, bar a leader: the child (the session's leader) has been reaped, and a
+        # new leader with its pid would be a stranger's.
+        if (session is not None and stat[2] == session != pid) or _carries(pid, marker):
+            found.append(pid)
+    return found
+
+
+def kill_strays(tag: str, session: int | None = None) -> tuple[list[str], list[str]]:
+    """SIGKILL every stray of the child tagged ``tag`` (see :func:`strays`), sweeping again for
+    what they started meanwhile, and wait up to ``STRAY_WAIT_S`` for them to go.
+
+    Returns (killed, left running), each as ``pid 123 (name)``; never raises.
+    """
+    seen: dict[int, str] = {}
+    for _ in range(STRAY_ROUNDS):
+        found = strays(tag, session)
+        if not found:
+            break
+        for pid in found:
+            stat = _stat(pid)
+            seen.setdefault(pid, f"pid {pid} ({stat[0] if stat else '?'})")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    deadline = time.monotonic() + STRAY_WAIT_S
+    alive = list(seen)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if (stat := _stat(pid)) is not None and stat[1] not in "ZX"]
+        if alive:
+            time.sleep(POLL_INTERVAL_S)
+    return [seen[pid] for pid in seen if pid not in alive], [seen[pid] for pid in alive]
+
+
 class Child:
     """A managed child: ``with Child(argv, ...) as child`` runs ``argv`` in its own session with
     its output in ``log_path``, and stops the whole group on exit. It can also be stopped and
@@ -175,6 +260,7 @@ class Child:
         pass_fds: Sequence[int] = (),
         stop_signal: int = signal.SIGTERM,
         stop_timeout_s: float = 10.0,
+        strays: list[str] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.name = name
@@ -186,6 +272,10 @@ class Child:
         self.stop_signal = stop_signal
         self.stop_timeout_s = stop_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self.tag = secrets.token_hex(8)  # in its environment and its descendants'
+        # What :meth:`stop` found running outside the group, one line each ("killed ..." or
+        # "could not stop ..."): appended to the caller's list, if it gave one.
+        self.strays = strays if strays is not None else []
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
@@ -212,7 +302,7 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env={**self.env, TAG_ENV: self.tag},
                 cwd=self.cwd,
                 user=self.user,
                 start_new_session=True,
@@ -228,9 +318,22 @@ class Child:
         return self._proc
 
     def stop(self) -> None:
-        """Stop the current process group (see :func:`stop_group`); idempotent."""
+        """Stop the current process group (see :func:`stop_group`), then kill whatever of the
+        child is left outside it (see :func:`kill_strays`); idempotent."""
         if self._proc is not None:
             stop_group(self._proc, self.stop_signal, self.stop_timeout_s)
+            self._kill_strays()
+
+    def _kill_strays(self) -> None:
+        assert self._proc is not None
+        killed, left = kill_strays(self.tag, self._proc.pid)
+        if killed:
+            self.strays.append(
+                f"{self.name} left {len(killed)} process(es) running after it stopped, outside "
+                f"its process group; killed: {', '.join(killed[:5])}"
+            )
+        if left:
+            self.strays.append(f"{self.name}: could not stop {', '.join(left[:5])}")
 
     async def stop_async(self) -> None:
         """:meth:`stop` for an event loop: the process is polled, never waited for, so the
@@ -247,6 +350,7 @@ class Child:
         _signal_group(proc.pid, signal.SIGKILL)
         while proc.poll() is None:
             await asyncio.sleep(POLL_INTERVAL_S)
+        await asyncio.to_thread(self._kill_strays)  # a /proc sweep: not on the loop
 
 
 def describe_exit(returncode: int) -> str:

@@ -10,7 +10,8 @@ sampler to see), and ``pg_stat_activity`` shows the ones open. A target uses the
 ``log_connections`` is a log to parse, on the servers connbench starts only.)
 
 On an external server connbench creates only that role and database (it needs CREATEROLE and
-CREATEDB there) and drops only them.
+CREATEDB there), named and marked as the run's (:mod:`connbench.infra.ledger`), and drops only
+them.
 """
 
 from __future__ import annotations
@@ -18,42 +19,54 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from connbench.infra import appserver, launch, procs
+from connbench.infra import appserver, launch, ledger, procs
 from connbench.infra.launch import FAILED
-from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
-from connbench.model.appspec import AppSpec
-from connbench.model.dsn import remember_secret
+from connbench.infra.postgres import CONNECT_TIMEOUT_S, CONTROL_APP, Postgres
+from connbench.model import files
+from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec, Compiled
+from connbench.model.dsn import redact, remember_secret
 from connbench.model.errors import BadInput, ProcessError, first_line
 
-CONTROL_APP = "connbench-control"  # excluded from the app's sessions (OWN_SESSIONS)
 # An own app or a target gets a database to itself (or is the one client of its database), so
 # its sessions are every client session there but connbench's own: whatever library it uses,
 # whatever application_name it sets or not.
 OWN_SESSIONS = ("connbench-control", "connbench-sampler", "connbench-fault")
+# A session of a role whose activity the server hides from ours (no pg_read_all_stats) has a
+# null backend_type and state: its state is then null here, not a guess (see the sampler).
 DATABASE_ACTIVITY_SQL = """
-SELECT coalesce(state, 'unknown'), count(*)
+SELECT CASE WHEN backend_type IS NOT NULL THEN coalesce(state, 'unknown') END, count(*)
 FROM pg_stat_activity
-WHERE datname = %s AND backend_type = 'client backend'
+WHERE datname = %s AND coalesce(backend_type, 'client backend') = 'client backend'
   AND coalesce(application_name, '') <> ALL(%s)
 GROUP BY 1
 """
 
 PROBE_TIMEOUT_S = 5.0
+BODY_LINES = 5  # of a failing response, in its message
+BODY_READ_BYTES = 8192  # of a failed answer's body: enough for its first lines
+BODY_LINE_CHARS = 200
+APP_LOG_LINES = 20  # of the app's log, in a failing check's message
+LOG_SCAN_LINES = 400  # searched for the last exception
+# A traceback's last line: a dotted exception name (psycopg.errors.UndefinedTable: ...) or a
+# bare ...Error / ...Exception; not a log line's "INFO: ".
+_EXCEPTION = re.compile(r"^\s*(?:(?:[A-Za-z_]\w*\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception)): ")
 # Statuses that mean "not yet" (a proxy in front, a warming app); any other non-2xx is an answer.
 NOT_YET = (502, 503, 504)
 
@@ -69,6 +82,9 @@ class AppDatabase:
     name: str  # the database (and, for own apps, the role) name
     dsn: str = field(repr=False)  # the app's: its role on its database (holds the password)
     control_dsn: str = field(repr=False)  # connbench's on the same database
+    # What could not be dropped on the way out (one line each), filled as the block ends.
+    problems: list[str] = field(default_factory=list)
+    secret: str | None = field(default=None, repr=False)  # its role's SCRAM verifier (own apps)
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,9 @@ class Served:
     proc: subprocess.Popen[bytes] | None = None  # None: a target, not ours
     log_path: Path | None = None
     instrumented: bool = False
+    answers: tuple[str, ...] = ()  # the probe's: one request of each kind, answered 2xx
+    # Once stopped: processes it left running outside its group, killed or not (one line each).
+    strays: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -99,46 +118,69 @@ class Served:
         return procs.log_tail(self.log_path) if self.log_path else ""
 
 
-def _identifier(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9_]", "_", name.lower())[:24]
-    return f"connbench_app_{slug}_{secrets.token_hex(4)}"
+_SERIAL = itertools.count(1)  # own databases of this process' run: never two of one name
 
 
 @contextmanager
 def own_database(pg: Postgres, spec: AppSpec) -> Iterator[AppDatabase]:
     """A role and a database for ``spec``'s app, dropped on the way out (and nothing else).
 
+    Both are named and marked as this run's (see :mod:`connbench.infra.ledger`), the database
+    in its role's marker before it is created, so that whatever ends the run (Ctrl-C while
+    ``CREATE DATABASE`` waits on a lock included) they are dropped or, after a ``kill -9``,
+    found by the next run. What cannot be dropped is said in ``problems``, never raised.
     Raises :class:`AppFailed` when the server refuses to create them.
     """
-    ident = _identifier(spec.name)
+    ident = ledger.app_name(pg.run_id, next(_SERIAL), spec.name)
     password = secrets.token_urlsafe(24)
     remember_secret(password)  # masked wherever an app's log or error quotes it
     role, db = sql.Identifier(ident), sql.Identifier(ident)
-    created: list[sql.Composed] = []
+    mark = ledger.marker(pg.run_id)
+    created: list[ledger.Marked] = []  # what to drop: recorded before each creation
+    problems: list[str] = []
     try:
+        secret = scram_verifier(password)
         with pg.connect(application_name=CONTROL_APP) as conn:
-            verifier = sql.Literal(scram_verifier(password))
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
-            created.append(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
-            created.append(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+            verifier = sql.Literal(secret)
+            # Dropped on the way out only if it bears our marker: not a role of that name
+            # that was there before.
+            created.append(ledger.Marked("role", ident, pg.run_id, mark))
+            with conn.transaction():  # the role and its marker, or neither
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, verifier))
+                conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(mark)))
+            # Marked by its role until its own comment is set (no transaction can hold both).
+            created.append(ledger.Marked("database", ident, pg.run_id, mark, unmarked_ok=True))
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
+            except psycopg.Error:
+                created.pop()  # refused: nothing of ours by that name
+                raise
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(mark)))
             conn.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(db, role))
         control_dsn = make_conninfo(pg.dsn, dbname=ident, application_name=CONTROL_APP)
         with psycopg.connect(control_dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
             # Since PostgreSQL 15 only the database owner may create in ``public``.
             c.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
     except psycopg.Error as exc:
-        _drop(pg, created)
+        left = "".join(f"; {problem}" for problem in _drop(pg, created))
         raise AppFailed(
             f"app {spec.name}: cannot create its role and database on {pg.display_dsn} "
-            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there"
+            f"({first_line(exc)}); connbench needs CREATEROLE and CREATEDB there{left}"
         ) from None
-    try:
-        yield AppDatabase(
-            ident, make_conninfo(pg.dsn, user=ident, password=password, dbname=ident), control_dsn
-        )
-    finally:
+    except BaseException:  # Ctrl-C, SIGTERM: what was created goes before the run unwinds
         _drop(pg, created)
+        raise
+    database = AppDatabase(
+        ident,
+        make_conninfo(pg.dsn, user=ident, password=password, dbname=ident),
+        control_dsn,
+        problems,
+        secret,
+    )
+    try:
+        yield database
+    finally:
+        problems += _drop(pg, created)
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -153,12 +195,9 @@ def scram_verifier(password: str, iterations: int = 4096) -> str:
     return f"SCRAM-SHA-256${iterations}:{b64[0]}${b64[1]}:{b64[2]}"
 
 
-def _drop(pg: Postgres, statements: list[sql.Composed]) -> None:
-    if not statements:
-        return
-    with pg.connect(application_name=CONTROL_APP) as conn:
-        for statement in reversed(statements):
-            conn.execute(statement)
+def _drop(pg: Postgres, created: list[ledger.Marked]) -> list[str]:
+    """Drop ``created`` (the database before its role); one line per refusal, never raised."""
+    return ledger.drop(lambda: pg.connect(application_name=CONTROL_APP), created[::-1])
 
 
 def target_database(pg: Postgres) -> AppDatabase:
@@ -196,18 +235,57 @@ def count(spec: AppSpec, conn: psycopg.Connection[Any]) -> int | None:
     return run_sql(spec, conn, "count_sql", spec.count_sql) if spec.count_sql else None
 
 
+SQL_TIMEOUTS_S = {"setup_sql": SETUP_SQL_TIMEOUT_S, "count_sql": COUNT_SQL_TIMEOUT_S}
+CANCEL_GRACE_S = 2.0  # past the statement timeout, connbench cancels the query itself
+
+
 def run_sql(spec: AppSpec, conn: psycopg.Connection[Any], what: str, query: str) -> int | None:
-    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number."""
+    """Run ``setup_sql`` or ``count_sql``; the first value of its last row, if a number.
+
+    Each has :data:`SQL_TIMEOUTS_S` to finish: PostgreSQL's ``statement_timeout`` ends it, and
+    a cancel from here ``CANCEL_GRACE_S`` later ends SQL that set the timeout off. Raises
+    :class:`AppFailed` (one line) when it fails or runs out of time.
+    """
+    timeout_s = SQL_TIMEOUTS_S[what]
+    watchdog = threading.Timer(timeout_s + CANCEL_GRACE_S, conn.cancel_safe)
     try:
-        cur = conn.execute(query.encode())
-        row = cur.fetchone() if cur.description else None
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(round(timeout_s * 1000)))
+        watchdog.start()
+        row = _first_row(conn, query) if what == "count_sql" else _run(conn, query)
+    except psycopg.errors.QueryCanceled:
+        raise AppFailed(
+            f"app {spec.name}: {what} did not finish within {timeout_s:g} s "
+            "(connbench's statement timeout)"
+        ) from None
     except psycopg.Error as exc:
         raise AppFailed(f"app {spec.name}: {what} failed: {first_line(exc)}") from None
+    finally:
+        watchdog.cancel()
     if what == "count_sql":
         if row is None or isinstance(row[0], bool) or not isinstance(row[0], int):
             raise AppFailed(f"app {spec.name}: count_sql must return one number, got {row!r}")
         return int(row[0])
     return None
+
+
+def _run(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...] | None:
+    """The first row of ``query``'s last statement: every row is fetched (several statements)."""
+    cur = conn.execute(query.encode())
+    return cur.fetchone() if cur.description else None
+
+
+def _first_row(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...] | None:
+    """``query``'s first row, the rest never fetched (a count_sql of 10^8 rows costs one);
+    several statements cannot be streamed, and are run as :func:`_run` does."""
+    rows = cast(Generator[tuple[Any, ...], None, None], conn.cursor().stream(query.encode()))
+    try:
+        return next(rows, None)
+    except psycopg.errors.SyntaxError as exc:
+        if "multiple commands" not in str(exc):
+            raise
+    finally:
+        rows.close()  # cancels the query and drops what it had still to send
+    return _run(conn, query)
 
 
 @contextmanager
@@ -228,20 +306,24 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
         env.pop("VIRTUAL_ENV", None)
         launcher = ["-c", Path(launch.__file__).read_text(), spec.app, app_dir]
 
-    def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-        probe(spec, url, proc=proc, log_path=log_path)
+    answers: list[str] = []
 
+    def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+        answers.extend(probe(spec, url, proc=proc, log_path=log_path))
+
+    strays: list[str] = []
     try:
         with appserver.serve(
             lambda port: appserver.uvicorn_argv(
                 spec.app or "", port, workers, launcher, spec.python
             ),
             env,
-            f"uvicorn ({spec.name})",
+            f"app {spec.name}",
             log_path,
             ready,
+            strays=strays,
         ) as (url, proc):
-            yield Served(spec, url, proc, log_path)
+            yield Served(spec, url, proc, log_path, answers=tuple(answers), strays=strays)
     except AppFailed:
         raise
     except ProcessError:
@@ -294,6 +376,50 @@ def check_interpreter(spec: AppSpec) -> str | None:
     return prefix
 
 
+# Failures with a known cause, as the app's log words them: (pattern, what it means).
+KNOWN_FAILURES = (
+    (
+        re.compile(r'prepared statement "[^"]*" (does not exist|already exists)'),
+        "{topology} shares server connections between clients, and the app's prepared "
+        "statements do not follow it from one to the next ({match}, {count:,} times in its "
+        "log): turn its statement cache off (asyncpg: statement_cache_size=0; psycopg: "
+        "prepare_threshold=None; SQLAlchemy+asyncpg: prepared_statement_cache_size=0)",
+    ),
+)
+
+
+def known_failures(log_path: Path, topology: str) -> list[str]:
+    """Each known failure the app's log shows, named with its cause and its remedy."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    out = []
+    for pattern, meaning in KNOWN_FAILURES:
+        found = pattern.findall(text)
+        if found:
+            first = pattern.search(text)
+            match = first.group(0) if first else ""
+            out.append(meaning.format(topology=topology, match=match, count=len(found)))
+    return out
+
+
+KEPT_LOG_PREFIX = "connbench_applog-"  # not connbench-*: tempdirs.remove_stale leaves it
+
+
+def keep_log(log_path: Path | None) -> Path | None:
+    """A copy of an app's log (passwords masked) in a new private directory that outlives the
+    run, for a failure to point at; None when there is no log or it cannot be kept."""
+    if log_path is None:
+        return None
+    try:
+        text = log_path.read_text(errors="replace")
+        kept = files.private_dir(KEPT_LOG_PREFIX) / log_path.name
+        return files.write_secret(kept, redact(text))
+    except OSError:
+        return None
+
+
 def start_failure(log_path: Path) -> str:
     """The one line that says why an app did not start, from its log."""
     lines = procs.log_tail(log_path, lines=200).splitlines()
@@ -313,46 +439,99 @@ def probe(
     *,
     proc: subprocess.Popen[bytes] | None = None,
     log_path: Path | None = None,
-) -> None:
-    """Wait until the app answers: ``ready_path`` (if any) with a 2xx, then the request itself.
+) -> list[str]:
+    """Wait until the app answers: ``ready_path`` (if any) with a 2xx, then one request of
+    each kind of its mix; return each answer (``POST /orders/ 201``).
 
     Connection errors and 502/503/504 mean "not yet" until ``spec.ready_timeout_s``; any other
-    non-2xx fails at once. Raises :class:`AppFailed` (one line) on either; a process that exits
-    meanwhile raises :class:`ProcessError`.
+    non-2xx fails at once. Raises :class:`AppFailed` on either: its first line names the app,
+    the request and the status, the next ones the response's first lines and the app's log
+    tail; a process that exits meanwhile raises :class:`ProcessError`.
     """
     who = f"{spec.kind} {spec.name}"
-    checks = [("GET", spec.ready_path)] if spec.ready_path else []
-    checks.append((spec.method, spec.path))
+    checks: list[tuple[str, str, list[tuple[str, str]], bytes | None]] = []
+    if spec.ready_path:
+        checks.append(("GET", spec.ready_path, [], None))
+    for request in spec.mix:  # one of each kind, each with its values filled in
+        path, headers, body = Compiled(request).render()
+        checks.append((request.method, path, headers, body))
+    answers = []
     deadline = time.monotonic() + spec.ready_timeout_s
     with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
-        for method, path in checks:
+        for method, path, headers, body in checks:
             url = base_url + path
             last = "no answer"
             while True:
                 if proc is not None and proc.poll() is not None:
                     raise ProcessError(f"{who} exited (code {proc.returncode})")
                 try:
-                    body = spec.body_bytes if method == spec.method else None
-                    resp = client.request(method, url, content=body, headers=_headers(spec, body))
+                    with client.stream(method, url, content=body, headers=headers) as resp:
+                        # the status is the answer; of a failure's body, its start (however
+                        # large the body is)
+                        ok = 200 <= resp.status_code < 300
+                        start = b"" if ok else _first_bytes(resp)
                 except httpx.HTTPError as exc:
                     last = _reason(exc)
                 else:
-                    if 200 <= resp.status_code < 300:
-                        break
                     last = f"{resp.status_code} {resp.reason_phrase}".strip()
+                    if ok:
+                        answers.append(f"{method} {path} {resp.status_code}")
+                        break
                     if resp.status_code not in NOT_YET:
-                        raise AppFailed(f"{who}: {method} {url} answered {last}")
+                        raise AppFailed(f"{who}: {method} {url} answered {last}" + _response(start))
                 if time.monotonic() >= deadline:
                     raise AppFailed(
                         f"{who}: {method} {url} did not answer within "
                         f"{spec.ready_timeout_s:g} s ({last})"
                     )
                 time.sleep(procs.POLL_INTERVAL_S * 5)
+    return answers
 
 
-def _headers(spec: AppSpec, body: bytes | None) -> dict[str, str]:
-    extra = {"Content-Type": "application/json"} if body is not None else {}
-    return extra | dict(spec.headers)
+def _first_bytes(resp: httpx.Response, limit: int = BODY_READ_BYTES) -> bytes:
+    """The first ``limit`` bytes of a streamed response's body, the rest left unread."""
+    out = bytearray()
+    for chunk in resp.iter_bytes():
+        out += chunk
+        if len(out) >= limit:
+            break
+    return bytes(out[:limit])
+
+
+def _response(body: bytes) -> str:
+    """The line under a failed request's: the response's first lines (passwords masked,
+    control characters shown escaped)."""
+    lines = [line for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return redact(
+        "\n  response: "
+        + "\n            ".join(_printable(line)[:BODY_LINE_CHARS] for line in lines[:BODY_LINES])
+    )
+
+
+def failure_details(log_path: Path | None) -> str:
+    """What goes under an own app's failure once it has stopped (its log complete): the log's
+    last lines, and where a copy of the whole of it is kept (see :func:`keep_log`)."""
+    if log_path is None or not log_path.exists():
+        return ""
+    whole = procs.log_tail(log_path, lines=LOG_SCAN_LINES).splitlines()
+    errors = [line.strip() for line in whole if _EXCEPTION.match(line)]
+    out = (
+        f"\n  cause in the app's log: {_printable(errors[-1])[:BODY_LINE_CHARS]}" if errors else ""
+    )
+    tail = whole[-APP_LOG_LINES:]
+    out += "\n  the app's log, last lines:\n" + "\n".join(
+        "    " + _printable(line)[: BODY_LINE_CHARS * 2] for line in tail
+    )
+    kept = keep_log(log_path)
+    if kept is not None:
+        out += f"\n  its whole log is kept in {kept}"
+    return redact(out)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _reason(exc: httpx.HTTPError) -> str:

@@ -1,7 +1,9 @@
 """Faults injected into the server during the measured window, to see how a strategy recovers.
 
 - ``terminate@S``: ``pg_terminate_backend`` on every server session of the app (those with
-  ``application_name`` ``connbench-app``), ``S`` seconds into the measured window. What an
+  the run's ``application_name``: ``connbench-app``, on an external server
+  ``connbench-app-<run id>``, so that another run's sessions are never cut), ``S`` seconds
+  into the measured window. What an
   administrator, a failover or an idle-session killer does to a running app.
 - ``restart@S``: PostgreSQL stops fast (open sessions are cut, new ones refused) and starts
   again on the same port and data directory. Only for the servers connbench starts itself
@@ -21,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
 from connbench.model.errors import first_line
 
 # Parsed in the model (a scenario validates its fault); re-exported for the injector's callers.
@@ -108,7 +110,7 @@ class Injector:
             start = time.perf_counter_ns()
             self.injected.at_ns = start
             if conn is not None:
-                cur = await conn.execute(TERMINATE_SQL, [APP_NAME])
+                cur = await conn.execute(TERMINATE_SQL, [self.pg.app_name])
                 row = await cur.fetchone()
                 self.injected.terminated = int(row[0]) if row else 0
             else:

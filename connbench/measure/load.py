@@ -31,7 +31,7 @@ import math
 import time
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -39,7 +39,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import httptools
 import httpx
+import yarl
 from hdrh.histogram import HdrHistogram
+
+from connbench.model import template
+from connbench.model.appspec import Compiled, Request
 
 LATENCY_MIN_US = 1
 LATENCY_MAX_US = 3_600_000_000  # an hour: anything slower is clamped, never dropped
@@ -48,6 +52,8 @@ SERIES_DIGITS = 2  # per-second histograms: coarser, they only feed the charts
 PROGRESS_INTERVAL_S = 0.25
 FOLD_INTERVAL_S = 0.25
 SWEEP_INTERVAL_S = 0.05
+HEAD_MAX_BYTES = 64 * 1024  # of a reply kept to read its head (see _Connection.connection_lost)
+BODY_KEPT_BYTES = 64 * 1024  # of a reply's body kept: classify() reads a short JSON error
 BUCKET_NS = 10_000_000  # 10 ms: the resolution of the counts the fault analysis reads
 _SECOND_NS = 1_000_000_000
 
@@ -68,6 +74,9 @@ class LoadConfig:
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
+    # A mix (own apps): each request of a kind from it, by weight; () : the one request above,
+    # to the URL's path. Their paths replace the URL's.
+    mix: tuple[Request, ...] = ()
 
     @property
     def all_headers(self) -> dict[str, str]:
@@ -149,6 +158,9 @@ class RawLoad:
     open_model: dict[str, Any] = field(default_factory=dict)
     # What an engine run in other processes says of itself (Locust: version, workers).
     engine_info: dict[str, Any] = field(default_factory=dict)
+    # A mix of more than one kind: each kind's own window figures, in the mix's order.
+    by_request: list[KindTally] = field(default_factory=list)
+    write_ok: int | None = None  # a mix: 2xx of the kinds that write (None: every 2xx counts)
 
     @property
     def errors(self) -> int:
@@ -209,7 +221,104 @@ def classify(status: int, body: bytes) -> str:
     return f"http_{status}"
 
 
-Requester = Callable[[], Awaitable[tuple[int, bytes]]]
+@dataclass
+class KindTally:
+    """One kind of request of a mix over the window (its errors as the window's count them)."""
+
+    request: Request
+    histogram: HdrHistogram = field(default_factory=new_histogram)
+    ok: int = 0
+    errors_by_kind: Counter[str] = field(default_factory=Counter)
+    sent: int = 0  # over the whole run, warm-up and drain included
+
+
+def weighted_order(weights: list[int]) -> list[int]:
+    """Indexes in the order a mix sends them: each ``weights[i]`` times per cycle, spread out
+    (smooth weighted round-robin, nginx's), so that any stretch of the run has the mix's
+    proportions, not a random walk around them."""
+    divisor = math.gcd(*weights)
+    weights = [w // divisor for w in weights]
+    total, current, order = sum(weights), [0] * len(weights), []
+    for _ in range(total):
+        for i, w in enumerate(weights):
+            current[i] += w
+        best = max(range(len(weights)), key=current.__getitem__)
+        current[best] -= total
+        order.append(best)
+    return order
+
+
+class _Kind(Compiled):
+    """One request of the mix, compiled once, and its bytes on the wire."""
+
+    def __init__(self, request: Request, host: str) -> None:
+        super().__init__(request)
+        self.host = host
+        self.payload = b""
+        if self.static:
+            path, headers, body = self.render()
+            self.payload = wire_bytes(request.method, path, host, headers, body)
+        # A templated one: the bytes around its values, laid out once (static headers first).
+        self.head = f"{request.method} ".encode()
+        fixed = [(n, t.render(0, 0)) for n, t in self.headers if t.static]
+        if self.body is not None and not self.typed:
+            fixed.insert(0, ("Content-Type", "application/json"))
+        self.varying = [(f"{n}: ", t) for n, t in self.headers if not t.static]
+        lines = [f"Host: {host}", "User-Agent: connbench", "Accept: */*"]
+        lines += [f"{name}: {value}" for name, value in fixed]
+        self.middle = (" HTTP/1.1\r\n" + "".join(f"{line}\r\n" for line in lines)).encode()
+
+    def wire(self) -> bytes:
+        """The next request as sent on the wire (the same bytes each time for a static one)."""
+        if self.static:
+            return self.payload
+        seq, count = template.next_seq(), next(self.count)
+        out = self.head + self.path.render(seq, count).encode() + self.middle
+        for name, value in self.varying:
+            out += f"{name}{value.render(seq, count)}\r\n".encode()
+        if self.body is None:
+            return out + b"\r\n"
+        body = self.body.render(seq, count).encode()
+        return out + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class Mix:
+    """The kinds of request a run sends, in their weighted order (shared by every slot)."""
+
+    def __init__(self, requests: tuple[Request, ...], host: str) -> None:
+        self.kinds = [_Kind(r, host) for r in requests]
+        self.order = weighted_order([r.weight for r in requests])
+        self.n = len(self.order)
+        self.pos = 0
+        self.sent = [0] * len(self.kinds)
+
+    def next(self) -> int:
+        """The index of the next kind to send."""
+        index = self.order[self.pos]
+        self.pos = self.pos + 1 if self.pos + 1 < self.n else 0
+        self.sent[index] += 1
+        return index
+
+
+def _mix_for(url: str, config: LoadConfig) -> Mix:
+    """The run's mix: ``config.mix``, or the one request ``config`` describes to ``url``."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]  # userinfo never on the wire: it is a header
+    requests = config.mix
+    if not requests:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        body = config.body.decode() if config.body is not None else None
+        # Not a template: its text is sent as it is.
+        requests = (Request(config.method, target, config.headers, None),)
+        mix = Mix(requests, host)
+        kind = mix.kinds[0]
+        kind.body = template.Template(body, (body,)) if body is not None else None
+        kind.payload = request_bytes(config.method, target, host, config)
+        return mix
+    return Mix(requests, host)
+
+
+Requester = Callable[[str, str, list[tuple[str, str]], bytes | None], Awaitable[tuple[int, bytes]]]
 
 
 class _Aborted(Exception):
@@ -232,11 +341,14 @@ class _Window:
         self.sent = 0
         self.ok = 0
         self.errors: Counter[str] = Counter()
+        self.ok_by_request = [0]  # every 2xx by kind of request (the mix's index)
         # Raw samples since the last fold (see fold()): appended on the hot path, then emptied.
         self.latencies_us = array("q")
         self.uncorrected_us = array("q")  # open model: from the actual send
         self.offsets_ns = array("q")  # completion time since the window's start
-        self.error_offsets: list[tuple[int, str]] = []  # every error, the same way
+        self.error_offsets: list[tuple[int, str, int]] = []  # every error: offset, kind, request
+        self.requests = array("H")  # each 2xx's kind of request in a mix (its index)
+        self.by_request: list[KindTally] = []  # a mix of more than one kind: per kind
         self.schedule_lag_us = array("q")  # timer fired this long after the intended time
         # What the folds made of them.
         self.histogram = new_histogram()
@@ -255,24 +367,29 @@ class _Window:
         self.not_sent = 0  # intended inside the window, never sent before it closed
         self.in_flight_at_end = 0
         self.slots: list[_Slot] = []
+        self.mix: Mix | None = None
 
     def accepting(self) -> bool:
         return self.clock() < self.end_ns and not self.stop.is_set()
 
-    def done(self, start: int, end: int, kind: str | None, intended: int = 0) -> None:
+    def done(
+        self, start: int, end: int, kind: str | None, intended: int = 0, request: int = 0
+    ) -> None:
         """Record a request that ended; ``intended`` (open model) is when it should have been
-        sent, and latency is then measured from there."""
+        sent, and latency is then measured from there; ``request``: its kind in the mix."""
         in_window = self.start_ns <= end < self.end_ns
         if kind is None:
             self.ok += 1
+            self.ok_by_request[request] += 1
             if in_window:
                 self.latencies_us.append((end - (intended or start)) // 1000)
                 if intended:
                     self.uncorrected_us.append((end - start) // 1000)
                 self.offsets_ns.append(end - self.start_ns)
+                self.requests.append(request)
         else:
             self.errors[kind] += 1
-            self.error_offsets.append((end - self.start_ns, kind))
+            self.error_offsets.append((end - self.start_ns, kind, request))
 
     def cut(self) -> None:
         """End the window now (an interrupt): later responses belong to the drain."""
@@ -307,11 +424,19 @@ class _Window:
             self._second_histogram.record_value(value)
             self.ok_buckets.add(offset)
         self.window_ok += len(self.latencies_us)
+        if self.by_request:
+            tallies = self.by_request
+            for latency, request in zip(self.latencies_us, self.requests, strict=True):
+                tally = tallies[request]
+                tally.ok += 1
+                tally.histogram.record_value(_clamped(latency))
         for latency in self.uncorrected_us:
             self.uncorrected.record_value(_clamped(latency))
         for lag in self.schedule_lag_us:
             self.schedule_lag.record_value(_clamped(lag))
-        for offset, kind in self.error_offsets:
+        for offset, kind, request in self.error_offsets:
+            if offset >= 0 and self.by_request:
+                self.by_request[request].errors_by_kind[kind] += 1
             buckets = self.error_buckets.get(kind)
             if buckets is None:
                 buckets = self.error_buckets[kind] = Buckets()
@@ -324,6 +449,7 @@ class _Window:
                 self._second(min(offset // _SECOND_NS, self.last_second)).errors += 1
         for samples in (self.latencies_us, self.offsets_ns, self.uncorrected_us):
             del samples[:]
+        del self.requests[:]
         del self.schedule_lag_us[:]
         self.error_offsets.clear()
         if final:
@@ -340,26 +466,39 @@ class _Connection(asyncio.Protocol):
         self.slot = slot
         self.parser = httptools.HttpResponseParser(self)
         self.body = bytearray()
+        # The reply's first bytes, kept until it completes: should the server end the body by
+        # closing (HTTP/1.0, no Content-Length), its head says whether that was the whole reply.
+        self.head: list[bytes] = []
+        self.head_bytes = 0
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if self.head_bytes < HEAD_MAX_BYTES:
+            self.head.append(data)
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.slot.failed(self, "protocol_error")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # httptools has no "end of input": a body delimited by the close is completed here.
+        if exc is None and self.head and ends_at_close(b"".join(self.head)):
+            self.on_message_complete()
         self.slot.failed(self, "disconnected")
 
     def on_body(self, body: bytes) -> None:
-        self.body += body
+        if len(self.body) < BODY_KEPT_BYTES:  # enough to classify an error; never the stream
+            self.body += body
 
     def on_message_complete(self) -> None:
         body = bytes(self.body)
         self.body.clear()
+        self.head.clear()
+        self.head_bytes = 0
         self.slot.replied(
             self, self.parser.get_status_code(), body, self.parser.should_keep_alive()
         )
@@ -369,6 +508,22 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def ends_at_close(received: bytes) -> bool:
+    """Whether a reply whose connection closed after ``received`` was complete: its head is
+    whole and gives neither Content-Length nor Transfer-Encoding, so its body is "until the
+    close" (RFC 9112 6.3), as for HTTP/1.0 servers. A body cut short of its stated length, or
+    a head cut short, is not."""
+    head, whole, _ = received.partition(b"\r\n\r\n")
+    if not whole:
+        return False
+    status_line, *fields = head.split(b"\r\n")
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[1].isdigit() or int(parts[1]) < 200:
+        return False
+    names = {field.partition(b":")[0].strip().lower() for field in fields}
+    return not names & {b"content-length", b"transfer-encoding"}
+
+
 class _Slot:
     """One closed-loop user: send, wait for the reply, send again, until the window closes."""
 
@@ -376,14 +531,16 @@ class _Slot:
         self,
         window: _Window,
         target: tuple[str, int],
-        payload: bytes,
+        mix: Mix,
         timeout_s: float,
         period_ns: float = 0.0,
         first_ns: int = 0,
     ) -> None:
         self.window = window
         self.target = target
-        self.payload = payload
+        self.mix = mix
+        self.payload = b""  # the request in flight
+        self.request = 0  # its kind in the mix
         self.timeout_s = timeout_s
         self.loop = asyncio.get_running_loop()
         self.conn: _Connection | None = None
@@ -434,6 +591,8 @@ class _Slot:
         window.sent += 1
         self.started = window.clock()
         self.deadline = self.loop.time() + self.timeout_s
+        self.request = index = self.mix.next()
+        self.payload = self.mix.kinds[index].wire()
         if self.conn is None or self.conn.transport is None or self.conn.transport.is_closing():
             self.loop.create_task(self._connect_and_send())
         else:
@@ -482,7 +641,7 @@ class _Slot:
 
     def _end(self, kind: str | None) -> None:
         started, self.started, self.deadline = self.started, 0, math.inf
-        self.window.done(started, self.window.clock(), kind, self.due)
+        self.window.done(started, self.window.clock(), kind, self.due, self.request)
         self.next()
 
     def finish(self) -> None:
@@ -506,8 +665,8 @@ class _Slot:
 
 async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
     parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    payload = request_bytes(config.method, target, parts.netloc, config)
+    mix = _mix_for(url, config)
+    _tally(window, mix)
     address = (parts.hostname or "127.0.0.1", parts.port or 80)
     n = config.concurrency
     if config.rate_rps:
@@ -518,7 +677,7 @@ async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
             _Slot(
                 window,
                 address,
-                payload,
+                mix,
                 config.timeout_s,
                 period_ns,
                 first + int(i * period_ns / n),
@@ -526,7 +685,7 @@ async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
             for i in range(n)
         ]
     else:
-        slots = [_Slot(window, address, payload, config.timeout_s) for _ in range(n)]
+        slots = [_Slot(window, address, mix, config.timeout_s) for _ in range(n)]
     window.slots = slots
     loop = asyncio.get_running_loop()
 
@@ -552,23 +711,48 @@ async def _run_httptools(url: str, config: LoadConfig, window: _Window) -> None:
 
 def request_bytes(method: str, target: str, host: str, config: LoadConfig) -> bytes:
     """One HTTP/1.1 request as sent on the wire, the same every time."""
+    return wire_bytes(method, target, host, list(config.all_headers.items()), config.body)
+
+
+def wire_bytes(
+    method: str, target: str, host: str, headers: list[tuple[str, str]], body: bytes | None
+) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "User-Agent: connbench", "Accept: */*"]
-    lines += [f"{name}: {value}" for name, value in config.all_headers.items()]
-    if config.body is not None:
-        lines.append(f"Content-Length: {len(config.body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (config.body or b"")
+    lines += [f"{name}: {value}" for name, value in headers]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+
+
+def _tally(window: _Window, mix: Mix) -> None:
+    """Per-kind figures for a mix of more than one kind (one kind's are the run's)."""
+    if len(mix.kinds) > 1:
+        window.by_request = [KindTally(kind.request) for kind in mix.kinds]
+    window.mix = mix
+    window.ok_by_request = [0] * len(mix.kinds)
 
 
 # --- the coroutine engines: a worker task per slot around a shared client -------------------
 
 
-def _aiohttp_requester(session: aiohttp.ClientSession, url: str, config: LoadConfig) -> Requester:
-    method, headers, body = config.method, config.all_headers, config.body
+async def _kept(chunks: AsyncIterator[bytes]) -> bytes:
+    """A reply's body read to its end, only its first ``BODY_KEPT_BYTES`` kept: a huge or
+    endless body costs connbench a buffer, never its size."""
+    kept = bytearray()
+    async for chunk in chunks:
+        if len(kept) < BODY_KEPT_BYTES:
+            kept += chunk[: BODY_KEPT_BYTES - len(kept)]
+    return bytes(kept)
 
-    async def request() -> tuple[int, bytes]:
+
+def _aiohttp_requester(session: aiohttp.ClientSession) -> Requester:
+    async def request(
+        method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> tuple[int, bytes]:
+        target = yarl.URL(url, encoded=True)  # sent as written: yarl would decode %41 to A
         try:
-            async with session.request(method, url, data=body, headers=headers) as resp:
-                return resp.status, await resp.read()
+            async with session.request(method, target, data=body, headers=headers) as resp:
+                return resp.status, await _kept(resp.content.iter_any())
         except TimeoutError:
             raise _Aborted("timeout") from None
         except aiohttp.ClientConnectorError as exc:
@@ -582,13 +766,13 @@ def _aiohttp_requester(session: aiohttp.ClientSession, url: str, config: LoadCon
     return request
 
 
-def _httpx_requester(client: httpx.AsyncClient, url: str, config: LoadConfig) -> Requester:
-    method, headers, body = config.method, config.all_headers, config.body
-
-    async def request() -> tuple[int, bytes]:
+def _httpx_requester(client: httpx.AsyncClient) -> Requester:
+    async def request(
+        method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> tuple[int, bytes]:
         try:
-            resp = await client.request(method, url, content=body, headers=headers)
-            return resp.status_code, resp.content
+            async with client.stream(method, url, content=body, headers=headers) as resp:
+                return resp.status_code, await _kept(resp.aiter_raw())
         except httpx.TimeoutException:
             raise _Aborted("timeout") from None
         except httpx.ConnectError:
@@ -601,20 +785,29 @@ def _httpx_requester(client: httpx.AsyncClient, url: str, config: LoadConfig) ->
     return request
 
 
-async def _run_workers(request: Requester, config: LoadConfig, window: _Window) -> None:
+async def _run_workers(request: Requester, url: str, config: LoadConfig, window: _Window) -> None:
+    mix = _mix_for(url, config)
+    _tally(window, mix)
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+
     async def worker() -> None:
         clock = window.clock
         while window.accepting():
             window.sent += 1
+            index = mix.next()
+            path, headers, content = mix.kinds[index].render()
             start = clock()
             kind: str | None = None
             try:
-                status, body = await request()
+                status, body = await request(
+                    mix.kinds[index].request.method, base + path, headers, content
+                )
                 if not 200 <= status < 300:
                     kind = classify(status, body)
             except _Aborted as aborted:
                 kind = aborted.kind
-            window.done(start, clock(), kind)
+            window.done(start, clock(), kind, 0, index)
 
     await asyncio.gather(*(worker() for _ in range(config.concurrency)))
 
@@ -630,11 +823,11 @@ async def _run_engine(url: str, config: LoadConfig, window: _Window) -> None:
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=False
         ) as session:
-            await _run_workers(_aiohttp_requester(session, url, config), config, window)
+            await _run_workers(_aiohttp_requester(session), url, config, window)
     elif config.engine == "httpx":
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         async with httpx.AsyncClient(timeout=config.timeout_s, limits=limits) as client:
-            await _run_workers(_httpx_requester(client, url, config), config, window)
+            await _run_workers(_httpx_requester(client), url, config, window)
     else:
         raise ValueError(f"unknown load engine {config.engine!r}")
 
@@ -696,6 +889,11 @@ async def run(
         remaining_s = (window.end_ns - window.clock()) / 1e9
         if remaining_s > 0 and not stop.is_set():
             await asyncio.sleep(remaining_s + 0.01)
+        # The end's timer was set on the loop's clock a moment after the window's own: when the
+        # drain is over first, the timer would be cancelled unfired and the window left without
+        # its CPU. Its end has passed; mark it now (later by the drain, a few ms at most).
+        if window.clock() >= window.end_ns > window.start_ns:
+            mark("end")
     finally:
         for task in helpers:
             task.cancel()
@@ -746,6 +944,15 @@ def _fill(raw: RawLoad, window: _Window) -> None:
     raw.ok = window.window_ok
     raw.errors_by_kind = window.window_errors
     raw.ok_buckets, raw.error_buckets = window.ok_buckets, window.error_buckets
+    if window.by_request and window.mix is not None:
+        for tally, sent in zip(window.by_request, window.mix.sent, strict=True):
+            tally.sent = sent
+        raw.by_request = window.by_request
+        raw.write_ok = sum(
+            ok
+            for ok, kind in zip(window.ok_by_request, window.mix.kinds, strict=True)
+            if kind.request.counted
+        )
     if raw.config.rate_rps:
         raw.uncorrected = window.uncorrected
         lags = window.schedule_lag

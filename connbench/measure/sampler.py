@@ -2,9 +2,15 @@
 and PgBouncer's pools where there is one.
 
 The sampler polls on a connection of its own, and counts only sessions whose
-``application_name`` is the apps' (``connbench-app``), so neither its own connection nor any
-other client of the same server is counted. Behind PgBouncer those are PgBouncer's server
-connections (it tags them so, see :mod:`connbench.infra.pgbouncer`).
+``application_name`` is the run's apps' (``connbench-app``; on an external server
+``connbench-app-<run id>``), so neither its own connection nor any other client of the same
+server, another connbench run included, is counted. Behind PgBouncer those are PgBouncer's
+server connections (it tags them so, see :mod:`connbench.infra.pgbouncer`).
+
+A server shows a session's state only to its role, superusers and members of
+``pg_read_all_stats``. When a poll finds sessions whose state it hides (an own app's role, a
+target's), the sample is unreadable: it is counted in ``Samples.hidden`` and the figures are
+unknown, never the count of the sessions left visible.
 """
 
 from __future__ import annotations
@@ -28,11 +34,22 @@ from connbench.model.errors import first_line
 
 SAMPLE_INTERVAL_S = 0.1
 
+# State null: the server hides the session's activity from us (see DATABASE_ACTIVITY_SQL).
 ACTIVITY_SQL = """
-SELECT coalesce(state, 'unknown'), count(*)
+SELECT CASE WHEN backend_type IS NOT NULL THEN coalesce(state, 'unknown') END, count(*)
 FROM pg_stat_activity
 WHERE application_name = %s AND datname = current_database()
 GROUP BY 1
+"""
+
+
+# Client sessions on our database that are neither the run's apps' nor connbench's own, started
+# since the sampler began (or whose start the server hides): on a server shared with other
+# clients, each adds to pg_stat_database.sessions, so the app's count is not the counter's.
+FOREIGN_SQL = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND coalesce(backend_type, 'client backend') = 'client backend'
+  AND coalesce(application_name, '') <> ALL(%s) AND (backend_start IS NULL OR backend_start >= %s)
 """
 
 
@@ -57,6 +74,9 @@ class Samples:
         self.connects = 0  # sessions the sampler itself opened (subtracted from the server's)
         self.failures = 0  # polls that failed (server restarting, say)
         self.last_error = ""
+        self.hidden = 0  # polls that found sessions whose state the server hid from us
+        self.user = ""  # whom it hid them from (the role that needs pg_read_all_stats)
+        self.foreign = 0  # most other clients' sessions seen that started during the run
         for sample in samples:
             self.append(sample)
 
@@ -91,11 +111,13 @@ async def watch(
     """Append a :class:`Sample` to ``out`` every ``interval_s`` until cancelled.
 
     ``database``: count every client session on that database but connbench's own (own apps,
-    targets), instead of the sessions tagged ``connbench-app`` on ours.
+    targets), instead of the sessions tagged with ``pg.app_name`` on ours.
 
     A failed poll is counted in ``out.failures`` and the connection is reopened; the sampler
     never stops the run.
     """
+
+    since: list[Any] = []  # the server's time at the first connection
 
     async def connect() -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(
@@ -105,15 +127,26 @@ async def watch(
             application_name="connbench-sampler",
         )
         out.connects += 1
+        if not since:
+            row = await (await conn.execute("SELECT now()")).fetchone()
+            since.append(row[0] if row else None)
         return conn
 
     async def poll(conn: psycopg.AsyncConnection[Any]) -> None:
         if database is None:
-            rows = await (await conn.execute(ACTIVITY_SQL, [APP_NAME])).fetchall()
+            rows = await (await conn.execute(ACTIVITY_SQL, [pg.app_name])).fetchall()
         else:
             query = DATABASE_ACTIVITY_SQL
             rows = await (await conn.execute(query, [database, list(OWN_SESSIONS)])).fetchall()
-        out.append(Sample(time.perf_counter_ns(), {str(s): int(n) for s, n in rows}))
+        if database is None and pg.shared:  # others may open sessions on this database
+            ours = [pg.app_name, *OWN_SESSIONS]
+            row = await (await conn.execute(FOREIGN_SQL, [ours, since[0]])).fetchone()
+            out.foreign = max(out.foreign, int(row[0]) if row else 0)
+        if any(state is None for state, _ in rows):
+            out.hidden += 1
+            out.user = conn.info.user
+        counts = {str(s): int(n) for s, n in rows if s is not None}
+        out.append(Sample(time.perf_counter_ns(), counts))
 
     await _poll_every(interval_s, connect, poll, out)
 
@@ -197,19 +230,21 @@ async def watch_pgbouncer(
     async def poll(conn: psycopg.AsyncConnection[Any]) -> None:
         pools = await (await conn.execute("SHOW POOLS")).fetchall()
         stats = await (await conn.execute("SHOW STATS")).fetchall()
-        out.samples.append(_pool_sample(pools, stats))
+        out.samples.append(_pool_sample(pools, stats, bouncer.database))
 
     await _poll_every(interval_s, connect, poll, out)
 
 
-def _pool_sample(pools: list[dict[str, Any]], stats: list[dict[str, Any]]) -> PoolSample:
-    ours = [row for row in pools if row.get("database") == pgbouncer.DATABASE]
+def _pool_sample(
+    pools: list[dict[str, Any]], stats: list[dict[str, Any]], database: str = pgbouncer.DATABASE
+) -> PoolSample:
+    ours = [row for row in pools if row.get("database") == database]
     # maxwait is whole seconds, maxwait_us the microseconds beyond them (PgBouncer >= 1.8).
     maxwait = max(
         (int(r.get("maxwait") or 0) * 1_000_000 + int(r.get("maxwait_us") or 0) for r in ours),
         default=0,
     )
-    totals = next((row for row in stats if row.get("database") == pgbouncer.DATABASE), {})
+    totals = next((row for row in stats if row.get("database") == database), {})
     return PoolSample(
         t_ns=time.perf_counter_ns(),
         pools={name: sum(int(r.get(name) or 0) for r in ours) for name in POOL_GAUGES},
@@ -236,17 +271,20 @@ def sessions_counter(conn: psycopg.Connection[Any], database: str | None = None)
 
 
 def wait_for_app_sessions_to_end(
-    conn: psycopg.Connection[Any], timeout_s: float = 5.0, database: str | None = None
+    conn: psycopg.Connection[Any],
+    timeout_s: float = 5.0,
+    database: str | None = None,
+    app_name: str = APP_NAME,
 ) -> int:
-    """Wait until no app session is left on the server (on ``database``, if given: see
-    :data:`DATABASE_ACTIVITY_SQL`); return how many still are."""
+    """Wait until no app session (tagged ``app_name``) is left on the server (on ``database``,
+    if given: see :data:`DATABASE_ACTIVITY_SQL`); return how many still are."""
     deadline = time.monotonic() + timeout_s
     params: list[Any]
     while True:
         if database is None:
             query, params = (
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                [APP_NAME],
+                [app_name],
             )
         else:
             query = f"SELECT sum(n) FROM ({DATABASE_ACTIVITY_SQL}) AS s(state, n)"

@@ -17,10 +17,13 @@ This module imports nothing else of connbench.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,22 @@ class OutputRefused(ValueError):
 
 
 Owner = tuple[int, int]  # (uid, gid)
+
+
+def read_text(path: Path, max_bytes: int) -> str:
+    """A UTF-8 file the user named (an SQL or CSV file), read whole up to ``max_bytes``.
+    Raises ValueError naming the file and what is wrong (unreadable, too large, not UTF-8)."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} ({exc.strerror})") from None
+    if len(raw) > max_bytes:
+        raise ValueError(f"{path}: larger than {max_bytes:,} bytes")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
 
 
 def private_dir(prefix: str, parent: str | Path | None = None, owner: Owner | None = None) -> Path:
@@ -66,12 +85,16 @@ def private_subdir(path: Path, owner: Owner | None = None) -> Path:
 def write_secret(path: Path, text: str, owner: Owner | None = None) -> Path:
     """Create ``path`` 0600 (``O_EXCL``: it must not exist, nor be a symlink), give it to
     ``owner``, then write ``text``. Raises OSError (FileExistsError ...) and leaves nothing."""
-    fd = os.open(path, _SECRET_FLAGS, SECRET_MODE)
+    return _write_exclusive(path, text.encode(), SECRET_MODE, owner)
+
+
+def _write_exclusive(path: Path, data: bytes, mode: int, owner: Owner | None = None) -> Path:
+    fd = os.open(path, _SECRET_FLAGS, mode)
     try:
-        os.fchmod(fd, SECRET_MODE)  # the umask may have taken the owner's bits
+        os.fchmod(fd, mode)  # the umask may have taken the owner's bits
         if owner is not None:
             os.fchown(fd, *owner)
-        _write_all(fd, text.encode())
+        _write_all(fd, data)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
@@ -232,6 +255,77 @@ def write_atomic(path: Path, data: bytes) -> Path:
     return path
 
 
+def write_new(path: Path, data: bytes) -> Path:
+    """Write ``data`` at ``path``, or, when that name is taken (by another run started in the
+    same second, say), at the first free ``STEM-2.SUFFIX``, ``STEM-3.SUFFIX``...; return where.
+
+    Never replaces a file: the name is claimed with a hard link of a complete temp file
+    (``link`` fails if the name exists), so it holds the whole result from its first moment.
+    Where the file system has no hard links, ``O_CREAT | O_EXCL`` claims it instead. Raises
+    OSError when writing fails; the temp file is removed either way.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            os.fchmod(fd, RESULT_MODE & ~umask())
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        for candidate in _candidates(path):
+            try:
+                os.link(tmp, candidate, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                written = _create_new(candidate, data)
+                if written is None:
+                    continue
+            else:
+                written = candidate
+            _fsync_dir(path.parent)
+            return written
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    raise FileExistsError(errno.EEXIST, "every name is taken", str(path))  # pragma: no cover
+
+
+def _candidates(path: Path, most: int = 10_000) -> Iterator[Path]:
+    yield path
+    for n in range(2, most):
+        yield path.with_name(f"{path.stem}-{n}{path.suffix}")
+
+
+def _create_new(path: Path, data: bytes) -> Path | None:
+    """``path`` created with ``O_EXCL`` and written; None if the name is taken."""
+    try:
+        return _write_exclusive(path, data, RESULT_MODE & ~umask())
+    except FileExistsError:
+        return None
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory`` while the block runs: what two runs write
+    side by side there (a result and its HTML report) is then the one run's or the other's,
+    never one file of each. Best effort: a directory that cannot be locked is not."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -272,17 +366,23 @@ def fallback_parents() -> list[Path]:
 
 
 def save_or_fallback(
-    path: Path, data: bytes, *, replace_existing: bool = True, parents: list[Path] | None = None
+    path: Path,
+    data: bytes,
+    *,
+    replace_existing: bool = True,
+    parents: list[Path] | None = None,
+    new_name: bool = False,
 ) -> Saved:
     """Write ``data`` to ``path`` (see :func:`write_atomic`); if that fails, write it into a
     new private directory (``connbench-unsaved-*``, 0700) under the first of ``parents`` that
-    takes it. When ``path`` exists and ``replace_existing`` is False, write nothing.
+    takes it. When ``path`` exists and ``replace_existing`` is False, write nothing. With
+    ``new_name`` (a name connbench chose), never replace a file: see :func:`write_new`.
     Never raises for a file system error: the returned :class:`Saved` says what happened.
     """
-    if not replace_existing and os.path.lexists(path):
+    if not replace_existing and not new_name and os.path.lexists(path):
         return Saved(None, f"nothing was measured: {path} left as it was")
     try:
-        return Saved(write_atomic(path, data))
+        return Saved(write_new(path, data) if new_name else write_atomic(path, data))
     except (OSError, OutputRefused) as exc:
         problem = f"could not write {path}: {_reason(exc)}"
     name = path.name if 0 < len(os.fsencode(path.name)) <= 200 else "result.json"

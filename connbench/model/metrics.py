@@ -57,6 +57,12 @@ class Metric:
     from_run: Callable[[Run], Any]  # its value in one repeat (None: not measured)
     path: tuple[str, ...]  # where a variant summary keeps its median over the repeats
     compared: bool = False  # a row of every comparison (others only when gated)
+    counts: str = ""  # what a figure without a unit counts ("connections"), for the exports
+
+    @property
+    def unit_stated(self) -> str:
+        """Its unit, or what it counts: an export always says what a number is."""
+        return self.unit or self.counts
 
     @property
     def spellings(self) -> tuple[str, ...]:
@@ -105,7 +111,7 @@ def _latency(
     )
 
 
-def _server(name: str, label: str, description: str, compared: bool = True) -> Metric:
+def _server(name: str, label: str, description: str, counts: str, compared: bool = True) -> Metric:
     return Metric(
         name=name,
         key=name,
@@ -117,6 +123,7 @@ def _server(name: str, label: str, description: str, compared: bool = True) -> M
         from_run=lambda run: _part(run.server, name),
         path=(name,),
         compared=compared,
+        counts=counts,
     )
 
 
@@ -163,14 +170,31 @@ METRICS: tuple[Metric, ...] = (
         description="errors over all requests (of all repeats, in a summary)",
         from_run=_error_rate,
         path=("error_rate",),
+        counts="errors/request",
     ),
-    _server("connections_peak", "conns peak", "the app's server sessions, most seen at once"),
-    _server("connections_mean", "conns mean", "the app's server sessions, mean over the window"),
-    _server("sessions_opened", "sessions opened", "server sessions opened in the window"),
+    _server(
+        "connections_peak",
+        "conns peak",
+        "the app's server sessions, most seen at once",
+        counts="connections",
+    ),
+    _server(
+        "connections_mean",
+        "conns mean",
+        "the app's server sessions, mean over the window",
+        counts="connections",
+    ),
+    _server(
+        "sessions_opened",
+        "sessions opened",
+        "server sessions opened in the window",
+        counts="sessions",
+    ),
     _server(
         "sessions_per_ok_response",
         "sessions/2xx",
         "server sessions opened per 2xx response",
+        counts="sessions/response",
         compared=False,
     ),
     _cpu("app", "app CPU", "the app's workers", lambda run: _part(run.cpu_percent, "app")),
@@ -190,6 +214,16 @@ BY_SPELLING: dict[str, Metric] = {
     spelling: metric for metric in METRICS for spelling in metric.spellings
 }
 COMPARED: tuple[Metric, ...] = tuple(m for m in METRICS if m.compared)
+# What is followed over time (tracking-tool exports, `report --trend`): throughput, the latency
+# percentiles, errors, and the server-side figures only connbench sees.
+TRACKED: tuple[Metric, ...] = tuple(
+    BY_SPELLING[name]
+    for name in (
+        "throughput", "p50", "p90", "p99", "p999", "error_rate", "connections_peak",
+        "connections_mean", "sessions_opened", "sessions_per_ok_response", "cpu_app",
+        "cpu_postgres",
+    )
+)  # fmt: skip
 
 
 def known() -> str:

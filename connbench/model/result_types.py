@@ -52,6 +52,15 @@ class PostgresInfo(Model):
     dsn: str = Field(description="Without its password.")
 
 
+class GitCheckout(Model):
+    """The git commit a directory was checked out at when the run started."""
+
+    commit: str = Field(description="The full hash of HEAD.")
+    dirty: bool | None = Field(
+        default=None, description="Tracked files differ from HEAD; null: not known."
+    )
+
+
 class Environment(Model):
     """Where the numbers come from: interpreter, packages, machine, server."""
 
@@ -68,6 +77,9 @@ class Environment(Model):
     postgres: PostgresInfo | None = Field(
         default=None, description="Null when the run stopped before the server started."
     )
+    git: GitCheckout | None = Field(
+        default=None, description="The working directory's checkout; null: not one."
+    )
 
 
 # --- scenario ------------------------------------------------------------------------------------
@@ -76,6 +88,18 @@ class Environment(Model):
 class FaultSpec(Model):
     kind: str
     at_s: float
+
+
+class RequestRecord(Model):
+    """One kind of request of a mix, as sent (header names only)."""
+
+    name: str
+    weight: int
+    method: str
+    path: str
+    headers: list[str] = []
+    body: str | None = Field(default=None, description="JSON text, placeholders unfilled.")
+    writes: bool = Field(default=True, description="Its 2xx count against count_sql's rows.")
 
 
 class AppRecord(Model):
@@ -97,6 +121,12 @@ class AppRecord(Model):
     ready_path: str | None = None
     python: str | None = Field(
         default=None, description="The interpreter it ran under (--app-python); null: connbench's."
+    )
+    requests: list[RequestRecord] | None = Field(
+        default=None, description="The mix (request tables); null: the one request above."
+    )
+    git: GitCheckout | None = Field(
+        default=None, description="Its dir's checkout (an own app whose dir is one)."
     )
 
 
@@ -123,6 +153,7 @@ class ScenarioRecord(Model):
     expect_workers: int = 0
     locust_bind: str = "127.0.0.1"
     locust_port: int = 0
+    locust_token_file: str | None = None  # where the token is, never the token
     server: dict[str, str] = {}
     fault: FaultSpec | None = None
     gate: dict[str, float] = Field(default={}, description="metric: fraction, and alpha.")
@@ -157,6 +188,17 @@ class VariantRecord(Model):
     kind: Literal["strategy", "app", "target"] = "strategy"
     app: AppRecord | None = Field(default=None, description="What an own app or target is.")
     key: str
+
+    @property
+    def sent(self) -> str:
+        """What each request was, in a few words: ``GET /visit/``, ``POST /o/ (mix of 3)``."""
+        app = self.app
+        if app is None:
+            return "GET /visit/"  # every built-in strategy's one request
+        if not app.requests:
+            return f"{app.method} {app.path}"
+        first = max(app.requests, key=lambda r: r.weight)
+        return f"{first.method} {first.path} (mix of {len(app.requests)})"
 
 
 class Requests(Model):
@@ -235,6 +277,11 @@ class Integrity(Model):
     requests_sent: int
     error_responses: dict[str, int]
     ok: bool | None = Field(description="Null: not checked (an own app without count_sql).")
+    write_responses: int | None = Field(
+        default=None,
+        description="A mix: the 2xx of the kinds that write, which the rows must equal; "
+        "null: every 2xx.",
+    )
     lost_writes: int | None = None
     unacknowledged_writes: int | None = None
 
@@ -252,6 +299,15 @@ class LocustWorker(Model):
     lost_after_s: float | None = None  # died or went missing this long after the spawn
 
 
+class RefusedWorker(Model):
+    """A worker that reached the master without the run's token: nothing it sent was counted."""
+
+    id: str  # its ZeroMQ identity, as it chose it (Locust's: host_uuid)
+    why: str  # "no token", "wrong token", "forged id"
+    messages: int  # messages refused
+    samples: int  # samples in them, not counted
+
+
 class LocustInfo(Model):
     version: str | None = None
     local_workers: int
@@ -259,6 +315,7 @@ class LocustInfo(Model):
     bind_host: str
     workers_lost: int = 0
     workers: list[LocustWorker] = Field(default_factory=list)
+    refused: list[RefusedWorker] = Field(default_factory=list)
 
 
 class Generator(Model):
@@ -343,6 +400,21 @@ class Breakdown(Model):
     )
 
 
+class RequestKind(Model):
+    """One kind of request of a mix over the measured window."""
+
+    name: str
+    method: str
+    path: str
+    weight: int
+    sent: int = Field(description="Over the whole run, warm-up and drain included.")
+    ok: int
+    errors: int
+    errors_by_kind: dict[str, int]
+    throughput_rps: float
+    latency_ms: Latency | None
+
+
 class StrategyResult(Model):
     """One run of one variant (one repeat). Parts it did not measure are null."""
 
@@ -371,6 +443,9 @@ class StrategyResult(Model):
     open_model: OpenModel | None = None
     fault: FaultOutcome | None = None
     breakdown: Breakdown | None = None
+    by_request: list[RequestKind] | None = Field(
+        default=None, description="A mix of more than one kind: each kind's own figures."
+    )
     warnings: list[str] = []
 
     @property

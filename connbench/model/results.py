@@ -53,6 +53,18 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
    and each run records its ``position`` in its round (0-based), so that ``compare --base
    --head`` can pair two variants round by round and say which ran first. Older files load
    with no position (null).
+9. The measured code's commit: ``environment.git`` (``commit``, ``dirty``) when connbench ran
+   inside a git checkout, and ``git`` on an own app whose ``dir`` is one (``scenario.app``),
+   so results can be laid out over commits (``report --trend``). Older files load without.
+10. Request mixes: ``variant.app.requests`` (each kind's name, weight, method, path, header
+    names and body text, placeholders unfilled) and, per run of a mix of more than one kind,
+    ``by_request`` (each kind's sent, ok, errors by kind, req/s and latency). Older files load
+    with neither (null): they sent one request.
+11. The A/B gate in the run and who generated the load: ``scenario.base``, ``head`` and
+    ``sequential`` (``--repeat auto``), ``python`` on an own app (the
+    interpreter it ran under), ``scenario.locust_token_file`` and ``generator.locust.refused``
+    (Locust workers that were turned away). Older files load without (no gate in the run, no
+    worker refused).
 """
 
 from __future__ import annotations
@@ -87,7 +99,7 @@ from connbench.model.result_types import (
 
 __all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
 
-SCHEMA_VERSION = 8  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_VERSION = 11  # bump on any change a reader must know about; add its step to MIGRATIONS
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
@@ -206,14 +218,33 @@ def default_path(run: RunResult, directory: Path = Path("results")) -> Path:
     return directory / f"{name}-{stamp}.json"
 
 
+# The largest result file read (show, compare, report): about 8 days of measured seconds in one
+# result (each second of each series is a line of its own), and 30 s of parsing and checking
+# on a loaded 2-core machine. Anything bigger is refused, not read.
+MAX_RESULT_BYTES = 64 << 20
+
+
 def load(path: Path) -> RunResult:
     """Read a result file of any readable version, migrated to this one.
 
-    Raises :class:`ResultFileError` with one line naming what is wrong: unreadable, not JSON,
-    an unknown version, or the first field that does not validate (``summary.0.status: ...``).
+    Raises :class:`ResultFileError` with one line naming what is wrong: unreadable, larger
+    than :data:`MAX_RESULT_BYTES` (never read whole), not JSON, an unknown version, or the
+    first field that does not validate (``summary.0.status: ...``).
     """
     try:
-        data = json.loads(path.read_bytes())
+        # Opened without waiting: a FIFO with no writer is read as empty, not waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(fd, True)
+        with open(fd, "rb") as f:
+            # A regular file by its size; a device or a pipe by a bounded read.
+            too_big = os.fstat(f.fileno()).st_size > MAX_RESULT_BYTES
+            raw = b"" if too_big else f.read(MAX_RESULT_BYTES + 1)
+        if too_big or len(raw) > MAX_RESULT_BYTES:
+            raise ResultFileError(
+                f"{path}: larger than {MAX_RESULT_BYTES >> 20} MiB, connbench's bound on a "
+                "result file: not read"
+            )
+        data = json.loads(raw)
     except OSError as exc:
         raise ResultFileError(f"{path}: cannot read result file ({exc.strerror})") from None
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both
@@ -372,6 +403,9 @@ MIGRATIONS: dict[int, Callable[[Document], Document]] = {
     5: _v5_to_v6,
     6: _unchanged,  # 7 added own apps and targets: a variant without a kind is a strategy
     7: _unchanged,  # 8 added each run's position in its round: absent, null
+    8: _unchanged,  # 9 added the git commit of the checkout and of own apps: absent, null
+    9: _unchanged,  # 10 added request mixes: absent, one request
+    10: _unchanged,  # 11 added the run's A/B gate, an app's interpreter, refused workers
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from connbench.apps import STRATEGIES
-from connbench.model import appspec, faults
+from connbench.model import appspec, faults, template
 from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
 from connbench.model.checks import (
@@ -28,7 +28,7 @@ from connbench.model.checks import (
     parse_gate,
     parse_limit,
 )
-from connbench.model.dsn import display, redact
+from connbench.model.dsn import display, redact_toml
 from connbench.model.errors import ScenarioError, first_line
 from connbench.model.faults import Fault
 from connbench.model.units import parse_duration
@@ -159,6 +159,8 @@ class Scenario:
     expect_workers: int = 0
     locust_bind: str = "127.0.0.1"
     locust_port: int = 0
+    # The file holding the token remote workers need (created 0600 when missing).
+    locust_token_file: str | None = None
     server: Mapping[str, str] = field(default_factory=dict)
     fault: Fault | None = None  # injected into every variant's measured window
     gate: Mapping[str, float] = field(default_factory=dict)  # metric: fraction, and alpha
@@ -239,16 +241,14 @@ class Scenario:
         # A DSN may hold a password, in any spelling: keep it out of the result, file text too.
         if parse_backend(self.postgres).kind == "external":
             data["postgres"] = display(self.postgres)
+        # Header and environment values may be secrets: names only, and none in the file
+        # text, however the file spells them.
         if self.source_text:
-            data["source_text"] = redact(self.source_text)
+            values = [value for spec in self.own_apps for value in spec.secrets()]
+            data["source_text"] = redact_toml(self.source_text, values)
         data["strategies"] = list(self.strategies)
-        # Header and environment values may be secrets: names only, and none in the file text.
         data["app"] = [spec.describe() for spec in self.app]
         data["target"] = [spec.describe() for spec in self.target]
-        for spec in self.own_apps:
-            for _, secret in (*spec.headers, *spec.env):
-                if len(secret) >= 4 and data.get("source_text"):
-                    data["source_text"] = data["source_text"].replace(secret, "***")
         for key in ("concurrency", "workers", "pool_max", "topology", "rate"):
             data[key] = list(data[key]) if data[key] is not None else None
         data["server"] = dict(self.server)
@@ -546,6 +546,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "expect_workers": _bounded(_non_negative_int, "expect_workers"),
     "locust_bind": _text,
     "locust_port": _port,
+    "locust_token_file": _text,
     "server": _server,
     "fault": faults.parse,
     "gate": parse_gate,
@@ -714,6 +715,13 @@ def _own_apps_given(
     if pythons:
         values["app"] = tuple(apps.values())
     specs = (*values.get("app", ()), *values.get("target", ()))
+    for spec in specs:
+        spec.remember_secrets()  # masked in every output from here on
+        if spec.dir is not None and not Path(spec.dir).is_dir():
+            raise ScenarioError(
+                f"app {spec.name}: directory {spec.dir!r} does not exist (the DIR its module is "
+                "imported from, relative to the working directory)"
+            )
     if request and not specs:
         raise ScenarioError(f"{flag_name(next(iter(request)))}: applies to --app and --target only")
     names = [spec.name for spec in specs]
@@ -764,7 +772,23 @@ LOCUST_INSTALL_HINT = "--engine locust needs Locust: pip install 'connbench[locu
 def _check_locust(scenario: Scenario) -> None:
     if scenario.engine != "locust":
         return
+    for spec in scenario.own_apps:
+        templated = any(
+            template.has_placeholder(text)
+            for r in spec.mix
+            for text in (r.path, r.body or "", *(v for _, v in r.headers))
+        )
+        if spec.requests or templated:
+            raise ScenarioError(
+                f"--engine locust: app {spec.name} sends a request mix or templated values; "
+                "use --engine httptools, aiohttp or httpx"
+            )
     if importlib.util.find_spec("locust") is None:
         raise ScenarioError(LOCUST_INSTALL_HINT)
     if scenario.locust_workers + scenario.expect_workers == 0:
         raise ScenarioError("--engine locust needs --locust-workers or --expect-workers above 0")
+    if scenario.expect_workers and not scenario.locust_token_file:
+        raise ScenarioError(
+            "--expect-workers needs --locust-token-file FILE: the token remote workers must "
+            "hold to be counted (created, readable by you alone, when FILE does not exist)"
+        )

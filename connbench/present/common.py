@@ -14,7 +14,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-FORMATS = ("table", "markdown", "csv", "json", "html")
+# The last four are for performance-tracking tools (connbench.present.tracking).
+FORMATS = (
+    "table", "markdown", "csv", "json", "html",
+    "github-action-benchmark", "github-action-benchmark:smaller",
+    "github-action-benchmark:bigger", "bmf",
+)  # fmt: skip
 
 # A cell's meaning, styled per format: dim (context), warn (look twice), bad, good.
 Mark = Callable[[str, str], str]

@@ -18,14 +18,18 @@ from connbench.analyse.compare import (
 )
 from connbench.model import metrics
 from connbench.model.metrics import amount
+from connbench.present import sink
 from connbench.present.common import (
     WARNING,
     Mark,
     csv_text,
+    fit,
     json_text,
     markdown_mark,
     md_table,
+    name_column,
     rich_mark,
+    say_dropped,
     sayer,
 )
 
@@ -63,6 +67,8 @@ def _gate_cell(variant: VariantComparison, metric: str, mark: Mark) -> str:
 
 
 COMPARE_HEADERS = ("variant", "metric", "BASE", "NEW", "change", "p (n)", "gate")
+# What a narrow terminal drops first (the CSV, Markdown and JSON keep every column).
+COMPARE_DROP = ("p (n)", "BASE", "NEW")
 
 
 def _compare_rows(comparison: Comparison, mark: Mark) -> list[list[str]]:
@@ -138,13 +144,19 @@ def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
             title=f"connbench compare · {comparison.base_label} → {comparison.new_label}",
             title_justify="left",
         )
-        for header in COMPARE_HEADERS:
-            table.add_column(header, justify="left" if header in ("variant", "metric") else "right")
-        for row in _compare_rows(comparison, rich_mark):
+        rows = _compare_rows(comparison, rich_mark)
+        for index, header in enumerate(COMPARE_HEADERS):
+            if header in ("variant", "metric"):  # names: never cut, never wrapped
+                name_column(table, header, [row[index] for row in rows])
+            else:
+                table.add_column(header, justify="right", no_wrap=True)
+        for row in rows:
             if row[0] and table.row_count:
                 table.add_section()
             table.add_row(*row)
+        dropped = fit(console, table, COMPARE_DROP)
         console.print(table)
+        say_dropped(console, "compare", dropped)
         say = sayer(console)
         say("[dim]", _gate_line(comparison))
         for line in _matched_lines(comparison):
@@ -290,4 +302,4 @@ def compare_json(comparisons: Sequence[Comparison]) -> str:
 def format_compare(comparisons: Sequence[Comparison], fmt: str) -> str:
     """Comparisons as Markdown, CSV or JSON text (``table`` goes through render_compare)."""
     formats = {"markdown": compare_markdown, "csv": compare_csv, "json": compare_json}
-    return formats[fmt](comparisons)
+    return formats[fmt](sink.safe(list(comparisons), markdown=fmt == "markdown"))

@@ -24,7 +24,7 @@ from typing import Any
 import vl_convert
 
 from connbench import __version__
-from connbench.analyse import charts
+from connbench.analyse import charts, findings, trend
 from connbench.analyse.compare import Comparison
 from connbench.analyse.paired import (
     FAIL,
@@ -37,35 +37,31 @@ from connbench.analyse.stats import MEASURED
 from connbench.model import metrics
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present import paired as paired_view
+from connbench.present import sink
 from connbench.present.compare import COMPARE_HEADERS, _compare_rows
 from connbench.present.run import (
     BREAKDOWN_NOTE,
     BREAKDOWN_SEGMENTS,
+    REQUEST_HEADERS,
     VIA_LABELS,
     _context,
     _limit_lines,
+    _request_rows,
     _run_rows,
     _title,
     _typical_run,
-    _warnings,
+    warning_lines,
 )
 
-# Colour-blind-friendly categorical hues (Tableau 10, then two more): one per variant, or per
-# series of a sweep, whose variants then take shades of it.
+# Categorical colours, one per variant or per series of a sweep (whose variants then take
+# shades of it): Tableau 20, its ten strong hues first and their light partners after, so up
+# to 20 variants are told apart (14 strategies took 12 colours, two pairs alike).
 PALETTE = (
-    "#4e79a7",
-    "#f28e2b",
-    "#59a14f",
-    "#b07aa1",
-    "#76b7b2",
-    "#edc948",
-    "#ff9da7",
-    "#9c755f",
-    "#e15759",
-    "#bab0ac",
-    "#17becf",
-    "#bcbd22",
-)
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
+    "#9c755f", "#499894", "#d37295", "#b6992d", "#79706e",
+    "#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#d4a6c8",
+    "#d7b5a6", "#86bcb6", "#fabfd2", "#f1ce63", "#bab0ac",
+)  # fmt: skip
 BAD, GOOD, NEUTRAL = "#c62828", "#2e7d32", "#6e7781"
 BREAKDOWN_COLOURS = ("#b07aa1", "#edc948", "#4e79a7", "#59a14f", "#bab0ac")
 WIDTH, HEIGHT = 560, 240
@@ -1074,18 +1070,56 @@ def _environment(run: RunResult) -> str:
     return _facts("Environment", facts)
 
 
+# Scenario fields a reader did not set and need not see: derived, or where it came from.
+_SCENARIO_INTERNAL = {"source", "source_text", "pool_min_effective", "pool_max_effective"}
+_LOCUST_ONLY = {"locust_workers", "expect_workers", "locust_bind", "locust_port"}
+
+
+@functools.cache
+def _scenario_defaults() -> dict[str, Any]:
+    from connbench.model.scenario import Scenario  # psycopg behind it: only for a page
+
+    return Scenario(name="").to_dict()
+
+
+def _fact_text(value: Any) -> str:
+    """A scenario value on one line: lists joined, tables as ``key: value · ...``."""
+    if isinstance(value, dict):
+        shown = {k: v for k, v in value.items() if v not in (None, "", [], {})}
+        return " · ".join(f"{k}: {_fact_text(v)}" for k, v in shown.items())
+    if isinstance(value, list):
+        return ", ".join(_fact_text(v) for v in value)
+    return " ".join(str(value).split())  # a newline in a value (SQL, a body) read as a space
+
+
+def scenario_facts(scenario: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) for what the user set: its name and description, the strategies, and
+    each field that differs from the default; Locust's only when Locust ran; own apps and
+    targets one line each."""
+    defaults = _scenario_defaults()
+    locust = scenario.get("engine") == "locust"
+    facts = [("name", _fact_text(scenario.get("name", ""))),
+             ("strategies", _fact_text(scenario.get("strategies", [])))]  # fmt: skip
+    for key, value in scenario.items():
+        if key in ("name", "strategies") or key in _SCENARIO_INTERNAL:
+            continue
+        if key in _LOCUST_ONLY and not locust:
+            continue
+        if value in (None, "", [], {}) or value == defaults.get(key):
+            continue
+        if key in ("app", "target") and isinstance(value, list):
+            for entry in value:
+                spec = dict(entry) if isinstance(entry, dict) else {"": entry}
+                name = spec.pop("name", "")
+                facts.append((f"{key} {name}".strip(), _fact_text(spec)))
+            continue
+        facts.append((key, _fact_text(value)))
+    return facts
+
+
 def _scenario(run: RunResult) -> str:
     scenario = _mapping(run.scenario)
-    shown = {
-        k: v for k, v in scenario.items() if k != "source_text" and v not in (None, "", [], {})
-    }
-    facts = [
-        (k, json.dumps(v) if isinstance(v, dict) else ", ".join(map(str, v)))
-        if isinstance(v, dict | list)
-        else (k, v)
-        for k, v in shown.items()
-    ]
-    out = _facts("Scenario", facts)
+    out = _facts("Scenario", scenario_facts(scenario))
     source = scenario.get("source_text")
     if isinstance(source, str) and source.strip():
         out += f"<details><summary>scenario file</summary><pre>{esc(source)}</pre></details>"
@@ -1106,7 +1140,7 @@ def _warning_list(run: RunResult) -> str:
     for crossed, line in _limit_lines(run):
         mark = "bad" if crossed else "good"
         items.append(f'<li class="{mark}">{"✗" if crossed else "✓"} limit {esc(line)}</li>')
-    warnings = [f"<li>{esc(w)}</li>" for w in _warnings(run)]
+    warnings = [f"<li>{esc(w)}</li>" for w in warning_lines(run)]
     out = f'<ul class="warnings">{"".join(items)}</ul>' if items else ""
     out += _folded(warnings, "warning", "warn")
     return out or '<p class="muted">No warnings.</p>'
@@ -1138,8 +1172,15 @@ def run_section(page: Page, label: str, run: RunResult) -> None:
     variants = Variants(names.keys, names, page.colours)
     page.add(f"<section><h2>{cell(_title(run, html_mark))}</h2>")
     page.add(f'<p class="muted">{esc(label)} · {esc(_context(run))}</p>')
+    found = findings.findings(run)
+    if found:
+        items = "".join(f'<li class="{esc(f.severity)}">{esc(f.text)}</li>' for f in found)
+        page.add(f'<div class="findings"><h3>Findings</h3><ul>{items}</ul></div>')
     headers, rows = _run_rows(run, html_mark)
     page.add(html_table(headers, rows))
+    kinds = _request_rows(run, html_mark)
+    if kinds:
+        page.add("<h3>By kind of request</h3>" + html_table(["strategy", *REQUEST_HEADERS], kinds))
     page.add(_warning_list(run))
     page.add(f'<div class="facts">{_scenario(run)}{_environment(run)}</div>')
     page.charts(
@@ -1395,7 +1436,11 @@ def report(
     paired: Sequence[PairedComparison] = (),
 ) -> str:
     """The page: each A/B verdict, each comparison, then each result (labelled, e.g. by its
-    file name)."""
+    file name). Every string from them is redacted (:func:`connbench.present.sink.safe`), and
+    so is every part of the page but Vega's own JavaScript."""
+    runs = [(sink.text(label), sink.safe(run)) for label, run in runs]
+    comparisons = sink.safe(list(comparisons))
+    paired = sink.safe(list(paired))
     page = Page()
     names = ", ".join(label for label, _ in runs)
     page.add("<header><h1>connbench report</h1>")
@@ -1406,14 +1451,181 @@ def report(
         compare_section(page, comparison)
     for label, run in runs:
         run_section(page, label, run)
-    template = Template(resources.files("connbench.present").joinpath("report.html").read_text())
     title = "connbench · " + " · ".join(
         str(_mapping(run.scenario).get("name", "")) for _, run in runs
     )
+    return _document(title, page)
+
+
+def _document(title: str, page: Page) -> str:
+    """The whole HTML document of ``page``: the template with its parts, specs and Vega."""
+    template = Template(resources.files("connbench.present").joinpath("report.html").read_text())
     return template.substitute(
-        title=esc(title),
+        title=sink.text(esc(title)),
         version=esc(__version__),
-        body="\n".join(page.parts),
-        specs=_inline_json(page.specs),
+        body=sink.text("\n".join(page.parts)),
+        specs=sink.text(_inline_json(page.specs)),
         bundle=_bundle(),
     )
+
+
+# --- the trend over many results ----------------------------------------------------------------
+
+
+def _at(point: trend.TrendPoint) -> str:
+    """A point's place on the x axis: its number, and its commit or else its date."""
+    where = point.commit[:8] + ("+" if point.dirty else "") if point.commit else None
+    return f"{point.index} · {where or point.created_at[:16].replace('T', ' ')}"
+
+
+def trend_chart(
+    metric: metrics.Metric,
+    points: Sequence[trend.TrendPoint],
+    variants: Variants,
+    order: Sequence[str],
+) -> Chart:
+    """One metric over the results (``order``: every result's place, so a result that did
+    not measure it leaves a gap): a line per variant, the repeats' min..max as an error bar,
+    a red diamond where a gate failed."""
+    rows = [
+        {
+            "at": _at(p),
+            "variant": variants.names.label[p.figure.variant],
+            "value": p.figure.value,
+            "low": p.figure.low,
+            "high": p.figure.high,
+            "repeats": p.figure.repeats,
+            "commit": p.commit or "-",
+            "date": p.created_at,
+            "file": p.label,
+            "failed": "; ".join(p.failed),
+        }
+        for p in points
+    ]
+    unit = metric.unit_stated
+    x = {
+        "field": "at",
+        "type": "ordinal",
+        "sort": list(order),
+        "scale": {"domain": list(order)},
+        "title": "result (commit, or date)",
+        "axis": {"labelAngle": -30, "labelLimit": 160},
+    }
+    y_title = f"{metric.label} ({unit})" if unit else metric.label
+    tooltip = [
+        {"field": "variant", "type": "nominal"},
+        {"field": "value", "type": "quantitative", "format": ",.4~g"},
+        {"field": "low", "type": "quantitative", "format": ",.4~g", "title": "min"},
+        {"field": "high", "type": "quantitative", "format": ",.4~g", "title": "max"},
+        {"field": "repeats", "type": "quantitative"},
+        {"field": "commit", "type": "nominal"},
+        {"field": "date", "type": "nominal"},
+        {"field": "file", "type": "nominal"},
+        {"field": "failed", "type": "nominal", "title": "gate failed"},
+    ]
+    layers: list[dict[str, Any]] = [
+        {
+            "mark": {"type": "line", "point": {"filled": True, "size": 40}},
+            "encoding": {
+                "x": x,
+                "y": {
+                    "field": "value",
+                    "type": "quantitative",
+                    "title": y_title,
+                    # Counts from 0 (a flat 4 then reads as 4); times and rates zoom in.
+                    "scale": {"zero": not metric.unit},
+                },
+                "color": variants.colour(),
+                "tooltip": tooltip,
+            },
+        }
+    ]
+    if any(row["low"] is not None for row in rows):
+        layers.append(
+            {
+                "transform": [{"filter": "isValid(datum.low)"}],
+                "mark": {"type": "errorbar", "ticks": True, "opacity": 0.7},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "low", "type": "quantitative", "title": y_title},
+                    "y2": {"field": "high"},
+                    "color": variants.colour(legend=False),
+                },
+            }
+        )
+    if any(row["failed"] for row in rows):
+        layers.append(
+            {
+                "transform": [{"filter": "datum.failed != ''"}],
+                "mark": {
+                    "type": "point",
+                    "shape": "diamond",
+                    "size": 260,
+                    "filled": True,
+                    "color": BAD,
+                    "stroke": "#ffffff",
+                    "strokeWidth": 1,
+                },
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "value", "type": "quantitative"},
+                    "tooltip": tooltip,
+                },
+            }
+        )
+    better = "higher" if metric.higher_is_better else "lower"
+    subtitle = f"{better} is better; median over repeats, bar: min..max; red: a gate failed"
+    title = metric.description[:1].upper() + metric.description[1:]
+    spec = _spec(title, subtitle, width=WIDTH, height=HEIGHT, data={"values": rows}, layer=layers)
+    return Chart(spec)
+
+
+def trend_report(runs: Sequence[tuple[str, RunResult]]) -> str:
+    """One page: each tracked metric over the results (by date, labelled by commit)."""
+    points = trend.trend(runs)
+    page = Page()
+    page.add("<header><h1>connbench trend</h1>")
+    page.add(
+        f'<p class="lead">{len(runs)} results · made by connbench {esc(__version__)}</p></header>'
+    )
+    seen: dict[str, dict[str, Any]] = {}
+    for _, run in sorted(runs, key=lambda item: item[1].created_at):
+        for summary in _summaries(run):
+            seen.setdefault(str(summary.get("key")), summary)
+    names = Names(list(seen.values()))
+    page.colours.assign(names)
+    variants = Variants(names.keys, names, page.colours)
+    rows, done = [], set()
+    for p in points:
+        if p.index in done:
+            continue
+        done.add(p.index)
+        failed = sum(1 for q in points if q.index == p.index and q.failed)
+        rows.append(
+            [
+                str(p.index),
+                p.created_at,
+                (p.commit or "-") + (" (with local changes)" if p.dirty else ""),
+                p.label,
+                html_mark(f"{failed} failed", "bad") if failed else "-",
+            ]
+        )
+    page.add(html_table(["#", "date", "commit", "file", "gate"], rows))
+    failures = [
+        f'<li class="bad">{esc(_at(p))} {esc(p.figure.variant)} {esc(p.figure.metric.name)}: '
+        f"{esc(reason)}</li>"
+        for p in points
+        for reason in p.failed
+    ]
+    if failures:
+        page.add(f'<ul class="warnings">{"".join(failures)}</ul>')
+    by_metric = [
+        (metric, [p for p in points if p.figure.metric is metric]) for metric in metrics.TRACKED
+    ]
+    order = list(dict.fromkeys(_at(p) for p in points))  # points come in date order
+    page.charts(
+        "Over the results",
+        [trend_chart(metric, found, variants, order) for metric, found in by_metric if found],
+        "One line per variant, results in date order; hover a point for its commit and file.",
+    )
+    return _document("connbench trend", page)

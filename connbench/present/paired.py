@@ -20,6 +20,7 @@ from connbench.analyse.paired import (
     PairedMetric,
 )
 from connbench.model import metrics
+from connbench.present import sink, tracking
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -320,6 +321,9 @@ def paired_json(comparison: PairedComparison) -> str:
 
 
 def format_paired(comparison: PairedComparison, fmt: str) -> str:
-    """The comparison as Markdown, CSV or JSON text (``table`` goes through render_paired)."""
+    """The comparison as Markdown, CSV or JSON text, or each metric's ratio for a tracking
+    tool (``table`` goes through render_paired)."""
+    if fmt in tracking.FORMATS:
+        return tracking.format_paired(comparison, fmt)
     formats = {"markdown": paired_markdown, "csv": paired_csv, "json": paired_json}
-    return formats[fmt](comparison)
+    return formats[fmt](sink.safe(comparison, markdown=fmt == "markdown"))

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from connbench.analyse import stats
+from connbench.analyse import advice, findings, stats
 from connbench.analyse.compare import shown
 from connbench.analyse.stats import MEASURED
 from connbench.apps import STRATEGIES
@@ -28,6 +28,7 @@ from connbench.model.result_types import (
     VariantSummary,
 )
 from connbench.model.results import RunResult, StrategyResult
+from connbench.present import sink, tracking
 from connbench.present.common import (
     WARNING,
     Mark,
@@ -35,6 +36,7 @@ from connbench.present.common import (
     fit,
     json_text,
     markdown_mark,
+    md_cell,
     md_table,
     name_column,
     num,
@@ -65,6 +67,8 @@ def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark =
     if len(checked) == 1:
         integrity = checked[0]
         rows, ok = integrity.rows_inserted, integrity.ok_responses
+        if integrity.write_responses is not None:  # a mix: the 2xx of the kinds that write
+            ok = integrity.write_responses
         if integrity.ok and rows is not None:
             return mark(f"{rows:,} = {ok:,}", "good")
         return mark(f"{rows} rows ≠ {ok} 2xx", "bad")
@@ -76,10 +80,11 @@ def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark =
 
 def _sessions(summary: VariantSummary) -> str:
     opened = summary.sessions_opened
-    if opened is None:
-        return "-"
-    per = summary.sessions_per_ok_response
-    return f"{opened:,.0f}" + (f" ({per:.2f}/2xx)" if per is not None else "")
+    return "-" if opened is None else f"{opened:,.0f}"
+
+
+def _sessions_per_2xx(summary: VariantSummary) -> str:
+    return num(summary.sessions_per_ok_response, ".2f")
 
 
 # Variant dimensions that get a column when they take more than one value in a run.
@@ -98,7 +103,7 @@ def _peak_and_predicted(summary: VariantSummary, mark: Mark = rich_mark) -> str:
     peak, predicted = summary.connections_peak, summary.predicted
     if predicted is None:
         return num(peak, ".0f")
-    text = f"{num(peak, '.0f')} / {predicted.connections}"
+    text = f"{num(peak, '.0f')}/{predicted.connections}"
     if peak is not None and peak > predicted.connections:
         return mark(text, "bad")
     if predicted.fits is False:
@@ -106,7 +111,7 @@ def _peak_and_predicted(summary: VariantSummary, mark: Mark = rich_mark) -> str:
     return text
 
 
-# Short names for the "via" column (the table is read at 160 columns in CI logs).
+# Short names for the "via" column (piped output and CI logs are 100 columns wide).
 VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
 
 
@@ -161,14 +166,27 @@ def _title(run: RunResult, mark: Mark) -> str:
 
 RUN_HEADERS = (
     "req/s", "p50 ms", "p99 ms", "errors", "conns peak / pred.", "conns mean",
-    "sessions opened", "rows = 2xx", "app CPU", "pg CPU", "gen CPU",
+    "sessions opened", "sessions/2xx", "rows = 2xx", "app CPU", "pg CPU", "gen CPU",
 )  # fmt: skip
+
+
+def tail_percentile(run: RunResult) -> str:
+    """The tail the run tables show: p99, or p90 where some variant served too few requests
+    for its p99 to rest on more than a handful of them (the JSON keeps both)."""
+    short = any(
+        advice.few_requests(w) == "p99"
+        for summary in run.summary
+        if summary.status in MEASURED
+        for w in summary.warnings
+    )
+    return "p90" if short else "p99"
 
 
 def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     """Headers and one row of cells per variant (medians over repeats, ±CV when repeated)."""
     varying = _varying(run)
-    headers = list(RUN_HEADERS)
+    tail = tail_percentile(run)
+    headers = [f"{tail} ms" if h == "p99 ms" else h for h in RUN_HEADERS]
     open_model = any(s.variant.rate for s in run.summary)
     if open_model:
         headers.insert(3, "p99 uncorr.")
@@ -177,6 +195,12 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     by_key: dict[str, list[StrategyResult]] = {}
     for result in run.results:
         by_key.setdefault(result.key, []).append(result)
+    # What each row sent, in a column when the rows differ (else in the context line).
+    sent_header = ["sent"] if _one_sent(run) is None else []
+
+    def sent(summary: VariantSummary) -> list[str]:
+        return [summary.variant.sent] if sent_header else []
+
     rows = []
     for summary in run.summary:
         dims = [_cell(summary.variant, key) for key, _ in varying]
@@ -186,11 +210,19 @@ def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
             cells = [status, *["-"] * (len(headers) - 1)]
             if summary.errors:  # what a failed run saw (every request timed out, say)
                 cells[headers.index("errors")] = mark(f"{summary.errors:,}", "bad")
-            rows.append([name, *dims, *cells])
+            rows.append([name, *dims, *sent(summary), *cells])
             continue
         runs = by_key.get(summary.key, [])
-        rows.append([name, *dims, *_measured_cells(summary, runs, run, open_model, mark)])
-    return ["strategy", *(label for _, label in varying), *headers], rows
+        cells = _measured_cells(summary, runs, run, open_model, mark, tail)
+        rows.append([name, *dims, *sent(summary), *cells])
+    return ["strategy", *(label for _, label in varying), *sent_header, *headers], rows
+
+
+def _one_sent(run: RunResult) -> str | None:
+    """What every row sent, when they all sent the same (the context line says it, and the
+    table has no column for it); None when they differ."""
+    sent = {s.variant.sent for s in run.summary}
+    return next(iter(sent)) if len(sent) == 1 else None
 
 
 def _name_cell(summary: VariantSummary, mark: Mark) -> str:
@@ -208,17 +240,18 @@ def _measured_cells(
     run: RunResult,
     open_model: bool,
     mark: Mark,
+    tail: str = "p99",
 ) -> list[str]:
-    """A measured variant's cells, in the order of :data:`RUN_HEADERS` (with the ceiling and
+    """A measured variant's cells, in the order of :data:`RUN_HEADERS` (with the reference and
     the uncorrected p99 when the run has them)."""
     errors = summary.errors
     gen_text = pct(summary.cpu_generator_percent)
     if summary.generator_saturated:
         gen_text = mark(f"{gen_text}!", "bad")
-    rps, p99 = summary.throughput_rps, summary.latency_ms.get("p99")
+    rps, p99 = summary.throughput_rps, summary.latency_ms.get(tail)
     return [
         _median(rps, ",.0f") + _cv(rps, mark),
-        *([_ceiling(summary, run.calibration, mark)] if run.calibration else []),
+        *([_reference(summary, run.calibration, mark)] if run.calibration else []),
         _median(summary.latency_ms.get("p50")),
         _median(p99) + (_cv(p99, mark) if p99 else ""),
         *([_median(summary.latency_uncorrected_ms.get("p99"))] if open_model else []),
@@ -226,6 +259,7 @@ def _measured_cells(
         _peak_and_predicted(summary, mark),
         num(summary.connections_mean),
         _sessions(summary),
+        _sessions_per_2xx(summary),
         _integrity(summary, runs, mark),
         pct(summary.cpu_app_percent),
         pct(summary.cpu_postgres_percent),
@@ -236,11 +270,11 @@ def _measured_cells(
 # The main table's columns, the least needed first: what a narrow terminal drops (the CSV and
 # the JSON keep them all).
 RESULTS_DROP = (
-    "gen CPU", "pg CPU", "conns mean", "app CPU", "p50 ms", "p99 uncorr.", "rows = 2xx",
-    "sessions opened", "vs pgbench",
+    "gen CPU", "pg CPU", "conns mean", "app CPU", "p50 ms", "p99 uncorr.", "sessions opened",
+    "rows = 2xx", "vs pgbench", "sent", "sessions/2xx",
 )  # fmt: skip
-# Cells that read well on two lines ("4" over "(0.00/2xx)"), rather than be dropped.
-RESULTS_WRAP = ("sessions opened", "vs pgbench", "conns peak / pred.")
+# No cell wraps: a row is one line, and a column that does not fit is dropped (and named).
+RESULTS_WRAP: tuple[str, ...] = ()
 
 
 def results_table(run: RunResult) -> Table:
@@ -249,12 +283,17 @@ def results_table(run: RunResult) -> Table:
     table = Table(title=_title(run, rich_mark), title_justify="left")
     name_column(table, headers[0], [row[0] for row in rows], style="bold")
     for header in headers[1:]:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="left" if header == "sent" else "right")
+    # A rule between strategies only where one has several rows (a sweep): it groups them.
+    grouped = len({s.strategy for s in run.summary}) < len(run.summary)
     previous = None
+    sent = headers.index("sent") if "sent" in headers else None
     for summary, row in zip(run.summary, rows, strict=True):
-        if previous is not None and previous != summary.strategy:
+        if grouped and previous is not None and previous != summary.strategy:
             table.add_section()
         previous = summary.strategy
+        if sent is not None:
+            row[sent] = escape(row[sent])  # the user's path: text, not markup
         table.add_row(*row)
     return table
 
@@ -320,6 +359,50 @@ def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> Strateg
     return min(measured, key=lambda r: abs(r.throughput_rps - median))
 
 
+FINDING_MARKS = {"info": "  • ", "warn": "  [yellow]•[/yellow] ", "bad": "  [red]•[/red] "}
+REQUEST_HEADERS = ("request", "weight", "req/s", "p50 ms", "p99 ms", "errors")
+
+
+def _request_rows(run: RunResult, mark: Mark) -> list[list[str]]:
+    """One row per kind of request of each variant that sent a mix (its typical repeat)."""
+    rows = []
+    for summary in run.summary:
+        runs = [r for r in run.results if r.key == summary.key]
+        typical = _typical_run(summary, runs)
+        if typical is None or not typical.by_request:
+            continue
+        total = sum(kind.weight for kind in typical.by_request)
+        for kind in typical.by_request:
+            latency = kind.latency_ms
+            errors = ", ".join(f"{k} {v:,}" for k, v in kind.errors_by_kind.items())
+            rows.append(
+                [
+                    row_label(run, summary.variant),
+                    kind.name,
+                    f"{kind.weight} ({100 * kind.weight / total:.0f}%)",
+                    f"{kind.throughput_rps:,.0f}",
+                    num(latency.p50) if latency else "-",
+                    num(latency.p99) if latency else "-",
+                    mark(errors, "bad") if errors else "0",
+                ]
+            )
+    return rows
+
+
+def requests_table(run: RunResult) -> Table | None:
+    """Each kind of request of a mix: its share, req/s, latency and errors (None: no mix)."""
+    rows = _request_rows(run, rich_mark)
+    if not rows:
+        return None
+    table = Table(title="by kind of request", title_justify="left")
+    name_column(table, "strategy", [row[0] for row in rows], style="bold")
+    for header in REQUEST_HEADERS:
+        table.add_column(header, justify="left" if header == "request" else "right")
+    for row in rows:
+        table.add_row(row[0], escape(row[1]), *row[2:])  # a request's name is the user's
+    return table
+
+
 TIMELINE = ("req/s", "p99 ms", "server conns", "errors")
 
 
@@ -372,27 +455,27 @@ CALIBRATION_NOTE = (
 )
 
 
-def _levels(ceilings: Calibration) -> dict[str, tuple[float | None, float | None]]:
+def _levels(references: Calibration) -> dict[str, tuple[float | None, float | None]]:
     """(pgbench, pgbench -C) by concurrency; a result from before by_concurrency has one."""
-    if ceilings.by_concurrency:
+    if references.by_concurrency:
         return {
             level: (figures.pgbench_tps, figures.pgbench_connect_tps)
-            for level, figures in ceilings.by_concurrency.items()
+            for level, figures in references.by_concurrency.items()
         }
-    return {str(ceilings.concurrency): (ceilings.pgbench_tps, ceilings.pgbench_connect_tps)}
+    return {str(references.concurrency): (references.pgbench_tps, references.pgbench_connect_tps)}
 
 
-def render_calibration(console: Console, ceilings: Calibration) -> None:
+def render_calibration(console: Console, references: Calibration) -> None:
     """The references of a session, as measured by calibrate."""
-    table = Table(title=f"references · {ceilings.duration_s} s each", title_justify="left")
+    table = Table(title=f"references · {references.duration_s} s each", title_justify="left")
     rows = [
-        (f"connbench generator, GET /health (no database), c={ceilings.concurrency}",
-         ceilings.generator_rps,
+        (f"connbench generator, GET /health (no database), c={references.concurrency}",
+         references.generator_rps,
          f"the most any strategy can show here (generator at "
-         f"{ceilings.generator_cpu_percent or 0:.0f}% of a core)"),
-        ("wrk, GET /health", ceilings.wrk_rps, "the same, with wrk (if installed)"),
+         f"{references.generator_cpu_percent or 0:.0f}% of a core)"),
+        ("wrk, GET /health", references.wrk_rps, "the same, with wrk (if installed)"),
     ]  # fmt: skip
-    for level, (tps, connect_tps) in _levels(ceilings).items():
+    for level, (tps, connect_tps) in _levels(references).items():
         rows += [
             (f"pgbench, persistent connections, c={level}", tps,
              "the insert without HTTP: pooled strategies' reference"),
@@ -408,7 +491,7 @@ def render_calibration(console: Console, ceilings: Calibration) -> None:
     console.print(f"[dim]{CALIBRATION_NOTE}[/dim]", highlight=False)
 
 
-def _ceiling(summary: VariantSummary, calibration: Calibration, mark: Mark = rich_mark) -> str:
+def _reference(summary: VariantSummary, calibration: Calibration, mark: Mark = rich_mark) -> str:
     """The variant's req/s as a fraction of pgbench's at its own concurrency (``-`` when
     pgbench was not measured at it: a reference from other conditions is no reference)."""
     rps = summary.throughput_rps.median
@@ -580,10 +663,27 @@ BREAKDOWN_NOTE = (
 )
 
 
-def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
-    """The tables (results, PgBouncer's side, faults, where the time goes, ceilings, the
-    per-second charts), then the context a reader needs to trust them, then warnings."""
+def render_run(
+    console: Console, run: RunResult, charts: bool = True, explain: bool = False
+) -> None:
+    """The findings in plain words, then the tables (results, by kind of request, PgBouncer's
+    side, faults, where the time goes, references, the per-second charts), then the context a
+    reader needs to trust them, then warnings, one line per kind. What each column means is
+    said only when asked (``explain``): the same paragraphs on every run are read once and
+    then skipped, and hide the warnings below."""
+    found = findings.findings(run)
+    if found:
+        console.print("[bold]Findings[/bold]", highlight=False)
+        say = sayer(console)
+        for finding in found:
+            say(FINDING_MARKS[finding.severity], finding.text)
     _fitted(console, results_table(run), "results", RESULTS_DROP, RESULTS_WRAP)
+    note = tail_note(run)
+    if note:
+        console.print(f"[dim]{escape(note)}[/dim]", highlight=False)
+    kinds = requests_table(run)
+    if kinds is not None:
+        _fitted(console, kinds, "by kind of request", ("p50 ms", "weight"), wrap=("request",))
     bouncer = pgbouncer_table(run)
     if bouncer is not None:
         _fitted(console, bouncer, "PgBouncer", ("pgb CPU", "sv_idle peak", "wait ms/xact"))
@@ -593,40 +693,26 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
             console, faults, "fault", ("req/s before", "unacked writes"),
             wrap=("fault", "errors after the fault, by kind"),
         )  # fmt: skip
-        console.print(f"[dim]{FAULT_NOTE}[/dim]", highlight=False)
+        if explain:
+            console.print(f"[dim]{FAULT_NOTE}[/dim]", highlight=False)
     # The bar gets what the numbers leave of the width, up to BAR_WIDTH; under 8, none.
     bar_width = min(BAR_WIDTH, console.width - 88)
     breakdown = breakdown_table(run, bar_width if bar_width >= 8 else 0)
     if breakdown is not None:
         drop = ("", "after response", "rest of app", "pool wait", "latency", "outside app")
         _fitted(console, breakdown, "where the time goes", drop)
-        console.print(f"[dim]{BREAKDOWN_NOTE}[/dim]", highlight=False)
+        if explain:
+            console.print(f"[dim]{BREAKDOWN_NOTE}[/dim]", highlight=False)
     left_out = not_broken_down(run)
-    if breakdown is not None and left_out:
+    if explain and breakdown is not None and left_out:
         console.print(f"[dim]Not broken down: {'; '.join(left_out)}.[/dim]", highlight=False)
     if run.calibration:
         render_calibration(console, run.calibration)
     if charts and any(r.timeseries and r.timeseries.ok for r in run.results):
         _fitted(console, timeline_table(run, console.width), "charts", ("errors",))
     console.print(f"[dim]{escape(_context(run))}[/dim]", highlight=False)
-    console.print(
-        "[dim]CPU columns: % of one core during the measured window; the machine has "
-        f"{run.environment.cpu_count} in all, shared by the app, PostgreSQL and the "
-        "generator.[/dim]",
-        highlight=False,
-    )
-    console.print(
-        "[dim]conns peak / pred.: the app's server sessions, most seen at once against the most "
-        "its pattern can hold (workers × pool, concurrency, PgBouncer's pool).[/dim]",
-        highlight=False,
-    )
-    if any(_bounced(s) for s in run.summary):
-        console.print(
-            "[dim]via pgb-txn / pgb-session: through PgBouncer in transaction / session pool "
-            "mode. cl_waiting: clients waiting for a server connection; maxwait: the longest "
-            "such wait seen; wait ms/xact: total_wait_time per transaction over the window.[/dim]",
-            highlight=False,
-        )
+    if explain:
+        _explain_columns(console, run)
     say = sayer(console)
     for summary in run.summary:
         label = summary.key if len(run.summary) > 1 else summary.strategy
@@ -635,7 +721,7 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
         elif summary.status == "failed":
             cause = (summary.failure or "").strip().splitlines()[:1]
             say("[red]failed:[/red] ", f"{label}: {''.join(cause)}")
-    for warning in _warnings(run):
+    for warning in warning_lines(run):
         say(WARNING, warning)
     if run.limits:
         failed = len(limits_failed(run))
@@ -646,6 +732,28 @@ def render_run(console: Console, run: RunResult, charts: bool = True) -> None:
             say("  [bold red]✗[/bold red] " if crossed else "  [green]✓[/green] ", line)
 
 
+def _explain_columns(console: Console, run: RunResult) -> None:
+    console.print(
+        "[dim]CPU columns: % of one core during the measured window; the machine has "
+        f"{run.environment.cpu_count} in all, shared by the app, PostgreSQL and the "
+        "generator.[/dim]",
+        highlight=False,
+    )
+    console.print(
+        "[dim]conns peak / pred.: the app's server sessions, most seen at once against the most "
+        "its pattern can hold (workers × pool, concurrency, PgBouncer's pool); sessions/2xx: "
+        "server sessions opened per successful response (1.00: a session per request).[/dim]",
+        highlight=False,
+    )
+    if any(_bounced(s) for s in run.summary):
+        console.print(
+            "[dim]via pgb-txn / pgb-session: through PgBouncer in transaction / session pool "
+            "mode. cl_waiting: clients waiting for a server connection; maxwait: the longest "
+            "such wait seen; wait ms/xact: total_wait_time per transaction over the window.[/dim]",
+            highlight=False,
+        )
+
+
 def _context(run: RunResult) -> str:
     """What the numbers were measured with, in one line (the table's and Markdown's)."""
     scenario, env = run.scenario, run.environment
@@ -653,12 +761,13 @@ def _context(run: RunResult) -> str:
     via = f"via {shown(topology)}"
     if topology != ["direct"]:
         via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
+    one = _one_sent(run)
     return (
         f"concurrency {shown(scenario.concurrency)} · "
         f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
         f"{_pool(run)}workers {shown(scenario.workers)} · "
         f"{via} · {_server(env.postgres)} · {env.cpu_count} CPUs · "
-        f"load generator: {scenario.engine}"
+        f"load generator: {scenario.engine}" + (f" · each request {one}" if one else "")
     )
 
 
@@ -707,12 +816,29 @@ def invalid_variants(run: RunResult) -> list[tuple[str, str]]:
     return out
 
 
-def _warnings(run: RunResult) -> list[str]:
-    out: list[str] = []
-    for summary in run.summary:
-        label = summary.key if len(run.summary) > 1 else summary.strategy
-        out.extend(f"{label}: {warning}" for warning in summary.warnings)
-    return out
+def warning_lines(run: RunResult, every_figure: bool = False) -> list[str]:
+    """The run's warnings, one line per kind (:func:`connbench.analyse.advice.grouped`), about
+    the figures the tables show (``every_figure``: the CSV's and the JSON's, every one)."""
+    pairs = [
+        (summary.key if len(run.summary) > 1 else summary.strategy, warning)
+        for summary in run.summary
+        for warning in summary.warnings
+    ]
+    shown = stats.PERCENTILES if every_figure else ("p50", tail_percentile(run))
+    return advice.grouped(pairs, shown=shown)
+
+
+def tail_note(run: RunResult) -> str | None:
+    """Why the tables show p90 rather than p99, and how to see p99; None when they show p99."""
+    if tail_percentile(run) == "p99":
+        return None
+    pairs = [
+        (summary.key if len(run.summary) > 1 else summary.strategy, warning)
+        for summary in run.summary
+        for warning in summary.warnings
+        if advice.few_requests(warning) == "p99"
+    ]
+    return "p90 shown, not p99: " + advice.grouped(pairs, shown=("p99",))[0]
 
 
 def _limit_lines(run: RunResult) -> list[tuple[bool, str]]:
@@ -727,13 +853,25 @@ def limits_failed(run: RunResult) -> list[LimitRecord]:
 
 def run_markdown(run: RunResult) -> str:
     headers, rows = _run_rows(run, markdown_mark)
-    out = [f"### {_title(run, markdown_mark)}", "", md_table(headers, rows), "", _context(run)]
+    table = md_table(headers, rows, left=headers.index("sent") + 1 if "sent" in headers else 1)
+    out = [f"### {_title(run, markdown_mark)}", ""]
+    found = findings.findings(run)
+    if found:
+        out += ["**Findings**", "", *(f"- {md_cell(f.text)}" for f in found), ""]
+    out += [table, "", _context(run)]
+    note = tail_note(run)
+    if note:
+        out += ["", note]
+    kinds = _request_rows(run, markdown_mark)
+    if kinds:
+        table = md_table(["strategy", *REQUEST_HEADERS], kinds, left=2)
+        out += ["", "**By kind of request**", "", table]
     if run.limits:
         failed = len(limits_failed(run))
         verdict = f"❌ {failed} of {len(run.limits)} failed" if failed else "✅ all passed"
         out += ["", f"**Limits: {verdict}**", ""]
         out += [f"- {'❌' if failed else '✅'} {line}" for failed, line in _limit_lines(run)]
-    warnings = _warnings(run)
+    warnings = warning_lines(run)
     if warnings:
         out += ["", "**Warnings**", ""] + [f"- ⚠️ {w}" for w in warnings]
     return "\n".join(out) + "\n"
@@ -751,6 +889,7 @@ def run_csv(run: RunResult) -> str:
             **{k: getattr(variant, k) for k in ("concurrency", "workers", "pool_min", "pool_max")},
             "topology": variant.topology,
             "rate": variant.rate,
+            "sent": variant.sent,
             "status": summary.status,
             "runs": summary.runs,
             "runs_measured": summary.runs_measured,
@@ -776,5 +915,9 @@ def run_json(run: RunResult) -> str:
 
 
 def format_run(run: RunResult, fmt: str) -> str:
-    """A run as Markdown, CSV or JSON text (``table`` goes through :func:`render_run`)."""
+    """A run as Markdown, CSV or JSON text, or for a tracking tool (``table`` goes through
+    :func:`render_run`)."""
+    run = sink.safe(run, markdown=fmt == "markdown")
+    if fmt in tracking.FORMATS:
+        return tracking.format_run(run, fmt)
     return {"markdown": run_markdown, "csv": run_csv, "json": run_json}[fmt](run)

@@ -1,0 +1,198 @@
+"""The docker backend on a real engine (Podman serving the Docker API where `make docker-engine`
+prepared it): a run with its figures, Ctrl-C, a server that never gets ready, a missing image,
+and nothing left behind. Skipped, with the reason, where no engine answers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from connbench.cli import app
+from connbench.infra import postgres
+from connbench.model import results
+from connbench.model.backend import docker_image
+from tests.conftest import ROOT, connbench_cmd, part, run_cli
+from tests.test_end_to_end import _connected_to, _wait_for
+
+pytestmark = pytest.mark.docker
+
+NAME_PREFIX = "connbench-"  # every container connbench starts is named so
+
+
+def _skip_without_engine() -> None:
+    if not postgres.docker_available():
+        pytest.skip(
+            os.environ.get("CONNBENCH_DOCKER_UNAVAILABLE")
+            or "no Docker engine answers (make docker-engine prepares Podman, see the README)"
+        )
+
+
+def _inventory(client: Any) -> dict[str, set[str]]:
+    return {
+        "containers": {c.id for c in client.containers.list(all=True)},
+        "volumes": {v.id for v in client.volumes.list()},
+        "networks": {n.id for n in client.networks.list()},
+    }
+
+
+def _ours(client: Any) -> list[Any]:
+    return [c for c in client.containers.list(all=True) if (c.name or "").startswith(NAME_PREFIX)]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """A client of the engine; after the module, no container, volume or network is left
+    that was not there before it."""
+    _skip_without_engine()
+    import docker
+
+    client = docker.from_env()
+    before = _inventory(client)
+    try:
+        yield client
+        after = _inventory(client)
+        left = {kind: after[kind] - before[kind] for kind in after}
+        assert left == {"containers": set(), "volumes": set(), "networks": set()}
+    finally:
+        client.close()
+
+
+def test_a_run_on_the_docker_backend_has_its_figures(engine: Any, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    proc = run_cli(
+        "run", "--strategy", "pool", "--duration", "1", "--warmup", "0",
+        "--postgres", "docker", "--max-connections", "37", "-o", str(out), cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    saved = results.load(out)
+    server_info = part(saved.environment.postgres)
+    assert server_info.backend == f"docker:{docker_image()}"
+    assert server_info.version
+    assert server_info.settings.max_connections == 37  # the command's -c reached the server
+    (result,) = saved.results
+    assert result.status == "ok", result.failure
+    integrity = part(result.integrity)
+    assert part(result.requests).ok > 0
+    # Every 2xx is one row, no more, no less.
+    assert integrity.ok is True
+    assert integrity.rows_inserted == integrity.ok_responses
+    server = part(result.server)
+    assert server.samples > 3
+    assert part(server.connections_peak) >= 1
+    # Read from the container's cgroup: a figure, not "-".
+    assert part(part(result.cpu_percent).postgres) > 0
+    assert _ours(engine) == []
+
+
+def test_ctrl_c_mid_run_removes_the_container(engine: Any, tmp_path: Path) -> None:
+    before = {c.id for c in _ours(engine)}
+    proc = subprocess.Popen(
+        connbench_cmd(
+            "run", "--strategy", "pool", "--duration", "60", "--warmup", "0",
+            "--postgres", "docker", "-o", str(tmp_path / "r.json"),
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        # Mid-run: the container is up and the load reaches the app.
+        _wait_for(
+            lambda: (
+                bool({c.id for c in _ours(engine)} - before)
+                and _connected_to("connbench.apps.pool", proc.pid)
+            ),
+            120,
+            proc,
+        )
+        (container,) = [c for c in _ours(engine) if c.id not in before]
+        bindings = container.attrs["HostConfig"]["PortBindings"]
+        assert [b["HostIp"] for b in bindings["5432/tcp"]] == ["127.0.0.1"]  # loopback only
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert {c.id for c in _ours(engine)} - before == set()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Stop a run the test gave up on as a user would (SIGTERM: it removes its container),
+    SIGKILL only if that fails."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture
+def never_ready_image(engine: Any) -> Iterator[str]:
+    """The local image with an entrypoint that only sleeps: a container that runs, and whose
+    PostgreSQL never answers. Made by committing a created container (no registry, no build)."""
+    repository = "localhost/connbench-test-never-ready"
+    tag = secrets.token_hex(4)
+    made = engine.containers.create(docker_image(), name=f"connbench-test-{tag}")
+    try:
+        made.commit(
+            repository=repository,
+            tag=tag,
+            # The command (postgres ...) lands in "$@", which the shell ignores.
+            changes=['ENTRYPOINT ["/bin/sh", "-c", "exec sleep infinity", "sh"]'],
+        )
+    finally:
+        made.remove(force=True, v=True)
+    try:
+        yield f"{repository}:{tag}"
+    finally:
+        engine.images.remove(f"{repository}:{tag}")
+
+
+def test_a_server_that_never_gets_ready_is_one_line_and_nothing_left(
+    engine: Any, never_ready_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "READY_TIMEOUT_S", 3.0)
+    before = {c.id for c in _ours(engine)}
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--strategy",
+            "pool",
+            "--duration",
+            "1",
+            "--postgres",
+            f"docker:{never_ready_image}",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"connbench: error: docker: {never_ready_image}: PostgreSQL not ready after"
+    )
+    assert {c.id for c in _ours(engine)} - before == set()
+
+
+def test_an_image_that_does_not_exist_is_one_line(engine: Any) -> None:
+    image = f"localhost/connbench-no-such-image:{secrets.token_hex(4)}"
+    proc = run_cli("run", "--strategy", "pool", "--postgres", f"docker:{image}", cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"connbench: error: docker: image {image!r} is not in the engine")
+    assert _ours(engine) == []
