@@ -100,7 +100,7 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "Your app or a running one": (
         "--app", "--target", "--path", "--method", "--body", "--header", "--ready-path",
-        "--count-sql", "--setup-sql",
+        "--count-sql", "--setup-sql", "--request", "--check", "--app-python",
     ),
     "Locust (--engine locust)": (
         "--locust-workers", "--expect-workers", "--locust-bind", "--locust-port",
@@ -111,7 +111,7 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
         "--trend",
     ),
     "Gate": ("--fail-if", "--fail-on", "--alpha", "--ignore", "--base", "--head",
-             "--allow-missing"),
+             "--allow-missing", "--max-rounds"),
 }  # fmt: skip
 _GROUP_OF = {flag: group for group, flags in HELP_GROUPS.items() for flag in flags}
 
