@@ -782,14 +782,14 @@ def _run_gate(console: Console, result: RunResult, fmt: str, label: str) -> Pair
     try:
         comparison = paired.judge_run(result, label)
     except BadInput as exc:
-        typer.echo(f"connbench: the A/B gate could not judge this run: {exc}", err=True)
+        _echo(f"connbench: the A/B gate could not judge this run: {exc}")
         return None
     if comparison is None:
         return None
     if fmt == "table":
         paired_view.render_paired(console, comparison)
     elif fmt in ("markdown",):
-        sys.stdout.write("\n" + paired_view.format_paired(comparison, fmt))
+        _write("\n" + paired_view.format_paired(comparison, fmt), fmt)
     return comparison
 
 
@@ -853,11 +853,11 @@ def _run_exit_code(result: RunResult, gate: PairedComparison | None = None) -> i
         _echo(f"connbench: {count} runs failed; {first.key}: {cause}")
         return EXIT_FAILED
     if gate is not None and gate.failed:
-        typer.echo(f"connbench: A/B gate: {paired_view.summary(gate)}", err=True)
+        _echo(f"connbench: A/B gate: {paired_view.summary(gate)}")
         return EXIT_FAILED
     code = 0
     if gate is not None and gate.verdict == "inconclusive":
-        typer.echo(f"connbench: A/B gate: {paired_view.summary(gate)}", err=True)
+        _echo(f"connbench: A/B gate: {paired_view.summary(gate)}")
         code = EXIT_INCONCLUSIVE
     invalid = view.invalid_variants(result)
     crossed = view.limits_failed(result)
@@ -1201,7 +1201,7 @@ def _compare_paired(
         from connbench.present import html as html_view  # its charts' JS: only when asked
 
         run_result.summary = stats.aggregate(run_result.results)
-        sys.stdout.write(html_view.report([(str(paths[0]), run_result)], paired=[comparison]))
+        _write(html_view.report([(str(paths[0]), run_result)], paired=[comparison]), "html")
     else:
         _write(paired_view.format_paired(comparison, fmt), fmt)
     _append_summary(summary, paired_view.format_paired(comparison, "markdown"))

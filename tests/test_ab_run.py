@@ -41,6 +41,7 @@ AB = ["--strategy", "pool,connect", "--base", "pool", "--head", "connect"]
         (["--repeat", "several"], "--repeat"),
     ],
 )  # fmt: skip
+@pytest.mark.integration
 def test_bad_gate_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     out = cli.invoke(app, ["run", *args, "-o", str(tmp_path / "r.json")])
     assert_one_line_exit_2(out, message)

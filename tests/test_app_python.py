@@ -104,6 +104,7 @@ def test_each_side_runs_under_the_interpreter_it_was_given(
     assert all(r.status == "ok" for r in run.results), [r.failure for r in run.results]
 
 
+@pytest.mark.integration
 def test_an_interpreter_without_uvicorn_is_one_line_exit_2(tmp_path: Path, app_dir: Path) -> None:
     bare = make_venv(tmp_path / "bare", with_packages=False)
     args = ["run", "--app", f"head=whoami:app@{app_dir}", "-o", str(tmp_path / "r.json")]

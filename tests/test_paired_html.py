@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from connbench.analyse import paired
@@ -51,6 +52,7 @@ def test_compare_format_html_exits_like_the_table(tmp_path: Path) -> None:
 
 
 @needs_chromium
+@pytest.mark.integration
 def test_the_page_draws_in_chromium(tmp_path: Path) -> None:
     run = slower_run()
     comparison = paired.compare_paired(run, base="base", head="head", gate=GATE, label="ab.json")
