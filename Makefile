@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-all lint docker-engine fidelity gate-check gate-power clean
+.PHONY: run test test-fast test-all lint docker-engine fidelity gate-check gate-power gate-power-auto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ gate-check: $(STAMP)
 ## gate-power: the paired A/B gate on A/A and on 5-25 % injected loss (~1 h; a benchmark)
 gate-power: $(STAMP)
 	$(BIN)/python benchmarks/gate_power.py
+
+## gate-power-auto: the same with --repeat auto (rounds until decided), quiet then with a
+## seeded noisy neighbour beside every trial (several hours on a busy machine; a benchmark)
+gate-power-auto: $(STAMP)
+	-$(BIN)/python benchmarks/gate_power.py --auto
+	-$(BIN)/python benchmarks/gate_power.py --auto --noise 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .docker-engine.env

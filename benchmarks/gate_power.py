@@ -1,7 +1,17 @@
 """The paired A/B gate's power: how often it fails A/A (never should) and a known loss (should).
 
     python benchmarks/gate_power.py [--rounds 6] [--duration 2] [--keep DIR]
+    python benchmarks/gate_power.py --auto [--max-rounds 40] [--noise SEED] [--keep DIR]
     python benchmarks/gate_power.py --judge DIR          # judge saved trials again
+    python benchmarks/gate_power.py --spread [--noise SEED] [--pin] [--duration 1] ...
+
+``--auto`` runs each trial with ``--repeat auto --max-rounds 40`` and the gate given to the
+run: it stops when the sequential gate decides (pass or fail) or at the budget
+(inconclusive). ``--noise SEED`` runs ``benchmarks/noise.py`` beside every trial (seeded,
+bursty CPU and memory load: a busy machine by design). ``--spread`` runs A/A trials only and
+reports the per-round spread of the log ratio (the noise the gate has to see through), also
+without the first round; ``--pin`` pins the app to CPU 0 and connbench's load generator and
+PostgreSQL to the others.
 
 A benchmark, not a test: it takes about an hour. Each trial is one ``connbench run`` of two
 variants of ``benchmarks/knob_app.py`` (the pool app with a knob that adds a fixed amount of
@@ -48,12 +58,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import noise  # benchmarks/noise.py, beside this file
+
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 LEVELS = {"A/A": 0.0, "5%": 0.05, "10%": 0.10, "15%": 0.15, "25%": 0.25}
 TRIALS = {"A/A": 20, "5%": 10, "10%": 10, "15%": 20, "25%": 10}
 GOALS = {"A/A": ("at most", 1), "15%": ("at least", 19)}  # failures out of TRIALS
+# --auto (issue 17): also A/A passes (not inconclusive) >= 18 of 20, 5 % fails <= 1 of 20
+# (scaled to its 10 trials: 0.5), the median rounds to a decision at 25 % <= 8.
+AUTO_GOALS = {"A/A": ("at most", 1), "5%": ("at most", 0.5), "15%": ("at least", 19)}
+AUTO_PASS_GOAL = 18  # of A/A's 20
+AUTO_ROUNDS_GOAL = 8  # median at 25 %
 KNOB = "CONNBENCH_EXTRA_WORK_US"
+PIN = "CONNBENCH_PIN_CPUS"
 
 
 def log(message: str) -> None:
@@ -97,8 +115,19 @@ def scenario_toml(work_us: dict[str, float], runner: Runner) -> str:
         f"concurrency = {runner.concurrency}",
         f"duration_s = {runner.duration_s}",
         f"warmup_s = {runner.warmup_s}",
-        f"repeat = {runner.rounds}",
     ]
+    if runner.auto:
+        lines += [
+            'repeat = "auto"',
+            f"max_rounds = {runner.rounds}",
+            'base = "base"',
+            'head = "head"',
+        ]
+    else:
+        lines.append(f"repeat = {runner.rounds}")
+    env = {KNOB: "{work:.1f}"}
+    if runner.pin:
+        env[PIN] = "0"
     for name, work in work_us.items():
         lines += [
             "",
@@ -106,10 +135,14 @@ def scenario_toml(work_us: dict[str, float], runner: Runner) -> str:
             f'name = "{name}"',
             'app = "knob_app:app"',
             f'dir = "{HERE}"',
-            f'env = {{ {KNOB} = "{work:.1f}" }}',
+            "env = { " + ", ".join(f'{k} = "{v.format(work=work)}"' for k, v in env.items()) + " }",
             f'setup_sql = "{SETUP_SQL}"',
             'count_sql = "SELECT count(*) FROM visits"',
             'ready_path = "/health"',  # probing /visit/ itself would write a row
+        ]
+    if runner.auto:
+        lines += ["", "[gate]"] + [
+            f'{metric} = "{pct}"' for metric, _, pct in (f.partition(":") for f in runner.fail_on)
         ]
     return "\n".join(lines) + "\n"
 
@@ -117,24 +150,40 @@ def scenario_toml(work_us: dict[str, float], runner: Runner) -> str:
 @dataclass
 class Runner:
     workdir: Path
-    rounds: int
+    rounds: int  # --auto: the budget
     duration_s: float
     warmup_s: float
     concurrency: int
+    auto: bool = False
+    fail_on: tuple[str, ...] = ("throughput:10%",)
+    noise: int | None = None  # the seed of the first trial's noise; None: no noise
+    pin: bool = False
+    trials_run: int = 0
 
     def run(self, work_us: dict[str, float], out: Path) -> dict[str, Any]:
-        """One A/B run: base and head with their extra work, ``rounds`` interleaved rounds."""
+        """One A/B run: base and head with their extra work, ``rounds`` interleaved rounds
+        (--auto: until the gate decides), with the noise beside it if asked."""
         from connbench import runner
         from connbench.model import results, scenario
 
         path = self.workdir / "scenario.toml"
         path.write_text(scenario_toml(work_us, self))
         chosen = scenario.build(path, {})
-        run, _ = runner.execute(chosen, _Quiet(), out)
+        seed = None if self.noise is None else self.noise + self.trials_run
+        self.trials_run += 1
+        cpus = os.sched_getaffinity(0)
+        if self.pin:  # the generator and PostgreSQL (started now, inheriting it) off CPU 0
+            os.sched_setaffinity(0, cpus - {0} or cpus)
+        try:
+            with noise.beside(seed):
+                run, _ = runner.execute(chosen, _Quiet(), out)
+        finally:
+            os.sched_setaffinity(0, cpus)
         if run.interrupted:
             raise KeyboardInterrupt
         with (self.workdir / "work.jsonl").open("a") as fh:
-            fh.write(json.dumps({"result": out.name, "work_us": work_us}) + "\n")
+            record = {"result": out.name, "work_us": work_us, "noise_seed": seed, "pin": self.pin}
+            fh.write(json.dumps(record) + "\n")
         return results.to_dict(run)
 
 
@@ -170,6 +219,9 @@ def judge(path: Path, fail_on: list[str]) -> dict[str, Any]:
     return {
         "load": run.environment.load_average_1m,
         "failed": result.failed,
+        "verdict": result.verdict,
+        "rounds": result.rounds,
+        "sequential": run.scenario.sequential,
         "ratio": check.ratio if check else None,
         "low": check.low if check else None,
         "high": check.high if check else None,
@@ -192,41 +244,57 @@ def table(verdicts: dict[str, list[dict[str, Any]]], fail_on: list[str]) -> tupl
     lines = [
         f"gate: {' '.join('--fail-on ' + f for f in fail_on)}",
         "",
-        "| injected loss | trials | gate failed | measured throughput ratio, median (range) "
-        "| smallest detectable change, median | load average at start, median (range) |",
-        "|---|--:|--:|--:|--:|--:|",
+        "| injected loss | trials | gate failed | passed | inconclusive | rounds, median (range) "
+        "| measured throughput ratio, median (range) | load average at start, median (range) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    judged_all = [v for found in verdicts.values() for v in found if "error" not in v]
+    auto = any(v.get("sequential") for v in judged_all)
+    goals = AUTO_GOALS if auto else GOALS
     met = True
+
+    def spread(values: list[float], fmt: str) -> str:
+        if not values:
+            return "-"
+        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}..{max(values):{fmt}})"
+
     for level, found in verdicts.items():
         judged = [v for v in found if "error" not in v]
         if not found:
             continue
         failed = sum(v["failed"] for v in judged)
+        passed = sum(v.get("verdict") == "pass" for v in judged)
+        undecided = sum(v.get("verdict") == "inconclusive" for v in judged)
         ratios = [v["ratio"] for v in judged if v.get("ratio") is not None]
-        detect = [v["detectable"] for v in judged if v.get("detectable") is not None]
-        ratio = (
-            f"{statistics.median(ratios):.3f} ({min(ratios):.3f}..{max(ratios):.3f})"
-            if ratios
-            else "-"
-        )
-        seen = f"{statistics.median(detect):.1%}" if detect else "-"
+        rounds = [v["rounds"] for v in judged if v.get("rounds") is not None]
         loads = [v["load"] for v in judged if v.get("load") is not None]
-        load = (
-            f"{statistics.median(loads):.1f} ({min(loads):.1f}..{max(loads):.1f})" if loads else "-"
-        )
-        goal = GOALS.get(level)
-        mark = ""
+        marks = []
+        goal = goals.get(level)
         if goal:
             direction, bound = goal
             scaled = bound * len(judged) / TRIALS[level]
             ok = failed <= scaled if direction == "at most" else failed >= scaled
             met &= ok
-            mark = f" ({'goal met' if ok else 'GOAL MISSED'}: {direction} {bound}/{TRIALS[level]})"
+            marks.append(
+                f"{'goal met' if ok else 'GOAL MISSED'}: {direction} {bound}/{TRIALS[level]}"
+            )
+        pass_mark = ""
+        if auto and level == "A/A":
+            ok = passed >= AUTO_PASS_GOAL * len(judged) / TRIALS[level]
+            met &= ok
+            pass_mark = f" ({'goal met' if ok else 'GOAL MISSED'}: at least {AUTO_PASS_GOAL}/20)"
+        rounds_mark = ""
+        if auto and level == "25%" and rounds:
+            ok = statistics.median(rounds) <= AUTO_ROUNDS_GOAL
+            met &= ok
+            rounds_mark = f" ({'goal met' if ok else 'GOAL MISSED'}: ≤ {AUTO_ROUNDS_GOAL})"
         errors = len(found) - len(judged)
+        mark = f" ({'; '.join(marks)})" if marks else ""
         lines.append(
             f"| {level if level != 'A/A' else 'A/A (0 %)'} | {len(judged)}"
-            f"{f' (+{errors} not judged)' if errors else ''} | **{failed}**{mark} | {ratio} "
-            f"| {seen} | {load} |"
+            f"{f' (+{errors} not judged)' if errors else ''} | **{failed}**{mark} "
+            f"| {passed}{pass_mark} | {undecided} | {spread(rounds, 'g')}{rounds_mark} "
+            f"| {spread(ratios, '.3f')} | {spread(loads, '.1f')} |"
         )
     return "\n".join(lines), met
 
@@ -241,7 +309,7 @@ def judge_all(workdir: Path, fail_on: list[str]) -> bool:
             shown = (
                 "not judged: " + verdict["error"]
                 if "error" in verdict
-                else (f"{'FAIL' if verdict['failed'] else 'pass'} {verdict.get('reason') or ''}")
+                else f"{verdict['verdict'].upper()} {verdict.get('reason') or ''}"
             )
             log(f"{path.name}: {shown}")
     text, met = table(verdicts, fail_on)
@@ -249,8 +317,63 @@ def judge_all(workdir: Path, fail_on: list[str]) -> bool:
     aa = [r for v in verdicts.get("A/A", []) if "error" not in v for r in v["ratios"]]
     throughput = next((f for f in fail_on if f.startswith("throughput:")), None)
     if len(aa) >= 12 and throughput:
-        print("\n" + projection(aa, float(throughput.partition(":")[2].rstrip("%")) / 100))
+        threshold = float(throughput.partition(":")[2].rstrip("%")) / 100
+        print("\n" + projection(aa, threshold))
+        print("\n" + projection_auto(aa, threshold))
     return met
+
+
+def projection_auto(
+    aa_ratios: list[float], threshold: float, budget: int = 40, sims: int = 2000
+) -> str:
+    """What ``--repeat auto`` would decide with this machine's per-round noise: runs of up to
+    ``budget`` rounds resampled from the A/A rounds' centred log ratios, each loss applied
+    as a factor, judged after every round by the confidence sequence (seeded). A
+    projection, not a measurement."""
+    import random
+
+    from connbench.analyse import paired, sequential
+    from connbench.model import metrics
+
+    rng = random.Random(1)
+    logs = [math.log(r) for r in aa_ratios]
+    centre = statistics.median(logs)
+    noise = [d - centre for d in logs]
+    throughput = metrics.lookup("throughput")
+
+    def trial(loss: float) -> tuple[str, int]:
+        total = square = 0.0
+        for n in range(1, budget + 1):
+            d = rng.choice(noise) + math.log(1 - loss)
+            total += d
+            square += d * d
+            mean = total / n
+            half = sequential.half_width(n, max(0.0, square - n * mean * mean), 0.05)
+            if half is None:
+                continue
+            verdict = paired.verdict_of(
+                math.exp(mean), math.exp(mean - half), math.exp(mean + half), threshold, throughput
+            )
+            if verdict != paired.INCONCLUSIVE:
+                return verdict, n
+        return paired.INCONCLUSIVE, budget
+
+    lines = [
+        f"projection for --repeat auto (at most {budget} rounds) from the same A/A rounds, "
+        f"{sims} simulated runs per loss:",
+        "",
+        "| loss | fail | pass | inconclusive | rounds, median |",
+        "|--:|--:|--:|--:|--:|",
+    ]
+    for loss in (0.0, 0.05, 0.10, 0.15, 0.25):
+        runs = [trial(loss) for _ in range(sims)]
+        share = {v: sum(r[0] == v for r in runs) / sims for v in ("fail", "pass", "inconclusive")}
+        rounds = statistics.median(r[1] for r in runs)
+        lines.append(
+            f"| {loss:.0%} | {share['fail']:.1%} | {share['pass']:.1%} "
+            f"| {share['inconclusive']:.1%} | {rounds:g} |"
+        )
+    return "\n".join(lines)
 
 
 def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> str:
@@ -261,6 +384,7 @@ def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> st
     import random
 
     from connbench.analyse import paired
+    from connbench.model import metrics
 
     rng = random.Random(1)
     logs = [math.log(r) for r in aa_ratios]
@@ -274,12 +398,23 @@ def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> st
             d = [rng.choice(noise) + math.log(1 - loss) for _ in range(rounds)]
             interval = paired.shift_interval(d, 0.05)
             estimate = paired.hodges_lehmann(d)
-            failed += bool(interval and estimate < math.log(1 - threshold) and interval.high < 0)
+            failed += bool(
+                interval
+                and paired.verdict_of(
+                    math.exp(estimate),
+                    math.exp(interval.low),
+                    math.exp(interval.high),
+                    threshold,
+                    metrics.lookup("throughput"),
+                )
+                == paired.FAIL
+            )
         return failed / sims
 
     lines = [
-        f"projection from the {len(aa_ratios)} A/A rounds (per-round log-ratio spread "
-        f"{spread:.3f}, robust sd; resampled, {sims} simulated trials per cell):",
+        f"projection for the fixed-round gate from the {len(aa_ratios)} A/A rounds "
+        f"(per-round log-ratio spread {spread:.3f}, robust sd; resampled, {sims} simulated "
+        "trials per cell):",
         "",
         "| rounds | A/A fails | 10 % fails | 15 % fails | 25 % fails |",
         "|--:|--:|--:|--:|--:|",
@@ -301,6 +436,58 @@ def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> st
             break
         met = sigma
     return "\n".join(lines)
+
+
+def spread_report(workdir: Path) -> str:
+    """The per-round spread of the log ratio over the A/A trials saved in ``workdir``: the
+    noise the gate has to see through (robust sd: 1.4826 x the median absolute deviation
+    from each trial's median), with every round and without each trial's first."""
+    from connbench.model import results
+
+    every: list[float] = []
+    later: list[float] = []
+    second: list[float] = []  # the log ratio when head ran second in its round, minus first
+    first: list[float] = []
+    loads = []
+    for path in trial_files(workdir)["A/A"]:
+        run = results.load(path)
+        loads.append(run.environment.load_average_1m)
+        by_round: dict[int, dict[str, float]] = {}
+        head_first: dict[int, bool] = {}
+        for r in run.results:
+            if r.status == "ok" and r.throughput_rps:
+                by_round.setdefault(r.repeat, {})[r.strategy] = r.throughput_rps
+            if r.strategy == "head":
+                head_first[r.repeat] = r.position == 0
+        logs = [
+            (n, math.log(v["head"] / v["base"]))
+            for n, v in sorted(by_round.items())
+            if {"base", "head"} <= v.keys()
+        ]
+        if len(logs) < 3:
+            continue
+        centre = statistics.median(d for _, d in logs)
+        every += [d - centre for _, d in logs]
+        later += [d - centre for n, d in logs if n > 0]
+        first += [d for n, d in logs if head_first.get(n)]
+        second += [d for n, d in logs if not head_first.get(n)]
+
+    def robust(values: list[float]) -> str:
+        if len(values) < 3:
+            return "-"
+        robust_sd = 1.4826 * statistics.median(abs(v) for v in values)
+        return f"{robust_sd:.3f} (sd {statistics.stdev(values):.3f})"
+
+    shown = [f"{x:.1f}" for x in loads if x is not None]
+    position = (
+        f"{statistics.mean(second) - statistics.mean(first):+.3f}" if first and second else "-"
+    )
+    return (
+        f"A/A per-round log-ratio spread, robust sd: every round {robust(every)} over "
+        f"{len(every)} rounds; without each trial's first round {robust(later)}; running "
+        f"second in a round moved the log ratio by {position} (mean); load average at the "
+        f"trials' start: {', '.join(shown) or '-'}"
+    )
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -331,9 +518,21 @@ def main() -> int:
     parser.add_argument(
         "--work-us", type=float, help="the app's CPU µs per request (skip the calibration run)"
     )
+    parser.add_argument(
+        "--auto", action="store_true", help="--repeat auto: rounds until the gate decides"
+    )
+    parser.add_argument("--max-rounds", type=int, default=40, help="--auto: the budget")
+    parser.add_argument("--noise", type=int, help="run benchmarks/noise.py beside, seeded")
+    parser.add_argument("--pin", action="store_true", help="app on CPU 0, the rest elsewhere")
+    parser.add_argument(
+        "--spread", type=int, metavar="TRIALS", help="only A/A trials: the per-round spread"
+    )
     args = parser.parse_args()
     fail_on = args.fail_on or ["throughput:10%"]
     if args.judge:
+        if args.spread:
+            print(spread_report(args.judge))
+            return 0
         return 0 if judge_all(args.judge, fail_on) else 1
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="gate-power-"))
@@ -341,10 +540,28 @@ def main() -> int:
     os.chdir(ROOT)
     load = os.getloadavg()
     log(f"results in {workdir}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    runner = Runner(workdir, args.rounds, args.duration, args.warmup, args.concurrency)
+    runner = Runner(
+        workdir,
+        args.max_rounds if args.auto else args.rounds,
+        args.duration,
+        args.warmup,
+        args.concurrency,
+        auto=args.auto,
+        fail_on=tuple(fail_on),
+        noise=args.noise,
+        pin=args.pin,
+    )
+    if args.spread:
+        for i in range(args.spread):
+            out = workdir / f"AA-trial{i + 1:02d}.json"
+            runner.run({"base": 0.0, "head": 0.0}, out)
+            log(f"A/A {i + 1}/{args.spread} (load {os.getloadavg()[0]:.2f})")
+        print(spread_report(workdir), flush=True)
+        return 0
     cost_us = args.work_us
     if cost_us is None:
-        calibration = runner.run({"base": 0.0, "head": 0.0}, workdir / "calibration.run")
+        fixed = Runner(workdir, 6, args.duration, args.warmup, args.concurrency, pin=args.pin)
+        calibration = fixed.run({"base": 0.0, "head": 0.0}, workdir / "calibration.run")
         cost_us = app_cpu_us_per_request(calibration)
     work = {level: cost_us * loss / (1 - loss) for level, loss in LEVELS.items()}
     log(
@@ -363,7 +580,7 @@ def main() -> int:
         shown = (
             "not judged: " + verdict["error"]
             if "error" in verdict
-            else (f"{'FAIL' if verdict['failed'] else 'pass'} {verdict.get('reason') or ''}")
+            else f"{verdict['verdict'].upper()} {verdict.get('reason') or ''}"
         )
         log(
             f"{done}/{len(plan)} {level} trial {i + 1} ({time.monotonic() - t0:.0f} s, "

@@ -25,6 +25,10 @@ from typing import Any
 from connbench.apps.pool import app as pool_app
 
 EXTRA_WORK_US = float(os.environ.get("CONNBENCH_EXTRA_WORK_US") or 0)
+# gate_power.py --pin: the app on these CPUs, the load generator and PostgreSQL on the others.
+PIN_CPUS = os.environ.get("CONNBENCH_PIN_CPUS")
+if PIN_CPUS:
+    os.sched_setaffinity(0, {int(cpu) for cpu in PIN_CPUS.split(",")})
 
 
 def spin(cpu_us: float) -> None:

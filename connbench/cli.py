@@ -29,12 +29,14 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from connbench.analyse.compare import Comparison
+    from connbench.analyse.paired import PairedComparison
     from connbench.model.results import RunResult
     from connbench.model.scenario import Scenario
 
 EXIT_FAILED = 1
 EXIT_LIMITS = 3
 EXIT_INVALID = 4
+EXIT_INCONCLUSIVE = 5
 EXIT_INTERRUPTED = 130
 # The one table of exit codes: --help shows it, the README repeats it (a test keeps them equal).
 EXIT_CODES = (
@@ -46,9 +48,10 @@ EXIT_CODES = (
     (2, "bad input: a flag, a scenario or result file, a DSN, a missing tool"),
     (EXIT_LIMITS, "a limit crossed: run --fail-if"),
     (EXIT_INVALID, "invalid measurement: open-model rate not held, or generator saturated"),
+    (EXIT_INCONCLUSIVE, "inconclusive: compare's gate could not tell a regression from noise"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); what was measured is saved"),
 )
-EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3 wins."
+EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3, 5 wins."
 # "\b" keeps click from rewrapping the table's lines; each meaning is wrapped here instead, so
 # that the table fits 80 columns.
 EPILOG = (
@@ -97,7 +100,7 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "Your app or a running one": (
         "--app", "--target", "--path", "--method", "--body", "--header", "--ready-path",
-        "--count-sql", "--setup-sql",
+        "--count-sql", "--setup-sql", "--request", "--check", "--app-python",
     ),
     "Locust (--engine locust)": (
         "--locust-workers", "--expect-workers", "--locust-bind", "--locust-port",
@@ -108,7 +111,7 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
         "--trend",
     ),
     "Gate": ("--fail-if", "--fail-on", "--alpha", "--ignore", "--base", "--head",
-             "--allow-missing"),
+             "--allow-missing", "--max-rounds"),
 }  # fmt: skip
 _GROUP_OF = {flag: group for group, flags in HELP_GROUPS.items() for flag in flags}
 
@@ -401,9 +404,56 @@ def run(
         typer.Option(
             "--repeat",
             "-r",
-            metavar=INT,
+            metavar="N|auto",
             help="Run every variant in N rounds, interleaved, the order reversed every other "
-            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1).",
+            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1). "
+            "'auto': rounds until the --base/--head gate decides, at most --max-rounds.",
+            show_default=False,
+        ),
+    ] = None,
+    max_rounds: Annotated[
+        str | None,
+        typer.Option(
+            metavar=INT,
+            help="--repeat auto: the most rounds to run before the gate is called "
+            "inconclusive (default: 40).",
+            show_default=False,
+        ),
+    ] = None,
+    base_name: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            metavar="NAME",
+            help="A/B gate on this run: the base variant (its key, or words only it has). "
+            "With --head and --fail-on: exit 1 on a regression, 5 when inconclusive.",
+            show_default=False,
+        ),
+    ] = None,
+    head_name: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            metavar="NAME",
+            help="A/B gate on this run: the head variant.",
+            show_default=False,
+        ),
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            metavar="METRIC:PERCENT",
+            help="A/B gate on this run (--base/--head): the change that matters, e.g. "
+            "throughput:10%. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="A/B gate on this run: its error rate (default: 0.05).",
             show_default=False,
         ),
     ] = None,
@@ -534,6 +584,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    app_python: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--app-python",
+            metavar="NAME=PATH",
+            help="Run the --app NAME under the interpreter PATH (e.g. its own virtualenv's "
+            "bin/python, with uvicorn[standard] installed there). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     target: Annotated[
         list[str] | None,
         typer.Option(
@@ -633,6 +693,11 @@ def run(
             "topology": topology,
             "pgbouncer_pool_size": pgbouncer_pool_size,
             "repeat": repeat,
+            "max_rounds": max_rounds,
+            "base": base_name,
+            "head": head_name,
+            "fail_on": fail_on or None,
+            "alpha": alpha,
             "rate": rate,
             "postgres": postgres_,
             "engine": engine,
@@ -644,6 +709,7 @@ def run(
             "fault": fault,
             "fail_if": fail_if or None,
             "app": app_ or None,
+            "app_python": app_python or None,
             "target": target or None,
             "path": request_path,
             "method": method,
@@ -685,6 +751,7 @@ def run(
             beside=write_html if html_report else None,
         )
         _show_run(console, result, fmt, charts, label=str(path), explain=explain)
+        gate = _run_gate(console, result, fmt, label=str(path))
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
@@ -695,8 +762,35 @@ def run(
             if isinstance(page, BadInput):
                 raise page
             notes.print(f"report: {page} (open it in a browser)", highlight=False)
-        _append_summary(summary, run_view.format_run(result, "markdown"))
-        raise typer.Exit(_run_exit_code(result))
+        markdown = run_view.format_run(result, "markdown")
+        if gate is not None:
+            from connbench.present import paired as paired_view
+
+            markdown += "\n" + paired_view.format_paired(gate, "markdown")
+        _append_summary(summary, markdown)
+        raise typer.Exit(_run_exit_code(result, gate))
+
+
+def _run_gate(console: Console, result: RunResult, fmt: str, label: str) -> PairedComparison | None:
+    """The A/B gate the run was given (--base/--head), shown after the run; None without one.
+    A result it cannot judge (nothing paired) is said in one line and not gated."""
+    from connbench.analyse import paired
+    from connbench.present import paired as paired_view
+
+    if result.scenario.base is None:
+        return None
+    try:
+        comparison = paired.judge_run(result, label)
+    except BadInput as exc:
+        _echo(f"connbench: the A/B gate could not judge this run: {exc}")
+        return None
+    if comparison is None:
+        return None
+    if fmt == "table":
+        paired_view.render_paired(console, comparison)
+    elif fmt in ("markdown",):
+        _write("\n" + paired_view.format_paired(comparison, fmt), fmt)
+    return comparison
 
 
 def _locust_notes(notes: Console, chosen: Scenario) -> None:
@@ -742,8 +836,9 @@ def _progress_interval(text: str | None) -> float | None:
         raise BadInput(f"--progress: {exc}, got {text!r}") from None
 
 
-def _run_exit_code(result: RunResult) -> int:
+def _run_exit_code(result: RunResult, gate: PairedComparison | None = None) -> int:
     """The exit code of a finished run (see EXIT_CODES), each reason said on stderr."""
+    from connbench.present import paired as paired_view
     from connbench.present import run as view
 
     if result.interrupted:
@@ -757,7 +852,13 @@ def _run_exit_code(result: RunResult) -> int:
         count = f"{len(failed)} of {len(result.results)}"
         _echo(f"connbench: {count} runs failed; {first.key}: {cause}")
         return EXIT_FAILED
+    if gate is not None and gate.failed:
+        _echo(f"connbench: A/B gate: {paired_view.summary(gate)}")
+        return EXIT_FAILED
     code = 0
+    if gate is not None and gate.verdict == "inconclusive":
+        _echo(f"connbench: A/B gate: {paired_view.summary(gate)}")
+        code = EXIT_INCONCLUSIVE
     invalid = view.invalid_variants(result)
     crossed = view.limits_failed(result)
     if crossed:
@@ -1062,6 +1163,8 @@ def compare_results(
         _append_summary(summary, compare_view.format_compare(comparisons, "markdown"))
         if any(c.failed for c in comparisons):
             raise typer.Exit(EXIT_FAILED)
+        if any(c.inconclusive for c in comparisons):
+            raise typer.Exit(EXIT_INCONCLUSIVE)
 
 
 def _compare_paired(
@@ -1082,8 +1185,6 @@ def _compare_paired(
         raise BadInput("--base and --head go together: name both variants of the A/B run")
     if len(paths) != 1:
         raise BadInput(f"--base/--head judge one RESULT file, got {len(paths)}")
-    if fmt == "html":
-        raise BadInput("--format html: the A/B verdict has no HTML page yet; use table or markdown")
     run_result = results.load(paths[0])
     comparison = paired.compare_paired(
         run_result,
@@ -1095,11 +1196,19 @@ def _compare_paired(
     )
     if fmt == "table":
         paired_view.render_paired(_console(), comparison)
+    elif fmt == "html":
+        from connbench.analyse import stats
+        from connbench.present import html as html_view  # its charts' JS: only when asked
+
+        run_result.summary = stats.aggregate(run_result.results)
+        _write(html_view.report([(str(paths[0]), run_result)], paired=[comparison]), "html")
     else:
         _write(paired_view.format_paired(comparison, fmt), fmt)
     _append_summary(summary, paired_view.format_paired(comparison, "markdown"))
     if comparison.failed:
         raise typer.Exit(EXIT_FAILED)
+    if comparison.verdict == "inconclusive":
+        raise typer.Exit(EXIT_INCONCLUSIVE)
 
 
 @app.command(cls=GroupedHelp)

@@ -37,7 +37,7 @@ import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench.analyse import capacity, limits, stats
+from connbench.analyse import capacity, limits, paired, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import (
     appserver,
@@ -201,6 +201,12 @@ def execute(
     # An own app's pattern is its own: nothing to predict.
     predictions = {v: _predict(v, scenario) for v in variants if v.kind == "strategy"}
     plan = round_plan(variants, scenario.repeat)
+    if scenario.sequential:
+        paired.check_budget(scenario.repeat, float(scenario.gate.get("alpha", 0.05)))
+    for own in scenario.app:
+        prefix = userapp.check_interpreter(own)
+        if prefix is not None:
+            reporter.note(f"app {own.name}: {own.python} (sys.prefix {prefix})")
     procs.ensure_open_files(max(scenario.concurrency))
     for stale in tempdirs.remove_stale():
         reporter.note(f"removed {stale}, left by a connbench that was killed")
@@ -236,6 +242,9 @@ def execute(
                         reporter.strategy_finished(result)
                         if interrupts.count:
                             raise KeyboardInterrupt
+                        if scenario.sequential and position == len(variants) - 1:
+                            if _gate_decided(run, reporter):
+                                break
             except (KeyboardInterrupt, asyncio.CancelledError):
                 run.interrupted = True
             except psycopg.Error as exc:  # the server refused or went away between the steps
@@ -249,6 +258,22 @@ def execute(
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         saved = _save(run, path, reporter, new_name=output is None, beside=beside)
     return run, saved
+
+
+def _gate_decided(run: RunResult, reporter: Reporter) -> bool:
+    """After a round of ``--repeat auto``: judge the A/B gate on the rounds so far (with the
+    confidence sequence, valid however early it stops) and say whether it has decided."""
+    if run.results[-1].repeat < 1:  # one round: nothing to pair yet
+        return False
+    try:
+        comparison = paired.judge_run(run)
+    except BadInput as exc:  # not judgeable yet (e.g. one round): go on
+        reporter.note(f"A/B gate after round {run.results[-1].repeat + 1}: {exc}")
+        return False
+    if comparison is None:
+        return False
+    reporter.note(paired.round_line(comparison))
+    return paired.decided(comparison)
 
 
 def check(scenario: Scenario, reporter: Reporter) -> None:

@@ -22,7 +22,8 @@
 #   CB_IMPORT     optional: MODULE:ATTR overriding the scenario's app
 #   CB_FAIL_ON    optional: gate thresholds, space-separated (throughput:10% p99:20%), each
 #                 replacing the scenario's [gate] entry for its metric
-#   CB_ROUNDS     the round budget (default 10; 6 is the fewest that can reach alpha 0.05)
+#   CB_ROUNDS     the round budget (default 10; the sequential gate needs 5 or more at alpha
+#                 0.05, and adds rounds only until it decides)
 #   CB_REQUIREMENTS  each side's requirements file, from its root (default requirements.txt;
 #                 without one, the root's pyproject.toml or setup.py is installed)
 #   CB_INSTALL    auto (default) or none: use the connbench on PATH (or CB_CONNBENCH) and the

@@ -225,22 +225,41 @@ def test_a_consistent_loss_beyond_the_threshold_fails() -> None:
     assert throughput.detectable == pytest.approx(1 - throughput.ratio / 0.87)
     assert check.reason == (
         f"throughput ×{throughput.ratio:.3f} ({throughput.ratio - 1:+.1%}), 96.9% interval "
-        "×0.820..×0.870, 6 rounds: worse than the 10% threshold, and the interval excludes ×1"
+        "×0.820..×0.870, 6 rounds: worse than the 10% threshold, and the interval rules out a "
+        "change of less than 5%"
     )
+    assert check.verdict == "fail" and result.verdict == "fail"
     assert check.rule == (
-        "fail when the estimate is below ×0.90 (10% worse) and the interval excludes ×1 (no change)"
+        "fail when the estimate is below ×0.90 (10% worse) and the interval's high end is below "
+        "×0.950 (it rules out a change of less than 5%); pass when its low end is not below "
+        "×0.90 (it rules out a change worse than the threshold); otherwise inconclusive"
     )
     assert result.order == "base first in round 1, 3, 5; head first in round 2, 4, 6"
 
 
-def test_a_loss_beyond_the_threshold_with_one_round_the_other_way_passes() -> None:
+def test_a_loss_beyond_the_threshold_with_one_round_the_other_way_is_inconclusive() -> None:
     head = [b * f for b, f in zip(BASE, [0.84, 0.86, 1.02, 0.85, 0.87, 0.82], strict=True)]
-    (check,) = ab(ab_run(BASE, head)).checks
-    assert not check.failed
+    result = ab(ab_run(BASE, head))
+    (check,) = result.checks
+    assert not check.failed and check.verdict == "inconclusive"
+    assert result.verdict == "inconclusive" and not result.failed
     assert check.reason.endswith(
-        "worse than the 10% threshold, but the interval includes ×1 (no change): within the "
-        "noise of the rounds"
+        "inconclusive: worse than the 10% threshold, but the interval reaches ×1.020: a change "
+        "of less than 5% is not ruled out"
     )
+    # More rounds at this spread would decide it, and that is said.
+    assert check.more_rounds is not None and check.more_rounds > 6
+
+
+def test_noise_wider_than_the_threshold_never_passes_silently() -> None:
+    """The issue's case: an estimate within the threshold from rounds too noisy to rule out
+    a change beyond it is inconclusive, not a pass."""
+    head = [b * f for b, f in zip(BASE, [0.80, 1.15, 0.90, 1.10, 0.85, 1.02], strict=True)]
+    result = ab(ab_run(BASE, head))
+    (check,) = result.checks
+    assert check.verdict == "inconclusive" and result.verdict == "inconclusive"
+    assert "a change worse than it is not ruled out" in check.reason
+    assert check.more_rounds is not None and check.more_rounds > 6
 
 
 def test_a_small_real_loss_within_the_threshold_passes() -> None:
@@ -248,13 +267,16 @@ def test_a_small_real_loss_within_the_threshold_passes() -> None:
     result = ab(ab_run(BASE, head))
     (check,) = result.checks
     assert result.metrics["throughput"].interval_excludes_one
-    assert not check.failed and check.reason.endswith("within the 10% threshold")
+    assert check.verdict == "pass"
+    assert check.reason.endswith(
+        "within the 10% threshold, and the interval rules out a change worse than it"
+    )
 
 
 def test_the_same_rounds_pass_and_show_what_they_could_have_detected() -> None:
     head = [b * f for b, f in zip(BASE, [1.01, 0.99, 1.02, 0.98, 1.0, 1.01], strict=True)]
     result = ab(ab_run(BASE, head))
-    assert not result.failed
+    assert not result.failed and result.verdict == "pass"
     throughput = result.metrics["throughput"]
     assert throughput.ratio is not None
     assert throughput.detectable == pytest.approx(1 - throughput.ratio / 1.02)
@@ -274,7 +296,8 @@ def test_latency_up_is_worse_and_connections_equal_in_every_round_pass() -> None
     p99, peak = result.checks
     assert p99.failed and p99.ratio == pytest.approx(1.3)
     assert p99.rule.startswith("fail when the estimate is above ×1.20 (20% worse)")
-    assert not peak.failed and peak.ratio == 1.0 and peak.reason.endswith("no worse")
+    assert peak.verdict == "pass" and peak.ratio == 1.0
+    assert "no worse, within the 10% threshold" in peak.reason
 
 
 def test_a_failed_round_fails_the_gate_unless_missing_is_allowed() -> None:
@@ -290,6 +313,7 @@ def test_a_failed_round_fails_the_gate_unless_missing_is_allowed() -> None:
     assert allowed.metrics["throughput"].rounds == [1, 2, 4, 5, 6]
     (check,) = allowed.checks
     assert "not judged: 5 usable rounds cannot reach α=0.05 (6+ needed)" in check.reason
+    assert check.verdict == "inconclusive" and allowed.verdict == "inconclusive"
     assert "--allow-missing: 1 round(s) left out, 5 paired" in allowed.warnings
 
 
@@ -470,13 +494,28 @@ def test_cli_paired_markdown_names_ratio_interval_rounds_and_rule(ab_files: dict
         "6: ×0.820"
     ) in text
     assert (
-        "  - rule: fail when the estimate is below ×0.90 (10% worse) and the interval excludes "
-        "×1 (no change) (--fail-on)"
+        "  - rule: fail when the estimate is below ×0.90 (10% worse) and the interval's high end "
+        "is below ×0.950"
     ) in text
-    assert "- ✅ p99 ×1.184 (+18.4%)" in text  # latency up by 1/0.845: within 20 %
+    # Latency up by 1/0.845: within 20 %, but the interval reaches beyond it: not a pass.
+    assert "- ⚠️ **p99 ×1.184 (+18.4%)" in text
+    assert "**Inconclusive checks** (neither pass nor fail: more rounds needed)" in text
     assert "**Smallest change these rounds could have detected**" in text
-    assert "- throughput: 2.9% (the interval's reach from the estimate, over 6 rounds); " in text
+    assert "- throughput: 2.9% (the interval's reach from the estimate, over 6 rounds)\n" in text
     assert "Order: base first in round 1, 3, 5; head first in round 2, 4, 6." in text
+
+
+def test_cli_paired_inconclusive_exits_5_and_says_how_many_rounds(
+    ab_files: dict[str, str],
+) -> None:
+    args = ["compare", ab_files["slower"], "--base", "base", "--head", "head"]
+    out = cli.invoke(app, [*args, "--fail-on", "p99:20%", "--format", "markdown"])
+    assert out.exit_code == 5, out.output
+    assert out.stdout.startswith("## connbench compare (A/B): ⚠️ inconclusive")
+    assert "⚠️ **INCONCLUSIVE: 1 of 1 check undecided after 6 rounds (about " in out.stdout
+    assert "rounds** in all would likely decide it (now 6)" in out.stdout
+    table = cli.invoke(app, [*args, "--fail-on", "p99:20%"])
+    assert table.exit_code == 5 and "? inconclusive p99 ×1.184" in table.stdout
 
 
 def test_cli_paired_passes_the_same_and_uses_the_recorded_gate(ab_files: dict[str, str]) -> None:

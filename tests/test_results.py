@@ -61,7 +61,8 @@ def test_default_path_is_under_results() -> None:
         ('{"schema_version": 6, "results": ' + "[" * 100_000 + "]" * 100_000 + "}", "too deep"),
         (
             '{"schema_version": 1}',
-            r"schema_version 1 is not supported \(this connbench reads versions 2 to 9\)",
+            rf"schema_version 1 is not supported \(this connbench reads versions 2 to "
+            rf"{results.SCHEMA_VERSION}\)",
         ),
     ],
 )

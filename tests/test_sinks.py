@@ -377,6 +377,7 @@ ALLOWED = {
     ("connbench/measure/calibrate.py", "script.write_text("),
     ("connbench/measure/locust_engine.py", "file.write_text("),
     ("connbench/infra/launch.py", "print(FAILED + message"),
+    ("connbench/infra/userapp.py", "\"print(' '.join(missing) or '-', sys.prefix)\""),  # code
 }
 
 

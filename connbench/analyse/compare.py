@@ -203,6 +203,9 @@ class Verdict:
     n_base: int
     n_new: int
     reason: str
+    # pass | fail | inconclusive: worse than the threshold, but not significant (the repeats
+    # cannot tell it from noise: more repeats, or an A/B run, would)
+    verdict: str = "pass"
 
 
 @dataclass
@@ -261,6 +264,11 @@ class Comparison:
     @property
     def failed(self) -> bool:
         return self.nothing_matched or self.missing_fails or any(v.failed for v in self.verdicts)
+
+    @property
+    def inconclusive(self) -> bool:
+        """Nothing failed, but a check could not tell its change from noise."""
+        return not self.failed and any(v.verdict == "inconclusive" for v in self.verdicts)
 
 
 def compare(
@@ -388,7 +396,7 @@ def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: fl
     metric = metrics.lookup(change.metric)
     n_base, n_new = len(change.base_values), len(change.new_values)
 
-    def verdict(failed: bool, significance: str, reason: str) -> Verdict:
+    def verdict(failed: bool, significance: str, reason: str, undecided: bool = False) -> Verdict:
         return Verdict(
             variant=variant,
             metric=metric.name,
@@ -402,6 +410,7 @@ def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: fl
             n_base=n_base,
             n_new=n_new,
             reason=reason,
+            verdict="fail" if failed else ("inconclusive" if undecided else "pass"),
         )
 
     if not n_new:
@@ -419,12 +428,15 @@ def _verdict(variant: str, change: MetricChange, threshold: Threshold, alpha: fl
     if beyond:
         reason = f"{what}: worse than {limit}, {why}"
         if not failed:
-            reason += ": within the noise of the repeats"
+            reason += (
+                ": within the noise of the repeats, so inconclusive (more repeats a side, or "
+                "an interleaved A/B run, compare --base/--head, would tell)"
+            )
     elif worse is not None and worse > 0:
         reason = f"{what}: within {limit}; {why}"
     else:
         reason = f"{what}: no worse; {why}"
-    return verdict(failed, significance, reason)
+    return verdict(failed, significance, reason, undecided=beyond and not failed)
 
 
 def _beyond(change: MetricChange, metric: Metric, threshold: Threshold) -> bool:

@@ -41,11 +41,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from connbench.analyse.compare import Gate
+from connbench.analyse import sequential
+from connbench.analyse.compare import Gate, resolve_gate
 from connbench.model import metrics
 from connbench.model.errors import BadInput
 from connbench.model.metrics import Metric
 from connbench.model.results import RunResult, StrategyResult
+from connbench.model.scenario import select_variant
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+SIGNED_RANK, SEQUENTIAL = "signed-rank", "sequential"
 
 # --- the statistics -----------------------------------------------------------------------------
 
@@ -142,25 +147,13 @@ def signed_rank_p(d: Sequence[float]) -> float:
 # --- A/B inside one result -----------------------------------------------------------------------
 
 
-def _tokens(text: str) -> set[str]:
-    return set(text.split())
-
-
 def select(run: RunResult, name: str, flag: str) -> str:
     """The key of the variant ``name`` means: its whole key, or words of it that only one
     variant has (``head``, ``connect``, ``pool=1..1``). Raises :class:`BadInput` otherwise."""
-    keys = list(dict.fromkeys(r.key for r in run.results))
-    if name in keys:
-        return name
-    wanted = _tokens(name)
-    found = [k for k in keys if wanted and wanted <= _tokens(k)]
-    if len(found) == 1:
-        return found[0]
-    known = "; ".join(repr(k) for k in keys) or "none"
-    if found:
-        choices = "; ".join(repr(k) for k in found)
-        raise BadInput(f"{flag} {name!r} matches several variants ({choices}): give more of a key")
-    raise BadInput(f"{flag} {name!r}: no such variant in the result (variants: {known})")
+    try:
+        return select_variant(list(dict.fromkeys(r.key for r in run.results)), name, flag)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 @dataclass
@@ -179,6 +172,8 @@ class PairedMetric:
     p_value: float | None  # exact two-sided signed-rank p on the log ratios
     detectable: float | None  # smallest change (a fraction) the interval could tell from none
     not_comparable: str | None = None  # why there is no ratio (a round measured 0)
+    method: str = SIGNED_RANK  # or SEQUENTIAL: the confidence sequence, valid at every round
+    spread: float | None = None  # sd of the per-round log ratios
 
     @property
     def worse_by(self) -> float | None:
@@ -195,10 +190,10 @@ class PairedMetric:
 
 @dataclass
 class PairedCheck:
-    """One gated metric's verdict."""
+    """One gated metric's verdict: pass, fail or inconclusive."""
 
     metric: str
-    failed: bool
+    failed: bool  # verdict == FAIL
     threshold: float
     threshold_source: str
     ratio: float | None
@@ -209,6 +204,8 @@ class PairedCheck:
     rounds: int
     reason: str
     rule: str
+    verdict: str = PASS
+    more_rounds: int | None = None  # inconclusive: about how many rounds in all would decide
 
 
 @dataclass
@@ -227,6 +224,8 @@ class PairedComparison:
     allow_missing: bool = False
     order: str = ""  # which side ran first, round by round
     warnings: list[str] = field(default_factory=list)
+    method: str = SIGNED_RANK
+    max_rounds: int | None = None  # sequential: the budget the run was given
 
     @property
     def missing_fails(self) -> bool:
@@ -235,6 +234,16 @@ class PairedComparison:
     @property
     def failed(self) -> bool:
         return self.missing_fails or any(c.failed for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        """FAIL when a check failed (or a round is missing), else INCONCLUSIVE when a check
+        could not decide, else PASS."""
+        if self.failed:
+            return FAIL
+        if any(c.verdict == INCONCLUSIVE for c in self.checks):
+            return INCONCLUSIVE
+        return PASS
 
 
 def _by_round(runs: list[StrategyResult], key: str, label: str) -> dict[int, StrategyResult]:
@@ -299,13 +308,19 @@ def _rounds_of(
 
 
 def paired_metric(
-    metric: Metric, pairs: Sequence[tuple[int, float, float]], alpha: float
+    metric: Metric,
+    pairs: Sequence[tuple[int, float, float]],
+    alpha: float,
+    method: str = SIGNED_RANK,
 ) -> PairedMetric:
-    """The per-round ratios of ``(round, base, head)`` pairs, their estimate and interval."""
+    """The per-round ratios of ``(round, base, head)`` pairs, their estimate and interval:
+    Hodges-Lehmann and the exact signed-rank interval, or (``SEQUENTIAL``) the mean log ratio
+    and the confidence sequence of :mod:`connbench.analyse.sequential`."""
     rounds = [r + 1 for r, _, _ in pairs]
     xs = [x for _, x, _ in pairs]
     ys = [y for _, _, y in pairs]
     out = PairedMetric(metric.name, rounds, xs, ys, [], None, None, None, None, None, None)
+    out.method = method
     for r, x, y in pairs:
         if x == 0 and y == 0:
             out.ratios.append(1.0)
@@ -319,18 +334,27 @@ def paired_metric(
     if not out.ratios:
         return out
     d = [math.log(r) for r in out.ratios]
-    centre = hodges_lehmann(d)
-    out.ratio = math.exp(centre)
     out.p_value = signed_rank_p(d)
-    interval = shift_interval(d, alpha)
-    if interval is not None:
-        out.low, out.high = math.exp(interval.low), math.exp(interval.high)
-        out.confidence = interval.confidence
+    out.spread = statistics.stdev(d) if len(d) > 1 else None
+    bounds: tuple[float, float] | None = None
+    if method == SEQUENTIAL:
+        centre = math.fsum(d) / len(d)
+        cs = sequential.interval(d, alpha)
+        if cs is not None:
+            bounds, out.confidence = (cs.low, cs.high), 1 - alpha
+    else:
+        centre = hodges_lehmann(d)
+        interval = shift_interval(d, alpha)
+        if interval is not None:
+            bounds, out.confidence = (interval.low, interval.high), interval.confidence
+    out.ratio = math.exp(centre)
+    if bounds is not None:
+        out.low, out.high = math.exp(bounds[0]), math.exp(bounds[1])
         # The reach towards "no change": above the estimate when lower is bad, below else.
         if metric.higher_is_better:
-            out.detectable = 1 - math.exp(centre - interval.high)
+            out.detectable = 1 - math.exp(centre - bounds[1])
         else:
-            out.detectable = math.exp(centre - interval.low) - 1
+            out.detectable = math.exp(centre - bounds[0]) - 1
     return out
 
 
@@ -354,30 +378,94 @@ def describe(paired: PairedMetric) -> str:
         return f"{label}: {paired.not_comparable or 'no rounds to compare'}"
     text = f"{label} ×{paired.ratio:.3f} ({_percent(paired.ratio - 1)})"
     if paired.low is not None and paired.high is not None and paired.confidence is not None:
-        text += f", {paired.confidence:.1%} interval ×{paired.low:.3f}..×{paired.high:.3f}"
+        kind = "confidence sequence" if paired.method == SEQUENTIAL else "interval"
+        text += f", {paired.confidence:.1%} {kind} ×{paired.low:.3f}..×{paired.high:.3f}"
     return text + f", {len(paired.ratios)} rounds"
 
 
-def rule_text(metric: Metric, threshold: float) -> str:
-    """The rule a check applies, in words: ``fail when the estimate is below ×0.90 ...``."""
+def limits(metric: Metric, threshold: float) -> tuple[float, float]:
+    """(the threshold, half of it) as ratios on the bad side: (0.90, 0.95) for a 10 %
+    threshold where higher is better, (1.10, 1.05) where lower is."""
+    sign = -1 if metric.higher_is_better else 1
+    return 1 + sign * threshold, 1 + sign * threshold / 2
+
+
+def verdict_of(ratio: float, low: float, high: float, threshold: float, metric: Metric) -> str:
+    """The rule, on an estimate and its interval (ratios, head/base):
+
+    - FAIL when the estimate is worse than ``threshold`` and the interval rules out a change
+      of less than half of it (its better end is worse than ``threshold / 2``);
+    - PASS when the interval rules out a change worse than ``threshold`` (its worse end is
+      not beyond it);
+    - INCONCLUSIVE otherwise.
+
+    With an interval that covers the true ratio with probability ``1 - alpha`` (at every
+    round, for the confidence sequence), a true change of at most half the threshold fails
+    with probability at most alpha, and a true change worse than the threshold passes with
+    probability at most alpha. Half, not "no change": a change just inside the threshold
+    (5 % against 10 %) is real, so an interval that merely excludes ×1 would fail it whenever
+    the estimate strays beyond the threshold; with rounds added until the gate decides, it
+    strays sooner or later.
+    """
+    worst, half = limits(metric, threshold)
     if metric.higher_is_better:
-        limit = f"below ×{1 - threshold:.2f}"
-    else:
-        limit = f"above ×{1 + threshold:.2f}"
-    return (
-        f"fail when the estimate is {limit} ({threshold:.0%} worse) and the interval "
-        "excludes ×1 (no change)"
+        if ratio < worst and high < half:
+            return FAIL
+        return PASS if low >= worst else INCONCLUSIVE
+    if ratio > worst and low > half:
+        return FAIL
+    return PASS if high <= worst else INCONCLUSIVE
+
+
+def rule_text(metric: Metric, threshold: float) -> str:
+    """The rule a check applies, in words."""
+    worst, half = limits(metric, threshold)
+    side, end, other = (
+        ("below", "low", "high") if metric.higher_is_better else ("above", "high", "low")
     )
+    return (
+        f"fail when the estimate is {side} ×{worst:.2f} ({threshold:.0%} worse) and the "
+        f"interval's {other} end is {side} ×{half:.3f} (it rules out a change of less than "
+        f"{threshold / 2:.0%}); pass when its {end} end is not {side} ×{worst:.2f} (it rules "
+        "out a change worse than the threshold); otherwise inconclusive"
+    )
+
+
+def _rounds_to_decide(
+    paired: PairedMetric, metric: Metric, threshold: float, alpha: float
+) -> int | None:
+    """About how many rounds in all would decide a check that is inconclusive now, if the
+    estimate and the per-round spread stay as they are; None when no affordable number would
+    (the estimate sits on a boundary)."""
+    if paired.ratio is None or paired.low is None or paired.high is None:
+        return None
+    worst, half = limits(metric, threshold)
+    centre = math.log(paired.ratio)
+    bad_side = (paired.worse_by or 0) > threshold
+    # The interval must shrink to the boundary the estimate is on the far side of.
+    target = math.log(half) if bad_side else math.log(worst)
+    distance = abs(centre - target)
+    if distance <= 0:
+        return None
+    n = len(paired.ratios)
+    if paired.method == SEQUENTIAL:
+        if not paired.spread:
+            return None
+        return sequential.rounds_for(distance, paired.spread, alpha, start=n + 1)
+    reach = (math.log(paired.high) - math.log(paired.low)) / 2
+    if reach <= 0:
+        return None
+    return max(n + 1, math.ceil(n * (reach / distance) ** 2))
 
 
 def _check(paired: PairedMetric, threshold: float, source: str, alpha: float) -> PairedCheck:
     metric = metrics.lookup(paired.metric)
     rule = rule_text(metric, threshold)
 
-    def check(failed: bool, reason: str) -> PairedCheck:
+    def check(verdict: str, reason: str, more: int | None = None) -> PairedCheck:
         return PairedCheck(
             metric=metric.name,
-            failed=failed,
+            failed=verdict == FAIL,
             threshold=threshold,
             threshold_source=source,
             ratio=paired.ratio,
@@ -388,42 +476,61 @@ def _check(paired: PairedMetric, threshold: float, source: str, alpha: float) ->
             rounds=len(paired.ratios),
             reason=reason,
             rule=rule,
+            verdict=verdict,
+            more_rounds=more,
         )
 
     if paired.ratio is None:
         if paired.not_comparable is None:
-            return check(False, f"{metric.label}: no rounds with both sides measured")
+            return check(INCONCLUSIVE, f"{metric.label}: no rounds with both sides measured")
         # From 0 to something: worse where lower is better; a 0 head where higher is better.
         rose = paired.not_comparable.startswith("base")
         worse = rose != metric.higher_is_better
         return check(
-            worse,
+            FAIL if worse else PASS,
             f"{metric.label}: {paired.not_comparable}: "
             + ("worse, fails" if worse else "better, passes"),
         )
     what = describe(paired)
     worse_by = paired.worse_by or 0.0
     beyond = worse_by > threshold
-    if paired.low is None:
-        needed = min_rounds(alpha)
+    if paired.low is None or paired.high is None:
+        needed = sequential.min_rounds(alpha) if paired.method == SEQUENTIAL else min_rounds(alpha)
         return check(
-            False,
+            INCONCLUSIVE,
             f"{what}: not judged: {len(paired.ratios)} usable rounds cannot reach α={alpha:g} "
             f"({needed}+ needed)",
+            needed,
         )
-    excludes = paired.interval_excludes_one
-    if beyond and excludes:
-        reason = f"{what}: worse than the {threshold:.0%} threshold, and the interval excludes ×1"
-    elif beyond:
-        reason = (
-            f"{what}: worse than the {threshold:.0%} threshold, but the interval includes ×1 "
-            "(no change): within the noise of the rounds"
+    verdict = verdict_of(paired.ratio, paired.low, paired.high, threshold, metric)
+    if verdict == FAIL:
+        return check(
+            FAIL,
+            f"{what}: worse than the {threshold:.0%} threshold, and the interval rules out a "
+            f"change of less than {threshold / 2:.0%}",
         )
-    elif worse_by > 0:
-        reason = f"{what}: within the {threshold:.0%} threshold"
+    if verdict == PASS:
+        where = "within the" if worse_by > 0 else "no worse, within the"
+        return check(
+            PASS,
+            f"{what}: {where} {threshold:.0%} threshold, and the interval rules out a change "
+            "worse than it",
+        )
+    bad_end, good_end = (
+        (paired.low, paired.high) if metric.higher_is_better else (paired.high, paired.low)
+    )
+    more = _rounds_to_decide(paired, metric, threshold, alpha)
+    if beyond:
+        why = (
+            f"worse than the {threshold:.0%} threshold, but the interval reaches "
+            f"×{good_end:.3f}: a change of less than {threshold / 2:.0%} is not ruled out"
+        )
     else:
-        reason = f"{what}: no worse"
-    return check(beyond and excludes, reason)
+        why = (
+            f"the interval reaches ×{bad_end:.3f}, beyond the {threshold:.0%} threshold: a "
+            "change worse than it is not ruled out"
+        )
+    return check(INCONCLUSIVE, f"{what}: inconclusive: {why}", more)
 
 
 def _order(a: dict[int, StrategyResult], rounds: Sequence[int]) -> str:
@@ -445,20 +552,25 @@ def compare_paired(
     gate: Gate,
     label: str = "RESULT",
     allow_missing: bool = False,
+    method: str | None = None,
 ) -> PairedComparison:
     """Judge variant ``head`` against variant ``base`` of ``run`` round by round.
 
     ``base`` and ``head`` are names as :func:`select` takes them. Raises :class:`BadInput`
     for names that are unknown or the same variant, rounds that do not pair, a single round,
     too few rounds for the gate's alpha, and a gated metric the result does not have.
+    ``method``: SIGNED_RANK or SEQUENTIAL; by default SEQUENTIAL where the run added rounds
+    until the gate decided (``--repeat auto``), whose stopping the fixed interval ignores.
     """
+    if method is None:
+        method = SEQUENTIAL if run.scenario.sequential else SIGNED_RANK
     base_key = select(run, base, "--base")
     head_key = select(run, head, "--head")
     if base_key == head_key:
         raise BadInput(f"--base and --head are the same variant ({base_key!r})")
     rounds, a, b, warnings = _rounds_of(run, label, base_key, head_key)
     alpha = gate.alpha
-    if gate.thresholds and len(rounds) < min_rounds(alpha):
+    if gate.thresholds and method == SIGNED_RANK and len(rounds) < min_rounds(alpha):
         raise BadInput(
             f"{label}: {len(rounds)} rounds cannot reach α={alpha:g} with the signed-rank "
             f"test (its smallest two-sided p is {2 / 2 ** len(rounds):.3g}): run "
@@ -487,7 +599,7 @@ def compare_paired(
             x, y = metric.run_value(a[r]), metric.run_value(b[r])
             if x is not None and y is not None:
                 pairs.append((r, x, y))
-        paired[metric.name] = paired_metric(metric, pairs, alpha)
+        paired[metric.name] = paired_metric(metric, pairs, alpha, method)
     for threshold in gate.thresholds:
         if usable and not paired[threshold.metric].base_values:
             raise BadInput(
@@ -506,8 +618,91 @@ def compare_paired(
         allow_missing=allow_missing,
         order=_order(a, rounds) if a else "",
         warnings=warnings,
+        method=method,
+        max_rounds=run.scenario.repeat if run.scenario.sequential else None,
     )
     comparison.checks = [
         _check(paired[t.metric], t.fraction, t.source, alpha) for t in gate.thresholds
     ]
     return comparison
+
+
+def judge_run(run: RunResult, label: str = "RESULT") -> PairedComparison | None:
+    """The A/B gate the run was given (``--base``/``--head`` and its gate), on what it has
+    measured so far; None when it was given none."""
+    scenario = run.scenario
+    if scenario.base is None or scenario.head is None:
+        return None
+    return compare_paired(
+        run,
+        base=scenario.base,
+        head=scenario.head,
+        gate=resolve_gate(run, label),
+        label=label,
+    )
+
+
+def decided(comparison: PairedComparison) -> bool:
+    """Whether more rounds could change nothing: every check passed or failed, or a side
+    failed a round (which fails the gate whatever comes after)."""
+    return comparison.missing_fails or all(c.verdict != INCONCLUSIVE for c in comparison.checks)
+
+
+def check_budget(rounds: int, alpha: float) -> None:
+    """Raise :class:`BadInput` when ``rounds`` can never decide at ``alpha``."""
+    least = sequential.min_rounds(alpha)
+    if rounds < least:
+        raise BadInput(
+            f"--max-rounds {rounds}: the sequential gate cannot decide anything before round "
+            f"{least} at α={alpha:g}: give {least} or more (40 is usual)"
+        )
+
+
+def round_line(comparison: PairedComparison) -> str:
+    """One line after a round of a sequential run: each check's estimate, interval, verdict."""
+    parts = []
+    for check in comparison.checks:
+        label = metrics.lookup(check.metric).label
+        if check.ratio is None:
+            parts.append(f"{label} {check.verdict}")
+            continue
+        interval = "" if check.low is None else f" [×{check.low:.3f}..×{check.high:.3f}]"
+        parts.append(f"{label} ×{check.ratio:.3f}{interval} {check.verdict}")
+    budget = f" of at most {comparison.max_rounds}" if comparison.max_rounds else ""
+    missing = "; a side failed a round" if comparison.missing_fails else ""
+    return f"A/B gate after round {comparison.rounds}{budget}: " + "; ".join(parts) + missing
+
+
+@dataclass(frozen=True)
+class Step:
+    """The estimate and interval of one metric over the first ``rounds`` rounds."""
+
+    rounds: int
+    ratio: float
+    low: float | None
+    high: float | None
+    verdict: str | None  # of the check on this metric, had the run stopped here
+
+
+def interval_path(
+    comparison: PairedComparison, metric_name: str, threshold: float | None = None
+) -> list[Step]:
+    """How the interval of ``metric_name`` narrowed round by round: the comparison's own
+    method on the first 2, 3, ... of its paired rounds. With the sequential method each step
+    is what the run saw when it judged after that round; with the signed-rank interval each
+    is a fixed-sample interval over that prefix (valid alone, not as a rule for stopping)."""
+    paired = comparison.metrics[metric_name]
+    metric = metrics.lookup(metric_name)
+    pairs = list(
+        zip((r - 1 for r in paired.rounds), paired.base_values, paired.head_values, strict=True)
+    )
+    steps = []
+    for n in range(2, len(pairs) + 1):
+        prefix = paired_metric(metric, pairs[:n], comparison.alpha, comparison.method)
+        if prefix.ratio is None:
+            break
+        verdict = None
+        if threshold is not None and prefix.low is not None and prefix.high is not None:
+            verdict = verdict_of(prefix.ratio, prefix.low, prefix.high, threshold, metric)
+        steps.append(Step(n, prefix.ratio, prefix.low, prefix.high, verdict))
+    return steps

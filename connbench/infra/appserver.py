@@ -113,11 +113,16 @@ def database_env(dsn: str) -> dict[str, str]:
 
 
 def uvicorn_argv(
-    app_path: str, port: int, workers: int, launcher: list[str] | None = None
+    app_path: str,
+    port: int,
+    workers: int,
+    launcher: list[str] | None = None,
+    python: str | None = None,
 ) -> list[str]:
-    """uvicorn's command line for ``app_path``; ``launcher`` replaces ``-m uvicorn APP``."""
+    """uvicorn's command line for ``app_path``; ``launcher`` replaces ``-m uvicorn APP``,
+    ``python`` connbench's own interpreter."""
     return [
-        sys.executable,
+        python or sys.executable,
         *(launcher or ["-m", "uvicorn", app_path]),
         "--host",
         "127.0.0.1",

@@ -36,13 +36,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from connbench.infra import appserver, ledger, procs
+from connbench.infra import appserver, launch, ledger, procs
 from connbench.infra.launch import FAILED
 from connbench.infra.postgres import CONNECT_TIMEOUT_S, CONTROL_APP, Postgres
 from connbench.model import files
 from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec, Compiled
 from connbench.model.dsn import redact, remember_secret
-from connbench.model.errors import ProcessError, first_line
+from connbench.model.errors import BadInput, ProcessError, first_line
 
 # An own app or a target gets a database to itself (or is the one client of its database), so
 # its sessions are every client session there but connbench's own: whatever library it uses,
@@ -300,6 +300,11 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
     app_dir = spec.dir or "."
     env = procs.child_env({**appserver.database_env(db.dsn), **dict(spec.env)})
     launcher = ["-m", "connbench.infra.launch", spec.app, app_dir]
+    if spec.python is not None:
+        # Its own virtualenv need not have connbench: the launcher (stdlib and uvicorn only)
+        # goes as source. And not connbench's virtualenv in its environment.
+        env.pop("VIRTUAL_ENV", None)
+        launcher = ["-c", Path(launch.__file__).read_text(), spec.app, app_dir]
 
     answers: list[str] = []
 
@@ -309,7 +314,9 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
     strays: list[str] = []
     try:
         with appserver.serve(
-            lambda port: appserver.uvicorn_argv(spec.app or "", port, workers, launcher),
+            lambda port: appserver.uvicorn_argv(
+                spec.app or "", port, workers, launcher, spec.python
+            ),
             env,
             f"app {spec.name}",
             log_path,
@@ -321,6 +328,52 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
         raise
     except ProcessError:
         raise AppFailed(f"app {spec.name}: {start_failure(log_path)}") from None
+
+
+# What uvicorn is run with (--loop uvloop --http httptools, as for the built-in strategies).
+INTERPRETER_NEEDS = ("uvicorn", "uvloop", "httptools")
+INTERPRETER_CHECK_TIMEOUT_S = 60.0
+
+
+def check_interpreter(spec: AppSpec) -> str | None:
+    """Before anything starts: that ``spec.python`` runs and has uvicorn, uvloop and httptools.
+    Returns its ``sys.prefix`` (None without one); raises :class:`BadInput` in one line."""
+    if spec.python is None:
+        return None
+    who = f"--app-python {spec.name}: {spec.python}"
+    code = (
+        "import importlib.util, sys\n"
+        f"missing = [m for m in {INTERPRETER_NEEDS!r} if importlib.util.find_spec(m) is None]\n"
+        "print(' '.join(missing) or '-', sys.prefix)"
+    )
+    try:
+        proc = subprocess.run(
+            [spec.python, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=INTERPRETER_CHECK_TIMEOUT_S,
+            env=procs.child_env({}),
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise BadInput(f"{who}: no such interpreter") from None
+    except PermissionError:
+        raise BadInput(f"{who}: not executable") from None
+    except OSError as exc:
+        raise BadInput(f"{who}: cannot run it ({exc.strerror or exc})") from None
+    except subprocess.TimeoutExpired:
+        raise BadInput(f"{who}: no answer within {INTERPRETER_CHECK_TIMEOUT_S:g} s") from None
+    missing, _, prefix = proc.stdout.strip().partition(" ")
+    if proc.returncode != 0 or not prefix:
+        cause = (proc.stderr.strip() or f"exit code {proc.returncode}").splitlines()[-1][:200]
+        raise BadInput(f"{who}: not a Python interpreter that connbench can use ({cause})")
+    if missing != "-":
+        names = missing.split()
+        raise BadInput(
+            f"{who}: lacks {', '.join(names)}: install {'it' if len(names) == 1 else 'them'} "
+            "there (pip install 'uvicorn[standard]')"
+        )
+    return prefix
 
 
 # Failures with a known cause, as the app's log words them: (pattern, what it means).

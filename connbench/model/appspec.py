@@ -20,6 +20,7 @@ import base64
 import itertools
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -130,6 +131,7 @@ class AppSpec:
     requests: tuple[Request, ...] = ()  # a mix (request tables); () : the one request above
     # The target URL's user:password, base64 as HTTP Basic sends it (never shown).
     basic_auth: str | None = field(default=None, repr=False)
+    python: str | None = None  # the interpreter uvicorn runs under; None: connbench's own
 
     @property
     def kind(self) -> str:
@@ -195,6 +197,7 @@ class AppSpec:
             "count_sql": self.count_sql,
             "ready_path": self.ready_path,
             "requests": [r.describe() for r in self.mix] if self.requests else None,
+            "python": self.python,
         }
 
 
@@ -311,6 +314,21 @@ def _quoted(text: str) -> str:
     """``text`` quoted with control characters escaped, cut short (a message is one line)."""
     shown = repr(text)
     return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def parse_python(value: Any) -> str:
+    """An interpreter: a path (made absolute, symlinks kept: a virtualenv's ``bin/python`` is
+    one, and resolving it would leave the virtualenv) or a name looked up on ``PATH``."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise ValueError(f"expected the path of a Python interpreter, got {value!r}")
+    text = value.strip()
+    return os.path.abspath(os.path.expanduser(text)) if os.sep in text else text
+
+
+def parse_app_python(text: Any) -> tuple[str, str]:
+    """``NAME=PATH`` (--app-python): the own app NAME runs under the interpreter PATH."""
+    name, rest = _split(text, "NAME=PATH")
+    return name, parse_python(rest)
 
 
 def parse_path(value: Any) -> str:
@@ -539,7 +557,7 @@ REQUEST_FIELDS = {
 }
 _FIELD = {"request": "requests"}  # a key whose AppSpec field is named otherwise
 _ONE_REQUEST = ("path", "method", "body")  # what a mix's requests say each for itself
-_TABLE_KEYS = ("name", "app", "dir", "url", "env", *REQUEST_FIELDS)
+_TABLE_KEYS = ("name", "app", "dir", "url", "env", "python", *REQUEST_FIELDS)
 
 
 def parse_table(value: Any) -> AppSpec:
@@ -560,6 +578,13 @@ def parse_table(value: Any) -> AppSpec:
             spec = replace(spec, dir=str(value["dir"]))
     else:
         spec = parse_target(f"{name}={value['url']}")
+    if "python" in value:
+        if spec.kind != "app":
+            raise ValueError(f"app {name!r}: python applies to app = '...', not to a url")
+        try:
+            spec = replace(spec, python=parse_python(value["python"]))
+        except ValueError as exc:
+            raise ValueError(f"app {name!r}: python: {exc}") from None
     try:
         if "env" in value:
             spec = replace(spec, env=_env(value["env"]))

@@ -119,6 +119,9 @@ class AppRecord(Model):
     setup_sql: str | None = None
     count_sql: str | None = None
     ready_path: str | None = None
+    python: str | None = Field(
+        default=None, description="The interpreter it ran under (--app-python); null: connbench's."
+    )
     requests: list[RequestRecord] | None = Field(
         default=None, description="The mix (request tables); null: the one request above."
     )
@@ -161,6 +164,12 @@ class ScenarioRecord(Model):
     pool_max_effective: list[int]
     app: list[AppRecord] = []
     target: list[AppRecord] = []
+    base: str | None = Field(default=None, description="--base: the A/B gate's base variant.")
+    head: str | None = Field(default=None, description="--head: the A/B gate's head variant.")
+    sequential: bool = Field(
+        default=False,
+        description="--repeat auto: rounds added until the gate decided; repeat is the budget.",
+    )
 
 
 # --- one run of one variant ---------------------------------------------------------------------

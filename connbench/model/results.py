@@ -60,6 +60,11 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
     names and body text, placeholders unfilled) and, per run of a mix of more than one kind,
     ``by_request`` (each kind's sent, ok, errors by kind, req/s and latency). Older files load
     with neither (null): they sent one request.
+11. The A/B gate in the run and who generated the load: ``scenario.base``, ``head`` and
+    ``sequential`` (``--repeat auto``), ``python`` on an own app (the
+    interpreter it ran under), ``scenario.locust_token_file`` and ``generator.locust.refused``
+    (Locust workers that were turned away). Older files load without (no gate in the run, no
+    worker refused).
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ from connbench.model.result_types import (
 
 __all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
 
-SCHEMA_VERSION = 10  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_VERSION = 11  # bump on any change a reader must know about; add its step to MIGRATIONS
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
@@ -400,6 +405,7 @@ MIGRATIONS: dict[int, Callable[[Document], Document]] = {
     7: _unchanged,  # 8 added each run's position in its round: absent, null
     8: _unchanged,  # 9 added the git commit of the checkout and of own apps: absent, null
     9: _unchanged,  # 10 added request mixes: absent, one request
+    10: _unchanged,  # 11 added the run's A/B gate, an app's interpreter, refused workers
 }
 
 

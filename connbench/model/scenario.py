@@ -11,8 +11,8 @@ import importlib.util
 import itertools
 import math
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,14 @@ from connbench.apps import STRATEGIES
 from connbench.model import appspec, faults, template
 from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
-from connbench.model.checks import CompleteError, Limit, parse_gate, parse_limit
+from connbench.model.checks import (
+    CompleteError,
+    Limit,
+    parse_alpha,
+    parse_fail_on,
+    parse_gate,
+    parse_limit,
+)
 from connbench.model.dsn import display, redact_toml
 from connbench.model.errors import ScenarioError, first_line
 from connbench.model.faults import Fault
@@ -144,7 +151,7 @@ class Scenario:
     rate: tuple[float, ...] | None = None  # open model; concurrency is then the connections
     topology: tuple[str, ...] = ("direct",)
     pgbouncer_pool_size: int = DEFAULT_POOL_SIZE
-    repeat: int = 1
+    repeat: int = 1  # with ``sequential``: the most rounds (--max-rounds)
     postgres: str = "embedded"
     engine: str = "httptools"
     # The locust engine: local worker processes, remote ones to wait for, the master's address.
@@ -162,6 +169,11 @@ class Scenario:
     source_text: str | None = None  # its exact text, recorded in the result
     app: tuple[AppSpec, ...] = ()  # own apps (--app, [[app]] tables)
     target: tuple[AppSpec, ...] = ()  # apps already running (--target)
+    # An A/B gate given to the run (--base/--head): judged at the end, or after every round
+    # with --repeat auto (``sequential``), which stops once every gated check is decided.
+    base: str | None = None
+    head: str | None = None
+    sequential: bool = False
 
     @property
     def own_apps(self) -> tuple[AppSpec, ...]:
@@ -439,6 +451,54 @@ def _fail_if(value: Any) -> tuple[Limit, ...]:
         raise _Complete(str(exc)) from None
 
 
+def _app_pythons(value: Any) -> tuple[tuple[str, str], ...]:
+    items = value if isinstance(value, list) else [value]
+    try:
+        return tuple(appspec.parse_app_python(item) for item in items)
+    except ValueError as exc:
+        raise _Complete(str(exc)) from None
+
+
+def _repeat(value: Any) -> int | str:
+    """A number of rounds, or ``auto``: rounds until the A/B gate decides (--max-rounds)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(_bounded(_positive_int, "repeat")(value))
+    except _Complete:
+        raise
+    except ValueError as exc:
+        if "at most" in str(exc):
+            raise
+        raise ValueError(f"{exc}, or auto (rounds until the A/B gate decides)") from None
+
+
+def _fail_on(value: Any) -> tuple[tuple[str, float], ...]:
+    items = value if isinstance(value, list) else [value]
+    try:
+        return tuple(parse_fail_on(str(item)) for item in items)
+    except ValueError as exc:
+        raise _Complete(f"{exc}, got {_shown(value)}") from None
+
+
+def select_variant(keys: Sequence[str], name: str, flag: str) -> str:
+    """The key ``name`` means: a whole key, or words of it that only one key has (``head``,
+    ``connect``, ``pool=1..1``). Raises ValueError saying which keys there are otherwise."""
+    if name in keys:
+        return name
+    wanted = set(name.split())
+    found = [k for k in keys if wanted and wanted <= set(k.split())]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        choices = "; ".join(repr(k) for k in found)
+        raise ValueError(
+            f"{flag} {name!r} matches several variants ({choices}): give more of a key"
+        )
+    known = "; ".join(repr(k) for k in keys) or "none"
+    raise ValueError(f"{flag} {name!r}: no such variant in the result (variants: {known})")
+
+
 def _own_apps(parse_flag: Callable[[Any], AppSpec]) -> Callable[[Any], tuple[AppSpec, ...]]:
     """``[[app]]`` tables (a file) or ``NAME=...`` strings (repeatable flags)."""
 
@@ -473,7 +533,12 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "workers": _list_of(_bounded(_positive_int, "workers")),
     "topology": _list_of(_topology),
     "pgbouncer_pool_size": _bounded(_positive_int, "pgbouncer_pool_size"),
-    "repeat": _bounded(_positive_int, "repeat"),
+    "repeat": _repeat,
+    "max_rounds": _bounded(_positive_int, "repeat"),
+    "base": _text,
+    "head": _text,
+    "fail_on": _fail_on,
+    "alpha": parse_alpha,
     "rate": _list_of(_bounded(_rate, "rate")),
     "postgres": _backend,
     "engine": _engine,
@@ -488,6 +553,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "fail_if": _fail_if,
     "app": _own_apps(appspec.parse_app),
     "target": _own_apps(appspec.parse_target),
+    "app_python": _app_pythons,
 }
 
 
@@ -562,6 +628,7 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
         parsed["server"] = {**values.get("server", {}), **parsed["server"]}
     values.update(parsed)
     _own_apps_given(values, request, explicit_strategies="strategies" in values)
+    _ab_given(values)
     scenario = Scenario(**values)
     pool_min, pool_maxes = scenario.effective_pool
     if min(pool_maxes) < pool_min:
@@ -582,7 +649,50 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
     if scenario.fault is not None:
         from_flag = given.get("fault") is not None
         _check_fault(scenario, flag_name("fault") if from_flag else f"{path}: fault")
+    _check_ab(scenario)
     return scenario
+
+
+DEFAULT_MAX_ROUNDS = 40  # --repeat auto without --max-rounds
+
+
+def _ab_given(values: dict[str, Any]) -> None:
+    """Fold --fail-on and --alpha into the gate; --repeat auto into ``sequential`` with
+    ``repeat`` its budget of rounds."""
+    gate = dict(values.get("gate", {}))
+    gate.update(values.pop("fail_on", ()))
+    if "alpha" in values:
+        gate["alpha"] = values.pop("alpha")
+    values["gate"] = gate
+    max_rounds = values.pop("max_rounds", None)
+    if values.get("repeat") == "auto":
+        values["sequential"] = True
+        values["repeat"] = DEFAULT_MAX_ROUNDS if max_rounds is None else max_rounds
+    elif max_rounds is not None:
+        raise ScenarioError("--max-rounds: goes with --repeat auto (rounds until decided)")
+
+
+def _check_ab(scenario: Scenario) -> None:
+    """--base/--head name two variants (and come together); --repeat auto needs them and a
+    threshold (its budget is checked by the runner, which knows the statistics)."""
+    if (scenario.base is None) != (scenario.head is None):
+        raise ScenarioError("--base and --head go together: name both variants of the A/B run")
+    thresholds = [k for k in scenario.gate if k != "alpha"]
+    if scenario.sequential and (scenario.base is None or not thresholds):
+        raise ScenarioError(
+            "--repeat auto: needs the gate it runs until: --base NAME --head NAME and at least "
+            "one --fail-on METRIC:PERCENT"
+        )
+    if scenario.base is None or scenario.head is None:
+        return
+    keys = [v.key for v in scenario.variants()]
+    try:
+        base = select_variant(keys, scenario.base, "--base")
+        head = select_variant(keys, scenario.head, "--head")
+    except ValueError as exc:
+        raise ScenarioError(str(exc).replace("in the result", "in this run")) from None
+    if base == head:
+        raise ScenarioError(f"--base and --head are the same variant ({base!r})")
 
 
 def _own_apps_given(
@@ -595,6 +705,15 @@ def _own_apps_given(
         except ValueError as exc:
             key, _, reason = str(exc).partition(": ")
             raise ScenarioError(f"{flag_name(key)}: {reason}") from None
+    pythons = values.pop("app_python", ())
+    apps = {spec.name: spec for spec in values.get("app", ())}
+    for name, python in pythons:
+        if name not in apps:
+            known = ", ".join(apps) or "none"
+            raise ScenarioError(f"--app-python {name}: no --app of that name (apps: {known})")
+        apps[name] = replace(apps[name], python=python)
+    if pythons:
+        values["app"] = tuple(apps.values())
     specs = (*values.get("app", ()), *values.get("target", ()))
     for spec in specs:
         spec.remember_secrets()  # masked in every output from here on

@@ -60,6 +60,8 @@ def _gate_cell(variant: VariantComparison, metric: str, mark: Mark) -> str:
     for verdict in variant.verdicts:
         if verdict.metric == metric:
             limit = f"{verdict.threshold:.0%}"
+            if verdict.verdict == "inconclusive":
+                return mark(f"? {limit}", "warn")
             return mark(f"FAIL {limit}", "bad") if verdict.failed else mark(f"pass {limit}", "good")
     return ""
 
@@ -130,6 +132,9 @@ def _verdict_summary(comparison: Comparison) -> str:
         return f"REGRESSION: {failed} of {checks} failed"
     if not verdicts:
         return "no checks"
+    undecided = sum(v.verdict == "inconclusive" for v in verdicts)
+    if undecided:
+        return f"INCONCLUSIVE: {undecided} of {checks} worse than the threshold but not significant"
     return f"no regression ({checks} passed)"
 
 
@@ -166,10 +171,15 @@ def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
             say(WARNING, environment_line(comparison))
         for warning in comparison.warnings:
             say(WARNING, warning)
-        for verdict in sorted(comparison.verdicts, key=lambda v: not v.failed):
-            mark = "[bold red]✗ FAIL[/bold red] " if verdict.failed else "[green]✓ pass[/green] "
-            say(mark, f"{verdict.variant}: {verdict.reason}")
-        say("[bold red]" if comparison.failed else "[green]", _verdict_summary(comparison))
+        marks = {
+            "fail": "[bold red]✗ FAIL[/bold red] ",
+            "inconclusive": "[yellow]? inconclusive[/yellow] ",
+            "pass": "[green]✓ pass[/green] ",
+        }
+        for verdict in sorted(comparison.verdicts, key=lambda v: ORDER[v.verdict]):
+            say(marks[verdict.verdict], f"{verdict.variant}: {verdict.reason}")
+        style = "[bold red]" if comparison.failed else "[green]"
+        say("[yellow]" if comparison.inconclusive else style, _verdict_summary(comparison))
 
 
 def _matters(comparison: Comparison) -> str:
@@ -188,13 +198,17 @@ def environment_line(comparison: Comparison) -> str:
     return f"BASE and NEW ran in different environments, {_matters(comparison)} " + ". ".join(parts)
 
 
+ORDER = {"fail": 0, "inconclusive": 1, "pass": 2}
+
+
 def compare_markdown(comparisons: Sequence[Comparison]) -> str:
     failed = [c for c in comparisons if c.failed]
-    head = "❌ regression" if failed else "✅ no regression"
+    undecided = [c for c in comparisons if c.inconclusive]
+    head = "❌ regression" if failed else "⚠️ inconclusive" if undecided else "✅ no regression"
     out = [f"## connbench compare: {head}"]
     for comparison in comparisons:
         out += ["", f"### `{comparison.base_label}` → `{comparison.new_label}`", ""]
-        icon = "❌" if comparison.failed else "✅"
+        icon = "❌" if comparison.failed else "⚠️" if comparison.inconclusive else "✅"
         out.append(f"{icon} **{_verdict_summary(comparison)}**")
         out += ["", _gate_line(comparison)]
         if comparison.missing:
@@ -212,7 +226,11 @@ def compare_markdown(comparisons: Sequence[Comparison]) -> str:
         if bad:
             out += ["", "**Failed checks**", ""]
             out += [f"- ❌ **{v.variant}** · {v.reason}" for v in bad]
-        good = [v for v in verdicts if not v.failed]
+        open_ = [v for v in verdicts if v.verdict == "inconclusive"]
+        if open_:
+            out += ["", "**Inconclusive checks**", ""]
+            out += [f"- ⚠️ **{v.variant}** · {v.reason}" for v in open_]
+        good = [v for v in verdicts if v.verdict == "pass"]
         if good:
             out += ["", "<details><summary>Passed checks</summary>", ""]
             out += [f"- ✅ {v.variant} · {v.reason}" for v in good]
@@ -252,7 +270,15 @@ def compare_csv(comparisons: Sequence[Comparison]) -> str:
                 "new_variant": variant.new_key,
                 "base_status": variant.base_status,
                 "new_status": variant.new_status,
-                "gate": ("fail" if variant.failed else "pass") if variant.verdicts else "",
+                "gate": (
+                    "fail"
+                    if variant.failed
+                    else "inconclusive"
+                    if any(v.verdict == "inconclusive" for v in variant.verdicts)
+                    else "pass"
+                )
+                if variant.verdicts
+                else "",
                 "failed_checks": ";".join(v.metric for v in variant.verdicts if v.failed),
             }
             for name, change in variant.metrics.items():

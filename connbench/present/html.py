@@ -26,9 +26,17 @@ import vl_convert
 from connbench import __version__
 from connbench.analyse import charts, findings, trend
 from connbench.analyse.compare import Comparison
+from connbench.analyse.paired import (
+    FAIL,
+    INCONCLUSIVE,
+    SEQUENTIAL,
+    PairedComparison,
+    interval_path,
+)
 from connbench.analyse.stats import MEASURED
 from connbench.model import metrics
 from connbench.model.results import RunResult, StrategyResult
+from connbench.present import paired as paired_view
 from connbench.present import sink
 from connbench.present.compare import COMPARE_HEADERS, _compare_rows
 from connbench.present.run import (
@@ -1231,6 +1239,158 @@ def compare_section(page: Page, comparison: Comparison) -> None:
     page.add("</section>")
 
 
+VERDICT_CLASS = {FAIL: "bad", INCONCLUSIVE: "warn", "pass": "good"}
+VERDICT_SIGNS = {FAIL: "✗", INCONCLUSIVE: "?", "pass": "✓"}  # drawn by any font, unlike emoji
+
+
+VERDICT_CLASS = {FAIL: "bad", INCONCLUSIVE: "warn", "pass": "good"}
+VERDICT_SIGNS = {FAIL: "✗", INCONCLUSIVE: "?", "pass": "✓"}  # drawn by any font, unlike emoji
+
+
+def paired_chart(comparison: PairedComparison, metric_name: str, threshold: float | None) -> Chart:
+    """One metric of an A/B run: each round's head/base ratio (dots), and the estimate and
+    its interval over the rounds so far (line and band), as they narrowed round by round;
+    ×1, the threshold and half of it as rules."""
+    paired = comparison.metrics[metric_name]
+    metric = metrics.lookup(metric_name)
+    dots = [
+        {"round": r, "ratio": round(ratio, 5)}
+        for r, ratio in zip(paired.rounds, paired.ratios, strict=False)
+    ]
+    path = [
+        {
+            "round": step.rounds,
+            "estimate": round(step.ratio, 5),
+            "low": None if step.low is None else round(step.low, 5),
+            "high": None if step.high is None else round(step.high, 5),
+            "verdict": step.verdict or "",
+        }
+        for step in interval_path(comparison, metric_name, threshold)
+    ]
+    rules = [{"at": 1.0, "what": "no change"}]
+    if threshold is not None:
+        sign = -1 if metric.higher_is_better else 1
+        rules += [
+            {"at": 1 + sign * threshold, "what": f"threshold ({threshold:.0%} worse)"},
+            {"at": 1 + sign * threshold / 2, "what": f"half of it ({threshold / 2:.0%})"},
+        ]
+    x = {"field": "round", "type": "quantitative", "title": "round", "axis": {"tickMinStep": 1}}
+    y_scale = {"type": "log", "zero": False}
+    kind = (
+        "confidence sequence (valid at every round)"
+        if comparison.method == SEQUENTIAL
+        else "signed-rank interval over the first n rounds"
+    )
+    what = [r["what"] for r in rules]
+    spec = _spec(
+        f"{metric.label}: head/base, round by round",
+        f"dots: each round's ratio; line and band: the estimate and its {kind}",
+        width=420,
+        height=240,
+        layer=[
+            {
+                "data": {"values": [p for p in path if p["low"] is not None]},
+                "mark": {"type": "area", "opacity": 0.25, "color": "#4e79a7"},
+                "encoding": {
+                    "x": x,
+                    "y": {
+                        "field": "low",
+                        "type": "quantitative",
+                        "scale": y_scale,
+                        "title": "head / base",
+                    },
+                    "y2": {"field": "high"},
+                },
+            },
+            {
+                "data": {"values": path},
+                "mark": {"type": "line", "color": "#4e79a7"},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "estimate", "type": "quantitative", "scale": y_scale},
+                    "tooltip": [
+                        {"field": "round", "type": "quantitative", "title": "rounds"},
+                        {"field": "estimate", "type": "quantitative", "format": ".3f"},
+                        {"field": "low", "type": "quantitative", "format": ".3f"},
+                        {"field": "high", "type": "quantitative", "format": ".3f"},
+                        {"field": "verdict", "type": "nominal"},
+                    ],
+                },
+            },
+            {
+                "data": {"values": dots},
+                "mark": {"type": "point", "filled": True, "size": 50, "color": "#333333"},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "ratio", "type": "quantitative", "scale": y_scale},
+                    "tooltip": [
+                        {"field": "round", "type": "quantitative"},
+                        {"field": "ratio", "type": "quantitative", "format": ".3f"},
+                    ],
+                },
+            },
+            {
+                "data": {"values": rules},
+                "mark": {"type": "rule", "strokeWidth": 1.5},
+                "encoding": {
+                    "y": {"field": "at", "type": "quantitative", "scale": y_scale},
+                    "color": {
+                        "field": "what",
+                        "type": "nominal",
+                        "scale": {"domain": what, "range": [NEUTRAL, BAD, "#b58105"][: len(what)]},
+                        "legend": {"title": None, "orient": "bottom"},
+                    },
+                    "strokeDash": {
+                        "field": "what",
+                        "type": "nominal",
+                        "scale": {"domain": what, "range": [[1, 0], [6, 4], [2, 3]][: len(what)]},
+                        "legend": None,
+                    },
+                },
+            },
+        ],
+    )
+    return Chart(spec, caption=f"{len(paired.ratios)} rounds")
+
+
+def paired_section(page: Page, comparison: PairedComparison) -> None:
+    """An A/B run judged round by round: the verdict, each check, the rounds, the table."""
+    page.add(f"<section><h2>A/B: {esc(paired_view.title(comparison))}</h2>")
+    verdict = comparison.verdict
+    page.add(
+        f'<ul class="warnings"><li class="{VERDICT_CLASS[verdict]}" id="ab-verdict">'
+        f"{VERDICT_SIGNS[verdict]} <strong>{esc(paired_view.summary(comparison))}"
+        "</strong></li></ul>"
+    )
+    page.add(f'<p class="muted">{esc(paired_view.gate_line(comparison))}</p>')
+    if comparison.order:
+        page.add(f'<p class="muted">order: {esc(comparison.order)}</p>')
+    items = [f'<li class="bad">missing: {esc(line)}</li>' for line in comparison.missing]
+    for check in comparison.checks:
+        more = ""
+        if check.verdict == INCONCLUSIVE and check.more_rounds is not None:
+            more = f" (about {check.more_rounds} rounds in all would likely decide it)"
+        items.append(
+            f'<li class="{VERDICT_CLASS[check.verdict]}">{esc(check.verdict)}: '
+            f"{esc(check.reason)}{esc(more)}<br><small>rule: {esc(check.rule)} "
+            f"({esc(check.threshold_source)})</small></li>"
+        )
+    items += [f"<li>{esc(w)}</li>" for w in comparison.warnings]
+    page.add(f'<ul class="warnings">{"".join(items)}</ul>')
+    thresholds = {t.metric: t.fraction for t in comparison.gate.thresholds}
+    shown = list(thresholds) or ["throughput", "p99"]
+    page.charts(
+        "Round by round",
+        [
+            paired_chart(comparison, name, thresholds.get(name))
+            for name in shown
+            if comparison.metrics[name].ratios
+        ],
+    )
+    page.add(html_table(paired_view.HEADERS, paired_view.table_rows(comparison, html_mark)))
+    page.add("</section>")
+
+
 # Draws every chart of the page; marks each drawn one (data-drawn), says why one was not.
 DRAW = """
 const specs = JSON.parse(document.getElementById("connbench-charts").textContent);
@@ -1270,16 +1430,23 @@ def _inline_json(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def report(runs: Sequence[tuple[str, RunResult]], comparisons: Sequence[Comparison] = ()) -> str:
-    """The page: each comparison, then each result (labelled, e.g. by its file name). Every
-    string from them is redacted (:func:`connbench.present.sink.safe`), and so is every part
-    of the page but Vega's own JavaScript."""
+def report(
+    runs: Sequence[tuple[str, RunResult]],
+    comparisons: Sequence[Comparison] = (),
+    paired: Sequence[PairedComparison] = (),
+) -> str:
+    """The page: each A/B verdict, each comparison, then each result (labelled, e.g. by its
+    file name). Every string from them is redacted (:func:`connbench.present.sink.safe`), and
+    so is every part of the page but Vega's own JavaScript."""
     runs = [(sink.text(label), sink.safe(run)) for label, run in runs]
     comparisons = sink.safe(list(comparisons))
+    paired = sink.safe(list(paired))
     page = Page()
     names = ", ".join(label for label, _ in runs)
     page.add("<header><h1>connbench report</h1>")
     page.add(f'<p class="lead">{esc(names)} · made by connbench {esc(__version__)}</p></header>')
+    for ab in paired:
+        paired_section(page, ab)
     for comparison in comparisons:
         compare_section(page, comparison)
     for label, run in runs:

@@ -11,10 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from connbench.analyse.paired import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    SEQUENTIAL,
     PairedCheck,
     PairedComparison,
     PairedMetric,
-    rounds_to_resolve,
 )
 from connbench.model import metrics
 from connbench.present import sink, tracking
@@ -56,10 +59,14 @@ def _gate_cell(check: PairedCheck | None, mark: Mark) -> str:
     if check is None:
         return ""
     limit = f"{check.threshold:.0%}"
-    return mark(f"FAIL {limit}", "bad") if check.failed else mark(f"pass {limit}", "good")
+    if check.verdict == FAIL:
+        return mark(f"FAIL {limit}", "bad")
+    if check.verdict == INCONCLUSIVE:
+        return mark(f"inconclusive {limit}", "warn")
+    return mark(f"pass {limit}", "good")
 
 
-def _rows(comparison: PairedComparison, mark: Mark) -> list[list[str]]:
+def table_rows(comparison: PairedComparison, mark: Mark) -> list[list[str]]:
     checks = {c.metric: c for c in comparison.checks}
     rows = []
     for name, metric in comparison.metrics.items():
@@ -88,9 +95,11 @@ def _rounds_text(metric: PairedMetric) -> str:
 
 
 def title(comparison: PairedComparison) -> str:
+    rounds = f"{comparison.rounds} rounds"
+    if comparison.max_rounds is not None:
+        rounds += f" (of at most {comparison.max_rounds}: --repeat auto)"
     return (
-        f"{comparison.label}: head {comparison.head!r} against base {comparison.base!r}, "
-        f"{comparison.rounds} rounds"
+        f"{comparison.label}: head {comparison.head!r} against base {comparison.base!r}, {rounds}"
     )
 
 
@@ -101,11 +110,23 @@ def gate_line(comparison: PairedComparison) -> str:
             "the scenario)"
         )
     sources = "; ".join(sorted({t.source for t in comparison.gate.thresholds}))
+    if comparison.method == SEQUENTIAL:
+        how = (
+            "its estimate is the mean log ratio, its interval the confidence sequence at "
+            f"α={comparison.alpha:g} (Lai's normal mixture, valid at every round: the run "
+            "stopped when the gate decided)"
+        )
+    else:
+        how = (
+            "its estimate is Hodges-Lehmann, its interval the exact signed-rank one at "
+            f"α={comparison.alpha:g}"
+        )
     return (
-        f"gate ({sources}): per round the head/base ratio; a check fails when its estimate "
-        f"(Hodges-Lehmann) is worse than the threshold and its exact signed-rank interval at "
-        f"α={comparison.alpha:g} excludes ×1 (no change); a variant that failed, was "
-        "unavailable or served nothing in a round fails the gate"
+        f"gate ({sources}): per round the head/base ratio; {how}. A check passes when the "
+        "interval rules out a change worse than its threshold, fails when the estimate is "
+        "worse than the threshold and the interval rules out a change of less than half of "
+        "it, and is inconclusive otherwise; a variant that failed, was unavailable or served "
+        "nothing in a round fails the gate"
         + (" (unless --allow-missing: here it is)" if comparison.allow_missing else "")
     )
 
@@ -113,6 +134,7 @@ def gate_line(comparison: PairedComparison) -> str:
 def power_lines(comparison: PairedComparison) -> list[str]:
     """The smallest change these rounds could have detected, per gated (or every) metric."""
     thresholds = {t.metric: t.fraction for t in comparison.gate.thresholds}
+    checks = {c.metric: c for c in comparison.checks}
     names = list(thresholds) or ["throughput", "p99"]
     lines = []
     for name in names:
@@ -126,16 +148,9 @@ def power_lines(comparison: PairedComparison) -> list[str]:
             f"{label}: {metric.detectable:.1%} (the interval's reach from the estimate, over "
             f"{len(metric.ratios)} rounds)"
         )
-        threshold = thresholds.get(name)
-        if threshold is not None:
-            more = rounds_to_resolve(metric, threshold, comparison.alpha)
-            if more is None:
-                line += f"; finer than the {threshold:.0%} threshold"
-            else:
-                line += (
-                    f"; coarser than the {threshold:.0%} threshold: a change of that size could "
-                    f"pass unseen, about {more} rounds would resolve it"
-                )
+        check = checks.get(name)
+        if check is not None and check.verdict == INCONCLUSIVE and check.more_rounds:
+            line += f"; about {check.more_rounds} rounds in all would likely decide it"
         lines.append(line)
     return lines
 
@@ -154,14 +169,35 @@ def summary(comparison: PairedComparison) -> str:
         return f"REGRESSION: {failed} of {count} failed"
     if not checks:
         return "no checks"
+    open_ = [c for c in checks if c.verdict == INCONCLUSIVE]
+    if open_:
+        return (
+            f"INCONCLUSIVE: {len(open_)} of {count} undecided after {comparison.rounds} rounds"
+            + (f" ({more_rounds_text(open_)})" if more_rounds_text(open_) else "")
+        )
     return f"no regression ({count} passed)"
+
+
+def more_rounds_text(checks: list[PairedCheck]) -> str:
+    """``about 23 rounds in all would likely decide it``, for the undecided checks."""
+    counts = [c.more_rounds for c in checks if c.verdict == INCONCLUSIVE]
+    if not counts:
+        return ""
+    if any(n is None for n in counts):
+        return "no affordable number of rounds is likely to decide: the estimate sits at a boundary"
+    most = max(n for n in counts if n is not None)
+    return f"about {most} rounds in all would likely decide it at this spread"
+
+
+VERDICT_MARKS = {FAIL: "❌", INCONCLUSIVE: "⚠️", PASS: "✅"}
+HEADLINES = {FAIL: "❌ regression", INCONCLUSIVE: "⚠️ inconclusive", PASS: "✅ no regression"}
 
 
 def render_paired(console: Console, comparison: PairedComparison) -> None:
     table = Table(title=f"connbench compare · {title(comparison)}", title_justify="left")
     for header in HEADERS:
         table.add_column(header, justify="left" if header == "metric" else "right")
-    for row in _rows(comparison, rich_mark):
+    for row in table_rows(comparison, rich_mark):
         table.add_row(*row)
     console.print(table)
     say = sayer(console)
@@ -172,9 +208,15 @@ def render_paired(console: Console, comparison: PairedComparison) -> None:
         say("[bold red]missing:[/bold red] " if comparison.missing_fails else WARNING, line)
     for warning in comparison.warnings:
         say(WARNING, warning)
-    for check in sorted(comparison.checks, key=lambda c: not c.failed):
-        mark = "[bold red]✗ FAIL[/bold red] " if check.failed else "[green]✓ pass[/green] "
-        say(mark, check.reason)
+    marks = {
+        FAIL: "[bold red]✗ FAIL[/bold red] ",
+        INCONCLUSIVE: "[yellow]? inconclusive[/yellow] ",
+        PASS: "[green]✓ pass[/green] ",
+    }
+    for check in sorted(comparison.checks, key=lambda c: (not c.failed, c.verdict == PASS)):
+        say(marks[check.verdict], check.reason)
+        if check.verdict == INCONCLUSIVE and check.more_rounds is not None:
+            say("[dim]", f"    about {check.more_rounds} rounds in all would likely decide it")
         if check.failed:
             say(
                 "[dim]", f"    rounds (head/base): {_rounds_text(comparison.metrics[check.metric])}"
@@ -182,13 +224,14 @@ def render_paired(console: Console, comparison: PairedComparison) -> None:
             say("[dim]", f"    rule: {check.rule}")
     for line in power_lines(comparison):
         say("[dim]", f"smallest detectable change: {line}")
-    say("[bold red]" if comparison.failed else "[green]", summary(comparison))
+    style = {FAIL: "[bold red]", INCONCLUSIVE: "[yellow]", PASS: "[green]"}
+    say(style[comparison.verdict], summary(comparison))
 
 
 def paired_markdown(comparison: PairedComparison) -> str:
-    head = "❌ regression" if comparison.failed else "✅ no regression"
+    head = HEADLINES[comparison.verdict]
     out = [f"## connbench compare (A/B): {head}", "", f"`{title(comparison)}`"]
-    icon = "❌" if comparison.failed else "✅"
+    icon = VERDICT_MARKS[comparison.verdict]
     out += ["", f"{icon} **{summary(comparison)}**", "", gate_line(comparison)]
     if comparison.order:
         out += ["", f"Order: {comparison.order}."]
@@ -204,7 +247,22 @@ def paired_markdown(comparison: PairedComparison) -> str:
             out.append(f"- ❌ **{check.reason}**")
             out.append(f"  - rounds (head/base): {_rounds_text(metric)}")
             out.append(f"  - rule: {check.rule} ({check.threshold_source})")
-    good = [c for c in comparison.checks if not c.failed]
+    undecided = [c for c in comparison.checks if c.verdict == INCONCLUSIVE]
+    if undecided:
+        out += ["", "**Inconclusive checks** (neither pass nor fail: more rounds needed)", ""]
+        for check in undecided:
+            metric = comparison.metrics[check.metric]
+            out.append(f"- ⚠️ **{check.reason}**")
+            if check.more_rounds is not None:
+                out.append(
+                    f"  - about **{check.more_rounds} rounds** in all would likely decide it "
+                    f"(now {check.rounds}), if the per-round spread stays as it is"
+                )
+            else:
+                out.append("  - no affordable number of rounds is likely to decide it")
+            out.append(f"  - rounds (head/base): {_rounds_text(metric)}")
+            out.append(f"  - rule: {check.rule} ({check.threshold_source})")
+    good = [c for c in comparison.checks if c.verdict == PASS]
     if good:
         out += ["", "<details><summary>Passed checks</summary>", ""]
         out += [f"- ✅ {c.reason}" for c in good]
@@ -213,7 +271,7 @@ def paired_markdown(comparison: PairedComparison) -> str:
     if power:
         out += ["", "**Smallest change these rounds could have detected**", ""]
         out += [f"- {line}" for line in power]
-    out += ["", md_table(HEADERS, _rows(comparison, markdown_mark))]
+    out += ["", md_table(HEADERS, table_rows(comparison, markdown_mark))]
     if comparison.warnings:
         out += [""] + [f"- ⚠️ {w}" for w in comparison.warnings]
     return "\n".join(out) + "\n"
@@ -244,7 +302,7 @@ def paired_csv(comparison: PairedComparison) -> str:
                 "confidence": metric.confidence,
                 "p": metric.p_value,
                 "detectable": metric.detectable,
-                "gate": "" if check is None else ("fail" if check.failed else "pass"),
+                "gate": "" if check is None else check.verdict,
             }
         )
     return csv_text(rows)
@@ -254,7 +312,10 @@ def paired_json(comparison: PairedComparison) -> str:
     return json_text(
         {
             "failed": comparison.failed,
-            "comparisons": [asdict(comparison) | {"failed": comparison.failed}],
+            "verdict": comparison.verdict,
+            "comparisons": [
+                asdict(comparison) | {"failed": comparison.failed, "verdict": comparison.verdict}
+            ],
         }
     )
 
