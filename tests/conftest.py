@@ -24,6 +24,15 @@ from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
 ROOT = Path(__file__).resolve().parent.parent
+# The docs: the README and the pages under docs/ it links, read as one text by the tests that
+# hold the docs to what connbench does.
+DOC_PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+
+
+def docs_text() -> str:
+    return "\n\n".join(page.read_text() for page in DOC_PAGES)
+
+
 DOCKER_ENGINE_ENV = ROOT / ".docker-engine.env"
 
 

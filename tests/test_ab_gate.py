@@ -18,7 +18,7 @@ import yaml
 from connbench.infra import postgres
 from connbench.model import results
 
-from .conftest import ROOT, script_module
+from .conftest import ROOT, docs_text, script_module
 from .test_gitinfo import git
 
 SCRIPT = ROOT / "scripts" / "ab-gate.sh"
@@ -248,8 +248,9 @@ def test_the_workflow_that_uses_the_action_is_read_only() -> None:
 
 
 def readme_block(after: str, kind: str) -> str:
-    """The first ``kind`` code block of the README after the line ``after``."""
-    text = (ROOT / "README.md").read_text()
+    """The first ``kind`` code block of the docs (the README and its pages) after the line
+    ``after``."""
+    text = docs_text()
     text = text[text.index(after) :]
     text = text[text.index(f"```{kind}\n") + len(kind) + 4 :]
     return text[: text.index("```")]

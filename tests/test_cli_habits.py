@@ -115,9 +115,9 @@ def test_compare_help_names_every_metric_and_dimension_without_a_doubled_word() 
     assert f"without this part of their key: {', '.join(compare.DIMENSIONS)} " in text
 
 
-def test_exit_codes_are_one_table_in_help_and_readme() -> None:
+def test_exit_codes_are_one_table_in_help_and_the_docs() -> None:
     text = runner.invoke(app, ["-h"]).stdout
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "reliability.md").read_text()
     flat = " ".join(text.split())  # a long meaning is wrapped under itself
     for code, meaning in cli.EXIT_CODES:
         assert f" {code} {meaning}" in flat, code

@@ -22,7 +22,7 @@ from connbench.measure import locust_engine
 from connbench.measure.load import LoadConfig, _Window
 from connbench.model import results, scenario
 from connbench.model.errors import ProcessError, ScenarioError
-from tests.conftest import ROOT, connbench_cmd, run_cli
+from tests.conftest import ROOT, connbench_cmd, docs_text, run_cli
 from tests.test_end_to_end import _all_gone, _descendants, _wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -522,7 +522,7 @@ def test_help_and_readme_say_the_worker_runs_the_masters_code() -> None:
     flat = " ".join(shown.output.split())
     assert "run the Python code the master sends them" in flat
     assert "not yours" in flat
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(docs_text().split())
     assert "the workers download the locustfile from the master and run that Python code" in readme
 
 
