@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -903,22 +902,19 @@ def _write_html(
 ) -> Path:
     """Write the HTML report of ``runs`` (and ``comparisons``; or their trend) to ``path``,
     atomically."""
+    from connbench.model import files
     from connbench.present import html as html_view
 
     page = html_view.trend_report(runs) if trend else html_view.report(runs, comparisons or [])
-    tmp = None
+    # Through the result's own checks and writer: only a regular file or a new name (never a
+    # device, a FIFO or a directory), whole or not there at all, fsynced, and with the
+    # result's mode: it shows what the result holds, no more (secrets masked at the sink).
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Private like the result it shows (mkstemp: 0600), and whole or not there at all.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(page)  # redacted by html_view.report, all but Vega's own JavaScript
-        os.replace(tmp, path)
+        return files.write_atomic(files.check_destination(path), page.encode())
+    except files.OutputRefused as exc:
+        raise BadInput(f"{path}: cannot write the report: {exc}") from None
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise BadInput(f"{path}: cannot write the report ({exc.strerror})") from None
-    return path
 
 
 @app.command(name="calibrate", cls=GroupedHelp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,17 @@ def test_the_scenario_block_shows_what_the_user_set_on_one_line_each() -> None:
     for internal in ("locust_bind", "expect_workers", "pool_min_effective", "timeout_s"):
         assert internal not in facts  # Locust did not run; the rest is the default
     assert "\n" not in "".join(facts.values()) and "{" not in "".join(facts.values())
+
+
+def test_the_report_is_written_as_the_result_is(tmp_path: Path) -> None:
+    """Through the result's checks and writer: its mode, never onto a device or a FIFO."""
+    base = _quick_like()
+    results.save(base, tmp_path / "a.json")
+    done = runner.invoke(app, ["report", str(tmp_path / "a.json"), "-o", str(tmp_path / "a.html")])
+    assert done.exit_code == 0, done.output
+    json_mode = (tmp_path / "a.json").stat().st_mode & 0o777
+    assert (tmp_path / "a.html").stat().st_mode & 0o777 == json_mode
+    fifo = tmp_path / "fifo.html"
+    os.mkfifo(fifo)
+    refused = runner.invoke(app, ["report", str(tmp_path / "a.json"), "-o", str(fifo)])
+    assert refused.exit_code == 2 and "is a FIFO" in refused.stderr, refused.output
