@@ -21,7 +21,7 @@ from typer.core import TyperCommand
 from connbench import __version__
 from connbench.apps import STRATEGIES
 from connbench.model import metrics
-from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
+from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
 from connbench.model.errors import BadInput, ConnbenchError
 
 if TYPE_CHECKING:

@@ -40,7 +40,8 @@ from connbench.infra import appserver, launch, ledger, procs
 from connbench.infra.launch import FAILED
 from connbench.infra.postgres import CONNECT_TIMEOUT_S, CONTROL_APP, Postgres
 from connbench.model import files
-from connbench.model.appspec import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, AppSpec, Compiled
+from connbench.model.appspec import AppSpec, Compiled
+from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
 from connbench.model.dsn import redact, remember_secret
 from connbench.model.errors import BadInput, ProcessError, first_line
 

@@ -36,8 +36,6 @@ TARGET_READY_TIMEOUT_S = 5.0  # a running app answers now or is not there
 # How long setup_sql and count_sql may run (a statement timeout on the server, and a cancel
 # from connbench a moment later for SQL that lifts it): a hung query fails its variant, never
 # the whole run.
-SETUP_SQL_TIMEOUT_S = 30.0
-COUNT_SQL_TIMEOUT_S = 10.0
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 _IMPORT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
