@@ -173,6 +173,8 @@ class _Run:
     on_progress: Callable[[Progress], None]
     # Targets whose setup_sql has run (their database outlives the variants: once is enough).
     set_up: set[str] = field(default_factory=set)
+    # What the check before measuring could not drop, by app: said with its first variant.
+    left_by_check: dict[str, list[str]] = field(default_factory=dict)
 
 
 def execute(
@@ -286,6 +288,9 @@ def check(scenario: Scenario, reporter: Reporter) -> None:
         with _server(scenario, results.new_run(scenario.to_dict()), reporter) as pg:
             context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
             failures = check_apps(context, reporter)
+            for left in context.left_by_check.values():  # no variant follows to carry it
+                for line in _not_dropped(left, pg.shared):
+                    reporter.warn(line)
     if failures:
         raise CheckFailed(_check_failed(failures))
 
@@ -329,6 +334,8 @@ def _check_one(run: _Run, spec: AppSpec) -> list[str]:
             raise type(exc)(f"{exc}{details}") from None
         userapp.wait_until_idle(control, db.name)
         userapp.count(spec, control)
+    if db.problems:  # filled as the stack closed: said with the app's first variant
+        run.left_by_check[spec.name] = list(db.problems)
     return answers
 
 
@@ -803,6 +810,7 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     bouncer = None
     log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
     left: list[str] = []  # what could not be dropped afterwards: said, never fatal
+    earlier = run.left_by_check.pop(spec.name, [])  # what its check left
     try:
         with ExitStack() as stack:
             db, control = _app_database(stack, run, spec)
@@ -834,7 +842,7 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
     except ProcessError as exc:
         details = userapp.failure_details(None if target else log_path)
         failed = not_run("failed", redact(str(exc)) + details)
-        failed.warnings += _not_dropped(left, run.pg.shared)
+        failed.warnings += _not_dropped(earlier + left, run.pg.shared)
         return failed
     opened = None
     if sessions_before is not None and sessions_after is not None:
@@ -865,7 +873,7 @@ def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> Str
         if kept is not None:
             result.warnings.append(f"the app's whole log is kept in {kept}")
     result.warnings.extend(served.strays)
-    result.warnings += _not_dropped(left, run.pg.shared)
+    result.warnings += _not_dropped(earlier + left, run.pg.shared)
     return result
 
 
