@@ -20,6 +20,7 @@ from typer.testing import CliRunner, Result
 from connbench.cli import app
 from connbench.model import results
 from connbench.model.errors import ResultFileError
+from connbench.present import sink
 
 FIXTURE = Path(__file__).parent / "fixtures" / "result-v5-fault-calibrate.json"
 DOCUMENT: dict[str, Any] = json.loads(FIXTURE.read_text())
@@ -86,11 +87,12 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _expected_error(path: Path) -> str | None:
-    """What the loader says about ``path`` (None: it loads)."""
+    """What the loader says about ``path`` (None: it loads), as the terminal shows it: through
+    the sink, which strips the control characters a hostile field name may hold."""
     try:
         results.load(path)
     except ResultFileError as exc:
-        return f"connbench: error: {exc}"
+        return sink.text(f"connbench: error: {exc}")
     return None
 
 
