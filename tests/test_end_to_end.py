@@ -308,7 +308,7 @@ def test_workers_each_hold_a_pool_and_the_prediction_says_so(tmp_path: Path) -> 
     assert predicted.fits is True
     # Each worker opens its own pool: more than one pool's worth, never more than predicted.
     assert 3 < part(part(result.server).connections_peak) <= 6
-    assert f"{part(result.server).connections_peak} / 6" in proc.stdout
+    assert f"{part(result.server).connections_peak}/6" in proc.stdout
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
