@@ -269,7 +269,7 @@ def test_the_readme_recipe_runs_as_written(tmp_path: Path, pg: postgres.Postgres
     test_the_gate_fails_a_connection_per_request).
     The first two lines (install connbench into a virtualenv, put it on PATH) are this test's
     own environment; the rounds are cut to 2, the scenario's gate to connections at α 0.5."""
-    lines = readme_block("### The recipe, long form", "sh").splitlines()
+    lines = readme_block("## The recipe, long form", "sh").splitlines()
     assert lines[0].startswith("python3 -m venv") and lines[1].startswith("export PATH=")
     repo = orders_repo(tmp_path, pg.dsn, connections_gate(0.5))
     (repo / "scripts").mkdir()
