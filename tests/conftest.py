@@ -60,6 +60,14 @@ _docker_engine_env()
 # process carries the mark itself, and the fast tier refuses the first process a test starts
 # without it (the guard below), so the tier cannot silently grow slow.
 FAST_TIER = os.environ.get("CONNBENCH_TEST_TIER") == "fast"
+
+
+def examples(full: int) -> int:
+    """How many examples a property test draws: ``full`` in make test, a quarter in the fast
+    tier (the edit loop's minute; the full count still runs before anything lands)."""
+    return max(10, full // 4) if FAST_TIER else full
+
+
 INTEGRATION_FIXTURES = {"pg"}
 
 

@@ -23,12 +23,14 @@ from connbench.model import scenario
 from connbench.model.errors import BadInput
 from connbench.model.scenario import BOUNDS, MAX_RUNS, MAX_SWEEP, build
 
-from .conftest import run_cli, script_module
+from .conftest import examples, run_cli, script_module
 from .test_cli import assert_one_line_exit_2
 
 cli = CliRunner()
 FAST = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 

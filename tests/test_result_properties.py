@@ -22,10 +22,12 @@ from connbench.model import results
 from connbench.model.errors import ResultFileError
 from connbench.present import sink
 
+from .conftest import examples
+
 FIXTURE = Path(__file__).parent / "fixtures" / "result-v5-fault-calibrate.json"
 DOCUMENT: dict[str, Any] = json.loads(FIXTURE.read_text())
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,  # no timing in tests: a slow machine is not a failure
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
