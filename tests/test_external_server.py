@@ -289,7 +289,11 @@ def test_kill_9_mid_own_app_run_then_the_next_run_reports_and_cleanup_removes_on
     proc = _start(tmp_path, server, "r.json", str(scenario), *args)
     children: list[psutil.Process] = []
     try:
-        app_sessions = "application_name = 'someone-else' AND datname LIKE 'connbench\\_app\\_%'"
+        # The measured variant's app: the second database of the run (the first is the check's,
+        # dropped before anything is measured).
+        app_sessions = (
+            "application_name = 'someone-else' AND datname LIKE 'connbench\\_app\\_%\\_2\\_mine'"
+        )
         _wait_for(lambda: bool(_sessions(server, app_sessions)), 90, proc)
         time.sleep(0.5)  # under load
         children = _descendants(proc.pid)
