@@ -816,28 +816,27 @@ def invalid_variants(run: RunResult) -> list[tuple[str, str]]:
     return out
 
 
-def warning_lines(run: RunResult, every_figure: bool = False) -> list[str]:
-    """The run's warnings, one line per kind (:func:`connbench.analyse.advice.grouped`), about
-    the figures the tables show (``every_figure``: the CSV's and the JSON's, every one)."""
-    pairs = [
+def _labelled_warnings(run: RunResult) -> list[tuple[str, str]]:
+    """(variant label, warning) for every warning the run's summaries carry."""
+    return [
         (summary.key if len(run.summary) > 1 else summary.strategy, warning)
         for summary in run.summary
         for warning in summary.warnings
     ]
+
+
+def warning_lines(run: RunResult, every_figure: bool = False) -> list[str]:
+    """The run's warnings, one line per kind (:func:`connbench.analyse.advice.grouped`), about
+    the figures the tables show (``every_figure``: the CSV's and the JSON's, every one)."""
     shown = stats.PERCENTILES if every_figure else ("p50", tail_percentile(run))
-    return advice.grouped(pairs, shown=shown)
+    return advice.grouped(_labelled_warnings(run), shown=shown)
 
 
 def tail_note(run: RunResult) -> str | None:
     """Why the tables show p90 rather than p99, and how to see p99; None when they show p99."""
     if tail_percentile(run) == "p99":
         return None
-    pairs = [
-        (summary.key if len(run.summary) > 1 else summary.strategy, warning)
-        for summary in run.summary
-        for warning in summary.warnings
-        if advice.few_requests(warning) == "p99"
-    ]
+    pairs = [(label, w) for label, w in _labelled_warnings(run) if advice.few_requests(w) == "p99"]
     return "p90 shown, not p99: " + advice.grouped(pairs, shown=("p99",))[0]
 
 
