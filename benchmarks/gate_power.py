@@ -46,6 +46,8 @@ each with its ``env``), as a user's A/B run would serve two revisions.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -53,6 +55,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -493,6 +496,21 @@ def spread_report(workdir: Path) -> str:
 # --- main ---------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def taking_turns(lock: Path | None) -> Iterator[None]:
+    """Hold ``lock`` (flock) for one trial, then let a waiting measurement have its turn."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    time.sleep(2)  # a waiter blocked in flock gets the lock before the next trial asks
+
+
 def schedule(trials: dict[str, int]) -> list[tuple[str, int]]:
     """Round-robin over the levels, so that any busy spell hits every level alike."""
     out = []
@@ -527,6 +545,15 @@ def main() -> int:
     parser.add_argument(
         "--spread", type=int, metavar="TRIALS", help="only A/A trials: the per-round spread"
     )
+    parser.add_argument(
+        "--levels", help="only these levels, comma-separated (e.g. A/A,15%%): a shorter table"
+    )
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        help="hold this file's lock (flock) during each trial, so measurements on a shared "
+        "machine take turns",
+    )
     args = parser.parse_args()
     fail_on = args.fail_on or ["throughput:10%"]
     if args.judge:
@@ -554,7 +581,8 @@ def main() -> int:
     if args.spread:
         for i in range(args.spread):
             out = workdir / f"AA-trial{i + 1:02d}.json"
-            runner.run({"base": 0.0, "head": 0.0}, out)
+            with taking_turns(args.lock):
+                runner.run({"base": 0.0, "head": 0.0}, out)
             log(f"A/A {i + 1}/{args.spread} (load {os.getloadavg()[0]:.2f})")
         print(spread_report(workdir), flush=True)
         return 0
@@ -568,14 +596,20 @@ def main() -> int:
         f"app CPU per request {cost_us:.0f} µs; extra work per level: "
         + ", ".join(f"{level} {w:.0f} µs" for level, w in work.items())
     )
+    chosen = args.levels.split(",") if args.levels else list(TRIALS)
+    unknown = sorted(set(chosen) - TRIALS.keys())
+    if unknown:
+        parser.error(f"unknown level {', '.join(unknown)} (choose from {', '.join(TRIALS)})")
     trials = {level: max(1, round(n * args.scale)) for level, n in TRIALS.items()}
+    trials = {level: n for level, n in trials.items() if level in chosen}
     plan = schedule(trials)
     started = time.monotonic()
     for done, (level, i) in enumerate(plan, 1):
         name = level.replace("A/A", "AA").replace("%", "pct")
         out = workdir / f"{name}-trial{i + 1:02d}.json"
-        t0 = time.monotonic()
-        runner.run({"base": 0.0, "head": work[level]}, out)
+        with taking_turns(args.lock):
+            t0 = time.monotonic()
+            runner.run({"base": 0.0, "head": work[level]}, out)
         verdict = judge(out, fail_on)
         shown = (
             "not judged: " + verdict["error"]
