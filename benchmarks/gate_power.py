@@ -203,16 +203,24 @@ def app_cpu_us_per_request(data: dict[str, Any]) -> float:
 # --- judging ------------------------------------------------------------------------------------
 
 
-def judge(path: Path, fail_on: list[str]) -> dict[str, Any]:
+def judge(path: Path, fail_on: list[str], first: int | None = None) -> dict[str, Any]:
     """What ``connbench compare RESULT --base base --head head --fail-on ...`` decides on one
     trial's result (the functions that command calls, in this process: 70 interpreters
-    started on a busy machine would take minutes): failed or not, the throughput check."""
+    started on a busy machine would take minutes): failed or not, the throughput check.
+    ``first``: judge only the trial's first rounds, as the fixed gate of that many rounds
+    (``--repeat N``) would have on the same measurements."""
     from connbench.analyse import compare, paired
     from connbench.model import checks, results
     from connbench.model.errors import ConnbenchError
 
     try:
         run = results.load(path)
+        if first is not None:
+            if max((r.repeat for r in run.results), default=-1) + 1 < first:
+                return {"error": f"fewer than {first} rounds (the sequential gate stopped sooner)"}
+            scenario = run.scenario.model_copy(update={"sequential": False, "repeat": first})
+            kept = [r for r in run.results if r.repeat < first]
+            run = run.model_copy(update={"scenario": scenario, "results": kept})
         thresholds = [checks.parse_fail_on(text) for text in fail_on]
         gate = compare.resolve_gate(run, str(path), thresholds)
         result = paired.compare_paired(run, base="base", head="head", gate=gate, label=path.name)
@@ -302,12 +310,12 @@ def table(verdicts: dict[str, list[dict[str, Any]]], fail_on: list[str]) -> tupl
     return "\n".join(lines), met
 
 
-def judge_all(workdir: Path, fail_on: list[str]) -> bool:
+def judge_all(workdir: Path, fail_on: list[str], first: int | None = None) -> bool:
     verdicts: dict[str, list[dict[str, Any]]] = {}
     for level, paths in trial_files(workdir).items():
         verdicts[level] = []
         for path in paths:
-            verdict = judge(path, fail_on)
+            verdict = judge(path, fail_on, first)
             verdicts[level].append(verdict)
             shown = (
                 "not judged: " + verdict["error"]
@@ -546,6 +554,12 @@ def main() -> int:
         "--spread", type=int, metavar="TRIALS", help="only A/A trials: the per-round spread"
     )
     parser.add_argument(
+        "--first",
+        type=int,
+        metavar="N",
+        help="--judge: the fixed N-round gate on each trial's first N rounds (same data)",
+    )
+    parser.add_argument(
         "--levels", help="only these levels, comma-separated (e.g. A/A,15%%): a shorter table"
     )
     parser.add_argument(
@@ -560,7 +574,7 @@ def main() -> int:
         if args.spread:
             print(spread_report(args.judge))
             return 0
-        return 0 if judge_all(args.judge, fail_on) else 1
+        return 0 if judge_all(args.judge, fail_on, args.first) else 1
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="gate-power-"))
     workdir.mkdir(parents=True, exist_ok=True)
