@@ -20,8 +20,8 @@ from typer.core import TyperCommand
 
 from connbench import __version__
 from connbench.apps import STRATEGIES
-from connbench.model import metrics
-from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
+from connbench.model import defaults, metrics
+from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, seconds
 from connbench.model.errors import BadInput, ConnbenchError
 
 if TYPE_CHECKING:
@@ -233,7 +233,8 @@ StrategyOpt = Annotated[
         "--strategy",
         "-s",
         metavar="NAME[,...]",
-        help="Strategy name(s), repeatable or comma-separated; 'all' (default: pool).",
+        help="Strategy name(s), repeatable or comma-separated; 'all' "
+        f"(default: {defaults.STRATEGY}).",
         show_default=False,
     ),
 ]
@@ -241,7 +242,8 @@ PgBouncerPoolOpt = Annotated[
     str | None,
     typer.Option(
         metavar=INT,
-        help="PgBouncer's server pool (default_pool_size) (default: 20).",
+        help="PgBouncer's server pool (default_pool_size) "
+        f"(default: {defaults.PGBOUNCER_POOL_SIZE}).",
         show_default=False,
     ),
 ]
@@ -304,7 +306,7 @@ PostgresOpt = Annotated[
     typer.Option(
         "--postgres",
         metavar="BACKEND",
-        help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
+        help=f"{defaults.POSTGRES} (default), local, docker[:IMAGE], or a postgresql:// DSN.",
         show_default=False,
     ),
 ]
@@ -323,7 +325,8 @@ def run(
             "--concurrency",
             "-c",
             metavar=INTS,
-            help=f"Concurrent requests; {INTS_HELP}, e.g. 8,32,128 (default: 32).",
+            help=f"Concurrent requests; {INTS_HELP}, e.g. 8,32,128 "
+            f"(default: {defaults.CONCURRENCY}).",
             show_default=False,
         ),
     ] = None,
@@ -334,7 +337,7 @@ def run(
             "-d",
             metavar=DURATION,
             help="Measured time per variant: 500ms, 30s, 2m; a bare number is seconds "
-            "(default: 10s).",
+            f"(default: {seconds(defaults.DURATION_S)}).",
             show_default=False,
         ),
     ] = None,
@@ -344,20 +347,24 @@ def run(
             "--warmup",
             "-w",
             metavar=DURATION,
-            help="Unmeasured warm-up before each window (default: 2s).",
+            help=f"Unmeasured warm-up before each window (default: {seconds(defaults.WARMUP_S)}).",
             show_default=False,
         ),
     ] = None,
     timeout: Annotated[
         str | None,
         typer.Option(
-            metavar=DURATION, help="Per-request timeout (default: 10s).", show_default=False
+            metavar=DURATION,
+            help=f"Per-request timeout (default: {seconds(defaults.TIMEOUT_S)}).",
+            show_default=False,
         ),
     ] = None,
     pool_min: Annotated[
         str | None,
         typer.Option(
-            metavar=INT, help="Pool min_size (default: psycopg_pool's, 4).", show_default=False
+            metavar=INT,
+            help=f"Pool min_size (default: psycopg_pool's, {defaults.POOL_MIN}).",
+            show_default=False,
         ),
     ] = None,
     pool_max: Annotated[
@@ -372,7 +379,7 @@ def run(
         str | None,
         typer.Option(
             metavar=INTS,
-            help=f"uvicorn worker processes; {INTS_HELP} (default: 1).",
+            help=f"uvicorn worker processes; {INTS_HELP} (default: {defaults.WORKERS}).",
             show_default=False,
         ),
     ] = None,
@@ -392,8 +399,8 @@ def run(
         str | None,
         typer.Option(
             metavar="TOPOLOGY[,...]",
-            help="direct (default), pgbouncer-transaction or pgbouncer-session; a comma list "
-            "sweeps.",
+            help=f"{defaults.TOPOLOGY} (default), pgbouncer-transaction or pgbouncer-session; a "
+            "comma list sweeps.",
             show_default=False,
         ),
     ] = None,
@@ -405,7 +412,8 @@ def run(
             "-r",
             metavar="N|auto",
             help="Run every variant in N rounds, interleaved, the order reversed every other "
-            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1). "
+            f"round (A B, B A, ...): an A/B run for compare --base/--head (default: "
+            f"{defaults.REPEAT}). "
             "'auto': rounds until the --base/--head gate decides, at most --max-rounds.",
             show_default=False,
         ),
@@ -415,7 +423,7 @@ def run(
         typer.Option(
             metavar=INT,
             help="--repeat auto: the most rounds to run before the gate is called "
-            "inconclusive (default: 40).",
+            f"inconclusive (default: {defaults.MAX_ROUNDS}).",
             show_default=False,
         ),
     ] = None,
@@ -452,7 +460,7 @@ def run(
         str | None,
         typer.Option(
             metavar="LEVEL",
-            help="A/B gate on this run: its error rate (default: 0.05).",
+            help=f"A/B gate on this run: its error rate (default: {defaults.ALPHA:g}).",
             show_default=False,
         ),
     ] = None,
@@ -461,7 +469,7 @@ def run(
         str | None,
         typer.Option(
             metavar=INT,
-            help="The throwaway server's max_connections (default: 100).",
+            help=f"The throwaway server's max_connections (default: {defaults.MAX_CONNECTIONS}).",
             show_default=False,
         ),
     ] = None,
@@ -469,15 +477,17 @@ def run(
         str | None,
         typer.Option(
             metavar="ENGINE",
-            help="Load generator: httptools (default), aiohttp, httpx, or locust (Locust's "
-            "master and workers; pip install 'connbench[locust]').",
+            help=f"Load generator: {defaults.ENGINE} (default), aiohttp, httpx, or locust "
+            "(Locust's master and workers; pip install 'connbench[locust]').",
             show_default=False,
         ),
     ] = None,
     locust_workers: Annotated[
         int | None,
         typer.Option(
-            metavar=INT, help="--engine locust: local worker processes (default 1).", min=0
+            metavar=INT,
+            help=f"--engine locust: local worker processes (default {defaults.LOCUST_WORKERS}).",
+            min=0,
         ),
     ] = None,
     expect_workers: Annotated[
@@ -485,7 +495,7 @@ def run(
         typer.Option(
             metavar=INT,
             help="--engine locust: remote workers to wait for (connbench worker --master "
-            "HOST:PORT on each host; default 0).",
+            f"HOST:PORT on each host; default {defaults.EXPECT_WORKERS}).",
             min=0,
         ),
     ] = None,
@@ -494,7 +504,7 @@ def run(
         typer.Option(
             metavar="ADDRESS",
             help="--engine locust: the address the master listens on for workers (default "
-            "127.0.0.1; give a reachable one for remote workers).",
+            f"{defaults.LOCUST_BIND}; give a reachable one for remote workers).",
         ),
     ] = None,
     locust_port: Annotated[
@@ -560,7 +570,7 @@ def run(
             metavar=DURATION,
             help="Print a progress line this often (req/s, p99 so far, errors, server "
             "connections), like pgbench -P; 0 for none. Default: a live bar on a terminal, "
-            "a line every 10s elsewhere (a pipe, a CI log).",
+            f"a line every {seconds(defaults.PROGRESS_EVERY_S)} elsewhere (a pipe, a CI log).",
             show_default=False,
         ),
     ] = None,
@@ -613,7 +623,10 @@ def run(
     ] = None,
     method: Annotated[
         str | None,
-        typer.Option(metavar="METHOD", help="--app/--target: the request's method (default: GET)."),
+        typer.Option(
+            metavar="METHOD",
+            help=f"--app/--target: the request's method (default: {defaults.METHOD}).",
+        ),
     ] = None,
     request_: Annotated[
         list[str] | None,
@@ -926,7 +939,7 @@ def calibrate_cmd(
             "--concurrency",
             "-c",
             metavar=INTS,
-            help=f"Concurrent clients; {INTS_HELP} (default: 32).",
+            help=f"Concurrent clients; {INTS_HELP} (default: {defaults.CONCURRENCY}).",
             show_default=False,
         ),
     ] = None,
@@ -936,7 +949,8 @@ def calibrate_cmd(
             "--duration",
             "-d",
             metavar=DURATION,
-            help="Time per measurement: 500ms, 5s, 1m (default: 5s).",
+            help="Time per measurement: 500ms, 5s, 1m "
+            f"(default: {seconds(defaults.CALIBRATE_DURATION_S)}).",
             show_default=False,
         ),
     ] = None,
@@ -1070,7 +1084,8 @@ def compare_results(
         str | None,
         typer.Option(
             metavar="LEVEL",
-            help="Significance level of the Mann-Whitney U test (default: 0.05, or the gate's).",
+            help="Significance level of the Mann-Whitney U test "
+            f"(default: {defaults.ALPHA:g}, or the gate's).",
             show_default=False,
         ),
     ] = None,
@@ -1311,7 +1326,9 @@ def serve(
     ] = None,
     pool_min: Annotated[
         str | None,
-        typer.Option(metavar=INT, help="Pool min_size (default: 4).", show_default=False),
+        typer.Option(
+            metavar=INT, help=f"Pool min_size (default: {defaults.POOL_MIN}).", show_default=False
+        ),
     ] = None,
     pool_max: Annotated[
         str | None,
@@ -1320,14 +1337,16 @@ def serve(
     workers: Annotated[
         str | None,
         typer.Option(
-            metavar=INT, help="uvicorn worker processes (default: 1).", show_default=False
+            metavar=INT,
+            help=f"uvicorn worker processes (default: {defaults.WORKERS}).",
+            show_default=False,
         ),
     ] = None,
     topology: Annotated[
         str | None,
         typer.Option(
             metavar="TOPOLOGY",
-            help="direct (default), pgbouncer-transaction or pgbouncer-session.",
+            help=f"{defaults.TOPOLOGY} (default), pgbouncer-transaction or pgbouncer-session.",
             show_default=False,
         ),
     ] = None,
@@ -1401,13 +1420,17 @@ def serve(
 def locustfile(
     strategy: Annotated[
         str, typer.Argument(help="The strategy (or variant) whose request the file sends.")
-    ] = "pool",
-    concurrency: Annotated[int, typer.Option(help="Users, to split --rate over.", min=1)] = 32,
+    ] = defaults.STRATEGY,
+    concurrency: Annotated[
+        int, typer.Option(help="Users, to split --rate over.", min=1)
+    ] = defaults.CONCURRENCY,
     rate: Annotated[
         float | None,
         typer.Option(help="Open model: requests per second over all users (default: closed loop)."),
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option(help="Per-request timeout, seconds.")
+    ] = defaults.TIMEOUT_S,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from connbench.apps import STRATEGIES
-from connbench.model import appspec, faults, template
+from connbench.model import appspec, defaults, faults, template
 from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
 from connbench.model.checks import (
@@ -36,7 +36,6 @@ from connbench.model.units import parse_duration
 # How the app reaches the server: directly, or through PgBouncer in one of its pool modes
 # (connbench.infra.pgbouncer runs it).
 TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
-DEFAULT_POOL_SIZE = 20  # PgBouncer's own default_pool_size
 # The load generator's HTTP clients (connbench.measure.load implements them).
 ENGINES = ("httptools", "aiohttp", "httpx", "locust")
 
@@ -140,25 +139,25 @@ class Variant:
 class Scenario:
     name: str = "adhoc"
     description: str = ""
-    strategies: tuple[str, ...] = ("pool",)
-    concurrency: tuple[int, ...] = (32,)
-    duration_s: float = 10.0
-    warmup_s: float = 2.0
-    timeout_s: float = 10.0
-    pool_min: int | None = None  # None: psycopg_pool's default (4)
+    strategies: tuple[str, ...] = (defaults.STRATEGY,)
+    concurrency: tuple[int, ...] = (defaults.CONCURRENCY,)
+    duration_s: float = defaults.DURATION_S
+    warmup_s: float = defaults.WARMUP_S
+    timeout_s: float = defaults.TIMEOUT_S
+    pool_min: int | None = None  # None: psycopg_pool's default (defaults.POOL_MIN)
     pool_max: tuple[int, ...] | None = None  # None: psycopg_pool's default (= pool_min)
-    workers: tuple[int, ...] = (1,)
+    workers: tuple[int, ...] = (defaults.WORKERS,)
     rate: tuple[float, ...] | None = None  # open model; concurrency is then the connections
-    topology: tuple[str, ...] = ("direct",)
-    pgbouncer_pool_size: int = DEFAULT_POOL_SIZE
-    repeat: int = 1  # with ``sequential``: the most rounds (--max-rounds)
-    postgres: str = "embedded"
-    engine: str = "httptools"
+    topology: tuple[str, ...] = (defaults.TOPOLOGY,)
+    pgbouncer_pool_size: int = defaults.PGBOUNCER_POOL_SIZE
+    repeat: int = defaults.REPEAT  # with ``sequential``: the most rounds (--max-rounds)
+    postgres: str = defaults.POSTGRES
+    engine: str = defaults.ENGINE
     # The locust engine: local worker processes, remote ones to wait for, the master's address.
-    locust_workers: int = 1
-    expect_workers: int = 0
-    locust_bind: str = "127.0.0.1"
-    locust_port: int = 0
+    locust_workers: int = defaults.LOCUST_WORKERS
+    expect_workers: int = defaults.EXPECT_WORKERS
+    locust_bind: str = defaults.LOCUST_BIND
+    locust_port: int = defaults.LOCUST_PORT
     # The file holding the token remote workers need (created 0600 when missing).
     locust_token_file: str | None = None
     server: Mapping[str, str] = field(default_factory=dict)
@@ -184,8 +183,9 @@ class Scenario:
 
     @property
     def effective_pool(self) -> tuple[int, tuple[int, ...]]:
-        """(min, maxes) as psycopg_pool will use them: min defaults to 4, max to min."""
-        pool_min = 4 if self.pool_min is None else self.pool_min
+        """(min, maxes) as psycopg_pool will use them: min defaults to its own min_size, max to
+        min."""
+        pool_min = defaults.POOL_MIN if self.pool_min is None else self.pool_min
         return pool_min, self.pool_max or (pool_min,)
 
     def variants(self) -> list[Variant]:
@@ -653,9 +653,6 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
     return scenario
 
 
-DEFAULT_MAX_ROUNDS = 40  # --repeat auto without --max-rounds
-
-
 def _ab_given(values: dict[str, Any]) -> None:
     """Fold --fail-on and --alpha into the gate; --repeat auto into ``sequential`` with
     ``repeat`` its budget of rounds."""
@@ -667,7 +664,7 @@ def _ab_given(values: dict[str, Any]) -> None:
     max_rounds = values.pop("max_rounds", None)
     if values.get("repeat") == "auto":
         values["sequential"] = True
-        values["repeat"] = DEFAULT_MAX_ROUNDS if max_rounds is None else max_rounds
+        values["repeat"] = defaults.MAX_ROUNDS if max_rounds is None else max_rounds
     elif max_rounds is not None:
         raise ScenarioError("--max-rounds: goes with --repeat auto (rounds until decided)")
 
@@ -735,12 +732,12 @@ def _own_apps_given(
         # Faults find the app's sessions by connbench's application_name, which own apps lack.
         raise ScenarioError("--fault: not supported with --app or --target")
     https = [s.name for s in specs if (s.url or "").startswith("https:")]
-    if https and values.get("engine", "httptools") == "httptools":
+    if https and values.get("engine", defaults.ENGINE) == "httptools":
         raise ScenarioError(
             f"--target {https[0]}: an https:// URL needs --engine aiohttp or httpx "
             "(httptools speaks plain HTTP)"
         )
-    backend = parse_backend(values.get("postgres", "embedded"))
+    backend = parse_backend(values.get("postgres", defaults.POSTGRES))
     if values.get("target") and backend.kind != "external":
         raise ScenarioError(
             "--target: needs --postgres DSN (the database that app uses) for the server-side "
