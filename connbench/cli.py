@@ -16,13 +16,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperCommand
 
-from connbench import __version__
+from connbench import __version__, options
 from connbench.apps import STRATEGIES
 from connbench.model import defaults, metrics
-from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, seconds
+from connbench.model.defaults import seconds
 from connbench.model.errors import BadInput, ConnbenchError
+from connbench.options import (
+    DURATION,
+    HELP_OPTIONS,
+    INT,
+    INTS,
+    INTS_HELP,
+    ChartsOpt,
+    ExplainOpt,
+    FormatOpt,
+    GroupedHelp,
+    PgBouncerPoolOpt,
+    PostgresOpt,
+    SummaryOpt,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -84,63 +97,6 @@ COMPARE_EXAMPLES = _examples(
     "# two variants of one run, paired round by round",
     "connbench compare r.json --base pool --head mine --fail-on p99:20%",
 )
-HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-# `--help` in groups, by the option's long name: what runs, the load, pool and server, your
-# own app, Locust, the output, the gate. An option not named here is listed under "Options".
-HELP_GROUPS: dict[str, tuple[str, ...]] = {
-    "Load": (
-        "--strategy", "--concurrency", "--duration", "--warmup", "--timeout", "--rate",
-        "--repeat", "--engine", "--fault",
-    ),
-    "Pool and server": (
-        "--pool-min", "--pool-max", "--workers", "--topology", "--pgbouncer-pool-size",
-        "--postgres", "--max-connections", "--calibrate", "--port",
-    ),
-    "Your app or a running one": (
-        "--app", "--target", "--path", "--method", "--body", "--header", "--ready-path",
-        "--count-sql", "--setup-sql", "--request", "--check", "--app-python",
-    ),
-    "Locust (--engine locust)": (
-        "--locust-workers", "--expect-workers", "--locust-bind", "--locust-port",
-        "--locust-token-file", "--token-file", "--master", "--processes",
-    ),
-    "Output": (
-        "--output", "--format", "--charts", "--explain", "--html", "--progress", "--summary",
-        "--trend",
-    ),
-    "Gate": ("--fail-if", "--fail-on", "--alpha", "--ignore", "--base", "--head",
-             "--allow-missing", "--max-rounds"),
-}  # fmt: skip
-_GROUP_OF = {flag: group for group, flags in HELP_GROUPS.items() for flag in flags}
-
-
-class GroupedHelp(TyperCommand):
-    """Plain click help (fast: no rich to import) with the options in :data:`HELP_GROUPS`."""
-
-    # Typed loosely: typer carries its own copy of click, whose types are private to it.
-    def format_options(self, ctx: Any, formatter: Any) -> None:
-        arguments: list[tuple[str, str]] = []
-        groups: dict[str, list[tuple[str, str]]] = {name: [] for name in HELP_GROUPS}
-        groups["Options"] = []
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is None:
-                continue
-            if param.param_type_name == "argument":
-                arguments.append(record)
-            else:
-                long = max(param.opts, key=len)
-                groups[_GROUP_OF.get(long, "Options")].append(record)
-        if arguments:
-            with formatter.section("Arguments"):
-                formatter.write_dl(arguments)
-        for name, records in groups.items():
-            if records:
-                with formatter.section(name):
-                    formatter.write_dl(records)
-
-
 DEFAULT_WIDTH = 100  # for output that goes to no terminal, unless COLUMNS says otherwise
 
 app = typer.Typer(
@@ -220,66 +176,6 @@ def strategies() -> None:
         _echo(f"{strategy.name:<{width}}  {strategy.summary}", err=False)
 
 
-# Metavars that say what a flag takes (typer would show <str> for every number, because a
-# sweep is given as text).
-INTS = "INTEGER[,...]"
-INT = "INTEGER"
-DURATION = "DURATION"
-INTS_HELP = "INTEGER or a comma list (a sweep)"
-
-StrategyOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--strategy",
-        "-s",
-        metavar="NAME[,...]",
-        help="Strategy name(s), repeatable or comma-separated; 'all' "
-        f"(default: {defaults.STRATEGY}).",
-        show_default=False,
-    ),
-]
-PgBouncerPoolOpt = Annotated[
-    str | None,
-    typer.Option(
-        metavar=INT,
-        help="PgBouncer's server pool (default_pool_size) "
-        f"(default: {defaults.PGBOUNCER_POOL_SIZE}).",
-        show_default=False,
-    ),
-]
-FormatOpt = Annotated[
-    str,
-    typer.Option(
-        "--format",
-        metavar="FORMAT",
-        help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant), "
-        "json, html (a self-contained page with charts), or for tracking tools: "
-        "github-action-benchmark (its customSmallerIsBetter array; "
-        "github-action-benchmark:bigger for customBiggerIsBetter: throughput) or bmf "
-        "(Bencher). Progress and notes go to stderr for all but table.",
-    ),
-]
-SummaryOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--summary",
-        metavar="FILE",
-        help='Also append the Markdown report to FILE, e.g. --summary "$GITHUB_STEP_SUMMARY" '
-        "(written whatever the exit code).",
-        show_default=False,
-    ),
-]
-ChartsOpt = Annotated[
-    bool, typer.Option("--charts/--no-charts", help="Draw the per-second charts.")
-]
-ExplainOpt = Annotated[
-    bool,
-    typer.Option(
-        "--explain", help="Say under each table what its columns mean (said once, not every run)."
-    ),
-]
-
-
 def _format(value: str) -> str:
     from connbench.present import common
 
@@ -301,389 +197,9 @@ def _append_summary(path: Path | None, markdown: str) -> None:
         raise BadInput(f"--summary: cannot write {path} ({exc.strerror})") from None
 
 
-PostgresOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--postgres",
-        metavar="BACKEND",
-        help=f"{defaults.POSTGRES} (default), local, docker[:IMAGE], or a postgresql:// DSN.",
-        show_default=False,
-    ),
-]
-
-
 @app.command(cls=GroupedHelp, epilog=RUN_EXAMPLES)
-def run(
-    scenario_file: Annotated[
-        Path | None,
-        typer.Argument(help="A scenario TOML file; flags override its values.", metavar="FILE"),
-    ] = None,
-    strategy: StrategyOpt = None,
-    concurrency: Annotated[
-        str | None,
-        typer.Option(
-            "--concurrency",
-            "-c",
-            metavar=INTS,
-            help=f"Concurrent requests; {INTS_HELP}, e.g. 8,32,128 "
-            f"(default: {defaults.CONCURRENCY}).",
-            show_default=False,
-        ),
-    ] = None,
-    duration: Annotated[
-        str | None,
-        typer.Option(
-            "--duration",
-            "-d",
-            metavar=DURATION,
-            help="Measured time per variant: 500ms, 30s, 2m; a bare number is seconds "
-            f"(default: {seconds(defaults.DURATION_S)}).",
-            show_default=False,
-        ),
-    ] = None,
-    warmup: Annotated[
-        str | None,
-        typer.Option(
-            "--warmup",
-            "-w",
-            metavar=DURATION,
-            help=f"Unmeasured warm-up before each window (default: {seconds(defaults.WARMUP_S)}).",
-            show_default=False,
-        ),
-    ] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            metavar=DURATION,
-            help=f"Per-request timeout (default: {seconds(defaults.TIMEOUT_S)}).",
-            show_default=False,
-        ),
-    ] = None,
-    pool_min: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INT,
-            help=f"Pool min_size (default: psycopg_pool's, {defaults.POOL_MIN}).",
-            show_default=False,
-        ),
-    ] = None,
-    pool_max: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INTS,
-            help=f"Pool max_size; {INTS_HELP} (default: psycopg_pool's, = min).",
-            show_default=False,
-        ),
-    ] = None,
-    workers: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INTS,
-            help=f"uvicorn worker processes; {INTS_HELP} (default: {defaults.WORKERS}).",
-            show_default=False,
-        ),
-    ] = None,
-    rate: Annotated[
-        str | None,
-        typer.Option(
-            "--rate",
-            "-R",
-            metavar="RPS[,...]",
-            help="Open model: requests/s offered on a fixed schedule (wrk2's -R; latency "
-            "from the intended send time); --concurrency is then the connections. A number "
-            "or a comma list (a sweep).",
-            show_default=False,
-        ),
-    ] = None,
-    topology: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TOPOLOGY[,...]",
-            help=f"{defaults.TOPOLOGY} (default), pgbouncer-transaction or pgbouncer-session; a "
-            "comma list sweeps.",
-            show_default=False,
-        ),
-    ] = None,
-    pgbouncer_pool_size: PgBouncerPoolOpt = None,
-    repeat: Annotated[
-        str | None,
-        typer.Option(
-            "--repeat",
-            "-r",
-            metavar="N|auto",
-            help="Run every variant in N rounds, interleaved, the order reversed every other "
-            f"round (A B, B A, ...): an A/B run for compare --base/--head (default: "
-            f"{defaults.REPEAT}). "
-            "'auto': rounds until the --base/--head gate decides, at most --max-rounds.",
-            show_default=False,
-        ),
-    ] = None,
-    max_rounds: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INT,
-            help="--repeat auto: the most rounds to run before the gate is called "
-            f"inconclusive (default: {defaults.MAX_ROUNDS}).",
-            show_default=False,
-        ),
-    ] = None,
-    base_name: Annotated[
-        str | None,
-        typer.Option(
-            "--base",
-            metavar="NAME",
-            help="A/B gate on this run: the base variant (its key, or words only it has). "
-            "With --head and --fail-on: exit 1 on a regression, 5 when inconclusive.",
-            show_default=False,
-        ),
-    ] = None,
-    head_name: Annotated[
-        str | None,
-        typer.Option(
-            "--head",
-            metavar="NAME",
-            help="A/B gate on this run: the head variant.",
-            show_default=False,
-        ),
-    ] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-on",
-            metavar="METRIC:PERCENT",
-            help="A/B gate on this run (--base/--head): the change that matters, e.g. "
-            "throughput:10%. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    alpha: Annotated[
-        str | None,
-        typer.Option(
-            metavar="LEVEL",
-            help=f"A/B gate on this run: its error rate (default: {defaults.ALPHA:g}).",
-            show_default=False,
-        ),
-    ] = None,
-    postgres_: PostgresOpt = None,
-    max_connections: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INT,
-            help=f"The throwaway server's max_connections (default: {defaults.MAX_CONNECTIONS}).",
-            show_default=False,
-        ),
-    ] = None,
-    engine: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ENGINE",
-            help=f"Load generator: {defaults.ENGINE} (default), aiohttp, httpx, or locust "
-            "(Locust's master and workers; pip install 'connbench[locust]').",
-            show_default=False,
-        ),
-    ] = None,
-    locust_workers: Annotated[
-        int | None,
-        typer.Option(
-            metavar=INT,
-            help=f"--engine locust: local worker processes (default {defaults.LOCUST_WORKERS}).",
-            min=0,
-        ),
-    ] = None,
-    expect_workers: Annotated[
-        int | None,
-        typer.Option(
-            metavar=INT,
-            help="--engine locust: remote workers to wait for (connbench worker --master "
-            f"HOST:PORT on each host; default {defaults.EXPECT_WORKERS}).",
-            min=0,
-        ),
-    ] = None,
-    locust_bind: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ADDRESS",
-            help="--engine locust: the address the master listens on for workers (default "
-            f"{defaults.LOCUST_BIND}; give a reachable one for remote workers).",
-        ),
-    ] = None,
-    locust_port: Annotated[
-        int | None,
-        typer.Option(
-            metavar="PORT", help="--engine locust: the master's port (default: a free one).", min=0
-        ),
-    ] = None,
-    locust_token_file: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FILE",
-            help="--engine locust: the token remote workers must hold to be counted (needed "
-            "with --expect-workers; created, readable by you alone, when FILE does not exist; "
-            "give it to `connbench worker --token-file`). Local workers get a fresh token each "
-            "run, privately.",
-        ),
-    ] = None,
-    fault: Annotated[
-        str | None,
-        typer.Option(
-            metavar="KIND@DURATION",
-            help="Inject a fault that far into the measured window: terminate@3s (kill the "
-            "app's server sessions) or restart@3s (restart PostgreSQL).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        str | None,  # a str until checked: Path() would drop a trailing slash
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            help="Result file (default: results/NAME-TIME.json).",
-            show_default=False,
-        ),
-    ] = None,
-    charts: ChartsOpt = True,
-    explain: ExplainOpt = False,
-    calibrate_first: Annotated[
-        bool,
-        typer.Option(
-            "--calibrate",
-            help="First measure the references (the generator's own rate, pgbench with and "
-            "without -C at each concurrency) and show each strategy as a fraction of them.",
-        ),
-    ] = False,
-    fail_if: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-if",
-            metavar="LIMIT",
-            help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
-            "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    progress_every: Annotated[
-        str | None,
-        typer.Option(
-            "--progress",
-            "-P",
-            metavar=DURATION,
-            help="Print a progress line this often (req/s, p99 so far, errors, server "
-            "connections), like pgbench -P; 0 for none. Default: a live bar on a terminal, "
-            f"a line every {seconds(defaults.PROGRESS_EVERY_S)} elsewhere (a pipe, a CI log).",
-            show_default=False,
-        ),
-    ] = None,
-    summary: SummaryOpt = None,
-    html_report: Annotated[
-        bool,
-        typer.Option(
-            "--html", help="Also write an HTML report beside the result file (NAME.html)."
-        ),
-    ] = False,
-    format_: FormatOpt = "table",
-    app_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--app",
-            metavar="NAME=MODULE:ATTR",
-            help="Your own app as a variant: NAME=MODULE:ATTR, or NAME=MODULE:ATTR@DIR with DIR "
-            "on its import path (default: here). It gets DATABASE_URL and PG* for a database of "
-            "its own. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    app_python: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--app-python",
-            metavar="NAME=PATH",
-            help="Run the --app NAME under the interpreter PATH (e.g. its own virtualenv's "
-            "bin/python, with uvicorn[standard] installed there). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    target: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="NAME=URL",
-            help="An app already running: NAME=URL. Nothing is started; needs --postgres DSN "
-            "(the database it uses). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    request_path: Annotated[
-        str | None,
-        typer.Option(
-            "--path",
-            metavar="PATH",
-            help="--app/--target: the path each request goes to (/visit/), a query string "
-            "included, sent as written (percent-encode spaces and control characters).",
-        ),
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            metavar="METHOD",
-            help=f"--app/--target: the request's method (default: {defaults.METHOD}).",
-        ),
-    ] = None,
-    request_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--request",
-            metavar="'[WEIGHT] METHOD PATH [JSON]'",
-            help="--app/--target: one kind of request of a mix, sent WEIGHT times (default 1) "
-            'per sum of the weights, e.g. \'3 POST /orders/ {"customer_id": {{randint 1 '
-            "100}}}'; placeholders {{randint A B}}, {{uuid}}, {{seq}}, {{csv FILE COLUMN}}. "
-            "Repeatable; instead of --path/--method/--body.",
-            show_default=False,
-        ),
-    ] = None,
-    check_only: Annotated[
-        bool,
-        typer.Option(
-            "--check",
-            help="Only check: start each --app/--target, send it one request of each kind, "
-            "run its setup_sql and count_sql; measure nothing (exit 1 if one fails).",
-        ),
-    ] = False,
-    body: Annotated[
-        str | None,
-        typer.Option(metavar="JSON", help="--app/--target: a JSON body sent with each request."),
-    ] = None,
-    header: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="'NAME: VALUE'",
-            help="--app/--target: a request header, 'Name: value' (printable ASCII). Repeatable.",
-        ),
-    ] = None,
-    ready_path: Annotated[
-        str | None,
-        typer.Option(
-            metavar="PATH",
-            help="--app/--target: probed until 2xx before the load (default: --path).",
-        ),
-    ] = None,
-    count_sql: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SQL",
-            help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
-            "FROM items'), or @FILE: rows are checked against 2xx responses. Runs under a "
-            f"{COUNT_SQL_TIMEOUT_S:g} s statement timeout.",
-        ),
-    ] = None,
-    setup_sql: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SQL",
-            help="--app/--target: SQL (or @FILE) run on its database before it starts, under "
-            f"a {SETUP_SQL_TIMEOUT_S:g} s statement timeout.",
-        ),
-    ] = None,
-) -> None:
+@options.declare(options.RUN)
+def run(**given: Any) -> None:
     """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
     from connbench import runner
     from connbench.model import files, scenario
@@ -691,53 +207,13 @@ def run(
     from connbench.present import run as run_view
 
     with _domain_errors():
-        fmt = _format(format_)
-        every_s = _progress_interval(progress_every)
-        overrides: dict[str, object] = {
-            "strategies": strategy,
-            "concurrency": concurrency,
-            "duration_s": duration,
-            "warmup_s": warmup,
-            "timeout_s": timeout,
-            "pool_min": pool_min,
-            "pool_max": pool_max,
-            "workers": workers,
-            "topology": topology,
-            "pgbouncer_pool_size": pgbouncer_pool_size,
-            "repeat": repeat,
-            "max_rounds": max_rounds,
-            "base": base_name,
-            "head": head_name,
-            "fail_on": fail_on or None,
-            "alpha": alpha,
-            "rate": rate,
-            "postgres": postgres_,
-            "engine": engine,
-            "locust_workers": locust_workers,
-            "expect_workers": expect_workers,
-            "locust_bind": locust_bind,
-            "locust_port": locust_port,
-            "locust_token_file": locust_token_file,
-            "fault": fault,
-            "fail_if": fail_if or None,
-            "app": app_ or None,
-            "app_python": app_python or None,
-            "target": target or None,
-            "path": request_path,
-            "method": method,
-            "request": request_ or None,
-            "body": body,
-            "headers": header or None,
-            "ready_path": ready_path,
-            "count_sql": count_sql,
-            "setup_sql": setup_sql,
-        }
-        if max_connections is not None:
-            overrides["server"] = {"max_connections": max_connections}
-        chosen = scenario.build(scenario_file, overrides)
+        fmt = _format(given["format_"])
+        every_s = _progress_interval(given["progress_every"])
+        output: str | None = given["output"]  # a str until checked: Path() drops a trailing /
+        chosen = scenario.build(given["scenario_file"], options.overrides(options.RUN, given))
         console = _console()
         notes = console if fmt == "table" else _console(stderr=True)
-        if check_only:
+        if given["check_only"]:
             if not chosen.own_apps:
                 raise BadInput("--check: checks --app and --target (and [[app]] tables) only")
             runner.check(chosen, progress.ConsoleReporter(notes, every_s))
@@ -759,10 +235,10 @@ def run(
             chosen,
             progress.ConsoleReporter(notes, every_s),
             Path(output) if output is not None else None,
-            calibrate_first=calibrate_first,
-            beside=write_html if html_report else None,
+            calibrate_first=given["calibrate_first"],
+            beside=write_html if given["html_report"] else None,
         )
-        _show_run(console, result, fmt, charts, label=str(path), explain=explain)
+        _show_run(console, result, fmt, given["charts"], label=str(path), explain=given["explain"])
         gate = _run_gate(console, result, fmt, label=str(path))
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
@@ -779,7 +255,7 @@ def run(
             from connbench.present import paired as paired_view
 
             markdown += "\n" + paired_view.format_paired(gate, "markdown")
-        _append_summary(summary, markdown)
+        _append_summary(given["summary"], markdown)
         raise typer.Exit(_run_exit_code(result, gate))
 
 
