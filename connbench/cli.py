@@ -18,6 +18,16 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from connbench import __version__, options
+from connbench.analyse import verdicts
+
+# The exit codes are decided in analyse.verdicts; cli.EXIT_* stay importable for scripts.
+from connbench.analyse.verdicts import EXIT_CODES as EXIT_CODES
+from connbench.analyse.verdicts import EXIT_FAILED as EXIT_FAILED
+from connbench.analyse.verdicts import EXIT_INCONCLUSIVE as EXIT_INCONCLUSIVE
+from connbench.analyse.verdicts import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from connbench.analyse.verdicts import EXIT_INVALID as EXIT_INVALID
+from connbench.analyse.verdicts import EXIT_LIMITS as EXIT_LIMITS
+from connbench.analyse.verdicts import EXIT_PRECEDENCE as EXIT_PRECEDENCE
 from connbench.apps import STRATEGIES
 from connbench.model import defaults, metrics
 from connbench.model.defaults import seconds
@@ -45,25 +55,6 @@ if TYPE_CHECKING:
     from connbench.model.results import RunResult
     from connbench.model.scenario import Scenario
 
-EXIT_FAILED = 1
-EXIT_LIMITS = 3
-EXIT_INVALID = 4
-EXIT_INCONCLUSIVE = 5
-EXIT_INTERRUPTED = 130
-# The one table of exit codes: --help shows it, the README repeats it (a test keeps them equal).
-EXIT_CODES = (
-    (0, "success"),
-    (
-        EXIT_FAILED,
-        "failed: an app, server or PgBouncer died, or nothing was served; compare: a regression",
-    ),
-    (2, "bad input: a flag, a scenario or result file, a DSN, a missing tool"),
-    (EXIT_LIMITS, "a limit crossed: run --fail-if"),
-    (EXIT_INVALID, "invalid measurement: open-model rate not held, or generator saturated"),
-    (EXIT_INCONCLUSIVE, "inconclusive: compare's gate could not tell a regression from noise"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); what was measured is saved"),
-)
-EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3, 5 wins."
 # "\b" keeps click from rewrapping the table's lines; each meaning is wrapped here instead, so
 # that the table fits 80 columns.
 EPILOG = (
@@ -244,7 +235,7 @@ def run(**given: Any) -> None:
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
             _echo(f"connbench: error: the result was {where}")
-            raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED)
+            raise typer.Exit(verdicts.unsaved_exit(result))
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
         for page in html_written:
             if isinstance(page, BadInput):
@@ -326,38 +317,12 @@ def _progress_interval(text: str | None) -> float | None:
 
 def _run_exit_code(result: RunResult, gate: PairedComparison | None = None) -> int:
     """The exit code of a finished run (see EXIT_CODES), each reason said on stderr."""
-    from connbench.present import paired as paired_view
-    from connbench.present import run as view
+    from connbench.present import verdicts as verdicts_view
 
-    if result.interrupted:
-        _echo("connbench: interrupted; partial result saved")
-        return EXIT_INTERRUPTED
-    # An unavailable variant (PgBouncer not installed) was said and is no failure.
-    failed = [r for r in result.results if r.status == "failed"]
-    if failed:
-        first = failed[0]
-        cause = (first.failure or "failed").strip().splitlines()[0]
-        count = f"{len(failed)} of {len(result.results)}"
-        _echo(f"connbench: {count} runs failed; {first.key}: {cause}")
-        return EXIT_FAILED
-    if gate is not None and gate.failed:
-        _echo(f"connbench: A/B gate: {paired_view.summary(gate)}")
-        return EXIT_FAILED
-    code = 0
-    if gate is not None and gate.verdict == "inconclusive":
-        _echo(f"connbench: A/B gate: {paired_view.summary(gate)}")
-        code = EXIT_INCONCLUSIVE
-    invalid = view.invalid_variants(result)
-    crossed = view.limits_failed(result)
-    if crossed:
-        names = ", ".join(dict.fromkeys(v.limit for v in crossed))
-        _echo(f"connbench: limits crossed: {names}")
-        code = EXIT_LIMITS
-    if invalid:
-        for key, reason in invalid:
-            _echo(f"connbench: invalid measurement: {key}: {reason}")
-        code = EXIT_INVALID
-    return code
+    verdict = verdicts.run_verdict(result, gate)
+    for line in verdicts_view.run_lines(verdict):
+        _echo(f"connbench: {line}")
+    return verdict.code
 
 
 def _show_run(
@@ -648,10 +613,7 @@ def compare_results(
         else:
             _write(compare_view.format_compare(comparisons, fmt), fmt)
         _append_summary(summary, compare_view.format_compare(comparisons, "markdown"))
-        if any(c.failed for c in comparisons):
-            raise typer.Exit(EXIT_FAILED)
-        if any(c.inconclusive for c in comparisons):
-            raise typer.Exit(EXIT_INCONCLUSIVE)
+        raise typer.Exit(verdicts.compare_exit(comparisons))
 
 
 def _compare_paired(
@@ -692,10 +654,7 @@ def _compare_paired(
     else:
         _write(paired_view.format_paired(comparison, fmt), fmt)
     _append_summary(summary, paired_view.format_paired(comparison, "markdown"))
-    if comparison.failed:
-        raise typer.Exit(EXIT_FAILED)
-    if comparison.verdict == "inconclusive":
-        raise typer.Exit(EXIT_INCONCLUSIVE)
+    raise typer.Exit(verdicts.paired_exit(comparison))
 
 
 @app.command(cls=GroupedHelp)
