@@ -29,7 +29,7 @@ from connbench.analyse.verdicts import EXIT_INVALID as EXIT_INVALID
 from connbench.analyse.verdicts import EXIT_LIMITS as EXIT_LIMITS
 from connbench.analyse.verdicts import EXIT_PRECEDENCE as EXIT_PRECEDENCE
 from connbench.apps import STRATEGIES
-from connbench.model import defaults, metrics
+from connbench.model import defaults
 from connbench.model.defaults import seconds
 from connbench.model.errors import BadInput, ConnbenchError
 from connbench.options import (
@@ -38,13 +38,23 @@ from connbench.options import (
     INT,
     INTS,
     INTS_HELP,
+    AllowMissingOpt,
+    BaseOpt,
     ChartsOpt,
+    CompareAlphaOpt,
+    CompareFailOnOpt,
     ExplainOpt,
     FormatOpt,
     GroupedHelp,
+    HeadOpt,
+    IgnoreOpt,
     PgBouncerPoolOpt,
     PostgresOpt,
+    ReportFilesOpt,
+    ReportOutputOpt,
+    ResultFilesOpt,
     SummaryOpt,
+    TrendOpt,
 )
 
 if TYPE_CHECKING:
@@ -476,70 +486,12 @@ def schema() -> None:
     _write(results.json_schema_text())
 
 
-# Written out rather than read from connbench.model.scenario, whose import pulls in psycopg:
-# tests/test_cli_habits.py checks that it names every dimension.
-COMPARE_DIMENSIONS = "strategy, concurrency, workers, pool, topology, rate"
-
-BaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--base",
-        help="A/B inside one RESULT: the base variant (its key, or words only it has: "
-        "a --app name, 'connect', 'pool=1..1'). Judged round by round with --head.",
-        show_default=False,
-    ),
-]
-HeadOpt = Annotated[
-    str | None,
-    typer.Option("--head", help="A/B inside one RESULT: the head variant.", show_default=False),
-]
-AllowMissingOpt = Annotated[
-    bool,
-    typer.Option(
-        "--allow-missing",
-        help="A variant missing from NEW, or failed, unavailable or serving nothing (in a "
-        "round, for --base/--head) does not fail the gate; its rounds are left out.",
-    ),
-]
-
-
 @app.command("compare", cls=GroupedHelp, epilog=COMPARE_EXAMPLES)
 def compare_results(
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
-    ] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-on",
-            metavar="METRIC:PERCENT",
-            help="Fail when this much worse and significant (with --base/--head: its paired "
-            "interval excludes no change), e.g. throughput:10%, p99:25%. "
-            f"Metrics: {metrics.known()}. Replaces, metric by metric, the gate recorded in "
-            "the NEW result's scenario (its gate table). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    alpha: Annotated[
-        str | None,
-        typer.Option(
-            metavar="LEVEL",
-            help="Significance level of the Mann-Whitney U test "
-            f"(default: {defaults.ALPHA:g}, or the gate's).",
-            show_default=False,
-        ),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ignore",
-            metavar="DIMENSION",
-            help=f"Match variants without this part of their key: {COMPARE_DIMENSIONS} "
-            "(e.g. --ignore pool to compare pool sizes). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    files: ResultFilesOpt = None,
+    fail_on: CompareFailOnOpt = None,
+    alpha: CompareAlphaOpt = None,
+    ignore: IgnoreOpt = None,
     summary: SummaryOpt = None,
     base_name: BaseOpt = None,
     head_name: HeadOpt = None,
@@ -659,29 +611,9 @@ def _compare_paired(
 
 @app.command(cls=GroupedHelp)
 def report(
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="RESULT.json [MORE.json ...]", metavar="FILES", show_default=False),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="The HTML file (default: the first result's, .html; with --trend, "
-            "trend.html beside it).",
-            show_default=False,
-        ),
-    ] = None,
-    trend: Annotated[
-        bool,
-        typer.Option(
-            "--trend",
-            help="One chart per metric over the results, in date order, labelled by the "
-            "commit each recorded: the repeats' min..max as bars, red where a gate failed "
-            "(a --fail-if limit, or the scenario's gate against the result before).",
-        ),
-    ] = False,
+    files: ReportFilesOpt = None,
+    output: ReportOutputOpt = None,
+    trend: TrendOpt = False,
 ) -> None:
     """Write one self-contained HTML page (charts, tables; opens offline) for the results.
 

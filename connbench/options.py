@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from connbench.model import defaults
+from connbench.model import defaults, metrics
 from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, seconds
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -147,6 +147,93 @@ PostgresOpt = Annotated[
         metavar="BACKEND",
         help=f"{defaults.POSTGRES} (default), local, docker[:IMAGE], or a postgresql:// DSN.",
         show_default=False,
+    ),
+]
+
+
+# `connbench compare` and `connbench report`
+# Written out rather than read from connbench.model.scenario, whose import pulls in psycopg:
+# tests/test_cli_habits.py checks that it names every dimension.
+COMPARE_DIMENSIONS = "strategy, concurrency, workers, pool, topology, rate"
+
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        help="A/B inside one RESULT: the base variant (its key, or words only it has: "
+        "a --app name, 'connect', 'pool=1..1'). Judged round by round with --head.",
+        show_default=False,
+    ),
+]
+HeadOpt = Annotated[
+    str | None,
+    typer.Option("--head", help="A/B inside one RESULT: the head variant.", show_default=False),
+]
+AllowMissingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-missing",
+        help="A variant missing from NEW, or failed, unavailable or serving nothing (in a "
+        "round, for --base/--head) does not fail the gate; its rounds are left out.",
+    ),
+]
+
+ResultFilesOpt = Annotated[
+    list[Path] | None,
+    typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
+]
+CompareFailOnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-on",
+        metavar="METRIC:PERCENT",
+        help="Fail when this much worse and significant (with --base/--head: its paired "
+        "interval excludes no change), e.g. throughput:10%, p99:25%. "
+        f"Metrics: {metrics.known()}. Replaces, metric by metric, the gate recorded in "
+        "the NEW result's scenario (its gate table). Repeatable.",
+        show_default=False,
+    ),
+]
+CompareAlphaOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LEVEL",
+        help="Significance level of the Mann-Whitney U test "
+        f"(default: {defaults.ALPHA:g}, or the gate's).",
+        show_default=False,
+    ),
+]
+IgnoreOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore",
+        metavar="DIMENSION",
+        help=f"Match variants without this part of their key: {COMPARE_DIMENSIONS} "
+        "(e.g. --ignore pool to compare pool sizes). Repeatable.",
+        show_default=False,
+    ),
+]
+ReportFilesOpt = Annotated[
+    list[Path] | None,
+    typer.Argument(help="RESULT.json [MORE.json ...]", metavar="FILES", show_default=False),
+]
+ReportOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="The HTML file (default: the first result's, .html; with --trend, "
+        "trend.html beside it).",
+        show_default=False,
+    ),
+]
+TrendOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trend",
+        help="One chart per metric over the results, in date order, labelled by the "
+        "commit each recorded: the repeats' min..max as bars, red where a gate failed "
+        "(a --fail-if limit, or the scenario's gate against the result before).",
     ),
 ]
 
