@@ -30,6 +30,7 @@ from connbench.analyse.verdicts import EXIT_LIMITS as EXIT_LIMITS
 from connbench.analyse.verdicts import EXIT_PRECEDENCE as EXIT_PRECEDENCE
 from connbench.apps import STRATEGIES
 from connbench.model import defaults
+from connbench.model.choices import TOPOLOGIES, listed
 from connbench.model.defaults import seconds
 from connbench.model.errors import BadInput, ConnbenchError
 from connbench.options import (
@@ -713,7 +714,7 @@ def serve(
         str | None,
         typer.Option(
             metavar="TOPOLOGY",
-            help=f"{defaults.TOPOLOGY} (default), pgbouncer-transaction or pgbouncer-session.",
+            help=f"{listed(TOPOLOGIES, defaults.TOPOLOGY)}.",
             show_default=False,
         ),
     ] = None,

@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperCommand
 
 from connbench.model import defaults, metrics
+from connbench.model.choices import DIMENSIONS, ENGINES, TOPOLOGIES, listed
 from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S, seconds
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -152,9 +153,7 @@ PostgresOpt = Annotated[
 
 
 # `connbench compare` and `connbench report`
-# Written out rather than read from connbench.model.scenario, whose import pulls in psycopg:
-# tests/test_cli_habits.py checks that it names every dimension.
-COMPARE_DIMENSIONS = "strategy, concurrency, workers, pool, topology, rate"
+COMPARE_DIMENSIONS = ", ".join(DIMENSIONS)
 
 BaseOpt = Annotated[
     str | None,
@@ -400,8 +399,7 @@ RUN: tuple[Opt, ...] = (
         str | None,
         typer.Option(
             metavar="TOPOLOGY[,...]",
-            help=f"{defaults.TOPOLOGY} (default), pgbouncer-transaction or pgbouncer-session; a "
-            "comma list sweeps.",
+            help=f"{listed(TOPOLOGIES, defaults.TOPOLOGY)}; a comma list sweeps.",
             show_default=False,
         ),
         key="topology",
@@ -502,7 +500,8 @@ RUN: tuple[Opt, ...] = (
         str | None,
         typer.Option(
             metavar="ENGINE",
-            help=f"Load generator: {defaults.ENGINE} (default), aiohttp, httpx, or locust "
+            # locust comes last in ENGINES: the words in brackets are about it
+            help=f"Load generator: {listed(ENGINES, defaults.ENGINE, ', or ')} "
             "(Locust's master and workers; pip install 'connbench[locust]').",
             show_default=False,
         ),

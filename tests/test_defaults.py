@@ -1,6 +1,7 @@
-"""Every default is defined once, in connbench.model.defaults: the model applies it and the help
-states it. Changed there (in a fresh interpreter), every place must follow; a figure restated
-anywhere (a help string, a dataclass field, a Typer default) would keep its old value."""
+"""Every default is defined once, in connbench.model.defaults (and every choice the help lists,
+in connbench.model.choices): the model applies it and the help states it. Changed there (in a
+fresh interpreter), every place must follow; a figure restated anywhere (a help string, a
+dataclass field, a Typer default) would keep its old value."""
 
 from __future__ import annotations
 
@@ -37,12 +38,17 @@ CHANGED: dict[str, Any] = {
     "LOCUST_PORT": 5557,
 }
 
+# The choices the help lists, one more each (connbench.model.choices).
+ADDED = {"TOPOLOGIES": "pgbouncer-statement", "ENGINES": "wrk", "DIMENSIONS": "colour"}
+
 PROBE = """
 import dataclasses, json, sys
-from connbench.model import defaults
+from connbench.model import choices, defaults
 for name, value in json.loads(sys.argv[1]).items():
     assert hasattr(defaults, name), name
     setattr(defaults, name, value)
+for name, value in json.loads(sys.argv[2]).items():
+    setattr(choices, name, (*getattr(choices, name), value))
 from typer.testing import CliRunner
 from connbench.analyse import compare
 from connbench.cli import app
@@ -51,7 +57,8 @@ from connbench.model import appspec, scenario
 from connbench.present import progress
 runner = CliRunner()
 helps = {
-    command: " ".join(runner.invoke(app, [command, "-h"], env={"COLUMNS": "300"}).stdout.split())
+    # without whitespace: click wraps at 100 columns, even after a hyphen
+    command: "".join(runner.invoke(app, [command, "-h"], env={"COLUMNS": "300"}).stdout.split())
     for command in ("run", "calibrate", "serve", "locustfile", "compare")
 }
 auto = scenario.build(None, {"strategies": ["pool", "connect"], "repeat": "auto",
@@ -64,14 +71,21 @@ print(json.dumps({
     "alpha": compare.DEFAULT_ALPHA,
     "every_s": progress.DEFAULT_EVERY_S,
     "method": appspec.Request().method,
+    "choices": [scenario.TOPOLOGIES[-1], scenario.ENGINES[-1], scenario.DIMENSIONS[-1]],
 }))
 """
+
+
+def flat(text: str) -> str:
+    return "".join(text.split())
 
 
 @pytest.fixture(scope="module")
 def probed() -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(CHANGED)], capture_output=True, text=True
+        [sys.executable, "-c", PROBE, json.dumps(CHANGED), json.dumps(ADDED)],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
@@ -108,27 +122,31 @@ def test_the_help_states_the_defaults_module(probed: dict[str, Any]) -> None:
         "Per-request timeout (default: 11s)",
         "Pool min_size (default: psycopg_pool's, 7)",
         "uvicorn worker processes; INTEGER or a comma list (a sweep) (default: 3)",
-        "TOPOLOGY[,...] pgbouncer-session (default),",
+        "pgbouncer-session (default), direct, pgbouncer-transaction or pgbouncer-statement; a "
+        "comma list sweeps",
         "(default_pool_size) (default: 23)",
         "compare --base/--head (default: 2)",
         "inconclusive (default: 41)",
         "its error rate (default: 0.07)",
         "local (default), local, docker",
         "The throwaway server's max_connections (default: 107)",
-        "Load generator: aiohttp (default)",
+        "Load generator: aiohttp (default), httptools, httpx, locust, or wrk",
         "local worker processes (default 5)",
         "on each host; default 9)",
         "(default 127.0.0.9;",
         "a line every 17s elsewhere",
         "the request's method (default: PUT)",
     ):
-        assert said in run, said
+        assert flat(said) in run, said
     calibrate = probed["help"]["calibrate"]
-    assert "(default: 37)" in calibrate and "1m (default: 6s)" in calibrate
+    assert flat("(default: 37)") in calibrate and flat("1m (default: 6s)") in calibrate
     serve = probed["help"]["serve"]
-    assert "Pool min_size (default: 7)" in serve and "processes (default: 3)" in serve
-    assert "(default_pool_size) (default: 23)" in serve
+    assert flat("Pool min_size (default: 7)") in serve and flat("processes (default: 3)") in serve
+    assert flat("(default_pool_size) (default: 23)") in serve
+    assert flat("direct, pgbouncer-transaction or pgbouncer-statement.") in serve
     locustfile = probed["help"]["locustfile"]
     for said in ("[default: connect]", "[default: 37; x>=1]", "[default: 11.0]"):
-        assert said in locustfile, said
-    assert "(default: 0.07, or the gate's)" in probed["help"]["compare"]
+        assert flat(said) in locustfile, said
+    assert flat("(default: 0.07, or the gate's)") in probed["help"]["compare"]
+    assert flat("topology, rate, colour (e.g. --ignore pool") in probed["help"]["compare"]
+    assert probed["choices"] == list(ADDED.values())

@@ -26,17 +26,14 @@ from connbench.model.checks import (
     parse_gate,
     parse_limit,
 )
+from connbench.model.choices import DIMENSIONS as DIMENSIONS  # defined once, there
+from connbench.model.choices import ENGINES as ENGINES
+from connbench.model.choices import TOPOLOGIES as TOPOLOGIES
 from connbench.model.dsn import display, redact_toml
 from connbench.model.errors import ScenarioError, first_line
 from connbench.model.faults import Fault
 from connbench.model.parsers import BOUNDS as BOUNDS  # where tests and callers found them
 from connbench.model.parsers import MAX_SWEEP as MAX_SWEEP
-
-# How the app reaches the server: directly, or through PgBouncer in one of its pool modes
-# (connbench.infra.pgbouncer runs it).
-TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
-# The load generator's HTTP clients (connbench.measure.load implements them).
-ENGINES = ("httptools", "aiohttp", "httpx", "locust")
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
 # changes the story in a way the README explains).
@@ -44,10 +41,6 @@ SERVER_SETTINGS = {"max_connections", "shared_buffers", "synchronous_commit", "f
 
 MAX_RUNS = 10_000  # variants x repeats in one scenario
 MAX_FILE_BYTES = 1 << 20  # a scenario file is a few hundred bytes; /dev/zero is not one
-
-
-# The dimensions of a variant, as its key names them and ``compare --ignore`` can drop them.
-DIMENSIONS = ("strategy", "concurrency", "workers", "pool", "topology", "rate")
 
 
 @dataclass(frozen=True)
