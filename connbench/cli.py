@@ -1,8 +1,11 @@
 """The ``connbench`` command: parse, call the core, turn domain errors into one line + exit code.
 
-Start-up matters (``connbench --help`` should answer at once): only typer, the error types and
-the strategy names are imported here. Everything that pulls in psycopg, aiohttp, httpx,
-uvicorn or hdrh is imported inside the command that needs it.
+The options are declared in :mod:`connbench.options` (``run``'s as one table), the defaults and
+choices the help states come from the model, and the exit codes are decided in
+:mod:`connbench.analyse.verdicts`. Start-up matters (``connbench --help`` should answer at once):
+only typer, those light modules, the error types and the strategy names are imported here.
+Everything that pulls in psycopg, aiohttp, httpx, uvicorn or hdrh is imported inside the command
+that needs it.
 """
 
 from __future__ import annotations

@@ -283,7 +283,7 @@ def overrides(table: Sequence[Opt], given: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for opt in table:
         value = given[opt.name]
-        if opt.key is None or value is None or value == []:
+        if opt.key is None or value is None or (isinstance(value, list | tuple) and not value):
             continue
         section, _, key = opt.key.rpartition(".")
         (out.setdefault(section, {}) if section else out)[key] = value
