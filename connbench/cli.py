@@ -1,8 +1,11 @@
 """The ``connbench`` command: parse, call the core, turn domain errors into one line + exit code.
 
-Start-up matters (``connbench --help`` should answer at once): only typer, the error types and
-the strategy names are imported here. Everything that pulls in psycopg, aiohttp, httpx,
-uvicorn or hdrh is imported inside the command that needs it.
+The options are declared in :mod:`connbench.options` (``run``'s as one table), the defaults and
+choices the help states come from the model, and the exit codes are decided in
+:mod:`connbench.analyse.verdicts`. Start-up matters (``connbench --help`` should answer at once):
+only typer, those light modules, the error types and the strategy names are imported here.
+Everything that pulls in psycopg, aiohttp, httpx, uvicorn or hdrh is imported inside the command
+that needs it.
 """
 
 from __future__ import annotations
@@ -16,13 +19,47 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperCommand
 
-from connbench import __version__
+from connbench import __version__, options
+from connbench.analyse import verdicts
+
+# The exit codes are decided in analyse.verdicts; cli.EXIT_* stay importable for scripts.
+from connbench.analyse.verdicts import EXIT_CODES as EXIT_CODES
+from connbench.analyse.verdicts import EXIT_FAILED as EXIT_FAILED
+from connbench.analyse.verdicts import EXIT_INCONCLUSIVE as EXIT_INCONCLUSIVE
+from connbench.analyse.verdicts import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from connbench.analyse.verdicts import EXIT_INVALID as EXIT_INVALID
+from connbench.analyse.verdicts import EXIT_LIMITS as EXIT_LIMITS
+from connbench.analyse.verdicts import EXIT_PRECEDENCE as EXIT_PRECEDENCE
 from connbench.apps import STRATEGIES
-from connbench.model import metrics
-from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
+from connbench.model import defaults
+from connbench.model.choices import TOPOLOGIES, listed
+from connbench.model.defaults import seconds
 from connbench.model.errors import BadInput, ConnbenchError
+from connbench.options import (
+    DURATION,
+    HELP_OPTIONS,
+    INT,
+    INTS,
+    INTS_HELP,
+    AllowMissingOpt,
+    BaseOpt,
+    ChartsOpt,
+    CompareAlphaOpt,
+    CompareFailOnOpt,
+    ExplainOpt,
+    FormatOpt,
+    GroupedHelp,
+    HeadOpt,
+    IgnoreOpt,
+    PgBouncerPoolOpt,
+    PostgresOpt,
+    ReportFilesOpt,
+    ReportOutputOpt,
+    ResultFilesOpt,
+    SummaryOpt,
+    TrendOpt,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,25 +69,6 @@ if TYPE_CHECKING:
     from connbench.model.results import RunResult
     from connbench.model.scenario import Scenario
 
-EXIT_FAILED = 1
-EXIT_LIMITS = 3
-EXIT_INVALID = 4
-EXIT_INCONCLUSIVE = 5
-EXIT_INTERRUPTED = 130
-# The one table of exit codes: --help shows it, the README repeats it (a test keeps them equal).
-EXIT_CODES = (
-    (0, "success"),
-    (
-        EXIT_FAILED,
-        "failed: an app, server or PgBouncer died, or nothing was served; compare: a regression",
-    ),
-    (2, "bad input: a flag, a scenario or result file, a DSN, a missing tool"),
-    (EXIT_LIMITS, "a limit crossed: run --fail-if"),
-    (EXIT_INVALID, "invalid measurement: open-model rate not held, or generator saturated"),
-    (EXIT_INCONCLUSIVE, "inconclusive: compare's gate could not tell a regression from noise"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); what was measured is saved"),
-)
-EXIT_PRECEDENCE = "When several apply, the first of 130, 1, 4, 3, 5 wins."
 # "\b" keeps click from rewrapping the table's lines; each meaning is wrapped here instead, so
 # that the table fits 80 columns.
 EPILOG = (
@@ -84,63 +102,6 @@ COMPARE_EXAMPLES = _examples(
     "# two variants of one run, paired round by round",
     "connbench compare r.json --base pool --head mine --fail-on p99:20%",
 )
-HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-# `--help` in groups, by the option's long name: what runs, the load, pool and server, your
-# own app, Locust, the output, the gate. An option not named here is listed under "Options".
-HELP_GROUPS: dict[str, tuple[str, ...]] = {
-    "Load": (
-        "--strategy", "--concurrency", "--duration", "--warmup", "--timeout", "--rate",
-        "--repeat", "--engine", "--fault",
-    ),
-    "Pool and server": (
-        "--pool-min", "--pool-max", "--workers", "--topology", "--pgbouncer-pool-size",
-        "--postgres", "--max-connections", "--calibrate", "--port",
-    ),
-    "Your app or a running one": (
-        "--app", "--target", "--path", "--method", "--body", "--header", "--ready-path",
-        "--count-sql", "--setup-sql", "--request", "--check", "--app-python",
-    ),
-    "Locust (--engine locust)": (
-        "--locust-workers", "--expect-workers", "--locust-bind", "--locust-port",
-        "--locust-token-file", "--token-file", "--master", "--processes",
-    ),
-    "Output": (
-        "--output", "--format", "--charts", "--explain", "--html", "--progress", "--summary",
-        "--trend",
-    ),
-    "Gate": ("--fail-if", "--fail-on", "--alpha", "--ignore", "--base", "--head",
-             "--allow-missing", "--max-rounds"),
-}  # fmt: skip
-_GROUP_OF = {flag: group for group, flags in HELP_GROUPS.items() for flag in flags}
-
-
-class GroupedHelp(TyperCommand):
-    """Plain click help (fast: no rich to import) with the options in :data:`HELP_GROUPS`."""
-
-    # Typed loosely: typer carries its own copy of click, whose types are private to it.
-    def format_options(self, ctx: Any, formatter: Any) -> None:
-        arguments: list[tuple[str, str]] = []
-        groups: dict[str, list[tuple[str, str]]] = {name: [] for name in HELP_GROUPS}
-        groups["Options"] = []
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is None:
-                continue
-            if param.param_type_name == "argument":
-                arguments.append(record)
-            else:
-                long = max(param.opts, key=len)
-                groups[_GROUP_OF.get(long, "Options")].append(record)
-        if arguments:
-            with formatter.section("Arguments"):
-                formatter.write_dl(arguments)
-        for name, records in groups.items():
-            if records:
-                with formatter.section(name):
-                    formatter.write_dl(records)
-
-
 DEFAULT_WIDTH = 100  # for output that goes to no terminal, unless COLUMNS says otherwise
 
 app = typer.Typer(
@@ -220,64 +181,6 @@ def strategies() -> None:
         _echo(f"{strategy.name:<{width}}  {strategy.summary}", err=False)
 
 
-# Metavars that say what a flag takes (typer would show <str> for every number, because a
-# sweep is given as text).
-INTS = "INTEGER[,...]"
-INT = "INTEGER"
-DURATION = "DURATION"
-INTS_HELP = "INTEGER or a comma list (a sweep)"
-
-StrategyOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--strategy",
-        "-s",
-        metavar="NAME[,...]",
-        help="Strategy name(s), repeatable or comma-separated; 'all' (default: pool).",
-        show_default=False,
-    ),
-]
-PgBouncerPoolOpt = Annotated[
-    str | None,
-    typer.Option(
-        metavar=INT,
-        help="PgBouncer's server pool (default_pool_size) (default: 20).",
-        show_default=False,
-    ),
-]
-FormatOpt = Annotated[
-    str,
-    typer.Option(
-        "--format",
-        metavar="FORMAT",
-        help="table, markdown (a GitHub step summary or PR comment), csv (a row per variant), "
-        "json, html (a self-contained page with charts), or for tracking tools: "
-        "github-action-benchmark (its customSmallerIsBetter array; "
-        "github-action-benchmark:bigger for customBiggerIsBetter: throughput) or bmf "
-        "(Bencher). Progress and notes go to stderr for all but table.",
-    ),
-]
-SummaryOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--summary",
-        metavar="FILE",
-        help='Also append the Markdown report to FILE, e.g. --summary "$GITHUB_STEP_SUMMARY" '
-        "(written whatever the exit code).",
-        show_default=False,
-    ),
-]
-ChartsOpt = Annotated[
-    bool, typer.Option("--charts/--no-charts", help="Draw the per-second charts.")
-]
-ExplainOpt = Annotated[
-    bool,
-    typer.Option(
-        "--explain", help="Say under each table what its columns mean (said once, not every run)."
-    ),
-]
-
-
 def _format(value: str) -> str:
     from connbench.present import common
 
@@ -299,378 +202,9 @@ def _append_summary(path: Path | None, markdown: str) -> None:
         raise BadInput(f"--summary: cannot write {path} ({exc.strerror})") from None
 
 
-PostgresOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--postgres",
-        metavar="BACKEND",
-        help="embedded (default), local, docker[:IMAGE], or a postgresql:// DSN.",
-        show_default=False,
-    ),
-]
-
-
 @app.command(cls=GroupedHelp, epilog=RUN_EXAMPLES)
-def run(
-    scenario_file: Annotated[
-        Path | None,
-        typer.Argument(help="A scenario TOML file; flags override its values.", metavar="FILE"),
-    ] = None,
-    strategy: StrategyOpt = None,
-    concurrency: Annotated[
-        str | None,
-        typer.Option(
-            "--concurrency",
-            "-c",
-            metavar=INTS,
-            help=f"Concurrent requests; {INTS_HELP}, e.g. 8,32,128 (default: 32).",
-            show_default=False,
-        ),
-    ] = None,
-    duration: Annotated[
-        str | None,
-        typer.Option(
-            "--duration",
-            "-d",
-            metavar=DURATION,
-            help="Measured time per variant: 500ms, 30s, 2m; a bare number is seconds "
-            "(default: 10s).",
-            show_default=False,
-        ),
-    ] = None,
-    warmup: Annotated[
-        str | None,
-        typer.Option(
-            "--warmup",
-            "-w",
-            metavar=DURATION,
-            help="Unmeasured warm-up before each window (default: 2s).",
-            show_default=False,
-        ),
-    ] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            metavar=DURATION, help="Per-request timeout (default: 10s).", show_default=False
-        ),
-    ] = None,
-    pool_min: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INT, help="Pool min_size (default: psycopg_pool's, 4).", show_default=False
-        ),
-    ] = None,
-    pool_max: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INTS,
-            help=f"Pool max_size; {INTS_HELP} (default: psycopg_pool's, = min).",
-            show_default=False,
-        ),
-    ] = None,
-    workers: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INTS,
-            help=f"uvicorn worker processes; {INTS_HELP} (default: 1).",
-            show_default=False,
-        ),
-    ] = None,
-    rate: Annotated[
-        str | None,
-        typer.Option(
-            "--rate",
-            "-R",
-            metavar="RPS[,...]",
-            help="Open model: requests/s offered on a fixed schedule (wrk2's -R; latency "
-            "from the intended send time); --concurrency is then the connections. A number "
-            "or a comma list (a sweep).",
-            show_default=False,
-        ),
-    ] = None,
-    topology: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TOPOLOGY[,...]",
-            help="direct (default), pgbouncer-transaction or pgbouncer-session; a comma list "
-            "sweeps.",
-            show_default=False,
-        ),
-    ] = None,
-    pgbouncer_pool_size: PgBouncerPoolOpt = None,
-    repeat: Annotated[
-        str | None,
-        typer.Option(
-            "--repeat",
-            "-r",
-            metavar="N|auto",
-            help="Run every variant in N rounds, interleaved, the order reversed every other "
-            "round (A B, B A, ...): an A/B run for compare --base/--head (default: 1). "
-            "'auto': rounds until the --base/--head gate decides, at most --max-rounds.",
-            show_default=False,
-        ),
-    ] = None,
-    max_rounds: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INT,
-            help="--repeat auto: the most rounds to run before the gate is called "
-            "inconclusive (default: 40).",
-            show_default=False,
-        ),
-    ] = None,
-    base_name: Annotated[
-        str | None,
-        typer.Option(
-            "--base",
-            metavar="NAME",
-            help="A/B gate on this run: the base variant (its key, or words only it has). "
-            "With --head and --fail-on: exit 1 on a regression, 5 when inconclusive.",
-            show_default=False,
-        ),
-    ] = None,
-    head_name: Annotated[
-        str | None,
-        typer.Option(
-            "--head",
-            metavar="NAME",
-            help="A/B gate on this run: the head variant.",
-            show_default=False,
-        ),
-    ] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-on",
-            metavar="METRIC:PERCENT",
-            help="A/B gate on this run (--base/--head): the change that matters, e.g. "
-            "throughput:10%. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    alpha: Annotated[
-        str | None,
-        typer.Option(
-            metavar="LEVEL",
-            help="A/B gate on this run: its error rate (default: 0.05).",
-            show_default=False,
-        ),
-    ] = None,
-    postgres_: PostgresOpt = None,
-    max_connections: Annotated[
-        str | None,
-        typer.Option(
-            metavar=INT,
-            help="The throwaway server's max_connections (default: 100).",
-            show_default=False,
-        ),
-    ] = None,
-    engine: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ENGINE",
-            help="Load generator: httptools (default), aiohttp, httpx, or locust (Locust's "
-            "master and workers; pip install 'connbench[locust]').",
-            show_default=False,
-        ),
-    ] = None,
-    locust_workers: Annotated[
-        int | None,
-        typer.Option(
-            metavar=INT, help="--engine locust: local worker processes (default 1).", min=0
-        ),
-    ] = None,
-    expect_workers: Annotated[
-        int | None,
-        typer.Option(
-            metavar=INT,
-            help="--engine locust: remote workers to wait for (connbench worker --master "
-            "HOST:PORT on each host; default 0).",
-            min=0,
-        ),
-    ] = None,
-    locust_bind: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ADDRESS",
-            help="--engine locust: the address the master listens on for workers (default "
-            "127.0.0.1; give a reachable one for remote workers).",
-        ),
-    ] = None,
-    locust_port: Annotated[
-        int | None,
-        typer.Option(
-            metavar="PORT", help="--engine locust: the master's port (default: a free one).", min=0
-        ),
-    ] = None,
-    locust_token_file: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FILE",
-            help="--engine locust: the token remote workers must hold to be counted (needed "
-            "with --expect-workers; created, readable by you alone, when FILE does not exist; "
-            "give it to `connbench worker --token-file`). Local workers get a fresh token each "
-            "run, privately.",
-        ),
-    ] = None,
-    fault: Annotated[
-        str | None,
-        typer.Option(
-            metavar="KIND@DURATION",
-            help="Inject a fault that far into the measured window: terminate@3s (kill the "
-            "app's server sessions) or restart@3s (restart PostgreSQL).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        str | None,  # a str until checked: Path() would drop a trailing slash
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            help="Result file (default: results/NAME-TIME.json).",
-            show_default=False,
-        ),
-    ] = None,
-    charts: ChartsOpt = True,
-    explain: ExplainOpt = False,
-    calibrate_first: Annotated[
-        bool,
-        typer.Option(
-            "--calibrate",
-            help="First measure the references (the generator's own rate, pgbench with and "
-            "without -C at each concurrency) and show each strategy as a fraction of them.",
-        ),
-    ] = False,
-    fail_if: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-if",
-            metavar="LIMIT",
-            help="Exit 3 when this holds for a variant's medians, e.g. 'p99_ms>50', "
-            "'error_rate>0.001', 'throughput_rps<500'. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    progress_every: Annotated[
-        str | None,
-        typer.Option(
-            "--progress",
-            "-P",
-            metavar=DURATION,
-            help="Print a progress line this often (req/s, p99 so far, errors, server "
-            "connections), like pgbench -P; 0 for none. Default: a live bar on a terminal, "
-            "a line every 10s elsewhere (a pipe, a CI log).",
-            show_default=False,
-        ),
-    ] = None,
-    summary: SummaryOpt = None,
-    html_report: Annotated[
-        bool,
-        typer.Option(
-            "--html", help="Also write an HTML report beside the result file (NAME.html)."
-        ),
-    ] = False,
-    format_: FormatOpt = "table",
-    app_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--app",
-            metavar="NAME=MODULE:ATTR",
-            help="Your own app as a variant: NAME=MODULE:ATTR, or NAME=MODULE:ATTR@DIR with DIR "
-            "on its import path (default: here). It gets DATABASE_URL and PG* for a database of "
-            "its own. Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    app_python: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--app-python",
-            metavar="NAME=PATH",
-            help="Run the --app NAME under the interpreter PATH (e.g. its own virtualenv's "
-            "bin/python, with uvicorn[standard] installed there). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    target: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="NAME=URL",
-            help="An app already running: NAME=URL. Nothing is started; needs --postgres DSN "
-            "(the database it uses). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    request_path: Annotated[
-        str | None,
-        typer.Option(
-            "--path",
-            metavar="PATH",
-            help="--app/--target: the path each request goes to (/visit/), a query string "
-            "included, sent as written (percent-encode spaces and control characters).",
-        ),
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(metavar="METHOD", help="--app/--target: the request's method (default: GET)."),
-    ] = None,
-    request_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--request",
-            metavar="'[WEIGHT] METHOD PATH [JSON]'",
-            help="--app/--target: one kind of request of a mix, sent WEIGHT times (default 1) "
-            'per sum of the weights, e.g. \'3 POST /orders/ {"customer_id": {{randint 1 '
-            "100}}}'; placeholders {{randint A B}}, {{uuid}}, {{seq}}, {{csv FILE COLUMN}}. "
-            "Repeatable; instead of --path/--method/--body.",
-            show_default=False,
-        ),
-    ] = None,
-    check_only: Annotated[
-        bool,
-        typer.Option(
-            "--check",
-            help="Only check: start each --app/--target, send it one request of each kind, "
-            "run its setup_sql and count_sql; measure nothing (exit 1 if one fails).",
-        ),
-    ] = False,
-    body: Annotated[
-        str | None,
-        typer.Option(metavar="JSON", help="--app/--target: a JSON body sent with each request."),
-    ] = None,
-    header: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="'NAME: VALUE'",
-            help="--app/--target: a request header, 'Name: value' (printable ASCII). Repeatable.",
-        ),
-    ] = None,
-    ready_path: Annotated[
-        str | None,
-        typer.Option(
-            metavar="PATH",
-            help="--app/--target: probed until 2xx before the load (default: --path).",
-        ),
-    ] = None,
-    count_sql: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SQL",
-            help="--app/--target: SQL counting the rows the app writes (e.g. 'SELECT count(*) "
-            "FROM items'), or @FILE: rows are checked against 2xx responses. Runs under a "
-            f"{COUNT_SQL_TIMEOUT_S:g} s statement timeout.",
-        ),
-    ] = None,
-    setup_sql: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SQL",
-            help="--app/--target: SQL (or @FILE) run on its database before it starts, under "
-            f"a {SETUP_SQL_TIMEOUT_S:g} s statement timeout.",
-        ),
-    ] = None,
-) -> None:
+@options.declare(options.RUN)
+def run(**given: Any) -> None:
     """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
     from connbench import runner
     from connbench.model import files, scenario
@@ -678,53 +212,13 @@ def run(
     from connbench.present import run as run_view
 
     with _domain_errors():
-        fmt = _format(format_)
-        every_s = _progress_interval(progress_every)
-        overrides: dict[str, object] = {
-            "strategies": strategy,
-            "concurrency": concurrency,
-            "duration_s": duration,
-            "warmup_s": warmup,
-            "timeout_s": timeout,
-            "pool_min": pool_min,
-            "pool_max": pool_max,
-            "workers": workers,
-            "topology": topology,
-            "pgbouncer_pool_size": pgbouncer_pool_size,
-            "repeat": repeat,
-            "max_rounds": max_rounds,
-            "base": base_name,
-            "head": head_name,
-            "fail_on": fail_on or None,
-            "alpha": alpha,
-            "rate": rate,
-            "postgres": postgres_,
-            "engine": engine,
-            "locust_workers": locust_workers,
-            "expect_workers": expect_workers,
-            "locust_bind": locust_bind,
-            "locust_port": locust_port,
-            "locust_token_file": locust_token_file,
-            "fault": fault,
-            "fail_if": fail_if or None,
-            "app": app_ or None,
-            "app_python": app_python or None,
-            "target": target or None,
-            "path": request_path,
-            "method": method,
-            "request": request_ or None,
-            "body": body,
-            "headers": header or None,
-            "ready_path": ready_path,
-            "count_sql": count_sql,
-            "setup_sql": setup_sql,
-        }
-        if max_connections is not None:
-            overrides["server"] = {"max_connections": max_connections}
-        chosen = scenario.build(scenario_file, overrides)
+        fmt = _format(given["format_"])
+        every_s = _progress_interval(given["progress_every"])
+        output: str | None = given["output"]  # a str until checked: Path() drops a trailing /
+        chosen = scenario.build(given["scenario_file"], options.overrides(options.RUN, given))
         console = _console()
         notes = console if fmt == "table" else _console(stderr=True)
-        if check_only:
+        if given["check_only"]:
             if not chosen.own_apps:
                 raise BadInput("--check: checks --app and --target (and [[app]] tables) only")
             runner.check(chosen, progress.ConsoleReporter(notes, every_s))
@@ -746,16 +240,16 @@ def run(
             chosen,
             progress.ConsoleReporter(notes, every_s),
             Path(output) if output is not None else None,
-            calibrate_first=calibrate_first,
-            beside=write_html if html_report else None,
+            calibrate_first=given["calibrate_first"],
+            beside=write_html if given["html_report"] else None,
         )
-        _show_run(console, result, fmt, charts, label=str(path), explain=explain)
+        _show_run(console, result, fmt, given["charts"], label=str(path), explain=given["explain"])
         gate = _run_gate(console, result, fmt, label=str(path))
         if path is None or files.is_fallback(path):
             # Said above, with the reason; the last line says it again for scripts and logs.
             where = f"saved to {path} instead" if path else "not saved"
             _echo(f"connbench: error: the result was {where}")
-            raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED)
+            raise typer.Exit(verdicts.unsaved_exit(result))
         notes.print(f"[dim]saved {path}[/dim]", highlight=False)
         for page in html_written:
             if isinstance(page, BadInput):
@@ -766,7 +260,7 @@ def run(
             from connbench.present import paired as paired_view
 
             markdown += "\n" + paired_view.format_paired(gate, "markdown")
-        _append_summary(summary, markdown)
+        _append_summary(given["summary"], markdown)
         raise typer.Exit(_run_exit_code(result, gate))
 
 
@@ -837,38 +331,12 @@ def _progress_interval(text: str | None) -> float | None:
 
 def _run_exit_code(result: RunResult, gate: PairedComparison | None = None) -> int:
     """The exit code of a finished run (see EXIT_CODES), each reason said on stderr."""
-    from connbench.present import paired as paired_view
-    from connbench.present import run as view
+    from connbench.present import verdicts as verdicts_view
 
-    if result.interrupted:
-        _echo("connbench: interrupted; partial result saved")
-        return EXIT_INTERRUPTED
-    # An unavailable variant (PgBouncer not installed) was said and is no failure.
-    failed = [r for r in result.results if r.status == "failed"]
-    if failed:
-        first = failed[0]
-        cause = (first.failure or "failed").strip().splitlines()[0]
-        count = f"{len(failed)} of {len(result.results)}"
-        _echo(f"connbench: {count} runs failed; {first.key}: {cause}")
-        return EXIT_FAILED
-    if gate is not None and gate.failed:
-        _echo(f"connbench: A/B gate: {paired_view.summary(gate)}")
-        return EXIT_FAILED
-    code = 0
-    if gate is not None and gate.verdict == "inconclusive":
-        _echo(f"connbench: A/B gate: {paired_view.summary(gate)}")
-        code = EXIT_INCONCLUSIVE
-    invalid = view.invalid_variants(result)
-    crossed = view.limits_failed(result)
-    if crossed:
-        names = ", ".join(dict.fromkeys(v.limit for v in crossed))
-        _echo(f"connbench: limits crossed: {names}")
-        code = EXIT_LIMITS
-    if invalid:
-        for key, reason in invalid:
-            _echo(f"connbench: invalid measurement: {key}: {reason}")
-        code = EXIT_INVALID
-    return code
+    verdict = verdicts.run_verdict(result, gate)
+    for line in verdicts_view.run_lines(verdict):
+        _echo(f"connbench: {line}")
+    return verdict.code
 
 
 def _show_run(
@@ -926,7 +394,7 @@ def calibrate_cmd(
             "--concurrency",
             "-c",
             metavar=INTS,
-            help=f"Concurrent clients; {INTS_HELP} (default: 32).",
+            help=f"Concurrent clients; {INTS_HELP} (default: {defaults.CONCURRENCY}).",
             show_default=False,
         ),
     ] = None,
@@ -936,7 +404,8 @@ def calibrate_cmd(
             "--duration",
             "-d",
             metavar=DURATION,
-            help="Time per measurement: 500ms, 5s, 1m (default: 5s).",
+            help="Time per measurement: 500ms, 5s, 1m "
+            f"(default: {seconds(defaults.CALIBRATE_DURATION_S)}).",
             show_default=False,
         ),
     ] = None,
@@ -1021,69 +490,12 @@ def schema() -> None:
     _write(results.json_schema_text())
 
 
-# Written out rather than read from connbench.model.scenario, whose import pulls in psycopg:
-# tests/test_cli_habits.py checks that it names every dimension.
-COMPARE_DIMENSIONS = "strategy, concurrency, workers, pool, topology, rate"
-
-BaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--base",
-        help="A/B inside one RESULT: the base variant (its key, or words only it has: "
-        "a --app name, 'connect', 'pool=1..1'). Judged round by round with --head.",
-        show_default=False,
-    ),
-]
-HeadOpt = Annotated[
-    str | None,
-    typer.Option("--head", help="A/B inside one RESULT: the head variant.", show_default=False),
-]
-AllowMissingOpt = Annotated[
-    bool,
-    typer.Option(
-        "--allow-missing",
-        help="A variant missing from NEW, or failed, unavailable or serving nothing (in a "
-        "round, for --base/--head) does not fail the gate; its rounds are left out.",
-    ),
-]
-
-
 @app.command("compare", cls=GroupedHelp, epilog=COMPARE_EXAMPLES)
 def compare_results(
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="BASE.json NEW.json [MORE.json ...]", metavar="FILES"),
-    ] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-on",
-            metavar="METRIC:PERCENT",
-            help="Fail when this much worse and significant (with --base/--head: its paired "
-            "interval excludes no change), e.g. throughput:10%, p99:25%. "
-            f"Metrics: {metrics.known()}. Replaces, metric by metric, the gate recorded in "
-            "the NEW result's scenario (its gate table). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    alpha: Annotated[
-        str | None,
-        typer.Option(
-            metavar="LEVEL",
-            help="Significance level of the Mann-Whitney U test (default: 0.05, or the gate's).",
-            show_default=False,
-        ),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ignore",
-            metavar="DIMENSION",
-            help=f"Match variants without this part of their key: {COMPARE_DIMENSIONS} "
-            "(e.g. --ignore pool to compare pool sizes). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    files: ResultFilesOpt = None,
+    fail_on: CompareFailOnOpt = None,
+    alpha: CompareAlphaOpt = None,
+    ignore: IgnoreOpt = None,
     summary: SummaryOpt = None,
     base_name: BaseOpt = None,
     head_name: HeadOpt = None,
@@ -1157,10 +569,7 @@ def compare_results(
         else:
             _write(compare_view.format_compare(comparisons, fmt), fmt)
         _append_summary(summary, compare_view.format_compare(comparisons, "markdown"))
-        if any(c.failed for c in comparisons):
-            raise typer.Exit(EXIT_FAILED)
-        if any(c.inconclusive for c in comparisons):
-            raise typer.Exit(EXIT_INCONCLUSIVE)
+        raise typer.Exit(verdicts.compare_exit(comparisons))
 
 
 def _compare_paired(
@@ -1201,37 +610,14 @@ def _compare_paired(
     else:
         _write(paired_view.format_paired(comparison, fmt), fmt)
     _append_summary(summary, paired_view.format_paired(comparison, "markdown"))
-    if comparison.failed:
-        raise typer.Exit(EXIT_FAILED)
-    if comparison.verdict == "inconclusive":
-        raise typer.Exit(EXIT_INCONCLUSIVE)
+    raise typer.Exit(verdicts.paired_exit(comparison))
 
 
 @app.command(cls=GroupedHelp)
 def report(
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="RESULT.json [MORE.json ...]", metavar="FILES", show_default=False),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="The HTML file (default: the first result's, .html; with --trend, "
-            "trend.html beside it).",
-            show_default=False,
-        ),
-    ] = None,
-    trend: Annotated[
-        bool,
-        typer.Option(
-            "--trend",
-            help="One chart per metric over the results, in date order, labelled by the "
-            "commit each recorded: the repeats' min..max as bars, red where a gate failed "
-            "(a --fail-if limit, or the scenario's gate against the result before).",
-        ),
-    ] = False,
+    files: ReportFilesOpt = None,
+    output: ReportOutputOpt = None,
+    trend: TrendOpt = False,
 ) -> None:
     """Write one self-contained HTML page (charts, tables; opens offline) for the results.
 
@@ -1311,7 +697,9 @@ def serve(
     ] = None,
     pool_min: Annotated[
         str | None,
-        typer.Option(metavar=INT, help="Pool min_size (default: 4).", show_default=False),
+        typer.Option(
+            metavar=INT, help=f"Pool min_size (default: {defaults.POOL_MIN}).", show_default=False
+        ),
     ] = None,
     pool_max: Annotated[
         str | None,
@@ -1320,14 +708,16 @@ def serve(
     workers: Annotated[
         str | None,
         typer.Option(
-            metavar=INT, help="uvicorn worker processes (default: 1).", show_default=False
+            metavar=INT,
+            help=f"uvicorn worker processes (default: {defaults.WORKERS}).",
+            show_default=False,
         ),
     ] = None,
     topology: Annotated[
         str | None,
         typer.Option(
             metavar="TOPOLOGY",
-            help="direct (default), pgbouncer-transaction or pgbouncer-session.",
+            help=f"{listed(TOPOLOGIES, defaults.TOPOLOGY)}.",
             show_default=False,
         ),
     ] = None,
@@ -1401,13 +791,17 @@ def serve(
 def locustfile(
     strategy: Annotated[
         str, typer.Argument(help="The strategy (or variant) whose request the file sends.")
-    ] = "pool",
-    concurrency: Annotated[int, typer.Option(help="Users, to split --rate over.", min=1)] = 32,
+    ] = defaults.STRATEGY,
+    concurrency: Annotated[
+        int, typer.Option(help="Users, to split --rate over.", min=1)
+    ] = defaults.CONCURRENCY,
     rate: Annotated[
         float | None,
         typer.Option(help="Open model: requests per second over all users (default: closed loop)."),
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option(help="Per-request timeout, seconds.")
+    ] = defaults.TIMEOUT_S,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,

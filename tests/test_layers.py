@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. A module may import its own layer and the layers below it.
-LAYERS = ("model", "infra", "measure", "analyse", "present", "runner", "cli", "__main__")
+LAYERS = ("model", "infra", "measure", "analyse", "present", "runner", "options", "cli", "__main__")
 # The strategy catalogue in connbench/apps/__init__.py is data the model validates names
 # against; the apps import nothing of connbench, so it sits at the bottom with the model.
 BOTTOM = {"apps"}

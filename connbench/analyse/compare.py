@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connbench.analyse import stats
-from connbench.model import metrics, scenario
+from connbench.model import defaults, metrics, scenario
 from connbench.model.checks import gate_metric, parse_alpha
 from connbench.model.checks import parse_fail_on as parse_fail_on  # parsed in the model
 from connbench.model.checks import parse_percent as parse_percent
@@ -35,7 +35,7 @@ from connbench.model.metrics import Metric, amount
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Variant
 
-DEFAULT_ALPHA = 0.05
+DEFAULT_ALPHA = defaults.ALPHA
 EXACT_MAX_N = 40  # pooled sample size up to which the U test's p is exact
 
 

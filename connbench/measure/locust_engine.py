@@ -70,7 +70,7 @@ from connbench.measure.load import (
     _Window,
     new_histogram,
 )
-from connbench.model import files
+from connbench.model import defaults, files
 from connbench.model.errors import MissingDependency, ProcessError
 
 INSTALL_HINT = "the locust engine needs Locust: pip install 'connbench[locust]'"
@@ -96,10 +96,10 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.:@-]")
 
 @dataclass(frozen=True)
 class LocustOptions:
-    workers: int = 1  # local worker processes
-    expect_workers: int = 0  # remote workers to wait for as well
-    bind_host: str = LOCAL_HOST  # where the master listens for workers
-    port: int = 0  # the master's port; 0: a free one
+    workers: int = defaults.LOCUST_WORKERS  # local worker processes
+    expect_workers: int = defaults.EXPECT_WORKERS  # remote workers to wait for as well
+    bind_host: str = defaults.LOCUST_BIND  # where the master listens for workers
+    port: int = defaults.LOCUST_PORT  # the master's port; 0: a free one
     token: str | None = None  # what every worker must prove it holds; None: a fresh one
 
     @property

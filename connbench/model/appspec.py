@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from connbench.model import dsn, files, template
+from connbench.model import defaults, dsn, files, template
 
 DEFAULT_PATH = "/visit/"
 DEFAULT_READY_TIMEOUT_S = 30.0  # an app connbench starts: imports, lifespan, pool
@@ -69,7 +69,7 @@ class Request:
     """One kind of request of a mix: what it sends and how often (``weight`` against the
     others' weights)."""
 
-    method: str = "GET"
+    method: str = defaults.METHOD
     path: str = DEFAULT_PATH
     headers: tuple[tuple[str, str], ...] = ()
     body: str | None = None  # JSON text, placeholders in; None: no body
@@ -118,7 +118,7 @@ class AppSpec:
     dir: str | None = None  # on the import path; None: the working directory
     url: str | None = None  # scheme://host:port of a running app (never its userinfo)
     path: str = DEFAULT_PATH
-    method: str = "GET"
+    method: str = defaults.METHOD
     body: Any = None  # a JSON value, sent as application/json; None: no body
     headers: tuple[tuple[str, str], ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # extra environment for the app (not for targets)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import math
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -17,60 +16,31 @@ from pathlib import Path
 from typing import Any
 
 from connbench.apps import STRATEGIES
-from connbench.model import appspec, faults, template
+from connbench.model import appspec, defaults, faults, parsers, template
 from connbench.model.appspec import AppSpec
 from connbench.model.backend import parse_backend
 from connbench.model.checks import (
-    CompleteError,
     Limit,
     parse_alpha,
     parse_fail_on,
     parse_gate,
     parse_limit,
 )
+from connbench.model.choices import DIMENSIONS as DIMENSIONS  # defined once, there
+from connbench.model.choices import ENGINES as ENGINES
+from connbench.model.choices import TOPOLOGIES as TOPOLOGIES
 from connbench.model.dsn import display, redact_toml
 from connbench.model.errors import ScenarioError, first_line
 from connbench.model.faults import Fault
-from connbench.model.units import parse_duration
-
-# How the app reaches the server: directly, or through PgBouncer in one of its pool modes
-# (connbench.infra.pgbouncer runs it).
-TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
-DEFAULT_POOL_SIZE = 20  # PgBouncer's own default_pool_size
-# The load generator's HTTP clients (connbench.measure.load implements them).
-ENGINES = ("httptools", "aiohttp", "httpx", "locust")
+from connbench.model.parsers import BOUNDS as BOUNDS  # where tests and callers found them
+from connbench.model.parsers import MAX_SWEEP as MAX_SWEEP
 
 # Settings a scenario may give the throwaway server (a deliberately short list: each one
 # changes the story in a way the README explains).
 SERVER_SETTINGS = {"max_connections", "shared_buffers", "synchronous_commit", "fsync"}
 
-# Upper bounds for every number that sizes connbench's memory, its processes or its run time:
-# checked while parsing, before anything starts. Generous for one machine, and far from what
-# would exhaust it (each concurrent slot holds a socket and a few hundred bytes; each worker is
-# a process; each second of duration a few numbers per series).
-BOUNDS: dict[str, float] = {
-    "concurrency": 10_000,
-    "duration_s": 86_400,  # 24 h
-    "warmup_s": 3_600,
-    "timeout_s": 3_600,
-    "pool_min": 10_000,
-    "pool_max": 10_000,
-    "workers": 64,
-    "pgbouncer_pool_size": 10_000,
-    "repeat": 1_000,
-    "rate": 1_000_000_000,  # requests/s offered: the schedule is arithmetic, nothing per request
-    "max_connections": 10_000,
-    "locust_workers": 64,  # processes, as workers are
-    "expect_workers": 1_000,
-}
-MAX_SWEEP = 64  # values in one swept list (--concurrency 8,32,128 ...)
 MAX_RUNS = 10_000  # variants x repeats in one scenario
 MAX_FILE_BYTES = 1 << 20  # a scenario file is a few hundred bytes; /dev/zero is not one
-MAX_SHOWN = 40  # characters of a bad value quoted back in a message
-
-
-# The dimensions of a variant, as its key names them and ``compare --ignore`` can drop them.
-DIMENSIONS = ("strategy", "concurrency", "workers", "pool", "topology", "rate")
 
 
 @dataclass(frozen=True)
@@ -140,25 +110,25 @@ class Variant:
 class Scenario:
     name: str = "adhoc"
     description: str = ""
-    strategies: tuple[str, ...] = ("pool",)
-    concurrency: tuple[int, ...] = (32,)
-    duration_s: float = 10.0
-    warmup_s: float = 2.0
-    timeout_s: float = 10.0
-    pool_min: int | None = None  # None: psycopg_pool's default (4)
+    strategies: tuple[str, ...] = (defaults.STRATEGY,)
+    concurrency: tuple[int, ...] = (defaults.CONCURRENCY,)
+    duration_s: float = defaults.DURATION_S
+    warmup_s: float = defaults.WARMUP_S
+    timeout_s: float = defaults.TIMEOUT_S
+    pool_min: int | None = None  # None: psycopg_pool's default (defaults.POOL_MIN)
     pool_max: tuple[int, ...] | None = None  # None: psycopg_pool's default (= pool_min)
-    workers: tuple[int, ...] = (1,)
+    workers: tuple[int, ...] = (defaults.WORKERS,)
     rate: tuple[float, ...] | None = None  # open model; concurrency is then the connections
-    topology: tuple[str, ...] = ("direct",)
-    pgbouncer_pool_size: int = DEFAULT_POOL_SIZE
-    repeat: int = 1  # with ``sequential``: the most rounds (--max-rounds)
-    postgres: str = "embedded"
-    engine: str = "httptools"
+    topology: tuple[str, ...] = (defaults.TOPOLOGY,)
+    pgbouncer_pool_size: int = defaults.PGBOUNCER_POOL_SIZE
+    repeat: int = defaults.REPEAT  # with ``sequential``: the most rounds (--max-rounds)
+    postgres: str = defaults.POSTGRES
+    engine: str = defaults.ENGINE
     # The locust engine: local worker processes, remote ones to wait for, the master's address.
-    locust_workers: int = 1
-    expect_workers: int = 0
-    locust_bind: str = "127.0.0.1"
-    locust_port: int = 0
+    locust_workers: int = defaults.LOCUST_WORKERS
+    expect_workers: int = defaults.EXPECT_WORKERS
+    locust_bind: str = defaults.LOCUST_BIND
+    locust_port: int = defaults.LOCUST_PORT
     # The file holding the token remote workers need (created 0600 when missing).
     locust_token_file: str | None = None
     server: Mapping[str, str] = field(default_factory=dict)
@@ -184,8 +154,9 @@ class Scenario:
 
     @property
     def effective_pool(self) -> tuple[int, tuple[int, ...]]:
-        """(min, maxes) as psycopg_pool will use them: min defaults to 4, max to min."""
-        pool_min = 4 if self.pool_min is None else self.pool_min
+        """(min, maxes) as psycopg_pool will use them: min defaults to its own min_size, max to
+        min."""
+        pool_min = defaults.POOL_MIN if self.pool_min is None else self.pool_min
         return pool_min, self.pool_max or (pool_min,)
 
     def variants(self) -> list[Variant]:
@@ -259,106 +230,7 @@ class Scenario:
         return data
 
 
-# --- value parsers: each takes the raw value and returns it checked, or raises ValueError ---
-
-_Complete = CompleteError  # a parser's message that already names the offending value
-
-
-def _shown(value: Any) -> str:
-    """``repr(value)``, cut short: a bad value of a megabyte must not make a megabyte line."""
-    text = repr(value)
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
-
-
-def _check_bound(number: float, key: str) -> None:
-    bound = BOUNDS[key]
-    if number > bound:
-        raise ValueError(f"at most {bound:,g} (connbench's bound on {key})")
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("expected a positive whole number")
-    text = value.strip() if isinstance(value, str) else ""
-    # More digits than any bound has: refused before int() (whose digit limit is 4,300).
-    if len(text) > 20:
-        raise ValueError("expected a positive whole number of at most 20 digits")
-    try:
-        number = int(text) if isinstance(value, str) else value
-    except ValueError:
-        raise ValueError("expected a positive whole number") from None
-    if number < 1:
-        raise ValueError("expected a positive whole number")
-    return number
-
-
-def _bounded(parse: Callable[[Any], Any], key: str) -> Callable[[Any], Any]:
-    """``parse``, then refuse a number above ``BOUNDS[key]``."""
-
-    def parse_bounded(value: Any) -> Any:
-        if isinstance(value, str) and len(value.strip()) > 20 and value.strip().isdigit():
-            _check_bound(math.inf, key)  # a number too long to convert is too big
-        number = parse(value)
-        _check_bound(number, key)
-        return number
-
-    return parse_bounded
-
-
-def _list_of(parse: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
-    """A parser for one value or a sweep: ``8``, ``"8,32,128"`` or a TOML list."""
-
-    def parse_list(value: Any) -> tuple[Any, ...]:
-        if isinstance(value, list):
-            items = value
-        elif isinstance(value, str):
-            items = [part.strip() for part in value.split(",")]
-        else:
-            items = [value]
-        if not items or any(item == "" for item in items):
-            raise ValueError("expected a value or a comma-separated list")
-        if len(items) > MAX_SWEEP:
-            raise _Complete(f"at most {MAX_SWEEP} values in a sweep, got {len(items):,}")
-        try:
-            parsed = tuple(parse(item) for item in items)
-        except ValueError as exc:
-            suffix = " (or a comma-separated list of them)" if len(items) == 1 else " in every item"
-            if str(exc).startswith("at most"):
-                raise
-            raise ValueError(f"{exc}{suffix}") from None
-        return tuple(dict.fromkeys(parsed))  # keep order, drop repeats
-
-    return parse_list
-
-
-def _non_negative_int(value: Any) -> int:
-    if (isinstance(value, int) and not isinstance(value, bool) and value == 0) or (
-        isinstance(value, str) and value.strip() == "0"
-    ):
-        return 0
-    try:
-        return _positive_int(value)
-    except ValueError:
-        raise ValueError("expected a whole number >= 0") from None
-
-
-def _seconds(allow_zero: bool) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        return parse_duration(value, allow_zero=allow_zero)
-
-    return parse
-
-
-def _rate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("expected requests per second > 0")
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ValueError("expected requests per second > 0") from None
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError("expected requests per second > 0")
-    return number
+# --- the scenario's own value parsers (the generic ones are connbench.model.parsers') ---
 
 
 def _strategies(value: Any) -> tuple[str, ...]:
@@ -378,18 +250,12 @@ def _strategies(value: Any) -> tuple[str, ...]:
             names.append(item)
         else:
             known = ", ".join(STRATEGIES)
-            raise _Complete(f"unknown strategy {item!r} (known: {known}, all)")
+            raise parsers.Complete(f"unknown strategy {item!r} (known: {known}, all)")
     return tuple(dict.fromkeys(names))  # keep order, drop repeats
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    return value
-
-
 def _backend(value: Any) -> str:
-    text = _text(value)
+    text = parsers.text(value)
     parse_backend(text)  # raises BadInput with the accepted forms
     return text
 
@@ -398,13 +264,6 @@ def _engine(value: Any) -> str:
     if value not in ENGINES:
         raise ValueError(f"expected one of {', '.join(ENGINES)}")
     return str(value)
-
-
-def _port(value: Any) -> int:
-    port = _non_negative_int(value)
-    if port > 65535:
-        raise ValueError("expected a TCP port (0 for a free one)")
-    return port
 
 
 def _topology(value: Any) -> str:
@@ -420,25 +279,23 @@ def _server(value: Any) -> dict[str, str]:
     for key, setting in value.items():
         if key not in SERVER_SETTINGS:
             known = ", ".join(sorted(SERVER_SETTINGS))
-            raise _Complete(f"unknown server setting {key!r} (known: {known})")
+            raise parsers.Complete(f"unknown server setting {key!r} (known: {known})")
         if key == "max_connections":
             try:
-                number = _positive_int(setting)
-                _check_bound(number, key)
+                number = parsers.positive_int(setting)
+                parsers.check_bound(number, key)
             except ValueError as exc:
-                raise _Complete(f"{key}: {exc}, got {_shown(setting)}") from None
+                raise parsers.Complete(f"{key}: {exc}, got {parsers.shown(setting)}") from None
             out[key] = str(number)
         elif isinstance(setting, bool):
             out[key] = "on" if setting else "off"
-        elif isinstance(setting, int | float | str) and _printable(str(setting)):
+        elif isinstance(setting, int | float | str) and parsers.printable(str(setting)):
             out[key] = str(setting)
         else:
-            raise _Complete(f"{key}: expected a value such as 128MB or off, got {_shown(setting)}")
+            raise parsers.Complete(
+                f"{key}: expected a value such as 128MB or off, got {parsers.shown(setting)}"
+            )
     return out
-
-
-def _printable(text: str) -> bool:
-    return 0 < len(text) <= 100 and text.isprintable()
 
 
 def _fail_if(value: Any) -> tuple[Limit, ...]:
@@ -448,7 +305,7 @@ def _fail_if(value: Any) -> tuple[Limit, ...]:
     try:
         return tuple(dict.fromkeys(parse_limit(item) for item in items))
     except ValueError as exc:
-        raise _Complete(str(exc)) from None
+        raise parsers.Complete(str(exc)) from None
 
 
 def _app_pythons(value: Any) -> tuple[tuple[str, str], ...]:
@@ -456,7 +313,7 @@ def _app_pythons(value: Any) -> tuple[tuple[str, str], ...]:
     try:
         return tuple(appspec.parse_app_python(item) for item in items)
     except ValueError as exc:
-        raise _Complete(str(exc)) from None
+        raise parsers.Complete(str(exc)) from None
 
 
 def _repeat(value: Any) -> int | str:
@@ -464,8 +321,8 @@ def _repeat(value: Any) -> int | str:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:
-        return int(_bounded(_positive_int, "repeat")(value))
-    except _Complete:
+        return int(parsers.bounded(parsers.positive_int, "repeat")(value))
+    except parsers.Complete:
         raise
     except ValueError as exc:
         if "at most" in str(exc):
@@ -478,7 +335,7 @@ def _fail_on(value: Any) -> tuple[tuple[str, float], ...]:
     try:
         return tuple(parse_fail_on(str(item)) for item in items)
     except ValueError as exc:
-        raise _Complete(f"{exc}, got {_shown(value)}") from None
+        raise parsers.Complete(f"{exc}, got {parsers.shown(value)}") from None
 
 
 def select_variant(keys: Sequence[str], name: str, flag: str) -> str:
@@ -510,43 +367,43 @@ def _own_apps(parse_flag: Callable[[Any], AppSpec]) -> Callable[[Any], tuple[App
                 for item in items
             )
         except ValueError as exc:
-            raise _Complete(str(exc)) from None
+            raise parsers.Complete(str(exc)) from None
         names = [spec.name for spec in specs]
         for name in names:
             if names.count(name) > 1:
-                raise _Complete(f"app name {name!r} given twice")
+                raise parsers.Complete(f"app name {name!r} given twice")
         return specs
 
     return parse
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
-    "name": _text,
-    "description": _text,
+    "name": parsers.text,
+    "description": parsers.text,
     "strategies": _strategies,
-    "concurrency": _list_of(_bounded(_positive_int, "concurrency")),
-    "duration_s": _bounded(_seconds(allow_zero=False), "duration_s"),
-    "warmup_s": _bounded(_seconds(allow_zero=True), "warmup_s"),
-    "timeout_s": _bounded(_seconds(allow_zero=False), "timeout_s"),
-    "pool_min": _bounded(_non_negative_int, "pool_min"),
-    "pool_max": _list_of(_bounded(_positive_int, "pool_max")),
-    "workers": _list_of(_bounded(_positive_int, "workers")),
-    "topology": _list_of(_topology),
-    "pgbouncer_pool_size": _bounded(_positive_int, "pgbouncer_pool_size"),
+    "concurrency": parsers.list_of(parsers.bounded(parsers.positive_int, "concurrency")),
+    "duration_s": parsers.bounded(parsers.seconds(allow_zero=False), "duration_s"),
+    "warmup_s": parsers.bounded(parsers.seconds(allow_zero=True), "warmup_s"),
+    "timeout_s": parsers.bounded(parsers.seconds(allow_zero=False), "timeout_s"),
+    "pool_min": parsers.bounded(parsers.non_negative_int, "pool_min"),
+    "pool_max": parsers.list_of(parsers.bounded(parsers.positive_int, "pool_max")),
+    "workers": parsers.list_of(parsers.bounded(parsers.positive_int, "workers")),
+    "topology": parsers.list_of(_topology),
+    "pgbouncer_pool_size": parsers.bounded(parsers.positive_int, "pgbouncer_pool_size"),
     "repeat": _repeat,
-    "max_rounds": _bounded(_positive_int, "repeat"),
-    "base": _text,
-    "head": _text,
+    "max_rounds": parsers.bounded(parsers.positive_int, "repeat"),
+    "base": parsers.text,
+    "head": parsers.text,
     "fail_on": _fail_on,
     "alpha": parse_alpha,
-    "rate": _list_of(_bounded(_rate, "rate")),
+    "rate": parsers.list_of(parsers.bounded(parsers.rate, "rate")),
     "postgres": _backend,
     "engine": _engine,
-    "locust_workers": _bounded(_non_negative_int, "locust_workers"),
-    "expect_workers": _bounded(_non_negative_int, "expect_workers"),
-    "locust_bind": _text,
-    "locust_port": _port,
-    "locust_token_file": _text,
+    "locust_workers": parsers.bounded(parsers.non_negative_int, "locust_workers"),
+    "expect_workers": parsers.bounded(parsers.non_negative_int, "expect_workers"),
+    "locust_bind": parsers.text,
+    "locust_port": parsers.port,
+    "locust_token_file": parsers.text,
     "server": _server,
     "fault": faults.parse,
     "gate": parse_gate,
@@ -563,14 +420,15 @@ def _parse_all(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[s
         parser = PARSERS.get(key)
         if parser is None:
             known = ", ".join(PARSERS)
-            name = key if len(key) <= MAX_SHOWN and key.isprintable() else _shown(key)
+            shown = len(key) <= parsers.MAX_SHOWN and key.isprintable()
+            name = key if shown else parsers.shown(key)
             raise ScenarioError(f"{where(name)}: unknown key (known: {known})")
         try:
             out[key] = parser(value)
-        except _Complete as exc:
+        except parsers.Complete as exc:
             raise ScenarioError(f"{where(key)}: {exc}") from None
         except (ValueError, TypeError) as exc:  # TypeError: a shape no parser expects
-            raise ScenarioError(f"{where(key)}: {exc}, got {_shown(value)}") from None
+            raise ScenarioError(f"{where(key)}: {exc}, got {parsers.shown(value)}") from None
     return out
 
 
@@ -653,9 +511,6 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
     return scenario
 
 
-DEFAULT_MAX_ROUNDS = 40  # --repeat auto without --max-rounds
-
-
 def _ab_given(values: dict[str, Any]) -> None:
     """Fold --fail-on and --alpha into the gate; --repeat auto into ``sequential`` with
     ``repeat`` its budget of rounds."""
@@ -667,7 +522,7 @@ def _ab_given(values: dict[str, Any]) -> None:
     max_rounds = values.pop("max_rounds", None)
     if values.get("repeat") == "auto":
         values["sequential"] = True
-        values["repeat"] = DEFAULT_MAX_ROUNDS if max_rounds is None else max_rounds
+        values["repeat"] = defaults.MAX_ROUNDS if max_rounds is None else max_rounds
     elif max_rounds is not None:
         raise ScenarioError("--max-rounds: goes with --repeat auto (rounds until decided)")
 
@@ -735,12 +590,12 @@ def _own_apps_given(
         # Faults find the app's sessions by connbench's application_name, which own apps lack.
         raise ScenarioError("--fault: not supported with --app or --target")
     https = [s.name for s in specs if (s.url or "").startswith("https:")]
-    if https and values.get("engine", "httptools") == "httptools":
+    if https and values.get("engine", defaults.ENGINE) == "httptools":
         raise ScenarioError(
             f"--target {https[0]}: an https:// URL needs --engine aiohttp or httpx "
             "(httptools speaks plain HTTP)"
         )
-    backend = parse_backend(values.get("postgres", "embedded"))
+    backend = parse_backend(values.get("postgres", defaults.POSTGRES))
     if values.get("target") and backend.kind != "external":
         raise ScenarioError(
             "--target: needs --postgres DSN (the database that app uses) for the server-side "

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from connbench.measure.load import Progress as LoadProgress
+from connbench.model import defaults
 from connbench.model.results import StrategyResult
 from connbench.present.common import WARNING
 from connbench.present.run import _recovery
@@ -20,7 +21,7 @@ from connbench.present.run import _recovery
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-DEFAULT_EVERY_S = 10.0  # periodic lines off a terminal when --progress is not given
+DEFAULT_EVERY_S = defaults.PROGRESS_EVERY_S  # periodic lines off a terminal
 BAR_WIDTH = 10
 
 

@@ -16,12 +16,12 @@ from rich.table import Table
 from connbench.analyse import advice, findings, stats
 from connbench.analyse.compare import shown
 from connbench.analyse.stats import MEASURED
+from connbench.analyse.verdicts import limits_failed
 from connbench.apps import STRATEGIES
 from connbench.model import metrics
 from connbench.model.result_types import (
     Calibration,
     FaultOutcome,
-    LimitRecord,
     PostgresInfo,
     Spread,
     VariantRecord,
@@ -798,24 +798,6 @@ def _fitted(
     say_dropped(console, what, dropped)
 
 
-def invalid_variants(run: RunResult) -> list[tuple[str, str]]:
-    """(key, why) for each variant whose numbers measure the setup rather than the app: an
-    open model whose rate was not held, or a saturated load generator."""
-    out = []
-    for summary in run.summary:
-        reasons = [
-            reason
-            for result in run.results
-            if result.key == summary.key and result.open_model is not None
-            for reason in result.open_model.invalid_reasons
-        ]
-        if summary.generator_saturated and not any("generator" in r for r in reasons):
-            reasons.append("the load generator was saturated")
-        if reasons or not summary.valid:
-            out.append((summary.key, "; ".join(dict.fromkeys(reasons)) or "invalid"))
-    return out
-
-
 def _labelled_warnings(run: RunResult) -> list[tuple[str, str]]:
     """(variant label, warning) for every warning the run's summaries carry."""
     return [
@@ -844,10 +826,6 @@ def _limit_lines(run: RunResult) -> list[tuple[bool, str]]:
     """(failed, text) per limit verdict, failures first."""
     ordered = sorted(run.limits, key=lambda v: not v.failed)
     return [(v.failed, f"{v.limit} · {v.variant}: {v.reason}") for v in ordered]
-
-
-def limits_failed(run: RunResult) -> list[LimitRecord]:
-    return [v for v in run.limits if v.failed]
 
 
 def run_markdown(run: RunResult) -> str:
