@@ -70,9 +70,9 @@ from connbench.model.result_types import (
 )
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
+from connbench.model.sessions import CONTROL_APP
 
 CALIBRATE_MAX_S = 5.0
-CONTROL_APP = "connbench-control"  # application_name of the runner's own connection
 STATS_TIMEOUT_S = 10.0  # the app answers its timing totals behind the requests it is serving
 WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
 
