@@ -232,13 +232,10 @@ def execute(
                             label += f" #{repeat + 1}"
                         total_s = scenario.warmup_s + scenario.duration_s
                         reporter.strategy_started(label, index, len(plan), total_s)
-                        spec = scenario.own_app(variant.strategy)
-                        if variant.kind != "strategy" and spec is not None:
-                            result = _run_own_app(context, variant, spec, repeat)
-                            if result.variant.app is not None:
-                                result.variant.app.git = app_commits.get(spec.name)
-                        else:
-                            result = _run_variant(context, variant, repeat, predictions[variant])
+                        subject = _subject(context, variant, predictions)
+                        result = _run_one(context, variant, repeat, subject)
+                        if result.variant.app is not None:
+                            result.variant.app.git = app_commits.get(subject.name)
                         result.position = position
                         run.results.append(result)
                         reporter.strategy_finished(result)
@@ -577,93 +574,325 @@ def serving(
             yield route, app
 
 
-def _run_variant(
-    run: _Run, variant: Variant, repeat: int, predicted: capacity.Prediction
-) -> StrategyResult:
-    """Measure one repeat of ``variant`` on a fresh table; a failure is recorded, not raised."""
-    unavailable = pgbouncer.unavailable(variant.topology)
-    if unavailable:
-        return _not_measured(variant, repeat, "unavailable", unavailable)
-    pg = run.pg
-    log_path = run.tmp / f"{variant.strategy}-{len(list(run.tmp.iterdir()))}.log"
-    with ExitStack() as stack:
-        control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
-        pg.reset_table(control)
-        sessions_before = sampler.sessions_counter(control)
-        # Each uvicorn worker would keep its own timing totals; connbench reads one.
-        serve = serving(
-            pg, variant, run.scenario, log_path, conn=control, instrument=variant.workers == 1
+def _subject(
+    run: _Run, variant: Variant, predictions: dict[Variant, capacity.Prediction]
+) -> Subject:
+    spec = run.scenario.own_app(variant.strategy)
+    if variant.kind != "strategy" and spec is not None:
+        return _UserApp(run, variant, spec)
+    return _Strategy(run, variant, predictions[variant])
+
+
+class Subject(Protocol):
+    """What differs between a built-in strategy, an own app and a target: how the app is
+    started and what is counted around it. :func:`_run_one` is the one path that measures a
+    variant of each; a subject is made for one repeat of one variant and holds its state."""
+
+    @property
+    def name(self) -> str:
+        """The result's ``strategy``; names the app's log."""
+        ...
+
+    @property
+    def record(self) -> VariantRecord: ...
+
+    @property
+    def predicted(self) -> dict[str, Any] | None:
+        """The capacity prediction (built-in strategies only)."""
+        ...
+
+    @property
+    def spec(self) -> AppSpec | None:
+        """An own app's or target's requests (None: the strategy's visit)."""
+        ...
+
+    @property
+    def database(self) -> str | None:
+        """Where its sessions are counted (None: by their tag, on the run's database)."""
+        ...
+
+    def unavailable(self) -> str | None:
+        """Why this variant cannot run here (None: it can)."""
+        ...
+
+    def open(self, stack: ExitStack) -> None:
+        """The database side, before the app starts (closed by ``stack``)."""
+        ...
+
+    def start(
+        self, stack: ExitStack, log_path: Path
+    ) -> tuple[RunningApp, pgbouncer.PgBouncer | None]:
+        """The app serving (and the PgBouncer in front of it), stopped by ``stack``; what is
+        counted before the window, counted. Raises :class:`ProcessError` when it fails."""
+        ...
+
+    def count(self, measured: stats.Measurement) -> stats.Measurement:
+        """``measured`` with the sessions the app opened and the rows it wrote, once it has
+        stopped. Raises :class:`psycopg.Error` when the server cut connbench's session."""
+        ...
+
+    def failure_details(self, log_path: Path) -> str:
+        """What goes under a failure to start or to check (its log tail: redacted)."""
+        ...
+
+    def warnings(self, log_path: Path, failed: bool) -> list[str]:
+        """What to say beside a measured result, once the app has stopped."""
+        ...
+
+    def leftovers(self) -> list[str]:
+        """What connbench could not drop of what it made for the app (said, never fatal)."""
+        ...
+
+
+RunningApp = appserver.App | userapp.Served
+
+
+def _run_one(run: _Run, variant: Variant, repeat: int, subject: Subject) -> StrategyResult:
+    """Measure one repeat of ``variant`` (the app ``subject`` says); a failure is recorded with
+    its cause and what was measured until then, not raised.
+
+    An app that exits before the load has ended, whether the watchdog saw it during the
+    window or only once the load had drained, fails its variant: its window is not one to
+    trust."""
+
+    def not_measured(status: Status, why: str) -> StrategyResult:
+        return StrategyResult(
+            strategy=subject.name, variant=subject.record, repeat=repeat, status=status, failure=why
         )
-        try:
-            with serve as (route, app):
-                measured, death = _measure(app, route.bouncer, variant, run)
-                died, app_log = app.exit_code(), app.log_tail()
-        except ProcessError as exc:
-            return _not_measured(variant, repeat, "failed", redact(str(exc)))
-        connects = measured.samples.connects
-        lost = None
-        if death is None or death.child != "postgres":  # else nothing left to count on
-            try:
-                if measured.injected is not None:
-                    connects += measured.injected.connects
-                    if measured.injected.restarted:
-                        # The restart cut our session: one more of ours for the count to discount.
-                        control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
-                        connects += 1
-                measured = _count_writes(pg, control, measured, sessions_before, connects)
-            except psycopg.Error as exc:
-                lost = (
-                    "PostgreSQL cut connbench's own session during the run (it crashed, "
-                    f"restarted or stopped): {first_line(exc)}"
+
+    unavailable = subject.unavailable()
+    if unavailable:
+        return not_measured("unavailable", unavailable)
+    log_path = run.tmp / f"{subject.name}-{len(list(run.tmp.iterdir()))}.log"
+    lost = None
+    try:
+        with ExitStack() as stack:
+            subject.open(stack)
+            with ExitStack() as app_stack:
+                app, bouncer = subject.start(app_stack, log_path)
+                measured, death = _measure(
+                    app, bouncer, variant, run, subject.spec, subject.database
                 )
+                died, app_log = app.exit_code(), app.log_tail()
+            if death is None or death.child != "postgres":  # else nothing left to count on
+                try:
+                    measured = subject.count(measured)
+                except psycopg.Error as exc:
+                    lost = (
+                        "PostgreSQL cut connbench's own session during the run (it crashed, "
+                        f"restarted or stopped): {first_line(exc)}"
+                    )
+    except ProcessError as exc:
+        failed = not_measured("failed", redact(str(exc)) + subject.failure_details(log_path))
+        failed.warnings += subject.leftovers()
+        return failed
     result = stats.summarize(
-        variant.strategy,
-        _record(variant),
+        subject.name,
+        subject.record,
         measured,
         repeat=repeat,
-        predicted=predicted.to_dict(_max_connections(pg)),
-        pgbouncer=route.bouncer.describe() if route.bouncer else None,
+        predicted=subject.predicted,
+        pgbouncer=bouncer.describe() if bouncer is not None else None,
     )
     failure = str(death) if death is not None else lost
-    if failure is None and died is not None:  # it died after the window, in the drain
+    if failure is None and died is not None:  # after the watchdog's last look: in the drain
         failure = f"the app's uvicorn {procs.describe_exit(died)} during the run"
     if failure is not None:
         # Failed, with what was measured until then kept in the result.
         result.status, result.failure = "failed", failure
-        if (death is not None and death.child == "app") or died is not None:
-            result.warnings.append(f"the app's log:\n{redact(app_log)}")
+    if (death is not None and death.child == "app") or died is not None:
+        result.warnings.append(f"the app's log:\n{redact(app_log)}")
+    result.warnings += subject.warnings(log_path, failed=failure is not None)
     return result
 
 
-def _record(variant: Variant) -> VariantRecord:
-    return VariantRecord.model_validate(variant.to_dict())
+@dataclass
+class _Strategy:
+    """A built-in strategy: its app on the run's table, its sessions told apart by their tag."""
+
+    run: _Run
+    variant: Variant
+    prediction: capacity.Prediction
+    spec: AppSpec | None = None
+    database: str | None = None
+    control: psycopg.Connection[Any] | None = None
+    sessions_before: int | None = None
+    stack: ExitStack | None = None
+
+    @property
+    def name(self) -> str:
+        return self.variant.strategy
+
+    @property
+    def record(self) -> VariantRecord:
+        return VariantRecord.model_validate(self.variant.to_dict())
+
+    @property
+    def predicted(self) -> dict[str, Any]:
+        return self.prediction.to_dict(_max_connections(self.run.pg))
+
+    def unavailable(self) -> str | None:
+        return pgbouncer.unavailable(self.variant.topology)
+
+    def open(self, stack: ExitStack) -> None:
+        pg = self.run.pg
+        self.stack = stack
+        self.control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
+        pg.reset_table(self.control)
+        self.sessions_before = sampler.sessions_counter(self.control)
+
+    def start(
+        self, stack: ExitStack, log_path: Path
+    ) -> tuple[RunningApp, pgbouncer.PgBouncer | None]:
+        # Each uvicorn worker would keep its own timing totals; connbench reads one.
+        route, app = stack.enter_context(
+            serving(
+                self.run.pg,
+                self.variant,
+                self.run.scenario,
+                log_path,
+                conn=self.control,
+                instrument=self.variant.workers == 1,
+            )
+        )
+        return app, route.bouncer
+
+    def count(self, measured: stats.Measurement) -> stats.Measurement:
+        assert self.control is not None and self.stack is not None
+        pg = self.run.pg
+        ours = measured.samples.connects
+        if measured.injected is not None:
+            ours += measured.injected.connects
+            if measured.injected.restarted:
+                # The restart cut our session: one more of ours for the count to discount.
+                self.control = self.stack.enter_context(pg.connect(application_name=CONTROL_APP))
+                ours += 1
+        sampler.wait_for_app_sessions_to_end(self.control, app_name=pg.app_name)
+        sessions_after = sampler.sessions_counter(self.control)
+        opened = None
+        if self.sessions_before is not None and sessions_after is not None:
+            opened = sessions_after - self.sessions_before - ours
+        rows = pg.count_rows(self.control)
+        return replace(measured, sessions_opened=opened, rows_inserted=rows)
+
+    def failure_details(self, log_path: Path) -> str:
+        return ""  # the error names the app's log tail already
+
+    def warnings(self, log_path: Path, failed: bool) -> list[str]:
+        return []
+
+    def leftovers(self) -> list[str]:
+        return []
 
 
-def _not_measured(variant: Variant, repeat: int, status: Status, why: str) -> StrategyResult:
-    return StrategyResult(
-        strategy=variant.strategy,
-        variant=_record(variant),
-        repeat=repeat,
-        status=status,
-        failure=why,
-    )
+@dataclass
+class _UserApp:
+    """An own app (its role and database, made for the variant) or a target (a running app,
+    on the database ``--postgres`` names): see :mod:`connbench.infra.userapp`."""
 
+    run: _Run
+    variant: Variant
+    spec: AppSpec
+    predicted: None = None  # an own app's pattern is its own: nothing to predict
+    db: userapp.AppDatabase | None = None
+    control: psycopg.Connection[Any] | None = None
+    served: userapp.Served | None = None
+    rows_before: int | None = None
+    sessions_before: int | None = None
+    # What its check left undropped (said with its first variant), and what this one left.
+    earlier: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
 
-def _count_writes(
-    pg: postgres.Postgres,
-    control: psycopg.Connection[Any],
-    measured: stats.Measurement,
-    sessions_before: int | None,
-    ours: int,
-) -> stats.Measurement:
-    """``measured`` with the sessions the app opened (``ours`` discounted) and its rows,
-    once its sessions have ended."""
-    sampler.wait_for_app_sessions_to_end(control, app_name=pg.app_name)
-    sessions_after = sampler.sessions_counter(control)
-    opened = None
-    if sessions_before is not None and sessions_after is not None:
-        opened = sessions_after - sessions_before - ours
-    return replace(measured, sessions_opened=opened, rows_inserted=pg.count_rows(control))
+    def __post_init__(self) -> None:
+        self.earlier = self.run.left_by_check.pop(self.spec.name, [])
+
+    @property
+    def target(self) -> bool:
+        return self.spec.kind == "target"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def record(self) -> VariantRecord:
+        return VariantRecord.model_validate(self.variant.to_dict() | {"app": self.spec.describe()})
+
+    @property
+    def database(self) -> str | None:
+        return self.db.name if self.db is not None else None
+
+    def unavailable(self) -> str | None:
+        if self.target and self.variant.topology != "direct":
+            return (
+                f"target {self.spec.name}: a running app connects where it was started to "
+                f"(not via {self.variant.topology})"
+            )
+        return pgbouncer.unavailable(self.variant.topology)
+
+    def open(self, stack: ExitStack) -> None:
+        self.db, self.control = _app_database(stack, self.run, self.spec)
+        self.left = self.db.problems  # filled as the stack closes
+
+    def start(
+        self, stack: ExitStack, log_path: Path
+    ) -> tuple[RunningApp, pgbouncer.PgBouncer | None]:
+        assert self.db is not None and self.control is not None
+        bouncer = None
+        if self.target:
+            served = userapp.Served(self.spec, self.spec.url or "")
+            userapp.probe(self.spec, served.base_url)
+        else:
+            app_db = self.db
+            if self.variant.topology != "direct":  # stops after the app, before the count
+                bouncer = stack.enter_context(_app_bouncer(self.run, self.variant, self.db))
+                app_db = replace(self.db, dsn=bouncer.dsn)
+            served = stack.enter_context(
+                userapp.start(self.spec, app_db, self.variant.workers, log_path)
+            )
+        self.served = served
+        # The probe's request may commit after its response: count once it has.
+        userapp.wait_until_idle(self.control, self.db.name)
+        self.rows_before = userapp.count(self.spec, self.control)
+        self.sessions_before = sampler.sessions_counter(self.control, self.db.name)
+        return served, bouncer
+
+    def count(self, measured: stats.Measurement) -> stats.Measurement:
+        assert self.db is not None and self.control is not None
+        if self.target:
+            userapp.wait_until_idle(self.control, self.db.name)
+        else:  # stopped: every session it had is closed and counted
+            sampler.wait_for_app_sessions_to_end(self.control, database=self.db.name)
+        sessions_after = sampler.sessions_counter(self.control, self.db.name)
+        rows_after = userapp.count(self.spec, self.control)
+        opened = None
+        if self.sessions_before is not None and sessions_after is not None:
+            # The sampler's own sessions land on the target's database, not on an own app's.
+            ours = measured.samples.connects if self.target else 0
+            opened = sessions_after - self.sessions_before - ours
+        rows = None
+        if self.rows_before is not None and rows_after is not None:
+            rows = rows_after - self.rows_before
+        # A target is not ours to measure: its CPU is unknown, not 0.
+        cpu = measured.cpu_percent | ({"app": None} if self.target else {})
+        return replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
+
+    def failure_details(self, log_path: Path) -> str:
+        return userapp.failure_details(None if self.target else log_path)
+
+    def warnings(self, log_path: Path, failed: bool) -> list[str]:
+        log = None if self.target else log_path  # a target's log is not ours
+        out = userapp.known_failures(log, self.variant.topology) if log is not None else []
+        if failed:
+            kept = userapp.keep_log(log)
+            if kept is not None:
+                out.append(f"the app's whole log is kept in {kept}")
+        if self.served is not None:
+            out += self.served.strays
+        return out + self.leftovers()
+
+    def leftovers(self) -> list[str]:
+        return _not_dropped(self.earlier + self.left, self.run.pg.shared)
 
 
 def _load_config(variant: Variant, scenario: Scenario, spec: AppSpec | None) -> LoadConfig:
@@ -786,95 +1015,6 @@ def _record_commits(run: RunResult) -> dict[str, GitCheckout]:
         if checked is not None:
             record.git = found[record.name] = checked
     return found
-
-
-def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> StrategyResult:
-    """One repeat of an own app or a target (see :mod:`connbench.infra.userapp`)."""
-    described = VariantRecord.model_validate(variant.to_dict() | {"app": spec.describe()})
-
-    def not_run(status: Status, why: str) -> StrategyResult:
-        return StrategyResult(
-            strategy=spec.name, variant=described, repeat=repeat, status=status, failure=why
-        )
-
-    if variant.topology != "direct" and spec.kind == "target":
-        return not_run(
-            "unavailable",
-            f"target {spec.name}: a running app connects where it was started to "
-            f"(not via {variant.topology})",
-        )
-    reason = pgbouncer.unavailable(variant.topology)
-    if reason:
-        return not_run("unavailable", reason)
-    target = spec.kind == "target"
-    bouncer = None
-    log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
-    left: list[str] = []  # what could not be dropped afterwards: said, never fatal
-    earlier = run.left_by_check.pop(spec.name, [])  # what its check left
-    try:
-        with ExitStack() as stack:
-            db, control = _app_database(stack, run, spec)
-            left = db.problems  # filled as the stack closes
-            with ExitStack() as app_stack:
-                if target:
-                    served = userapp.Served(spec, spec.url or "")
-                    userapp.probe(spec, served.base_url)
-                else:
-                    app_db = db
-                    if variant.topology != "direct":  # stops after the app, before the count
-                        bouncer = app_stack.enter_context(_app_bouncer(run, variant, db))
-                        app_db = replace(db, dsn=bouncer.dsn)
-                    served = app_stack.enter_context(
-                        userapp.start(spec, app_db, variant.workers, log_path)
-                    )
-                # The probe's request may commit after its response: count once it has.
-                userapp.wait_until_idle(control, db.name)
-                rows_before = userapp.count(spec, control)
-                sessions_before = sampler.sessions_counter(control, db.name)
-                measured, death = _measure(served, bouncer, variant, run, spec, db.name)
-                died, app_log = served.exit_code(), served.log_tail()
-            if target:
-                userapp.wait_until_idle(control, db.name)
-            else:  # stopped: every session it had is closed and counted
-                sampler.wait_for_app_sessions_to_end(control, database=db.name)
-            sessions_after = sampler.sessions_counter(control, db.name)
-            rows_after = userapp.count(spec, control)
-    except ProcessError as exc:
-        details = userapp.failure_details(None if target else log_path)
-        failed = not_run("failed", redact(str(exc)) + details)
-        failed.warnings += _not_dropped(earlier + left, run.pg.shared)
-        return failed
-    opened = None
-    if sessions_before is not None and sessions_after is not None:
-        # The sampler's own sessions land on the target's database, not on an own app's.
-        ours = measured.samples.connects if target else 0
-        opened = sessions_after - sessions_before - ours
-    rows = None if rows_before is None or rows_after is None else rows_after - rows_before
-    # A target is not ours to measure: its CPU is unknown, not 0.
-    cpu = measured.cpu_percent | ({"app": None} if target else {})
-    measured = replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
-    result = stats.summarize(
-        spec.name,
-        described,
-        measured,
-        repeat=repeat,
-        pgbouncer=bouncer.describe() if bouncer is not None else None,
-    )
-    if not target:
-        result.warnings.extend(userapp.known_failures(log_path, variant.topology))
-    if death is not None:
-        result.status, result.failure = "failed", str(death)
-    if died is not None:
-        result.warnings.append(
-            f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
-        )
-    if death is not None or died is not None:
-        kept = userapp.keep_log(None if target else log_path)
-        if kept is not None:
-            result.warnings.append(f"the app's whole log is kept in {kept}")
-    result.warnings.extend(served.strays)
-    result.warnings += _not_dropped(earlier + left, run.pg.shared)
-    return result
 
 
 def _not_dropped(problems: list[str], shared: bool) -> list[str]:
