@@ -12,28 +12,26 @@ Interrupts, in one place:
 
 Either way what was measured is saved with ``"interrupted": true`` and the run exits 130.
 
-Children that die, in one place too: a watchdog polls the app, PostgreSQL's postmaster and
-PgBouncer while a variant is measured. The first death stops the load; the variant is saved as
-failed with the cause (which child, its exit status, when) and the numbers measured until
-then. A server connbench started is started again for the next variant (PgBouncer and the app
-are per variant anyway); an external server cannot be, so the run stops there
-(:class:`ServerLost`), and what was measured is saved either way.
+Children that die, in one place too: a watchdog (:mod:`connbench.measure.watchdog`) polls the
+app, PostgreSQL's postmaster and PgBouncer while a variant is measured. The first death stops
+the load; the variant is saved as failed with the cause (which child, its exit status, when)
+and the numbers measured until then; so is one whose app exited unseen, in the drain. A server
+connbench started is started again for the next variant (PgBouncer and the app are per variant
+anyway); an external server cannot be, so the run stops there (:class:`ServerLost`), and what
+was measured is saved either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -49,8 +47,8 @@ from connbench.infra import (
     tempdirs,
     userapp,
 )
-from connbench.measure import calibrate, faults, load, locust_engine, sampler
-from connbench.measure.load import LoadConfig, Progress
+from connbench.measure import calibrate, load, sampler, watchdog, window
+from connbench.measure.load import Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
 from connbench.model.dsn import redact
@@ -73,8 +71,6 @@ from connbench.model.scenario import Scenario, Variant
 from connbench.model.sessions import CONTROL_APP
 
 CALIBRATE_MAX_S = 5.0
-STATS_TIMEOUT_S = 10.0  # the app answers its timing totals behind the requests it is serving
-WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
 
 
 class ServerLost(PostgresError):
@@ -83,26 +79,6 @@ class ServerLost(PostgresError):
 
 class CheckFailed(ConnbenchError):
     """An own app or target failed its check: nothing was measured. Exit code 1."""
-
-
-@dataclass(frozen=True)
-class Death:
-    """A child that stopped on its own while a variant was measured."""
-
-    child: str  # app | postgres | pgbouncer
-    pid: int | None
-    returncode: int
-    at_s: float | None  # seconds into the measured window; None: during the warm-up
-
-    def __str__(self) -> str:
-        who = {
-            "app": "the app's uvicorn",
-            "postgres": "PostgreSQL's postmaster",
-            "pgbouncer": "PgBouncer",
-        }.get(self.child, self.child)
-        pid = f" (pid {self.pid})" if self.pid is not None else ""
-        when = "during the warm-up" if self.at_s is None else f"{self.at_s:.1f} s into the window"
-        return f"{who}{pid} {procs.describe_exit(self.returncode)} {when}"
 
 
 class Reporter(Protocol):
@@ -670,9 +646,7 @@ def _run_one(run: _Run, variant: Variant, repeat: int, subject: Subject) -> Stra
             subject.open(stack)
             with ExitStack() as app_stack:
                 app, bouncer = subject.start(app_stack, log_path)
-                measured, death = _measure(
-                    app, bouncer, variant, run, subject.spec, subject.database
-                )
+                measured, death = _measure(run, variant, subject, app, bouncer)
                 died, app_log = app.exit_code(), app.log_tail()
             if death is None or death.child != "postgres":  # else nothing left to count on
                 try:
@@ -895,114 +869,35 @@ class _UserApp:
         return _not_dropped(self.earlier + self.left, self.run.pg.shared)
 
 
-def _load_config(variant: Variant, scenario: Scenario, spec: AppSpec | None) -> LoadConfig:
-    config = LoadConfig(
-        concurrency=variant.concurrency,
-        duration_s=scenario.duration_s,
-        warmup_s=scenario.warmup_s,
-        timeout_s=scenario.timeout_s,
-        engine=scenario.engine,
-        rate_rps=variant.rate,
-    )
-    if spec is None:
-        return config
-    first = spec.mix[0]  # Locust's one request (a mix needs connbench's own engines)
-    body = first.body.encode() if first.body is not None else None
-    return replace(config, method=first.method, headers=first.headers, body=body, mix=spec.mix)
-
-
 def _measure(
-    app: appserver.App | userapp.Served,
-    bouncer: pgbouncer.PgBouncer | None,
-    variant: Variant,
     run: _Run,
-    spec: AppSpec | None = None,
-    database: str | None = None,
-) -> tuple[stats.Measurement, Death | None]:
-    """Load the app for the scenario's window while the samplers watch the server (and
-    PgBouncer), the fault is injected and the edges of the window are marked; and the
-    child that died meanwhile, if one did (the load then stopped early).
-
-    An own app or target (``spec``) is sent its own requests, and its sessions are every
-    client session on ``database`` (see :mod:`connbench.infra.userapp`)."""
-    pg, interrupts = run.pg, run.interrupts
-    injector = faults.Injector(run.scenario.fault, pg) if run.scenario.fault else None
-
-    async def main() -> tuple[stats.Measurement, Death | None]:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        samples = sampler.Samples()
-        pool_samples = sampler.PoolSamples() if bouncer is not None else None
-        edges = _Edges(app, pg, bouncer, injector, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
-        interrupts.attach(loop, stop)
-        deaths: list[Death] = []
-        watchers = [
-            asyncio.create_task(sampler.watch(pg, samples, database=database)),
-            asyncio.create_task(_watch_children(app, pg, bouncer, edges.seen, stop, deaths)),
-        ]
-        if bouncer is not None and pool_samples is not None:
-            watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
-        injected = None
-
-        def progress(p: Progress) -> None:  # with the server's side at the last sample
-            # Unknown while the server hides the sessions' state: not the ones left visible.
-            seen = samples.samples[-1].total if samples.samples and not samples.hidden else None
-            run.on_progress(replace(p, connections=seen))
-
-        try:
-            config = _load_config(variant, run.scenario, spec)
-            raw = await _drive(app.visit_url, config, run.scenario, progress, edges.mark, stop)
-            if injector is not None:
-                injected = await injector.finish()
-            app_stats = {name: await read for name, read in edges.reads.items()}
-        finally:
-            for task in (*watchers, *edges.reads.values()):
-                task.cancel()
-            await asyncio.gather(*watchers, *edges.reads.values(), return_exceptions=True)
-            await edges.client.aclose()
-            interrupts.detach(loop)
-        measured = stats.Measurement(
-            raw=raw,
-            samples=samples,
-            cpu_percent=_cpu_percent(edges.processes(), edges.seen),
-            pool_samples=pool_samples,
-            injected=injected,
-            app_stats=(app_stats.get("start"), app_stats.get("end")),
-        )
-        return measured, deaths[0] if deaths else None
-
-    with load.new_runner() as runner:
-        return runner.run(main())
-
-
-async def _watch_children(
-    app: appserver.App | userapp.Served,
-    pg: postgres.Postgres,
+    variant: Variant,
+    subject: Subject,
+    app: RunningApp,
     bouncer: pgbouncer.PgBouncer | None,
-    edges: dict[str, _Edge],
-    stop: asyncio.Event,
-    deaths: list[Death],
-) -> None:
-    """Until cancelled: when the app, the postmaster or PgBouncer stops on its own, record it
-    in ``deaths`` and set ``stop`` (the load ends as on Ctrl-C, keeping what it measured)."""
-    children: dict[str, tuple[Callable[[], int | None], int | None]] = {
-        "app": (app.exit_code, app.pid),
-        "postgres": (pg.died, pg.server_pid),
-    }
-    if bouncer is not None:
-        children["pgbouncer"] = (bouncer.exit_code, bouncer.pid)
-    while not deaths:
-        for name, (exit_code, pid) in children.items():
-            code = exit_code()
-            if code is not None:
-                start = edges.get("start")
-                at_s = time.perf_counter() - start.t_s if start is not None else None
-                if name == "postgres":
-                    pid = pg.server_pid  # a restart fault may have replaced it
-                deaths.append(Death(name, pid, code, at_s))
-                stop.set()
-                break
-        await asyncio.sleep(WATCH_INTERVAL_S)
+) -> tuple[stats.Measurement, watchdog.Death | None]:
+    """The variant's window (see :mod:`connbench.measure.window`), as :func:`stats.summarize`
+    reads it; and the child that died meanwhile, if one did."""
+    seen = window.measure(
+        app,
+        bouncer,
+        run.pg,
+        variant,
+        run.scenario,
+        run.interrupts,
+        run.on_progress,
+        subject.spec,
+        subject.database,
+    )
+    measured = stats.Measurement(
+        raw=seen.raw,
+        samples=seen.samples,
+        cpu_percent=seen.cpu_percent,
+        pool_samples=seen.pool_samples,
+        injected=seen.injected,
+        app_stats=seen.app_stats,
+    )
+    return measured, seen.death
 
 
 def _record_commits(run: RunResult) -> dict[str, GitCheckout]:
@@ -1027,106 +922,3 @@ def _not_dropped(problems: list[str], shared: bool) -> list[str]:
         else " (the server is removed at the end of the run, and they with it)"
     )
     return ["connbench could not drop what it created for this app: " + "; ".join(problems) + then]
-
-
-@dataclass
-class _Edges:
-    """Marks the measured window's edges as the load generator reaches them (on its loop):
-    each process tree's CPU so far, a read of the app's timing totals, the fault armed."""
-
-    app: appserver.App | userapp.Served
-    pg: postgres.Postgres
-    bouncer: pgbouncer.PgBouncer | None
-    injector: faults.Injector | None
-    client: httpx.AsyncClient
-    seen: dict[str, _Edge] = field(default_factory=dict)
-    reads: dict[str, asyncio.Task[dict[str, Any] | None]] = field(default_factory=dict)
-
-    def processes(self) -> dict[str, int | None]:
-        # Read at each edge: a restart gives PostgreSQL a new process.
-        found = {"app": self.app.pid, "postgres": self.pg.server_pid}
-        if self.bouncer is not None:
-            found["pgbouncer"] = self.bouncer.pid
-        return found
-
-    def mark(self, name: str) -> None:
-        pids = self.processes()
-        cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
-        if self.pg.cpu_s is not None:  # a container: its cgroup, not a process tree of ours
-            cpu["postgres"] = self.pg.cpu_s()
-        self.seen[name] = _Edge(cpu, pids, time.perf_counter())
-        if self.app.instrumented:  # the app's timing totals at this edge, read meanwhile
-            self.reads[name] = asyncio.get_running_loop().create_task(
-                self.app.read_stats(self.client)
-            )
-        if name == "start" and self.injector is not None:
-            self.injector.arm()
-
-
-@dataclass(frozen=True)
-class _Edge:
-    """CPU seconds used so far by each process tree at one edge of the window."""
-
-    cpu_s: dict[str, float | None]
-    pids: dict[str, int | None]  # a restart replaces the server: no start to count from
-    t_s: float
-
-
-def _cpu_percent(
-    processes: dict[str, int | None], edges: dict[str, _Edge]
-) -> dict[str, float | None]:
-    """% of one core used by each process tree over the measured window (None: unknown)."""
-    if "start" not in edges or "end" not in edges:
-        return {label: None for label in processes}
-    start, end = edges["start"], edges["end"]
-    wall = end.t_s - start.t_s
-    out: dict[str, float | None] = {}
-    for label in processes:
-        a, b = start.cpu_s.get(label), end.cpu_s.get(label)
-        if a is None or b is None or wall <= 0 or start.pids.get(label) != end.pids.get(label):
-            out[label] = None
-        else:
-            out[label] = round(100 * (b - a) / wall, 1)
-    return out
-
-
-async def _drive(
-    url: str,
-    config: LoadConfig,
-    scenario: Scenario,
-    on_progress: Callable[[Progress], None],
-    on_edge: Callable[[str], None],
-    stop: asyncio.Event,
-) -> load.RawLoad:
-    """The load itself: connbench's own engines, or Locust's master and workers."""
-    if config.engine != "locust":
-        return await load.run(url, config, on_progress=on_progress, on_edge=on_edge, stop=stop)
-    token = None
-    if scenario.locust_token_file:
-        try:
-            token = locust_engine.token_file(Path(scenario.locust_token_file))
-        except ValueError as exc:
-            raise ProcessError(str(exc)) from None
-    options = locust_engine.LocustOptions(
-        workers=scenario.locust_workers,
-        expect_workers=scenario.expect_workers,
-        bind_host=scenario.locust_bind,
-        port=scenario.locust_port,
-        token=token,
-    )
-    parts = urlsplit(url)
-    request = locust_engine.Request(  # an own app's request, as for the default engine
-        path=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-        method=config.method,
-        body=config.body.decode() if config.body is not None else None,
-        headers=config.all_headers,
-    )
-    return await locust_engine.run(
-        url,
-        config,
-        options=options,
-        request=request,
-        on_progress=on_progress,
-        on_edge=on_edge,
-        stop=stop,
-    )

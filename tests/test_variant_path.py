@@ -17,6 +17,7 @@ import pytest
 
 from connbench import runner
 from connbench.infra import postgres
+from connbench.measure import watchdog
 from connbench.model import results
 from connbench.model.scenario import build
 
@@ -33,7 +34,7 @@ def test_an_own_app_that_exits_unseen_by_the_watchdog_fails_its_variant(
         '[[app]]\nname = "exits"\napp = "tests.apps.exiting_app:app"\n'
         'env = { EXIT_AFTER_S = "1.2" }\n'
     )
-    monkeypatch.setattr(runner, "WATCH_INTERVAL_S", 3600.0)  # one look, at the start
+    monkeypatch.setattr(watchdog, "WATCH_INTERVAL_S", 3600.0)  # one look, at the start
     out = tmp_path / "r.json"
     scenario = build(scenario_file, {**SHORT, "postgres": pg.dsn})
     runner.execute(scenario, RecordingReporter(), out)
