@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -55,6 +56,7 @@ from connbench.model.dsn import redact
 from connbench.model.errors import (
     BadInput,
     ConnbenchError,
+    MissingDependency,
     PostgresError,
     ProcessError,
     first_line,
@@ -81,9 +83,14 @@ class CheckFailed(ConnbenchError):
     """An own app or target failed its check: nothing was measured. Exit code 1."""
 
 
-class Reporter(Protocol):
+class Notes(Protocol):
+    """Where the runner says what it does (and what went wrong) beside its results."""
+
     def note(self, message: str) -> None: ...
     def warn(self, message: str) -> None: ...
+
+
+class Reporter(Notes, Protocol):
     def strategy_started(self, label: str, index: int, count: int, total_s: float) -> None: ...
     def progress(self, p: Progress) -> None: ...
     def strategy_finished(self, result: StrategyResult) -> None: ...
@@ -413,17 +420,20 @@ def round_plan(variants: list[Variant], rounds: int) -> list[tuple[int, int, Var
 
 
 @contextmanager
-def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[postgres.Postgres]:
-    """The scenario's PostgreSQL, recorded in ``run``'s environment."""
+def _server(
+    scenario: Scenario, run: RunResult | None, reporter: Notes
+) -> Iterator[postgres.Postgres]:
+    """The scenario's PostgreSQL, recorded in ``run``'s environment (if there is a run)."""
     backend = postgres.parse_backend(scenario.postgres)
     reporter.note(f"starting PostgreSQL ({backend.label}) ...")
     problems: list[str] = []  # filled as the server is left (what could not be dropped)
     try:
         with postgres.start(backend, settings=scenario.server) as pg:
             problems = pg.cleanup_problems
-            run.environment.postgres = results.postgres_info(
-                pg.backend, pg.version, pg.settings, pg.display_dsn
-            )
+            if run is not None:
+                run.environment.postgres = results.postgres_info(
+                    pg.backend, pg.version, pg.settings, pg.display_dsn
+                )
             reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
             if pg.shared:
                 _warn_leftovers(pg, reporter)
@@ -433,7 +443,7 @@ def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[
             reporter.warn(f"connbench could not drop its {problem}")
 
 
-def _warn_leftovers(pg: postgres.Postgres, reporter: Reporter) -> None:
+def _warn_leftovers(pg: postgres.Postgres, reporter: Notes) -> None:
     """One warning naming what runs that were killed left on this server, and the cure."""
     try:
         with pg.connect(application_name=CONTROL_APP) as conn:
@@ -449,14 +459,72 @@ def _warn_leftovers(pg: postgres.Postgres, reporter: Reporter) -> None:
         )
 
 
-def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) -> Calibration:
+def _calibrate(
+    pg: postgres.Postgres, scenario: Scenario, reporter: Notes, max_s: float = CALIBRATE_MAX_S
+) -> Calibration:
     reporter.note("calibrating: generator ceiling, pgbench with and without -C")
     return calibrate.measure(
         pg,
         concurrency=scenario.concurrency,  # pgbench at each, where it can be compared
-        duration_s=min(scenario.duration_s, CALIBRATE_MAX_S),
+        duration_s=min(scenario.duration_s, max_s),
         engine=scenario.engine,
     )
+
+
+def references(scenario: Scenario, notes: Notes) -> Calibration:
+    """``calibrate``: the references alone (see :mod:`connbench.measure.calibrate`) on the
+    scenario's PostgreSQL, ``duration_s`` each, as ``run --calibrate`` takes them. Ctrl-C or
+    SIGTERM stops and removes what was started, then raises :class:`KeyboardInterrupt`."""
+    with Interrupts(notes.note), _server(scenario, None, notes) as pg:
+        return _calibrate(pg, scenario, notes, max_s=scenario.duration_s)
+
+
+SERVE_POLL_S = 0.5  # how often serve looks whether its app still runs
+
+
+def serve(
+    scenario: Scenario,
+    notes: Notes,
+    ready: Callable[[postgres.Postgres, pgbouncer.Route, appserver.App], None],
+    *,
+    port: int | None = None,
+) -> None:
+    """``serve``: the scenario's one variant (its app, behind PgBouncer when its topology says
+    so) on the scenario's PostgreSQL, as ``run`` starts it (:func:`serving`); ``ready`` is
+    told where once it answers. Returns after Ctrl-C or SIGTERM, once everything started is
+    stopped and removed, in reverse order.
+
+    Raises :class:`BadInput` unless the scenario has exactly one variant,
+    :class:`MissingDependency` when its topology cannot run here, :class:`ProcessError` when
+    PgBouncer or the app does not come up, and :class:`ConnbenchError` (with the app's log
+    tail) when the app exits on its own.
+    """
+    variants = scenario.variants()
+    if len(variants) != 1:
+        raise BadInput("serve takes exactly one strategy and one value per setting")
+    variant = variants[0]
+    unavailable = pgbouncer.unavailable(variant.topology)
+    if unavailable:
+        raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
+    try:
+        # SIGINT and SIGTERM both stop it and clean up, whatever it inherited: a shell starts
+        # background jobs with SIGINT ignored, which would leave Ctrl-C (or `kill -INT`) no
+        # way to stop a serve started by a script.
+        with Interrupts(notes.note), ExitStack() as stack:
+            tmp = tempdirs.make("serve")
+            stack.callback(tempdirs.remove, tmp)
+            pg = stack.enter_context(_server(scenario, None, notes))
+            route, app = stack.enter_context(
+                serving(pg, variant, scenario, tmp / "app.log", port=port)
+            )
+            ready(pg, route, app)
+            while app.exit_code() is None:
+                time.sleep(SERVE_POLL_S)
+            raise ConnbenchError(
+                f"the app exited (code {app.exit_code()})\n{redact(app.log_tail())}"
+            )
+    except KeyboardInterrupt:
+        return
 
 
 def _predict(variant: Variant, scenario: Scenario) -> capacity.Prediction:
