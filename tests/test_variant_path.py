@@ -19,6 +19,7 @@ from connbench import runner
 from connbench.infra import postgres
 from connbench.measure import watchdog
 from connbench.model import results
+from connbench.model.errors import BadInput
 from connbench.model.scenario import build
 
 from .conftest import RecordingReporter, part
@@ -47,3 +48,9 @@ def test_an_own_app_that_exits_unseen_by_the_watchdog_fails_its_variant(
     assert part(result.requests).ok > 0  # what was measured until then is kept
     assert any(w.startswith("the app's log:") for w in result.warnings)
     assert kept
+
+
+def test_serve_takes_one_variant_before_starting_anything() -> None:
+    scenario = build(None, {"strategies": ["pool", "connect"]})
+    with pytest.raises(BadInput, match="serve takes exactly one strategy"):
+        runner.serve(scenario, RecordingReporter(), lambda pg, route, app: None)
