@@ -738,7 +738,7 @@ def _run_one(run: _Run, variant: Variant, repeat: int, subject: Subject) -> Stra
     )
     failure = str(death) if death is not None else lost
     if failure is None and died is not None:  # after the watchdog's last look: in the drain
-        failure = f"the app's uvicorn {procs.describe_exit(died)} during the run"
+        failure = f"{watchdog.CHILDREN['app']} {procs.describe_exit(died)} during the run"
     if failure is not None:
         # Failed, with what was measured until then kept in the result.
         result.status, result.failure = "failed", failure

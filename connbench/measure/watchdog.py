@@ -16,6 +16,12 @@ from connbench.infra import appserver, pgbouncer, postgres, procs, userapp
 from connbench.measure.edges import Edge
 
 WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
+# Each child watched, as a failure names it.
+CHILDREN = {
+    "app": "the app's uvicorn",
+    "postgres": "PostgreSQL's postmaster",
+    "pgbouncer": "PgBouncer",
+}
 
 
 @dataclass(frozen=True)
@@ -28,11 +34,7 @@ class Death:
     at_s: float | None  # seconds into the measured window; None: during the warm-up
 
     def __str__(self) -> str:
-        who = {
-            "app": "the app's uvicorn",
-            "postgres": "PostgreSQL's postmaster",
-            "pgbouncer": "PgBouncer",
-        }.get(self.child, self.child)
+        who = CHILDREN.get(self.child, self.child)
         pid = f" (pid {self.pid})" if self.pid is not None else ""
         when = "during the warm-up" if self.at_s is None else f"{self.at_s:.1f} s into the window"
         return f"{who}{pid} {procs.describe_exit(self.returncode)} {when}"
