@@ -413,9 +413,9 @@ def calibrate_cmd(
     """Measure the references: the load generator's own rate on a no-database endpoint (and
     wrk's), and pgbench's TPS on the same insert with and without a new connection per
     transaction, over the apps' own connection path."""
-    from connbench.infra import postgres
-    from connbench.measure import calibrate
+    from connbench import runner
     from connbench.model import scenario
+    from connbench.present import progress
     from connbench.present import run as run_view
 
     with _domain_errors():
@@ -423,13 +423,8 @@ def calibrate_cmd(
             None,
             {"postgres": postgres_, "concurrency": concurrency, "duration_s": duration or "5"},
         )
-        backend = postgres.parse_backend(chosen.postgres)
         console = _console()
-        with postgres.start(backend, settings=chosen.server) as pg:
-            console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
-            references = calibrate.measure(
-                pg, concurrency=chosen.concurrency, duration_s=chosen.duration_s
-            )
+        references = runner.references(chosen, progress.ConsoleReporter(console))
         run_view.render_calibration(console, references)
 
 
@@ -724,13 +719,10 @@ def serve(
     pgbouncer_pool_size: PgBouncerPoolOpt = None,
 ) -> None:
     """Serve one strategy's app on a throwaway PostgreSQL until Ctrl-C (point wrk or k6 at it)."""
-    import time
-    from contextlib import ExitStack
-
     from connbench import runner
-    from connbench.infra import pgbouncer, postgres, tempdirs
+    from connbench.infra import appserver, pgbouncer, postgres
     from connbench.model import scenario
-    from connbench.model.errors import MissingDependency
+    from connbench.present import progress
 
     with _domain_errors():
         chosen = scenario.build(
@@ -745,46 +737,25 @@ def serve(
                 "pgbouncer_pool_size": pgbouncer_pool_size,
             },
         )
-        variants = chosen.variants()
-        if len(variants) != 1:
-            raise BadInput("serve takes exactly one strategy and one value per setting")
         if port is not None:
             _free(port)
-        variant = variants[0]
-        unavailable = pgbouncer.unavailable(variant.topology)
-        if unavailable:
-            raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
         console = _console()
-        try:
-            # SIGINT and SIGTERM both stop it and clean up, whatever it inherited: a shell
-            # starts background jobs with SIGINT ignored, which would leave Ctrl-C (or
-            # `kill -INT`) no way to stop a serve started by a script.
-            with runner.Interrupts(console.print), ExitStack() as stack:
-                logdir = tempdirs.make("serve")
-                stack.callback(tempdirs.remove, logdir)
-                backend = postgres.parse_backend(chosen.postgres)
-                pg = stack.enter_context(postgres.start(backend, settings=chosen.server))
-                serving = runner.serving(pg, variant, chosen, logdir / "app.log", port=port)
-                route, served = stack.enter_context(serving)
-                console.print(f"PostgreSQL {pg.version} at {pg.display_dsn}", highlight=False)
-                if route.bouncer is not None:
-                    console.print(
-                        f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
-                        f"on 127.0.0.1:{route.bouncer.port}",
-                        highlight=False,
-                    )
-                console.print(f"serving {served.strategy.name} at {served.visit_url}")
-                # For a --target run's count_sql: SELECT count(*) FROM <table>.
-                console.print(f"rows go to table {pg.table}", highlight=False, soft_wrap=True)
-                console.print("[dim]Ctrl-C to stop[/dim]")
-                while served.exit_code() is None:
-                    time.sleep(0.5)
-                raise ConnbenchError(
-                    f"the app exited (code {served.exit_code()})\n{served.log_tail()}"
+
+        def ready(pg: postgres.Postgres, route: pgbouncer.Route, served: appserver.App) -> None:
+            if route.bouncer is not None:
+                console.print(
+                    f"through PgBouncer {route.bouncer.version} ({route.bouncer.mode} mode) "
+                    f"on 127.0.0.1:{route.bouncer.port}",
+                    highlight=False,
                 )
-        except KeyboardInterrupt:
-            console.print("stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            console.print(f"serving {served.strategy.name} at {served.visit_url}")
+            # For a --target run's count_sql: SELECT count(*) FROM <table>.
+            console.print(f"rows go to table {pg.table}", highlight=False, soft_wrap=True)
+            console.print("[dim]Ctrl-C to stop[/dim]")
+
+        runner.serve(chosen, progress.ConsoleReporter(console), ready, port=port)
+        console.print("stopped")
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command(cls=GroupedHelp)

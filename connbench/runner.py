@@ -12,12 +12,13 @@ Interrupts, in one place:
 
 Either way what was measured is saved with ``"interrupted": true`` and the run exits 130.
 
-Children that die, in one place too: a watchdog polls the app, PostgreSQL's postmaster and
-PgBouncer while a variant is measured. The first death stops the load; the variant is saved as
-failed with the cause (which child, its exit status, when) and the numbers measured until
-then. A server connbench started is started again for the next variant (PgBouncer and the app
-are per variant anyway); an external server cannot be, so the run stops there
-(:class:`ServerLost`), and what was measured is saved either way.
+Children that die, in one place too: a watchdog (:mod:`connbench.measure.watchdog`) polls the
+app, PostgreSQL's postmaster and PgBouncer while a variant is measured. The first death stops
+the load; the variant is saved as failed with the cause (which child, its exit status, when)
+and the numbers measured until then; so is one whose app exited unseen, in the drain. A server
+connbench started is started again for the next variant (PgBouncer and the app are per variant
+anyway); an external server cannot be, so the run stops there (:class:`ServerLost`), and what
+was measured is saved either way.
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -49,14 +48,15 @@ from connbench.infra import (
     tempdirs,
     userapp,
 )
-from connbench.measure import calibrate, faults, load, locust_engine, sampler
-from connbench.measure.load import LoadConfig, Progress
+from connbench.measure import calibrate, load, sampler, watchdog, window
+from connbench.measure.load import Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
 from connbench.model.dsn import redact
 from connbench.model.errors import (
     BadInput,
     ConnbenchError,
+    MissingDependency,
     PostgresError,
     ProcessError,
     first_line,
@@ -70,11 +70,9 @@ from connbench.model.result_types import (
 )
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
+from connbench.model.sessions import CONTROL_APP
 
 CALIBRATE_MAX_S = 5.0
-CONTROL_APP = "connbench-control"  # application_name of the runner's own connection
-STATS_TIMEOUT_S = 10.0  # the app answers its timing totals behind the requests it is serving
-WATCH_INTERVAL_S = 0.1  # how often the watchdog looks at the children
 
 
 class ServerLost(PostgresError):
@@ -85,29 +83,14 @@ class CheckFailed(ConnbenchError):
     """An own app or target failed its check: nothing was measured. Exit code 1."""
 
 
-@dataclass(frozen=True)
-class Death:
-    """A child that stopped on its own while a variant was measured."""
+class Notes(Protocol):
+    """Where the runner says what it does (and what went wrong) beside its results."""
 
-    child: str  # app | postgres | pgbouncer
-    pid: int | None
-    returncode: int
-    at_s: float | None  # seconds into the measured window; None: during the warm-up
-
-    def __str__(self) -> str:
-        who = {
-            "app": "the app's uvicorn",
-            "postgres": "PostgreSQL's postmaster",
-            "pgbouncer": "PgBouncer",
-        }.get(self.child, self.child)
-        pid = f" (pid {self.pid})" if self.pid is not None else ""
-        when = "during the warm-up" if self.at_s is None else f"{self.at_s:.1f} s into the window"
-        return f"{who}{pid} {procs.describe_exit(self.returncode)} {when}"
-
-
-class Reporter(Protocol):
     def note(self, message: str) -> None: ...
     def warn(self, message: str) -> None: ...
+
+
+class Reporter(Notes, Protocol):
     def strategy_started(self, label: str, index: int, count: int, total_s: float) -> None: ...
     def progress(self, p: Progress) -> None: ...
     def strategy_finished(self, result: StrategyResult) -> None: ...
@@ -232,13 +215,10 @@ def execute(
                             label += f" #{repeat + 1}"
                         total_s = scenario.warmup_s + scenario.duration_s
                         reporter.strategy_started(label, index, len(plan), total_s)
-                        spec = scenario.own_app(variant.strategy)
-                        if variant.kind != "strategy" and spec is not None:
-                            result = _run_own_app(context, variant, spec, repeat)
-                            if result.variant.app is not None:
-                                result.variant.app.git = app_commits.get(spec.name)
-                        else:
-                            result = _run_variant(context, variant, repeat, predictions[variant])
+                        subject = _subject(context, variant, predictions)
+                        result = _run_one(context, variant, repeat, subject)
+                        if result.variant.app is not None:
+                            result.variant.app.git = app_commits.get(subject.name)
                         result.position = position
                         run.results.append(result)
                         reporter.strategy_finished(result)
@@ -440,17 +420,20 @@ def round_plan(variants: list[Variant], rounds: int) -> list[tuple[int, int, Var
 
 
 @contextmanager
-def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[postgres.Postgres]:
-    """The scenario's PostgreSQL, recorded in ``run``'s environment."""
+def _server(
+    scenario: Scenario, run: RunResult | None, reporter: Notes
+) -> Iterator[postgres.Postgres]:
+    """The scenario's PostgreSQL, recorded in ``run``'s environment (if there is a run)."""
     backend = postgres.parse_backend(scenario.postgres)
     reporter.note(f"starting PostgreSQL ({backend.label}) ...")
     problems: list[str] = []  # filled as the server is left (what could not be dropped)
     try:
         with postgres.start(backend, settings=scenario.server) as pg:
             problems = pg.cleanup_problems
-            run.environment.postgres = results.postgres_info(
-                pg.backend, pg.version, pg.settings, pg.display_dsn
-            )
+            if run is not None:
+                run.environment.postgres = results.postgres_info(
+                    pg.backend, pg.version, pg.settings, pg.display_dsn
+                )
             reporter.note(f"PostgreSQL {pg.version} at {pg.display_dsn}")
             if pg.shared:
                 _warn_leftovers(pg, reporter)
@@ -460,7 +443,7 @@ def _server(scenario: Scenario, run: RunResult, reporter: Reporter) -> Iterator[
             reporter.warn(f"connbench could not drop its {problem}")
 
 
-def _warn_leftovers(pg: postgres.Postgres, reporter: Reporter) -> None:
+def _warn_leftovers(pg: postgres.Postgres, reporter: Notes) -> None:
     """One warning naming what runs that were killed left on this server, and the cure."""
     try:
         with pg.connect(application_name=CONTROL_APP) as conn:
@@ -476,14 +459,72 @@ def _warn_leftovers(pg: postgres.Postgres, reporter: Reporter) -> None:
         )
 
 
-def _calibrate(pg: postgres.Postgres, scenario: Scenario, reporter: Reporter) -> Calibration:
+def _calibrate(
+    pg: postgres.Postgres, scenario: Scenario, reporter: Notes, max_s: float = CALIBRATE_MAX_S
+) -> Calibration:
     reporter.note("calibrating: generator ceiling, pgbench with and without -C")
     return calibrate.measure(
         pg,
         concurrency=scenario.concurrency,  # pgbench at each, where it can be compared
-        duration_s=min(scenario.duration_s, CALIBRATE_MAX_S),
+        duration_s=min(scenario.duration_s, max_s),
         engine=scenario.engine,
     )
+
+
+def references(scenario: Scenario, notes: Notes) -> Calibration:
+    """``calibrate``: the references alone (see :mod:`connbench.measure.calibrate`) on the
+    scenario's PostgreSQL, ``duration_s`` each, as ``run --calibrate`` takes them. Ctrl-C or
+    SIGTERM stops and removes what was started, then raises :class:`KeyboardInterrupt`."""
+    with Interrupts(notes.note), _server(scenario, None, notes) as pg:
+        return _calibrate(pg, scenario, notes, max_s=scenario.duration_s)
+
+
+SERVE_POLL_S = 0.5  # how often serve looks whether its app still runs
+
+
+def serve(
+    scenario: Scenario,
+    notes: Notes,
+    ready: Callable[[postgres.Postgres, pgbouncer.Route, appserver.App], None],
+    *,
+    port: int | None = None,
+) -> None:
+    """``serve``: the scenario's one variant (its app, behind PgBouncer when its topology says
+    so) on the scenario's PostgreSQL, as ``run`` starts it (:func:`serving`); ``ready`` is
+    told where once it answers. Returns after Ctrl-C or SIGTERM, once everything started is
+    stopped and removed, in reverse order.
+
+    Raises :class:`BadInput` unless the scenario has exactly one variant,
+    :class:`MissingDependency` when its topology cannot run here, :class:`ProcessError` when
+    PgBouncer or the app does not come up, and :class:`ConnbenchError` (with the app's log
+    tail) when the app exits on its own.
+    """
+    variants = scenario.variants()
+    if len(variants) != 1:
+        raise BadInput("serve takes exactly one strategy and one value per setting")
+    variant = variants[0]
+    unavailable = pgbouncer.unavailable(variant.topology)
+    if unavailable:
+        raise MissingDependency(f"--topology {variant.topology}: {unavailable}")
+    try:
+        # SIGINT and SIGTERM both stop it and clean up, whatever it inherited: a shell starts
+        # background jobs with SIGINT ignored, which would leave Ctrl-C (or `kill -INT`) no
+        # way to stop a serve started by a script.
+        with Interrupts(notes.note), ExitStack() as stack:
+            tmp = tempdirs.make("serve")
+            stack.callback(tempdirs.remove, tmp)
+            pg = stack.enter_context(_server(scenario, None, notes))
+            route, app = stack.enter_context(
+                serving(pg, variant, scenario, tmp / "app.log", port=port)
+            )
+            ready(pg, route, app)
+            while app.exit_code() is None:
+                time.sleep(SERVE_POLL_S)
+            raise ConnbenchError(
+                f"the app exited (code {app.exit_code()})\n{redact(app.log_tail())}"
+            )
+    except KeyboardInterrupt:
+        return
 
 
 def _predict(variant: Variant, scenario: Scenario) -> capacity.Prediction:
@@ -577,203 +618,354 @@ def serving(
             yield route, app
 
 
-def _run_variant(
-    run: _Run, variant: Variant, repeat: int, predicted: capacity.Prediction
-) -> StrategyResult:
-    """Measure one repeat of ``variant`` on a fresh table; a failure is recorded, not raised."""
-    unavailable = pgbouncer.unavailable(variant.topology)
-    if unavailable:
-        return _not_measured(variant, repeat, "unavailable", unavailable)
-    pg = run.pg
-    log_path = run.tmp / f"{variant.strategy}-{len(list(run.tmp.iterdir()))}.log"
-    with ExitStack() as stack:
-        control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
-        pg.reset_table(control)
-        sessions_before = sampler.sessions_counter(control)
-        # Each uvicorn worker would keep its own timing totals; connbench reads one.
-        serve = serving(
-            pg, variant, run.scenario, log_path, conn=control, instrument=variant.workers == 1
+def _subject(
+    run: _Run, variant: Variant, predictions: dict[Variant, capacity.Prediction]
+) -> Subject:
+    spec = run.scenario.own_app(variant.strategy)
+    if variant.kind != "strategy" and spec is not None:
+        return _UserApp(run, variant, spec)
+    return _Strategy(run, variant, predictions[variant])
+
+
+class Subject(Protocol):
+    """What differs between a built-in strategy, an own app and a target: how the app is
+    started and what is counted around it. :func:`_run_one` is the one path that measures a
+    variant of each; a subject is made for one repeat of one variant and holds its state."""
+
+    @property
+    def name(self) -> str:
+        """The result's ``strategy``; names the app's log."""
+        ...
+
+    @property
+    def record(self) -> VariantRecord: ...
+
+    @property
+    def predicted(self) -> dict[str, Any] | None:
+        """The capacity prediction (built-in strategies only)."""
+        ...
+
+    @property
+    def spec(self) -> AppSpec | None:
+        """An own app's or target's requests (None: the strategy's visit)."""
+        ...
+
+    @property
+    def database(self) -> str | None:
+        """Where its sessions are counted (None: by their tag, on the run's database)."""
+        ...
+
+    def unavailable(self) -> str | None:
+        """Why this variant cannot run here (None: it can)."""
+        ...
+
+    def open(self, stack: ExitStack) -> None:
+        """The database side, before the app starts (closed by ``stack``)."""
+        ...
+
+    def start(
+        self, stack: ExitStack, log_path: Path
+    ) -> tuple[RunningApp, pgbouncer.PgBouncer | None]:
+        """The app serving (and the PgBouncer in front of it), stopped by ``stack``; what is
+        counted before the window, counted. Raises :class:`ProcessError` when it fails."""
+        ...
+
+    def count(self, measured: stats.Measurement) -> stats.Measurement:
+        """``measured`` with the sessions the app opened and the rows it wrote, once it has
+        stopped. Raises :class:`psycopg.Error` when the server cut connbench's session."""
+        ...
+
+    def failure_details(self, log_path: Path) -> str:
+        """What goes under a failure to start or to check (its log tail: redacted)."""
+        ...
+
+    def warnings(self, log_path: Path, failed: bool) -> list[str]:
+        """What to say beside a measured result, once the app has stopped."""
+        ...
+
+    def leftovers(self) -> list[str]:
+        """What connbench could not drop of what it made for the app (said, never fatal)."""
+        ...
+
+
+RunningApp = appserver.App | userapp.Served
+
+
+def _run_one(run: _Run, variant: Variant, repeat: int, subject: Subject) -> StrategyResult:
+    """Measure one repeat of ``variant`` (the app ``subject`` says); a failure is recorded with
+    its cause and what was measured until then, not raised.
+
+    An app that exits before the load has ended, whether the watchdog saw it during the
+    window or only once the load had drained, fails its variant: its window is not one to
+    trust."""
+
+    def not_measured(status: Status, why: str) -> StrategyResult:
+        return StrategyResult(
+            strategy=subject.name, variant=subject.record, repeat=repeat, status=status, failure=why
         )
-        try:
-            with serve as (route, app):
-                measured, death = _measure(app, route.bouncer, variant, run)
+
+    unavailable = subject.unavailable()
+    if unavailable:
+        return not_measured("unavailable", unavailable)
+    log_path = run.tmp / f"{subject.name}-{len(list(run.tmp.iterdir()))}.log"
+    lost = None
+    try:
+        with ExitStack() as stack:
+            subject.open(stack)
+            with ExitStack() as app_stack:
+                app, bouncer = subject.start(app_stack, log_path)
+                measured, death = _measure(run, variant, subject, app, bouncer)
                 died, app_log = app.exit_code(), app.log_tail()
-        except ProcessError as exc:
-            return _not_measured(variant, repeat, "failed", redact(str(exc)))
-        connects = measured.samples.connects
-        lost = None
-        if death is None or death.child != "postgres":  # else nothing left to count on
-            try:
-                if measured.injected is not None:
-                    connects += measured.injected.connects
-                    if measured.injected.restarted:
-                        # The restart cut our session: one more of ours for the count to discount.
-                        control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
-                        connects += 1
-                measured = _count_writes(pg, control, measured, sessions_before, connects)
-            except psycopg.Error as exc:
-                lost = (
-                    "PostgreSQL cut connbench's own session during the run (it crashed, "
-                    f"restarted or stopped): {first_line(exc)}"
-                )
+            if death is None or death.child != "postgres":  # else nothing left to count on
+                try:
+                    measured = subject.count(measured)
+                except psycopg.Error as exc:
+                    lost = (
+                        "PostgreSQL cut connbench's own session during the run (it crashed, "
+                        f"restarted or stopped): {first_line(exc)}"
+                    )
+    except ProcessError as exc:
+        failed = not_measured("failed", redact(str(exc)) + subject.failure_details(log_path))
+        failed.warnings += subject.leftovers()
+        return failed
     result = stats.summarize(
-        variant.strategy,
-        _record(variant),
+        subject.name,
+        subject.record,
         measured,
         repeat=repeat,
-        predicted=predicted.to_dict(_max_connections(pg)),
-        pgbouncer=route.bouncer.describe() if route.bouncer else None,
+        predicted=subject.predicted,
+        pgbouncer=bouncer.describe() if bouncer is not None else None,
     )
     failure = str(death) if death is not None else lost
-    if failure is None and died is not None:  # it died after the window, in the drain
-        failure = f"the app's uvicorn {procs.describe_exit(died)} during the run"
+    if failure is None and died is not None:  # after the watchdog's last look: in the drain
+        failure = f"{watchdog.CHILDREN['app']} {procs.describe_exit(died)} during the run"
     if failure is not None:
         # Failed, with what was measured until then kept in the result.
         result.status, result.failure = "failed", failure
-        if (death is not None and death.child == "app") or died is not None:
-            result.warnings.append(f"the app's log:\n{redact(app_log)}")
+    if (death is not None and death.child == "app") or died is not None:
+        result.warnings.append(f"the app's log:\n{redact(app_log)}")
+    result.warnings += subject.warnings(log_path, failed=failure is not None)
     return result
 
 
-def _record(variant: Variant) -> VariantRecord:
-    return VariantRecord.model_validate(variant.to_dict())
+@dataclass
+class _Strategy:
+    """A built-in strategy: its app on the run's table, its sessions told apart by their tag."""
+
+    run: _Run
+    variant: Variant
+    prediction: capacity.Prediction
+    spec: AppSpec | None = None
+    database: str | None = None
+    control: psycopg.Connection[Any] | None = None
+    sessions_before: int | None = None
+    stack: ExitStack | None = None
+
+    @property
+    def name(self) -> str:
+        return self.variant.strategy
+
+    @property
+    def record(self) -> VariantRecord:
+        return VariantRecord.model_validate(self.variant.to_dict())
+
+    @property
+    def predicted(self) -> dict[str, Any]:
+        return self.prediction.to_dict(_max_connections(self.run.pg))
+
+    def unavailable(self) -> str | None:
+        return pgbouncer.unavailable(self.variant.topology)
+
+    def open(self, stack: ExitStack) -> None:
+        pg = self.run.pg
+        self.stack = stack
+        self.control = stack.enter_context(pg.connect(application_name=CONTROL_APP))
+        pg.reset_table(self.control)
+        self.sessions_before = sampler.sessions_counter(self.control)
+
+    def start(
+        self, stack: ExitStack, log_path: Path
+    ) -> tuple[RunningApp, pgbouncer.PgBouncer | None]:
+        # Each uvicorn worker would keep its own timing totals; connbench reads one.
+        route, app = stack.enter_context(
+            serving(
+                self.run.pg,
+                self.variant,
+                self.run.scenario,
+                log_path,
+                conn=self.control,
+                instrument=self.variant.workers == 1,
+            )
+        )
+        return app, route.bouncer
+
+    def count(self, measured: stats.Measurement) -> stats.Measurement:
+        assert self.control is not None and self.stack is not None
+        pg = self.run.pg
+        ours = measured.samples.connects
+        if measured.injected is not None:
+            ours += measured.injected.connects
+            if measured.injected.restarted:
+                # The restart cut our session: one more of ours for the count to discount.
+                self.control = self.stack.enter_context(pg.connect(application_name=CONTROL_APP))
+                ours += 1
+        sampler.wait_for_app_sessions_to_end(self.control, app_name=pg.app_name)
+        sessions_after = sampler.sessions_counter(self.control)
+        opened = None
+        if self.sessions_before is not None and sessions_after is not None:
+            opened = sessions_after - self.sessions_before - ours
+        rows = pg.count_rows(self.control)
+        return replace(measured, sessions_opened=opened, rows_inserted=rows)
+
+    def failure_details(self, log_path: Path) -> str:
+        return ""  # the error names the app's log tail already
+
+    def warnings(self, log_path: Path, failed: bool) -> list[str]:
+        return []
+
+    def leftovers(self) -> list[str]:
+        return []
 
 
-def _not_measured(variant: Variant, repeat: int, status: Status, why: str) -> StrategyResult:
-    return StrategyResult(
-        strategy=variant.strategy,
-        variant=_record(variant),
-        repeat=repeat,
-        status=status,
-        failure=why,
-    )
+@dataclass
+class _UserApp:
+    """An own app (its role and database, made for the variant) or a target (a running app,
+    on the database ``--postgres`` names): see :mod:`connbench.infra.userapp`."""
 
+    run: _Run
+    variant: Variant
+    spec: AppSpec
+    predicted: None = None  # an own app's pattern is its own: nothing to predict
+    db: userapp.AppDatabase | None = None
+    control: psycopg.Connection[Any] | None = None
+    served: userapp.Served | None = None
+    rows_before: int | None = None
+    sessions_before: int | None = None
+    # What its check left undropped (said with its first variant), and what this one left.
+    earlier: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
 
-def _count_writes(
-    pg: postgres.Postgres,
-    control: psycopg.Connection[Any],
-    measured: stats.Measurement,
-    sessions_before: int | None,
-    ours: int,
-) -> stats.Measurement:
-    """``measured`` with the sessions the app opened (``ours`` discounted) and its rows,
-    once its sessions have ended."""
-    sampler.wait_for_app_sessions_to_end(control, app_name=pg.app_name)
-    sessions_after = sampler.sessions_counter(control)
-    opened = None
-    if sessions_before is not None and sessions_after is not None:
-        opened = sessions_after - sessions_before - ours
-    return replace(measured, sessions_opened=opened, rows_inserted=pg.count_rows(control))
+    def __post_init__(self) -> None:
+        self.earlier = self.run.left_by_check.pop(self.spec.name, [])
 
+    @property
+    def target(self) -> bool:
+        return self.spec.kind == "target"
 
-def _load_config(variant: Variant, scenario: Scenario, spec: AppSpec | None) -> LoadConfig:
-    config = LoadConfig(
-        concurrency=variant.concurrency,
-        duration_s=scenario.duration_s,
-        warmup_s=scenario.warmup_s,
-        timeout_s=scenario.timeout_s,
-        engine=scenario.engine,
-        rate_rps=variant.rate,
-    )
-    if spec is None:
-        return config
-    first = spec.mix[0]  # Locust's one request (a mix needs connbench's own engines)
-    body = first.body.encode() if first.body is not None else None
-    return replace(config, method=first.method, headers=first.headers, body=body, mix=spec.mix)
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def record(self) -> VariantRecord:
+        return VariantRecord.model_validate(self.variant.to_dict() | {"app": self.spec.describe()})
+
+    @property
+    def database(self) -> str | None:
+        return self.db.name if self.db is not None else None
+
+    def unavailable(self) -> str | None:
+        if self.target and self.variant.topology != "direct":
+            return (
+                f"target {self.spec.name}: a running app connects where it was started to "
+                f"(not via {self.variant.topology})"
+            )
+        return pgbouncer.unavailable(self.variant.topology)
+
+    def open(self, stack: ExitStack) -> None:
+        self.db, self.control = _app_database(stack, self.run, self.spec)
+        self.left = self.db.problems  # filled as the stack closes
+
+    def start(
+        self, stack: ExitStack, log_path: Path
+    ) -> tuple[RunningApp, pgbouncer.PgBouncer | None]:
+        assert self.db is not None and self.control is not None
+        bouncer = None
+        if self.target:
+            served = userapp.Served(self.spec, self.spec.url or "")
+            userapp.probe(self.spec, served.base_url)
+        else:
+            app_db = self.db
+            if self.variant.topology != "direct":  # stops after the app, before the count
+                bouncer = stack.enter_context(_app_bouncer(self.run, self.variant, self.db))
+                app_db = replace(self.db, dsn=bouncer.dsn)
+            served = stack.enter_context(
+                userapp.start(self.spec, app_db, self.variant.workers, log_path)
+            )
+        self.served = served
+        # The probe's request may commit after its response: count once it has.
+        userapp.wait_until_idle(self.control, self.db.name)
+        self.rows_before = userapp.count(self.spec, self.control)
+        self.sessions_before = sampler.sessions_counter(self.control, self.db.name)
+        return served, bouncer
+
+    def count(self, measured: stats.Measurement) -> stats.Measurement:
+        assert self.db is not None and self.control is not None
+        if self.target:
+            userapp.wait_until_idle(self.control, self.db.name)
+        else:  # stopped: every session it had is closed and counted
+            sampler.wait_for_app_sessions_to_end(self.control, database=self.db.name)
+        sessions_after = sampler.sessions_counter(self.control, self.db.name)
+        rows_after = userapp.count(self.spec, self.control)
+        opened = None
+        if self.sessions_before is not None and sessions_after is not None:
+            # The sampler's own sessions land on the target's database, not on an own app's.
+            ours = measured.samples.connects if self.target else 0
+            opened = sessions_after - self.sessions_before - ours
+        rows = None
+        if self.rows_before is not None and rows_after is not None:
+            rows = rows_after - self.rows_before
+        # A target is not ours to measure: its CPU is unknown, not 0.
+        cpu = measured.cpu_percent | ({"app": None} if self.target else {})
+        return replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
+
+    def failure_details(self, log_path: Path) -> str:
+        return userapp.failure_details(None if self.target else log_path)
+
+    def warnings(self, log_path: Path, failed: bool) -> list[str]:
+        log = None if self.target else log_path  # a target's log is not ours
+        out = userapp.known_failures(log, self.variant.topology) if log is not None else []
+        if failed:
+            kept = userapp.keep_log(log)
+            if kept is not None:
+                out.append(f"the app's whole log is kept in {kept}")
+        if self.served is not None:
+            out += self.served.strays
+        return out + self.leftovers()
+
+    def leftovers(self) -> list[str]:
+        return _not_dropped(self.earlier + self.left, self.run.pg.shared)
 
 
 def _measure(
-    app: appserver.App | userapp.Served,
-    bouncer: pgbouncer.PgBouncer | None,
-    variant: Variant,
     run: _Run,
-    spec: AppSpec | None = None,
-    database: str | None = None,
-) -> tuple[stats.Measurement, Death | None]:
-    """Load the app for the scenario's window while the samplers watch the server (and
-    PgBouncer), the fault is injected and the edges of the window are marked; and the
-    child that died meanwhile, if one did (the load then stopped early).
-
-    An own app or target (``spec``) is sent its own requests, and its sessions are every
-    client session on ``database`` (see :mod:`connbench.infra.userapp`)."""
-    pg, interrupts = run.pg, run.interrupts
-    injector = faults.Injector(run.scenario.fault, pg) if run.scenario.fault else None
-
-    async def main() -> tuple[stats.Measurement, Death | None]:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        samples = sampler.Samples()
-        pool_samples = sampler.PoolSamples() if bouncer is not None else None
-        edges = _Edges(app, pg, bouncer, injector, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
-        interrupts.attach(loop, stop)
-        deaths: list[Death] = []
-        watchers = [
-            asyncio.create_task(sampler.watch(pg, samples, database=database)),
-            asyncio.create_task(_watch_children(app, pg, bouncer, edges.seen, stop, deaths)),
-        ]
-        if bouncer is not None and pool_samples is not None:
-            watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
-        injected = None
-
-        def progress(p: Progress) -> None:  # with the server's side at the last sample
-            # Unknown while the server hides the sessions' state: not the ones left visible.
-            seen = samples.samples[-1].total if samples.samples and not samples.hidden else None
-            run.on_progress(replace(p, connections=seen))
-
-        try:
-            config = _load_config(variant, run.scenario, spec)
-            raw = await _drive(app.visit_url, config, run.scenario, progress, edges.mark, stop)
-            if injector is not None:
-                injected = await injector.finish()
-            app_stats = {name: await read for name, read in edges.reads.items()}
-        finally:
-            for task in (*watchers, *edges.reads.values()):
-                task.cancel()
-            await asyncio.gather(*watchers, *edges.reads.values(), return_exceptions=True)
-            await edges.client.aclose()
-            interrupts.detach(loop)
-        measured = stats.Measurement(
-            raw=raw,
-            samples=samples,
-            cpu_percent=_cpu_percent(edges.processes(), edges.seen),
-            pool_samples=pool_samples,
-            injected=injected,
-            app_stats=(app_stats.get("start"), app_stats.get("end")),
-        )
-        return measured, deaths[0] if deaths else None
-
-    with load.new_runner() as runner:
-        return runner.run(main())
-
-
-async def _watch_children(
-    app: appserver.App | userapp.Served,
-    pg: postgres.Postgres,
+    variant: Variant,
+    subject: Subject,
+    app: RunningApp,
     bouncer: pgbouncer.PgBouncer | None,
-    edges: dict[str, _Edge],
-    stop: asyncio.Event,
-    deaths: list[Death],
-) -> None:
-    """Until cancelled: when the app, the postmaster or PgBouncer stops on its own, record it
-    in ``deaths`` and set ``stop`` (the load ends as on Ctrl-C, keeping what it measured)."""
-    children: dict[str, tuple[Callable[[], int | None], int | None]] = {
-        "app": (app.exit_code, app.pid),
-        "postgres": (pg.died, pg.server_pid),
-    }
-    if bouncer is not None:
-        children["pgbouncer"] = (bouncer.exit_code, bouncer.pid)
-    while not deaths:
-        for name, (exit_code, pid) in children.items():
-            code = exit_code()
-            if code is not None:
-                start = edges.get("start")
-                at_s = time.perf_counter() - start.t_s if start is not None else None
-                if name == "postgres":
-                    pid = pg.server_pid  # a restart fault may have replaced it
-                deaths.append(Death(name, pid, code, at_s))
-                stop.set()
-                break
-        await asyncio.sleep(WATCH_INTERVAL_S)
+) -> tuple[stats.Measurement, watchdog.Death | None]:
+    """The variant's window (see :mod:`connbench.measure.window`), as :func:`stats.summarize`
+    reads it; and the child that died meanwhile, if one did."""
+    seen = window.measure(
+        app,
+        bouncer,
+        run.pg,
+        variant,
+        run.scenario,
+        run.interrupts,
+        run.on_progress,
+        subject.spec,
+        subject.database,
+    )
+    measured = stats.Measurement(
+        raw=seen.raw,
+        samples=seen.samples,
+        cpu_percent=seen.cpu_percent,
+        pool_samples=seen.pool_samples,
+        injected=seen.injected,
+        app_stats=seen.app_stats,
+    )
+    return measured, seen.death
 
 
 def _record_commits(run: RunResult) -> dict[str, GitCheckout]:
@@ -788,95 +980,6 @@ def _record_commits(run: RunResult) -> dict[str, GitCheckout]:
     return found
 
 
-def _run_own_app(run: _Run, variant: Variant, spec: AppSpec, repeat: int) -> StrategyResult:
-    """One repeat of an own app or a target (see :mod:`connbench.infra.userapp`)."""
-    described = VariantRecord.model_validate(variant.to_dict() | {"app": spec.describe()})
-
-    def not_run(status: Status, why: str) -> StrategyResult:
-        return StrategyResult(
-            strategy=spec.name, variant=described, repeat=repeat, status=status, failure=why
-        )
-
-    if variant.topology != "direct" and spec.kind == "target":
-        return not_run(
-            "unavailable",
-            f"target {spec.name}: a running app connects where it was started to "
-            f"(not via {variant.topology})",
-        )
-    reason = pgbouncer.unavailable(variant.topology)
-    if reason:
-        return not_run("unavailable", reason)
-    target = spec.kind == "target"
-    bouncer = None
-    log_path = run.tmp / f"{spec.name}-{len(list(run.tmp.iterdir()))}.log"
-    left: list[str] = []  # what could not be dropped afterwards: said, never fatal
-    earlier = run.left_by_check.pop(spec.name, [])  # what its check left
-    try:
-        with ExitStack() as stack:
-            db, control = _app_database(stack, run, spec)
-            left = db.problems  # filled as the stack closes
-            with ExitStack() as app_stack:
-                if target:
-                    served = userapp.Served(spec, spec.url or "")
-                    userapp.probe(spec, served.base_url)
-                else:
-                    app_db = db
-                    if variant.topology != "direct":  # stops after the app, before the count
-                        bouncer = app_stack.enter_context(_app_bouncer(run, variant, db))
-                        app_db = replace(db, dsn=bouncer.dsn)
-                    served = app_stack.enter_context(
-                        userapp.start(spec, app_db, variant.workers, log_path)
-                    )
-                # The probe's request may commit after its response: count once it has.
-                userapp.wait_until_idle(control, db.name)
-                rows_before = userapp.count(spec, control)
-                sessions_before = sampler.sessions_counter(control, db.name)
-                measured, death = _measure(served, bouncer, variant, run, spec, db.name)
-                died, app_log = served.exit_code(), served.log_tail()
-            if target:
-                userapp.wait_until_idle(control, db.name)
-            else:  # stopped: every session it had is closed and counted
-                sampler.wait_for_app_sessions_to_end(control, database=db.name)
-            sessions_after = sampler.sessions_counter(control, db.name)
-            rows_after = userapp.count(spec, control)
-    except ProcessError as exc:
-        details = userapp.failure_details(None if target else log_path)
-        failed = not_run("failed", redact(str(exc)) + details)
-        failed.warnings += _not_dropped(earlier + left, run.pg.shared)
-        return failed
-    opened = None
-    if sessions_before is not None and sessions_after is not None:
-        # The sampler's own sessions land on the target's database, not on an own app's.
-        ours = measured.samples.connects if target else 0
-        opened = sessions_after - sessions_before - ours
-    rows = None if rows_before is None or rows_after is None else rows_after - rows_before
-    # A target is not ours to measure: its CPU is unknown, not 0.
-    cpu = measured.cpu_percent | ({"app": None} if target else {})
-    measured = replace(measured, sessions_opened=opened, rows_inserted=rows, cpu_percent=cpu)
-    result = stats.summarize(
-        spec.name,
-        described,
-        measured,
-        repeat=repeat,
-        pgbouncer=bouncer.describe() if bouncer is not None else None,
-    )
-    if not target:
-        result.warnings.extend(userapp.known_failures(log_path, variant.topology))
-    if death is not None:
-        result.status, result.failure = "failed", str(death)
-    if died is not None:
-        result.warnings.append(
-            f"the app exited during the run (code {died}); its log:\n{redact(app_log)}"
-        )
-    if death is not None or died is not None:
-        kept = userapp.keep_log(None if target else log_path)
-        if kept is not None:
-            result.warnings.append(f"the app's whole log is kept in {kept}")
-    result.warnings.extend(served.strays)
-    result.warnings += _not_dropped(earlier + left, run.pg.shared)
-    return result
-
-
 def _not_dropped(problems: list[str], shared: bool) -> list[str]:
     """The warning for what connbench created and could not drop (none: no warning)."""
     if not problems:
@@ -887,106 +990,3 @@ def _not_dropped(problems: list[str], shared: bool) -> list[str]:
         else " (the server is removed at the end of the run, and they with it)"
     )
     return ["connbench could not drop what it created for this app: " + "; ".join(problems) + then]
-
-
-@dataclass
-class _Edges:
-    """Marks the measured window's edges as the load generator reaches them (on its loop):
-    each process tree's CPU so far, a read of the app's timing totals, the fault armed."""
-
-    app: appserver.App | userapp.Served
-    pg: postgres.Postgres
-    bouncer: pgbouncer.PgBouncer | None
-    injector: faults.Injector | None
-    client: httpx.AsyncClient
-    seen: dict[str, _Edge] = field(default_factory=dict)
-    reads: dict[str, asyncio.Task[dict[str, Any] | None]] = field(default_factory=dict)
-
-    def processes(self) -> dict[str, int | None]:
-        # Read at each edge: a restart gives PostgreSQL a new process.
-        found = {"app": self.app.pid, "postgres": self.pg.server_pid}
-        if self.bouncer is not None:
-            found["pgbouncer"] = self.bouncer.pid
-        return found
-
-    def mark(self, name: str) -> None:
-        pids = self.processes()
-        cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
-        if self.pg.cpu_s is not None:  # a container: its cgroup, not a process tree of ours
-            cpu["postgres"] = self.pg.cpu_s()
-        self.seen[name] = _Edge(cpu, pids, time.perf_counter())
-        if self.app.instrumented:  # the app's timing totals at this edge, read meanwhile
-            self.reads[name] = asyncio.get_running_loop().create_task(
-                self.app.read_stats(self.client)
-            )
-        if name == "start" and self.injector is not None:
-            self.injector.arm()
-
-
-@dataclass(frozen=True)
-class _Edge:
-    """CPU seconds used so far by each process tree at one edge of the window."""
-
-    cpu_s: dict[str, float | None]
-    pids: dict[str, int | None]  # a restart replaces the server: no start to count from
-    t_s: float
-
-
-def _cpu_percent(
-    processes: dict[str, int | None], edges: dict[str, _Edge]
-) -> dict[str, float | None]:
-    """% of one core used by each process tree over the measured window (None: unknown)."""
-    if "start" not in edges or "end" not in edges:
-        return {label: None for label in processes}
-    start, end = edges["start"], edges["end"]
-    wall = end.t_s - start.t_s
-    out: dict[str, float | None] = {}
-    for label in processes:
-        a, b = start.cpu_s.get(label), end.cpu_s.get(label)
-        if a is None or b is None or wall <= 0 or start.pids.get(label) != end.pids.get(label):
-            out[label] = None
-        else:
-            out[label] = round(100 * (b - a) / wall, 1)
-    return out
-
-
-async def _drive(
-    url: str,
-    config: LoadConfig,
-    scenario: Scenario,
-    on_progress: Callable[[Progress], None],
-    on_edge: Callable[[str], None],
-    stop: asyncio.Event,
-) -> load.RawLoad:
-    """The load itself: connbench's own engines, or Locust's master and workers."""
-    if config.engine != "locust":
-        return await load.run(url, config, on_progress=on_progress, on_edge=on_edge, stop=stop)
-    token = None
-    if scenario.locust_token_file:
-        try:
-            token = locust_engine.token_file(Path(scenario.locust_token_file))
-        except ValueError as exc:
-            raise ProcessError(str(exc)) from None
-    options = locust_engine.LocustOptions(
-        workers=scenario.locust_workers,
-        expect_workers=scenario.expect_workers,
-        bind_host=scenario.locust_bind,
-        port=scenario.locust_port,
-        token=token,
-    )
-    parts = urlsplit(url)
-    request = locust_engine.Request(  # an own app's request, as for the default engine
-        path=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-        method=config.method,
-        body=config.body.decode() if config.body is not None else None,
-        headers=config.all_headers,
-    )
-    return await locust_engine.run(
-        url,
-        config,
-        options=options,
-        request=request,
-        on_progress=on_progress,
-        on_edge=on_edge,
-        stop=stop,
-    )

@@ -10,6 +10,14 @@ from dataclasses import dataclass
 
 # Where an app serves its timing totals when connbench switches them on (see instrument.py).
 STATS_PATH = "/_connbench/stats"
+# The environment connbench gives a strategy's app (connbench.infra.appserver writes it,
+# common.py and instrument.py read it): one name each, so the two sides cannot drift apart.
+DATABASE_URL_ENV = "DATABASE_URL"  # own apps are given it too
+TABLE_ENV = "CONNBENCH_TABLE"
+POOL_MIN_ENV = "CONNBENCH_POOL_MIN"
+POOL_MAX_ENV = "CONNBENCH_POOL_MAX"
+PREPARE_THRESHOLD_ENV = "CONNBENCH_PREPARE_THRESHOLD"  # a number, or "none": never prepare
+INSTRUMENT_ENV = "CONNBENCH_INSTRUMENT"  # "1": time requests (see instrument.py)
 # SQLAlchemy's QueuePool defaults, which the sqlalchemy and sqlmodel apps keep.
 SQLALCHEMY_POOL_SIZE = 5
 SQLALCHEMY_MAX_OVERFLOW = 10

@@ -18,18 +18,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg import sql
 
-from connbench.apps import instrument
+from connbench.apps import (
+    DATABASE_URL_ENV,
+    POOL_MAX_ENV,
+    POOL_MIN_ENV,
+    PREPARE_THRESHOLD_ENV,
+    TABLE_ENV,
+    instrument,
+)
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-VISITS_TABLE = os.environ.get("CONNBENCH_TABLE", "visits")
+DATABASE_URL = os.environ.get(DATABASE_URL_ENV, "")
+VISITS_TABLE = os.environ.get(TABLE_ENV, "visits")
 # psycopg_pool's own defaults: min_size=4, max_size=min_size.
-POOL_MIN = int(os.environ.get("CONNBENCH_POOL_MIN") or 4)
-POOL_MAX = int(os.environ.get("CONNBENCH_POOL_MAX") or POOL_MIN)
+POOL_MIN = int(os.environ.get(POOL_MIN_ENV) or 4)
+POOL_MAX = int(os.environ.get(POOL_MAX_ENV) or POOL_MIN)
 # psycopg prepares a statement on the server once a connection has run it 5 times. Behind
 # PgBouncer in transaction mode the next transaction may run on another server connection,
 # where that statement does not exist, so there it must be off: None. Every pool passes it on
 # (kwargs=); a connection opened per request runs one statement and is never prepared.
-_PREPARE = os.environ.get("CONNBENCH_PREPARE_THRESHOLD") or "5"
+_PREPARE = os.environ.get(PREPARE_THRESHOLD_ENV) or "5"
 PREPARE_THRESHOLD = None if _PREPARE == "none" else int(_PREPARE)
 
 INSERT_VISIT = sql.SQL("INSERT INTO {} DEFAULT VALUES").format(sql.Identifier(VISITS_TABLE))

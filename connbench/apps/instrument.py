@@ -33,9 +33,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connbench.apps import STATS_PATH
+from connbench.apps import INSTRUMENT_ENV, STATS_PATH
 
-ENABLED = os.environ.get("CONNBENCH_INSTRUMENT") == "1"
+ENABLED = os.environ.get(INSTRUMENT_ENV) == "1"
 UNTIMED_PATHS = (STATS_PATH, "/health")
 
 

@@ -20,7 +20,16 @@ from urllib.parse import quote, urlencode
 import httpx
 from psycopg.conninfo import conninfo_to_dict
 
-from connbench.apps import STATS_PATH, Strategy
+from connbench.apps import (
+    DATABASE_URL_ENV,
+    INSTRUMENT_ENV,
+    POOL_MAX_ENV,
+    POOL_MIN_ENV,
+    PREPARE_THRESHOLD_ENV,
+    STATS_PATH,
+    TABLE_ENV,
+    Strategy,
+)
 from connbench.infra import procs
 from connbench.model.errors import ProcessError
 
@@ -107,7 +116,7 @@ def database_env(dsn: str) -> dict[str, str]:
     Through the environment only, never the command line, where any local user can read it.
     """
     params = conninfo_to_dict(dsn)
-    env = {"DATABASE_URL": database_url(dsn)}
+    env = {DATABASE_URL_ENV: database_url(dsn)}
     env.update({var: str(params[key]) for key, var in LIBPQ_ENV.items() if params.get(key)})
     return env
 
@@ -156,11 +165,11 @@ def start(
     env = procs.child_env(
         {
             **database_env(dsn),
-            "CONNBENCH_TABLE": table,
-            "CONNBENCH_POOL_MIN": str(config.pool_min),
-            "CONNBENCH_POOL_MAX": str(config.pool_max),
-            "CONNBENCH_PREPARE_THRESHOLD": "none" if threshold is None else str(threshold),
-            "CONNBENCH_INSTRUMENT": "1" if config.instrument else "0",
+            TABLE_ENV: table,
+            POOL_MIN_ENV: str(config.pool_min),
+            POOL_MAX_ENV: str(config.pool_max),
+            PREPARE_THRESHOLD_ENV: "none" if threshold is None else str(threshold),
+            INSTRUMENT_ENV: "1" if config.instrument else "0",
         }
     )
     with serve(

@@ -37,8 +37,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from connbench.infra import procs, tempdirs
-from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
+from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
 from connbench.model.errors import ProcessError
+from connbench.model.sessions import APP_NAME
 
 POOL_MODES = {"pgbouncer-transaction": "transaction", "pgbouncer-session": "session"}
 PSYCOPG_PREPARE_THRESHOLD = 5  # psycopg's default

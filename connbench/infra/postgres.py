@@ -53,12 +53,11 @@ from connbench.model.errors import (
     ProcessError,
     first_line,
 )
+from connbench.model.sessions import APP_NAME, CONTROL_APP
 
 READY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
 DEFAULT_TABLE = "visits"
-APP_NAME = "connbench-app"  # application_name the apps use; the sampler counts by it
-CONTROL_APP = "connbench-control"  # connbench's own sessions (never counted as the app's)
 SETTINGS_RECORDED = (
     "max_connections",
     "shared_buffers",

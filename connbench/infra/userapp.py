@@ -38,17 +38,14 @@ from psycopg.conninfo import make_conninfo
 
 from connbench.infra import appserver, launch, ledger, procs
 from connbench.infra.launch import FAILED
-from connbench.infra.postgres import CONNECT_TIMEOUT_S, CONTROL_APP, Postgres
+from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
 from connbench.model import files
 from connbench.model.appspec import AppSpec, Compiled
 from connbench.model.defaults import COUNT_SQL_TIMEOUT_S, SETUP_SQL_TIMEOUT_S
 from connbench.model.dsn import redact, remember_secret
 from connbench.model.errors import BadInput, ProcessError, first_line
+from connbench.model.sessions import CONTROL_APP, OWN_SESSIONS
 
-# An own app or a target gets a database to itself (or is the one client of its database), so
-# its sessions are every client session there but connbench's own: whatever library it uses,
-# whatever application_name it sets or not.
-OWN_SESSIONS = ("connbench-control", "connbench-sampler", "connbench-fault")
 # A session of a role whose activity the server hides from ours (no pg_read_all_stats) has a
 # null backend_type and state: its state is then null here, not a guess (see the sampler).
 DATABASE_ACTIVITY_SQL = """

@@ -31,6 +31,7 @@ from connbench.model.faults import KINDS as KINDS
 from connbench.model.faults import MIN_BASELINE_S as MIN_BASELINE_S
 from connbench.model.faults import Fault as Fault
 from connbench.model.faults import parse as parse
+from connbench.model.sessions import FAULT_APP
 
 TERMINATE_SQL = """
 SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
@@ -102,7 +103,7 @@ class Injector:
                     self.pg.dsn,
                     autocommit=True,
                     connect_timeout=CONNECT_TIMEOUT_S,
-                    application_name="connbench-fault",
+                    application_name=FAULT_APP,
                 )
                 self.injected.connects += 1
             await asyncio.sleep(max(0.0, armed + self.fault.at_s - time.monotonic()))

@@ -28,9 +28,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connbench.infra import pgbouncer
-from connbench.infra.postgres import APP_NAME, CONNECT_TIMEOUT_S, Postgres
-from connbench.infra.userapp import DATABASE_ACTIVITY_SQL, OWN_SESSIONS
+from connbench.infra.postgres import CONNECT_TIMEOUT_S, Postgres
+from connbench.infra.userapp import DATABASE_ACTIVITY_SQL
 from connbench.model.errors import first_line
+from connbench.model.sessions import APP_NAME, OWN_SESSIONS, SAMPLER_APP
 
 SAMPLE_INTERVAL_S = 0.1
 
@@ -124,7 +125,7 @@ async def watch(
             pg.dsn,
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="connbench-sampler",
+            application_name=SAMPLER_APP,
         )
         out.connects += 1
         if not since:

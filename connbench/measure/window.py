@@ -1,0 +1,110 @@
+"""The measuring loop of one variant: the load over the scenario's window, with the samplers,
+the watchdog, the fault and the window's edges around it, on one event loop.
+
+The runner starts and stops what is measured (:mod:`connbench.runner`); the load engines
+(:mod:`connbench.measure.engines`), the probes (:mod:`connbench.measure.sampler`,
+:mod:`connbench.measure.edges`) and the watchdog (:mod:`connbench.measure.watchdog`) are
+modules of their own. This one runs them together and hands back what they saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import httpx
+
+from connbench.infra import appserver, pgbouncer, postgres, userapp
+from connbench.measure import engines, faults, load, sampler, watchdog
+from connbench.measure.edges import STATS_TIMEOUT_S, Edges
+from connbench.measure.load import Progress
+from connbench.model.appspec import AppSpec
+from connbench.model.scenario import Scenario, Variant
+
+
+class Signals(Protocol):
+    """Ctrl-C while the load runs (the runner's, which handles it in one place)."""
+
+    def attach(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None: ...
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+
+@dataclass
+class Window:
+    """What one variant's window measured, before the counts taken once the app stopped."""
+
+    raw: load.RawLoad
+    samples: sampler.Samples
+    cpu_percent: dict[str, float | None]
+    pool_samples: sampler.PoolSamples | None
+    injected: faults.Injected | None
+    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None]
+    death: watchdog.Death | None  # the child that stopped on its own (the load then stopped)
+
+
+def measure(
+    app: appserver.App | userapp.Served,
+    bouncer: pgbouncer.PgBouncer | None,
+    pg: postgres.Postgres,
+    variant: Variant,
+    scenario: Scenario,
+    signals: Signals,
+    on_progress: Callable[[Progress], None],
+    spec: AppSpec | None = None,
+    database: str | None = None,
+) -> Window:
+    """Load the app for the scenario's window while the samplers watch the server (and
+    PgBouncer), the fault is injected and the edges of the window are marked; and the
+    child that died meanwhile, if one did (the load then stopped early).
+
+    An own app or target (``spec``) is sent its own requests, and its sessions are every
+    client session on ``database`` (see :mod:`connbench.infra.userapp`)."""
+    injector = faults.Injector(scenario.fault, pg) if scenario.fault else None
+
+    async def main() -> Window:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        samples = sampler.Samples()
+        pool_samples = sampler.PoolSamples() if bouncer is not None else None
+        edges = Edges(app, pg, bouncer, injector, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
+        signals.attach(loop, stop)
+        deaths: list[watchdog.Death] = []
+        watchers = [
+            asyncio.create_task(sampler.watch(pg, samples, database=database)),
+            asyncio.create_task(watchdog.watch(app, pg, bouncer, edges.seen, stop, deaths)),
+        ]
+        if bouncer is not None and pool_samples is not None:
+            watchers.append(asyncio.create_task(sampler.watch_pgbouncer(bouncer, pool_samples)))
+        injected = None
+
+        def progress(p: Progress) -> None:  # with the server's side at the last sample
+            # Unknown while the server hides the sessions' state: not the ones left visible.
+            seen = samples.samples[-1].total if samples.samples and not samples.hidden else None
+            on_progress(replace(p, connections=seen))
+
+        try:
+            config = engines.load_config(variant, scenario, spec)
+            raw = await engines.drive(app.visit_url, config, scenario, progress, edges.mark, stop)
+            if injector is not None:
+                injected = await injector.finish()
+            app_stats = {name: await read for name, read in edges.reads.items()}
+        finally:
+            for task in (*watchers, *edges.reads.values()):
+                task.cancel()
+            await asyncio.gather(*watchers, *edges.reads.values(), return_exceptions=True)
+            await edges.client.aclose()
+            signals.detach(loop)
+        return Window(
+            raw=raw,
+            samples=samples,
+            cpu_percent=edges.cpu_percent(),
+            pool_samples=pool_samples,
+            injected=injected,
+            app_stats=(app_stats.get("start"), app_stats.get("end")),
+            death=deaths[0] if deaths else None,
+        )
+
+    with load.new_runner() as runner:
+        return runner.run(main())
