@@ -421,7 +421,11 @@ def calibrate_cmd(
     with _domain_errors():
         chosen = scenario.build(
             None,
-            {"postgres": postgres_, "concurrency": concurrency, "duration_s": duration or "5"},
+            {
+                "postgres": postgres_,
+                "concurrency": concurrency,
+                "duration_s": duration or seconds(defaults.CALIBRATE_DURATION_S),
+            },
         )
         console = _console()
         references = runner.references(chosen, progress.ConsoleReporter(console))

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 from connbench.apps import Strategy
 from connbench.model.scenario import Variant
+from connbench.model.sessions import HELD_WHILE_MEASURING
 
 THREADS_PER_WORKER = 40  # anyio's default thread limiter, which FastAPI's thread pool uses
-OWN_SESSIONS = 2  # connbench's own while an app runs: its control connection and the sampler
+OWN_SESSIONS = len(HELD_WHILE_MEASURING)  # connbench's own while an app runs
 CLIENT_HEADROOM = 10  # PgBouncer client slots beyond the app's: admin console, stragglers
 
 

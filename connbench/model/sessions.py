@@ -15,3 +15,6 @@ FAULT_APP = "connbench-fault"  # the fault injector's
 # its sessions are every client session there but these: whatever library it uses, whatever
 # application_name it sets or not.
 OWN_SESSIONS = (CONTROL_APP, SAMPLER_APP, FAULT_APP)
+# What connbench itself holds open while an app is measured (the fault injector's comes and
+# goes): the connection budget counts these beside the app's own.
+HELD_WHILE_MEASURING = (CONTROL_APP, SAMPLER_APP)
