@@ -450,38 +450,46 @@ def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> st
 
 
 def spread_report(workdir: Path) -> str:
-    """The per-round spread of the log ratio over the A/A trials saved in ``workdir``: the
-    noise the gate has to see through (robust sd: 1.4826 x the median absolute deviation
-    from each trial's median), with every round and without each trial's first."""
+    """The per-round spread of the log ratio over the trials saved in ``workdir``: the noise
+    the gate has to see through (robust sd: 1.4826 x the median absolute deviation from each
+    trial's median), with every round and without each trial's first; on every trial of 8
+    rounds or more (each centred on its own mean), how adjacent rounds move together: the
+    order alternates (A B, B A, ...), so a drifting machine pushes the two rounds of a pair
+    opposite ways, and the mean of a pair (an ABBA block) cancels a linear drift."""
     from connbench.model import results
 
     every: list[float] = []
     later: list[float] = []
     second: list[float] = []  # the log ratio when head ran second in its round, minus first
     first: list[float] = []
+    centred: list[list[float]] = []  # every long trial's log ratios, minus its mean
     loads = []
-    for path in trial_files(workdir)["A/A"]:
-        run = results.load(path)
-        loads.append(run.environment.load_average_1m)
-        by_round: dict[int, dict[str, float]] = {}
-        head_first: dict[int, bool] = {}
-        for r in run.results:
-            if r.status == "ok" and r.throughput_rps:
-                by_round.setdefault(r.repeat, {})[r.strategy] = r.throughput_rps
-            if r.strategy == "head":
-                head_first[r.repeat] = r.position == 0
-        logs = [
-            (n, math.log(v["head"] / v["base"]))
-            for n, v in sorted(by_round.items())
-            if {"base", "head"} <= v.keys()
-        ]
-        if len(logs) < 3:
-            continue
-        centre = statistics.median(d for _, d in logs)
-        every += [d - centre for _, d in logs]
-        later += [d - centre for n, d in logs if n > 0]
-        first += [d for n, d in logs if head_first.get(n)]
-        second += [d for n, d in logs if not head_first.get(n)]
+    for level, paths in trial_files(workdir).items():
+        for path in paths:
+            run = results.load(path)
+            by_round: dict[int, dict[str, float]] = {}
+            head_first: dict[int, bool] = {}
+            for r in run.results:
+                if r.status == "ok" and r.throughput_rps:
+                    by_round.setdefault(r.repeat, {})[r.strategy] = r.throughput_rps
+                if r.strategy == "head":
+                    head_first[r.repeat] = r.position == 0
+            logs = [
+                (n, math.log(v["head"] / v["base"]))
+                for n, v in sorted(by_round.items())
+                if {"base", "head"} <= v.keys()
+            ]
+            if len(logs) >= 8:
+                mean = statistics.fmean(d for _, d in logs)
+                centred.append([d - mean for _, d in logs])
+            if level != "A/A" or len(logs) < 3:
+                continue
+            loads.append(run.environment.load_average_1m)
+            centre = statistics.median(d for _, d in logs)
+            every += [d - centre for _, d in logs]
+            later += [d - centre for n, d in logs if n > 0]
+            first += [d for n, d in logs if head_first.get(n)]
+            second += [d for n, d in logs if not head_first.get(n)]
 
     def robust(values: list[float]) -> str:
         if len(values) < 3:
@@ -493,11 +501,31 @@ def spread_report(workdir: Path) -> str:
     position = (
         f"{statistics.mean(second) - statistics.mean(first):+.3f}" if first and second else "-"
     )
-    return (
+    text = (
         f"A/A per-round log-ratio spread, robust sd: every round {robust(every)} over "
         f"{len(every)} rounds; without each trial's first round {robust(later)}; running "
         f"second in a round moved the log ratio by {position} (mean); load average at the "
         f"trials' start: {', '.join(shown) or '-'}"
+    )
+    return text + ("\n" + abba_report(centred) if centred else "")
+
+
+def abba_report(centred: list[list[float]]) -> str:
+    """Lag-1 correlation within a pair of rounds (1st with 2nd, 3rd with 4th, ...) and across
+    pairs, and the spread of pair means against single rounds (in single-round units:
+    x sqrt 2, so equal means equally informative per round)."""
+    rounds = [d for c in centred for d in c]
+    variance = statistics.fmean(d * d for d in rounds)
+    within = [c[i] * c[i + 1] for c in centred for i in range(0, len(c) - 1, 2)]
+    across = [c[i] * c[i + 1] for c in centred for i in range(1, len(c) - 1, 2)]
+    pairs = [(c[i] + c[i + 1]) / 2 for c in centred for i in range(0, len(c) - 1, 2)]
+    single = math.sqrt(variance)
+    paired = math.sqrt(2 * statistics.fmean(p * p for p in pairs))
+    return (
+        f"all {len(centred)} trials of 8 rounds or more ({len(rounds)} rounds): lag-1 "
+        f"correlation within a pair {statistics.fmean(within) / variance:+.2f} ({len(within)} "
+        f"pairs), across pairs {statistics.fmean(across) / variance:+.2f}; spread (rms, each "
+        f"trial centred) of single rounds {single:.3f}, of pair means x sqrt 2 {paired:.3f}"
     )
 
 
