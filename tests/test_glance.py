@@ -87,7 +87,7 @@ def test_the_tail_is_p90_where_a_variant_cannot_support_a_p99() -> None:
     note = run_view.tail_note(short) or ""
     assert note.startswith("p90 shown, not p99: p99 rests on fewer than 1,000 requests in 2 ")
     assert "-d 30s" in note
-    headers, _ = run_view._run_rows(short, rich_mark)
+    headers, _ = run_view.run_rows(short, rich_mark)
     assert "p90 ms" in headers and "p99 ms" not in headers
     # nothing is said twice: the note replaces the warning
     assert not any("p99" in line for line in run_view.warning_lines(short))

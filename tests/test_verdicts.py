@@ -67,7 +67,7 @@ def test_requests_that_all_time_out_are_errors_and_a_failed_run(timeout_s: float
     assert result.failure is not None and "served no request" in result.failure
     assert "timeout" in result.failure
     run = run_of(result)
-    headers, rows = run_view._run_rows(run, lambda text, style: text)
+    headers, rows = run_view.run_rows(run, lambda text, style: text)
     assert rows[0][headers.index("errors")] == f"{raw.errors:,}"
 
 

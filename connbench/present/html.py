@@ -38,18 +38,18 @@ from connbench.model import metrics
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present import paired as paired_view
 from connbench.present import sink
-from connbench.present.compare import COMPARE_HEADERS, _compare_rows
+from connbench.present.compare import COMPARE_HEADERS, compare_rows
 from connbench.present.run import (
     BREAKDOWN_NOTE,
     BREAKDOWN_SEGMENTS,
     REQUEST_HEADERS,
     VIA_LABELS,
-    _context,
-    _limit_lines,
-    _request_rows,
-    _run_rows,
-    _title,
-    _typical_run,
+    limit_lines,
+    request_rows,
+    run_context,
+    run_rows,
+    run_title,
+    typical_run,
     warning_lines,
 )
 
@@ -425,7 +425,7 @@ def time_charts(run: RunResult, variants: Variants) -> list[Chart]:
     by_key = _runs_by_key(run)
     chosen: dict[str, StrategyResult] = {}
     for summary in run.summary:
-        typical = _typical_run(summary, by_key.get(summary.key, []))
+        typical = typical_run(summary, by_key.get(summary.key, []))
         if typical is not None and _series(typical).get("ok"):
             chosen[summary.key] = typical
     if not chosen:
@@ -1137,7 +1137,7 @@ def _warning_list(run: RunResult) -> str:
                 f'<li class="bad">{esc(label)}: {esc(summary["status"])}: '
                 f"{esc(summary.get('failure') or '')}</li>"
             )
-    for crossed, line in _limit_lines(run):
+    for crossed, line in limit_lines(run):
         mark = "bad" if crossed else "good"
         items.append(f'<li class="{mark}">{"✗" if crossed else "✓"} limit {esc(line)}</li>')
     warnings = [f"<li>{esc(w)}</li>" for w in warning_lines(run)]
@@ -1170,15 +1170,15 @@ def run_section(page: Page, label: str, run: RunResult) -> None:
     names = Names(_summaries(run))
     page.colours.assign(names)
     variants = Variants(names.keys, names, page.colours)
-    page.add(f"<section><h2>{cell(_title(run, html_mark))}</h2>")
-    page.add(f'<p class="muted">{esc(label)} · {esc(_context(run))}</p>')
+    page.add(f"<section><h2>{cell(run_title(run, html_mark))}</h2>")
+    page.add(f'<p class="muted">{esc(label)} · {esc(run_context(run))}</p>')
     found = findings.findings(run)
     if found:
         items = "".join(f'<li class="{esc(f.severity)}">{esc(f.text)}</li>' for f in found)
         page.add(f'<div class="findings"><h3>Findings</h3><ul>{items}</ul></div>')
-    headers, rows = _run_rows(run, html_mark)
+    headers, rows = run_rows(run, html_mark)
     page.add(html_table(headers, rows))
-    kinds = _request_rows(run, html_mark)
+    kinds = request_rows(run, html_mark)
     if kinds:
         page.add("<h3>By kind of request</h3>" + html_table(["strategy", *REQUEST_HEADERS], kinds))
     page.add(_warning_list(run))
@@ -1232,7 +1232,7 @@ def compare_section(page: Page, comparison: Comparison) -> None:
     if items:
         page.add(f'<ul class="warnings">{"".join(items)}</ul>')
     page.charts("Changes", [compare_chart(comparison)])
-    rows = _compare_rows(comparison, html_mark)
+    rows = compare_rows(comparison, html_mark)
     shown = " open" if len(rows) <= FOLD_ROWS else ""  # a long table would bury what follows
     page.add(f"<details{shown}><summary>the table ({len(rows)} rows)</summary>")
     page.add(html_table(COMPARE_HEADERS, rows) + "</details>")

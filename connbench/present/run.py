@@ -154,7 +154,7 @@ def row_label(run: RunResult, variant: VariantRecord) -> str:
     return " ".join(parts)
 
 
-def _title(run: RunResult, mark: Mark) -> str:
+def run_title(run: RunResult, mark: Mark) -> str:
     title = f"connbench · {run.scenario.name}"
     if run.interrupted:
         title += " · " + mark("INTERRUPTED", "bad")
@@ -182,7 +182,7 @@ def tail_percentile(run: RunResult) -> str:
     return "p90" if short else "p99"
 
 
-def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
+def run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
     """Headers and one row of cells per variant (medians over repeats, ±CV when repeated)."""
     varying = _varying(run)
     tail = tail_percentile(run)
@@ -279,8 +279,8 @@ RESULTS_WRAP: tuple[str, ...] = ()
 
 def results_table(run: RunResult) -> Table:
     """The main table: one row per variant (medians over repeats, ±CV when repeated)."""
-    headers, rows = _run_rows(run, rich_mark)
-    table = Table(title=_title(run, rich_mark), title_justify="left")
+    headers, rows = run_rows(run, rich_mark)
+    table = Table(title=run_title(run, rich_mark), title_justify="left")
     name_column(table, headers[0], [row[0] for row in rows], style="bold")
     for header in headers[1:]:
         table.add_column(header, justify="left" if header == "sent" else "right")
@@ -350,7 +350,7 @@ def sparkline(values: list[float], top: float | None = None, width: int | None =
     return "".join(SPARKS[min(last, round(last * max(0.0, v) / top))] for v in values)
 
 
-def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> StrategyResult | None:
+def typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> StrategyResult | None:
     """The repeat whose throughput is closest to the median: its seconds are the ones drawn."""
     measured = [r for r in runs if r.timeseries and r.timeseries.ok]
     median = summary.throughput_rps.median
@@ -363,12 +363,12 @@ FINDING_MARKS = {"info": "  • ", "warn": "  [yellow]•[/yellow] ", "bad": "  
 REQUEST_HEADERS = ("request", "weight", "req/s", "p50 ms", "p99 ms", "errors")
 
 
-def _request_rows(run: RunResult, mark: Mark) -> list[list[str]]:
+def request_rows(run: RunResult, mark: Mark) -> list[list[str]]:
     """One row per kind of request of each variant that sent a mix (its typical repeat)."""
     rows = []
     for summary in run.summary:
         runs = [r for r in run.results if r.key == summary.key]
-        typical = _typical_run(summary, runs)
+        typical = typical_run(summary, runs)
         if typical is None or not typical.by_request:
             continue
         total = sum(kind.weight for kind in typical.by_request)
@@ -391,7 +391,7 @@ def _request_rows(run: RunResult, mark: Mark) -> list[list[str]]:
 
 def requests_table(run: RunResult) -> Table | None:
     """Each kind of request of a mix: its share, req/s, latency and errors (None: no mix)."""
-    rows = _request_rows(run, rich_mark)
+    rows = request_rows(run, rich_mark)
     if not rows:
         return None
     table = Table(title="by kind of request", title_justify="left")
@@ -419,7 +419,7 @@ def timeline_table(run: RunResult, width: int | None = None) -> Table:
         by_key.setdefault(result.key, []).append(result)
     drawn = []
     for summary in run.summary:
-        chosen = _typical_run(summary, by_key.get(summary.key, []))
+        chosen = typical_run(summary, by_key.get(summary.key, []))
         if chosen is not None and chosen.timeseries is not None:
             drawn.append((row_label(run, summary.variant), chosen.timeseries))
     labels = [label for label, _ in drawn]
@@ -506,7 +506,7 @@ def _reference(summary: VariantSummary, calibration: Calibration, mark: Mark = r
     return mark(text, "warn") if rps > reference else text
 
 
-def _recovery(fault: FaultOutcome) -> str:
+def recovery(fault: FaultOutcome) -> str:
     if fault.error:
         return "[red]not injected[/red]"
     after = fault.recovered_after_s
@@ -559,7 +559,7 @@ def fault_table(run: RunResult) -> Table | None:
             name,
             _what_it_did(out),
             "-" if baseline is None else f"{baseline:,.0f}",
-            _recovery(out),
+            recovery(out),
             f"[red]{errors:,}[/red]" if errors else "0",
             _writes(integrity.lost_writes if integrity else None, "bold red"),
             _writes(integrity.unacknowledged_writes if integrity else None, "yellow"),
@@ -710,7 +710,7 @@ def render_run(
         render_calibration(console, run.calibration)
     if charts and any(r.timeseries and r.timeseries.ok for r in run.results):
         _fitted(console, timeline_table(run, console.width), "charts", ("errors",))
-    console.print(f"[dim]{escape(_context(run))}[/dim]", highlight=False)
+    console.print(f"[dim]{escape(run_context(run))}[/dim]", highlight=False)
     if explain:
         _explain_columns(console, run)
     say = sayer(console)
@@ -728,7 +728,7 @@ def render_run(
         head = f"[bold red]{failed} failed[/bold red]" if failed else "[green]all passed[/green]"
         checks = f"{len(run.limits)} check{'s' if len(run.limits) != 1 else ''}"
         console.print(f"limits ({checks}): {head}", highlight=False)
-        for crossed, line in _limit_lines(run):
+        for crossed, line in limit_lines(run):
             say("  [bold red]✗[/bold red] " if crossed else "  [green]✓[/green] ", line)
 
 
@@ -754,7 +754,7 @@ def _explain_columns(console: Console, run: RunResult) -> None:
         )
 
 
-def _context(run: RunResult) -> str:
+def run_context(run: RunResult) -> str:
     """What the numbers were measured with, in one line (the table's and Markdown's)."""
     scenario, env = run.scenario, run.environment
     topology = scenario.topology
@@ -840,7 +840,7 @@ def tail_note(run: RunResult) -> str | None:
     return "p90 shown, not p99: " + advice.grouped(pairs, shown=("p99",))[0]
 
 
-def _limit_lines(run: RunResult) -> list[tuple[bool, str]]:
+def limit_lines(run: RunResult) -> list[tuple[bool, str]]:
     """(failed, text) per limit verdict, failures first."""
     ordered = sorted(run.limits, key=lambda v: not v.failed)
     return [(v.failed, f"{v.limit} · {v.variant}: {v.reason}") for v in ordered]
@@ -851,17 +851,17 @@ def limits_failed(run: RunResult) -> list[LimitRecord]:
 
 
 def run_markdown(run: RunResult) -> str:
-    headers, rows = _run_rows(run, markdown_mark)
+    headers, rows = run_rows(run, markdown_mark)
     table = md_table(headers, rows, left=headers.index("sent") + 1 if "sent" in headers else 1)
-    out = [f"### {_title(run, markdown_mark)}", ""]
+    out = [f"### {run_title(run, markdown_mark)}", ""]
     found = findings.findings(run)
     if found:
         out += ["**Findings**", "", *(f"- {md_cell(f.text)}" for f in found), ""]
-    out += [table, "", _context(run)]
+    out += [table, "", run_context(run)]
     note = tail_note(run)
     if note:
         out += ["", note]
-    kinds = _request_rows(run, markdown_mark)
+    kinds = request_rows(run, markdown_mark)
     if kinds:
         table = md_table(["strategy", *REQUEST_HEADERS], kinds, left=2)
         out += ["", "**By kind of request**", "", table]
@@ -869,7 +869,7 @@ def run_markdown(run: RunResult) -> str:
         failed = len(limits_failed(run))
         verdict = f"❌ {failed} of {len(run.limits)} failed" if failed else "✅ all passed"
         out += ["", f"**Limits: {verdict}**", ""]
-        out += [f"- {'❌' if failed else '✅'} {line}" for failed, line in _limit_lines(run)]
+        out += [f"- {'❌' if failed else '✅'} {line}" for failed, line in limit_lines(run)]
     warnings = warning_lines(run)
     if warnings:
         out += ["", "**Warnings**", ""] + [f"- ⚠️ {w}" for w in warnings]
