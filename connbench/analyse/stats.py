@@ -359,8 +359,26 @@ def _open_model(raw: RawLoad) -> dict[str, Any]:
 
 # --- where the time goes ---------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class BreakdownPart:
+    """One part of a request's latency: its field in a breakdown, its name in tables and
+    legends, and its colour in the terminal (a rich style) and in the HTML charts."""
+
+    key: str
+    label: str
+    terminal_colour: str
+    chart_colour: str
+
+
 # What a request's latency is made of, in the order the bars stack them.
-BREAKDOWN_PARTS = ("connect_ms", "pool_wait_ms", "query_ms", "rest_of_app_ms", "outside_app_ms")
+BREAKDOWN_PARTS = (
+    BreakdownPart("connect_ms", "connect", "magenta", "#b07aa1"),
+    BreakdownPart("pool_wait_ms", "pool wait", "yellow", "#edc948"),
+    BreakdownPart("query_ms", "query", "cyan", "#4e79a7"),
+    BreakdownPart("rest_of_app_ms", "rest of app", "green", "#59a14f"),
+    BreakdownPart("outside_app_ms", "outside app", "bright_black", "#bab0ac"),
+)
 # psycopg_pool's get_stats(): gauges are read at the end, counters over the window.
 POOL_GAUGES = ("pool_min", "pool_max", "pool_size", "pool_available", "requests_waiting")
 
@@ -695,7 +713,7 @@ def _pgbouncer_medians(done: list[StrategyResult]) -> dict[str, Any]:
 
 
 def _breakdown_medians(done: list[StrategyResult]) -> dict[str, Any]:
-    parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
+    parts = [*(part.key for part in BREAKDOWN_PARTS), "after_response_ms", "latency_mean_ms"]
     with_breakdown = [r.breakdown.model_dump() for r in done if r.breakdown]
     return {
         name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]

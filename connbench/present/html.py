@@ -33,7 +33,7 @@ from connbench.analyse.paired import (
     PairedComparison,
     interval_path,
 )
-from connbench.analyse.stats import MEASURED
+from connbench.analyse.stats import BREAKDOWN_PARTS, MEASURED
 from connbench.model import metrics
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present import paired as paired_view
@@ -41,7 +41,6 @@ from connbench.present import sink
 from connbench.present.compare import COMPARE_HEADERS, compare_rows
 from connbench.present.run import (
     BREAKDOWN_NOTE,
-    BREAKDOWN_SEGMENTS,
     REQUEST_HEADERS,
     VIA_LABELS,
     limit_lines,
@@ -63,7 +62,6 @@ PALETTE = (
     "#d7b5a6", "#86bcb6", "#fabfd2", "#f1ce63", "#bab0ac",
 )  # fmt: skip
 BAD, GOOD, NEUTRAL = "#c62828", "#2e7d32", "#6e7781"
-BREAKDOWN_COLOURS = ("#b07aa1", "#edc948", "#4e79a7", "#59a14f", "#bab0ac")
 WIDTH, HEIGHT = 560, 240
 # Sweepable settings: (variant field, label in a variant's name, axis title with its unit).
 SWEEPS = (
@@ -748,9 +746,6 @@ def rows_against_responses(run: RunResult, variants: Variants) -> Chart | None:
     return Chart(spec)
 
 
-BREAKDOWN_LABELS = [header for _, header, _ in BREAKDOWN_SEGMENTS]
-
-
 def breakdown_chart(run: RunResult, variants: Variants) -> Chart | None:
     """Where a request's time goes: the app's mean ms per part, stacked, per variant."""
     summaries = {str(s["key"]): s for s in _summaries(run) if s.get("breakdown")}
@@ -758,13 +753,13 @@ def breakdown_chart(run: RunResult, variants: Variants) -> Chart | None:
     rows = []
     for key in keys:
         parts = summaries[key]["breakdown"]
-        for order, (name, header, _) in enumerate(BREAKDOWN_SEGMENTS):
-            value = _number(parts.get(name))
+        for order, part in enumerate(BREAKDOWN_PARTS):
+            value = _number(parts.get(part.key))
             if value is not None:
                 rows.append(
                     {
                         "variant": variants.names.label[key],
-                        "part": header,
+                        "part": part.label,
                         "order": order,
                         "ms": round(max(0.0, value), 3),
                     }
@@ -791,7 +786,10 @@ def breakdown_chart(run: RunResult, variants: Variants) -> Chart | None:
             "color": {
                 "field": "part",
                 "type": "nominal",
-                "scale": {"domain": BREAKDOWN_LABELS, "range": list(BREAKDOWN_COLOURS)},
+                "scale": {
+                    "domain": [part.label for part in BREAKDOWN_PARTS],
+                    "range": [part.chart_colour for part in BREAKDOWN_PARTS],
+                },
                 "legend": {"title": None, "orient": "bottom", "direction": "horizontal"},
             },
             "order": {"field": "order", "type": "quantitative"},

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from connbench.analyse import advice, findings, stats
 from connbench.analyse.compare import shown
-from connbench.analyse.stats import MEASURED
+from connbench.analyse.stats import BREAKDOWN_PARTS, MEASURED
 from connbench.apps import STRATEGIES
 from connbench.model import metrics
 from connbench.model.result_types import (
@@ -568,22 +568,15 @@ def fault_table(run: RunResult) -> Table | None:
     return table
 
 
-# The stacked bar's segments: (breakdown part, column header, colour), in stacking order.
-BREAKDOWN_SEGMENTS = (
-    ("connect_ms", "connect", "magenta"),
-    ("pool_wait_ms", "pool wait", "yellow"),
-    ("query_ms", "query", "cyan"),
-    ("rest_of_app_ms", "rest of app", "green"),
-    ("outside_app_ms", "outside app", "bright_black"),
-)
 BAR_WIDTH = 32  # at most; a narrower terminal gets a shorter bar, then none
 
 
 def _bar(parts: dict[str, float | None], scale: float) -> str:
     """A stacked bar, ``scale`` ms per character; a part too small for a character is skipped."""
     out, filled, total = [], 0, 0.0
-    for key, _, colour in BREAKDOWN_SEGMENTS:
-        total += max(0.0, parts.get(key) or 0.0)
+    for part in BREAKDOWN_PARTS:
+        colour = part.terminal_colour
+        total += max(0.0, parts.get(part.key) or 0.0)
         # Round the running total, not each part, so the bar's length stays true to the sum.
         width = round(total / scale) - filled
         if width > 0:
@@ -604,13 +597,14 @@ def breakdown_table(run: RunResult, bar_width: int = BAR_WIDTH) -> Table | None:
     labels = [row_label(run, summary.variant) for summary in rows]
     name_column(table, "strategy", labels, style="bold")
     table.add_column("latency", justify="right")
-    for _, header, colour in BREAKDOWN_SEGMENTS:
-        table.add_column(f"[{colour}]{header}[/{colour}]", justify="right")
+    for part in BREAKDOWN_PARTS:
+        colour = part.terminal_colour
+        table.add_column(f"[{colour}]{part.label}[/{colour}]", justify="right")
     table.add_column("after response", justify="right")
     if bar_width > 0:
         table.add_column("", no_wrap=True)
     longest = max(
-        sum(max(0.0, s.breakdown.get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS) for s in rows
+        sum(max(0.0, s.breakdown.get(part.key) or 0.0) for part in BREAKDOWN_PARTS) for s in rows
     )
     scale = longest / bar_width if longest > 0 and bar_width > 0 else 1.0
     for summary, label in zip(rows, labels, strict=True):
@@ -618,7 +612,7 @@ def breakdown_table(run: RunResult, bar_width: int = BAR_WIDTH) -> Table | None:
         table.add_row(
             label,
             num(parts.get("latency_mean_ms")),
-            *(_part(parts.get(key)) for key, _, _ in BREAKDOWN_SEGMENTS),
+            *(_part(parts.get(part.key)) for part in BREAKDOWN_PARTS),
             _part(parts.get("after_response_ms")),
             *([_bar(parts, scale)] if bar_width > 0 else []),
         )
