@@ -313,7 +313,8 @@ def test_hostile_result_runs_no_script_and_loads_nothing(
 def test_variants_are_named_by_what_varies_and_a_sweep_shades_one_hue() -> None:
     def summary(strategy: str, **variant: object) -> dict[str, object]:
         key = " ".join([strategy, *(f"{k}={v}" for k, v in variant.items())])
-        return {"key": key, "strategy": strategy, "variant": {"strategy": strategy, **variant}}
+        recorded = {"strategy": strategy, "workers": 1, "pool_min": variant.get("pool_max")}
+        return {"key": key, "strategy": strategy, "variant": recorded | variant}
 
     names = html.Names(
         [
@@ -324,9 +325,9 @@ def test_variants_are_named_by_what_varies_and_a_sweep_shades_one_hue() -> None:
         ]
     )
     assert list(names.label.values()) == [
-        "pool c=4", "pool c=16", "pool via pgb-txn c=4", "connect c=4",
+        "pool c=4", "pool c=16", "pool c=4 via=pgb-txn", "connect c=4",
     ]  # fmt: skip
-    assert [name for name, _, _ in names.swept] == ["concurrency"]
+    assert [name for name, _ in names.swept] == ["concurrency"]
     colours = html.Colours()
     colours.assign(names)
     pool_c4, pool_c16 = (colours.variants[k] for k in names.keys[:2])

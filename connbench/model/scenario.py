@@ -36,6 +36,8 @@ from connbench.model.units import parse_duration
 # How the app reaches the server: directly, or through PgBouncer in one of its pool modes
 # (connbench.infra.pgbouncer runs it).
 TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
+# A topology as a variant's label and the tables' "via" column name it (100 columns are narrow).
+TOPOLOGY_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
 DEFAULT_POOL_SIZE = 20  # PgBouncer's own default_pool_size
 # The load generator's HTTP clients (connbench.measure.load implements them).
 ENGINES = ("httptools", "aiohttp", "httpx", "locust")
@@ -114,6 +116,14 @@ class Variant:
             if text is not None and dimension not in dropped
         ]
         return " ".join(parts) or "*"
+
+    def label(self, shown: Iterable[str]) -> str:
+        """How a report names the variant among a run's others: the key with the strategy
+        and, of the other :data:`DIMENSIONS`, only the ``shown`` ones (those that vary),
+        PgBouncer's modes shortened: ``pool c=128 pool=4..10 via=pgb-txn``."""
+        kept = {"strategy", *shown}
+        short = replace(self, topology=TOPOLOGY_LABELS.get(self.topology, self.topology))
+        return short.key_without(dimension for dimension in DIMENSIONS if dimension not in kept)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Variant | None:

@@ -42,13 +42,14 @@ from connbench.present.compare import COMPARE_HEADERS, compare_rows
 from connbench.present.run import (
     BREAKDOWN_NOTE,
     REQUEST_HEADERS,
-    VIA_LABELS,
     limit_lines,
     request_rows,
     run_context,
     run_rows,
     run_title,
+    shown_dimensions,
     typical_run,
+    variant_label,
     warning_lines,
 )
 
@@ -63,12 +64,12 @@ PALETTE = (
 )  # fmt: skip
 BAD, GOOD, NEUTRAL = "#c62828", "#2e7d32", "#6e7781"
 WIDTH, HEIGHT = 560, 240
-# Sweepable settings: (variant field, label in a variant's name, axis title with its unit).
+# Sweepable settings: (variant field, axis title with its unit).
 SWEEPS = (
-    ("concurrency", "c=", "concurrency (requests in flight)"),
-    ("pool_max", "pool=", "pool max_size (connections)"),
-    ("workers", "w=", "uvicorn workers (processes)"),
-    ("rate", "rate=", "offered rate (req/s)"),
+    ("concurrency", "concurrency (requests in flight)"),
+    ("pool_max", "pool max_size (connections)"),
+    ("workers", "uvicorn workers (processes)"),
+    ("rate", "offered rate (req/s)"),
 )
 STATES = ("active", "idle", "idle_in_transaction")
 
@@ -141,23 +142,6 @@ class Colours:
         return {"domain": list(labels), "range": [self.variants[k] for k in keys]}
 
 
-def _value(variant: dict[str, Any], name: str) -> Any:
-    value = variant.get(name)
-    if name == "topology":
-        return VIA_LABELS.get(str(value or "direct"), value or "direct")
-    return value
-
-
-def _settings(variant: dict[str, Any], dims: Sequence[tuple[str, str]]) -> list[str]:
-    """``c=4``, ``via pgb-txn``, ...: the settings of ``dims`` the variant has (direct goes
-    without saying)."""
-    return [
-        f"{p}{_value(variant, n)}"
-        for n, p in dims
-        if variant.get(n) is not None and _value(variant, n) != "direct"
-    ]
-
-
 class Names:
     """Short names for a run's variants: the strategy and only the settings that vary.
 
@@ -165,21 +149,15 @@ class Names:
 
     def __init__(self, summaries: Sequence[dict[str, Any]]) -> None:
         self.keys = [str(s["key"]) for s in summaries]
-        variants = [_mapping(s.get("variant")) for s in summaries]
-
-        def varies(name: str) -> bool:  # a setting some variants lack does not vary
-            return len({str(_value(v, name)) for v in variants if v.get(name) is not None}) > 1
-
-        self.swept = [(name, prefix, title) for name, prefix, title in SWEEPS if varies(name)]
-        dims = [("topology", "via ")] if varies("topology") else []
-        swept = [(name, prefix) for name, prefix, _ in self.swept]
+        variants = [_mapping(s.get("variant")) | {"key": s["key"]} for s in summaries]
+        dims = shown_dimensions(variants)
+        swept = shown_dimensions(variants, rate=False)
+        self.swept = [(name, title) for name, title in SWEEPS if name in swept]
         self.label: dict[str, str] = {}
         self.series: dict[str, str] = {}
-        for key, summary, variant in zip(self.keys, summaries, variants, strict=True):
-            strategy = str(summary.get("strategy"))
-            series = " ".join([strategy, *_settings(variant, dims)])
-            label = " ".join([series, *_settings(variant, swept)])
-            self.series[key], self.label[key] = series, label
+        for key, variant in zip(self.keys, variants, strict=True):
+            self.series[key] = variant_label(variant, [d for d in dims if d == "topology"])
+            self.label[key] = variant_label(variant, dims)
         if len(set(self.label.values())) < len(self.keys):  # something else varies: say all
             self.label = {key: key for key in self.keys}
 
@@ -807,7 +785,7 @@ def sweep_charts(run: RunResult, names: Names, colours: Colours) -> list[Chart]:
     """For each swept setting: throughput and p99 over its values, one line per series."""
     out = []
     measured = [s for s in _summaries(run) if s.get("status") in MEASURED]
-    for name, _, axis_title in names.swept:
+    for name, axis_title in names.swept:
         for metric, title, y_title in (
             ("throughput_rps", "Throughput", "2xx responses per second (req/s)"),
             ("p99", "p99 latency", "p99 latency (ms)"),

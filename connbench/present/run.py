@@ -7,6 +7,7 @@ Markdown share their cells: each is built once, with a ``mark`` function that st
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
@@ -28,6 +29,7 @@ from connbench.model.result_types import (
     VariantSummary,
 )
 from connbench.model.results import RunResult, StrategyResult
+from connbench.model.scenario import TOPOLOGY_LABELS, Variant
 from connbench.present import sink, tracking
 from connbench.present.common import (
     WARNING,
@@ -111,47 +113,58 @@ def _peak_and_predicted(summary: VariantSummary, mark: Mark = rich_mark) -> str:
     return text
 
 
-# Short names for the "via" column (piped output and CI logs are 100 columns wide).
-VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
-
-
 def _cell(variant: VariantRecord, key: str) -> str:
     value = _dimension(variant, key)
     if value is None:
         return "-"
-    return VIA_LABELS.get(value, value) if key == "topology" else str(value)
+    return TOPOLOGY_LABELS.get(value, value) if key == "topology" else str(value)
 
 
 def _bounced(summary: VariantSummary) -> bool:
     return summary.variant.topology != "direct"
 
 
-# How a row names its variant in the narrower tables: the strategy and, of its key, only the
-# settings that vary in this run (the context line says the rest).
-SHORT = {"topology": "via", "concurrency": "c", "workers": "w", "pool_max": "pool", "rate": "rate"}
+# The variant dimension (:data:`connbench.model.scenario.DIMENSIONS`) of each of DIMENSIONS.
+LABELLED = {"pool_max": "pool"}
+
+
+def shown_dimensions(variants: Iterable[Mapping[str, Any]], rate: bool = True) -> list[str]:
+    """The fields of :data:`DIMENSIONS` that tell a run's variants apart (more than one value
+    among those that have it), and with ``rate`` an open-model run's rate however many values
+    it takes: what a label or a column shows."""
+    variants = list(variants)
+    out = []
+    for key, _ in DIMENSIONS:
+        # str: a hand-written result's value may be a list; a variant without a topology went
+        # direct (it was recorded before topologies)
+        values = {
+            str(v.get(key) or "direct") if key == "topology" else str(v[key])
+            for v in variants
+            if key == "topology" or v.get(key) is not None
+        }
+        if len(values) > 1 or (rate and key == "rate" and values):
+            out.append(key)
+    return out
+
+
+def variant_label(variant: Mapping[str, Any], dims: Iterable[str]) -> str:
+    """:meth:`Variant.label` of a recorded variant, showing the ``dims`` fields of
+    :data:`DIMENSIONS`; its key when the record is not whole (a hand-written result)."""
+    found = Variant.from_dict(variant)
+    if found is None:
+        return str(variant.get("key") or variant.get("strategy"))
+    return found.label(LABELLED.get(key, key) for key in dims)
 
 
 def _varying(run: RunResult) -> list[tuple[str, str]]:
     """(dimension, column header) for each dimension that takes more than one value."""
-    return [
-        (key, label)
-        for key, label in DIMENSIONS
-        if len(values := {_dimension(s.variant, key) for s in run.summary} - {None}) > 1
-        or (key == "rate" and values)  # an open-model run always says its rate
-    ]
+    dims = shown_dimensions(s.variant.model_dump() for s in run.summary)
+    return [(key, header) for key, header in DIMENSIONS if key in dims]
 
 
 def row_label(run: RunResult, variant: VariantRecord) -> str:
     """``pool c=128 pool=4..10``: the strategy and the settings that vary in this run."""
-    parts = [variant.strategy]
-    for key, _ in _varying(run):
-        value = _cell(variant, key)
-        if value == "-":
-            continue
-        if key == "pool_max":
-            value = f"{variant.pool_min}..{value}"
-        parts.append(f"{SHORT[key]}={value}")
-    return " ".join(parts)
+    return variant_label(variant.model_dump(), [key for key, _ in _varying(run)])
 
 
 def run_title(run: RunResult, mark: Mark) -> str:
