@@ -18,7 +18,7 @@ from connbench.cli import app
 from connbench.model import results
 from connbench.model.results import RunResult
 from connbench.model.scenario import Scenario
-from connbench.present import html
+from connbench.present import html, html_names
 from connbench.present import run as run_view
 from connbench.present.common import rich_mark
 from connbench.present.compare import render_compare
@@ -159,10 +159,10 @@ def test_compare_fits_the_width_and_says_what_it_dropped(width: int) -> None:
 
 
 def test_twenty_variants_take_twenty_colours() -> None:
-    colours = html.Colours()
+    colours = html_names.Colours()
     assert len({colours.of_series(f"s{i}") for i in range(20)}) == 20
     every = [*ALL, "mine", "theirs"]
-    page = html.Colours()
+    page = html_names.Colours()
     assert len({page.of_series(name) for name in every}) == len(every)
 
 
