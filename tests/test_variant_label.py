@@ -4,8 +4,7 @@ page's legends, so both name a variant alike."""
 from __future__ import annotations
 
 from connbench.model.scenario import Variant
-from connbench.present import html_names
-from connbench.present import run as run_view
+from connbench.present import html_names, run_cells
 from tests.conftest import made, run_of
 
 
@@ -27,7 +26,7 @@ def test_terminal_and_html_name_a_pool_sweep_alike() -> None:
     ]
     run = run_of(*(made(v.strategy, variant=v.to_dict()) for v in variants))
     names = html_names.Names([summary.model_dump() for summary in run.summary])
-    terminal = [run_view.row_label(run, summary.variant) for summary in run.summary]
+    terminal = [run_cells.row_label(run, summary.variant) for summary in run.summary]
     assert [names.label[summary.key] for summary in run.summary] == terminal
     assert terminal == [
         "pool c=4 pool=4..4",

@@ -61,13 +61,15 @@ from connbench.present.html_names import (
     summary_dicts,
 )
 from connbench.present.run import (
+    warning_lines,
+)
+from connbench.present.run_cells import (
     REQUEST_HEADERS,
     limit_lines,
     request_rows,
     run_context,
     run_rows,
     run_title,
-    warning_lines,
 )
 
 

@@ -23,6 +23,8 @@ from connbench.present.html_names import (
 )
 from connbench.present.run import (
     BREAKDOWN_NOTE,
+)
+from connbench.present.run_cells import (
     typical_run,
 )
 

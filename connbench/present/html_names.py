@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connbench.model.results import RunResult
-from connbench.present.run import (
+from connbench.present.run_cells import (
     shown_dimensions,
     variant_label,
 )

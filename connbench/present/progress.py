@@ -15,7 +15,9 @@ from rich.markup import escape
 from connbench.measure.load import Progress as LoadProgress
 from connbench.model.results import StrategyResult
 from connbench.present.common import WARNING
-from connbench.present.run import recovery
+from connbench.present.run_cells import (
+    recovery,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
