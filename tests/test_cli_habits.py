@@ -316,7 +316,7 @@ def test_the_breakdown_says_which_strategies_it_leaves_out() -> None:
 
 
 def test_outside_app_is_never_negative() -> None:
-    from connbench.analyse import stats
+    from connbench.analyse import breakdown
 
     def totals(n: int, until: float) -> dict[str, Any]:
         return {"timing": {"requests": n, "until_response_ms": until, "connect_ms": 0,
@@ -324,7 +324,7 @@ def test_outside_app_is_never_negative() -> None:
                            "connects": 0, "queries": n}}  # fmt: skip
 
     # The app's mean (12 ms) above the client's (10.2 ms): the edges' skew, not time.
-    out = stats.breakdown(totals(0, 0), totals(10, 120), latency_mean_ms=10.2)
+    out = breakdown.breakdown(totals(0, 0), totals(10, 120), latency_mean_ms=10.2)
     assert out["outside_app_ms"] == 0.0
 
 

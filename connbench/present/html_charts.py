@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from connbench.analyse import charts
-from connbench.analyse.stats import BREAKDOWN_PARTS, MEASURED
+from connbench.analyse.breakdown import BREAKDOWN_PARTS
+from connbench.analyse.stats import MEASURED
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present.html_names import (
     BAD,

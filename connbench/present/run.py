@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from connbench.analyse import advice, findings, stats
-from connbench.analyse.stats import BREAKDOWN_PARTS, MEASURED
+from connbench.analyse.breakdown import BREAKDOWN_PARTS
+from connbench.analyse.stats import MEASURED
 from connbench.apps import STRATEGIES
 from connbench.model import metrics
 from connbench.model.result_types import (
