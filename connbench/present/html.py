@@ -7,7 +7,8 @@ every string from it is HTML-escaped, and in the charts it is only ever data (te
 never part of an expression.
 
 This module assembles the page; the variants' names and colours are in :mod:`html_names`, the
-charts' specs in :mod:`html_charts` (one run) and :mod:`html_change_charts` (a change).
+charts' specs in :mod:`html_charts` and :mod:`html_time_charts` (one run) and
+:mod:`html_change_charts` (a change).
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ from connbench.present.html_charts import (
     rows_against_responses,
     side_by_side,
     sweep_charts,
-    time_charts,
 )
 from connbench.present.html_names import (
     Colours,
@@ -60,6 +60,7 @@ from connbench.present.html_names import (
     as_mapping,
     summary_dicts,
 )
+from connbench.present.html_time_charts import time_charts
 from connbench.present.run import (
     warning_lines,
 )
