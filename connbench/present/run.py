@@ -1,8 +1,9 @@
 """A run as the user sees it: rich tables (results, PgBouncer, timeline, faults, where the time
 goes), Markdown (a GitHub step summary), CSV (one row per variant) or JSON.
 
-It formats what ``analyse`` computed and adds nothing to the numbers. The table and the
-Markdown share their cells: each is built once, with a ``mark`` function that styles it.
+It formats what ``analyse`` computed and adds nothing to the numbers. The table, the Markdown
+and the HTML page share their cells (:mod:`run_cells`): each is built once, with a ``mark``
+function that styles it.
 """
 
 from __future__ import annotations
