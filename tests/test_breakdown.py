@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from connbench.analyse import stats
+from connbench.analyse import breakdown, stats
 from connbench.model import results
 from connbench.model.results import StrategyResult
 from connbench.present import run as run_view
@@ -35,7 +35,7 @@ def test_breakdown_is_the_difference_between_the_edges_per_request() -> None:
                    queries=200, after_response_ms=50)  # fmt: skip
     end = totals(300, until_response_ms=15000, connect_ms=9000, query_ms=3000, connects=300,
                  queries=600, after_response_ms=250)  # fmt: skip
-    out = stats.breakdown(start, end, latency_mean_ms=60.0)
+    out = breakdown.breakdown(start, end, latency_mean_ms=60.0)
     assert out["requests"] == 200
     assert out["in_app_ms"] == 50.0
     assert out["connect_ms"] == 30.0
@@ -54,7 +54,7 @@ def test_pool_statistics_counters_over_the_window_gauges_at_its_end() -> None:
     start["pool"] = {"pool_size": 4, "requests_num": 100, "requests_wait_ms": 500}
     end["pool"] = {"pool_size": 3, "requests_num": 110, "requests_wait_ms": 540,
                    "connections_lost": 2}  # fmt: skip
-    out = stats.breakdown(start, end, latency_mean_ms=None)
+    out = breakdown.breakdown(start, end, latency_mean_ms=None)
     assert out["pool"] == {"pool_size": 3, "requests_num": 10, "requests_wait_ms": 40,
                            "connections_lost": 2}  # fmt: skip
     assert out["pool_wait_ms"] == 4.0
@@ -64,7 +64,7 @@ def test_pool_statistics_counters_over_the_window_gauges_at_its_end() -> None:
 def test_no_timed_database_call_means_no_breakdown() -> None:
     # Only requests and app time, no query or connect timed (a sync strategy): no breakdown
     # rather than one that puts everything in "rest of app".
-    assert stats.breakdown(totals(1), totals(9, until_response_ms=80), latency_mean_ms=12) == {}
+    assert breakdown.breakdown(totals(1), totals(9, until_response_ms=80), latency_mean_ms=12) == {}
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_no_timed_database_call_means_no_breakdown() -> None:
 def test_no_breakdown_without_totals_or_requests(
     start: dict[str, object] | None, end: dict[str, object] | None
 ) -> None:
-    assert stats.breakdown(start, end, latency_mean_ms=1.0) == {}
+    assert breakdown.breakdown(start, end, latency_mean_ms=1.0) == {}
 
 
 def test_bar_stacks_the_parts_in_order_and_keeps_the_total() -> None:

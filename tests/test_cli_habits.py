@@ -27,6 +27,7 @@ from connbench.model.result_types import Calibration, LimitRecord, OpenModel
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present import progress as progress_view
 from connbench.present import run as run_view
+from connbench.present import run_cells
 
 from .conftest import ROOT, entry, made, run_cli, run_of
 
@@ -264,7 +265,7 @@ def test_show_fits_the_width_and_never_cuts_a_name(tmp_path: Path, width: int) -
     for summary in run.summary:  # every variant's name, whole, in the tables
         assert summary.strategy in rows
         if summary.status == "ok":  # and its label in the charts and the breakdown
-            assert run_view.row_label(run, summary.variant) in out.stdout
+            assert run_cells.row_label(run, summary.variant) in out.stdout
     assert f"left out at {width} columns" in out.stdout  # and it says what it dropped
 
 
@@ -310,12 +311,12 @@ def test_the_breakdown_says_which_strategies_it_leaves_out() -> None:
     console = Console(width=200, record=True, file=io.StringIO())
     run_view.render_run(console, run, explain=True)
     text = " ".join(console.export_text().split())
-    assert "Not broken down: sync-pool via=direct c=8, sync-pool via=pgb-txn c=8," in text
+    assert "Not broken down: sync-pool c=8, sync-pool c=8 via=pgb-txn," in text
     assert "(sync strategies: their psycopg calls are not timed)" in text
 
 
 def test_outside_app_is_never_negative() -> None:
-    from connbench.analyse import stats
+    from connbench.analyse import breakdown
 
     def totals(n: int, until: float) -> dict[str, Any]:
         return {"timing": {"requests": n, "until_response_ms": until, "connect_ms": 0,
@@ -323,7 +324,7 @@ def test_outside_app_is_never_negative() -> None:
                            "connects": 0, "queries": n}}  # fmt: skip
 
     # The app's mean (12 ms) above the client's (10.2 ms): the edges' skew, not time.
-    out = stats.breakdown(totals(0, 0), totals(10, 120), latency_mean_ms=10.2)
+    out = breakdown.breakdown(totals(0, 0), totals(10, 120), latency_mean_ms=10.2)
     assert out["outside_app_ms"] == 0.0
 
 
@@ -335,7 +336,7 @@ def test_calibration_is_read_at_the_variants_own_concurrency() -> None:
     assert calibration is not None
 
     def cell(key: str, calibration: Calibration) -> str:  # the "vs pgbench" cell, unstyled
-        return run_view._reference(by_key[key], calibration, lambda text, style: text)
+        return run_cells._reference(by_key[key], calibration, lambda text, style: text)
 
     median = by_key["connect c=8 w=1"].throughput_rps.median  # 1,284.5
     assert median is not None

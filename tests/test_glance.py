@@ -18,7 +18,7 @@ from connbench.cli import app
 from connbench.model import results
 from connbench.model.results import RunResult
 from connbench.model.scenario import Scenario
-from connbench.present import html
+from connbench.present import html, html_names, run_cells
 from connbench.present import run as run_view
 from connbench.present.common import rich_mark
 from connbench.present.compare import render_compare
@@ -80,14 +80,14 @@ def test_a_repeated_warning_keeps_its_kind() -> None:
 
 def test_the_tail_is_p90_where_a_variant_cannot_support_a_p99() -> None:
     supported = _quick_like()
-    assert run_view.tail_percentile(supported) == "p99"
+    assert run_cells.tail_percentile(supported) == "p99"
     assert run_view.tail_note(supported) is None
     short = _quick_like(few=("connect", "sqlalchemy-nullpool"))
-    assert run_view.tail_percentile(short) == "p90"
+    assert run_cells.tail_percentile(short) == "p90"
     note = run_view.tail_note(short) or ""
     assert note.startswith("p90 shown, not p99: p99 rests on fewer than 1,000 requests in 2 ")
     assert "-d 30s" in note
-    headers, _ = run_view._run_rows(short, rich_mark)
+    headers, _ = run_cells.run_rows(short, rich_mark)
     assert "p90 ms" in headers and "p99 ms" not in headers
     # nothing is said twice: the note replaces the warning
     assert not any("p99" in line for line in run_view.warning_lines(short))
@@ -159,10 +159,10 @@ def test_compare_fits_the_width_and_says_what_it_dropped(width: int) -> None:
 
 
 def test_twenty_variants_take_twenty_colours() -> None:
-    colours = html.Colours()
+    colours = html_names.Colours()
     assert len({colours.of_series(f"s{i}") for i in range(20)}) == 20
     every = [*ALL, "mine", "theirs"]
-    page = html.Colours()
+    page = html_names.Colours()
     assert len({page.of_series(name) for name in every}) == len(every)
 
 

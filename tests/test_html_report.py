@@ -15,7 +15,7 @@ from connbench.analyse import charts, compare, stats
 from connbench.model import results
 from connbench.model.results import RunResult
 from connbench.model.scenario import build
-from connbench.present import html
+from connbench.present import html, html_names
 
 from . import browser
 from .conftest import RecordingReporter, entry, run_cli, run_of
@@ -313,9 +313,10 @@ def test_hostile_result_runs_no_script_and_loads_nothing(
 def test_variants_are_named_by_what_varies_and_a_sweep_shades_one_hue() -> None:
     def summary(strategy: str, **variant: object) -> dict[str, object]:
         key = " ".join([strategy, *(f"{k}={v}" for k, v in variant.items())])
-        return {"key": key, "strategy": strategy, "variant": {"strategy": strategy, **variant}}
+        recorded = {"strategy": strategy, "workers": 1, "pool_min": variant.get("pool_max")}
+        return {"key": key, "strategy": strategy, "variant": recorded | variant}
 
-    names = html.Names(
+    names = html_names.Names(
         [
             summary("pool", concurrency=4, pool_max=4, topology="direct"),
             summary("pool", concurrency=16, pool_max=4, topology="direct"),
@@ -324,15 +325,15 @@ def test_variants_are_named_by_what_varies_and_a_sweep_shades_one_hue() -> None:
         ]
     )
     assert list(names.label.values()) == [
-        "pool c=4", "pool c=16", "pool via pgb-txn c=4", "connect c=4",
+        "pool c=4", "pool c=16", "pool c=4 via=pgb-txn", "connect c=4",
     ]  # fmt: skip
-    assert [name for name, _, _ in names.swept] == ["concurrency"]
-    colours = html.Colours()
+    assert [name for name, _ in names.swept] == ["concurrency"]
+    colours = html_names.Colours()
     colours.assign(names)
     pool_c4, pool_c16 = (colours.variants[k] for k in names.keys[:2])
     assert pool_c4 != pool_c16
-    assert colours.of_series("pool") == html.PALETTE[0]
-    assert colours.variants[names.keys[3]] == colours.of_series("connect") != html.PALETTE[0]
+    assert colours.of_series("pool") == html_names.PALETTE[0]
+    assert colours.variants[names.keys[3]] == colours.of_series("connect") != html_names.PALETTE[0]
 
 
 def test_report_of_two_results_compares_them_before_showing_each(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from connbench.model import results
 from connbench.model.result_types import Calibration, Spread
 from connbench.present import compare as compare_view
 from connbench.present import run as run_view
+from connbench.present import run_cells
 from connbench.present.common import rich_mark
 
 from .conftest import entry, made, run_of, scenario_of
@@ -105,8 +106,8 @@ def test_unstable_marks_follow_the_stability_threshold(monkeypatch: pytest.Monke
     stats.UNSTABLE_CV: no second threshold hard-coded in the presentation."""
     spread = Spread.model_validate(stats.spread([1000, 1070, 930]))
     assert spread.cv is not None and 0.05 < spread.cv < stats.UNSTABLE_CV
-    assert "yellow" not in run_view._cv(spread)
+    assert "yellow" not in run_cells._cv(spread)
     assert "yellow" not in compare_view._spread_cell(1e3, spread.cv, "req/s", rich_mark)
     monkeypatch.setattr(stats, "UNSTABLE_CV", 0.05)
-    assert "yellow" in run_view._cv(spread)
+    assert "yellow" in run_cells._cv(spread)
     assert "yellow" in compare_view._spread_cell(1e3, spread.cv, "req/s", rich_mark)

@@ -24,7 +24,7 @@ from connbench.measure.load import LoadConfig, RawLoad, new_histogram
 from connbench.measure.sampler import Samples
 from connbench.model.result_types import StrategyResult, VariantRecord
 from connbench.model.scenario import build
-from connbench.present import run as run_view
+from connbench.present import run_cells
 
 from .conftest import RecordingReporter, run_of, serving_in_thread, variant_of
 
@@ -67,7 +67,7 @@ def test_requests_that_all_time_out_are_errors_and_a_failed_run(timeout_s: float
     assert result.failure is not None and "served no request" in result.failure
     assert "timeout" in result.failure
     run = run_of(result)
-    headers, rows = run_view._run_rows(run, lambda text, style: text)
+    headers, rows = run_cells.run_rows(run, lambda text, style: text)
     assert rows[0][headers.index("errors")] == f"{raw.errors:,}"
 
 

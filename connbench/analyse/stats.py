@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
+from connbench.analyse.breakdown import BREAKDOWN_PARTS, breakdown
 from connbench.measure.faults import Injected
 from connbench.measure.load import Buckets, RawLoad
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
@@ -357,73 +358,6 @@ def _open_model(raw: RawLoad) -> dict[str, Any]:
     return info
 
 
-# --- where the time goes ---------------------------------------------------------------------
-
-# What a request's latency is made of, in the order the bars stack them.
-BREAKDOWN_PARTS = ("connect_ms", "pool_wait_ms", "query_ms", "rest_of_app_ms", "outside_app_ms")
-# psycopg_pool's get_stats(): gauges are read at the end, counters over the window.
-POOL_GAUGES = ("pool_min", "pool_max", "pool_size", "pool_available", "requests_waiting")
-
-
-def breakdown(
-    start: dict[str, Any] | None, end: dict[str, Any] | None, *, latency_mean_ms: float | None
-) -> dict[str, Any]:
-    """Mean milliseconds per request over the window, from the app's totals at its edges.
-
-    The app's time until the response is split into connecting, waiting for a pooled
-    connection (queue, check, retries), queries (execute, commit, rollback) and the rest; what
-    the client's mean latency adds to that is ``outside_app_ms`` (HTTP, uvicorn, waiting for
-    the app's loop to take the request). ``after_response_ms`` is the app's work after the
-    response was sent (a ``yield`` dependency's commit and close): the client does not wait
-    for it. Empty when the totals are missing or no request completed in between.
-    """
-    if not start or not end or "timing" not in start or "timing" not in end:
-        return {}
-    t0, t1 = start["timing"], end["timing"]
-    requests = int(t1["requests"]) - int(t0["requests"])
-    if requests <= 0:
-        return {}
-
-    def mean(key: str) -> float:
-        return (float(t1[key]) - float(t0[key])) / requests
-
-    if mean("queries") == 0:
-        # No query was timed (the sync strategies' psycopg calls, SQLAlchemy's cursors and
-        # asyncpg are not instrumented): a breakdown would put them in "rest of app".
-        return {}
-
-    in_app = mean("until_response_ms")
-    parts = {
-        "connect_ms": mean("connect_ms"),
-        "pool_wait_ms": mean("pool_wait_ms"),
-        "query_ms": mean("query_ms"),
-    }
-    parts["rest_of_app_ms"] = in_app - sum(parts.values())
-    if latency_mean_ms is not None:
-        # The app's totals are read over HTTP at the window's edges, and each read waits
-        # behind the requests in flight, so the app's mean covers a window shifted by up to a
-        # request's latency. Where little time is spent outside the app (a busy loop at high
-        # concurrency) that skew can exceed it (-1.8 ms seen at c=128): 0 is the honest floor.
-        parts["outside_app_ms"] = max(0.0, latency_mean_ms - in_app)
-    out: dict[str, Any] = {
-        "requests": requests,
-        "latency_mean_ms": latency_mean_ms,
-        "in_app_ms": round(in_app, 3),
-        **{name: round(value, 3) for name, value in parts.items()},
-        "after_response_ms": round(mean("after_response_ms"), 3),
-        "connects_per_request": round(mean("connects"), 3),
-        "queries_per_request": round(mean("queries"), 3),
-        "pool": None,
-    }
-    p0, p1 = start.get("pool"), end.get("pool")
-    if isinstance(p0, dict) and isinstance(p1, dict):
-        out["pool"] = {
-            key: p1.get(key, 0) if key in POOL_GAUGES else p1.get(key, 0) - p0.get(key, 0)
-            for key in sorted(set(p0) | set(p1))
-        }
-    return out
-
-
 # --- faults ---------------------------------------------------------------------------------
 
 RECOVERY_SHARE = 0.9  # throughput back to this share of the pre-fault median ...
@@ -695,7 +629,7 @@ def _pgbouncer_medians(done: list[StrategyResult]) -> dict[str, Any]:
 
 
 def _breakdown_medians(done: list[StrategyResult]) -> dict[str, Any]:
-    parts = [*BREAKDOWN_PARTS, "after_response_ms", "latency_mean_ms"]
+    parts = [*(part.key for part in BREAKDOWN_PARTS), "after_response_ms", "latency_mean_ms"]
     with_breakdown = [r.breakdown.model_dump() for r in done if r.breakdown]
     return {
         name: spread([b[name] for b in with_breakdown if b.get(name) is not None])["median"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 # How the app reaches the server: directly, or through PgBouncer in one of its pool modes
 # (connbench.infra.pgbouncer runs it).
 TOPOLOGIES = ("direct", "pgbouncer-transaction", "pgbouncer-session")
+# A topology as a variant's label and the tables' "via" column name it (100 columns are narrow).
+TOPOLOGY_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
 # The load generator's HTTP clients (connbench.measure.load implements them).
 ENGINES = ("httptools", "aiohttp", "httpx", "locust")
 # The dimensions of a variant, as its key names them and ``compare --ignore`` can drop them.

@@ -29,6 +29,7 @@ from connbench.model.checks import (
 from connbench.model.choices import DIMENSIONS as DIMENSIONS  # defined once, there
 from connbench.model.choices import ENGINES as ENGINES
 from connbench.model.choices import TOPOLOGIES as TOPOLOGIES
+from connbench.model.choices import TOPOLOGY_LABELS
 from connbench.model.dsn import display, redact_toml
 from connbench.model.errors import ScenarioError, first_line
 from connbench.model.faults import Fault
@@ -84,6 +85,14 @@ class Variant:
             if text is not None and dimension not in dropped
         ]
         return " ".join(parts) or "*"
+
+    def label(self, shown: Iterable[str]) -> str:
+        """How a report names the variant among a run's others: the key with the strategy
+        and, of the other :data:`DIMENSIONS`, only the ``shown`` ones (those that vary),
+        PgBouncer's modes shortened: ``pool c=128 pool=4..10 via=pgb-txn``."""
+        kept = {"strategy", *shown}
+        short = replace(self, topology=TOPOLOGY_LABELS.get(self.topology, self.topology))
+        return short.key_without(dimension for dimension in DIMENSIONS if dimension not in kept)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Variant | None:

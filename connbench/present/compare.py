@@ -71,7 +71,7 @@ COMPARE_HEADERS = ("variant", "metric", "BASE", "NEW", "change", "p (n)", "gate"
 COMPARE_DROP = ("p (n)", "BASE", "NEW")
 
 
-def _compare_rows(comparison: Comparison, mark: Mark) -> list[list[str]]:
+def compare_rows(comparison: Comparison, mark: Mark) -> list[list[str]]:
     rows = []
     for variant in comparison.variants:
         failed = {v.metric for v in variant.verdicts if v.failed}
@@ -144,7 +144,7 @@ def render_compare(console: Console, comparisons: Sequence[Comparison]) -> None:
             title=f"connbench compare · {comparison.base_label} → {comparison.new_label}",
             title_justify="left",
         )
-        rows = _compare_rows(comparison, rich_mark)
+        rows = compare_rows(comparison, rich_mark)
         for index, header in enumerate(COMPARE_HEADERS):
             if header in ("variant", "metric"):  # names: never cut, never wrapped
                 name_column(table, header, [row[index] for row in rows])
@@ -236,7 +236,7 @@ def compare_markdown(comparisons: Sequence[Comparison]) -> str:
             out += [f"- ✅ {v.variant} · {v.reason}" for v in good]
             out += ["", "</details>"]
         if comparison.variants:
-            rows = _compare_rows(comparison, markdown_mark)
+            rows = compare_rows(comparison, markdown_mark)
             out += ["", md_table(COMPARE_HEADERS, rows, left=2)]
         matched = _matched_lines(comparison)
         if matched:

@@ -16,7 +16,9 @@ from connbench.measure.load import Progress as LoadProgress
 from connbench.model import defaults
 from connbench.model.results import StrategyResult
 from connbench.present.common import WARNING
-from connbench.present.run import _recovery
+from connbench.present.run_cells import (
+    recovery,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -118,7 +120,7 @@ class ConsoleReporter:
             errors = result.requests.errors if result.requests else 0
             tail += f", {errors:,} errors" if errors else ""
             if result.fault:
-                tail += f", {result.fault.kind}: {_recovery(result.fault)}"
+                tail += f", {result.fault.kind}: {recovery(result.fault)}"
             self.console.print(f"{label}: {rps:,.0f} req/s{tail}", highlight=False)
 
 

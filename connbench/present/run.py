@@ -1,8 +1,9 @@
 """A run as the user sees it: rich tables (results, PgBouncer, timeline, faults, where the time
 goes), Markdown (a GitHub step summary), CSV (one row per variant) or JSON.
 
-It formats what ``analyse`` computed and adds nothing to the numbers. The table and the
-Markdown share their cells: each is built once, with a ``mark`` function that styles it.
+It formats what ``analyse`` computed and adds nothing to the numbers. The table, the Markdown
+and the HTML page share their cells (:mod:`run_cells`): each is built once, with a ``mark``
+function that styles it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from connbench.analyse import advice, findings, stats
-from connbench.analyse.compare import shown
+from connbench.analyse.breakdown import BREAKDOWN_PARTS
 from connbench.analyse.stats import MEASURED
 from connbench.analyse.verdicts import limits_failed
 from connbench.apps import STRATEGIES
@@ -22,16 +23,12 @@ from connbench.model import metrics
 from connbench.model.result_types import (
     Calibration,
     FaultOutcome,
-    PostgresInfo,
-    Spread,
-    VariantRecord,
     VariantSummary,
 )
 from connbench.model.results import RunResult, StrategyResult
 from connbench.present import sink, tracking
 from connbench.present.common import (
     WARNING,
-    Mark,
     csv_text,
     fit,
     json_text,
@@ -45,226 +42,23 @@ from connbench.present.common import (
     say_dropped,
     sayer,
 )
-
-
-def _median(spread: Spread | None, fmt: str = ",.1f") -> str:
-    value = spread.median if spread else None
-    return "-" if value is None else format(value, fmt)
-
-
-def _cv(spread: Spread, mark: Mark = rich_mark) -> str:
-    if len(spread.values) < 2 or spread.cv is None:
-        return ""
-    text = f" ±{spread.cv:.0%}"
-    return mark(text, "warn" if spread.cv >= stats.UNSTABLE_CV else "dim")
-
-
-def _integrity(summary: VariantSummary, runs: list[StrategyResult], mark: Mark = rich_mark) -> str:
-    # Not checked (an own app without count_sql): "-", neither good nor bad.
-    checked = [r.integrity for r in runs if r.integrity and r.integrity.ok is not None]
-    if not checked:
-        return "-"
-    if len(checked) == 1:
-        integrity = checked[0]
-        rows, ok = integrity.rows_inserted, integrity.ok_responses
-        if integrity.write_responses is not None:  # a mix: the 2xx of the kinds that write
-            ok = integrity.write_responses
-        if integrity.ok and rows is not None:
-            return mark(f"{rows:,} = {ok:,}", "good")
-        return mark(f"{rows} rows ≠ {ok} 2xx", "bad")
-    if summary.integrity_ok:
-        return mark(f"equal ×{len(checked)}", "good")
-    bad = sum(1 for integrity in checked if not integrity.ok)
-    return mark(f"≠ in {bad} of {len(checked)}", "bad")
-
-
-def _sessions(summary: VariantSummary) -> str:
-    opened = summary.sessions_opened
-    return "-" if opened is None else f"{opened:,.0f}"
-
-
-def _sessions_per_2xx(summary: VariantSummary) -> str:
-    return num(summary.sessions_per_ok_response, ".2f")
-
-
-# Variant dimensions that get a column when they take more than one value in a run.
-DIMENSIONS = (
-    ("topology", "via"),
-    ("concurrency", "conc."),
-    ("workers", "workers"),
-    ("pool_max", "pool"),
-    ("rate", "rate/s"),
+from connbench.present.run_cells import (
+    REQUEST_HEADERS,
+    limit_lines,
+    recovery,
+    reference_levels,
+    request_rows,
+    row_label,
+    run_context,
+    run_rows,
+    run_title,
+    tail_percentile,
+    typical_run,
 )
-
-
-def _peak_and_predicted(summary: VariantSummary, mark: Mark = rich_mark) -> str:
-    """Observed peak / predicted; red when more were seen than predicted, yellow when the
-    prediction does not fit max_connections (connbench's own sessions included)."""
-    peak, predicted = summary.connections_peak, summary.predicted
-    if predicted is None:
-        return num(peak, ".0f")
-    text = f"{num(peak, '.0f')}/{predicted.connections}"
-    if peak is not None and peak > predicted.connections:
-        return mark(text, "bad")
-    if predicted.fits is False:
-        return mark(text, "warn")
-    return text
-
-
-# Short names for the "via" column (piped output and CI logs are 100 columns wide).
-VIA_LABELS = {"pgbouncer-transaction": "pgb-txn", "pgbouncer-session": "pgb-session"}
-
-
-def _cell(variant: VariantRecord, key: str) -> str:
-    value = _dimension(variant, key)
-    if value is None:
-        return "-"
-    return VIA_LABELS.get(value, value) if key == "topology" else str(value)
 
 
 def _bounced(summary: VariantSummary) -> bool:
     return summary.variant.topology != "direct"
-
-
-# How a row names its variant in the narrower tables: the strategy and, of its key, only the
-# settings that vary in this run (the context line says the rest).
-SHORT = {"topology": "via", "concurrency": "c", "workers": "w", "pool_max": "pool", "rate": "rate"}
-
-
-def _varying(run: RunResult) -> list[tuple[str, str]]:
-    """(dimension, column header) for each dimension that takes more than one value."""
-    return [
-        (key, label)
-        for key, label in DIMENSIONS
-        if len(values := {_dimension(s.variant, key) for s in run.summary} - {None}) > 1
-        or (key == "rate" and values)  # an open-model run always says its rate
-    ]
-
-
-def row_label(run: RunResult, variant: VariantRecord) -> str:
-    """``pool c=128 pool=4..10``: the strategy and the settings that vary in this run."""
-    parts = [variant.strategy]
-    for key, _ in _varying(run):
-        value = _cell(variant, key)
-        if value == "-":
-            continue
-        if key == "pool_max":
-            value = f"{variant.pool_min}..{value}"
-        parts.append(f"{SHORT[key]}={value}")
-    return " ".join(parts)
-
-
-def _title(run: RunResult, mark: Mark) -> str:
-    title = f"connbench · {run.scenario.name}"
-    if run.interrupted:
-        title += " · " + mark("INTERRUPTED", "bad")
-    repeats = max((s.runs for s in run.summary), default=1)
-    if repeats > 1:
-        title += f" · median of {repeats} interleaved repeats"
-    return title
-
-
-RUN_HEADERS = (
-    "req/s", "p50 ms", "p99 ms", "errors", "conns peak / pred.", "conns mean",
-    "sessions opened", "sessions/2xx", "rows = 2xx", "app CPU", "pg CPU", "gen CPU",
-)  # fmt: skip
-
-
-def tail_percentile(run: RunResult) -> str:
-    """The tail the run tables show: p99, or p90 where some variant served too few requests
-    for its p99 to rest on more than a handful of them (the JSON keeps both)."""
-    short = any(
-        advice.few_requests(w) == "p99"
-        for summary in run.summary
-        if summary.status in MEASURED
-        for w in summary.warnings
-    )
-    return "p90" if short else "p99"
-
-
-def _run_rows(run: RunResult, mark: Mark) -> tuple[list[str], list[list[str]]]:
-    """Headers and one row of cells per variant (medians over repeats, ±CV when repeated)."""
-    varying = _varying(run)
-    tail = tail_percentile(run)
-    headers = [f"{tail} ms" if h == "p99 ms" else h for h in RUN_HEADERS]
-    open_model = any(s.variant.rate for s in run.summary)
-    if open_model:
-        headers.insert(3, "p99 uncorr.")
-    if run.calibration:
-        headers.insert(1, "vs pgbench")
-    by_key: dict[str, list[StrategyResult]] = {}
-    for result in run.results:
-        by_key.setdefault(result.key, []).append(result)
-    # What each row sent, in a column when the rows differ (else in the context line).
-    sent_header = ["sent"] if _one_sent(run) is None else []
-
-    def sent(summary: VariantSummary) -> list[str]:
-        return [summary.variant.sent] if sent_header else []
-
-    rows = []
-    for summary in run.summary:
-        dims = [_cell(summary.variant, key) for key, _ in varying]
-        name = _name_cell(summary, mark)
-        if summary.status in ("failed", "unavailable"):
-            status = mark("failed", "bad") if summary.status == "failed" else mark("n/a", "warn")
-            cells = [status, *["-"] * (len(headers) - 1)]
-            if summary.errors:  # what a failed run saw (every request timed out, say)
-                cells[headers.index("errors")] = mark(f"{summary.errors:,}", "bad")
-            rows.append([name, *dims, *sent(summary), *cells])
-            continue
-        runs = by_key.get(summary.key, [])
-        cells = _measured_cells(summary, runs, run, open_model, mark, tail)
-        rows.append([name, *dims, *sent(summary), *cells])
-    return ["strategy", *(label for _, label in varying), *sent_header, *headers], rows
-
-
-def _one_sent(run: RunResult) -> str | None:
-    """What every row sent, when they all sent the same (the context line says it, and the
-    table has no column for it); None when they differ."""
-    sent = {s.variant.sent for s in run.summary}
-    return next(iter(sent)) if len(sent) == 1 else None
-
-
-def _name_cell(summary: VariantSummary, mark: Mark) -> str:
-    name = summary.strategy
-    if not summary.valid:
-        name += " " + mark("INVALID", "bad")
-    if summary.status == "interrupted":
-        name += " " + mark("(interrupted)", "bad")
-    return name
-
-
-def _measured_cells(
-    summary: VariantSummary,
-    runs: list[StrategyResult],
-    run: RunResult,
-    open_model: bool,
-    mark: Mark,
-    tail: str = "p99",
-) -> list[str]:
-    """A measured variant's cells, in the order of :data:`RUN_HEADERS` (with the reference and
-    the uncorrected p99 when the run has them)."""
-    errors = summary.errors
-    gen_text = pct(summary.cpu_generator_percent)
-    if summary.generator_saturated:
-        gen_text = mark(f"{gen_text}!", "bad")
-    rps, p99 = summary.throughput_rps, summary.latency_ms.get(tail)
-    return [
-        _median(rps, ",.0f") + _cv(rps, mark),
-        *([_reference(summary, run.calibration, mark)] if run.calibration else []),
-        _median(summary.latency_ms.get("p50")),
-        _median(p99) + (_cv(p99, mark) if p99 else ""),
-        *([_median(summary.latency_uncorrected_ms.get("p99"))] if open_model else []),
-        mark(f"{errors:,}", "bad") if errors else "0",
-        _peak_and_predicted(summary, mark),
-        num(summary.connections_mean),
-        _sessions(summary),
-        _sessions_per_2xx(summary),
-        _integrity(summary, runs, mark),
-        pct(summary.cpu_app_percent),
-        pct(summary.cpu_postgres_percent),
-        gen_text,
-    ]
 
 
 # The main table's columns, the least needed first: what a narrow terminal drops (the CSV and
@@ -279,8 +73,8 @@ RESULTS_WRAP: tuple[str, ...] = ()
 
 def results_table(run: RunResult) -> Table:
     """The main table: one row per variant (medians over repeats, ±CV when repeated)."""
-    headers, rows = _run_rows(run, rich_mark)
-    table = Table(title=_title(run, rich_mark), title_justify="left")
+    headers, rows = run_rows(run, rich_mark)
+    table = Table(title=run_title(run, rich_mark), title_justify="left")
     name_column(table, headers[0], [row[0] for row in rows], style="bold")
     for header in headers[1:]:
         table.add_column(header, justify="left" if header == "sent" else "right")
@@ -324,10 +118,6 @@ def pgbouncer_table(run: RunResult) -> Table | None:
     return table
 
 
-def _dimension(variant: VariantRecord, key: str) -> Any:
-    return getattr(variant, key)
-
-
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -350,48 +140,12 @@ def sparkline(values: list[float], top: float | None = None, width: int | None =
     return "".join(SPARKS[min(last, round(last * max(0.0, v) / top))] for v in values)
 
 
-def _typical_run(summary: VariantSummary, runs: list[StrategyResult]) -> StrategyResult | None:
-    """The repeat whose throughput is closest to the median: its seconds are the ones drawn."""
-    measured = [r for r in runs if r.timeseries and r.timeseries.ok]
-    median = summary.throughput_rps.median
-    if not measured or median is None:
-        return measured[0] if measured else None
-    return min(measured, key=lambda r: abs(r.throughput_rps - median))
-
-
 FINDING_MARKS = {"info": "  • ", "warn": "  [yellow]•[/yellow] ", "bad": "  [red]•[/red] "}
-REQUEST_HEADERS = ("request", "weight", "req/s", "p50 ms", "p99 ms", "errors")
-
-
-def _request_rows(run: RunResult, mark: Mark) -> list[list[str]]:
-    """One row per kind of request of each variant that sent a mix (its typical repeat)."""
-    rows = []
-    for summary in run.summary:
-        runs = [r for r in run.results if r.key == summary.key]
-        typical = _typical_run(summary, runs)
-        if typical is None or not typical.by_request:
-            continue
-        total = sum(kind.weight for kind in typical.by_request)
-        for kind in typical.by_request:
-            latency = kind.latency_ms
-            errors = ", ".join(f"{k} {v:,}" for k, v in kind.errors_by_kind.items())
-            rows.append(
-                [
-                    row_label(run, summary.variant),
-                    kind.name,
-                    f"{kind.weight} ({100 * kind.weight / total:.0f}%)",
-                    f"{kind.throughput_rps:,.0f}",
-                    num(latency.p50) if latency else "-",
-                    num(latency.p99) if latency else "-",
-                    mark(errors, "bad") if errors else "0",
-                ]
-            )
-    return rows
 
 
 def requests_table(run: RunResult) -> Table | None:
     """Each kind of request of a mix: its share, req/s, latency and errors (None: no mix)."""
-    rows = _request_rows(run, rich_mark)
+    rows = request_rows(run, rich_mark)
     if not rows:
         return None
     table = Table(title="by kind of request", title_justify="left")
@@ -419,7 +173,7 @@ def timeline_table(run: RunResult, width: int | None = None) -> Table:
         by_key.setdefault(result.key, []).append(result)
     drawn = []
     for summary in run.summary:
-        chosen = _typical_run(summary, by_key.get(summary.key, []))
+        chosen = typical_run(summary, by_key.get(summary.key, []))
         if chosen is not None and chosen.timeseries is not None:
             drawn.append((row_label(run, summary.variant), chosen.timeseries))
     labels = [label for label, _ in drawn]
@@ -455,16 +209,6 @@ CALIBRATION_NOTE = (
 )
 
 
-def _levels(references: Calibration) -> dict[str, tuple[float | None, float | None]]:
-    """(pgbench, pgbench -C) by concurrency; a result from before by_concurrency has one."""
-    if references.by_concurrency:
-        return {
-            level: (figures.pgbench_tps, figures.pgbench_connect_tps)
-            for level, figures in references.by_concurrency.items()
-        }
-    return {str(references.concurrency): (references.pgbench_tps, references.pgbench_connect_tps)}
-
-
 def render_calibration(console: Console, references: Calibration) -> None:
     """The references of a session, as measured by calibrate."""
     table = Table(title=f"references · {references.duration_s} s each", title_justify="left")
@@ -475,7 +219,7 @@ def render_calibration(console: Console, references: Calibration) -> None:
          f"{references.generator_cpu_percent or 0:.0f}% of a core)"),
         ("wrk, GET /health", references.wrk_rps, "the same, with wrk (if installed)"),
     ]  # fmt: skip
-    for level, (tps, connect_tps) in _levels(references).items():
+    for level, (tps, connect_tps) in reference_levels(references).items():
         rows += [
             (f"pgbench, persistent connections, c={level}", tps,
              "the insert without HTTP: pooled strategies' reference"),
@@ -489,32 +233,6 @@ def render_calibration(console: Console, references: Calibration) -> None:
         table.add_row(what, "-" if value is None else f"{value:,.0f}", reads)
     console.print(table)
     console.print(f"[dim]{CALIBRATION_NOTE}[/dim]", highlight=False)
-
-
-def _reference(summary: VariantSummary, calibration: Calibration, mark: Mark = rich_mark) -> str:
-    """The variant's req/s as a fraction of pgbench's at its own concurrency (``-`` when
-    pgbench was not measured at it: a reference from other conditions is no reference)."""
-    rps = summary.throughput_rps.median
-    strategy = STRATEGIES.get(summary.strategy)
-    # Serves requests from held connections (pool-unused opens a pool yet connects each time).
-    pooled = strategy.pooled if strategy else summary.variant.pool_max is not None
-    tps, connect_tps = _levels(calibration).get(str(summary.variant.concurrency), (None, None))
-    reference = tps if pooled else connect_tps
-    if not rps or not reference:
-        return "-"
-    text = f"{rps / reference:.0%} of {'pgbench' if pooled else 'pgbench -C'}"
-    return mark(text, "warn") if rps > reference else text
-
-
-def _recovery(fault: FaultOutcome) -> str:
-    if fault.error:
-        return "[red]not injected[/red]"
-    after = fault.recovered_after_s
-    if fault.recovered is None:
-        return "-"
-    if after is None:
-        return "[bold red]not recovered[/bold red]"
-    return "at once" if after == 0 else f"after {after:.1f} s"
 
 
 def _what_it_did(fault: FaultOutcome) -> str:
@@ -559,7 +277,7 @@ def fault_table(run: RunResult) -> Table | None:
             name,
             _what_it_did(out),
             "-" if baseline is None else f"{baseline:,.0f}",
-            _recovery(out),
+            recovery(out),
             f"[red]{errors:,}[/red]" if errors else "0",
             _writes(integrity.lost_writes if integrity else None, "bold red"),
             _writes(integrity.unacknowledged_writes if integrity else None, "yellow"),
@@ -568,22 +286,15 @@ def fault_table(run: RunResult) -> Table | None:
     return table
 
 
-# The stacked bar's segments: (breakdown part, column header, colour), in stacking order.
-BREAKDOWN_SEGMENTS = (
-    ("connect_ms", "connect", "magenta"),
-    ("pool_wait_ms", "pool wait", "yellow"),
-    ("query_ms", "query", "cyan"),
-    ("rest_of_app_ms", "rest of app", "green"),
-    ("outside_app_ms", "outside app", "bright_black"),
-)
 BAR_WIDTH = 32  # at most; a narrower terminal gets a shorter bar, then none
 
 
 def _bar(parts: dict[str, float | None], scale: float) -> str:
     """A stacked bar, ``scale`` ms per character; a part too small for a character is skipped."""
     out, filled, total = [], 0, 0.0
-    for key, _, colour in BREAKDOWN_SEGMENTS:
-        total += max(0.0, parts.get(key) or 0.0)
+    for part in BREAKDOWN_PARTS:
+        colour = part.terminal_colour
+        total += max(0.0, parts.get(part.key) or 0.0)
         # Round the running total, not each part, so the bar's length stays true to the sum.
         width = round(total / scale) - filled
         if width > 0:
@@ -604,13 +315,14 @@ def breakdown_table(run: RunResult, bar_width: int = BAR_WIDTH) -> Table | None:
     labels = [row_label(run, summary.variant) for summary in rows]
     name_column(table, "strategy", labels, style="bold")
     table.add_column("latency", justify="right")
-    for _, header, colour in BREAKDOWN_SEGMENTS:
-        table.add_column(f"[{colour}]{header}[/{colour}]", justify="right")
+    for part in BREAKDOWN_PARTS:
+        colour = part.terminal_colour
+        table.add_column(f"[{colour}]{part.label}[/{colour}]", justify="right")
     table.add_column("after response", justify="right")
     if bar_width > 0:
         table.add_column("", no_wrap=True)
     longest = max(
-        sum(max(0.0, s.breakdown.get(key) or 0.0) for key, _, _ in BREAKDOWN_SEGMENTS) for s in rows
+        sum(max(0.0, s.breakdown.get(part.key) or 0.0) for part in BREAKDOWN_PARTS) for s in rows
     )
     scale = longest / bar_width if longest > 0 and bar_width > 0 else 1.0
     for summary, label in zip(rows, labels, strict=True):
@@ -618,7 +330,7 @@ def breakdown_table(run: RunResult, bar_width: int = BAR_WIDTH) -> Table | None:
         table.add_row(
             label,
             num(parts.get("latency_mean_ms")),
-            *(_part(parts.get(key)) for key, _, _ in BREAKDOWN_SEGMENTS),
+            *(_part(parts.get(part.key)) for part in BREAKDOWN_PARTS),
             _part(parts.get("after_response_ms")),
             *([_bar(parts, scale)] if bar_width > 0 else []),
         )
@@ -710,7 +422,7 @@ def render_run(
         render_calibration(console, run.calibration)
     if charts and any(r.timeseries and r.timeseries.ok for r in run.results):
         _fitted(console, timeline_table(run, console.width), "charts", ("errors",))
-    console.print(f"[dim]{escape(_context(run))}[/dim]", highlight=False)
+    console.print(f"[dim]{escape(run_context(run))}[/dim]", highlight=False)
     if explain:
         _explain_columns(console, run)
     say = sayer(console)
@@ -728,7 +440,7 @@ def render_run(
         head = f"[bold red]{failed} failed[/bold red]" if failed else "[green]all passed[/green]"
         checks = f"{len(run.limits)} check{'s' if len(run.limits) != 1 else ''}"
         console.print(f"limits ({checks}): {head}", highlight=False)
-        for crossed, line in _limit_lines(run):
+        for crossed, line in limit_lines(run):
             say("  [bold red]✗[/bold red] " if crossed else "  [green]✓[/green] ", line)
 
 
@@ -752,41 +464,6 @@ def _explain_columns(console: Console, run: RunResult) -> None:
             "such wait seen; wait ms/xact: total_wait_time per transaction over the window.[/dim]",
             highlight=False,
         )
-
-
-def _context(run: RunResult) -> str:
-    """What the numbers were measured with, in one line (the table's and Markdown's)."""
-    scenario, env = run.scenario, run.environment
-    topology = scenario.topology
-    via = f"via {shown(topology)}"
-    if topology != ["direct"]:
-        via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
-    one = _one_sent(run)
-    return (
-        f"concurrency {shown(scenario.concurrency)} · "
-        f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
-        f"{_pool(run)}workers {shown(scenario.workers)} · "
-        f"{via} · {_server(env.postgres)} · {env.cpu_count} CPUs · "
-        f"load generator: {scenario.engine}" + (f" · each request {one}" if one else "")
-    )
-
-
-def _server(pg: PostgresInfo | None) -> str:
-    if pg is None:
-        return "PostgreSQL ? (not started)"
-    connections = pg.settings.max_connections
-    return (
-        f"PostgreSQL {pg.version} ({pg.backend}, max_connections "
-        f"{'?' if connections is None else connections})"
-    )
-
-
-def _pool(run: RunResult) -> str:
-    """``pool 4..10 · `` for the context line, when a strategy that opens a pool ran."""
-    if not any(s.variant.pool_max is not None for s in run.summary):
-        return ""
-    scenario = run.scenario
-    return f"pool {scenario.pool_min_effective}..{shown(scenario.pool_max_effective)} · "
 
 
 def _fitted(
@@ -822,24 +499,18 @@ def tail_note(run: RunResult) -> str | None:
     return "p90 shown, not p99: " + advice.grouped(pairs, shown=("p99",))[0]
 
 
-def _limit_lines(run: RunResult) -> list[tuple[bool, str]]:
-    """(failed, text) per limit verdict, failures first."""
-    ordered = sorted(run.limits, key=lambda v: not v.failed)
-    return [(v.failed, f"{v.limit} · {v.variant}: {v.reason}") for v in ordered]
-
-
 def run_markdown(run: RunResult) -> str:
-    headers, rows = _run_rows(run, markdown_mark)
+    headers, rows = run_rows(run, markdown_mark)
     table = md_table(headers, rows, left=headers.index("sent") + 1 if "sent" in headers else 1)
-    out = [f"### {_title(run, markdown_mark)}", ""]
+    out = [f"### {run_title(run, markdown_mark)}", ""]
     found = findings.findings(run)
     if found:
         out += ["**Findings**", "", *(f"- {md_cell(f.text)}" for f in found), ""]
-    out += [table, "", _context(run)]
+    out += [table, "", run_context(run)]
     note = tail_note(run)
     if note:
         out += ["", note]
-    kinds = _request_rows(run, markdown_mark)
+    kinds = request_rows(run, markdown_mark)
     if kinds:
         table = md_table(["strategy", *REQUEST_HEADERS], kinds, left=2)
         out += ["", "**By kind of request**", "", table]
@@ -847,7 +518,7 @@ def run_markdown(run: RunResult) -> str:
         failed = len(limits_failed(run))
         verdict = f"❌ {failed} of {len(run.limits)} failed" if failed else "✅ all passed"
         out += ["", f"**Limits: {verdict}**", ""]
-        out += [f"- {'❌' if failed else '✅'} {line}" for failed, line in _limit_lines(run)]
+        out += [f"- {'❌' if failed else '✅'} {line}" for failed, line in limit_lines(run)]
     warnings = warning_lines(run)
     if warnings:
         out += ["", "**Warnings**", ""] + [f"- ⚠️ {w}" for w in warnings]
