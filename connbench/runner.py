@@ -48,7 +48,7 @@ from connbench.infra import (
     tempdirs,
     userapp,
 )
-from connbench.measure import calibrate, load, sampler, watchdog, window
+from connbench.measure import calibrate, load, measuring, sampler, watchdog
 from connbench.measure.load import Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
@@ -944,9 +944,9 @@ def _measure(
     app: RunningApp,
     bouncer: pgbouncer.PgBouncer | None,
 ) -> tuple[stats.Measurement, watchdog.Death | None]:
-    """The variant's window (see :mod:`connbench.measure.window`), as :func:`stats.summarize`
+    """The variant's window (see :mod:`connbench.measure.measuring`), as :func:`stats.summarize`
     reads it; and the child that died meanwhile, if one did."""
-    seen = window.measure(
+    seen = measuring.measure(
         app,
         bouncer,
         run.pg,
