@@ -20,6 +20,7 @@ from connbench.analyse import stats
 from connbench.infra import postgres
 from connbench.measure.load import Progress
 from connbench.model import results
+from connbench.model.defaults import CONCURRENCY, TOPOLOGY, WORKERS
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
@@ -196,18 +197,31 @@ def part(value: T | None) -> T:
 
 
 def variant_of(key: str, **fields: Any) -> dict[str, Any]:
-    """A variant record from its key (``pool c=8 w=1 pool=4..4``), fields filled from it."""
+    """A variant record from its key (``pool c=8 w=1 pool=4..4``), fields filled from it.
+    The model writes keys (:meth:`Variant.key_without`): a full key read here must come out
+    the same when the model writes it again, so this reading cannot drift from that grammar."""
     words = key.split()
     found = dict(word.split("=", 1) for word in words[1:] if "=" in word)
     pool = found.get("pool", "").partition("..")
+    variant = Variant(
+        words[0],
+        int(found.get("c", CONCURRENCY)),
+        int(found.get("w", WORKERS)),
+        int(pool[0]) if pool[0] else None,
+        int(pool[2]) if pool[2] else None,
+        rate=float(found["rate"]) if "rate" in found else None,
+        topology=found.get("via", TOPOLOGY),
+    )
+    if {"c", "w"} <= found.keys():
+        assert variant.key == key, f"the model writes {key!r} as {variant.key!r}"
     return {
-        "strategy": words[0],
-        "concurrency": int(found.get("c", 32)),
-        "workers": int(found.get("w", 1)),
-        "pool_min": int(pool[0]) if pool[0] else None,
-        "pool_max": int(pool[2]) if pool[2] else None,
-        "topology": found.get("via", "direct"),
-        "rate": float(found["rate"]) if "rate" in found else None,
+        "strategy": variant.strategy,
+        "concurrency": variant.concurrency,
+        "workers": variant.workers,
+        "pool_min": variant.pool_min,
+        "pool_max": variant.pool_max,
+        "topology": variant.topology,
+        "rate": variant.rate,
         "key": key,
         **fields,
     }
