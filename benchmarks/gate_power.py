@@ -348,7 +348,9 @@ def projection_auto(
 
     rng = random.Random(1)
     logs = [math.log(r) for r in aa_ratios]
-    centre = statistics.median(logs)
+    # centred on the mean, which the confidence sequence estimates: centred on the median, a
+    # skewed noise would carry its mean's offset into every simulated run as a change
+    centre = statistics.fmean(logs)
     noise = [d - centre for d in logs]
     throughput = metrics.lookup("throughput")
 
@@ -399,8 +401,10 @@ def projection(aa_ratios: list[float], threshold: float, sims: int = 2000) -> st
 
     rng = random.Random(1)
     logs = [math.log(r) for r in aa_ratios]
-    centre = statistics.median(logs)
-    noise = [d - centre for d in logs]  # A/A is no change: its spread is the noise
+    # A/A is no change: its spread is the noise, centred on the estimate this gate makes
+    # (Hodges-Lehmann: noise centred on the median would carry a skew's shift in as a change)
+    centre = paired.hodges_lehmann(logs)
+    noise = [d - centre for d in logs]
     spread = 1.4826 * statistics.median(abs(d) for d in noise)
 
     def fail_rate(loss: float, rounds: int) -> float:
