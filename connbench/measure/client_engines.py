@@ -15,8 +15,6 @@ import yarl
 from connbench.measure.mix import mix_for, tally
 from connbench.measure.window import BODY_KEPT_BYTES, LoadConfig, Window, classify
 
-ENGINES = ("aiohttp", "httpx")
-
 Requester = Callable[[str, str, list[tuple[str, str]], bytes | None], Awaitable[tuple[int, bytes]]]
 
 
@@ -103,7 +101,7 @@ async def run_workers(request: Requester, url: str, config: LoadConfig, window: 
 
 
 async def run(url: str, config: LoadConfig, window: Window) -> None:
-    """``config.engine`` (one of ``ENGINES``) around its shared client."""
+    """``config.engine`` (aiohttp, else httpx) around its shared client."""
     if config.engine == "aiohttp":
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
         timeout = aiohttp.ClientTimeout(total=config.timeout_s)
