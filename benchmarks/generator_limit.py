@@ -33,7 +33,7 @@ drift cancels).
   loop with think time (a late reply delays the next request), connbench's a schedule (it
   does not): near saturation the schedule is the harder test.
 
-connbench gets a 1 s warm-up (see :func:`run_connbench`); its CPU is that of this process
+connbench gets a 2 s warm-up (see :func:`run_connbench`); its CPU is that of this process
 over the measured window, wrk's that of the whole run (the kernel's accounting of the reaped
 child): wrk's connects and start-up count against wrk.
 
@@ -65,7 +65,7 @@ from connbench.infra import procs, tempdirs
 from connbench.measure import load
 
 BODY = "connbench generator-limit\n"  # 26 bytes
-WARMUP_S = 1.0  # connbench's (see run_connbench)
+WARMUP_S = 2.0  # connbench's, as `connbench run` has by default (see run_connbench)
 PAUSE_S = 0.3  # between runs: the last client's sockets closed before the next starts
 GOALS = {"rps": 0.5, "cpu": 1.5, "p99": 1.25}
 Figures = dict[str, float]
@@ -152,10 +152,10 @@ def _answers(port: int) -> bool:
 def run_connbench(url: str, concurrency: int, duration_s: float, rate: float | None) -> Figures:
     """connbench's default engine with its CPU per request over the measured window.
 
-    It gets ``WARMUP_S`` of warm-up, as ``connbench run`` does (2 s by default): its connections
+    It gets ``WARMUP_S`` of warm-up, as ``connbench run`` does by default: its connections
     are opened there. wrk opens its connections before it starts timing, and connbench times a
-    request from the moment it is due, its connect included: without the warm-up, the
-    connects of 1,024 connections would be a few percent of a short run's requests, its p99."""
+    request from the moment it is due, its connect included; 1,024 connects at once can lose a
+    SYN, retried a second later, so a 1 s warm-up would let those connects into the window."""
     config = load.LoadConfig(concurrency, duration_s, WARMUP_S, 10.0, rate_rps=rate)
     raw = load.run_sync(url, config)
     requests = raw.ok + raw.errors
