@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-all lint docker-engine fidelity gate-check gate-power gate-power-auto clean
+.PHONY: run test test-fast test-all lint docker-engine fidelity generator-limit gate-check gate-power gate-power-auto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,8 +63,15 @@ test-all: lint
 
 ## fidelity: connbench's load generator against wrk on the same apps (installs wrk if it can)
 fidelity: $(STAMP)
-	@command -v wrk >/dev/null || ./benchmarks/install-wrk.sh
+	./benchmarks/install-tools.sh wrk
 	$(BIN)/python benchmarks/fidelity.py
+
+## generator-limit: connbench's generator and wrk against nginx, one core each, so that the
+## client is the bottleneck: closed and open model at 8-1,024 connections (installs wrk and
+## nginx if it can; ~10 minutes)
+generator-limit: $(STAMP)
+	./benchmarks/install-tools.sh wrk nginx
+	$(BIN)/python benchmarks/generator_limit.py
 
 ## gate-check: A/A comparisons must pass the CI gate, real regressions must fail it (~20 min)
 gate-check: $(STAMP)

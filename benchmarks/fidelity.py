@@ -2,6 +2,7 @@
 
     python benchmarks/fidelity.py [--duration 8] [--repeat 7] [--concurrency 32]
                                   [--locust-workers 1,2]
+    python benchmarks/fidelity.py --by-concurrency 8,64,256,1024 [--duration 4] [--repeat 10]
 
 The ``pool`` and ``connect`` apps run side by side on one embedded PostgreSQL. Each round
 measures every (app, client) pair once, the client order flipped every round, and the ratios
@@ -15,6 +16,10 @@ With ``--locust-workers 1,2`` every round also measures the Locust engine with t
 worker processes (issue #12), reported for the record beside wrk: Locust's CPU per request is
 many times the default engine's, and on a 2-core machine that CPU is taken from the app.
 
+With ``--by-concurrency`` it measures the pool app alone, wrk against connbench, at each of
+the given concurrencies in every round (goal: connbench's throughput 0.95-1.20x wrk's at each;
+see :func:`by_concurrency`), and writes results/fidelity-by-concurrency-*.json.
+
 wrk runs with one thread (-t1): the same single core's worth of client that connbench's
 single event loop gets. Neither gets a warm-up inside its run (wrk has none), and every run
 starts after a pause that lets the app finish what the previous client left in flight.
@@ -23,67 +28,23 @@ starts after a pause that lets the app finish what the previous client left in f
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import resource
+import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+import saved
+import wrk
 from rich.console import Console
 from rich.table import Table
 
 from connbench.apps import STRATEGIES
-from connbench.infra import appserver, postgres
+from connbench.infra import appserver, postgres, procs
 from connbench.measure import load
-from connbench.model import results
-
-ROOT = Path(__file__).resolve().parent.parent
-UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def parse_wrk(output: str) -> dict[str, float]:
-    """Requests/sec and the latency percentiles wrk --latency prints."""
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if rps is None:
-        raise RuntimeError(f"unexpected wrk output:\n{output}")
-    out = {"rps": float(rps.group(1))}
-    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M):
-        out[f"p{pct}_ms"] = float(value) * UNITS_MS[unit]
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    out["non_2xx"] = float(errors.group(1)) if errors else 0.0
-    return out
-
-
-def run_wrk(url: str, concurrency: int, duration_s: float) -> dict[str, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{concurrency}",
-            f"-d{duration_s:g}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = parse_wrk(proc.stdout)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    out["cpu_percent"] = 100.0 * cpu / duration_s
-    return out
 
 
 def run_connbench(url: str, concurrency: int, duration_s: float, engine: str) -> dict[str, float]:
@@ -117,7 +78,7 @@ def run_locust(url: str, concurrency: int, duration_s: float, workers: int) -> d
 
 def measure(tool: str, url: str, concurrency: int, duration_s: float) -> dict[str, float]:
     if tool == "wrk":
-        return run_wrk(url, concurrency, duration_s)
+        return wrk.run(url, concurrency, duration_s)
     if tool.startswith("locust-"):
         return run_locust(url, concurrency, duration_s, int(tool.split("-")[1].rstrip("w")))
     return run_connbench(url, concurrency, duration_s, "httptools")
@@ -160,11 +121,29 @@ def main() -> int:
         default="",
         help="also measure the Locust engine with these local worker counts, e.g. 1,2",
     )
+    parser.add_argument(
+        "--by-concurrency",
+        default="",
+        help="instead: the pool app alone, wrk against connbench at each of these concurrencies "
+        "(e.g. 8,64,256,1024), interleaved in every round",
+    )
     args = parser.parse_args()
+    if args.duration < 1 or args.duration != int(args.duration):
+        print("--duration: whole seconds, at least 1 (wrk's -d)")
+        return 2
+    if args.by_concurrency:
+        try:
+            levels = [int(c) for c in args.by_concurrency.split(",")]
+        except ValueError:
+            levels = []
+        if not levels or min(levels) < 1:
+            print("--by-concurrency: a comma-separated list of whole numbers >= 1")
+            return 2
+        return by_concurrency(levels, args)
     locust_tools = [f"locust-{int(n)}w" for n in args.locust_workers.split(",") if n.strip()]
     console = Console()
     if shutil.which("wrk") is None:
-        console.print("wrk is not installed: run benchmarks/install-wrk.sh (or make fidelity)")
+        console.print(f"wrk is not installed: {wrk.INSTALL_HINT}")
         return 2
 
     names = ("pool", "connect")
@@ -299,19 +278,79 @@ def main() -> int:
         verdicts.add_row(check, value, target, "[green]ok[/green]" if ok else "[red]MISSED[/red]")
     console.print(verdicts)
 
-    report: dict[str, Any] = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "args": vars(args) | {"output": str(args.output) if args.output else None},
-        "environment": results.environment().model_dump() | {"postgres": pg_version},
-        "runs": measured,
-        "checks": [{"check": c, "measured": v, "target": t, "ok": ok} for c, v, t, ok in checks],
-    }
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = args.output or ROOT / "results" / f"fidelity-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"[dim]saved {out}[/dim]")
+    checked = [{"check": c, "measured": v, "target": t, "ok": ok} for c, v, t, ok in checks]
+    figures = {"runs": measured, "checks": checked}
+    saved.save("fidelity", args, figures, console, {"postgres": pg_version})
     return 0 if all(ok for *_, ok in checks) else 1
+
+
+THROUGHPUT_GOAL = (0.95, 1.20)  # connbench's pool throughput over wrk's, at every concurrency
+
+
+def by_concurrency(levels: list[int], args: argparse.Namespace) -> int:
+    """wrk against connbench on the pool app at each concurrency (issue 23): every round runs
+    every level with both clients, the client order flipped each round, the levels in turn;
+    the ratio is taken within a round. Goal: connbench's throughput 0.95-1.20x wrk's at each
+    level. Exits 1 when a level misses it."""
+    console = Console(width=150)
+    if shutil.which("wrk") is None:
+        console.print(f"wrk is not installed: {wrk.INSTALL_HINT}")
+        return 2
+    load_avg = os.getloadavg()
+    procs.ensure_open_files(2 * max(levels))  # before the app starts: it inherits the limit
+    runs: dict[int, dict[str, list[dict[str, float]]]] = {
+        c: {"wrk": [], "connbench": []} for c in levels
+    }
+    console.print(f"load average {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}")
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="connbench-fidelity-")))
+        pg = stack.enter_context(postgres.start(postgres.parse_backend("embedded")))
+        config = appserver.AppConfig(pool_min=4, pool_max=4)
+        app = appserver.start(STRATEGIES["pool"], pg.app_dsn(), pg.table, config, tmp / "pool.log")
+        url = stack.enter_context(app).visit_url
+        console.print("pool: warm-up")
+        run_connbench(url, max(levels), 2.0, "httptools")
+        for i in range(args.repeat):
+            order = ["wrk", "connbench"] if i % 2 == 0 else ["connbench", "wrk"]
+            for c in levels:
+                for tool in order:
+                    settle(pg)
+                    r = measure(tool, url, c, args.duration)
+                    runs[c][tool].append(r)
+                    console.print(
+                        f"  round {i + 1}/{args.repeat} c={c:<5} {tool:9} {r['rps']:8.0f} req/s  "
+                        f"p99 {r['p99_ms']:8.1f} ms  client CPU {r['cpu_percent']:4.0f}%"
+                    )
+        pg_version = pg.version
+
+    table = Table(
+        title=f"fidelity by concurrency, pool app · median of {args.repeat} rounds of "
+        f"{args.duration:g} s · load average {load_avg[0]:.1f}"
+    )
+    for col in ("c", "wrk req/s", "connbench req/s", "ratio (rounds)", "wrk p99",
+                "connbench p99", "wrk CPU", "connbench CPU", "goal 0.95-1.20x"):  # fmt: skip
+        table.add_column(col, justify="right")
+    summary = []
+    for c, tools in runs.items():
+        ratios = paired(tools["connbench"], tools["wrk"], "rps")
+        ratio = statistics.median(ratios)
+        ok = THROUGHPUT_GOAL[0] <= ratio <= THROUGHPUT_GOAL[1]
+        summary.append({"concurrency": c, "ratio": ratio, "rounds": ratios, "ok": ok})
+        table.add_row(
+            str(c),
+            f"{median(tools['wrk'], 'rps'):,.0f}",
+            f"{median(tools['connbench'], 'rps'):,.0f}",
+            f"{ratio:.2f}x ({min(ratios):.2f}..{max(ratios):.2f})",
+            f"{median(tools['wrk'], 'p99_ms'):,.1f} ms",
+            f"{median(tools['connbench'], 'p99_ms'):,.1f} ms",
+            f"{median(tools['wrk'], 'cpu_percent'):.0f}%",
+            f"{median(tools['connbench'], 'cpu_percent'):.0f}%",
+            "[green]ok[/green]" if ok else "[red]MISSED[/red]",
+        )
+    console.print(table)
+    figures = {"load_average": load_avg, "runs": runs, "summary": summary}
+    saved.save("fidelity-by-concurrency", args, figures, console, {"postgres": pg_version})
+    return 0 if all(row["ok"] for row in summary) else 1
 
 
 if __name__ == "__main__":

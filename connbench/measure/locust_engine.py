@@ -60,16 +60,8 @@ from urllib.parse import urlsplit
 import psutil
 
 from connbench.infra import procs, tempdirs
-from connbench.measure.load import (
-    _SECOND_NS,
-    LoadConfig,
-    Progress,
-    RawLoad,
-    _clamped,
-    _fill,
-    _Window,
-    new_histogram,
-)
+from connbench.measure.load import LoadConfig, Progress, RawLoad
+from connbench.measure.window import SECOND_NS, Window, clamped, fill, new_histogram
 from connbench.model import defaults, files
 from connbench.model.errors import MissingDependency, ProcessError
 
@@ -273,7 +265,7 @@ class _Follow:
     offset: int = 0
     spawned_at: float | None = None
     stopped_at: float | None = None
-    window: _Window | None = None  # set once the users are spawned; samples wait until then
+    window: Window | None = None  # set once the users are spawned; samples wait until then
     pending: list[Sample] = field(default_factory=list)  # received, not yet folded
     folded_to: float = -math.inf  # the latest completion folded so far
     received: int = 0
@@ -369,17 +361,17 @@ class _Follow:
         window.fold()
 
 
-def _fold_late(window: _Window, start_ns: int, end_ns: int, intended_ns: int) -> None:
+def _fold_late(window: Window, start_ns: int, end_ns: int, intended_ns: int) -> None:
     """A success that ended before samples already folded (a worker's report came late): it
     counts everywhere but in its second's percentiles, whose histogram is gone."""
     window.ok += 1
     if not window.start_ns <= end_ns < window.end_ns:
         return
-    window.histogram.record_value(_clamped((end_ns - (intended_ns or start_ns)) // 1000))
+    window.histogram.record_value(clamped((end_ns - (intended_ns or start_ns)) // 1000))
     if intended_ns:
-        window.uncorrected.record_value(_clamped((end_ns - start_ns) // 1000))
+        window.uncorrected.record_value(clamped((end_ns - start_ns) // 1000))
     offset = end_ns - window.start_ns
-    window._second(min(offset // _SECOND_NS, window.last_second)).ok += 1
+    window._second(min(offset // SECOND_NS, window.last_second)).ok += 1
     window.ok_buckets.add(offset)
     window.window_ok += 1
 
@@ -522,7 +514,7 @@ async def _run(
             for n in range(options.workers)
         ]
         spawned_at = await _wait_for_spawn(follow, master, stop)
-        window = _Window(config, stop)
+        window = Window(config, stop)
         window.clock = time.time_ns
         window.t0 = int(spawned_at * 1e9)
         window.start_ns = window.t0 + int(config.warmup_s * 1e9)
@@ -560,7 +552,7 @@ async def _wait_for_spawn(follow: _Follow, master: procs.Child, stop: asyncio.Ev
 async def _drive(
     follow: _Follow,
     master: procs.Child,
-    window: _Window,
+    window: Window,
     children: _Processes,
     on_progress: Callable[[Progress], None] | None,
     on_edge: Callable[[str], None] | None,
@@ -604,12 +596,12 @@ async def _drive(
     return cpu
 
 
-def window_seconds(window: _Window) -> float:
+def window_seconds(window: Window) -> float:
     return max(0.0, (window.end_ns - window.start_ns) / 1e9)
 
 
 def _raw(
-    config: LoadConfig, window: _Window, follow: _Follow, cpu: dict[str, dict[str, float | None]]
+    config: LoadConfig, window: Window, follow: _Follow, cpu: dict[str, dict[str, float | None]]
 ) -> RawLoad:
     """The samples as the default engine would have tallied them."""
     follow.fold(time.time(), final=True)
@@ -635,7 +627,7 @@ def _raw(
         raw.cpu_process_s = sum(spent.values()) * scale
         busiest = [v for k, v in spent.items() if k.startswith("locust-worker")]
         raw.cpu_loop_s = max(busiest, default=0.0) * scale
-    _fill(raw, window)
+    fill(raw, window)
     return raw
 
 
