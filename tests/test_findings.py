@@ -128,6 +128,11 @@ def test_max_connections_reached_at_peak_or_refused() -> None:
     [text] = rules(with_server(refused))["max_connections"]
     assert "12 requests refused for too many clients" in text
     assert "max_connections" not in rules(with_server(result("pool", peak=20)))
+    # Every request refused: the window served nothing, so no peak was sampled (a run of
+    # `connect --max-connections 20 -c 64` said "internal error" here).
+    nothing = result("connect", peak=None, states={}, errors={"db:TooManyConnections": 91})
+    [text] = rules(with_server(nothing))["max_connections"]
+    assert "91 requests refused for too many clients" in text and "None" not in text
 
 
 def test_lost_writes() -> None:

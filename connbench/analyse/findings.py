@@ -241,7 +241,11 @@ def max_connections_reached(run: RunResult) -> list[Finding]:
         near = limit is not None and peak is not None and peak >= MAX_CONNECTIONS_NEAR * limit
         if not refused and not near:
             continue
-        seen = f"{peak:g} sessions at peak of max_connections {limit}" if limit else ""
+        seen = (
+            f"{peak:g} sessions at peak of max_connections {limit}"
+            if limit and peak is not None  # no peak when the window served nothing
+            else ""
+        )
         refusals = f"{refused:,} requests refused for too many clients" if refused else ""
         out.append(
             Finding(
