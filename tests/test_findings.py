@@ -17,7 +17,7 @@ def result(
     *,
     rps: float = 1000.0,
     ok: int = 5000,
-    peak: int = 4,
+    peak: int | None = 4,
     mean: float = 4.0,
     opened: int | None = 4,
     states: dict[str, float] | None = None,
