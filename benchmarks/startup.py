@@ -221,7 +221,7 @@ def _one_run(output: Path) -> dict[str, float]:
             _patch(postgres, attr, _timed(watch, "cluster"), undo)
         _patch(appserver, "start", _timed_cm(watch, "app: start", "app: stop"), undo)
         _patch(procs, "wait_until", _timed_waits(watch), undo)
-        for attr in ("_wait_ready", "_wait_healthy"):
+        for attr in ("_wait_signal", "_wait_healthy"):
             _patch(appserver, attr, _timed(watch, "app: readiness wait"), undo)
         _patch(runner, "_measure", _timed(watch, "warm-up + measure"), undo)
         _patch(runner, "_save", _timed(watch, "result: save"), undo)
