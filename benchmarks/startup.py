@@ -203,6 +203,7 @@ STEPS = (
     ("warm-up + measure", "warm-up + measure", f"{WARMUP_S} s + {DURATION_S} s of load, drain"),
     ("app: stop", "app: stop", "leaving appserver.start"),
     ("server: stop", "server: stop", "leaving postgres.start (stop, temp dir removed)"),
+    ("summarize", "stats: summarize", "a variant's figures from its histogram and samples"),
     ("result: save", "result: save", "runner._save"),
     ("show", "result: show", "the tables printed after the run (to a sink here)"),
 )
@@ -211,6 +212,7 @@ TOP_LEVEL = [key for key, shown, _ in STEPS if not shown.startswith(" ")]
 
 def _one_run(output: Path) -> dict[str, float]:
     from connbench import cli, runner
+    from connbench.analyse import stats
     from connbench.infra import appserver, postgres, procs, tempdirs
 
     watch = Stopwatch()
@@ -225,6 +227,7 @@ def _one_run(output: Path) -> dict[str, float]:
             _patch(appserver, attr, _timed(watch, "app: readiness wait"), undo)
         _patch(runner, "_measure", _timed(watch, "warm-up + measure"), undo)
         _patch(runner, "_save", _timed(watch, "result: save"), undo)
+        _patch(stats, "summarize", _timed(watch, "summarize"), undo)
         _patch(cli, "_show_run", _timed(watch, "show"), undo)
         sink = io.StringIO()
         start = time.perf_counter()
