@@ -275,6 +275,10 @@ def breakdown(args: argparse.Namespace) -> None:
         two = [_wall(args.strategies, Path(tmp) / "two.json") for _ in range(args.runs)]
     bare = _import_s("sys", args.runs)
     imports = {m: _import_s(m, args.runs) - bare for m in ("connbench.cli", "connbench.runner")}
+    # What an app's process spends before it needs the database: a launcher started beside
+    # the server (a runner change) would have done this by the time the server is up.
+    app_libraries = "uvicorn, uvloop, httptools, fastapi, psycopg, psycopg_pool"
+    imports[app_libraries] = _import_s(app_libraries, args.runs) - bare
 
     def median(key: str) -> float:
         return statistics.median(r.get(key, 0.0) for r in runs)
@@ -287,7 +291,7 @@ def breakdown(args: argparse.Namespace) -> None:
     print(f"{'total in process':<30} {total:8.2f}  the run command called here, imports aside")
     print(f"{'python: bare interpreter':<30} {bare:8.2f}  python -c 'import sys'")
     for module, took in imports.items():
-        print(f"{'python: import ' + module:<30} {took:8.2f}  beyond the bare interpreter")
+        print(f"{'python: import':<30} {took:8.2f}  {module}, beyond the bare interpreter")
 
     load_s = DURATION_S + WARMUP_S
     wall1, wall2 = statistics.median(one), statistics.median(two)
