@@ -23,7 +23,6 @@ from urllib.parse import quote, urlencode
 import httpx
 from psycopg.conninfo import conninfo_to_dict
 
-import connbench
 from connbench.apps import STATS_PATH, Strategy
 from connbench.infra import launch, procs
 from connbench.model.errors import ProcessError
@@ -167,10 +166,10 @@ def start(
             "CONNBENCH_INSTRUMENT": "1" if config.instrument else "0",
         }
     )
-    # Through the launcher, which says when the app is ready (one process: a worker uvicorn
-    # spawns cannot inherit the pipe, so several are polled for).
+    # uvicorn saying when the app is ready (one process: a worker uvicorn spawns cannot
+    # inherit the pipe, so several are polled for).
     signalled = config.workers == 1
-    launcher = ["-m", "connbench.infra.launch", strategy.app_path, _PACKAGE_PARENT]
+    launcher = ["-m", "connbench.infra.ready_uvicorn", strategy.app_path]
     with serve(
         lambda port: uvicorn_argv(
             strategy.app_path, port, config.workers, launcher if signalled else None
@@ -201,7 +200,8 @@ def serve(
     what it left outside, named in ``strays``: see :class:`procs.Child`). A start that lost a
     free port to another process is retried on a new one; ``wait_ready``'s errors propagate.
 
-    With ``ready_signal`` (``argv`` runs :mod:`connbench.infra.launch` with one process),
+    With ``ready_signal`` (``argv`` runs :mod:`connbench.infra.ready_uvicorn` or
+    :mod:`connbench.infra.launch`, with one process),
     ``wait_ready`` is called once the launcher has said the app is ready, or has exited:
     the app's own signal, not a poll, ends the wait."""
     # A fixed port gets one attempt: retrying would not free it.
@@ -246,10 +246,6 @@ def serve(
             child.stop()
             if read_fd >= 0:
                 os.close(read_fd)
-
-
-# Where the connbench package is importable from, for the launcher's DIR (already on the path).
-_PACKAGE_PARENT = str(Path(connbench.__file__).resolve().parent.parent)
 
 
 def _wait_signal(

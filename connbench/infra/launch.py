@@ -62,17 +62,20 @@ def main() -> None:
     load(target)
     import uvicorn
 
-    ready_fd = os.environ.pop(READY_FD_ENV, "")
-    if ready_fd.isdigit():
-        _say_when_ready(uvicorn.Server, int(ready_fd))
+    say_when_ready(uvicorn.Server)
     sys.argv = ["uvicorn", target, "--app-dir", app_dir, *options]
     uvicorn.main()
 
 
-def _say_when_ready(server: Any, fd: int) -> None:
-    """Write :data:`READY` to ``fd`` when uvicorn's ``Server.startup`` has finished: the
-    lifespan startup has run and the socket listens (``started``; a failed startup sets
-    ``should_exit`` instead, and the parent sees the process exit)."""
+def say_when_ready(server: Any) -> None:
+    """With ``CONNBENCH_READY_FD`` set (then removed from the environment, which the app
+    sees), write :data:`READY` to that file descriptor once uvicorn's ``Server.startup`` has
+    finished: the lifespan startup has run and the socket listens (``started``; a failed
+    startup sets ``should_exit`` instead, and the parent sees the process exit)."""
+    value = os.environ.pop(READY_FD_ENV, "")
+    if not value.isdigit():
+        return
+    fd = int(value)
     os.set_inheritable(fd, False)  # not to the app's own children
     startup = server.startup
 
