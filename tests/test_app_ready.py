@@ -20,6 +20,8 @@ def _serve(
     target: str, log_path: Path
 ) -> AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]:
     def once(url: str, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is not None:  # what connbench's own check says of an exited app
+            procs.wait_until(lambda: False, what=url, timeout_s=1, proc=proc, log_path=log_path)
         # One request, no retry: it must be answered, lifespan done, the moment the wait ends.
         assert httpx.get(f"{url}/health", timeout=5).json() == {"ready": True}
 

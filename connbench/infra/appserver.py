@@ -8,14 +8,15 @@ sets TCP_NODELAY: Nagle's algorithm put 40 ms on every response, measured here.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -251,18 +252,25 @@ def serve(
 def _wait_signal(
     read_fd: int, name: str, url: str, proc: subprocess.Popen[bytes], log_path: Path
 ) -> None:
-    """Block until the launcher writes to the pipe that the app is ready. Raises
-    :class:`ProcessError` with the log tail when the pipe closes without it (the process
-    exited), or when neither happens within ``READY_TIMEOUT_S``."""
+    """Block until the launcher writes to the pipe that the app is ready, or the pipe closes
+    without it (the process is exiting: wait for that, so that the readiness check which
+    follows reports it with its log). Raises :class:`ProcessError` with the log tail when
+    neither happens within ``READY_TIMEOUT_S``."""
 
     def said() -> bool:
         return bool(select.select([read_fd], [], [], procs.POLL_INTERVAL_S)[0])
 
-    what = f"{name} at {url}"
-    wait = partial(procs.wait_until, what=what, timeout_s=READY_TIMEOUT_S, log_path=log_path)
-    wait(said, interval_s=0)
+    started = time.monotonic()
+    procs.wait_until(
+        said,
+        what=f"{name} at {url}",
+        timeout_s=READY_TIMEOUT_S,
+        log_path=log_path,
+        interval_s=0,
+    )
     if os.read(read_fd, len(launch.READY)) != launch.READY:
-        wait(lambda: False, proc=proc)  # closed unsaid: it is exiting; say how, with its log
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, READY_TIMEOUT_S - (time.monotonic() - started)))
 
 
 def _wait_healthy(
