@@ -69,6 +69,14 @@ def test_ours_with_another_mode_is_emptied_and_made_private_again(cache: Path) -
     assert not planted.exists()  # anyone could have written it: not used
 
 
+def test_no_directory_is_made_above_the_cache_s_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(clusters.CACHE_ENV, str(tmp_path / "no-such-home" / ".cache" / "connbench"))
+    assert clusters.root() is None
+    assert not (tmp_path / "no-such-home").exists()
+
+
 def test_a_parent_other_users_may_write_to_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

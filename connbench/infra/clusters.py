@@ -86,9 +86,10 @@ def root() -> Path | None:
     else's, a symlink, not a directory, in a parent another user can write to) or cannot be
     made. Ours with another mode: removed and made again, since others may have written in
     it."""
-    path = cache_dir()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=files.PRIVATE_DIR_MODE)
+        path = cache_dir()
+        # ~/.cache if it is missing, but never a home directory that does not exist.
+        path.parent.mkdir(exist_ok=True, mode=files.PRIVATE_DIR_MODE)
         if not _safe_parent(path):
             return None
         for _ in range(2):
@@ -104,7 +105,7 @@ def root() -> Path | None:
                 shutil.rmtree(path)  # ours, but opened to others: start again
                 continue
             return None  # a symlink, a file, someone else's: leave it be
-    except OSError:
+    except (OSError, RuntimeError, KeyError):  # no home directory to be found, say
         return None
     return None
 
