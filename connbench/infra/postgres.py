@@ -325,7 +325,7 @@ def _cluster(
             data = tmp / "data"
             log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
             sockdir = files.private_subdir(tmp / "sock", owner)
-        copied = _new_cluster(kind, bindir, data, entry, user, stack, sockdir, log_path)
+        copied = _new_cluster(kind, bindir, data, entry, user, sockdir, log_path)
         password = secrets.token_urlsafe(24)
         remember_secret(password)
         port = procs.free_port()
@@ -388,7 +388,6 @@ def _new_cluster(
     data: Path,
     entry: str,
     user: str | None,
-    stack: ExitStack,
     sockdir: Path,
     log_path: Path,
 ) -> bool:
@@ -404,8 +403,9 @@ def _new_cluster(
     # The database is made once, here, not by each run (CREATE DATABASE costs 0.2-0.4 s): by
     # renaming initdb's `postgres`, as each database is ~300 files to copy. On the socket only;
     # a fast (clean) shutdown, so that copies start without recovery.
-    with _server(bindir, data, 0, sockdir, {"listen_addresses": ""}, log_path, user) as server:
-        dsn = _socket_dsn(sockdir, 0, "template1")
+    socket_only = {"listen_addresses": ""}
+    with _server(bindir, data, DEFAULT_PORT, sockdir, socket_only, log_path, user) as server:
+        dsn = _socket_dsn(sockdir, DEFAULT_PORT, "template1")
         _wait_accepting(dsn, f"{kind}: initial postgres", server, log_path)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
@@ -437,10 +437,13 @@ def _write_hba(data: Path, user: str | None) -> None:
     tempdirs.write_private(data / "pg_ident.conf", f"connbench {me} {ROLE}\n", user)
 
 
+DEFAULT_PORT = 5432  # the first start's: it only names the socket (no TCP then)
+
+
 def _socket_dsn(sockdir: Path, port: int, dbname: str = DATABASE) -> str:
-    """connbench's own way in while the role has no password: the private socket, peer auth
-    (the socket's name holds the port; 0, the first start's, means postgres' default)."""
-    return make_conninfo(host=str(sockdir), port=port or 5432, user=ROLE, dbname=dbname)
+    """connbench's own way in while the role has no password: the private socket (whose name
+    holds the port), peer auth."""
+    return make_conninfo(host=str(sockdir), port=port, user=ROLE, dbname=dbname)
 
 
 def _set_password(conn: psycopg.Connection[Any], password: str) -> None:
@@ -506,11 +509,10 @@ def _stop_immediately(server: procs.Child) -> None:
 def _postgres_argv(
     bindir: Path, data: Path, port: int, sockdir: Path, settings: Mapping[str, str]
 ) -> list[str]:
-    """Loopback and a private socket directory only; the scenario's settings on top. Port 0:
-    postgres' default (the socket's name; no TCP then, see _new_cluster)."""
+    """Loopback and a private socket directory only; the scenario's settings on top."""
     options = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(sockdir)}
     options.update(settings)
-    argv = [str(bindir / "postgres"), "-D", str(data)] + (["-p", str(port)] if port else [])
+    argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(port)]
     for name, value in options.items():
         argv += ["-c", f"{name}={value}"]
     return argv
