@@ -8,8 +8,12 @@ sets TCP_NODELAY: Nagle's algorithm put 40 ms on every response, measured here.)
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +34,7 @@ from connbench.apps import (
     TABLE_ENV,
     Strategy,
 )
-from connbench.infra import procs
+from connbench.infra import launch, procs
 from connbench.model.errors import ProcessError
 
 READY_TIMEOUT_S = 30.0
@@ -172,13 +176,20 @@ def start(
             INSTRUMENT_ENV: "1" if config.instrument else "0",
         }
     )
+    # uvicorn saying when the app is ready (one process: a worker uvicorn spawns cannot
+    # inherit the pipe, so several are polled for).
+    signalled = config.workers == 1
+    launcher = ["-m", "connbench.infra.ready_uvicorn", strategy.app_path]
     with serve(
-        lambda port: uvicorn_argv(strategy.app_path, port, config.workers),
+        lambda port: uvicorn_argv(
+            strategy.app_path, port, config.workers, launcher if signalled else None
+        ),
         env,
         f"uvicorn ({strategy.name})",
         log_path,
         lambda url, proc: _wait_healthy(url, strategy, proc, log_path),
         port=config.port,
+        ready_signal=signalled,
     ) as (url, proc):
         yield App(strategy, url, proc, log_path, instrumented=config.instrument)
 
@@ -192,34 +203,83 @@ def serve(
     wait_ready: Callable[[str, subprocess.Popen[bytes]], None],
     port: int | None = None,
     strays: list[str] | None = None,
+    ready_signal: bool = False,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run ``argv(port)`` on ``port`` (default: a free one) in its own process group until
     ``wait_ready(url, proc)`` returns; yield the URL and process, stop the group on exit (and
     what it left outside, named in ``strays``: see :class:`procs.Child`). A start that lost a
-    free port to another process is retried on a new one; ``wait_ready``'s errors propagate."""
+    free port to another process is retried on a new one; ``wait_ready``'s errors propagate.
+
+    With ``ready_signal`` (``argv`` runs :mod:`connbench.infra.ready_uvicorn` or
+    :mod:`connbench.infra.launch`, with one process),
+    ``wait_ready`` is called once the launcher has said the app is ready, or has exited:
+    the app's own signal, not a poll, ends the wait."""
     # A fixed port gets one attempt: retrying would not free it.
     attempts = BIND_ATTEMPTS if port is None else 1
     fixed = port
     for attempt in range(attempts):
         port = fixed or procs.free_port()
-        with procs.Child(
+        read_fd, write_fd = os.pipe() if ready_signal else (-1, -1)
+        extra = {launch.READY_FD_ENV: str(write_fd)} if ready_signal else {}
+        child = procs.Child(
             argv(port),
             name=name,
             log_path=log_path,
-            env=env,
+            env={**env, **extra},
             stop_timeout_s=STOP_TIMEOUT_S,
             strays=strays,
-        ) as child:
+            pass_fds=(write_fd,) if ready_signal else (),
+        )
+        try:
+            try:
+                child.spawn()
+            finally:
+                if ready_signal:
+                    os.close(write_fd)  # the child's copy is the only one: EOF if it dies
             url = f"http://127.0.0.1:{port}"
             try:
+                if ready_signal:
+                    _wait_signal(read_fd, name, url, child.proc, log_path)
                 wait_ready(url, child.proc)
             except ProcessError:
                 lost_port = "address already in use" in procs.log_tail(log_path).lower()
                 if lost_port and attempt + 1 < attempts:
                     continue
                 raise
+            finally:
+                if ready_signal:
+                    os.close(read_fd)
+                    read_fd = -1
             yield url, child.proc
             return
+        finally:
+            child.stop()
+            if read_fd >= 0:
+                os.close(read_fd)
+
+
+def _wait_signal(
+    read_fd: int, name: str, url: str, proc: subprocess.Popen[bytes], log_path: Path
+) -> None:
+    """Block until the launcher writes to the pipe that the app is ready, or the pipe closes
+    without it (the process is exiting: wait for that, so that the readiness check which
+    follows reports it with its log). Raises :class:`ProcessError` with the log tail when
+    neither happens within ``READY_TIMEOUT_S``."""
+
+    def said() -> bool:
+        return bool(select.select([read_fd], [], [], procs.POLL_INTERVAL_S)[0])
+
+    started = time.monotonic()
+    procs.wait_until(
+        said,
+        what=f"{name} at {url}",
+        timeout_s=READY_TIMEOUT_S,
+        log_path=log_path,
+        interval_s=0,
+    )
+    if os.read(read_fd, len(launch.READY)) != launch.READY:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, READY_TIMEOUT_S - (time.monotonic() - started)))
 
 
 def _wait_healthy(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -38,7 +39,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from connbench.infra import ledger, procs, tempdirs
+from connbench.infra import clusters, ledger, procs, tempdirs
 from connbench.model import files
 
 # Parsed in the model (a scenario validates --postgres); re-exported for the callers here.
@@ -303,54 +304,51 @@ def _setup_errors(kind: str, where: Path) -> Iterator[None]:
 def _cluster(
     kind: str, bindir: Path, settings: Mapping[str, str], workdir: Path | None
 ) -> Iterator[Postgres]:
-    """initdb in a private temp dir, then postgres on a free loopback port, run as an
-    unprivileged user when we are root. Raises PostgresError when it does not come up."""
+    """A cluster in a private temp dir (a copy of the cached one, see :mod:`clusters`), then
+    postgres on a free loopback port, run as an unprivileged user when we are root. Raises
+    PostgresError when it does not come up."""
     user = procs.unprivileged_user()
+    owner = tempdirs.owner_of(user)
     with ExitStack() as stack:
         tmp = tempdirs.make_for_user("pg", user, stack, workdir)
         with _setup_errors(kind, tmp):
-            if user is not None and not _usable_by(bindir, user):
+            entry = clusters.key(*_identity(bindir), *INITDB_OPTIONS)
+            usable = _usable_by(bindir, user)
+            if not usable and user is not None:
                 # The install sits where `user` cannot reach (a venv under /root, say):
                 # run a private copy instead of widening anyone's permissions.
                 bindir = _private_copy(bindir, tmp)
-            if not _usable_by(bindir, user):
+                usable = _usable_by(bindir, user)
+            if not usable:
                 raise MissingDependency(f"{kind}: {bindir / 'postgres'} does not run here")
             data = tmp / "data"
-            password = _initdb(kind, bindir, data, tmp, user)
-            port = procs.free_port()
             log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
-            sockdir = files.private_subdir(tmp / "sock", tempdirs.owner_of(user))
-        server = stack.enter_context(
-            procs.Child(
-                _postgres_argv(bindir, data, port, sockdir, settings),
-                name="postgres",
-                log_path=log_path,
-                env=procs.child_env({}),
-                cwd=tmp,
-                user=user,
-                # SIGINT is postgres' "fast" shutdown: roll back, disconnect, exit.
-                stop_signal=signal.SIGINT,
-            )
-        )
-        admin_dsn = make_conninfo(
-            host="127.0.0.1", port=port, user="connbench", password=password, dbname="postgres"
-        )
+            sockdir = files.private_subdir(tmp / "sock", owner)
+        copied = _new_cluster(kind, bindir, data, entry, user, sockdir, log_path)
+        password = secrets.token_urlsafe(24)
+        remember_secret(password)
+        port = procs.free_port()
+        server = stack.enter_context(_server(bindir, data, port, sockdir, settings, log_path, user))
+        # A throwaway cluster, deleted with the temp dir: stopped immediately (SIGQUIT, no
+        # shutdown checkpoint), after the run has read all it measures. Registered after the
+        # Child, so it runs first; the Child's own stop then finds it gone.
+        stack.callback(_stop_immediately, server)
         what = f"{kind} postgres on 127.0.0.1:{port}"
         try:
-            procs.wait_until(
-                partial(_accepting, admin_dsn),
-                what=what,
-                timeout_s=READY_TIMEOUT_S,
-                proc=server.proc,
-                log_path=log_path,
-            )
-        except ProcessError as exc:
-            raise PostgresError(str(exc)) from None
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE connbench")
+            _wait_accepting(_socket_dsn(sockdir, port), what, server, log_path)
+        except PostgresError as exc:
+            if copied:  # a copy of the cache that does not start: rebuild it next time
+                clusters.forget(entry)
+                raise PostgresError(f"{exc}\n(the cached cluster was removed)") from None
+            raise
+        with psycopg.connect(_socket_dsn(sockdir, port), autocommit=True) as conn:
+            _set_password(conn, password)
+        admin_dsn = make_conninfo(
+            host="127.0.0.1", port=port, user=ROLE, password=password, dbname=DATABASE
+        )
         pg = Postgres(
             backend=kind,
-            dsn=make_conninfo(admin_dsn, dbname="connbench"),
+            dsn=admin_dsn,
             table=DEFAULT_TABLE,
             bindir=bindir,
             server_pid=server.proc.pid,
@@ -362,32 +360,149 @@ def _cluster(
         yield pg
 
 
-def _initdb(kind: str, bindir: Path, data: Path, tmp: Path, user: str | None) -> str:
-    """A new cluster in ``data`` with SCRAM auth; returns the ``connbench`` role's password
-    (random, never printed; its file is gone once initdb has read it)."""
-    password = secrets.token_urlsafe(24)
-    pwfile = tempdirs.write_private(tmp / "pwfile", password + "\n", user)
-    _run_as(
-        [
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "connbench",
-            "--pwfile",
-            str(pwfile),
-            "--auth",
-            "scram-sha-256",
-            "-E",
-            "UTF8",
-            "--no-sync",
-            "--no-instructions",
-        ],
-        user,
-        f"{kind}: initdb",
+# initdb's options for every cluster (part of the cache's key). No password, and a pg_hba.conf
+# that admits no TCP connection: a cluster in the cache holds no secret. Each run writes its own
+# pg_hba.conf (see _write_hba) and sets a new password.
+INITDB_OPTIONS = (
+    "-U", "connbench", "--auth-local", "peer", "--auth-host", "reject", "-E", "UTF8",
+    "--no-sync", "--no-instructions",
+)  # fmt: skip
+ROLE = DATABASE = "connbench"
+
+
+def _identity(bindir: Path) -> list[str]:
+    """What tells one PostgreSQL build from another without running it: where its binaries
+    are and their size, time and inode (an upgrade in place changes them)."""
+    parts = []
+    for name in ("postgres", "initdb"):
+        path = (bindir / name).resolve()
+        st = path.stat()
+        parts.append(f"{path} {st.st_size} {st.st_mtime_ns} {st.st_ino}")
+    return parts
+
+
+def _new_cluster(
+    kind: str,
+    bindir: Path,
+    data: Path,
+    entry: str,
+    user: str | None,
+    sockdir: Path,
+    log_path: Path,
+) -> bool:
+    """A cluster in ``data``: a copy of the cache's ``entry`` (True), or a new one made by
+    initdb, given the ``connbench`` database and kept in the cache for the next runs (False).
+    Raises PostgresError when initdb or the first start fails."""
+    with _setup_errors(kind, data.parent):
+        if clusters.take(entry, data, tempdirs.owner_of(user)):
+            _write_hba(data, user)
+            return True
+        _run_as([str(bindir / "initdb"), "-D", str(data), *INITDB_OPTIONS], user, f"{kind}: initdb")
+        _write_hba(data, user)
+    # The database is made once, here, not by each run (CREATE DATABASE costs 0.2-0.4 s): by
+    # renaming initdb's `postgres`, as each database is ~300 files to copy. On the socket only;
+    # a fast (clean) shutdown, so that copies start without recovery.
+    socket_only = {"listen_addresses": ""}
+    with _server(bindir, data, DEFAULT_PORT, sockdir, socket_only, log_path, user) as server:
+        dsn = _socket_dsn(sockdir, DEFAULT_PORT, "template1")
+        _wait_accepting(dsn, f"{kind}: initial postgres", server, log_path)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE postgres RENAME TO {}").format(sql.Identifier(DATABASE))
+            )
+    if server.proc.returncode != 0:
+        headline = f"{kind}: initial postgres did not stop cleanly"
+        raise PostgresError(procs.with_cause(headline, procs.log_tail(log_path)))
+    clusters.store(entry, data)
+    return False
+
+
+def _write_hba(data: Path, user: str | None) -> None:
+    """This run's pg_hba.conf: initdb's with --auth scram-sha-256 (a password, SCRAM, for every
+    role, on the socket and from 127.0.0.1), but for the ``connbench`` role on the socket (in
+    a 0700 directory), which admits only the OS user running connbench, by peer credentials:
+    connbench's way in before that role has a password."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    for name in ("pg_hba.conf", "pg_ident.conf"):
+        (data / name).unlink(missing_ok=True)
+    hba = [
+        f"local all {ROLE} peer map=connbench",
+        "local all all scram-sha-256",
+        "host all all 127.0.0.1/32 scram-sha-256",
+        "local replication all scram-sha-256",
+        "host replication all 127.0.0.1/32 scram-sha-256",
+    ]
+    tempdirs.write_private(data / "pg_hba.conf", "\n".join(hba) + "\n", user)
+    tempdirs.write_private(data / "pg_ident.conf", f"connbench {me} {ROLE}\n", user)
+
+
+DEFAULT_PORT = 5432  # the first start's: it only names the socket (no TCP then)
+
+
+def _socket_dsn(sockdir: Path, port: int, dbname: str = DATABASE) -> str:
+    """connbench's own way in while the role has no password: the private socket (whose name
+    holds the port), peer auth."""
+    return make_conninfo(host=str(sockdir), port=port, user=ROLE, dbname=dbname)
+
+
+def _set_password(conn: psycopg.Connection[Any], password: str) -> None:
+    """Give the role ``password``: its SCRAM verifier is computed here, so the password itself
+    is never sent, and never in a statement a log could keep."""
+    verifier = conn.pgconn.encrypt_password(password.encode(), ROLE.encode(), b"scram-sha-256")
+    conn.execute(
+        sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(ROLE), sql.Literal(verifier.decode())
+        )
     )
-    pwfile.unlink()
-    return password
+
+
+def _server(
+    bindir: Path,
+    data: Path,
+    port: int,
+    sockdir: Path,
+    settings: Mapping[str, str],
+    log_path: Path,
+    user: str | None,
+) -> procs.Child:
+    return procs.Child(
+        _postgres_argv(bindir, data, port, sockdir, settings),
+        name="postgres",
+        log_path=log_path,
+        env=procs.child_env({}),
+        cwd=data.parent,
+        user=user,
+        # SIGINT is postgres' "fast" shutdown: roll back, disconnect, exit.
+        stop_signal=signal.SIGINT,
+    )
+
+
+def _wait_accepting(dsn: str, what: str, server: procs.Child, log_path: Path) -> None:
+    try:
+        procs.wait_until(
+            partial(_accepting, dsn),
+            what=what,
+            timeout_s=READY_TIMEOUT_S,
+            proc=server.proc,
+            log_path=log_path,
+        )
+    except ProcessError as exc:
+        raise PostgresError(str(exc)) from None
+
+
+STOP_IMMEDIATE_S = 5.0
+
+
+def _stop_immediately(server: procs.Child) -> None:
+    """SIGQUIT, postgres' immediate shutdown: every process exits at once, nothing is written
+    (the next start would recover; there is none). The Child's stop follows either way."""
+    proc = server.proc
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGQUIT)  # its own session: the group's id is its pid
+            proc.wait(timeout=STOP_IMMEDIATE_S)
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+            pass
 
 
 def _postgres_argv(
