@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from connbench.analyse import stats
-from connbench.infra import postgres
+from connbench.infra import ledger, postgres
 from connbench.measure.load import Progress
 from connbench.model import results
 from connbench.model.results import RunResult, StrategyResult
@@ -71,10 +71,28 @@ def examples(full: int) -> int:
 INTEGRATION_FIXTURES = {"pg"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+        group = module_fixture_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def module_fixture_group(item: pytest.Item) -> str | None:
+    """Under pytest-xdist (`make test`), the tests that share a module-scoped fixture (a real
+    run most of them read) go to one worker, so that the fixture runs once rather than once
+    on every worker; a test that names its own group keeps it."""
+    if item.get_closest_marker("xdist_group") is not None:
+        return None
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    if any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
+        return item.nodeid.split("::")[0]  # the module's file
+    return None
 
 
 class StartedAProcess(AssertionError):
@@ -158,6 +176,17 @@ def run_cli(
     return subprocess.run(
         connbench_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+# What connbench names on a server, as the package names it: a leftover check with a prefix
+# written here would pass whatever a renamed connbench leaves behind.
+APP_NAME_PREFIX = ledger.app_name("RUN", 1, "x").partition("RUN")[0]  # own apps' roles, databases
+VISITS_TABLE_PREFIX = ledger.table_name("")
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern for the names that start with ``prefix`` (its ``_`` and ``%`` literal)."""
+    return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
 
 
 # --- results built by hand, for the pure tests of compare, limits and the formats ---------------

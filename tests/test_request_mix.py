@@ -256,7 +256,10 @@ def test_a_wrong_token_fails_the_check_with_the_response(tmp_path: Path) -> None
         EXAMPLE.read_text().replace("Bearer dev-token", "Bearer typo-token")
         .replace('strategies = ["pool"]', 'strategies = ["pool", "connect"]')
     )  # fmt: skip
-    done = run_cli("run", str(scenario), *SHORT, env_extra={"TMPDIR": str(tmp_path)}, cwd=ROOT)
+    done = run_cli(
+        "run", str(scenario), *SHORT, "-o", str(tmp_path / "r.json"),
+        env_extra={"TMPDIR": str(tmp_path)}, cwd=ROOT,
+    )  # fmt: skip
     assert done.returncode == 1
     assert "app orders: POST http://127.0.0.1:" in done.stderr
     assert "/orders/ answered 401 Unauthorized" in done.stderr
