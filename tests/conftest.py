@@ -23,6 +23,8 @@ from connbench.model import results
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
 
+from . import parallel
+
 ROOT = Path(__file__).resolve().parent.parent
 # The docs: the README and the pages under docs/ it links, read as one text by the tests that
 # hold the docs to what connbench does.
@@ -71,28 +73,24 @@ def examples(full: int) -> int:
 INTEGRATION_FIXTURES = {"pg"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    parallel.start(config)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-        group = module_fixture_group(item)
+        group = parallel.module_fixture_group(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+    parallel.record(config, items)
 
 
-def module_fixture_group(item: pytest.Item) -> str | None:
-    """Under pytest-xdist (`make test`), the tests that share a module-scoped fixture (a real
-    run most of them read) go to one worker, so that the fixture runs once rather than once
-    on every worker; a test that names its own group keeps it."""
-    if item.get_closest_marker("xdist_group") is not None:
-        return None
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    if any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
-        return item.nodeid.split("::")[0]  # the module's file
-    return None
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return parallel.scheduler(config, log) if config.getoption("dist") == "loadgroup" else None
 
 
 class StartedAProcess(AssertionError):
