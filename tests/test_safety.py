@@ -337,6 +337,7 @@ def test_no_password_in_output_files_or_command_lines(tmp_path: Path, role: dict
         f"host=127.0.0.1 password={MARKER}xyz port=1 dbname",
         f"postgresql://bob:{quote(PASSWORD)}@127.0.0.1:1/x",  # nothing listens: libpq's error
     ],
+    ids=lambda value: value.replace(MARKER, "MARKER"),  # the same on every xdist worker
 )
 @pytest.mark.integration
 def test_bad_dsn_errors_do_not_echo_the_password(tmp_path: Path, value: str) -> None:
