@@ -166,6 +166,12 @@ def connbench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "connbench", *args]
 
 
+# A terminal wide enough that no line is wrapped: for a test that reads a whole path or phrase
+# from the output (rich wraps at 80 columns without a terminal, and pytest-xdist's temp paths
+# are longer than a serial run's, so a path that fitted one run was cut in the next).
+WIDE = {"COLUMNS": "500"}
+
+
 def run_cli(
     *args: str, cwd: Path, env_extra: dict[str, str] | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:

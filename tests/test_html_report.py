@@ -17,7 +17,7 @@ from connbench.model.scenario import build
 from connbench.present import html
 
 from .browser import needs_chromium, open_in_chromium
-from .conftest import RecordingReporter, entry, run_cli, run_of
+from .conftest import WIDE, RecordingReporter, entry, run_cli, run_of
 from .helpers import XSS
 
 MAX_BYTES = 5_000_000
@@ -182,7 +182,7 @@ def test_report_command_writes_the_page_and_says_where(
 ) -> None:
     path, _ = real_run
     out = tmp_path / "deep" / "r.html"
-    done = run_cli("report", str(path), str(path), "-o", str(out), cwd=tmp_path)
+    done = run_cli("report", str(path), str(path), "-o", str(out), cwd=tmp_path, env_extra=WIDE)
     assert done.returncode == 0, done.stderr
     assert str(out) in done.stdout
     assert out.read_text().startswith("<!doctype html>")
@@ -195,7 +195,7 @@ def test_run_html_writes_the_report_beside_the_result_and_says_where(tmp_path: P
     out = tmp_path / "results" / "quick.json"
     done = run_cli(
         "run", "--strategy", "pool", "--duration", "1", "--warmup", "0.2", "--no-charts",
-        "-o", str(out), "--html", cwd=tmp_path,
+        "-o", str(out), "--html", cwd=tmp_path, env_extra=WIDE,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     page = out.with_suffix(".html")
