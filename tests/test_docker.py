@@ -74,7 +74,9 @@ def test_a_run_on_the_docker_backend_has_its_figures(engine: Any, tmp_path: Path
     before = {c.id for c in _ours(engine)}  # other runs' on the same engine are not this one's
     out = tmp_path / "r.json"
     proc = run_cli(
-        "run", "--strategy", "pool", "--duration", "1", "--warmup", "0",
+        # 3 s: the sampler's queries through the engine's port took ~0.5 s each at a load
+        # average of 8, and a 1 s window then held 2 samples, not the 10 it holds when quiet.
+        "run", "--strategy", "pool", "--duration", "3", "--warmup", "0",
         "--postgres", "docker", "--max-connections", "37", "-o", str(out), cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
