@@ -41,12 +41,16 @@ docker-engine:
 ## test: lint, then every test but the slow ones (each has a shorter twin here), on real
 ## Postgres, real uvicorn, real PgBouncer, a real Chromium for the HTML report and a real
 ## container engine for the docker backend (installed or prepared when missing and we are
-## root; where they cannot be, their tests are skipped with the reason)
+## root; where they cannot be, their tests are skipped with the reason). On TEST_WORKERS
+## pytest-xdist workers: the tests mostly wait (servers starting, measured windows), so more
+## workers than cores overlap that (tests/parallel.py keeps together what must share one).
+TEST_WORKERS ?= 4
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
 test: lint
 	./scripts/install-pgbouncer.sh
 	./scripts/install-chromium.sh
 	./scripts/docker-engine.sh $(PG_MAJOR) >/dev/null
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" $(PARALLEL)
 
 ## test-fast: the edit loop: every test that starts no process and no server (under a minute
 ## on a quiet machine); a test that starts one without the `integration` mark fails here
@@ -59,7 +63,7 @@ test-all: lint
 	./scripts/install-pgbouncer.sh
 	./scripts/install-chromium.sh
 	./scripts/docker-engine.sh $(PG_MAJOR) >/dev/null
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 ## fidelity: connbench's load generator against wrk on the same apps (installs wrk if it can)
 fidelity: $(STAMP)

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.sync.client import ClientConnection, connect
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -193,3 +195,53 @@ def visit(
         )
         tab.visit.screenshot = base64.b64decode(shot["data"])
         return tab.visit
+
+
+# --- the HTML reports, opened offline --------------------------------------------------------
+
+CHROMIUM = find()
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no Chromium: scripts/install-chromium.sh (run by `make test`) installs it with "
+    "apt-get as root; set CONNBENCH_CHROMIUM to use another",
+)
+READY = (
+    "document.querySelectorAll('[data-chart]').length > 0 && "
+    "document.querySelectorAll('[data-chart]').length === "
+    "document.querySelectorAll('[data-chart][data-drawn], .chart-error').length"
+)
+# Per chart: drawn, its SVG's size, how many data marks it drew, its titles, whether it uses red.
+PROBE = """
+Array.from(document.querySelectorAll('[data-chart]')).map(el => {
+  const svg = el.querySelector('svg');
+  const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+  return {
+    id: el.id, drawn: el.dataset.drawn === '1', width: box.width, height: box.height,
+    marks: el.querySelectorAll('g.role-mark > path, g.role-mark > line, g.role-mark > text').length,
+    titles: Array.from(el.querySelectorAll('.role-title-text text')).map(t => t.textContent),
+    red: el.innerHTML.toLowerCase().includes('#c62828'),
+  };
+})
+"""
+
+
+def open_in_chromium(page: str, tmp_path: Path, name: str) -> tuple[Visit, Path]:
+    """``page`` (a report) opened offline in Chromium: every chart drawn, no error, no dialog,
+    no request but the page; what it showed and its screenshot's path."""
+    assert CHROMIUM is not None
+    path = tmp_path / f"{name}.html"
+    path.write_text(page)
+    with chromium(CHROMIUM) as endpoint:
+        seen = visit(endpoint, path.as_uri(), READY, PROBE)
+    shot = tmp_path / f"{name}.png"
+    shot.write_bytes(seen.screenshot)
+    assert seen.screenshot.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", seen.screenshot[16:24])
+    assert width >= 1000 and height >= 600
+    assert seen.errors == []
+    assert seen.dialogs == []
+    assert seen.requests == [path.as_uri()]  # nothing but the page itself
+    for chart in seen.state:
+        assert chart["drawn"] and chart["width"] > 100 and chart["height"] > 50, chart
+        assert chart["marks"] > 0, chart
+    return seen, shot

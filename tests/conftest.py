@@ -17,12 +17,14 @@ from typing import Any, TypeVar
 import pytest
 
 from connbench.analyse import stats
-from connbench.infra import postgres
+from connbench.infra import ledger, postgres
 from connbench.measure.load import Progress
 from connbench.model import results
 from connbench.model.defaults import CONCURRENCY, TOPOLOGY, WORKERS
 from connbench.model.results import RunResult, StrategyResult
 from connbench.model.scenario import Scenario, Variant
+
+from . import parallel
 
 ROOT = Path(__file__).resolve().parent.parent
 # The docs: the README and the pages under docs/ it links, read as one text by the tests that
@@ -72,10 +74,24 @@ def examples(full: int) -> int:
 INTEGRATION_FIXTURES = {"pg"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    parallel.start(config)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+        group = parallel.module_fixture_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    parallel.record(config, items)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return parallel.scheduler(config, log) if config.getoption("dist") == "loadgroup" else None
 
 
 class StartedAProcess(AssertionError):
@@ -151,6 +167,12 @@ def connbench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "connbench", *args]
 
 
+# A terminal wide enough that no line is wrapped: for a test that reads a whole path or phrase
+# from the output (rich wraps at 80 columns without a terminal, and pytest-xdist's temp paths
+# are longer than a serial run's, so a path that fitted one run was cut in the next).
+WIDE = {"COLUMNS": "500"}
+
+
 def run_cli(
     *args: str, cwd: Path, env_extra: dict[str, str] | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
@@ -159,6 +181,17 @@ def run_cli(
     return subprocess.run(
         connbench_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+# What connbench names on a server, as the package names it: a leftover check with a prefix
+# written here would pass whatever a renamed connbench leaves behind.
+APP_NAME_PREFIX = ledger.app_name("RUN", 1, "x").partition("RUN")[0]  # own apps' roles, databases
+VISITS_TABLE_PREFIX = ledger.table_name("")
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern for the names that start with ``prefix`` (its ``_`` and ``%`` literal)."""
+    return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
 
 
 # --- results built by hand, for the pure tests of compare, limits and the formats ---------------

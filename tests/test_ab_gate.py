@@ -19,7 +19,7 @@ from connbench.infra import postgres
 from connbench.model import results
 
 from .conftest import ROOT, docs_text, script_module
-from .test_gitinfo import git
+from .helpers import git
 
 SCRIPT = ROOT / "scripts" / "ab-gate.sh"
 ORDERS = ROOT / "examples" / "orders"

@@ -12,7 +12,7 @@ from connbench.infra.postgres import Postgres
 from connbench.model import results
 
 from .conftest import ROOT, run_cli
-from .test_cli import assert_one_line_exit_2
+from .helpers import assert_one_line_exit_2
 
 cli = CliRunner()
 AB = ["--strategy", "pool,connect", "--base", "pool", "--head", "connect"]

@@ -22,8 +22,8 @@ from connbench.cli import app
 from connbench.infra.postgres import Postgres
 from connbench.model import results
 
-from .conftest import run_cli
-from .test_cli import assert_one_line_exit_2
+from .conftest import WIDE, run_cli
+from .helpers import assert_one_line_exit_2
 
 cli = CliRunner()
 
@@ -88,7 +88,7 @@ def test_each_side_runs_under_the_interpreter_it_was_given(
         "--app-python", f"head={python}", "--duration", "0.5", "--warmup", "0",
         "--concurrency", "2", "--postgres", pg.dsn, "-o", str(out), "--format", "json",
         cwd=tmp_path,  # not the repository: connbench must not be importable from the cwd
-        timeout=300,
+        timeout=300, env_extra=WIDE,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     said = " ".join(proc.stderr.split())  # as a terminal would wrap it, or not

@@ -24,7 +24,7 @@ from connbench.model.errors import BadInput
 from connbench.model.scenario import BOUNDS, MAX_RUNS, MAX_SWEEP, build
 
 from .conftest import examples, run_cli, script_module
-from .test_cli import assert_one_line_exit_2
+from .helpers import assert_one_line_exit_2
 
 cli = CliRunner()
 FAST = settings(

@@ -7,13 +7,14 @@ import socket
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from connbench.apps import STRATEGIES
 from connbench.cli import app
 from connbench.model import results
 
 from .conftest import ROOT, entry, run_cli, run_of
+from .helpers import assert_one_line_exit_2
 
 runner = CliRunner()
 
@@ -78,15 +79,6 @@ def test_version() -> None:
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
     assert_one_line_exit_2(runner.invoke(app, args), message)
-
-
-def assert_one_line_exit_2(result: Result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("connbench: error: ")
-    assert message in lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_malformed_scenario_names_file_and_key(tmp_path: Path) -> None:

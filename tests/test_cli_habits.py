@@ -30,6 +30,7 @@ from connbench.present import run as run_view
 from connbench.present import run_cells
 
 from .conftest import ROOT, entry, made, run_cli, run_of
+from .processes import serving
 
 runner = CliRunner()
 
@@ -470,9 +471,6 @@ def test_one_warning_says_what_differs_and_whether_it_matters() -> None:
 
 @pytest.mark.integration
 def test_serve_on_a_fixed_port(tmp_path: Path) -> None:
-    import signal
-    import time
-
     import httpx
 
     with socket.socket() as sock:
@@ -480,19 +478,7 @@ def test_serve_on_a_fixed_port(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
         taken = run_cli("serve", "pool", "--port", str(port), cwd=ROOT, timeout=60)
         assert taken.returncode == 2 and f"--port: 127.0.0.1:{port} is not free" in taken.stderr
-    with subprocess.Popen(
-        [sys.executable, "-m", "connbench", "serve", "pool", "-p", str(port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    ) as proc:  # fmt: skip
-        try:
-            deadline = time.monotonic() + 120
-            assert proc.stdout is not None
-            line = ""
-            while time.monotonic() < deadline and "serving" not in line:
-                line = proc.stdout.readline()
-            assert f"serving pool at http://127.0.0.1:{port}/visit/" in line
-            assert httpx.get(f"http://127.0.0.1:{port}/visit/").status_code == 200
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=60)
-        assert proc.returncode == cli.EXIT_INTERRUPTED
+    with serving("pool", "-p", str(port)) as served:
+        assert (served.strategy, served.url) == ("pool", f"http://127.0.0.1:{port}/visit/")
+        assert httpx.get(served.url).status_code == 200
+    assert served.process.returncode == cli.EXIT_INTERRUPTED

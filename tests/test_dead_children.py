@@ -21,13 +21,13 @@ from connbench.infra import pgbouncer, postgres
 from connbench.model import results
 
 from .conftest import ROOT, connbench_cmd
-from .test_end_to_end import (
-    _all_gone,
-    _connected_to,
-    _descendants,
-    _postmasters,
-    _temp_dirs_made_by,
-    _wait_for,
+from .processes import (
+    all_gone,
+    connected_to,
+    descendants,
+    postmasters,
+    temp_dirs_made_by,
+    wait_for,
 )
 
 RUN = ["--duration", "3", "--warmup", "0.2", "--concurrency", "4", "--pool-min", "2"]
@@ -50,7 +50,7 @@ def _start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
 
 def _child(pid: int, name_part: str) -> psutil.Process:
     """The live descendant of ``pid`` with ``name_part`` in its command line (the first one)."""
-    for proc in _descendants(pid):
+    for proc in descendants(pid):
         try:
             if name_part in " ".join(proc.cmdline()):
                 return proc
@@ -67,8 +67,8 @@ def _finish(proc: subprocess.Popen[str], children: list[psutil.Process]) -> tupl
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert "Traceback" not in stdout + stderr
-    _wait_for(lambda: _all_gone(children), 10)
-    assert not _temp_dirs_made_by(proc.pid, Path("/tmp"), Path(os.environ.get("TMPDIR", "/tmp")))
+    wait_for(lambda: all_gone(children), 10)
+    assert not temp_dirs_made_by(proc.pid, Path("/tmp"), Path(os.environ.get("TMPDIR", "/tmp")))
     return stdout, stderr
 
 
@@ -94,11 +94,11 @@ def test_a_child_killed_mid_run_fails_its_variant_and_the_run_goes_on(
     if topology != "direct" and pgbouncer.unavailable(topology):
         pytest.skip(pgbouncer.unavailable(topology) or "")
     proc, out = _start(tmp_path, "--topology", topology)
-    _wait_for(lambda: _connected_to("connbench.apps.pool", proc.pid), 90, proc)
+    wait_for(lambda: connected_to("connbench.apps.pool", proc.pid), 90, proc)
     time.sleep(1.0)  # a second of the window measured
-    children = _descendants(proc.pid)
+    children = descendants(proc.pid)
     if name_part == "postgres -D":
-        (postmaster,) = _postmasters(proc.pid)
+        (postmaster,) = postmasters(proc.pid)
         target = psutil.Process(postmaster)
     else:
         target = _child(proc.pid, name_part)
@@ -126,9 +126,9 @@ def test_an_external_server_that_dies_stops_the_run_cleanly(tmp_path: Path) -> N
     # A server of our own, handed to connbench as a DSN: connbench cannot start it again.
     with postgres.start(postgres.parse_backend("embedded")) as external:
         proc, out = _start(tmp_path, "--postgres", external.dsn)
-        _wait_for(lambda: _connected_to("connbench.apps.pool", proc.pid), 90, proc)
+        wait_for(lambda: connected_to("connbench.apps.pool", proc.pid), 90, proc)
         time.sleep(1.0)
-        children = _descendants(proc.pid)
+        children = descendants(proc.pid)
         assert external.server_pid is not None
         os.kill(external.server_pid, signal.SIGKILL)
         stdout, stderr = _finish(proc, children)

@@ -21,11 +21,11 @@ from connbench.infra import postgres
 from connbench.model import results
 from connbench.model.backend import docker_image
 from tests.conftest import ROOT, connbench_cmd, part, run_cli
-from tests.test_end_to_end import _connected_to, _wait_for
+from tests.processes import connected_to, wait_for
 
-pytestmark = pytest.mark.docker
-
-NAME_PREFIX = "connbench-"  # every container connbench starts is named so
+# One worker for the module: its `engine` fixture holds the whole engine to "nothing left that
+# was not there before", which another worker's container would break.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
 
 
 def _skip_without_engine() -> None:
@@ -45,7 +45,11 @@ def _inventory(client: Any) -> dict[str, set[str]]:
 
 
 def _ours(client: Any) -> list[Any]:
-    return [c for c in client.containers.list(all=True) if (c.name or "").startswith(NAME_PREFIX)]
+    return [
+        c
+        for c in client.containers.list(all=True)
+        if (c.name or "").startswith(postgres.CONTAINER_PREFIX)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +71,12 @@ def engine() -> Iterator[Any]:
 
 
 def test_a_run_on_the_docker_backend_has_its_figures(engine: Any, tmp_path: Path) -> None:
+    before = {c.id for c in _ours(engine)}  # other runs' on the same engine are not this one's
     out = tmp_path / "r.json"
     proc = run_cli(
-        "run", "--strategy", "pool", "--duration", "1", "--warmup", "0",
+        # 3 s: the sampler's queries through the engine's port took ~0.5 s each at a load
+        # average of 8, and a 1 s window then held 2 samples, not the 10 it holds when quiet.
+        "run", "--strategy", "pool", "--duration", "3", "--warmup", "0",
         "--postgres", "docker", "--max-connections", "37", "-o", str(out), cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -90,7 +97,7 @@ def test_a_run_on_the_docker_backend_has_its_figures(engine: Any, tmp_path: Path
     assert part(server.connections_peak) >= 1
     # Read from the container's cgroup: a figure, not "-".
     assert part(part(result.cpu_percent).postgres) > 0
-    assert _ours(engine) == []
+    assert {c.id for c in _ours(engine)} - before == set()
 
 
 def test_ctrl_c_mid_run_removes_the_container(engine: Any, tmp_path: Path) -> None:
@@ -107,10 +114,10 @@ def test_ctrl_c_mid_run_removes_the_container(engine: Any, tmp_path: Path) -> No
     )  # fmt: skip
     try:
         # Mid-run: the container is up and the load reaches the app.
-        _wait_for(
+        wait_for(
             lambda: (
                 bool({c.id for c in _ours(engine)} - before)
-                and _connected_to("connbench.apps.pool", proc.pid)
+                and connected_to("connbench.apps.pool", proc.pid)
             ),
             120,
             proc,
@@ -163,7 +170,7 @@ def never_ready_image(engine: Any) -> Iterator[str]:
 
 
 def test_a_server_that_never_gets_ready_is_one_line_and_nothing_left(
-    engine: Any, never_ready_image: str, monkeypatch: pytest.MonkeyPatch
+    engine: Any, never_ready_image: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(postgres, "READY_TIMEOUT_S", 3.0)
     before = {c.id for c in _ours(engine)}
@@ -177,6 +184,8 @@ def test_a_server_that_never_gets_ready_is_one_line_and_nothing_left(
             "1",
             "--postgres",
             f"docker:{never_ready_image}",
+            "-o",
+            str(tmp_path / "r.json"),  # not the repository's results/
         ],
     )
     assert result.exit_code == 1, result.output
@@ -188,11 +197,15 @@ def test_a_server_that_never_gets_ready_is_one_line_and_nothing_left(
     assert {c.id for c in _ours(engine)} - before == set()
 
 
-def test_an_image_that_does_not_exist_is_one_line(engine: Any) -> None:
+def test_an_image_that_does_not_exist_is_one_line(engine: Any, tmp_path: Path) -> None:
+    before = {c.id for c in _ours(engine)}
     image = f"localhost/connbench-no-such-image:{secrets.token_hex(4)}"
-    proc = run_cli("run", "--strategy", "pool", "--postgres", f"docker:{image}", cwd=ROOT)
+    proc = run_cli(
+        "run", "--strategy", "pool", "--postgres", f"docker:{image}",
+        "-o", str(tmp_path / "r.json"), cwd=ROOT,
+    )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"connbench: error: docker: image {image!r} is not in the engine")
-    assert _ours(engine) == []
+    assert {c.id for c in _ours(engine)} - before == set()

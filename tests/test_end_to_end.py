@@ -7,19 +7,27 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 
 from connbench import runner
 from connbench.apps import STRATEGIES, Strategy
-from connbench.infra import tempdirs
 from connbench.model import results
 from connbench.model.scenario import build
 
 from .conftest import ROOT, RecordingReporter, connbench_cmd, part, run_cli
+from .processes import (
+    Connbench,
+    all_gone,
+    connected_to,
+    descendants,
+    postmasters,
+    running,
+    serving,
+    temp_dirs_made_by,
+    wait_for,
+)
 
 PER_REQUEST = [name for name, s in STRATEGIES.items() if not s.pooled]
 
@@ -311,88 +319,6 @@ def test_workers_each_hold_a_pool_and_the_prediction_says_so(tmp_path: Path) -> 
     assert f"{part(result.server).connections_peak}/6" in proc.stdout
 
 
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _running(name_part: str, pid: int) -> bool:
-    """Whether a live descendant of ``pid`` has ``name_part`` in its command line."""
-    for proc in _descendants(pid):
-        try:
-            if name_part in " ".join(proc.cmdline()):
-                return True
-        except psutil.Error:  # gone, or a zombie, since we listed it
-            continue
-    return False
-
-
-def _all_gone(processes: list[psutil.Process]) -> bool:
-    for proc in processes:
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
-
-
-def _connected_to(name_part: str, pid: int) -> bool:
-    """Whether a live descendant of ``pid`` running ``name_part`` has TCP clients."""
-    for proc in _descendants(pid):
-        try:
-            if name_part not in " ".join(proc.cmdline()):
-                continue
-            conns = proc.net_connections(kind="tcp")
-        except psutil.Error:
-            continue
-        listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
-        if any(c.status == psutil.CONN_ESTABLISHED and c.laddr.port in listening for c in conns):
-            return True
-    return False
-
-
-def _wait_for(
-    predicate: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[str] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"connbench exited early: {proc.communicate()}")
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def _temp_dirs_made_by(pid: int, *dirs: Path) -> set[Path]:
-    """connbench temp dirs stamped with ``pid``: other runs (colleagues' test suites on the same
-    machine) make and remove their own in /tmp meanwhile, so a before/after diff would race."""
-    found = set()
-    for path in (p for d in dirs for p in d.glob(f"{tempdirs.PREFIX}*")):
-        try:
-            owner = (path / tempdirs.OWNER_FILE).read_text().split()[0]
-        except (OSError, IndexError):
-            continue
-        if owner == str(pid):
-            found.add(path)
-    return found
-
-
-def _postmasters(pid: int) -> set[int]:
-    """The PostgreSQL servers (postmasters) among ``pid``'s children."""
-    found = set()
-    for child in _descendants(pid):
-        try:
-            if child.ppid() == pid and "postgres -D" in " ".join(child.cmdline()):
-                found.add(child.pid)
-        except psutil.Error:
-            continue
-    return found
-
-
 @pytest.mark.parametrize("moment", ["measuring", "starting", "after-restart"])
 @pytest.mark.integration
 def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
@@ -402,48 +328,36 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
     tmp.mkdir()
     out = tmp_path / "r.json"
     fault = ["--fault", "restart@1"] if moment == "after-restart" else []
-    proc = subprocess.Popen(
-        connbench_cmd(
-            "run", "--strategy", "pool,connect", "--duration", "30", "--warmup", "0.5",
-            "-o", str(out), *fault,
-        ),
-        cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(tmp)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
+    with Connbench(
+        "run", "--strategy", "pool,connect", "--duration", "30", "--warmup", "0.5",
+        "-o", str(out), *fault, env={**os.environ, "TMPDIR": str(tmp)},
+    ) as proc:  # fmt: skip
         if moment == "measuring":
             # Load has begun once clients are connected to the pool app; let it measure a while
             # (waiting for the process alone was not enough on a loaded machine).
-            _wait_for(lambda: _connected_to("connbench.apps.pool", proc.pid), 60, proc)
+            wait_for(lambda: connected_to("connbench.apps.pool", proc.pid), 60, proc)
             time.sleep(3.0)
         elif moment == "after-restart":
             # The restarted server is a new child: it must go as well as the first one did.
-            _wait_for(lambda: len(_postmasters(proc.pid)) == 1, 60, proc)
-            (first,) = _postmasters(proc.pid)
-            _wait_for(lambda: bool(_postmasters(proc.pid) - {first}), 60, proc)
+            wait_for(lambda: len(postmasters(proc.pid)) == 1, 60, proc)
+            (first,) = postmasters(proc.pid)
+            wait_for(lambda: bool(postmasters(proc.pid) - {first}), 60, proc)
             time.sleep(1.0)
         else:
-            _wait_for(lambda: _running("postgres -D", proc.pid), 60, proc)
-        children = _descendants(proc.pid)
+            wait_for(lambda: running("postgres -D", proc.pid), 60, proc)
+        children = descendants(proc.pid)
         assert children
-        made = _temp_dirs_made_by(proc.pid, Path("/tmp"))
+        made = temp_dirs_made_by(proc.pid, Path("/tmp"))
         assert made
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        proc.stop(signal.SIGINT)
+    stderr = proc.stderr
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "interrupted" in stderr
 
-    _wait_for(lambda: _all_gone(children), 10)
+    wait_for(lambda: all_gone(children), 10)
     assert list(tmp.iterdir()) == [], "temp files left behind in TMPDIR"
-    left = {p for p in made if p.exists()} | _temp_dirs_made_by(proc.pid, Path("/tmp"))
+    left = {p for p in made if p.exists()} | temp_dirs_made_by(proc.pid, Path("/tmp"))
     assert not left, "temp files left behind in /tmp"
     saved = results.load(out)
     assert saved.interrupted is True
@@ -536,40 +450,21 @@ def _ignore_sigint() -> None:  # in the child: as a shell starts a background jo
     ids=["sigint", "sigint-inherited-ignored", "sigterm"],
 )
 @pytest.mark.integration
-def test_serve_answers_until_ctrl_c(tmp_path: Path, stop: signal.Signals, inherited: str) -> None:
+def test_serve_answers_until_ctrl_c(stop: signal.Signals, inherited: str) -> None:
     import httpx
 
-    proc = subprocess.Popen(
-        connbench_cmd("serve", "pool"),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_ignore_sigint if inherited == "ignored" else None,
-    )
-    try:
-        assert proc.stdout is not None
-        url = ""
-        deadline = time.monotonic() + 60
-        while not url and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if line.startswith("serving pool at "):
-                url = line.split(" at ", 1)[1].strip()
-        assert url.startswith("http://127.0.0.1:"), "no URL printed"
-        response = httpx.get(url, timeout=10)
+    with serving("pool", preexec_fn=_ignore_sigint if inherited == "ignored" else None) as served:
+        assert served.url.startswith("http://127.0.0.1:"), served.url
+        response = httpx.get(served.url, timeout=10)
         assert response.status_code == 200
         assert response.json() == {"message": "Visit logged"}
-        children = _descendants(proc.pid)
-        made = _temp_dirs_made_by(proc.pid, Path("/tmp"))
+        pid = served.process.pid
+        children = descendants(pid)
+        made = temp_dirs_made_by(pid, Path("/tmp"))
         assert made
-        proc.send_signal(stop)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130
-    _wait_for(lambda: _all_gone(children), 10)
+        served.process.stop(stop)
+    assert served.process.returncode == 130, served.process.stderr
+    wait_for(lambda: all_gone(children), 10)
     assert not {p for p in made if p.exists()}, "temp dirs left behind"
 
 

@@ -31,8 +31,18 @@ from connbench.model.errors import BadInput
 from connbench.model.scenario import build
 
 from .apps.other_database_app import OTHER_DB
-from .conftest import ROOT, RecordingReporter, connbench_cmd, part, run_cli, scenario_of
-from .test_end_to_end import _all_gone, _descendants, _wait_for
+from .conftest import (
+    APP_NAME_PREFIX,
+    ROOT,
+    VISITS_TABLE_PREFIX,
+    RecordingReporter,
+    connbench_cmd,
+    like_prefix,
+    part,
+    run_cli,
+    scenario_of,
+)
+from .processes import all_gone, descendants, wait_for
 
 Popen = subprocess.Popen[str]
 QUICK = ("--duration", "1", "--warmup", "0.2", "--concurrency", "4", "--no-charts")
@@ -51,14 +61,15 @@ def _rows(pg: postgres.Postgres, query: str, *params: Any) -> list[tuple[Any, ..
 
 
 def _ours_left(pg: postgres.Postgres) -> list[tuple[Any, ...]]:
+    apps, tables = like_prefix(APP_NAME_PREFIX), like_prefix(VISITS_TABLE_PREFIX)
     return _rows(
         pg,
-        "SELECT 'role', rolname FROM pg_roles WHERE rolname LIKE 'connbench\\_app\\_%' "
-        "UNION ALL SELECT 'database', datname FROM pg_database "
-        "WHERE datname LIKE 'connbench\\_app\\_%' "
+        "SELECT 'role', rolname FROM pg_roles WHERE rolname LIKE %s "
+        "UNION ALL SELECT 'database', datname FROM pg_database WHERE datname LIKE %s "
         "UNION ALL SELECT 'table', relname::text FROM pg_class "
-        "WHERE relname LIKE 'connbench\\_visits\\_%' AND relkind = 'r'",
-    )
+        "WHERE relname LIKE %s AND relkind = 'r'",
+        apps, apps, tables,
+    )  # fmt: skip
 
 
 def _start(tmp_path: Path, server: postgres.Postgres, out: str, *args: str) -> Popen:
@@ -141,7 +152,7 @@ def other_database(server: postgres.Postgres) -> Iterator[str]:
     with server.connect() as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(OTHER_DB)))
         for (role,) in conn.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'connbench\\_app\\_%'"
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [like_prefix(APP_NAME_PREFIX)]
         ).fetchall():
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
@@ -231,7 +242,7 @@ def test_ctrl_c_while_create_database_waits_on_a_lock_leaves_nothing(
     proc = _start(tmp_path, server, "r.json", str(_scenario(tmp_path, MINE)), *QUICK)
     try:
         waiting = "wait_event_type = 'Lock' AND query LIKE 'CREATE DATABASE%'"
-        _wait_for(lambda: bool(_sessions(server, waiting)), 90, proc)
+        wait_for(lambda: bool(_sessions(server, waiting)), 90, proc)
         assert [kind for kind, _ in _ours_left(server)] == ["role", "table"]
         proc.send_signal(signal.SIGINT)
         try:
@@ -294,12 +305,12 @@ def test_kill_9_mid_own_app_run_then_the_next_run_reports_and_cleanup_removes_on
         app_sessions = (
             "application_name = 'someone-else' AND datname LIKE 'connbench\\_app\\_%\\_2\\_mine'"
         )
-        _wait_for(lambda: bool(_sessions(server, app_sessions)), 90, proc)
+        wait_for(lambda: bool(_sessions(server, app_sessions)), 90, proc)
         time.sleep(0.5)  # under load
-        children = _descendants(proc.pid)
+        children = descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
-        _wait_for(lambda: _all_gone(children), 30)
+        wait_for(lambda: all_gone(children), 30)
     finally:
         for child in children:  # whatever outlived its parent: not this test's subject
             try:
@@ -357,7 +368,7 @@ def test_two_runs_on_one_server_count_and_cut_only_their_own_sessions(
     quiet = start("quiet.json", "--duration", "120")
     faulty: Popen | None = None
     try:
-        _wait_for(lambda: len(_sessions(server, apps)) >= 4, 90, quiet)
+        wait_for(lambda: len(_sessions(server, apps)) >= 4, 90, quiet)
         faulty = start("faulty.json", "--duration", "3", "--fault", "terminate@1")
         _, faulty_err = faulty.communicate(timeout=180)
         assert faulty.returncode == 0, faulty_err

@@ -3,7 +3,6 @@
 import errno
 import os
 import stat
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ from connbench.infra import procs, tempdirs
 from connbench.model import files, results
 
 from .conftest import run_of
+from .helpers import mounted_tmpfs
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, mount)")
 
@@ -30,21 +30,6 @@ def _umask(mask: int) -> Iterator[None]:
         yield
     finally:
         os.umask(old)
-
-
-@contextmanager
-def mounted_tmpfs(where: Path, options: str) -> Iterator[Path]:
-    """A small tmpfs at ``where`` (to fill it, or make it read-only); skips without mount."""
-    where.mkdir(exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 # --- private directories and secrets -------------------------------------------------------

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from connbench.infra import gitinfo
 
-
-def git(directory: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(directory), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
+from .helpers import git
 
 
 def make_repo(directory: Path) -> str:

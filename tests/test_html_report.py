@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import struct
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,11 @@ from connbench.model.results import RunResult
 from connbench.model.scenario import build
 from connbench.present import html, html_names
 
-from . import browser
-from .conftest import RecordingReporter, entry, run_cli, run_of
+from .browser import needs_chromium, open_in_chromium
+from .conftest import WIDE, RecordingReporter, entry, run_cli, run_of
+from .helpers import XSS
 
 MAX_BYTES = 5_000_000
-XSS = '<img src=x onerror="alert(1)"></script><script>alert(2)</script>'
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +182,7 @@ def test_report_command_writes_the_page_and_says_where(
 ) -> None:
     path, _ = real_run
     out = tmp_path / "deep" / "r.html"
-    done = run_cli("report", str(path), str(path), "-o", str(out), cwd=tmp_path)
+    done = run_cli("report", str(path), str(path), "-o", str(out), cwd=tmp_path, env_extra=WIDE)
     assert done.returncode == 0, done.stderr
     assert str(out) in done.stdout
     assert out.read_text().startswith("<!doctype html>")
@@ -196,7 +195,7 @@ def test_run_html_writes_the_report_beside_the_result_and_says_where(tmp_path: P
     out = tmp_path / "results" / "quick.json"
     done = run_cli(
         "run", "--strategy", "pool", "--duration", "1", "--warmup", "0.2", "--no-charts",
-        "-o", str(out), "--html", cwd=tmp_path,
+        "-o", str(out), "--html", cwd=tmp_path, env_extra=WIDE,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     page = out.with_suffix(".html")
@@ -228,51 +227,6 @@ def test_compare_as_html_fails_like_the_table(tmp_path: Path) -> None:
 
 
 # --- in a real browser --------------------------------------------------------------------------
-
-CHROMIUM = browser.find()
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium: scripts/install-chromium.sh (run by `make test`) installs it with "
-    "apt-get as root; set CONNBENCH_CHROMIUM to use another",
-)
-READY = (
-    "document.querySelectorAll('[data-chart]').length > 0 && "
-    "document.querySelectorAll('[data-chart]').length === "
-    "document.querySelectorAll('[data-chart][data-drawn], .chart-error').length"
-)
-# Per chart: drawn, its SVG's size, how many data marks it drew, its titles, whether it uses red.
-PROBE = """
-Array.from(document.querySelectorAll('[data-chart]')).map(el => {
-  const svg = el.querySelector('svg');
-  const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
-  return {
-    id: el.id, drawn: el.dataset.drawn === '1', width: box.width, height: box.height,
-    marks: el.querySelectorAll('g.role-mark > path, g.role-mark > line, g.role-mark > text').length,
-    titles: Array.from(el.querySelectorAll('.role-title-text text')).map(t => t.textContent),
-    red: el.innerHTML.toLowerCase().includes('#c62828'),
-  };
-})
-"""
-
-
-def open_in_chromium(page: str, tmp_path: Path, name: str) -> tuple[browser.Visit, Path]:
-    assert CHROMIUM is not None
-    path = tmp_path / f"{name}.html"
-    path.write_text(page)
-    with browser.chromium(CHROMIUM) as endpoint:
-        visit = browser.visit(endpoint, path.as_uri(), READY, PROBE)
-    shot = tmp_path / f"{name}.png"
-    shot.write_bytes(visit.screenshot)
-    assert visit.screenshot.startswith(b"\x89PNG\r\n\x1a\n")
-    width, height = struct.unpack(">II", visit.screenshot[16:24])
-    assert width >= 1000 and height >= 600
-    assert visit.errors == []
-    assert visit.dialogs == []
-    assert visit.requests == [path.as_uri()]  # nothing but the page itself
-    for chart in visit.state:
-        assert chart["drawn"] and chart["width"] > 100 and chart["height"] > 50, chart
-        assert chart["marks"] > 0, chart
-    return visit, shot
 
 
 @needs_chromium

@@ -26,7 +26,7 @@ from connbench.model.errors import ScenarioError
 from connbench.model.scenario import build
 
 from .conftest import RecordingReporter, run_cli, serving_in_thread
-from .test_cli import assert_one_line_exit_2
+from .helpers import assert_one_line_exit_2
 
 cli = CliRunner()
 

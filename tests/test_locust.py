@@ -23,7 +23,7 @@ from connbench.measure.load import LoadConfig, _Window
 from connbench.model import results, scenario
 from connbench.model.errors import ProcessError, ScenarioError
 from tests.conftest import ROOT, connbench_cmd, docs_text, run_cli
-from tests.test_end_to_end import _all_gone, _descendants, _wait_for
+from tests.processes import all_gone, descendants, wait_for
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("locust") is None, reason="Locust is not installed (make test does)"
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 def _locust_workers(pid: int) -> list[psutil.Process]:
     found = []
-    for proc in _descendants(pid):
+    for proc in descendants(pid):
         try:
             cmdline = proc.cmdline()
         except psutil.Error:
@@ -237,12 +237,12 @@ def test_a_worker_killed_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path)
         text=True,
     )  # fmt: skip
     try:
-        _wait_for(lambda: len(_locust_workers(proc.pid)) == 2, 60, proc)
+        wait_for(lambda: len(_locust_workers(proc.pid)) == 2, 60, proc)
         # Load under way: each worker holds its users' connections besides the master's, and
         # has had time to ship a report or two (every second).
-        _wait_for(lambda: all(_users_connected(w) for w in _locust_workers(proc.pid)), 60, proc)
+        wait_for(lambda: all(_users_connected(w) for w in _locust_workers(proc.pid)), 60, proc)
         time.sleep(2.5)
-        everything = _descendants(proc.pid)
+        everything = descendants(proc.pid)
         victim = _locust_workers(proc.pid)[0]
         victim.send_signal(signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=120)
@@ -252,7 +252,7 @@ def test_a_worker_killed_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path)
             proc.communicate()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert _all_gone(everything), "a Locust process outlived the run"
+    assert all_gone(everything), "a Locust process outlived the run"
     (run,) = results.load(out).results
     assert run.status == "ok"
     assert run.generator is not None and run.generator.locust is not None

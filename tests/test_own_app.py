@@ -8,9 +8,7 @@ foreign application_name and one with none, run beside a built-in strategy.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,8 @@ from connbench.infra import postgres
 from connbench.model import results
 from connbench.model.scenario import build
 
-from .conftest import ROOT, RecordingReporter, connbench_cmd, part, run_cli
+from .conftest import APP_NAME_PREFIX, ROOT, RecordingReporter, like_prefix, part, run_cli
+from .processes import serving
 
 SHORT = {"duration_s": "1.5", "warmup_s": "0.5", "concurrency": "6"}
 
@@ -105,8 +104,9 @@ def test_roles_and_databases_are_dropped_afterwards(
 ) -> None:
     with pg.connect() as conn:
         left = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'connbench_app_%' "
-            "UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE 'connbench_app_%'"
+            "SELECT datname FROM pg_database WHERE datname LIKE %(apps)s "
+            "UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE %(apps)s",
+            {"apps": like_prefix(APP_NAME_PREFIX)},
         ).fetchall()
     assert left == []
 
@@ -131,31 +131,9 @@ def test_example_app_runs_from_the_repository_root(tmp_path: Path) -> None:
 @pytest.fixture
 def served(pg: postgres.Postgres) -> Iterator[tuple[str, str]]:
     """``connbench serve pool`` on the session's server: its URL and the table it writes."""
-    proc = subprocess.Popen(
-        connbench_cmd("serve", "pool", "--postgres", pg.dsn),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = ""
-        for line in proc.stdout:
-            if line.startswith("serving pool at "):
-                url = line.split(" at ", 1)[1].strip()
-            found = re.match(r"rows go to table (\w+)", line)
-            if found:
-                yield url, found.group(1)
-                break
-        else:
-            pytest.fail("connbench serve did not say where it serves")
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with serving("pool", "--postgres", pg.dsn) as serve:
+        table = serve.process.wait_for_line(r"rows go to table (\w+)").group(1)
+        yield serve.url, table
 
 
 def test_target_run_against_connbench_serve(

@@ -23,10 +23,10 @@ from connbench.analyse.paired import Interval
 from connbench.cli import app
 from connbench.model import results
 from connbench.model.errors import BadInput
-from connbench.model.results import RunResult, StrategyResult
+from connbench.model.results import RunResult
 
 from .conftest import entry, run_of
-from .test_cli import assert_one_line_exit_2
+from .helpers import BASE, ab_run, assert_one_line_exit_2
 
 # --- the statistics -----------------------------------------------------------------------------
 
@@ -174,34 +174,7 @@ def test_rounds_alternate_their_order() -> None:
 # --- A/B inside one result ----------------------------------------------------------------------
 
 
-def ab_run(
-    base: Sequence[float | None],
-    head: Sequence[float | None],
-    *,
-    peaks: tuple[Sequence[int], Sequence[int]] | None = None,
-    **scenario: Any,
-) -> RunResult:
-    """Base and head in alternating rounds; None: that side failed in that round."""
-    entries: list[StrategyResult] = []
-    for r, (x, y) in enumerate(zip(base, head, strict=True)):
-        pair = []
-        for side, rps in (("base", x), ("head", y)):
-            peak = 4 if peaks is None else peaks[side == "head"][r]
-            if rps is None:
-                pair.append(entry(side, r, status="failed"))
-                pair[-1].failure = "app 'x' exited (code 1)\nlog"
-            else:
-                pair.append(entry(side, r, rps=rps, p99=40_000 / rps, peak=peak))
-        if r % 2:
-            pair.reverse()
-        for position, run in enumerate(pair):
-            run.position = position
-        entries.extend(pair)
-    return run_of(*entries, **scenario)
-
-
 THROUGHPUT = Gate((Threshold("throughput", 0.10, "--fail-on"),))
-BASE = [1000, 1100, 900, 1050, 950, 1000]
 
 
 def ab(run: RunResult, gate: Gate = THROUGHPUT, **kw: Any) -> paired.PairedComparison:

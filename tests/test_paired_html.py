@@ -13,8 +13,8 @@ from connbench.cli import app
 from connbench.model import results
 from connbench.present import html
 
-from .test_html_report import needs_chromium, open_in_chromium
-from .test_paired import BASE, ab_run
+from .browser import needs_chromium, open_in_chromium
+from .helpers import BASE, ab_run
 
 cli = CliRunner()
 SLOWER = [0.84, 0.86, 0.83, 0.85, 0.87, 0.82, 0.86, 0.84]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,6 +15,8 @@ from psycopg.conninfo import conninfo_to_dict
 from connbench.infra import pgbouncer, postgres
 from connbench.measure import sampler
 from connbench.model.errors import ProcessError
+
+from .processes import serving
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -130,29 +130,16 @@ def test_config_is_loopback_only_and_holds_no_secret() -> None:
 def test_serve_runs_the_runners_variant_through_pgbouncer(tmp_path: Path) -> None:
     """`serve` reuses the runner's per-variant step: PgBouncer, then the app behind it."""
     env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connbench", "serve", "pool", "--topology",
-         "pgbouncer-transaction", "--pool-min", "2", "--pool-max", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("serving "):
-                break
-        said = "".join(lines)
-        assert "(transaction mode) on 127.0.0.1:" in said, said
-        url = said.split("serving pool at ")[1].split()[0]
+    with serving(
+        "pool", "--topology", "pgbouncer-transaction", "--pool-min", "2", "--pool-max", "2",
+        env=env,
+    ) as served:  # fmt: skip
+        said = served.process.stdout
+        assert served.strategy == "pool" and "(transaction mode) on 127.0.0.1:" in said, said
         for _ in range(5):
-            assert httpx.get(url, timeout=10).status_code == 200
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
+            assert httpx.get(served.url, timeout=10).status_code == 200
+        served.process.stop(signal.SIGINT)
+    out, err = served.process.stdout, served.process.stderr
+    assert served.process.returncode == 130, err
     assert "stopped" in out and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # logs, PgBouncer's files: all gone

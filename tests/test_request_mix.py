@@ -15,7 +15,7 @@ from connbench.model import appspec, results, template
 from connbench.model.errors import ScenarioError
 from connbench.model.scenario import build
 
-from .conftest import ROOT, part, run_cli
+from .conftest import ROOT, WIDE, part, run_cli
 
 
 def render(source: str, where: str = "body", n: int = 1) -> list[str]:
@@ -242,7 +242,7 @@ def test_every_row_says_what_it_sent(example_run: tuple[str, results.RunResult])
 @pytest.mark.integration
 def test_check_alone_sends_one_of_each_and_measures_nothing(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    done = run_cli("run", str(EXAMPLE), "--check", "-o", str(out), cwd=ROOT)
+    done = run_cli("run", str(EXAMPLE), "--check", "-o", str(out), cwd=ROOT, env_extra=WIDE)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "checked app orders: POST /orders/ 201, GET /customers/" in done.stdout
     assert "GET /health 200" in done.stdout and "checks passed" in done.stdout
@@ -256,7 +256,10 @@ def test_a_wrong_token_fails_the_check_with_the_response(tmp_path: Path) -> None
         EXAMPLE.read_text().replace("Bearer dev-token", "Bearer typo-token")
         .replace('strategies = ["pool"]', 'strategies = ["pool", "connect"]')
     )  # fmt: skip
-    done = run_cli("run", str(scenario), *SHORT, env_extra={"TMPDIR": str(tmp_path)}, cwd=ROOT)
+    done = run_cli(
+        "run", str(scenario), *SHORT, "-o", str(tmp_path / "r.json"),
+        env_extra={"TMPDIR": str(tmp_path)}, cwd=ROOT,
+    )  # fmt: skip
     assert done.returncode == 1
     assert "app orders: POST http://127.0.0.1:" in done.stderr
     assert "/orders/ answered 401 Unauthorized" in done.stderr

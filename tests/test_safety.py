@@ -7,6 +7,7 @@ roles made for each case; runs go through the real CLI.
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -28,11 +29,14 @@ from connbench.infra import appserver, pgbouncer, postgres, tempdirs
 from connbench.model import files
 
 from .conftest import connbench_cmd, run_cli
-from .test_files import mounted_tmpfs
+from .helpers import mounted_tmpfs
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a second OS user, mknod)")
-PASSWORD = "zq9Se cr%t'@/x"  # every kind of character a DSN must escape
-MARKER = "zq9Se"  # its start: found anywhere, the password (or a piece of it) leaked
+# Its start, found anywhere, is the password (or a piece of it) leaked: drawn for each session,
+# so that the processes of another suite on the machine (other test workers, colleagues' runs,
+# with their own marker) are not taken for ours.
+MARKER = f"zq9{secrets.token_hex(4)}"
+PASSWORD = f"{MARKER} cr%t'@/x"  # every kind of character a DSN must escape
 ROLE = "cb_bob"
 QUICK = ("-s", "pool", "--duration", "1", "--warmup", "0", "--no-charts")
 
@@ -333,6 +337,7 @@ def test_no_password_in_output_files_or_command_lines(tmp_path: Path, role: dict
         f"host=127.0.0.1 password={MARKER}xyz port=1 dbname",
         f"postgresql://bob:{quote(PASSWORD)}@127.0.0.1:1/x",  # nothing listens: libpq's error
     ],
+    ids=lambda value: value.replace(MARKER, "MARKER"),  # the same on every xdist worker
 )
 @pytest.mark.integration
 def test_bad_dsn_errors_do_not_echo_the_password(tmp_path: Path, value: str) -> None:

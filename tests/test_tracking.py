@@ -19,8 +19,7 @@ from connbench.model.results import RunResult, StrategyResult
 from connbench.present import tracking
 
 from .conftest import made, run_of
-from .test_cli import assert_one_line_exit_2
-from .test_paired import ab_run
+from .helpers import ab_run, assert_one_line_exit_2
 
 runner = CliRunner()
 

@@ -18,8 +18,9 @@ from connbench.model.results import RunResult
 from connbench.model.scenario import build
 from connbench.present import html
 
+from .browser import needs_chromium, open_in_chromium
 from .conftest import RecordingReporter, entry, run_cli, run_of
-from .test_html_report import XSS, needs_chromium, open_in_chromium
+from .helpers import XSS
 
 KEY = "pool c=32 w=1 pool=4..4"
 

@@ -584,6 +584,7 @@ def docker_api_version() -> str | None:
 
 
 DOCKER_PORT = 5432
+CONTAINER_PREFIX = "connbench-"  # every container connbench starts is named so
 
 
 @contextmanager
@@ -609,7 +610,7 @@ def _docker(image: str, settings: Mapping[str, str]) -> Iterator[Postgres]:
     remember_secret(password)
     # A name of our own: a container created while we were interrupted (no id came back yet)
     # can still be found and removed.
-    name = f"connbench-{secrets.token_hex(6)}"
+    name = f"{CONTAINER_PREFIX}{secrets.token_hex(6)}"
     command = ["postgres"]
     for key, value in settings.items():
         command += ["-c", f"{key}={value}"]
