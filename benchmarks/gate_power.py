@@ -215,6 +215,8 @@ def judge(path: Path, fail_on: list[str], first: int | None = None) -> dict[str,
 
     try:
         run = results.load(path)
+        if run.interrupted:  # stopped by hand: its verdict is not the gate's
+            return {"error": "interrupted (Ctrl-C or SIGTERM): not a trial"}
         if first is not None:
             if max((r.repeat for r in run.results), default=-1) + 1 < first:
                 return {"error": f"fewer than {first} rounds (the sequential gate stopped sooner)"}
