@@ -177,7 +177,7 @@ def test_importing_the_cli_pulls_in_no_heavy_module() -> None:
     # ... and the probe can fail: importing the runner does pull them in.
     probe = probe.replace("connbench.cli", "connbench.runner")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert "aiohttp" in out.stdout and "psycopg" in out.stdout
+    assert "httpx" in out.stdout and "psycopg" in out.stdout
 
 
 # --- narrow terminals ----------------------------------------------------------------------------
