@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,18 +94,19 @@ class _RunningP99:
         return self.value_ms
 
 
-async def _run_engine(url: str, config: LoadConfig, window: Window) -> None:
+def _engine(config: LoadConfig) -> Callable[[str, LoadConfig, Window], Awaitable[None]]:
+    """The engine's run function, imported before the clock starts: importing aiohttp inside
+    the window would spend the window's first 0.2-0.5 s on it (it is imported only when
+    chosen, because it is that much of every run's start-up otherwise)."""
     if config.rate_rps and config.engine != "httptools":
         raise ValueError("the open model (rate) needs the httptools engine")
     if config.engine == "httptools":
-        await httptools_engine.run(url, config, window)
-    elif config.engine in ("aiohttp", "httpx"):
-        # imported when chosen: aiohttp alone is 0.2 s of every run's start-up otherwise
+        return httptools_engine.run
+    if config.engine in ("aiohttp", "httpx"):
         from connbench.measure import client_engines
 
-        await client_engines.run(url, config, window)
-    else:
-        raise ValueError(f"unknown load engine {config.engine!r}")
+        return client_engines.run
+    raise ValueError(f"unknown load engine {config.engine!r}")
 
 
 async def run(
@@ -125,6 +126,7 @@ async def run(
     the result is marked ``interrupted`` with the window cut where it stopped.
     """
     stop = stop or asyncio.Event()
+    engine = _engine(config)
     window = Window(config, stop)
     cpu_marks: dict[str, tuple[float, float]] = {}
 
@@ -159,7 +161,7 @@ async def run(
         asyncio.create_task(fold()),
     ]
     try:
-        await _run_engine(url, config, window)
+        await engine(url, config, window)
         # An open-model run can finish its last request before the window closes: the window
         # is still the window (its CPU is read at its end).
         remaining_s = (window.end_ns - window.clock()) / 1e9
