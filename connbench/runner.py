@@ -946,7 +946,7 @@ def _measure(
 ) -> tuple[stats.Measurement, watchdog.Death | None]:
     """The variant's window (see :mod:`connbench.measure.measuring`), as :func:`stats.summarize`
     reads it; and the child that died meanwhile, if one did."""
-    seen = measuring.measure(
+    return measuring.measure(
         app,
         bouncer,
         run.pg,
@@ -957,15 +957,6 @@ def _measure(
         subject.spec,
         subject.database,
     )
-    measured = stats.Measurement(
-        raw=seen.raw,
-        samples=seen.samples,
-        cpu_percent=seen.cpu_percent,
-        pool_samples=seen.pool_samples,
-        injected=seen.injected,
-        app_stats=seen.app_stats,
-    )
-    return measured, seen.death
 
 
 def _record_commits(run: RunResult) -> dict[str, GitCheckout]:

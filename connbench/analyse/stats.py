@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
@@ -13,6 +12,7 @@ from hdrh.histogram import HdrHistogram
 from connbench.analyse.breakdown import BREAKDOWN_PARTS, breakdown
 from connbench.measure.faults import Injected
 from connbench.measure.load import Buckets, RawLoad
+from connbench.measure.measurement import Measurement as Measurement  # read here
 from connbench.measure.sampler import PoolSample, PoolSamples, Sample, Samples
 from connbench.model import metrics
 from connbench.model.metrics import Metric
@@ -151,24 +151,6 @@ def timeseries(raw: RawLoad, samples: Samples, known: bool = True) -> Timeseries
         connections=conns if known else [],
         connections_by_state=by_state if known else {},
     )
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """What was measured in one repeat of one variant: what :func:`summarize` reads.
-
-    ``app_stats``: the app's timing totals at the window's start and end, when it kept them;
-    ``pool_samples``: what PgBouncer's admin console showed, when there was one.
-    """
-
-    raw: RawLoad
-    samples: Samples
-    cpu_percent: dict[str, float | None] = field(default_factory=dict)
-    sessions_opened: int | None = None
-    rows_inserted: int | None = None
-    pool_samples: PoolSamples | None = None
-    injected: Injected | None = None
-    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
 
 
 def summarize(

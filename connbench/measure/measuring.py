@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Protocol
 
 import httpx
 
@@ -20,6 +20,7 @@ from connbench.infra import appserver, pgbouncer, postgres, userapp
 from connbench.measure import engines, faults, load, sampler, watchdog
 from connbench.measure.edges import STATS_TIMEOUT_S, Edges
 from connbench.measure.load import Progress
+from connbench.measure.measurement import Measurement
 from connbench.model.appspec import AppSpec
 from connbench.model.scenario import Scenario, Variant
 
@@ -29,19 +30,6 @@ class Signals(Protocol):
 
     def attach(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None: ...
     def detach(self, loop: asyncio.AbstractEventLoop) -> None: ...
-
-
-@dataclass
-class Window:
-    """What one variant's window measured, before the counts taken once the app stopped."""
-
-    raw: load.RawLoad
-    samples: sampler.Samples
-    cpu_percent: dict[str, float | None]
-    pool_samples: sampler.PoolSamples | None
-    injected: faults.Injected | None
-    app_stats: tuple[dict[str, Any] | None, dict[str, Any] | None]
-    death: watchdog.Death | None  # the child that stopped on its own (the load then stopped)
 
 
 def measure(
@@ -54,7 +42,7 @@ def measure(
     on_progress: Callable[[Progress], None],
     spec: AppSpec | None = None,
     database: str | None = None,
-) -> Window:
+) -> tuple[Measurement, watchdog.Death | None]:
     """Load the app for the scenario's window while the samplers watch the server (and
     PgBouncer), the fault is injected and the edges of the window are marked; and the
     child that died meanwhile, if one did (the load then stopped early).
@@ -63,7 +51,7 @@ def measure(
     client session on ``database`` (see :mod:`connbench.infra.userapp`)."""
     injector = faults.Injector(scenario.fault, pg) if scenario.fault else None
 
-    async def main() -> Window:
+    async def main() -> tuple[Measurement, watchdog.Death | None]:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         samples = sampler.Samples()
@@ -96,15 +84,15 @@ def measure(
             await asyncio.gather(*watchers, *edges.reads.values(), return_exceptions=True)
             await edges.client.aclose()
             signals.detach(loop)
-        return Window(
+        measured = Measurement(
             raw=raw,
             samples=samples,
             cpu_percent=edges.cpu_percent(),
             pool_samples=pool_samples,
             injected=injected,
             app_stats=(app_stats.get("start"), app_stats.get("end")),
-            death=deaths[0] if deaths else None,
         )
+        return measured, deaths[0] if deaths else None
 
     with load.new_runner() as runner:
         return runner.run(main())
