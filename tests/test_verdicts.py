@@ -100,7 +100,11 @@ def test_a_held_rate_sends_what_was_offered() -> None:
     info = raw.open_model
     assert info["offered"] == 200
     assert info["not_sent"] <= 2  # the schedule's edges
-    assert abs(raw.ok - 200) <= 4
+    # Every request offered in the window is answered in it, give or take the schedule's
+    # edges; on a busy machine the warm-up's backlog (0.2 s at 200/s: 40 requests) may end
+    # inside the window too, so the bound above is what was offered up to its close. A pacer
+    # that sent as fast as it could would answer thousands.
+    assert 196 <= raw.ok <= 240, raw.ok
 
 
 def test_every_pool_passes_the_prepare_threshold_on() -> None:
