@@ -72,7 +72,7 @@ fidelity: $(STAMP)
 
 ## generator-limit: connbench's generator and wrk against nginx, one core each, so that the
 ## client is the bottleneck: closed and open model at 8-1,024 connections (installs wrk and
-## nginx if it can; ~10 minutes)
+## nginx if it can; ~25 minutes on an idle 2-core machine)
 generator-limit: $(STAMP)
 	./benchmarks/install-tools.sh wrk nginx
 	$(BIN)/python benchmarks/generator_limit.py
