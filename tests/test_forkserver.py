@@ -242,3 +242,20 @@ def test_a_killed_run_takes_its_fork_server_and_app_along(tmp_path: Path) -> Non
         # The app's parent is the fork server, whose parent is connbench: each dies with its
         # parent (the app after uvicorn's graceful stop, 5 s at most).
         wait_for(lambda: all_gone(children), 30, what="the run's processes gone")
+
+
+def test_a_server_that_died_before_any_app_lets_them_start_cold(
+    pg: postgres.Postgres, tmp_path: Path
+) -> None:
+    with _server(tmp_path) as (server, warnings), ExitStack() as stack:
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        app = _app(stack, pg, tmp_path, server)
+        assert not isinstance(app.proc, forkserver.Forked)  # a Popen: started cold, as before
+        assert psutil.Process(app.pid).ppid() == os.getpid()
+        assert httpx.get(app.visit_url, timeout=10).status_code == 200
+        _app(stack, pg, tmp_path, server)  # said once, not for every app
+    assert warnings == [
+        f"connbench's fork server (pid {server.pid}) was killed by SIGKILL; the next apps are "
+        "started cold"
+    ]

@@ -610,6 +610,8 @@ class ForkServer:
                     data = sock.recv(MAX_MESSAGE, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     return
+                except ConnectionResetError:  # it died with a word of ours unread
+                    data = b""
                 except OSError as exc:
                     self._gone(f"its channel failed ({exc})")
                     return
