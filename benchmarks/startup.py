@@ -4,6 +4,7 @@ A benchmark, not a test (timings on a shared machine are noise for a test). Run:
 
     .venv/bin/python benchmarks/startup.py [--runs 5] [--strategies pool,direct]
     .venv/bin/python benchmarks/startup.py --commands [--runs 20] [--warmup 3] [--against REF]
+    .venv/bin/python benchmarks/startup.py --against REF [--runs 5]
 
 Default: the start-up breakdown. ``connbench run -s pool -d 5s -w 1s`` is run ``--runs`` times
 in this process, with a stopwatch around each step (initdb or the cluster copy, the server's
@@ -19,6 +20,9 @@ the goal forbids (aiohttp, psycopg, httpx, uvicorn, fastapi, pgserver, hdrh, ric
 Goal: `--help` under 0.3 s. ``--against REF`` also times the code of a git REF (checked out into
 a temporary worktree and put first on PYTHONPATH, same virtualenv), alternating run by run with
 this checkout, so both see the same machine load.
+
+``--against REF`` alone: the wall times only (one strategy, then ``--strategies``), REF's and
+this checkout's in turn run by run, and what this checkout saves, run by run.
 """
 
 from __future__ import annotations
@@ -80,35 +84,43 @@ def heavy_modules(pythonpath: Path) -> str:
     return out.stdout.strip() or "none"
 
 
-def commands(args: argparse.Namespace) -> None:
+@contextlib.contextmanager
+def checkouts(against: str | None) -> Iterator[dict[str, Path]]:
+    """This checkout, and ``against`` (a git ref) checked out into a temporary worktree
+    (removed on the way out), by label: the ref's first."""
     with tempfile.TemporaryDirectory(prefix="connbench-startup-") as tmp:
         trees = {"this checkout": ROOT}
-        if args.against:
+        if against:
             other = Path(tmp) / "ref"
             subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.against],
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), against],
                 check=True, capture_output=True,
             )  # fmt: skip
-            trees = {args.against: other, **trees}
+            trees = {against: other, **trees}
         try:
-            print(f"load average {os.getloadavg()[0]:.1f}; {args.runs} runs each, alternating")
-            for command in COMMANDS:
-                times: dict[str, list[float]] = {label: [] for label in trees}
-                for i in range(args.warmup + args.runs):
-                    for label, tree in trees.items():
-                        took = once(command, tree)
-                        if i >= args.warmup:
-                            times[label].append(took)
-                for label in trees:
-                    print(line(f"{label}: connbench {' '.join(command)}", times[label]))
-            for label, tree in trees.items():
-                print(f"{label}: heavy modules imported by connbench.cli: {heavy_modules(tree)}")
+            yield trees
         finally:
-            if args.against:
+            if against:
                 subprocess.run(
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)],
                     check=False, capture_output=True,
                 )  # fmt: skip
+
+
+def commands(args: argparse.Namespace) -> None:
+    with checkouts(args.against) as trees:
+        print(f"load average {os.getloadavg()[0]:.1f}; {args.runs} runs each, alternating")
+        for command in COMMANDS:
+            times: dict[str, list[float]] = {label: [] for label in trees}
+            for i in range(args.warmup + args.runs):
+                for label, tree in trees.items():
+                    took = once(command, tree)
+                    if i >= args.warmup:
+                        times[label].append(took)
+            for label in trees:
+                print(line(f"{label}: connbench {' '.join(command)}", times[label]))
+        for label, tree in trees.items():
+            print(f"{label}: heavy modules imported by connbench.cli: {heavy_modules(tree)}")
 
 
 # --- the breakdown of a run (default) ------------------------------------------------------
@@ -195,14 +207,17 @@ def _timed_waits(watch: Stopwatch) -> Callable[[Any], Any]:
 # (key, shown as, what it is); sub-steps are indented under the step that holds them.
 STEPS = (
     ("stale temp dirs", "stale temp dirs", "tempdirs.remove_stale at start"),
+    ("fork server: start", "fork server: start", "spawned before the server, not waited for"),
     ("server: start", "server: start", "postgres.start until it yields"),
     ("cluster", "  cluster: initdb / copy", "a new cluster in the run's temp dir"),
     ("server: readiness wait", "  readiness wait", "spawned until it accepts a connection"),
     ("app: start", "app: start", "appserver.start until it yields"),
+    ("fork server: wait", "  fork server's imports", "waited for by the first app's start"),
     ("app: readiness wait", "  readiness wait", "spawned until ready: import, lifespan, detection"),
     ("warm-up + measure", "warm-up + measure", f"{WARMUP_S} s + {DURATION_S} s of load, drain"),
     ("app: stop", "app: stop", "leaving appserver.start"),
     ("server: stop", "server: stop", "leaving postgres.start (stop, temp dir removed)"),
+    ("fork server: stop", "fork server: stop", "its channel closed, the server stopped"),
     ("summarize", "stats: summarize", "a variant's figures from its histogram and samples"),
     ("result: save", "result: save", "runner._save"),
     ("show", "result: show", "the tables printed after the run (to a sink here)"),
@@ -215,6 +230,10 @@ def _one_run(output: Path) -> dict[str, float]:
     from connbench.analyse import stats
     from connbench.infra import appserver, postgres, procs, tempdirs
 
+    forkserver: Any = None
+    with contextlib.suppress(ImportError):  # before the fork server: its steps read as 0
+        from connbench.infra import forkserver
+
     watch = Stopwatch()
     with contextlib.ExitStack() as undo:
         _patch(tempdirs, "remove_stale", _timed(watch, "stale temp dirs"), undo)
@@ -226,6 +245,11 @@ def _one_run(output: Path) -> dict[str, float]:
         for attr in ("_wait_signal", "_wait_healthy"):
             _patch(appserver, attr, _timed(watch, "app: readiness wait"), undo)
         _patch(runner, "_measure", _timed(watch, "warm-up + measure"), undo)
+        if forkserver is not None:
+            server = forkserver.ForkServer
+            _patch(server, "start", _timed(watch, "fork server: start"), undo)
+            _patch(server, "_ready", _timed(watch, "fork server: wait"), undo)
+            _patch(server, "close", _timed(watch, "fork server: stop"), undo)
         _patch(runner, "_save", _timed(watch, "result: save"), undo)
         _patch(stats, "summarize", _timed(watch, "summarize"), undo)
         _patch(cli, "_show_run", _timed(watch, "show"), undo)
@@ -239,10 +263,13 @@ def _one_run(output: Path) -> dict[str, float]:
     return dict(watch.spent)
 
 
-def _wall(strategies: str, output: Path) -> float:
+def _wall(strategies: str, output: Path, tree: Path = ROOT) -> float:
     argv = [sys.executable, "-m", "connbench", *RUN_ARGS, "-s", strategies, "-o", str(output)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=ROOT)
+    subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=tree, env=env
+    )
     took = time.perf_counter() - start
     output.unlink(missing_ok=True)
     return took
@@ -309,12 +336,57 @@ def breakdown(args: argparse.Namespace) -> None:
     )
 
 
+def walls(args: argparse.Namespace) -> None:
+    """``--against REF`` without ``--commands``: the wall times alone, this checkout's and
+    REF's run by run in turn (ABAB...), so that both see the same machine; the overheads and
+    their paired differences."""
+    load = os.getloadavg()
+    print(
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; {os.cpu_count()} cores; "
+        f"{args.runs} runs each, alternating; medians"
+    )
+    load_s = DURATION_S + WARMUP_S
+    count = len(args.strategies.split(","))
+    with checkouts(args.against) as trees, tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        _wall("pool", out)  # unmeasured: the cluster cache, the page cache
+        overhead: dict[str, list[float]] = {label: [] for label in trees}
+        extra: dict[str, list[float]] = {label: [] for label in trees}
+        for _ in range(args.runs):
+            for label, tree in trees.items():
+                one = _wall("pool", out, tree) - load_s
+                two = _wall(args.strategies, out, tree) - count * load_s
+                overhead[label].append(one)
+                extra[label].append((two - one) / (count - 1))
+    for label in trees:
+        print(
+            f"{label}: overhead {statistics.median(overhead[label]):.2f} s "
+            f"(min {min(overhead[label]):.2f}, max {max(overhead[label]):.2f}; goal < "
+            f"{OVERHEAD_GOAL_S} s), each extra variant ({args.strategies}) "
+            f"{statistics.median(extra[label]):.2f} s (min {min(extra[label]):.2f}, "
+            f"max {max(extra[label]):.2f}; goal < {EXTRA_VARIANT_GOAL_S} s)"
+        )
+    if len(trees) == 2:
+        ref, this = trees
+        gain = [a - b for a, b in zip(overhead[ref], overhead[this], strict=True)]
+        gain_extra = [a - b for a, b in zip(extra[ref], extra[this], strict=True)]
+        print(
+            f"saved by this checkout, run by run: overhead {statistics.median(gain):.2f} s "
+            f"({', '.join(f'{g:.2f}' for g in gain)}), each extra variant "
+            f"{statistics.median(gain_extra):.2f} s ({', '.join(f'{g:.2f}' for g in gain_extra)})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--commands", action="store_true", help="time the quick commands")
     parser.add_argument("--runs", type=int, help="runs of each (default 5, --commands 20)")
     parser.add_argument("--warmup", type=int, default=3, help="--commands: unmeasured runs")
-    parser.add_argument("--against", help="--commands: a git ref to compare with (e.g. main)")
+    parser.add_argument(
+        "--against",
+        help="a git ref to compare with (e.g. main), run by run in turn: with --commands, the "
+        "quick commands; without, the wall times of the runs (no breakdown)",
+    )
     parser.add_argument(
         "--strategies", default="pool,connect", help="the multi-variant run (default pool,connect)"
     )
@@ -322,6 +394,9 @@ def main() -> None:
     if args.commands:
         args.runs = args.runs or 20
         commands(args)
+    elif args.against:
+        args.runs = args.runs or 5
+        walls(args)
     else:
         args.runs = args.runs or 5
         breakdown(args)

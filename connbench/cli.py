@@ -206,16 +206,20 @@ def _append_summary(path: Path | None, markdown: str) -> None:
 @options.declare(options.RUN)
 def run(**given: Any) -> None:
     """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
-    from connbench import runner
+    from connbench.infra import forkserver
     from connbench.model import files, scenario
     from connbench.present import progress
     from connbench.present import run as run_view
 
-    with _domain_errors():
+    with _domain_errors(), forkserver.early_closed():
         fmt = _format(given["format_"])
         every_s = _progress_interval(given["progress_every"])
         output: str | None = given["output"]  # a str until checked: Path() drops a trailing /
         chosen = scenario.build(given["scenario_file"], options.overrides(options.RUN, given))
+        if not given["check_only"]:  # its imports beside the runner's (see forkserver)
+            forkserver.start_early(chosen.variants())
+        from connbench import runner
+
         console = _console()
         notes = console if fmt == "table" else _console(stderr=True)
         if given["check_only"]:

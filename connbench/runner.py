@@ -40,6 +40,7 @@ from connbench.analyse import capacity, limits, paired, stats
 from connbench.apps import STRATEGIES
 from connbench.infra import (
     appserver,
+    forkserver,
     gitinfo,
     ledger,
     pgbouncer,
@@ -154,6 +155,8 @@ class _Run:
     interrupts: Interrupts
     tmp: Path
     on_progress: Callable[[Progress], None]
+    # Where the built-in strategies' apps are forked from (None: each starts cold).
+    forks: forkserver.ForkServer | None = None
     # Targets whose setup_sql has run (their database outlives the variants: once is enough).
     set_up: set[str] = field(default_factory=set)
     # What the check before measuring could not drop, by app: said with its first variant.
@@ -199,10 +202,11 @@ def execute(
         with Interrupts(reporter.note) as interrupts, ExitStack() as stack:
             tmp = tempdirs.make("run")
             stack.callback(tempdirs.remove, tmp)
+            forks = _fork_server(stack, variants, tmp, reporter)
             try:
                 with _server(scenario, run, reporter) as pg:
                     _warn_before(scenario, predictions, pg, reporter)
-                    context = _Run(pg, scenario, interrupts, tmp, reporter.progress)
+                    context = _Run(pg, scenario, interrupts, tmp, reporter.progress, forks)
                     failures = check_apps(context, reporter)  # before any minute is spent
                     if failures:
                         raise CheckFailed(_check_failed(failures))
@@ -240,6 +244,23 @@ def execute(
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         saved = _save(run, path, reporter, new_name=output is None, beside=beside)
     return run, saved
+
+
+def _fork_server(
+    stack: ExitStack, variants: list[Variant], tmp: Path, notes: Notes
+) -> forkserver.ForkServer | None:
+    """The fork server the built-in strategies' apps of one worker are forked from (see
+    :mod:`connbench.infra.forkserver`), stopped by ``stack``: the one the command line started
+    before it imported the runner, or one started now, before PostgreSQL, so that its imports
+    overlap the server's start. None when no app would be forked: own apps and several
+    workers start cold, as they really run."""
+    apps = forkserver.apps_of(variants)
+    if not apps:
+        return None
+    early = forkserver.take_early(apps, notes.warn, stack)  # the command line's, if it did
+    if early is not None:
+        return early
+    return stack.enter_context(forkserver.started(tmp / "forkserver.log", notes.warn, apps))
 
 
 def _gate_decided(run: RunResult, reporter: Reporter) -> bool:
@@ -513,9 +534,10 @@ def serve(
         with Interrupts(notes.note), ExitStack() as stack:
             tmp = tempdirs.make("serve")
             stack.callback(tempdirs.remove, tmp)
+            forks = _fork_server(stack, variants, tmp, notes)
             pg = stack.enter_context(_server(scenario, None, notes))
             route, app = stack.enter_context(
-                serving(pg, variant, scenario, tmp / "app.log", port=port)
+                serving(pg, variant, scenario, tmp / "app.log", port=port, forks=forks)
             )
             ready(pg, route, app)
             while app.exit_code() is None:
@@ -589,6 +611,7 @@ def serving(
     conn: psycopg.Connection[Any] | None = None,
     instrument: bool = False,
     port: int | None = None,
+    forks: forkserver.ForkServer | None = None,
 ) -> Iterator[tuple[pgbouncer.Route, appserver.App]]:
     """One variant's app serving on ``pg``: through PgBouncer when its topology says so. Both
     stop on the way out, in reverse order, even when the other did not come up.
@@ -614,7 +637,7 @@ def serving(
             instrument=instrument,
             port=port,  # serve --port; run always takes a free one
         )
-        with appserver.start(strategy, route.dsn, pg.table, config, log_path) as app:
+        with appserver.start(strategy, route.dsn, pg.table, config, log_path, forks) as app:
             yield route, app
 
 
@@ -795,6 +818,7 @@ class _Strategy:
                 log_path,
                 conn=self.control,
                 instrument=self.variant.workers == 1,
+                forks=self.run.forks,
             )
         )
         return app, route.bouncer

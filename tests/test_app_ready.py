@@ -1,7 +1,6 @@
 """An app is ready when its launcher says so (lifespan done, socket listening), not when a
 poll happens to get through; a start that hangs or fails still ends with its log's tail."""
 
-import subprocess
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -16,10 +15,8 @@ APPS = str(Path(__file__).parent / "apps")
 pytestmark = pytest.mark.integration
 
 
-def _serve(
-    target: str, log_path: Path
-) -> AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]:
-    def once(url: str, proc: subprocess.Popen[bytes]) -> None:
+def _serve(target: str, log_path: Path) -> AbstractContextManager[tuple[str, procs.Process]]:
+    def once(url: str, proc: procs.Process) -> None:
         if proc.poll() is not None:  # what connbench's own check says of an exited app
             procs.wait_until(lambda: False, what=url, timeout_s=1, proc=proc, log_path=log_path)
         # One request, no retry: it must be answered, lifespan done, the moment the wait ends.

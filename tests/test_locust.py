@@ -549,7 +549,7 @@ def test_remote_workers_with_the_token_file_join(tmp_path: Path) -> None:
         )  # fmt: skip
         worker.communicate(timeout=60)  # it exits when the run ends
     finally:
-        procs.stop_group(worker, signal.SIGTERM, 5.0)  # type: ignore[arg-type]
+        procs.stop_group(worker, signal.SIGTERM, 5.0)
     assert done.returncode == 0, done.stderr + done.stdout
     assert "remote workers need the token in" in " ".join(done.stdout.split())
     (result,) = results.load(out).results
@@ -622,7 +622,7 @@ def test_a_worker_with_a_wrong_token_is_refused_and_says_so(tmp_path: Path) -> N
         )  # fmt: skip
         _, said = worker.communicate(timeout=60)  # it goes, rather than retry for minutes
     finally:
-        procs.stop_group(worker, signal.SIGTERM, 5.0)  # type: ignore[arg-type]
+        procs.stop_group(worker, signal.SIGTERM, 5.0)
     assert done.returncode == 0, done.stderr + done.stdout
     assert worker.returncode == 1
     assert "the Locust master refused this worker" in said

@@ -56,7 +56,7 @@ class AppConfig:
 class App:
     strategy: Strategy
     url: str
-    proc: subprocess.Popen[bytes]
+    proc: procs.Process  # a Popen, or an app forked from the fork server
     log_path: Path
     instrumented: bool = False  # serves timing totals (AppConfig.instrument)
 
@@ -157,10 +157,17 @@ def uvicorn_argv(
 
 @contextmanager
 def start(
-    strategy: Strategy, dsn: str, table: str, config: AppConfig, log_path: Path
+    strategy: Strategy,
+    dsn: str,
+    table: str,
+    config: AppConfig,
+    log_path: Path,
+    forks: procs.Spawner | None = None,
 ) -> Iterator[App]:
     """Start the app on ``dsn`` (its DATABASE_URL), wait for ``GET /health``, yield it; stop
-    the process group on exit.
+    the process group on exit. With ``forks`` (the run's fork server), an app of one worker
+    is forked from it rather than started cold, when it can be (see
+    :mod:`connbench.infra.forkserver`).
 
     Raises :class:`~connbench.model.errors.ProcessError` with the log tail when uvicorn exits
     or does not answer within ``READY_TIMEOUT_S``.
@@ -190,6 +197,7 @@ def start(
         lambda url, proc: _wait_healthy(url, strategy, proc, log_path),
         port=config.port,
         ready_signal=signalled,
+        spawner=forks if signalled else None,
     ) as (url, proc):
         yield App(strategy, url, proc, log_path, instrumented=config.instrument)
 
@@ -200,11 +208,12 @@ def serve(
     env: dict[str, str],
     name: str,
     log_path: Path,
-    wait_ready: Callable[[str, subprocess.Popen[bytes]], None],
+    wait_ready: Callable[[str, procs.Process], None],
     port: int | None = None,
     strays: list[str] | None = None,
     ready_signal: bool = False,
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    spawner: procs.Spawner | None = None,
+) -> Iterator[tuple[str, procs.Process]]:
     """Run ``argv(port)`` on ``port`` (default: a free one) in its own process group until
     ``wait_ready(url, proc)`` returns; yield the URL and process, stop the group on exit (and
     what it left outside, named in ``strays``: see :class:`procs.Child`). A start that lost a
@@ -213,7 +222,7 @@ def serve(
     With ``ready_signal`` (``argv`` runs :mod:`connbench.infra.ready_uvicorn` or
     :mod:`connbench.infra.launch`, with one process),
     ``wait_ready`` is called once the launcher has said the app is ready, or has exited:
-    the app's own signal, not a poll, ends the wait."""
+    the app's own signal, not a poll, ends the wait. ``spawner``: see :class:`procs.Child`."""
     # A fixed port gets one attempt: retrying would not free it.
     attempts = BIND_ATTEMPTS if port is None else 1
     fixed = port
@@ -229,6 +238,7 @@ def serve(
             stop_timeout_s=STOP_TIMEOUT_S,
             strays=strays,
             pass_fds=(write_fd,) if ready_signal else (),
+            spawner=spawner,
         )
         try:
             try:
@@ -258,9 +268,7 @@ def serve(
                 os.close(read_fd)
 
 
-def _wait_signal(
-    read_fd: int, name: str, url: str, proc: subprocess.Popen[bytes], log_path: Path
-) -> None:
+def _wait_signal(read_fd: int, name: str, url: str, proc: procs.Process, log_path: Path) -> None:
     """Block until the launcher writes to the pipe that the app is ready, or the pipe closes
     without it (the process is exiting: wait for that, so that the readiness check which
     follows reports it with its log). Raises :class:`ProcessError` with the log tail when
@@ -282,9 +290,7 @@ def _wait_signal(
             proc.wait(timeout=max(0.0, READY_TIMEOUT_S - (time.monotonic() - started)))
 
 
-def _wait_healthy(
-    url: str, strategy: Strategy, proc: subprocess.Popen[bytes], log_path: Path
-) -> None:
+def _wait_healthy(url: str, strategy: Strategy, proc: procs.Process, log_path: Path) -> None:
     with httpx.Client(timeout=1.0) as client:
 
         def healthy() -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -312,7 +311,7 @@ def admin_connect(admin_dsn: str) -> psycopg.Connection[Any]:
     )
 
 
-def _wait_ready(admin_dsn: str, port: int, proc: subprocess.Popen[bytes], log_path: Path) -> str:
+def _wait_ready(admin_dsn: str, port: int, proc: procs.Process, log_path: Path) -> str:
     """Wait until the admin console answers; return PgBouncer's version."""
     version = ""
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from connbench.model import files
 from connbench.model.errors import BadInput, MissingDependency, ProcessError
@@ -35,7 +36,7 @@ LOG_TAIL_BYTES = 64 * 1024
 POLL_INTERVAL_S = 0.02
 
 
-def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # in the child, between fork and exec
+def die_with_parent(sig: int = signal.SIGTERM) -> None:  # in the child, between fork and exec
     """Have the kernel send ``sig`` to this child when its parent thread dies. ``sig`` is the
     child's own stop signal: SIGTERM is only a "smart" shutdown for PostgreSQL, which waits
     for its clients, so an orphaned server with an app still connected would never go."""
@@ -44,6 +45,40 @@ def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # in the child, betwee
         libc.prctl(_PR_SET_PDEATHSIG, sig)
     except Exception:  # noqa: BLE001 - best effort, Linux only
         pass
+
+
+class Process(Protocol):
+    """What connbench uses of a child process: a ``subprocess.Popen``, or an app forked from
+    the fork server (:class:`connbench.infra.forkserver.Forked`)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None:
+        """None while it runs; its exit code (negative: killed by that signal) once reaped."""
+        ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit code; raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+        ...
+
+
+class Spawner(Protocol):
+    """Starts a child some other way than ``Popen`` (the fork server), or declines (None)."""
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path | None,
+        log_path: Path,
+        pass_fds: Sequence[int],
+        stop_signal: int,
+    ) -> Process | None: ...
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> str:
@@ -127,9 +162,7 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def stop_group(
-    proc: subprocess.Popen[bytes], first_signal: int = signal.SIGTERM, timeout_s: float = 10.0
-) -> None:
+def stop_group(proc: Process, first_signal: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
     """Stop ``proc``'s whole process group: ``first_signal``, wait, SIGKILL, wait.
 
     Idempotent; never raises for a process that has already gone.
@@ -261,6 +294,7 @@ class Child:
         stop_signal: int = signal.SIGTERM,
         stop_timeout_s: float = 10.0,
         strays: list[str] | None = None,
+        spawner: Spawner | None = None,
     ) -> None:
         self.argv = list(argv)
         self.name = name
@@ -271,14 +305,16 @@ class Child:
         self.pass_fds = tuple(pass_fds)
         self.stop_signal = stop_signal
         self.stop_timeout_s = stop_timeout_s
-        self._proc: subprocess.Popen[bytes] | None = None
+        # Asked first to start the program (it may decline: then it is started here).
+        self.spawner = spawner
+        self._proc: Process | None = None
         self.tag = secrets.token_hex(8)  # in its environment and its descendants'
         # What :meth:`stop` found running outside the group, one line each ("killed ..." or
         # "could not stop ..."): appended to the caller's list, if it gave one.
         self.strays = strays if strays is not None else []
 
     @property
-    def proc(self) -> subprocess.Popen[bytes]:
+    def proc(self) -> Process:
         """The current process (the latest one :meth:`spawn` started)."""
         if self._proc is None:
             raise RuntimeError(f"{self.name}: not started")
@@ -291,10 +327,23 @@ class Child:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self) -> Process:
         """Start the program (again), in its own session, output appended to the log."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(f"{self.name}: child processes must be started on the main thread")
+        env = {**self.env, TAG_ENV: self.tag}
+        if self.spawner is not None and self.user is None:
+            forked = self.spawner.spawn(
+                self.argv,
+                env=env,
+                cwd=self.cwd,
+                log_path=self.log_path,
+                pass_fds=self.pass_fds,
+                stop_signal=self.stop_signal,
+            )
+            if forked is not None:
+                self._proc = forked
+                return forked
         log = files.open_log(self.log_path)  # 0600 if new: a log may quote a DSN
         try:
             self._proc = subprocess.Popen(
@@ -302,12 +351,12 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**self.env, TAG_ENV: self.tag},
+                env=env,
                 cwd=self.cwd,
                 user=self.user,
                 start_new_session=True,
                 pass_fds=self.pass_fds,
-                preexec_fn=functools.partial(_die_with_parent, self.stop_signal),
+                preexec_fn=functools.partial(die_with_parent, self.stop_signal),
             )
         except OSError as exc:
             raise ProcessError(
@@ -399,7 +448,7 @@ class _Wait:
         self,
         what: str,
         timeout_s: float,
-        proc: subprocess.Popen[bytes] | None,
+        proc: Process | None,
         log_path: Path | None,
     ) -> None:
         self.what, self.proc, self.log_path = what, proc, log_path
@@ -427,7 +476,7 @@ def wait_until(
     *,
     what: str,
     timeout_s: float,
-    proc: subprocess.Popen[bytes] | None = None,
+    proc: Process | None = None,
     log_path: Path | None = None,
     interval_s: float = 0.05,
 ) -> None:
@@ -486,7 +535,7 @@ async def wait_until_async(
     *,
     what: str,
     timeout_s: float,
-    proc: subprocess.Popen[bytes] | None = None,
+    proc: Process | None = None,
     log_path: Path | None = None,
     interval_s: float = 0.05,
 ) -> None:

@@ -91,7 +91,7 @@ class Served:
 
     spec: AppSpec
     base_url: str
-    proc: subprocess.Popen[bytes] | None = None  # None: a target, not ours
+    proc: procs.Process | None = None  # None: a target, not ours
     log_path: Path | None = None
     instrumented: bool = False
     answers: tuple[str, ...] = ()  # the probe's: one request of each kind, answered 2xx
@@ -306,7 +306,7 @@ def start(spec: AppSpec, db: AppDatabase, workers: int, log_path: Path) -> Itera
 
     answers: list[str] = []
 
-    def ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    def ready(url: str, proc: procs.Process) -> None:
         answers.extend(probe(spec, url, proc=proc, log_path=log_path))
 
     strays: list[str] = []
@@ -435,7 +435,7 @@ def probe(
     spec: AppSpec,
     base_url: str,
     *,
-    proc: subprocess.Popen[bytes] | None = None,
+    proc: procs.Process | None = None,
     log_path: Path | None = None,
 ) -> list[str]:
     """Wait until the app answers: ``ready_path`` (if any) with a 2xx, then one request of
