@@ -192,3 +192,27 @@ def test_the_cache_holds_no_password_and_a_copy_is_used_next(cache: Path) -> Non
         assert conninfo_to_dict(second.dsn)["password"] != password
     # The same entry served the second run (not rebuilt).
     assert os.stat(cache / entry / clusters.STAMP).st_mtime_ns == stamp
+
+
+def test_the_cache_keeps_the_most_recently_used_entries_only(cache: Path, tmp_path: Path) -> None:
+    # Each virtualenv's PostgreSQL build is a key of its own: without a bound, a CI job that
+    # makes a virtualenv per revision would add 40 MB to the cache every time.
+    source = tmp_path / "source"
+    (source / "base").mkdir(parents=True)
+    (source / "base" / "1").write_text("page")
+    names = [clusters.key(str(i)) for i in range(clusters.KEEP)]
+    for age, name in enumerate(names):
+        clusters.store(name, source)
+        os.utime(cache / name, (1000.0 + age, 1000.0 + age))
+    assert set(_entries(cache)) == set(names)  # as many as it keeps: none removed
+    assert clusters.take(names[0], tmp_path / "copy", None)  # the oldest, used again: kept
+    stale = cache / f"{clusters.BUILD_PREFIX}killed"
+    stale.mkdir()
+    os.utime(stale, (1.0, 1.0))
+    fresh = cache / f"{clusters.BUILD_PREFIX}building"
+    fresh.mkdir()  # another run's build in progress: left alone
+    newer = [clusters.key("newer"), clusters.key("newest")]
+    for name in newer:
+        clusters.store(name, source)
+    assert set(_entries(cache)) == {names[0], names[-1], *newer}
+    assert not stale.exists() and fresh.exists()

@@ -16,6 +16,12 @@ ours with another mode is removed and made again. A cluster is copied out of it 
 completely written (its stamp names its key) and holds nothing but directories and regular
 files that we own; else it is removed and rebuilt. Two runs at once each copy for themselves;
 two that both build publish the first one's (a rename, which never replaces a directory).
+
+Bounded: each virtualenv's PostgreSQL build is a key of its own (about 40 MB), and a CI job
+that makes a virtualenv per revision makes new ones every time. Storing an entry removes all
+but the :data:`KEEP` most recently used (a copy taken marks its entry used), and a build that
+a killed run left half-written once it is an hour old. A run copying from an entry that is
+removed meanwhile makes its cluster with initdb instead.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 from connbench.model import files
@@ -37,6 +44,8 @@ BUILD_PREFIX = ".build-"
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 1 << 24
+KEEP = 4  # entries kept: the most recently used
+STALE_BUILD_S = 3600.0  # a half-written build older than this was left by a killed run
 
 
 class Damaged(Exception):
@@ -165,6 +174,33 @@ def store(name: str, data: Path) -> None:
         pass
     finally:
         shutil.rmtree(build, ignore_errors=True)
+    evict(top)
+
+
+def evict(top: Path, keep: int = KEEP) -> list[str]:
+    """Remove all but the ``keep`` most recently used entries under ``top``, and builds left
+    half-written over :data:`STALE_BUILD_S` ago; only directories we own. Returns the names
+    removed; never raises."""
+    entries: list[tuple[float, str]] = []
+    removed: list[str] = []
+    now = time.time()
+    try:
+        with os.scandir(top) as found:
+            for item in found:
+                st = item.stat(follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                    continue
+                if item.name.startswith("pg-"):
+                    entries.append((st.st_mtime, item.name))
+                elif item.name.startswith(BUILD_PREFIX) and now - st.st_mtime > STALE_BUILD_S:
+                    removed.append(item.name)
+    except OSError:
+        return []
+    entries.sort(reverse=True)
+    removed += [name for _, name in entries[keep:]]
+    for name in removed:
+        shutil.rmtree(top / name, ignore_errors=True)  # rmtree never follows a symlink inside
+    return removed
 
 
 def take(name: str, dest: Path, owner: files.Owner | None) -> bool:
@@ -175,6 +211,7 @@ def take(name: str, dest: Path, owner: files.Owner | None) -> bool:
     if source is None:
         return False
     try:
+        os.utime(source.parent)  # used: the last to be evicted
         copy_tree(source, dest, owner)
     except Damaged:
         forget(name)
