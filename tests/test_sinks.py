@@ -378,6 +378,8 @@ ALLOWED = {
     ("connbench/measure/calibrate.py", "script.write_text("),
     ("connbench/measure/locust_engine.py", "file.write_text("),
     ("connbench/infra/launch.py", "print(FAILED + message"),
+    # A forked app's sys.exit("message"), said on its own stderr (its log) as Python would.
+    ("connbench/infra/forkserver.py", "print(value, file=sys.stderr)"),
     ("connbench/infra/userapp.py", "\"print(' '.join(missing) or '-', sys.prefix)\""),  # code
 }
 
