@@ -7,9 +7,11 @@ test time; the browser is the distribution's ``chromium`` (scripts/install-chrom
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -143,14 +145,23 @@ def chromium(executable: str) -> Iterator[str]:
         port = port_file.read_text().split()[0]
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
+        # The whole session: the browser's own children (its network service among them)
+        # outlive a signal to the browser alone and write into the profile after it is gone,
+        # which left a profile directory in /tmp behind every test run.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the session
         log.close()
         shutil.rmtree(profile, ignore_errors=True)
+        if profile.exists():  # a child still exiting wrote into it: once more
+            time.sleep(0.5)
+            shutil.rmtree(profile, ignore_errors=True)
         Path(log.name).unlink(missing_ok=True)
 
 
