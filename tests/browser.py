@@ -7,11 +7,9 @@ test time; the browser is the distribution's ``chromium`` (scripts/install-chrom
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import tempfile
@@ -25,6 +23,8 @@ from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
+
+from connbench.infra import procs, tempdirs
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # As root in a container: no sandbox, no GPU; and nothing the browser would fetch on its own
@@ -147,21 +147,11 @@ def chromium(executable: str) -> Iterator[str]:
     finally:
         # The whole session: the browser's own children (its network service among them)
         # outlive a signal to the browser alone and write into the profile after it is gone,
-        # which left a profile directory in /tmp behind every test run.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the session
+        # which left a profile directory in /tmp behind every test run. connbench's own stop
+        # (the group, then SIGKILL for stragglers) and removal (once more if written into).
+        procs.stop_group(proc, timeout_s=10)
         log.close()
-        shutil.rmtree(profile, ignore_errors=True)
-        if profile.exists():  # a child still exiting wrote into it: once more
-            time.sleep(0.5)
-            shutil.rmtree(profile, ignore_errors=True)
+        tempdirs.remove(profile)
         Path(log.name).unlink(missing_ok=True)
 
 
