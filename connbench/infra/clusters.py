@@ -41,6 +41,7 @@ CACHE_ENV = "CONNBENCH_CACHE_DIR"
 FORMAT = 1  # bump when what a cached cluster must hold changes: older entries are not used
 STAMP = "complete"  # written last, holding the key: an entry without it is half-written
 BUILD_PREFIX = ".build-"
+ENTRY_PREFIX = "pg-"  # every entry's name (see key): what evict() may remove
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 1 << 24
@@ -66,7 +67,7 @@ def key(*parts: str) -> str:
     """The entry name for a cluster made by ``parts`` (the server's version line, its
     binaries' identity, initdb's options): a digest, so no part needs escaping."""
     digest = hashlib.sha256("\0".join((f"format {FORMAT}", *parts)).encode()).hexdigest()
-    return f"pg-{digest[:24]}"
+    return f"{ENTRY_PREFIX}{digest[:24]}"
 
 
 def _private(st: os.stat_result) -> bool:
@@ -190,7 +191,7 @@ def evict(top: Path, keep: int = KEEP) -> list[str]:
                 st = item.stat(follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
                     continue
-                if item.name.startswith("pg-"):
+                if item.name.startswith(ENTRY_PREFIX):
                     entries.append((st.st_mtime, item.name))
                 elif item.name.startswith(BUILD_PREFIX) and now - st.st_mtime > STALE_BUILD_S:
                     removed.append(item.name)
