@@ -31,7 +31,7 @@ HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 HELP_GROUPS: dict[str, tuple[str, ...]] = {
     "Load": (
         "--strategy", "--concurrency", "--duration", "--warmup", "--timeout", "--rate",
-        "--repeat", "--engine", "--fault",
+        "--repeat", "--slices", "--engine", "--fault",
     ),
     "Pool and server": (
         "--pool-min", "--pool-max", "--workers", "--topology", "--pgbouncer-pool-size",
@@ -423,6 +423,19 @@ RUN: tuple[Opt, ...] = (
             show_default=False,
         ),
         key="repeat",
+    ),
+    Opt(
+        "slices",
+        str | None,
+        typer.Option(
+            metavar=INT,
+            help="With --repeat: each round starts every --app at once and takes the load in "
+            "turns between them, INT turns a side of --duration/INT measured seconds each "
+            "(A B A B ...): a neighbour's burst lands on both sides, not one. Own apps only "
+            f"(default: {defaults.SLICES}, one side after the other).",
+            show_default=False,
+        ),
+        key="slices",
     ),
     Opt(
         "max_rounds",

@@ -49,7 +49,7 @@ from connbench.infra import (
     tempdirs,
     userapp,
 )
-from connbench.measure import calibrate, load, measuring, sampler, watchdog
+from connbench.measure import calibrate, load, measuring, sampler, turns, watchdog
 from connbench.measure.load import Progress
 from connbench.model import files, results
 from connbench.model.appspec import AppSpec
@@ -188,7 +188,6 @@ def execute(
     variants = scenario.variants()  # once: the plan, the warnings and the predictions
     # An own app's pattern is its own: nothing to predict.
     predictions = {v: _predict(v, scenario) for v in variants if v.kind == "strategy"}
-    plan = round_plan(variants, scenario.repeat)
     if scenario.sequential:
         paired.check_budget(scenario.repeat, float(scenario.gate.get("alpha", 0.05)))
     for own in scenario.app:
@@ -212,25 +211,8 @@ def execute(
                         raise CheckFailed(_check_failed(failures))
                     if calibrate_first:
                         run.calibration = _calibrate(pg, scenario, reporter)
-                    for index, (repeat, position, variant) in enumerate(plan, 1):
-                        _ensure_server(pg, reporter)
-                        label = variant.key  # every progress line names its variant
-                        if scenario.repeat > 1:
-                            label += f" #{repeat + 1}"
-                        total_s = scenario.warmup_s + scenario.duration_s
-                        reporter.strategy_started(label, index, len(plan), total_s)
-                        subject = _subject(context, variant, predictions)
-                        result = _run_one(context, variant, repeat, subject)
-                        if result.variant.app is not None:
-                            result.variant.app.git = app_commits.get(subject.name)
-                        result.position = position
-                        run.results.append(result)
-                        reporter.strategy_finished(result)
-                        if interrupts.count:
-                            raise KeyboardInterrupt
-                        if scenario.sequential and position == len(variants) - 1:
-                            if _gate_decided(run, reporter):
-                                break
+                    steps = _Steps(run, variants, predictions, app_commits, reporter)
+                    (_turn_rounds if scenario.slices > 1 else _one_by_one)(context, steps)
             except (KeyboardInterrupt, asyncio.CancelledError):
                 run.interrupted = True
             except psycopg.Error as exc:  # the server refused or went away between the steps
@@ -244,6 +226,84 @@ def execute(
         run.limits = [LimitRecord(**asdict(v)) for v in limits.check(scenario.fail_if, run.summary)]
         saved = _save(run, path, reporter, new_name=output is None, beside=beside)
     return run, saved
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """What the rounds of a run add to and tell: the result, and what each variant needs."""
+
+    run: RunResult
+    variants: list[Variant]
+    predictions: dict[Variant, capacity.Prediction]  # the built-in strategies'
+    app_commits: dict[str, GitCheckout]
+    reporter: Reporter
+
+
+def _one_by_one(context: _Run, steps: _Steps) -> None:
+    """Every variant of every round in turn (:func:`round_plan`), each app started for its
+    own window; with ``--repeat auto``, until the gate decides. Raises KeyboardInterrupt
+    after the variant Ctrl-C cut short."""
+    scenario, variants, reporter = context.scenario, steps.variants, steps.reporter
+    plan = round_plan(variants, scenario.repeat)
+    for index, (repeat, position, variant) in enumerate(plan, 1):
+        _ensure_server(context.pg, reporter)
+        total_s = scenario.warmup_s + scenario.duration_s
+        reporter.strategy_started(_label(variant, repeat, scenario), index, len(plan), total_s)
+        subject = _subject(context, variant, steps.predictions)
+        result = _run_one(context, variant, repeat, subject)
+        _record(steps, result, subject, position)
+        if context.interrupts.count:
+            raise KeyboardInterrupt
+        if scenario.sequential and position == len(variants) - 1:
+            if _gate_decided(steps.run, reporter):
+                return
+
+
+def _turn_rounds(context: _Run, steps: _Steps) -> None:
+    """The rounds of a sliced run (``--slices``), each one :func:`_run_turns`, the order
+    reversed every other round as :func:`round_plan` does; with ``--repeat auto``, until the
+    gate decides. Raises KeyboardInterrupt after the round Ctrl-C cut short."""
+    scenario, variants, reporter = context.scenario, steps.variants, steps.reporter
+    for repeat in range(scenario.repeat):
+        _ensure_server(context.pg, reporter)
+        order = variants if repeat % 2 == 0 else variants[::-1]
+        label = " / ".join(v.key for v in order) + " in turns"
+        if scenario.repeat > 1:
+            label += f" #{repeat + 1}"
+        each_s = scenario.duration_s + scenario.slices * turns.REWARM_S
+        total_s = scenario.warmup_s + len(order) * each_s
+        reporter.strategy_started(label, repeat + 1, scenario.repeat, total_s)
+        subjects: list[Subject] = [_UserApp(context, v, _own(scenario, v)) for v in order]
+        outcomes = _run_turns(context, order, repeat, subjects)
+        for position, (variant, subject, result) in enumerate(
+            zip(order, subjects, outcomes, strict=True)
+        ):
+            # Told one by one once the round is over (no progress of its own: total 0).
+            reporter.strategy_started(_label(variant, repeat, scenario), position, len(order), 0)
+            _record(steps, result, subject, position)
+        if context.interrupts.count:
+            raise KeyboardInterrupt
+        if scenario.sequential and _gate_decided(steps.run, reporter):
+            return
+
+
+def _label(variant: Variant, repeat: int, scenario: Scenario) -> str:
+    """What every progress line of a variant's window names it by."""
+    return variant.key + (f" #{repeat + 1}" if scenario.repeat > 1 else "")
+
+
+def _record(steps: _Steps, result: StrategyResult, subject: Subject, position: int) -> None:
+    if result.variant.app is not None:
+        result.variant.app.git = steps.app_commits.get(subject.name)
+    result.position = position
+    steps.run.results.append(result)
+    steps.reporter.strategy_finished(result)
+
+
+def _own(scenario: Scenario, variant: Variant) -> AppSpec:
+    spec = scenario.own_app(variant.strategy)
+    assert spec is not None, "a sliced run's variants are own apps (scenario checks)"
+    return spec
 
 
 def _fork_server(
@@ -748,27 +808,128 @@ def _run_one(run: _Run, variant: Variant, repeat: int, subject: Subject) -> Stra
                         f"restarted or stopped): {first_line(exc)}"
                     )
     except ProcessError as exc:
-        failed = not_measured("failed", redact(str(exc)) + subject.failure_details(log_path))
-        failed.warnings += subject.leftovers()
-        return failed
+        return _not_started(subject, repeat, exc, log_path)
+    outcome = _Outcome(measured, death, died, app_log, lost)
+    return _result(subject, repeat, outcome, log_path, bouncer)
+
+
+def _not_started(
+    subject: Subject, repeat: int, exc: ProcessError, log_path: Path
+) -> StrategyResult:
+    """The variant whose app (or PgBouncer) did not come up: failed, with the cause."""
+    failed = StrategyResult(
+        strategy=subject.name,
+        variant=subject.record,
+        repeat=repeat,
+        status="failed",
+        failure=redact(str(exc)) + subject.failure_details(log_path),
+    )
+    failed.warnings += subject.leftovers()
+    return failed
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one variant's window measured, and what went wrong around it."""
+
+    measured: stats.Measurement
+    death: watchdog.Death | None  # the child that died during the window
+    died: int | None  # the app's exit code once it was stopped (None: it ran until then)
+    app_log: str
+    lost: str | None  # connbench's own session was cut before it could count
+
+
+def _result(
+    subject: Subject,
+    repeat: int,
+    outcome: _Outcome,
+    log_path: Path,
+    bouncer: pgbouncer.PgBouncer | None = None,
+) -> StrategyResult:
+    """The variant's result from what it measured; failed (what was measured until then kept)
+    when a child died or the count was lost."""
+    death, died = outcome.death, outcome.died
     result = stats.summarize(
         subject.name,
         subject.record,
-        measured,
+        outcome.measured,
         repeat=repeat,
         predicted=subject.predicted,
         pgbouncer=bouncer.describe() if bouncer is not None else None,
     )
-    failure = str(death) if death is not None else lost
+    failure = str(death) if death is not None else outcome.lost
     if failure is None and died is not None:  # after the watchdog's last look: in the drain
         failure = f"{watchdog.CHILDREN['app']} {procs.describe_exit(died)} during the run"
     if failure is not None:
         # Failed, with what was measured until then kept in the result.
         result.status, result.failure = "failed", failure
     if (death is not None and death.child == "app") or died is not None:
-        result.warnings.append(f"the app's log:\n{redact(app_log)}")
+        result.warnings.append(f"the app's log:\n{redact(outcome.app_log)}")
     result.warnings += subject.warnings(log_path, failed=failure is not None)
     return result
+
+
+def _run_turns(
+    run: _Run, order: list[Variant], repeat: int, subjects: list[Subject]
+) -> list[StrategyResult]:
+    """One sliced round (``--slices``): every variant's app started, the load in turns
+    between them (see :func:`measuring.measure_turns`), every app stopped, then each one's
+    sessions and rows counted; a result per variant, in ``order``. An app that does not
+    come up fails its variant; the others take their turns without it."""
+    results: dict[int, StrategyResult] = {}
+    logs = {}
+    for index, subject in enumerate(subjects):
+        unavailable = subject.unavailable()
+        if unavailable:
+            results[index] = StrategyResult(
+                strategy=subject.name,
+                variant=subject.record,
+                repeat=repeat,
+                status="unavailable",
+                failure=unavailable,
+            )
+        logs[index] = run.tmp / f"{subject.name}-{len(list(run.tmp.iterdir())) + index}.log"
+    with ExitStack() as stack:
+        apps: dict[int, RunningApp] = {}
+        with ExitStack() as app_stack:
+            for index, subject in enumerate(subjects):
+                if index in results:
+                    continue
+                try:
+                    subject.open(stack)
+                    with ExitStack() as one:
+                        app, _ = subject.start(one, logs[index])
+                        app_stack.enter_context(one.pop_all())
+                    apps[index] = app
+                except ProcessError as exc:
+                    results[index] = _not_started(subject, repeat, exc, logs[index])
+            sides = [
+                measuring.Side(apps[i], order[i], subjects[i].spec, subjects[i].database)
+                for i in apps
+            ]
+            measured = []
+            if sides:
+                measured = measuring.measure_turns(
+                    sides, run.pg, run.scenario, run.interrupts, run.on_progress
+                )
+            outcomes = {
+                i: (measurement, death, apps[i].exit_code(), apps[i].log_tail())
+                for i, (measurement, death) in zip(apps, measured, strict=True)
+            }
+        # Every app stopped: each one's sessions are closed, and counted now.
+        for i, (measurement, death, died, app_log) in outcomes.items():
+            lost = None
+            if death is None or death.child != "postgres":
+                try:
+                    measurement = subjects[i].count(measurement)
+                except psycopg.Error as exc:
+                    lost = (
+                        "PostgreSQL cut connbench's own session during the run (it crashed, "
+                        f"restarted or stopped): {first_line(exc)}"
+                    )
+            outcome = _Outcome(measurement, death, died, app_log, lost)
+            results[i] = _result(subjects[i], repeat, outcome, logs[i])
+    return [results[i] for i in range(len(subjects))]
 
 
 @dataclass

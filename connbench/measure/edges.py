@@ -42,6 +42,8 @@ class Edges:
     client: httpx.AsyncClient
     seen: dict[str, Edge] = field(default_factory=dict)
     reads: dict[str, asyncio.Task[dict[str, Any] | None]] = field(default_factory=dict)
+    # A sliced round: each turn's (start, end), whose CPU is this side's (see load.run).
+    turns: list[tuple[Edge, Edge]] = field(default_factory=list)
 
     def processes(self) -> dict[str, int | None]:
         # Read at each edge: a restart gives PostgreSQL a new process.
@@ -55,7 +57,15 @@ class Edges:
         cpu = {label: sampler.tree_cpu_s(pid) for label, pid in pids.items()}
         if self.pg.cpu_s is not None:  # a container: its cgroup, not a process tree of ours
             cpu["postgres"] = self.pg.cpu_s()
-        self.seen[name] = Edge(cpu, pids, time.perf_counter())
+        edge = Edge(cpu, pids, time.perf_counter())
+        if name == "turn-start":
+            self.seen[name] = edge
+            return
+        if name == "turn-end":
+            if "turn-start" in self.seen:
+                self.turns.append((self.seen.pop("turn-start"), edge))
+            return
+        self.seen[name] = edge
         if self.app.instrumented:  # the app's timing totals at this edge, read meanwhile
             self.reads[name] = asyncio.get_running_loop().create_task(
                 self.app.read_stats(self.client)
@@ -64,22 +74,29 @@ class Edges:
             self.injector.arm()
 
     def cpu_percent(self) -> dict[str, float | None]:
-        return cpu_percent(self.processes(), self.seen)
+        if self.turns:  # a sliced round: over this side's turns, not the others' between
+            return cpu_percent(self.processes(), self.turns)
+        if "start" not in self.seen or "end" not in self.seen:
+            return {label: None for label in self.processes()}
+        return cpu_percent(self.processes(), [(self.seen["start"], self.seen["end"])])
 
 
 def cpu_percent(
-    processes: dict[str, int | None], edges: dict[str, Edge]
+    processes: dict[str, int | None], spans: list[tuple[Edge, Edge]]
 ) -> dict[str, float | None]:
-    """% of one core used by each process tree over the measured window (None: unknown)."""
-    if "start" not in edges or "end" not in edges:
-        return {label: None for label in processes}
-    start, end = edges["start"], edges["end"]
-    wall = end.t_s - start.t_s
+    """% of one core used by each process tree over the measured window, made of ``spans``
+    (one, or a sliced round's turns), from their CPU and wall time summed (None: unknown)."""
     out: dict[str, float | None] = {}
+    wall = sum(end.t_s - start.t_s for start, end in spans)
     for label in processes:
-        a, b = start.cpu_s.get(label), end.cpu_s.get(label)
-        if a is None or b is None or wall <= 0 or start.pids.get(label) != end.pids.get(label):
-            out[label] = None
+        used = 0.0
+        for start, end in spans:
+            a, b = start.cpu_s.get(label), end.cpu_s.get(label)
+            if a is None or b is None or start.pids.get(label) != end.pids.get(label):
+                break
+            used += b - a
         else:
-            out[label] = round(100 * (b - a) / wall, 1)
+            out[label] = round(100 * used / wall, 1) if wall > 0 else None
+            continue
+        out[label] = None
     return out

@@ -146,11 +146,16 @@ class Slot:
         # The hot path (with the reply's): one clock read, no call it can do without.
         window = self.window
         now = window.clock()
-        if now >= window.end_ns or window.stop.is_set():  # window.accepting(), inlined
-            if self.period_ns:
-                self.k -= 1  # taken from the schedule, never sent
-            self.finish()
-            return
+        if now >= window.edge_ns or window.stop.is_set():  # window.accepting(), inlined
+            resume = window.resume(now)  # a sliced round's next turn (see window.TurnWindow)
+            if resume is None:
+                if self.period_ns:
+                    self.k -= 1  # taken from the schedule, never sent
+                self.finish()
+                return
+            if resume > now:  # another side's turn: this slot waits for its own
+                self.loop.call_later((resume - now) / 1e9, self._send)
+                return
         self.due = due
         window.sent += 1
         self.started = now

@@ -31,6 +31,7 @@ from hdrh.histogram import HdrHistogram
 from connbench.measure import httptools_engine
 from connbench.measure.httptools_engine import ends_at_close
 from connbench.measure.mix import Mix, request_bytes, weighted_order, wire_bytes
+from connbench.measure.turns import Turns
 from connbench.measure.window import (
     BUCKET_NS,
     LATENCY_DIGITS,
@@ -42,6 +43,7 @@ from connbench.measure.window import (
     LoadConfig,
     RawLoad,
     Second,
+    TurnWindow,
     Window,
     classify,
     fill,
@@ -116,6 +118,7 @@ async def run(
     on_progress: Callable[[Progress], None] | None = None,
     on_edge: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    turns: Turns | None = None,
 ) -> RawLoad:
     """Drive ``config.concurrency`` closed-loop users at ``url``: warm-up, window, drain.
 
@@ -124,16 +127,28 @@ async def run(
     measured window's edges (to read other processes' CPU at the same instants). Setting
     ``stop`` ends the run early: no new requests are sent, those in flight are awaited, and
     the result is marked ``interrupted`` with the window cut where it stopped.
+
+    ``turns``: one side of a sliced round (see :mod:`connbench.measure.turns`; the httptools
+    engine, closed loop): the load is sent in that side's turns only, the window is their
+    measured parts, and ``on_edge("turn-start")``, ``on_edge("turn-end")`` are called at each
+    turn's edges, where the CPU shares are read (``start`` and ``end`` are then the first
+    turn's start and the last one's end).
     """
     stop = stop or asyncio.Event()
     engine = _engine(config)
-    window = Window(config, stop)
+    if turns is not None and (config.engine != "httptools" or config.rate_rps):
+        raise ValueError("a sliced round needs the httptools engine and the closed loop")
+    window = Window(config, stop) if turns is None else TurnWindow(config, stop, turns)
     cpu_marks: dict[str, tuple[float, float]] = {}
+    turn_cpu = _TurnCpu()
 
     def mark(name: str) -> None:
-        if name in cpu_marks:
+        if name.startswith("turn-"):
+            turn_cpu.mark(name)
+        elif name in cpu_marks:
             return
-        cpu_marks[name] = (time.process_time(), time.thread_time())
+        else:
+            cpu_marks[name] = (time.process_time(), time.thread_time())
         if name == "end":
             window.in_flight_at_end = sum(1 for slot in window.slots if slot.started)
         if on_edge is not None:
@@ -151,10 +166,21 @@ async def run(
             mark("end")
 
     loop = asyncio.get_running_loop()
-    timers = [
-        loop.call_at(loop.time() + config.warmup_s, mark, "start"),
-        loop.call_at(loop.time() + config.warmup_s + config.duration_s, mark, "end"),
-    ]
+
+    def at(t_ns: int, name: str) -> asyncio.TimerHandle:
+        return loop.call_at(loop.time() + (t_ns - window.clock()) / 1e9, mark, name)
+
+    if turns is None:
+        timers = [
+            loop.call_at(loop.time() + config.warmup_s, mark, "start"),
+            loop.call_at(loop.time() + config.warmup_s + config.duration_s, mark, "end"),
+        ]
+    else:
+        edges = turns.turns()
+        timers = [at(edges[0][0], "start")]
+        for start_ns, end_ns in edges:
+            timers += [at(start_ns, "turn-start"), at(end_ns, "turn-end")]
+        timers.append(at(edges[-1][1], "end"))
     helpers = [
         asyncio.create_task(_report(window, on_progress)),
         asyncio.create_task(stopper()),
@@ -177,7 +203,38 @@ async def run(
             task.cancel()
         for timer in timers:
             timer.cancel()
-    return _raw(config, window, cpu_marks, interrupted=stop.is_set())
+    raw = _raw(config, window, cpu_marks, interrupted=stop.is_set())
+    if turns is not None:
+        # The generator's CPU in its side's turns, at the rate it was used there: the CPU
+        # between the first turn's start and the last one's end served every side.
+        raw.cpu_process_s, raw.cpu_loop_s = turn_cpu.over(raw.window_s)
+    return raw
+
+
+class _TurnCpu:
+    """This process's CPU (all threads, and the loop's thread) summed over a side's turns."""
+
+    def __init__(self) -> None:
+        self.started: tuple[float, float, float] | None = None
+        self.process_s = self.thread_s = self.wall_s = 0.0
+
+    def mark(self, name: str) -> None:
+        now = (time.process_time(), time.thread_time(), time.perf_counter())
+        if name == "turn-start":
+            self.started = now
+        elif self.started is not None:
+            process, thread, wall = (b - a for a, b in zip(self.started, now, strict=True))
+            self.process_s += process
+            self.thread_s += thread
+            self.wall_s += wall
+            self.started = None
+
+    def over(self, window_s: float) -> tuple[float, float]:
+        """(process, loop thread) CPU seconds at the turns' rate, over ``window_s``."""
+        if self.wall_s <= 0:
+            return 0.0, 0.0
+        scale = window_s / self.wall_s
+        return self.process_s * scale, self.thread_s * scale
 
 
 async def _report(window: Window, on_progress: Callable[[Progress], None] | None) -> None:
@@ -202,7 +259,8 @@ def _raw(
     """What the window counted, with the generator's CPU between the window's edges."""
     raw = RawLoad(config=config, histogram=new_histogram())
     raw.interrupted = interrupted
-    raw.window_start_ns, raw.window_end_ns = window.start_ns, max(window.start_ns, window.end_ns)
+    raw.window_start_ns = window.start_ns
+    raw.window_end_ns = window.start_ns + window.measured_ns
     raw.window_s = (raw.window_end_ns - raw.window_start_ns) / 1e9
     if "start" in cpu_marks and "end" in cpu_marks:
         raw.cpu_process_s = cpu_marks["end"][0] - cpu_marks["start"][0]

@@ -10,8 +10,9 @@ modules of their own. This one runs them together and hands back what they saw.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import replace
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import httpx
@@ -21,6 +22,7 @@ from connbench.measure import engines, faults, load, sampler, watchdog
 from connbench.measure.edges import STATS_TIMEOUT_S, Edges
 from connbench.measure.load import Progress
 from connbench.measure.measurement import Measurement
+from connbench.measure.turns import Turns
 from connbench.model.appspec import AppSpec
 from connbench.model.scenario import Scenario, Variant
 
@@ -93,6 +95,109 @@ def measure(
             app_stats=(app_stats.get("start"), app_stats.get("end")),
         )
         return measured, deaths[0] if deaths else None
+
+    with load.new_runner() as runner:
+        return runner.run(main())
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a sliced round: its app (started), its variant, requests and database."""
+
+    app: appserver.App | userapp.Served
+    variant: Variant
+    spec: AppSpec | None
+    database: str | None
+
+
+def measure_turns(
+    sides: Sequence[Side],
+    pg: postgres.Postgres,
+    scenario: Scenario,
+    signals: Signals,
+    on_progress: Callable[[Progress], None],
+) -> list[tuple[Measurement, watchdog.Death | None]]:
+    """A sliced round (``--slices``, see :mod:`connbench.measure.turns`): every side's app is
+    up, the load takes turns between them, ``scenario.slices`` turns a side in ``sides``'
+    order; what each side measured in its turns, as :func:`measure` gives it for one variant
+    (its server samples and CPU shares over its own turns only, on its window's time line).
+
+    A child that dies stops the whole round, as in :func:`measure`; each side is told of the
+    deaths its watchdog saw (the app is its own, PostgreSQL everyone's). ``on_progress``
+    hears the first side's clock with every side's counts."""
+
+    async def main() -> list[tuple[Measurement, watchdog.Death | None]]:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals.attach(loop, stop)
+        plans = Turns.plan(
+            time.perf_counter_ns(),
+            scenario.warmup_s,
+            scenario.duration_s,
+            scenario.slices,
+            len(sides),
+        )
+        samples = [sampler.Samples() for _ in sides]
+        edges = [
+            Edges(side.app, pg, None, None, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
+            for side in sides
+        ]
+        deaths: list[list[watchdog.Death]] = [[] for _ in sides]
+        watchers = []
+        for side, kept, edge, died in zip(sides, samples, edges, deaths, strict=True):
+            watchers += [
+                asyncio.create_task(sampler.watch(pg, kept, database=side.database)),
+                asyncio.create_task(watchdog.watch(side.app, pg, None, edge.seen, stop, died)),
+            ]
+        latest: dict[int, Progress] = {}
+
+        def progress(index: int) -> Callable[[Progress], None]:
+            def told(p: Progress) -> None:
+                latest[index] = p
+                if index == 0:
+                    ok = sum(q.ok for q in latest.values())
+                    errors = sum(q.errors for q in latest.values())
+                    on_progress(replace(p, ok=ok, errors=errors))
+
+            return told
+
+        try:
+            raws = await asyncio.gather(
+                *(
+                    load.run(
+                        side.app.visit_url,
+                        engines.load_config(side.variant, scenario, side.spec),
+                        on_progress=progress(index),
+                        on_edge=edge.mark,
+                        stop=stop,
+                        turns=plan,
+                    )
+                    for index, (side, edge, plan) in enumerate(
+                        zip(sides, edges, plans, strict=True)
+                    )
+                )
+            )
+            stats = [{name: await read for name, read in e.reads.items()} for e in edges]
+        finally:
+            reads = [task for e in edges for task in e.reads.values()]
+            for task in (*watchers, *reads):
+                task.cancel()
+            await asyncio.gather(*watchers, *reads, return_exceptions=True)
+            for edge in edges:
+                await edge.client.aclose()
+            signals.detach(loop)
+        out = []
+        for raw, kept, edge, died, plan, read in zip(
+            raws, samples, edges, deaths, plans, stats, strict=True
+        ):
+            measured = Measurement(
+                raw=raw,
+                samples=kept.moved(plan.offset, plan.base_ns),
+                cpu_percent=edge.cpu_percent(),
+                app_stats=(read.get("start"), read.get("end")),
+            )
+            out.append((measured, died[0] if died else None))
+        return out
 
     with load.new_runner() as runner:
         return runner.run(main())

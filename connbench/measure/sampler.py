@@ -102,6 +102,19 @@ class Samples:
     def samples(self) -> list[Sample]:
         return list(self.between(-(2**63), 2**63 - 1))
 
+    def moved(self, offset: Callable[[int], int | None], origin_ns: int) -> Samples:
+        """The samples ``offset`` places (ns from ``origin_ns``), at their new times, with the
+        same counters: one side's of a sliced round, on its window's time line (see
+        :meth:`connbench.measure.turns.Turns.offset`)."""
+        out = Samples()
+        for sample in self.samples:
+            at = offset(sample.t_ns)
+            if at is not None:
+                out.append(Sample(origin_ns + at, sample.by_state))
+        for name in ("connects", "failures", "last_error", "hidden", "user", "foreign"):
+            setattr(out, name, getattr(self, name))
+        return out
+
 
 async def watch(
     pg: Postgres,

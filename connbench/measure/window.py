@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
 
+from connbench.measure.turns import Turns
 from connbench.model.appspec import Request
 
 if TYPE_CHECKING:
@@ -262,6 +263,9 @@ class Window:
         self.t0 = self.clock()
         self.start_ns = self.t0 + int(config.warmup_s * 1e9)
         self.end_ns = self.start_ns + int(config.duration_s * 1e9)
+        # Until when a slot may send without asking (see resume()): the window's end here, a
+        # turn's end in a sliced round (TurnWindow).
+        self.edge_ns = self.end_ns
         self.stop = stop
         self.sent = 0
         self.ok = 0
@@ -318,9 +322,19 @@ class Window:
             self.errors[kind] += 1
             self.error_offsets.append((end - self.start_ns, kind, request))
 
+    def resume(self, now_ns: int) -> int | None:
+        """A slot past ``edge_ns`` asks when it may send again: None, never (the window is
+        over); a sliced round's window (TurnWindow) answers its side's next turn."""
+        return None
+
     def cut(self) -> None:
         """End the window now (an interrupt): later responses belong to the drain."""
-        self.end_ns = min(self.end_ns, self.clock())
+        self.end_ns = self.edge_ns = min(self.end_ns, self.clock())
+
+    @property
+    def measured_ns(self) -> int:
+        """The window's length so far as it ends (cut short by an interrupt, or not)."""
+        return max(0, self.end_ns - self.start_ns)
 
     def _second(self, index: int) -> Second:
         while len(self.seconds) <= index:
@@ -378,6 +392,62 @@ class Window:
         self.error_offsets.clear()
         if final:
             self._close_second()
+
+
+class TurnWindow(Window):
+    """The window of one side of a sliced round (see :mod:`connbench.measure.turns`): it sends
+    only in its side's turns, and counts what completes in their measured parts, laid end to
+    end from the warm-up's end on (``start_ns``): the offsets the per-second figures and the
+    10 ms counts are kept by are on that virtual time line."""
+
+    def __init__(self, config: LoadConfig, stop: asyncio.Event, turns: Turns) -> None:
+        super().__init__(config, stop)
+        self.turns = turns
+        self.t0 = turns.t0_ns
+        self.start_ns = turns.base_ns
+        self.end_ns = turns.end_ns
+        self.edge_ns = turns.base_ns  # the warm-up: every side sends at once until then
+        self.last_second = max(1, math.ceil(turns.measured_ns / SECOND_NS)) - 1
+
+    def resume(self, now_ns: int) -> int | None:
+        """When the slot may send: ``now_ns`` inside a turn (until its end, now the edge), its
+        next turn's start, or None after the last (or once stopped)."""
+        if self.stop.is_set() or now_ns >= self.end_ns:
+            return None
+        state = self.turns.sending(now_ns)
+        if state is None:
+            return None
+        inside, edge = state
+        if not inside:
+            return edge
+        self.edge_ns = edge
+        return now_ns
+
+    def done(
+        self, start: int, end: int, kind: str | None, intended: int = 0, request: int = 0
+    ) -> None:
+        """As :meth:`Window.done`, by the turns' clock: a 2xx counts when it completes in a
+        measured part, an error when it ends after the warm-up (in a pause too: a request sent
+        in a turn that fails after it failed in it). Written out, not shared with
+        ``Window.done``: the hot path of every request."""
+        if kind is None:
+            self.ok += 1
+            self.ok_by_request[request] += 1
+            offset = self.turns.offset(end)
+            if offset is not None:
+                self.latencies_us.append((end - start) // 1000)
+                self.offsets_ns.append(offset)
+                self.requests.append(request)
+                if len(self.offsets_ns) >= FOLD_CHUNK:
+                    self.fold()
+        else:
+            self.errors[kind] += 1
+            at = self.turns.measured_until(end) if end >= self.start_ns else -1
+            self.error_offsets.append((at, kind, request))
+
+    @property
+    def measured_ns(self) -> int:
+        return self.turns.measured_until(self.end_ns)
 
 
 def fill(raw: RawLoad, window: Window) -> None:

@@ -19,6 +19,11 @@ WORKERS = 1  # uvicorn worker processes
 TOPOLOGY = "direct"
 PGBOUNCER_POOL_SIZE = 20  # PgBouncer's own default_pool_size
 REPEAT = 1
+SLICES = 1  # --slices: a round measures its sides one after the other
+# A sliced round's turn (connbench.measure.turns): its unmeasured start, where the connections'
+# first requests after a pause fall, and the shortest measured part worth its two edges.
+REWARM_S = 0.05
+MIN_TURN_S = 0.1
 MAX_ROUNDS = 40  # --repeat auto without --max-rounds
 ALPHA = 0.05  # the gate's error rate (compare, and an A/B gate on a run)
 POSTGRES = "embedded"

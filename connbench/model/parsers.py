@@ -32,6 +32,7 @@ BOUNDS: dict[str, float] = {
     "workers": 64,
     "pgbouncer_pool_size": 10_000,
     "repeat": 1_000,
+    "slices": 1_000,
     "rate": 1_000_000_000,  # requests/s offered: the schedule is arithmetic, nothing per request
     "max_connections": 10_000,
     "locust_workers": 64,  # processes, as workers are

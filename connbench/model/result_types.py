@@ -170,6 +170,11 @@ class ScenarioRecord(Model):
         default=False,
         description="--repeat auto: rounds added until the gate decided; repeat is the budget.",
     )
+    slices: int = Field(
+        default=1,
+        description="--slices: turns a side in each round, every own app up at once (1: each "
+        "measured after the other).",
+    )
 
 
 # --- one run of one variant ---------------------------------------------------------------------

@@ -65,6 +65,10 @@ Schema history (bump ``SCHEMA_VERSION`` on any change a reader must know about):
     interpreter it ran under), ``scenario.locust_token_file`` and ``generator.locust.refused``
     (Locust workers that were turned away). Older files load without (no gate in the run, no
     worker refused).
+12. Rounds in turns: ``scenario.slices`` (``--slices K``: every own app of a round up at once,
+    the load taking K turns a side; a run's window is then its turns' measured parts laid end
+    to end, and its ``timeseries`` is on that time line). Older files load with 1 (each side
+    measured after the other).
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ from connbench.model.result_types import (
 
 __all__ = ["RunResult", "StrategyResult", "SCHEMA_VERSION", "load", "save", "new_run"]
 
-SCHEMA_VERSION = 11  # bump on any change a reader must know about; add its step to MIGRATIONS
+SCHEMA_VERSION = 12  # bump on any change a reader must know about; add its step to MIGRATIONS
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "psycopg", "psycopg-binary", "psycopg-pool",
@@ -406,6 +410,7 @@ MIGRATIONS: dict[int, Callable[[Document], Document]] = {
     8: _unchanged,  # 9 added the git commit of the checkout and of own apps: absent, null
     9: _unchanged,  # 10 added request mixes: absent, one request
     10: _unchanged,  # 11 added the run's A/B gate, an app's interpreter, refused workers
+    11: _unchanged,  # 12 added sliced rounds: absent, 1 (one side after the other)
 }
 
 

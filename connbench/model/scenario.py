@@ -131,6 +131,8 @@ class Scenario:
     topology: tuple[str, ...] = (defaults.TOPOLOGY,)
     pgbouncer_pool_size: int = defaults.PGBOUNCER_POOL_SIZE
     repeat: int = defaults.REPEAT  # with ``sequential``: the most rounds (--max-rounds)
+    # Turns a side in each round, every own app up at once (see connbench.measure.turns).
+    slices: int = defaults.SLICES
     postgres: str = defaults.POSTGRES
     engine: str = defaults.ENGINE
     # The locust engine: local worker processes, remote ones to wait for, the master's address.
@@ -401,6 +403,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "pgbouncer_pool_size": parsers.bounded(parsers.positive_int, "pgbouncer_pool_size"),
     "repeat": _repeat,
     "max_rounds": parsers.bounded(parsers.positive_int, "repeat"),
+    "slices": parsers.bounded(parsers.positive_int, "slices"),
     "base": parsers.text,
     "head": parsers.text,
     "fail_on": _fail_on,
@@ -517,7 +520,33 @@ def build(path: Path | None, overrides: Mapping[str, Any]) -> Scenario:
         from_flag = given.get("fault") is not None
         _check_fault(scenario, flag_name("fault") if from_flag else f"{path}: fault")
     _check_ab(scenario)
+    _check_slices(scenario)
     return scenario
+
+
+def _check_slices(scenario: Scenario) -> None:
+    """--slices K > 1 takes turns between own apps that are up at once: each must have a
+    database of its own (its sessions and rows are counted there), one closed-loop load of
+    connbench's engine, straight to PostgreSQL, and turns long enough to measure."""
+    if scenario.slices == 1:
+        return
+    flag = "--slices"
+    if scenario.strategies or scenario.target or len(scenario.app) < 2:
+        raise ScenarioError(
+            f"{flag}: takes turns between two or more --app and nothing else (a built-in "
+            "strategy's or a --target's sessions could not be told apart from the other "
+            "side's on a shared database)"
+        )
+    if scenario.rate or scenario.engine != "httptools":
+        raise ScenarioError(f"{flag}: needs the closed loop of --engine httptools (no --rate)")
+    if any(topology != "direct" for topology in scenario.topology):
+        raise ScenarioError(f"{flag}: needs --topology direct")
+    turn_s = scenario.duration_s / scenario.slices
+    if turn_s < defaults.MIN_TURN_S:
+        raise ScenarioError(
+            f"{flag} {scenario.slices}: turns of {turn_s * 1000:.0f} ms; at least "
+            f"{defaults.MIN_TURN_S * 1000:.0f} ms each (a longer --duration, or fewer slices)"
+        )
 
 
 def _ab_given(values: dict[str, Any]) -> None:

@@ -61,7 +61,7 @@ class ConsoleReporter:
         self._total_s, self._key = total_s, label
         self._label = f"{label} ({index}/{count})"
         self._last = LoadProgress("start", 0.0, 0, 0)
-        if not self.bar:
+        if not self.bar or total_s <= 0:  # 0: a result told after its window (--slices)
             return
         from rich.progress import Progress, TextColumn
 
