@@ -4,6 +4,7 @@
     python benchmarks/gate_power.py --auto [--max-rounds 40] [--noise SEED] [--keep DIR]
     python benchmarks/gate_power.py --judge DIR          # judge saved trials again
     python benchmarks/gate_power.py --spread [--noise SEED] [--pin] [--duration 1] ...
+    python benchmarks/gate_power.py --auto --slices 8 [--noise SEED] ...   # rounds in turns
 
 ``--auto`` runs each trial with ``--repeat auto --max-rounds 40`` and the gate given to the
 run: it stops when the sequential gate decides (pass or fail) or at the budget
@@ -11,7 +12,8 @@ run: it stops when the sequential gate decides (pass or fail) or at the budget
 bursty CPU and memory load: a busy machine by design). ``--spread`` runs A/A trials only and
 reports the per-round spread of the log ratio (the noise the gate has to see through), also
 without the first round; ``--pin`` pins the app to CPU 0 and connbench's load generator and
-PostgreSQL to the others.
+PostgreSQL to the others. ``--slices K`` runs every trial's rounds in turns (``connbench run
+--slices K``: both apps up, K turns a side of ``--duration``/K seconds).
 
 A benchmark, not a test: it takes about an hour. Each trial is one ``connbench run`` of two
 variants of ``benchmarks/knob_app.py`` (the pool app with a knob that adds a fixed amount of
@@ -119,6 +121,8 @@ def scenario_toml(work_us: dict[str, float], runner: Runner) -> str:
         f"duration_s = {runner.duration_s}",
         f"warmup_s = {runner.warmup_s}",
     ]
+    if runner.slices > 1:
+        lines.append(f"slices = {runner.slices}")
     if runner.auto:
         lines += [
             'repeat = "auto"',
@@ -161,6 +165,7 @@ class Runner:
     fail_on: tuple[str, ...] = ("throughput:10%",)
     noise: int | None = None  # the seed of the first trial's noise; None: no noise
     pin: bool = False
+    slices: int = 1  # --slices: every round's apps up at once, the load in turns
     trials_run: int = 0
 
     def run(self, work_us: dict[str, float], out: Path) -> dict[str, Any]:
@@ -585,6 +590,9 @@ def main() -> int:
     parser.add_argument("--noise", type=int, help="run benchmarks/noise.py beside, seeded")
     parser.add_argument("--pin", action="store_true", help="app on CPU 0, the rest elsewhere")
     parser.add_argument(
+        "--slices", type=int, default=1, help="rounds in K turns a side (connbench run --slices)"
+    )
+    parser.add_argument(
         "--spread", type=int, metavar="TRIALS", help="only A/A trials: the per-round spread"
     )
     parser.add_argument(
@@ -625,6 +633,7 @@ def main() -> int:
         fail_on=tuple(fail_on),
         noise=args.noise,
         pin=args.pin,
+        slices=args.slices,
     )
     if args.spread:
         for i in range(args.spread):
@@ -636,7 +645,15 @@ def main() -> int:
         return 0
     cost_us = args.work_us
     if cost_us is None:
-        fixed = Runner(workdir, 6, args.duration, args.warmup, args.concurrency, pin=args.pin)
+        fixed = Runner(
+            workdir,
+            6,
+            args.duration,
+            args.warmup,
+            args.concurrency,
+            pin=args.pin,
+            slices=args.slices,
+        )
         calibration = fixed.run({"base": 0.0, "head": 0.0}, workdir / "calibration.run")
         cost_us = app_cpu_us_per_request(calibration)
     work = {level: cost_us * loss / (1 - loss) for level, loss in LEVELS.items()}

@@ -24,6 +24,10 @@
 #                 replacing the scenario's [gate] entry for its metric
 #   CB_ROUNDS     the round budget (default 10; the sequential gate needs 5 or more at alpha
 #                 0.05, and adds rounds only until it decides)
+#   CB_SLICES     turns a side in each round (default 8; 1: each side after the other): both
+#                 sides up at once, the load alternating between them (connbench run
+#                 --slices), which cancels most of a busy runner's noise; fewer, or none,
+#                 when the scenario cannot run in turns (scripts/ab_scenario.py says why)
 #   CB_REQUIREMENTS  each side's requirements file, from its root (default requirements.txt;
 #                 without one, the root's pyproject.toml or setup.py is installed)
 #   CB_INSTALL    auto (default) or none: use the connbench on PATH (or CB_CONNBENCH) and the
@@ -45,6 +49,7 @@ head_root="$(pwd)"
 scenario="${CB_SCENARIO:-}"
 base_ref="${CB_BASE_REF:-}"
 rounds="${CB_ROUNDS:-10}"
+slices="${CB_SLICES:-8}"
 requirements="${CB_REQUIREMENTS:-requirements.txt}"
 install="${CB_INSTALL:-auto}"
 source_dir="${CB_SOURCE:-$(dirname "$here")}"
@@ -57,6 +62,10 @@ if ! [[ "$rounds" =~ ^[0-9]{1,4}$ ]] || ((10#$rounds < 2)); then
     die "CB_ROUNDS: expected a whole number >= 2, got '$rounds'"
 fi
 rounds=$((10#$rounds))
+if ! [[ "$slices" =~ ^[0-9]{1,4}$ ]] || ((10#$slices < 1)); then
+    die "CB_SLICES: expected a whole number >= 1, got '$slices'"
+fi
+slices=$((10#$slices))
 [[ "$install" == auto || "$install" == none ]] || die "CB_INSTALL: expected auto or none, got '$install'"
 git -C "$head_root" rev-parse --is-inside-work-tree >/dev/null 2>&1 || die "not inside a git checkout: $head_root"
 
@@ -141,7 +150,7 @@ if [[ ! -f "$judged_by" ]]; then
     judged_by="$scenario"
 fi
 ab_toml="$work/ab.toml"
-ab_args=("$judged_by" "$base_root" "$head_root" "$ab_toml" "${python_args[@]}")
+ab_args=("$judged_by" "$base_root" "$head_root" "$ab_toml" --slices "$slices" "${python_args[@]}")
 [[ -n "${CB_APP:-}" ]] && ab_args+=(--app "$CB_APP")
 [[ -n "${CB_IMPORT:-}" ]] && ab_args+=(--import "$CB_IMPORT")
 "$connbench_python" "$here/ab_scenario.py" "${ab_args[@]}"

@@ -121,6 +121,7 @@ def check_fails(repo: Path, tmp: Path, rounds: int) -> None:
     summary = out["summary"]
     assert "❌" in summary and "conns peak" in summary
     result = results.load(repo / out["result"])
+    assert result.scenario.slices > 1  # the recipe's default: in turns, as many as fit
     by_name = {a.name: a for a in result.scenario.app}
     base_commit, head_commit = git(repo, "rev-parse", "main~1"), git(repo, "rev-parse", "main")
     assert by_name["base"].git is not None and by_name["base"].git.commit == base_commit
@@ -192,6 +193,31 @@ def test_the_ab_scenario_is_the_apps_scenario_twice() -> None:
         own = {k: v for k, v in scenario["app"][0].items() if k != "name"}
         assert {k: v for k, v in side.items() if k not in ("name", "dir")} == own
     assert again["gate"] == scenario["gate"] and "strategies" not in again
+
+
+@pytest.mark.parametrize(
+    ("settings", "taken", "why"),
+    [
+        ({}, 8, None),
+        ({"duration_s": 2}, 8, None),
+        ({"duration_s": "500ms"}, 5, "duration_s 0.5 s fits 5 turns of 0.1 s, not 8"),
+        ({"duration_s": 0.05}, 1, "fits 0 turns"),
+        ({"slices": 3}, 1, None),  # the scenario's own: kept as it is
+        ({"topology": "pgbouncer"}, 1, "turns need direct connections"),
+        ({"topology": ["direct"]}, 8, None),
+        ({"rate": 100}, 1, "turns need the closed loop"),
+        ({"engine": "locust"}, 1, "turns need httptools"),
+    ],
+)
+def test_the_ab_rounds_take_turns_where_the_scenario_can(
+    settings: dict[str, object], taken: int, why: str | None
+) -> None:
+    scenario = tomllib.loads((ORDERS / "scenario.toml").read_text()) | settings
+    assert ab_scenario.turns(scenario, 8)[0] == taken
+    said = ab_scenario.turns(scenario, 8)[1]
+    assert (said is None) if why is None else (said is not None and why in said)
+    data = ab_scenario.ab_scenario(scenario, "/w/base", "/w/head", slices=8)
+    assert data.get("slices") == (settings.get("slices") or (taken if taken > 1 else None))
 
 
 @pytest.mark.parametrize(
