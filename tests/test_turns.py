@@ -6,6 +6,8 @@ its own."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from typer.testing import CliRunner
 
+from connbench import runner
 from connbench.apps import STRATEGIES
 from connbench.cli import app
 from connbench.infra import appserver
@@ -23,9 +26,18 @@ from connbench.measure import load
 from connbench.measure.turns import Turns
 from connbench.measure.window import LoadConfig, TurnWindow
 from connbench.model import results
+from connbench.model.scenario import build
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, RecordingReporter, part, run_cli
 from .helpers import assert_one_line_exit_2
+from .processes import (
+    Connbench,
+    all_gone,
+    connected_to,
+    descendants,
+    temp_dirs_made_by,
+    wait_for,
+)
 
 cli = CliRunner()
 
@@ -229,3 +241,55 @@ def test_a_sliced_ab_run_records_each_side_on_its_own_window(tmp_path: Path) -> 
         assert result.server is not None and result.server.sessions_opened is not None
         assert result.timeseries is not None and len(result.timeseries.t_s) == 2
     assert "a / b in turns #1" not in proc.stdout  # progress is on stderr, not the result
+
+
+@pytest.mark.integration
+def test_an_app_that_dies_in_its_turns_fails_alone(tmp_path: Path, pg: Postgres) -> None:
+    """One side's app exits mid-round: that side fails with the cause and keeps what it
+    measured; the other side's turns go on to the end of its window."""
+    scenario_file = tmp_path / "turns.toml"
+    scenario_file.write_text(
+        "slices = 4\nduration_s = 2\nwarmup_s = 0.3\nconcurrency = 4\n"
+        '[[app]]\nname = "fine"\napp = "examples.myapp.main:app"\n'
+        '[[app]]\nname = "exits"\napp = "tests.apps.exiting_app:app"\n'
+        'env = { EXIT_AFTER_S = "1.0" }\n'
+    )
+    out = tmp_path / "r.json"
+    scenario = build(scenario_file, {"postgres": pg.dsn})
+    runner.execute(scenario, RecordingReporter(), out)
+    fine, exits = results.load(out).results
+    for warning in exits.warnings:  # a failed app's log outlives the run by design
+        if "whole log is kept in" in warning:
+            shutil.rmtree(Path(warning.rsplit(" ", 1)[1]).parent, ignore_errors=True)
+    assert exits.status == "failed" and "exited with code 3" in (exits.failure or "")
+    assert part(exits.requests).ok > 0  # what it measured until then is kept
+    assert fine.status == "ok", fine.failure
+    assert fine.duration_s == pytest.approx(2.0, abs=0.001)
+
+
+@pytest.mark.integration
+def test_ctrl_c_in_a_round_of_turns_keeps_both_sides_and_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    with Connbench(
+        "run", "--app", "a=examples.myapp.main:app", "--app", "b=examples.myapp.main:app",
+        "--slices", "30", "--duration", "30", "--warmup", "0.5", "--concurrency", "4",
+        "-o", str(out),
+    ) as proc:  # fmt: skip
+        # Turns of 1 s a side: 3 s into the load, both sides have measured a turn or more.
+        wait_for(lambda: connected_to("examples.myapp.main", proc.pid), 60, proc)
+        time.sleep(3.0)
+        children = descendants(proc.pid)
+        made = temp_dirs_made_by(proc.pid, Path("/tmp"))
+        assert children and made
+        proc.stop(signal.SIGINT)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    wait_for(lambda: all_gone(children), 10)
+    assert not {p for p in made if p.exists()}, "temp files left behind in /tmp"
+    saved = results.load(out)
+    assert saved.interrupted is True
+    assert [r.strategy for r in saved.results] == ["a", "b"]
+    for result in saved.results:
+        assert result.status == "interrupted", result.failure
+        assert part(result.requests).ok > 0
+        assert 0 < result.duration_s < 30

@@ -122,14 +122,21 @@ def measure_turns(
     order; what each side measured in its turns, as :func:`measure` gives it for one variant
     (its server samples and CPU shares over its own turns only, on its window's time line).
 
-    A child that dies stops the whole round, as in :func:`measure`; each side is told of the
-    deaths its watchdog saw (the app is its own, PostgreSQL everyone's). ``on_progress``
-    hears the first side's clock with every side's counts."""
+    An app that dies stops its own side (kept as measured until then, as in :func:`measure`)
+    and the others go on taking their turns; PostgreSQL's death stops every side, and so does
+    Ctrl-C. ``on_progress`` hears the first side's clock with every side's counts."""
 
     async def main() -> list[tuple[Measurement, watchdog.Death | None]]:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        signals.attach(loop, stop)
+        interrupted = asyncio.Event()
+        stops = [asyncio.Event() for _ in sides]
+
+        async def stop_all() -> None:
+            await interrupted.wait()
+            for stop in stops:
+                stop.set()
+
+        signals.attach(loop, interrupted)
         plans = Turns.plan(
             time.perf_counter_ns(),
             scenario.warmup_s,
@@ -143,8 +150,8 @@ def measure_turns(
             for side in sides
         ]
         deaths: list[list[watchdog.Death]] = [[] for _ in sides]
-        watchers = []
-        for side, kept, edge, died in zip(sides, samples, edges, deaths, strict=True):
+        watchers = [asyncio.create_task(stop_all())]
+        for side, kept, edge, died, stop in zip(sides, samples, edges, deaths, stops, strict=True):
             watchers += [
                 asyncio.create_task(sampler.watch(pg, kept, database=side.database)),
                 asyncio.create_task(watchdog.watch(side.app, pg, None, edge.seen, stop, died)),
@@ -172,8 +179,8 @@ def measure_turns(
                         stop=stop,
                         turns=plan,
                     )
-                    for index, (side, edge, plan) in enumerate(
-                        zip(sides, edges, plans, strict=True)
+                    for index, (side, edge, plan, stop) in enumerate(
+                        zip(sides, edges, plans, stops, strict=True)
                     )
                 )
             )
