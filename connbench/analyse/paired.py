@@ -226,6 +226,7 @@ class PairedComparison:
     warnings: list[str] = field(default_factory=list)
     method: str = SIGNED_RANK
     max_rounds: int | None = None  # sequential: the budget the run was given
+    slices: int = 1  # turns a side in each round (--slices; 1: each side after the other)
 
     @property
     def missing_fails(self) -> bool:
@@ -620,6 +621,7 @@ def compare_paired(
         warnings=warnings,
         method=method,
         max_rounds=run.scenario.repeat if run.scenario.sequential else None,
+        slices=run.scenario.slices,
     )
     comparison.checks = [
         _check(paired[t.metric], t.fraction, t.source, alpha) for t in gate.thresholds

@@ -98,6 +98,8 @@ def title(comparison: PairedComparison) -> str:
     rounds = f"{comparison.rounds} rounds"
     if comparison.max_rounds is not None:
         rounds += f" (of at most {comparison.max_rounds}: --repeat auto)"
+    if comparison.slices > 1:
+        rounds += f", each in {comparison.slices} turns a side"
     return (
         f"{comparison.label}: head {comparison.head!r} against base {comparison.base!r}, {rounds}"
     )

@@ -348,9 +348,10 @@ def run_context(run: RunResult) -> str:
     if topology != ["direct"]:
         via += f" (PgBouncer pool {scenario.pgbouncer_pool_size})"
     one = _one_sent(run)
+    turns = f" in {scenario.slices} turns a side" if scenario.slices > 1 else ""
     return (
         f"concurrency {shown(scenario.concurrency)} · "
-        f"{scenario.duration_s} s measured after {scenario.warmup_s} s warm-up · "
+        f"{scenario.duration_s} s measured{turns} after {scenario.warmup_s} s warm-up · "
         f"{_pool(run)}workers {shown(scenario.workers)} · "
         f"{via} · {_server(env.postgres)} · {env.cpu_count} CPUs · "
         f"load generator: {scenario.engine}" + (f" · each request {one}" if one else "")
