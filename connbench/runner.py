@@ -791,7 +791,6 @@ def _run_one(run: _Run, variant: Variant, repeat: int, subject: Subject) -> Stra
     if unavailable:
         return not_measured("unavailable", unavailable)
     log_path = run.tmp / f"{subject.name}-{len(list(run.tmp.iterdir()))}.log"
-    lost = None
     try:
         with ExitStack() as stack:
             subject.open(stack)
@@ -799,18 +798,27 @@ def _run_one(run: _Run, variant: Variant, repeat: int, subject: Subject) -> Stra
                 app, bouncer = subject.start(app_stack, log_path)
                 measured, death = _measure(run, variant, subject, app, bouncer)
                 died, app_log = app.exit_code(), app.log_tail()
-            if death is None or death.child != "postgres":  # else nothing left to count on
-                try:
-                    measured = subject.count(measured)
-                except psycopg.Error as exc:
-                    lost = (
-                        "PostgreSQL cut connbench's own session during the run (it crashed, "
-                        f"restarted or stopped): {first_line(exc)}"
-                    )
+            measured, lost = _counted(subject, measured, death)
     except ProcessError as exc:
         return _not_started(subject, repeat, exc, log_path)
     outcome = _Outcome(measured, death, died, app_log, lost)
     return _result(subject, repeat, outcome, log_path, bouncer)
+
+
+def _counted(
+    subject: Subject, measured: stats.Measurement, death: watchdog.Death | None
+) -> tuple[stats.Measurement, str | None]:
+    """``measured`` with the sessions and rows its app made, counted once the app has
+    stopped; and why they could not be, if they could not (None: counted)."""
+    if death is not None and death.child == "postgres":  # nothing left to count on
+        return measured, None
+    try:
+        return subject.count(measured), None
+    except psycopg.Error as exc:
+        return measured, (
+            "PostgreSQL cut connbench's own session during the run (it crashed, restarted or "
+            f"stopped): {first_line(exc)}"
+        )
 
 
 def _not_started(
@@ -918,15 +926,7 @@ def _run_turns(
             }
         # Every app stopped: each one's sessions are closed, and counted now.
         for i, (measurement, death, died, app_log) in outcomes.items():
-            lost = None
-            if death is None or death.child != "postgres":
-                try:
-                    measurement = subjects[i].count(measurement)
-                except psycopg.Error as exc:
-                    lost = (
-                        "PostgreSQL cut connbench's own session during the run (it crashed, "
-                        f"restarted or stopped): {first_line(exc)}"
-                    )
+            measurement, lost = _counted(subjects[i], measurement, death)
             outcome = _Outcome(measurement, death, died, app_log, lost)
             results[i] = _result(subjects[i], repeat, outcome, logs[i])
     return [results[i] for i in range(len(subjects))]
