@@ -35,6 +35,11 @@ share over the window / requests per second), and a loss ``L`` is injected as
 bottleneck; where the generator or PostgreSQL share the limit, the real loss is smaller, so
 the table shows the loss each trial actually measured (its paired ratio) beside the nominal.
 
+``--live-work`` injects each level as its share instead: the app adds ``L / (1 - L)`` of its
+own CPU per request, tracked as it runs (``CONNBENCH_EXTRA_WORK_SHARE``, see knob_app.py), and
+no calibration run is needed. Beside a noisy neighbour a fixed ``w`` drifts with the machine
+(53 µs cost 7 % one hour and 68 µs 17 % the one before, here); the tracked share does not.
+
 Trials run round-robin over the levels (A/A, 5, 10, 15, 25, A/A, ...), so a busy spell on
 the machine falls on every level alike. Every result file is kept (``--keep`` or a temporary
 directory, named in the output), and ``--judge DIR`` judges them again, e.g. with another
@@ -76,6 +81,7 @@ AUTO_GOALS = {"A/A": ("at most", 1), "5%": ("at most", 0.5), "15%": ("at least",
 AUTO_PASS_GOAL = 18  # of A/A's 20
 AUTO_ROUNDS_GOAL = 8  # median at 25 %
 KNOB = "CONNBENCH_EXTRA_WORK_US"
+KNOB_SHARE = "CONNBENCH_EXTRA_WORK_SHARE"  # --live-work: the loss itself, tracked by the app
 PIN = "CONNBENCH_PIN_CPUS"
 
 
@@ -132,7 +138,7 @@ def scenario_toml(work_us: dict[str, float], runner: Runner) -> str:
         ]
     else:
         lines.append(f"repeat = {runner.rounds}")
-    env = {KNOB: "{work:.1f}"}
+    env = {KNOB_SHARE: "{work:.4f}"} if runner.live_work else {KNOB: "{work:.1f}"}
     if runner.pin:
         env[PIN] = "0"
     for name, work in work_us.items():
@@ -166,6 +172,7 @@ class Runner:
     noise: int | None = None  # the seed of the first trial's noise; None: no noise
     pin: bool = False
     slices: int = 1  # --slices: every round's apps up at once, the load in turns
+    live_work: bool = False  # the work is a share of the app's CPU per request, tracked
     trials_run: int = 0
 
     def run(self, work_us: dict[str, float], out: Path) -> dict[str, Any]:
@@ -190,7 +197,12 @@ class Runner:
         if run.interrupted:
             raise KeyboardInterrupt
         with (self.workdir / "work.jsonl").open("a") as fh:
-            record = {"result": out.name, "work_us": work_us, "noise_seed": seed, "pin": self.pin}
+            record = {
+                "result": out.name,
+                ("work_share" if self.live_work else "work_us"): work_us,
+                "noise_seed": seed,
+                "pin": self.pin,
+            }
             fh.write(json.dumps(record) + "\n")
         return results.to_dict(run)
 
@@ -593,6 +605,12 @@ def main() -> int:
         "--slices", type=int, default=1, help="rounds in K turns a side (connbench run --slices)"
     )
     parser.add_argument(
+        "--live-work",
+        action="store_true",
+        help="inject each loss as a share of the app's own CPU per request, tracked as it runs "
+        "(no calibration run; see knob_app.py)",
+    )
+    parser.add_argument(
         "--spread", type=int, metavar="TRIALS", help="only A/A trials: the per-round spread"
     )
     parser.add_argument(
@@ -634,6 +652,7 @@ def main() -> int:
         noise=args.noise,
         pin=args.pin,
         slices=args.slices,
+        live_work=args.live_work,
     )
     if args.spread:
         for i in range(args.spread):
@@ -644,7 +663,10 @@ def main() -> int:
         print(spread_report(workdir), flush=True)
         return 0
     cost_us = args.work_us
-    if cost_us is None:
+    if args.live_work:
+        work = dict(LEVELS)
+        log("extra work per level: its loss, as a share of the app's own CPU per request")
+    elif cost_us is None:
         fixed = Runner(
             workdir,
             6,
@@ -656,11 +678,13 @@ def main() -> int:
         )
         calibration = fixed.run({"base": 0.0, "head": 0.0}, workdir / "calibration.run")
         cost_us = app_cpu_us_per_request(calibration)
-    work = {level: cost_us * loss / (1 - loss) for level, loss in LEVELS.items()}
-    log(
-        f"app CPU per request {cost_us:.0f} µs; extra work per level: "
-        + ", ".join(f"{level} {w:.0f} µs" for level, w in work.items())
-    )
+    if not args.live_work:
+        assert cost_us is not None
+        work = {level: cost_us * loss / (1 - loss) for level, loss in LEVELS.items()}
+        log(
+            f"app CPU per request {cost_us:.0f} µs; extra work per level: "
+            + ", ".join(f"{level} {w:.0f} µs" for level, w in work.items())
+        )
     chosen = args.levels.split(",") if args.levels else list(TRIALS)
     unknown = sorted(set(chosen) - TRIALS.keys())
     if unknown:
