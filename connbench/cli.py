@@ -237,6 +237,8 @@ def run(**given: Any) -> None:
         every_s = _progress_interval(given["progress_every"])
         output: str | None = given["output"]  # a str until checked: Path() drops a trailing /
         chosen = scenario.build(given["scenario_file"], options.overrides(options.RUN, given))
+        if output is not None and output.endswith("/"):  # said before anything starts
+            raise BadInput(f"--output: {output} names a directory; give a file name")
         if not given["check_only"]:  # their start beside the runner's import (see each)
             forkserver.start_early(chosen.variants())
             postgres.start_early(chosen.postgres, chosen.server)
@@ -250,8 +252,6 @@ def run(**given: Any) -> None:
             runner.check(chosen, progress.ConsoleReporter(notes, every_s))
             notes.print("every app answered every kind of request: checks passed")
             raise typer.Exit(0)
-        if output is not None and output.endswith("/"):
-            raise BadInput(f"--output: {output} names a directory; give a file name")
         if chosen.engine == "locust":
             _locust_notes(notes, chosen)
         html_written: list[Path | BadInput] = []  # the report, written beside the result

@@ -106,14 +106,17 @@ def _postmaster_among(processes: list[psutil.Process]) -> bool:
 
 
 def test_a_run_refused_after_the_early_start_leaves_nothing(tmp_path: Path) -> None:
-    # `-o DIR/` is refused once the runner is imported: after the early start began.
+    # A result that would replace its own scenario file is refused by the runner, once it is
+    # imported: after the early start began.
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('strategies = ["pool"]\nduration_s = 1\n')
     with Connbench(
-        "run", "-s", "pool", "-d", "1", "-o", f"{tmp_path}/",
+        "run", str(scenario), "-o", str(scenario),
         cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)},
     ) as run:  # fmt: skip
         seen = _watched(run)
         assert run.wait(60) == 2, run.said()
-    assert "names a directory" in run.stderr and "Traceback" not in run.stderr
+    assert "is the scenario file" in run.stderr and "Traceback" not in run.stderr
     assert seen and _postmaster_among(seen), "no early start to check"
     assert all_gone(seen)
     assert not temp_dirs_made_by(run.process, Path("/tmp"), tmp_path)
