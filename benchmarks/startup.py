@@ -211,6 +211,7 @@ STEPS = (
     ("server: start", "server: start", "postgres.start until it yields"),
     ("cluster", "  cluster: initdb / copy", "a new cluster in the run's temp dir"),
     ("server: readiness wait", "  readiness wait", "spawned until it accepts a connection"),
+    ("server: early wait", "  taken by the runner", "the command line's early start, waited for"),
     ("app: start", "app: start", "appserver.start until it yields"),
     ("fork server: wait", "  fork server's imports", "waited for by the first app's start"),
     ("app: readiness wait", "  readiness wait", "spawned until ready: import, lifespan, detection"),
@@ -240,6 +241,9 @@ def _one_run(output: Path) -> dict[str, float]:
         _patch(postgres, "start", _timed_cm(watch, "server: start", "server: stop"), undo)
         for attr in ("_initdb", "_new_cluster"):  # before and after the cluster cache
             _patch(postgres, attr, _timed(watch, "cluster"), undo)
+        early = getattr(postgres, "Early", None)  # started on a thread by the command line
+        if early is not None:  # its start and stop are timed above, on that thread
+            _patch(early, "taken", _timed_cm(watch, "server: early wait", "early stop"), undo)
         _patch(appserver, "start", _timed_cm(watch, "app: start", "app: stop"), undo)
         _patch(procs, "wait_until", _timed_waits(watch), undo)
         for attr in ("_wait_signal", "_wait_healthy"):

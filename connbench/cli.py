@@ -155,6 +155,27 @@ def _domain_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILED) from None
 
 
+@contextmanager
+def _interrupted() -> Iterator[None]:
+    """Ctrl-C or SIGTERM outside the runner's own handling (which saves what was measured):
+    while the command line starts what it starts early, say. What was started is stopped as
+    the stack unwinds (SIGTERM too, which would otherwise end the process there and then);
+    then one line and exit 130, as for any interrupted run."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()  # else: no handler to set
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        _echo("connbench: interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _version(value: bool) -> None:
     if value:
         _echo(f"connbench {__version__}", err=False)
@@ -206,18 +227,21 @@ def _append_summary(path: Path | None, markdown: str) -> None:
 @options.declare(options.RUN)
 def run(**given: Any) -> None:
     """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
-    from connbench.infra import forkserver
+    from connbench.infra import forkserver, postgres
     from connbench.model import files, scenario
     from connbench.present import progress
     from connbench.present import run as run_view
 
-    with _domain_errors(), forkserver.early_closed():
+    with _interrupted(), _domain_errors(), forkserver.early_closed(), postgres.early_closed():
         fmt = _format(given["format_"])
         every_s = _progress_interval(given["progress_every"])
         output: str | None = given["output"]  # a str until checked: Path() drops a trailing /
         chosen = scenario.build(given["scenario_file"], options.overrides(options.RUN, given))
-        if not given["check_only"]:  # its imports beside the runner's (see forkserver)
+        if output is not None and output.endswith("/"):  # said before anything starts
+            raise BadInput(f"--output: {output} names a directory; give a file name")
+        if not given["check_only"]:  # their start beside the runner's import (see each)
             forkserver.start_early(chosen.variants())
+            postgres.start_early(chosen.postgres, chosen.server)
         from connbench import runner
 
         console = _console()
@@ -228,8 +252,6 @@ def run(**given: Any) -> None:
             runner.check(chosen, progress.ConsoleReporter(notes, every_s))
             notes.print("every app answered every kind of request: checks passed")
             raise typer.Exit(0)
-        if output is not None and output.endswith("/"):
-            raise BadInput(f"--output: {output} names a directory; give a file name")
         if chosen.engine == "locust":
             _locust_notes(notes, chosen)
         html_written: list[Path | BadInput] = []  # the report, written beside the result

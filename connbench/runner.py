@@ -504,12 +504,15 @@ def round_plan(variants: list[Variant], rounds: int) -> list[tuple[int, int, Var
 def _server(
     scenario: Scenario, run: RunResult | None, reporter: Notes
 ) -> Iterator[postgres.Postgres]:
-    """The scenario's PostgreSQL, recorded in ``run``'s environment (if there is a run)."""
+    """The scenario's PostgreSQL, recorded in ``run``'s environment (if there is a run): the
+    one the command line started before it imported the runner, if it did, else one started
+    now."""
     backend = postgres.parse_backend(scenario.postgres)
     reporter.note(f"starting PostgreSQL ({backend.label}) ...")
     problems: list[str] = []  # filled as the server is left (what could not be dropped)
+    early = postgres.take_early(backend, scenario.server)
     try:
-        with postgres.start(backend, settings=scenario.server) as pg:
+        with early or postgres.start(backend, settings=scenario.server) as pg:
             problems = pg.cleanup_problems
             if run is not None:
                 run.environment.postgres = results.postgres_info(

@@ -4,6 +4,12 @@
 read by threads, so that every wait has a deadline and says what it saw; ``serving`` is the
 "serve until Ctrl-C" pattern. The rest looks at what a connbench process started: its
 descendants, whether they are gone, the temp dirs it stamped with its pid.
+
+A process is known by its PID *and* its creation time, never its PID alone: the kernel hands
+PIDs out again (this machine wraps at 32,768, and a run of the ``connect`` strategy forks a
+postgres backend per request), so a PID a run had may belong, by the time a test looks, to
+another test's process (a ``postgres -D`` of a concurrent xdist worker, say). Only what the
+run itself started counts as left behind; what it did leave is still found.
 """
 
 from __future__ import annotations
@@ -49,9 +55,11 @@ def running(name_part: str, pid: int) -> bool:
 
 
 def all_gone(processes: list[psutil.Process]) -> bool:
+    """Whether none of ``processes`` (taken while they ran) still runs; a zombie is gone. A PID
+    now held by a process started since is gone too: ``is_running`` compares creation times."""
     for proc in processes:
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
                 return False
         except psutil.NoSuchProcess:
             continue
@@ -104,18 +112,21 @@ def wait_for(
     raise AssertionError(f"{what} not met in {timeout_s:g} s")
 
 
-def temp_dirs_made_by(pid: int, *dirs: Path) -> set[Path]:
-    """connbench temp dirs stamped with ``pid``: other runs (other test workers, colleagues'
-    suites on the same machine) make and remove their own in /tmp meanwhile, so a before/after
-    diff of the directory would race."""
+def temp_dirs_made_by(maker: psutil.Process, *dirs: Path) -> set[Path]:
+    """connbench temp dirs stamped by ``maker`` (its PID and creation time, as
+    :func:`connbench.infra.tempdirs.make` writes them; ``maker`` may have ended since): other
+    runs (other test workers, colleagues' suites on the same machine) make and remove their
+    own in /tmp meanwhile, so a before/after diff of the directory would race, and one of them
+    may have had the same PID."""
+    created = maker.create_time()
     found = set()
     for path in (p for d in dirs for p in d.glob(f"{tempdirs.PREFIX}*")):
         try:
-            owner = (path / tempdirs.OWNER_FILE).read_text().split()[0]
-        except (OSError, IndexError):
+            pid, stamped = (path / tempdirs.OWNER_FILE).read_text().split()[:2]
+            if int(pid) == maker.pid and abs(float(stamped) - created) < 1.0:
+                found.add(path)
+        except (OSError, ValueError):
             continue
-        if owner == str(pid):
-            found.add(path)
     return found
 
 
@@ -143,6 +154,9 @@ class Connbench:
             start_new_session=True,
             preexec_fn=preexec_fn,
         )
+        # Who it is (PID and creation time), for the checks made after it ended: its PID
+        # alone may be another process's by then.
+        self.process = psutil.Process(self.proc.pid)
         self._lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._changed = threading.Condition()
         self._readers = [

@@ -13,6 +13,7 @@ from connbench.model.backend import DEFAULT_DOCKER_IMAGE, DOCKER_IMAGE_ENV
 from connbench.model.errors import BadInput, MissingDependency, PostgresError
 
 from .conftest import VISITS_TABLE_PREFIX
+from .processes import all_gone
 
 
 @pytest.mark.parametrize(
@@ -198,24 +199,17 @@ def test_a_server_whose_parent_is_killed_goes_even_with_a_client_connected() -> 
     owner = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
     )
-    server_pid = 0
+    server: psutil.Process | None = None  # its PID alone may be another's once it is gone
     try:
         assert owner.stdout is not None
-        server_pid = int(owner.stdout.readline())
+        server = psutil.Process(int(owner.stdout.readline()))
         client = psycopg.connect(owner.stdout.readline().strip(), autocommit=True)
         owner.send_signal(signal.SIGKILL)
         owner.wait(timeout=10)
         deadline = time.monotonic() + 30
-        while psutil.pid_exists(server_pid) and time.monotonic() < deadline:
-            try:
-                if psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE:
-                    break
-            except psutil.NoSuchProcess:
-                break
+        while not all_gone([server]) and time.monotonic() < deadline:
             time.sleep(0.2)
-        gone = not psutil.pid_exists(server_pid) or (
-            psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
-        )
+        gone = all_gone([server])
         client.close()
         assert gone, "the orphaned PostgreSQL still runs while a client is connected"
     finally:
@@ -224,8 +218,8 @@ def test_a_server_whose_parent_is_killed_goes_even_with_a_client_connected() -> 
             owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
-        if server_pid and psutil.pid_exists(server_pid):  # the failing case: do not leave it
-            os.kill(server_pid, signal.SIGINT)
+        if server is not None and not all_gone([server]):  # the failing case: do not leave it
+            server.send_signal(signal.SIGINT)
 
 
 def test_container_cpu_is_read_only_from_that_containers_cgroup() -> None:

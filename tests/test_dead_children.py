@@ -60,6 +60,7 @@ def _child(pid: int, name_part: str) -> psutil.Process:
 
 
 def _finish(proc: subprocess.Popen[str], children: list[psutil.Process]) -> tuple[str, str]:
+    run = psutil.Process(proc.pid)  # before it is reaped: its PID may be another's after
     try:
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -68,7 +69,7 @@ def _finish(proc: subprocess.Popen[str], children: list[psutil.Process]) -> tupl
             proc.communicate()
     assert "Traceback" not in stdout + stderr
     wait_for(lambda: all_gone(children), 10)
-    assert not temp_dirs_made_by(proc.pid, Path("/tmp"), Path(os.environ.get("TMPDIR", "/tmp")))
+    assert not temp_dirs_made_by(run, Path("/tmp"), Path(os.environ.get("TMPDIR", "/tmp")))
     return stdout, stderr
 
 

@@ -4,6 +4,7 @@ and nothing left behind. Skipped, with the reason, where no engine answers."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
@@ -34,6 +35,51 @@ def _skip_without_engine() -> None:
             os.environ.get("CONNBENCH_DOCKER_UNAVAILABLE")
             or "no Docker engine answers (make docker-engine prepares Podman, see the README)"
         )
+    cannot = _cannot_start()
+    if cannot is not None:
+        pytest.skip(f"the Docker engine answers but cannot start a container: {cannot}")
+
+
+PROBE = ["/bin/sh", "-c", "exit 0"]  # the probe container's entrypoint: starts, and ends
+
+
+def cannot_start(client: Any, image: str, entrypoint: list[str]) -> str | None:
+    """Why the engine cannot start a container of ``image`` running ``entrypoint`` (the
+    engine's error), None when one starts; the container is removed either way. None too when
+    ``image`` is not in the engine: that is the tests' to say, not the engine's.
+
+    An engine may answer every API call and still fail every start: Podman here has said
+    "did not start: write child: broken pipe" to each one for a while."""
+    import docker
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return None
+    name = f"connbench-test-probe-{secrets.token_hex(4)}"
+    try:
+        container = client.containers.create(image, entrypoint=entrypoint, name=name)
+        try:
+            container.start()
+            container.wait(timeout=60)
+        finally:
+            container.remove(force=True, v=True)
+    except docker.errors.APIError as exc:
+        return str(exc.explanation or exc)
+    return None
+
+
+@functools.cache
+def _cannot_start() -> str | None:
+    """:func:`cannot_start` for the tests' image, asked once per session (a start costs a
+    second or more)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        return cannot_start(client, docker_image(), PROBE)
+    finally:
+        client.close()
 
 
 def _inventory(client: Any) -> dict[str, set[str]]:
@@ -209,3 +255,12 @@ def test_an_image_that_does_not_exist_is_one_line(engine: Any, tmp_path: Path) -
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"connbench: error: docker: image {image!r} is not in the engine")
     assert {c.id for c in _ours(engine)} - before == set()
+
+
+def test_the_probe_tells_a_container_that_cannot_start_from_one_that_does(engine: Any) -> None:
+    # What the skip above rests on, on the same engine: a start the engine refuses is said
+    # with the engine's words, and the tests' image starts (else they would have skipped).
+    refused = cannot_start(engine, docker_image(), ["/connbench-no-such-entrypoint"])
+    assert refused is not None and "connbench-no-such-entrypoint" in refused
+    assert cannot_start(engine, docker_image(), PROBE) is None
+    assert not [c for c in engine.containers.list(all=True) if "-probe-" in (c.name or "")]

@@ -347,7 +347,7 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
             wait_for(lambda: running("postgres -D", proc.pid), 60, proc)
         children = descendants(proc.pid)
         assert children
-        made = temp_dirs_made_by(proc.pid, Path("/tmp"))
+        made = temp_dirs_made_by(proc.process, Path("/tmp"))
         assert made
         proc.stop(signal.SIGINT)
     stderr = proc.stderr
@@ -357,7 +357,7 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
 
     wait_for(lambda: all_gone(children), 10)
     assert list(tmp.iterdir()) == [], "temp files left behind in TMPDIR"
-    left = {p for p in made if p.exists()} | temp_dirs_made_by(proc.pid, Path("/tmp"))
+    left = {p for p in made if p.exists()} | temp_dirs_made_by(proc.process, Path("/tmp"))
     assert not left, "temp files left behind in /tmp"
     saved = results.load(out)
     assert saved.interrupted is True
@@ -460,7 +460,7 @@ def test_serve_answers_until_ctrl_c(stop: signal.Signals, inherited: str) -> Non
         assert response.json() == {"message": "Visit logged"}
         pid = served.process.pid
         children = descendants(pid)
-        made = temp_dirs_made_by(pid, Path("/tmp"))
+        made = temp_dirs_made_by(served.process.process, Path("/tmp"))
         assert made
         served.process.stop(stop)
     assert served.process.returncode == 130, served.process.stderr

@@ -163,13 +163,18 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, **WIDE, "TMPDIR": str(tmp_path)}
 
 
-def _uvicorns(pid: int, seen: dict[int, tuple[int, str]]) -> None:
-    """Note each of ``pid``'s descendants (the apps, the fork server): its parent, command."""
+def _uvicorns(
+    pid: int, seen: dict[int, tuple[int, str]], found: list[psutil.Process] | None = None
+) -> None:
+    """Note each of ``pid``'s descendants (the apps, the fork server): its parent, command;
+    in ``found``, the process itself (its PID alone may be another's once it has ended)."""
     for proc in descendants(pid):
         try:
             cmdline = " ".join(proc.cmdline())
-            if cmdline:
-                seen.setdefault(proc.pid, (proc.ppid(), cmdline))
+            if cmdline and proc.pid not in seen:
+                seen[proc.pid] = (proc.ppid(), cmdline)
+                if found is not None:
+                    found.append(proc)
         except psutil.Error:
             continue
 
@@ -177,13 +182,14 @@ def _uvicorns(pid: int, seen: dict[int, tuple[int, str]]) -> None:
 def test_a_run_forks_its_strategy_app_and_starts_an_own_app_cold(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     seen: dict[int, tuple[int, str]] = {}
+    found: list[psutil.Process] = []
     with Connbench(
         "run", "--strategy", "pool", "--app", "mine=examples.myapp.main:app",
         "--duration", "1.5", *QUICK, "--count-sql", "SELECT count(*) FROM items",
         "-o", str(out), cwd=ROOT, env=_env(tmp_path),
     ) as run:  # fmt: skip
         while run.poll() is None:
-            _uvicorns(run.pid, seen)
+            _uvicorns(run.pid, seen, found)
             time.sleep(0.05)
         assert run.wait(60) == 0, run.said()
     servers = [pid for pid, (_, cmd) in seen.items() if "connbench.infra.forkserver" in cmd]
@@ -193,8 +199,8 @@ def test_a_run_forks_its_strategy_app_and_starts_an_own_app_cold(tmp_path: Path)
     assert pool == servers, seen  # forked from the fork server
     assert mine and set(mine) == {run.pid}, seen  # a user's app runs as it really does
     assert all(r.status == "ok" for r in results.load(out).results)
-    assert all_gone([psutil.Process(pid) for pid in seen if psutil.pid_exists(pid)])
-    assert not temp_dirs_made_by(run.pid, tmp_path)
+    assert all_gone(found)
+    assert not temp_dirs_made_by(run.process, tmp_path)
 
 
 def test_a_killed_fork_server_fails_only_its_app_and_leaves_nothing(tmp_path: Path) -> None:
@@ -226,7 +232,7 @@ def test_a_killed_fork_server_fails_only_its_app_and_leaves_nothing(tmp_path: Pa
     connect = [ppid for ppid, cmd in seen.values() if "uvicorn connbench.apps.connect" in cmd]
     assert connect and set(connect) == {run.pid}, seen
     wait_for(lambda: all_gone(children), 10)
-    assert not temp_dirs_made_by(run.pid, tmp_path)
+    assert not temp_dirs_made_by(run.process, tmp_path)
 
 
 def test_a_killed_run_takes_its_fork_server_and_app_along(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ FAILED = "connbench-launch: "
 EXIT_BAD_APP = 3
 READY_FD_ENV = "CONNBENCH_READY_FD"
 READY = b"ready\n"
+TICK_S = 0.1  # uvicorn's main loop: how often it looks at should_exit (see stop_promptly)
 
 
 def _fail(message: str) -> NoReturn:
@@ -89,6 +90,49 @@ def say_when_ready(server: Any) -> None:
                 pass
 
     server.startup = startup_then_say
+
+
+def stop_promptly(server: Any) -> None:
+    """Have uvicorn's ``Server`` begin its shutdown as soon as its stop signal arrives. Its
+    main loop sleeps 0.1 s between looks at ``should_exit`` (each look, a tick, also refreshes
+    the Date header once a second), so a stop waited 0.05 s on average, 0.1 s at worst, for
+    nothing. Here the loop ticks as often, and the signal handler, once it has done what
+    uvicorn's does, also ends the tick's wait (from a signal handler, as asyncio's own
+    ``add_signal_handler`` does: ``call_soon_threadsafe`` wakes the loop). What follows is
+    uvicorn's shutdown, unchanged: stop listening, finish the requests in flight (up to
+    ``--timeout-graceful-shutdown``), the lifespan's shutdown (the app closes its pool)."""
+    import asyncio
+
+    handle_exit = server.handle_exit
+
+    def end(tick: asyncio.Future[None]) -> None:
+        if not tick.done():
+            tick.set_result(None)
+
+    async def main_loop(self: Any) -> None:
+        loop = asyncio.get_running_loop()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000  # as uvicorn's loop counts its ticks
+            tick = loop.create_future()
+            self.connbench_tick = (loop, tick)
+            timer = loop.call_later(TICK_S, end, tick)
+            try:
+                await tick
+            finally:
+                timer.cancel()
+            should_exit = await self.on_tick(counter)
+
+    def handle_exit_now(self: Any, sig: int, frame: Any) -> None:
+        handle_exit(self, sig, frame)
+        waiting = getattr(self, "connbench_tick", None)
+        if waiting is not None:
+            loop, tick = waiting
+            loop.call_soon_threadsafe(end, tick)
+
+    server.main_loop = main_loop
+    server.handle_exit = handle_exit_now
 
 
 if __name__ == "__main__":

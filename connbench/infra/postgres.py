@@ -27,6 +27,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -206,6 +207,120 @@ def start(
     bindir = embedded_bindir() if backend.kind == "embedded" else local_bindir()
     with _cluster(backend.kind, bindir, settings, workdir) as pg:
         yield pg
+
+
+# --- started early: while the command line imports the runner ------------------------------
+
+EARLY_KINDS = ("embedded", "local")  # the servers connbench starts itself
+EARLY_STOP_S = 120.0  # for a thread to finish a start (READY_TIMEOUT_S at most) and the stop
+
+
+class Early:
+    """A server :func:`start` starts on a :class:`connbench.infra.procs.Keeper` thread of its
+    own, which holds it until :meth:`close` (or the end of :meth:`taken`) and then stops it and
+    removes its temp dir, as :func:`start`'s exit does: the same code path, only on another
+    thread, so every property of a start (the private temp dir, the password set over the
+    socket, the cached cluster) holds. The postmaster is this process's child (the parent-death
+    signal comes with the end of the process), and no signal reaches the thread: a Ctrl-C is
+    the main thread's, which then closes it."""
+
+    def __init__(self, backend: Backend, settings: Mapping[str, str]) -> None:
+        self.backend = backend
+        self.settings = dict(settings)
+        self._started = threading.Event()  # up, or failed
+        self._release = threading.Event()
+        self._pg: Postgres | None = None
+        self._error: BaseException | None = None
+        self._thread = procs.Keeper(self._keep, name="connbench-postgres")
+        self._thread.start()
+
+    def _keep(self) -> None:
+        try:
+            with start(self.backend, settings=self.settings) as pg:
+                self._pg = pg
+                self._started.set()
+                self._release.wait()
+        except BaseException as exc:  # noqa: BLE001 - the taker's to raise, on its thread
+            self._error = exc
+        finally:
+            self._started.set()
+
+    def serves(self, backend: Backend, settings: Mapping[str, str]) -> bool:
+        return backend == self.backend and dict(settings) == self.settings
+
+    @contextmanager
+    def taken(self) -> Iterator[Postgres]:
+        """The server once it is up, as :func:`start` yields it (its errors raised here);
+        stopped on the way out."""
+        try:
+            if not self._started.wait(EARLY_STOP_S):
+                raise PostgresError(f"{self.backend.label}: not started after {EARLY_STOP_S:g} s")
+            if self._pg is None:
+                assert self._error is not None
+                raise self._error
+            yield self._pg
+        finally:
+            self.close()
+        if self._error is not None:  # the stop failed, the body did not
+            raise self._error
+
+    def close(self) -> None:
+        """Stop the server (once its start is over) and remove its temp dir; wait for that
+        (``EARLY_STOP_S`` at most) even through a Ctrl-C, which is raised afterwards."""
+        self._release.set()
+        interrupted: KeyboardInterrupt | None = None
+        deadline = time.monotonic() + EARLY_STOP_S
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                self._thread.join(deadline - time.monotonic())
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
+
+
+_early: Early | None = None  # started by start_early, until taken or closed
+
+
+def start_early(spec: str, settings: Mapping[str, str]) -> None:
+    """Start the server ``spec`` (a ``--postgres`` value) names now, on a thread (see
+    :class:`Early`), for the runner to take (:func:`take_early`): the command line calls this
+    before it imports the runner (0.4 s), which then overlaps the server's start (the
+    cluster's copy, postgres starting: files and subprocesses). Only the servers connbench
+    starts itself; a container or an external server is reached when the runner asks. What
+    goes wrong is raised when the runner takes it."""
+    global _early
+    backend = parse_backend(spec)
+    if _early is None and backend.kind in EARLY_KINDS:
+        _early = Early(backend, settings)
+
+
+def take_early(
+    backend: Backend, settings: Mapping[str, str]
+) -> AbstractContextManager[Postgres] | None:
+    """The server :func:`start_early` started, if it is ``backend`` with ``settings`` (see
+    :meth:`Early.taken`); None otherwise (one that is not is stopped and removed first)."""
+    global _early
+    early, _early = _early, None
+    if early is None:
+        return None
+    if not early.serves(backend, settings):  # pragma: no cover - the same scenario's
+        early.close()
+        return None
+    return early.taken()
+
+
+@contextmanager
+def early_closed() -> Iterator[None]:
+    """Stop a server :func:`start_early` started that no run took (the command failed, or
+    was interrupted, before it ran) on the way out, and remove its temp dir."""
+    global _early
+    try:
+        yield
+    finally:
+        early, _early = _early, None
+        if early is not None:
+            early.close()
 
 
 # --- embedded and local: one code path, two sources of binaries ---------------------------

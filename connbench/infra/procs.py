@@ -270,6 +270,23 @@ def kill_strays(tag: str, session: int | None = None) -> tuple[list[str], list[s
     return [seen[pid] for pid in seen if pid not in alive], [seen[pid] for pid in alive]
 
 
+class Keeper(threading.Thread):
+    """A thread that may start children (see :meth:`Child.spawn`) because it outlives them:
+    its target stops every child it started before it returns. The parent-death signal fires
+    when the *thread* that forked exits, so a child of any other thread but the main one
+    would be stopped by the kernel as soon as that thread ended. Daemonic: should its target
+    hang, the process's exit still ends it (and then its children get that signal)."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        super().__init__(target=target, name=name, daemon=True)
+
+
+def may_start_children() -> bool:
+    """Whether this thread outlives what it starts: the main thread, or a :class:`Keeper`."""
+    current = threading.current_thread()
+    return current is threading.main_thread() or isinstance(current, Keeper)
+
+
 class Child:
     """A managed child: ``with Child(argv, ...) as child`` runs ``argv`` in its own session with
     its output in ``log_path``, and stops the whole group on exit. It can also be stopped and
@@ -277,8 +294,8 @@ class Child:
     process is current.
 
     :meth:`spawn` raises :class:`ProcessError` (with the log tail) when the program cannot be
-    started, and must run on the main thread: the parent-death signal fires when the *thread*
-    that forked exits.
+    started, and must run on the main thread or a :class:`Keeper`: the parent-death signal
+    fires when the *thread* that forked exits.
     """
 
     def __init__(
@@ -329,8 +346,10 @@ class Child:
 
     def spawn(self) -> Process:
         """Start the program (again), in its own session, output appended to the log."""
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError(f"{self.name}: child processes must be started on the main thread")
+        if not may_start_children():
+            raise RuntimeError(
+                f"{self.name}: child processes must be started on the main thread or a Keeper"
+            )
         env = {**self.env, TAG_ENV: self.tag}
         if self.spawner is not None and self.user is None:
             forked = self.spawner.spawn(
