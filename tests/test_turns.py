@@ -280,7 +280,7 @@ def test_ctrl_c_in_a_round_of_turns_keeps_both_sides_and_leaves_nothing(tmp_path
         wait_for(lambda: connected_to("examples.myapp.main", proc.pid), 60, proc)
         time.sleep(3.0)
         children = descendants(proc.pid)
-        made = temp_dirs_made_by(proc.pid, Path("/tmp"))
+        made = temp_dirs_made_by(proc.process, Path("/tmp"))
         assert children and made
         proc.stop(signal.SIGINT)
     assert proc.returncode == 130, proc.stderr
