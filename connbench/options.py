@@ -428,9 +428,9 @@ RUN: tuple[Opt, ...] = (
         "slices",
         str | None,
         typer.Option(
-            metavar=INT,
+            metavar="N",
             help="With --repeat: each round starts every --app at once and takes the load in "
-            "turns between them, INT turns a side of --duration/INT measured seconds each "
+            "turns between them, N turns a side of --duration/N measured seconds each "
             "(A B A B ...): a neighbour's burst lands on both sides, not one. Own apps only "
             f"(default: {defaults.SLICES}, one side after the other).",
             show_default=False,
