@@ -165,15 +165,19 @@ def _interrupted() -> Iterator[None]:
     import threading
 
     main = threading.current_thread() is threading.main_thread()  # else: no handler to set
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
+    # SIGINT too, whatever was inherited: a shell starts a background job with SIGINT
+    # ignored, and a Ctrl-C (kill -INT) before the runner's own handlers would then be lost,
+    # the run going on to its end (as the runner's handlers, once set, never lose it).
+    signals = (signal.SIGINT, signal.SIGTERM) if main else ()
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in signals}
     try:
         yield
     except KeyboardInterrupt:
         _echo("connbench: interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _version(value: bool) -> None:

@@ -122,10 +122,17 @@ def test_a_run_refused_after_the_early_start_leaves_nothing(tmp_path: Path) -> N
     assert not temp_dirs_made_by(run.process, Path("/tmp"), tmp_path)
 
 
+def _default_sigint() -> None:  # in the child: whatever the test runner inherited
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_the_early_server_starts_leaves_nothing(tmp_path: Path) -> None:
+    # SIGINT as a terminal gives it: under a harness started in the background (SIGINT then
+    # inherited ignored) a Ctrl-C this early was lost, and the run went on to its end (fixed
+    # in cli._interrupted; inherited ignored, the exit is now sometimes -2, not 130: open).
     with Connbench(
         "run", "-s", "pool", "-d", "30", "-o", str(tmp_path / "r.json"),
-        cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)},
+        cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)}, preexec_fn=_default_sigint,
     ) as run:  # fmt: skip
         # Its temp dir made: the cluster is being copied, before any variant starts.
         wait_for(
