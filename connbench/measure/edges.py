@@ -44,6 +44,7 @@ class Edges:
     reads: dict[str, asyncio.Task[dict[str, Any] | None]] = field(default_factory=dict)
     # A sliced round: each turn's (start, end), whose CPU is this side's (see load.run).
     turns: list[tuple[Edge, Edge]] = field(default_factory=list)
+    _turn_start: Edge | None = None
 
     def processes(self) -> dict[str, int | None]:
         # Read at each edge: a restart gives PostgreSQL a new process.
@@ -59,11 +60,12 @@ class Edges:
             cpu["postgres"] = self.pg.cpu_s()
         edge = Edge(cpu, pids, time.perf_counter())
         if name == "turn-start":
-            self.seen[name] = edge
+            self._turn_start = edge
             return
         if name == "turn-end":
-            if "turn-start" in self.seen:
-                self.turns.append((self.seen.pop("turn-start"), edge))
+            if self._turn_start is not None:
+                self.turns.append((self._turn_start, edge))
+                self._turn_start = None
             return
         self.seen[name] = edge
         if self.app.instrumented:  # the app's timing totals at this edge, read meanwhile

@@ -16,6 +16,7 @@ unknown, never the count of the sessions left visible.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from array import array
 from bisect import bisect_left
@@ -106,13 +107,12 @@ class Samples:
         """The samples ``offset`` places (ns from ``origin_ns``), at their new times, with the
         same counters: one side's of a sliced round, on its window's time line (see
         :meth:`connbench.measure.turns.Turns.offset`)."""
-        out = Samples()
+        out = copy.copy(self)  # the counters, whatever they are
+        out.t_ns, out.by_state = array("q"), {}
         for sample in self.samples:
             at = offset(sample.t_ns)
             if at is not None:
                 out.append(Sample(origin_ns + at, sample.by_state))
-        for name in ("connects", "failures", "last_error", "hidden", "user", "foreign"):
-            setattr(out, name, getattr(self, name))
         return out
 
 

@@ -79,6 +79,10 @@ class Turns:
         """Turn ``k``'s start (its re-warm's) on the real clock."""
         return self.base_ns + k * self.period_ns + self.index * self.slot_ns
 
+    def _place(self, t_ns: int) -> tuple[int, int]:
+        """(k, ns since turn k's start): the turn of this side's that ``t_ns`` follows."""
+        return divmod(t_ns - self.turn_start_ns(0), self.period_ns)
+
     def turns(self) -> list[tuple[int, int]]:
         """(start, end) of every turn, re-warm included, on the real clock."""
         return [(s, s + self.slot_ns) for s in map(self.turn_start_ns, range(self.count))]
@@ -105,7 +109,7 @@ class Turns:
         it falls in no measured part (the warm-up, a re-warm, another side's turn, later)."""
         if t_ns < self.base_ns:
             return None
-        k, within = divmod(t_ns - self.base_ns - self.index * self.slot_ns, self.period_ns)
+        k, within = self._place(t_ns)
         if not 0 <= k < self.count or not self.rewarm_ns <= within < self.slot_ns:
             return None
         return k * self.turn_ns + within - self.rewarm_ns
@@ -116,7 +120,7 @@ class Turns:
         round is cut short at ``t_ns``."""
         if t_ns < self.base_ns:
             return 0
-        k, within = divmod(t_ns - self.base_ns - self.index * self.slot_ns, self.period_ns)
+        k, within = self._place(t_ns)
         if k < 0:
             return 0
         if k >= self.count:
