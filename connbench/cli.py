@@ -233,8 +233,6 @@ def run(**given: Any) -> None:
     """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
     from connbench.infra import forkserver, postgres
     from connbench.model import files, scenario
-    from connbench.present import progress
-    from connbench.present import run as run_view
 
     with _interrupted(), _domain_errors(), forkserver.early_closed(), postgres.early_closed():
         fmt = _format(given["format_"])
@@ -247,6 +245,8 @@ def run(**given: Any) -> None:
             forkserver.start_early(chosen.variants())
             postgres.start_early(chosen.postgres, chosen.server)
         from connbench import runner
+        from connbench.present import progress
+        from connbench.present import run as run_view
 
         console = _console()
         notes = console if fmt == "table" else _console(stderr=True)

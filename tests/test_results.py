@@ -257,3 +257,21 @@ def test_a_field_name_with_a_newline_stays_on_one_line(tmp_path: Path) -> None:
     message = str(raised.value)
     assert "\n" not in message
     assert "\\nx" in message and "..." in message
+
+
+def test_the_environment_is_read_without_starting_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # platform.platform() runs `uname -p` on Linux (its processor), a child that inherits our
+    # environment: a PGPASSWORD the user gave us would sit in it, where only apps may hold it.
+    import platform
+    import subprocess
+
+    monkeypatch.setattr(platform, "_uname_cache", None)  # as in a fresh process
+    monkeypatch.setattr(platform, "_platform_cache", {})
+
+    def no_child(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a process was started: {args}")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_child)
+    env = results.environment()
+    monkeypatch.undo()
+    assert env.platform == platform.platform(), "the same text as platform.platform()"
