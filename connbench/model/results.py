@@ -137,7 +137,7 @@ def environment() -> Environment:
     return Environment(
         python=sys.version.split()[0],
         python_implementation=platform.python_implementation(),
-        platform=platform.platform(),
+        platform=_platform(),
         machine=platform.machine(),
         cpu_model=_cpu_model(),
         cpu_count=os.cpu_count(),
@@ -148,6 +148,22 @@ def environment() -> Environment:
     )
 
 
+def _platform() -> str:
+    """``platform.platform()``'s text (``Linux-6.1.0-x86_64-with-glibc2.36``) without the
+    ``uname -p`` it runs on Linux for the processor, which it drops there anyway ("unknown"):
+    that child would inherit a PGPASSWORD the user gave us, and only the apps get credentials.
+    Elsewhere, ``platform.platform()`` itself."""
+    if sys.platform != "linux":
+        return platform.platform()
+    uname = os.uname()
+    libc, version = platform.libc_ver()
+    parts = [uname.sysname, uname.release, uname.machine, "with", libc + version]
+    text = "-".join(part.strip().replace(" ", "_") for part in parts if part)
+    while "--" in text:
+        text = text.replace("--", "-")
+    return text.removesuffix("-with").rstrip("-")
+
+
 def _cpu_model() -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -155,7 +171,7 @@ def _cpu_model() -> str | None:
                 return line.partition(":")[2].strip()
     except OSError:
         pass
-    return platform.processor() or None
+    return None  # not platform.processor(): see _platform
 
 
 def postgres_info(backend: str, version: str, settings: dict[str, str], dsn: str) -> PostgresInfo:
