@@ -117,10 +117,12 @@ def temp_dirs_made_by(maker: psutil.Process, *dirs: Path) -> set[Path]:
     :func:`connbench.infra.tempdirs.make` writes them; ``maker`` may have ended since): other
     runs (other test workers, colleagues' suites on the same machine) make and remove their
     own in /tmp meanwhile, so a before/after diff of the directory would race, and one of them
-    may have had the same PID."""
+    may have had the same PID. Searched: ``dirs`` and every parent connbench makes its temp
+    dirs in (:func:`connbench.infra.tempdirs.parents`: /var/tmp for a server's data too)."""
     created = maker.create_time()
     found = set()
-    for path in (p for d in dirs for p in d.glob(f"{tempdirs.PREFIX}*")):
+    searched = dict.fromkeys((*dirs, *tempdirs.parents()))
+    for path in (p for d in searched for p in d.glob(f"{tempdirs.PREFIX}*")):
         try:
             pid, stamped = (path / tempdirs.OWNER_FILE).read_text().split()[:2]
             if int(pid) == maker.pid and abs(float(stamped) - created) < 1.0:

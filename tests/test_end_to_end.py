@@ -344,6 +344,10 @@ def test_ctrl_c_leaves_nothing_behind_and_keeps_what_was_measured(
             wait_for(lambda: bool(postmasters(proc.pid) - {first}), 60, proc)
             time.sleep(1.0)
         else:
+            # The run has begun (its first line) and its server is up: PostgreSQL starts
+            # while the runner is imported, so a server alone may come before the run does
+            # (a Ctrl-C then keeps no result: nothing was begun; test_early_postgres.py).
+            proc.wait_for_line(r"starting PostgreSQL", 60)
             wait_for(lambda: running("postgres -D", proc.pid), 60, proc)
         children = descendants(proc.pid)
         assert children
