@@ -59,3 +59,38 @@ def test_a_start_that_fails_ends_at_once_with_the_log(tmp_path: Path) -> None:
             pass
     assert "the database is not there" in str(caught.value)
     assert time.monotonic() - started < appserver.READY_TIMEOUT_S
+
+
+def test_clients_of_our_apps_ignore_proxy_settings_and_trust_no_ca(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Our apps answer plain HTTP on loopback: an HTTP_PROXY in the user's environment must
+    # not take those requests elsewhere (a default httpx client sends them to the proxy),
+    # and an https URL is refused rather than trusted.
+    import http.server
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/health"
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        with httpx.Client(timeout=2.0) as default, pytest.raises(httpx.HTTPError):
+            default.get(url)  # what the old clients did
+        with appserver.loopback_client(2.0) as client:
+            assert client.get(url).status_code == 200
+        with appserver.loopback_client(2.0) as client, pytest.raises(httpx.HTTPError):
+            client.get(f"https://127.0.0.1:{server.server_port}/health")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,8 +9,10 @@ sets TCP_NODELAY: Nagle's algorithm put 40 ms on every response, measured here.)
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
+import ssl
 import subprocess
 import sys
 import time
@@ -38,6 +40,27 @@ from connbench.infra import launch, procs
 from connbench.model.errors import ProcessError
 
 READY_TIMEOUT_S = 30.0
+
+
+# The apps connbench starts answer plain HTTP on 127.0.0.1, and so their clients (readiness,
+# timing totals) load no CA bundle (36 ms a client, twice in every app's start and window)
+# and read no proxy settings (an HTTP_PROXY in the environment would take loopback requests
+# elsewhere). An https URL would fail here, never be trusted: the context trusts no CA.
+@functools.cache
+def _trusts_nothing() -> ssl.SSLContext:
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def loopback_client(timeout_s: float) -> httpx.Client:
+    """An HTTP client for an app connbench started (see above)."""
+    return httpx.Client(timeout=timeout_s, verify=_trusts_nothing(), trust_env=False)
+
+
+def loopback_async_client(timeout_s: float) -> httpx.AsyncClient:
+    """:func:`loopback_client`, async."""
+    return httpx.AsyncClient(timeout=timeout_s, verify=_trusts_nothing(), trust_env=False)
+
+
 STOP_TIMEOUT_S = 10.0
 BIND_ATTEMPTS = 3
 
@@ -291,7 +314,7 @@ def _wait_signal(read_fd: int, name: str, url: str, proc: procs.Process, log_pat
 
 
 def _wait_healthy(url: str, strategy: Strategy, proc: procs.Process, log_path: Path) -> None:
-    with httpx.Client(timeout=1.0) as client:
+    with loopback_client(1.0) as client:
 
         def healthy() -> bool:
             try:

@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-import httpx
-
 from connbench.infra import appserver, pgbouncer, postgres, userapp
 from connbench.measure import engines, faults, load, sampler, watchdog
 from connbench.measure.edges import STATS_TIMEOUT_S, Edges
@@ -58,7 +56,7 @@ def measure(
         stop = asyncio.Event()
         samples = sampler.Samples()
         pool_samples = sampler.PoolSamples() if bouncer is not None else None
-        edges = Edges(app, pg, bouncer, injector, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
+        edges = Edges(app, pg, bouncer, injector, appserver.loopback_async_client(STATS_TIMEOUT_S))
         signals.attach(loop, stop)
         deaths: list[watchdog.Death] = []
         watchers = [
@@ -146,7 +144,7 @@ def measure_turns(
         )
         samples = [sampler.Samples() for _ in sides]
         edges = [
-            Edges(side.app, pg, None, None, httpx.AsyncClient(timeout=STATS_TIMEOUT_S))
+            Edges(side.app, pg, None, None, appserver.loopback_async_client(STATS_TIMEOUT_S))
             for side in sides
         ]
         deaths: list[list[watchdog.Death]] = [[] for _ in sides]
