@@ -259,7 +259,9 @@ def test_a_field_name_with_a_newline_stays_on_one_line(tmp_path: Path) -> None:
     assert "\\nx" in message and "..." in message
 
 
-def test_the_environment_is_read_without_starting_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_is_read_without_starting_a_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # platform.platform() runs `uname -p` on Linux (its processor), a child that inherits our
     # environment: a PGPASSWORD the user gave us would sit in it, where only apps may hold it.
     import platform
