@@ -97,6 +97,8 @@ def checkouts(against: str | None) -> Iterator[dict[str, Path]]:
                 check=True, capture_output=True,
             )  # fmt: skip
             trees = {against: other, **trees}
+        for tree in trees.values():
+            _byte_compile(tree)
         try:
             yield trees
         finally:
@@ -105,6 +107,16 @@ def checkouts(against: str | None) -> Iterator[dict[str, Path]]:
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)],
                     check=False, capture_output=True,
                 )  # fmt: skip
+
+
+def _byte_compile(tree: Path) -> None:
+    """connbench's modules in ``tree`` byte-compiled, as `make run` and a regular pip install
+    leave them: with PYTHONDONTWRITEBYTECODE set (as on this project's VMs) nothing else
+    writes them, and a tree without them would compile its modules in every run."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(tree / "connbench")],
+        check=True, capture_output=True,
+    )  # fmt: skip
 
 
 def commands(args: argparse.Namespace) -> None:
@@ -295,6 +307,7 @@ def breakdown(args: argparse.Namespace) -> None:
         f"{args.runs} runs each, medians"
     )
     print(f"command: connbench {' '.join(RUN_ARGS)} -s pool")
+    _byte_compile(ROOT)
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="connbench-startup-") as tmp:
         # Unmeasured: it fills the cluster cache if it is empty (what a first run costs).
