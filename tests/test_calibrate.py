@@ -19,3 +19,22 @@ def test_ceilings_are_measured_and_the_table_is_left_empty(pg: Postgres) -> None
 def test_pgbench_ships_with_the_embedded_server(pg: Postgres) -> None:
     path = calibrate.pgbench_path(pg)
     assert path is not None and path.parent == pg.bindir
+
+
+def test_a_pgbench_failure_names_its_first_error() -> None:
+    # Its summary's last lines say only that nothing was processed; the cause comes first.
+    import subprocess
+
+    from connbench.measure.calibrate import _pgbench_said
+
+    failed = subprocess.CompletedProcess(
+        ["pgbench"],
+        2,
+        stdout="transaction type: insert.sql\nduration: 2 s\n"
+        "number of transactions actually processed: 0\n",
+        stderr="pgbench: error: connection to server at 127.0.0.1, port 5432 failed: "
+        "FATAL:  sorry, too many clients already\npgbench: error: Run was aborted\n",
+    )
+    said = _pgbench_said(failed)
+    assert said.startswith("pgbench: error: connection to server"), said
+    assert "too many clients" in said and "processed: 0" in said

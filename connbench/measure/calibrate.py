@@ -77,10 +77,17 @@ def pgbench_tps(
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration_s + 60)
     found = TPS.search(result.stdout)
     if result.returncode != 0 or found is None:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        raise MissingDependency("calibrate: pgbench failed: " + redact(" | ".join(tail)))
+        raise MissingDependency("calibrate: pgbench failed: " + redact(_pgbench_said(result)))
     pg.reset_table()
     return float(found.group(1))
+
+
+def _pgbench_said(result: subprocess.CompletedProcess[str]) -> str:
+    """What pgbench's failure comes down to: its first error (a client that could not
+    connect, say, which its summary's last lines do not name), then those last lines."""
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()][:1]
+    tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+    return " | ".join(dict.fromkeys([*errors, *tail]))
 
 
 def wrk_rps(url: str, concurrency: int, duration_s: float) -> float | None:
