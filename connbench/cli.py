@@ -14,7 +14,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -231,10 +231,15 @@ def _append_summary(path: Path | None, markdown: str) -> None:
 @options.declare(options.RUN)
 def run(**given: Any) -> None:
     """Benchmark strategies (and your own apps) against a PostgreSQL and save a JSON result."""
-    from connbench.infra import forkserver, postgres
-    from connbench.model import files, scenario
+    from connbench.infra import forkserver
 
-    with _interrupted(), _domain_errors(), forkserver.early_closed(), postgres.early_closed():
+    with _interrupted(), _domain_errors(), forkserver.early_closed(), ExitStack() as closed:
+        if not given["check_only"]:  # its imports beside ours, from the start (see there)
+            forkserver.spawn_early()
+        from connbench.infra import postgres
+        from connbench.model import files, scenario
+
+        closed.enter_context(postgres.early_closed())
         fmt = _format(given["format_"])
         every_s = _progress_interval(given["progress_every"])
         output: str | None = given["output"]  # a str until checked: Path() drops a trailing /

@@ -265,3 +265,30 @@ def test_a_server_that_died_before_any_app_lets_them_start_cold(
         f"connbench's fork server (pid {server.pid}) was killed by SIGKILL; the next apps are "
         "started cold"
     ]
+
+
+def test_a_fork_server_started_before_the_scenario_is_read_goes_when_not_needed(
+    tmp_path: Path,
+) -> None:
+    # The command line starts the fork server before it reads the scenario (its imports are
+    # the longest step before the first app): bad input, or a run of own apps only, stops
+    # it then, and leaves neither it nor its temp dir.
+    with Connbench(
+        "run", "--strategy", "pool", "--duration", "1x", cwd=ROOT, env=_env(tmp_path)
+    ) as bad:
+        assert bad.wait(60) == 2, bad.said()
+    assert not temp_dirs_made_by(bad.process, tmp_path)
+    seen: dict[int, tuple[int, str]] = {}
+    found: list[psutil.Process] = []
+    out = tmp_path / "r.json"
+    with Connbench(
+        "run", "--app", "mine=examples.myapp.main:app", "--duration", "1", *QUICK,
+        "--count-sql", "SELECT count(*) FROM items", "-o", str(out), cwd=ROOT, env=_env(tmp_path),
+    ) as run:  # fmt: skip
+        wait_for(lambda: connected_to("examples.myapp.main", run.pid), 60, run)
+        _uvicorns(run.pid, seen, found)
+        assert run.wait(60) == 0, run.said()
+    running = [cmd for _, cmd in seen.values() if "connbench.infra.forkserver" in cmd]
+    assert not running, f"a fork server ran beside the own app: {seen}"
+    assert all_gone(found)
+    assert not temp_dirs_made_by(run.process, tmp_path)

@@ -481,7 +481,9 @@ class ForkServer:
     def serving(self) -> bool:
         return self._sock is not None
 
-    def start(self) -> None:
+    def start(self, *, tell: bool = True) -> None:
+        """Spawn the server; with ``tell``, tell it :attr:`apps` now (else :meth:`tell` does,
+        later: it imports uvicorn, FastAPI and psycopg meanwhile)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._child = procs.Child(
             [sys.executable, "-m", __name__, str(theirs.fileno())],
@@ -499,8 +501,17 @@ class ForkServer:
         finally:
             theirs.close()  # the server's copy is the only one: EOF for it when we close
         self._sock = ours
+        if tell:
+            self.tell(self.apps)
+
+    def tell(self, apps: Sequence[str]) -> None:
+        """Tell the server the run's apps, whose libraries it imports once its own are in
+        (see :func:`main`); once."""
+        self.apps = list(apps)
+        if self._sock is None:
+            return  # it could not be started: said already
         try:
-            _send(ours, {"apps": self.apps})  # read before its imports, which it names
+            _send(self._sock, {"apps": self.apps})
         except OSError as exc:
             self._gone(f"could not be told the run's apps ({exc})")
 
@@ -677,15 +688,47 @@ def apps_of(variants: Iterable[Variant]) -> list[str]:
 
 # A fork server started before the runner was imported (see start_early), until it is taken.
 _early: tuple[ForkServer, Path, list[str]] | None = None
+_untold = False  # _early was spawned before the run's apps were known (spawn_early)
+
+
+def spawn_early() -> None:
+    """Start a fork server before the run's apps are known (:func:`start_early` tells it
+    them, or stops it when there are none): the command line calls this first thing, so
+    that the server's own imports (uvicorn, FastAPI, psycopg: 0.5-0.75 s of a core, the
+    longest step before the first app can start) begin before the scenario is read rather
+    than after. A run of own apps only pays the start of a process it then stops."""
+    global _early, _untold
+    if _early is not None:
+        return
+    where = tempdirs.make("forks")
+    said: list[str] = []
+    server = ForkServer(where / "forkserver.log", said.append)
+    try:
+        server.start(tell=False)
+    except BaseException:
+        tempdirs.remove(where)
+        raise
+    _early, _untold = (server, where, said), True
 
 
 def start_early(variants: Iterable[Variant]) -> None:
     """Start the fork server for ``variants`` now, in a private temp dir of its own, for the
     runner to take (:func:`take_early`): the command line calls this before it imports the
-    runner, whose import (0.4 s) then overlaps the server's. Nothing when no app would be
-    forked; what goes wrong is said when the runner takes it."""
-    global _early
+    runner, whose import (0.4 s) then overlaps the server's. One :func:`spawn_early` started
+    is told the apps instead. Nothing when no app would be forked (one spawned early is
+    stopped); what goes wrong is said when the runner takes it."""
+    global _early, _untold
     apps = apps_of(variants)
+    if _early is not None and _untold:
+        _untold = False
+        if apps:
+            _early[0].tell(apps)
+            return
+        server, where, _ = _early
+        _early = None
+        server.close()
+        tempdirs.remove(where)
+        return
     if not apps or _early is not None:
         return
     where = tempdirs.make("forks")
@@ -704,8 +747,8 @@ def take_early(
 ) -> ForkServer | None:
     """The server :func:`start_early` started, if it serves ``apps``, now closed (and its
     temp dir removed) by ``stack`` and warning through ``warn``; None if there is none."""
-    global _early
-    early, _early = _early, None
+    global _early, _untold
+    early, _early, _untold = _early, None, False
     if early is None:
         return None
     server, where, said = early
