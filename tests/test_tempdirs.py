@@ -102,6 +102,7 @@ def test_a_full_disk_temp_dir_falls_back_to_the_default(
     assert _made(monkeypatch, on_disk=True).parent == Path(tempfile.gettempdir())
 
 
+@pytest.mark.integration
 def test_a_server_temp_dir_asks_ext4_to_spread_its_subdirectories(tmp_path: Path) -> None:
     # chattr +T (FS_TOPDIR_FL): each run's data directory then lands in a block group of its
     # own, not beside the inodes the last run freed (see tempdirs.spread_subdirs).
