@@ -18,16 +18,21 @@ def test_live_owner_keeps_its_directory(tmp_path: Path) -> None:
     assert not mine.exists()
 
 
-@pytest.mark.integration
-def test_directory_of_a_killed_connbench_is_removed(tmp_path: Path) -> None:
-    # A real process makes the directory and is killed without cleaning up.
+def _orphan(parent: Path) -> Path:
+    """A directory a real process made in ``parent`` before it was killed (SIGKILL: nothing
+    of its own clean-up ran)."""
     code = (
-        "import os, signal, sys; from connbench.infra import tempdirs; "
-        f"p = tempdirs.make('pg', {str(tmp_path)!r}); print(p, flush=True); "
+        "import os, signal; from connbench.infra import tempdirs; "
+        f"p = tempdirs.make('pg', {str(parent)!r}); print(p, flush=True); "
         "os.kill(os.getpid(), signal.SIGKILL)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    orphan = Path(out.stdout.strip())
+    return Path(out.stdout.strip())
+
+
+@pytest.mark.integration
+def test_directory_of_a_killed_connbench_is_removed(tmp_path: Path) -> None:
+    orphan = _orphan(tmp_path)
     assert orphan.exists()
     assert tempdirs.remove_stale((tmp_path,)) == [orphan]
     assert not orphan.exists()
@@ -124,13 +129,7 @@ def test_a_server_temp_dir_asks_ext4_to_spread_its_subdirectories(tmp_path: Path
 def test_a_dead_runs_directory_stays_while_its_postgres_runs(tmp_path: Path) -> None:
     # The run was killed, its server not yet (it stops when it notices): removing the data
     # directory under a live postmaster would be removing a live server's files.
-    code = (
-        "import os, signal; from connbench.infra import tempdirs; "
-        f"p = tempdirs.make('pg', {str(tmp_path)!r}); print(p, flush=True); "
-        "os.kill(os.getpid(), signal.SIGKILL)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    orphan = Path(out.stdout.strip())
+    orphan = _orphan(tmp_path)
     data = orphan / f"{tempdirs.DATA_PREFIX}1a2b3c4d"
     data.mkdir()
     (data / "postmaster.pid").write_text(f"{os.getpid()}\n/some/data\n")  # alive: this test
