@@ -469,6 +469,7 @@ class ForkServer:
         self._apps: dict[int, Forked] = {}
         self._lock = threading.RLock()
         self.problem: str | None = None  # why it does not serve (None: it does, or may)
+        self.told = False  # of the run's apps (see tell)
 
     @property
     def pid(self) -> int | None:
@@ -507,7 +508,7 @@ class ForkServer:
     def tell(self, apps: Sequence[str]) -> None:
         """Tell the server the run's apps, whose libraries it imports once its own are in
         (see :func:`main`); once."""
-        self.apps = list(apps)
+        self.apps, self.told = list(apps), True
         if self._sock is None:
             return  # it could not be started: said already
         try:
@@ -688,7 +689,20 @@ def apps_of(variants: Iterable[Variant]) -> list[str]:
 
 # A fork server started before the runner was imported (see start_early), until it is taken.
 _early: tuple[ForkServer, Path, list[str]] | None = None
-_untold = False  # _early was spawned before the run's apps were known (spawn_early)
+
+
+def _started(apps: Sequence[str], *, tell: bool) -> tuple[ForkServer, Path, list[str]]:
+    """A fork server for ``apps``, started in a private temp dir of its own, with what it
+    said meanwhile (for :func:`take_early` to pass on)."""
+    where = tempdirs.make("forks")
+    said: list[str] = []
+    server = ForkServer(where / "forkserver.log", said.append, apps)
+    try:
+        server.start(tell=tell)
+    except BaseException:
+        tempdirs.remove(where)
+        raise
+    return server, where, said
 
 
 def spawn_early() -> None:
@@ -697,18 +711,9 @@ def spawn_early() -> None:
     that the server's own imports (uvicorn, FastAPI, psycopg: 0.5-0.75 s of a core, the
     longest step before the first app can start) begin before the scenario is read rather
     than after. A run of own apps only pays the start of a process it then stops."""
-    global _early, _untold
-    if _early is not None:
-        return
-    where = tempdirs.make("forks")
-    said: list[str] = []
-    server = ForkServer(where / "forkserver.log", said.append)
-    try:
-        server.start(tell=False)
-    except BaseException:
-        tempdirs.remove(where)
-        raise
-    _early, _untold = (server, where, said), True
+    global _early
+    if _early is None:
+        _early = _started((), tell=False)
 
 
 def start_early(variants: Iterable[Variant]) -> None:
@@ -717,29 +722,15 @@ def start_early(variants: Iterable[Variant]) -> None:
     runner, whose import (0.4 s) then overlaps the server's. One :func:`spawn_early` started
     is told the apps instead. Nothing when no app would be forked (one spawned early is
     stopped); what goes wrong is said when the runner takes it."""
-    global _early, _untold
+    global _early
     apps = apps_of(variants)
-    if _early is not None and _untold:
-        _untold = False
+    if _early is not None and not _early[0].told:
         if apps:
             _early[0].tell(apps)
-            return
-        server, where, _ = _early
-        _early = None
-        server.close()
-        tempdirs.remove(where)
-        return
-    if not apps or _early is not None:
-        return
-    where = tempdirs.make("forks")
-    said: list[str] = []
-    server = ForkServer(where / "forkserver.log", said.append, apps)
-    try:
-        server.start()
-    except BaseException:
-        tempdirs.remove(where)
-        raise
-    _early = (server, where, said)
+        else:
+            _close_early()
+    elif apps and _early is None:
+        _early = _started(apps, tell=True)
 
 
 def take_early(
@@ -747,8 +738,8 @@ def take_early(
 ) -> ForkServer | None:
     """The server :func:`start_early` started, if it serves ``apps``, now closed (and its
     temp dir removed) by ``stack`` and warning through ``warn``; None if there is none."""
-    global _early, _untold
-    early, _early, _untold = _early, None, False
+    global _early
+    early, _early = _early, None
     if early is None:
         return None
     server, where, said = early
@@ -769,8 +760,14 @@ def early_closed() -> Iterator[None]:
     try:
         yield
     finally:
-        with ExitStack() as stack:
-            take_early([], lambda line: None, stack)
+        _close_early()
+
+
+def _close_early() -> None:
+    """Stop the server :func:`start_early` or :func:`spawn_early` started and remove its
+    temp dir, as a run that took it would on its way out."""
+    with ExitStack() as stack:
+        take_early([], lambda line: None, stack)
 
 
 @contextmanager
