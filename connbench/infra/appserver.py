@@ -40,6 +40,8 @@ from connbench.infra import launch, procs
 from connbench.model.errors import ProcessError
 
 READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+BIND_ATTEMPTS = 3
 
 
 # The apps connbench starts answer plain HTTP on 127.0.0.1, and so their clients (readiness,
@@ -59,10 +61,6 @@ def loopback_client(timeout_s: float) -> httpx.Client:
 def loopback_async_client(timeout_s: float) -> httpx.AsyncClient:
     """:func:`loopback_client`, async."""
     return httpx.AsyncClient(timeout=timeout_s, verify=_trusts_nothing(), trust_env=False)
-
-
-STOP_TIMEOUT_S = 10.0
-BIND_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)

@@ -440,7 +440,7 @@ def _cluster(
             # (see tempdirs.spread_subdirs): its ~970 files are then made in 0.03 s, not the
             # 0.3-1 s they take back to back on a journal-less ext4.
             tempdirs.spread_subdirs(tmp)
-            data = tmp / f"{DATA_PREFIX}{secrets.token_hex(4)}"
+            data = tmp / f"{tempdirs.DATA_PREFIX}{secrets.token_hex(4)}"
             log_path = tempdirs.write_private(tmp / "postgres.log", "", user)
             sockdir = files.private_subdir(tmp / "sock", owner)
         copied = _new_cluster(kind, bindir, data, entry, user, sockdir, log_path)
@@ -487,7 +487,6 @@ INITDB_OPTIONS = (
     "--no-sync", "--no-instructions",
 )  # fmt: skip
 ROLE = DATABASE = "connbench"
-DATA_PREFIX = tempdirs.DATA_PREFIX  # the data directory's name in a server's temp dir
 
 
 def _identity(bindir: Path) -> list[str]:

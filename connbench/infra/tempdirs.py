@@ -54,9 +54,8 @@ def make(prefix: str, parent: str | Path | None = None, user: str | None = None)
 
 # Where a PostgreSQL data directory goes when $TMPDIR does not say: on disk, as a real
 # server's is. /tmp is often a tmpfs (Fedora, Arch, Debian 13), where fsync, which every
-# commit waits for, costs nothing it costs on a disk; /var/tmp is on disk by the FHS. On this
-# project's VMs, /tmp's file system also takes about 1 ms to create a file, against 20-100 us
-# in /var/tmp: the ~970 files of a cluster's copy took 0.4-0.9 s there.
+# commit waits for, costs nothing it costs on a disk; /var/tmp is on disk by the FHS. (What
+# made the cluster's copy slow on this project's VMs was not /tmp: see spread_subdirs.)
 DISK_TMP = Path("/var/tmp")
 
 
@@ -108,7 +107,7 @@ def make_for_user(
         try:
             path = make(prefix, where, user)
         except OSError as exc:
-            if where is disk and disk is not None:
+            if disk is not None and where is disk:
                 continue  # no space on it, say: the default temp dir's turn
             raise ConnbenchError(
                 f"cannot create a temp directory in {where or tempfile.gettempdir()}: "
