@@ -34,7 +34,6 @@ from .helpers import assert_one_line_exit_2
 from .processes import (
     Connbench,
     all_gone,
-    connected_to,
     descendants,
     temp_dirs_made_by,
     wait_for,
@@ -274,11 +273,13 @@ def test_ctrl_c_in_a_round_of_turns_keeps_both_sides_and_leaves_nothing(tmp_path
     with Connbench(
         "run", "--app", "a=examples.myapp.main:app", "--app", "b=examples.myapp.main:app",
         "--slices", "30", "--duration", "30", "--warmup", "0.5", "--concurrency", "4",
-        "-o", str(out),
+        "--progress", "0.5s", "-o", str(out),
     ) as proc:  # fmt: skip
-        # Turns of 1 s a side: 3 s into the load, both sides have measured a turn or more.
-        wait_for(lambda: connected_to("examples.myapp.main", proc.pid), 60, proc)
-        time.sleep(3.0)
+        # Turns of 1 s a side: 3 s into the measured load, both sides have measured a turn or
+        # more. Its first progress line says the round measures: a client connected to an
+        # app said less (the check before the round also connects, 2-3 s before the load).
+        proc.wait_for_line(r".* in turns .* measure", 60)
+        time.sleep(2.5)
         children = descendants(proc.pid)
         made = temp_dirs_made_by(proc.process, Path("/tmp"))
         assert children and made
