@@ -274,6 +274,13 @@ def _running(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] not in "ZX"
 
 
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _pid_in(path: Path) -> int:
     procs.wait_until(
         lambda: path.exists() and path.read_text() != "", what="a daemon", timeout_s=30
@@ -303,6 +310,9 @@ def test_a_childs_daemon_is_killed_and_named_when_it_stops(
     try:
         with child:
             sleeper = _pid_in(pid_file)
+            # Its pid is written when it is forked, before its exec: until then it is named
+            # "python", and the stop found it so once (a race of the test, not of the stop).
+            procs.wait_until(lambda: _name(sleeper) == "sleep", what="its exec", timeout_s=30)
             assert _running(sleeper) and os.getpgid(sleeper) != child.proc.pid
         assert not _running(sleeper)
         assert strays == [
