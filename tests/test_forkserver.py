@@ -166,15 +166,17 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def _uvicorns(
     pid: int, seen: dict[int, tuple[int, str]], found: list[psutil.Process] | None = None
 ) -> None:
-    """Note each of ``pid``'s descendants (the apps, the fork server): its parent, command;
-    in ``found``, the process itself (its PID alone may be another's once it has ended)."""
+    """Note each of ``pid``'s descendants (the apps, the fork server): its parent, command,
+    the last seen (between its fork and its exec a child shows its parent's command line:
+    the fork server, spawned first thing, was once seen only so); in ``found``, the process
+    itself (its PID alone may be another's once it has ended)."""
     for proc in descendants(pid):
         try:
             cmdline = " ".join(proc.cmdline())
-            if cmdline and proc.pid not in seen:
-                seen[proc.pid] = (proc.ppid(), cmdline)
-                if found is not None:
+            if cmdline:
+                if found is not None and proc.pid not in seen:
                     found.append(proc)
+                seen[proc.pid] = (proc.ppid(), cmdline)
         except psutil.Error:
             continue
 
